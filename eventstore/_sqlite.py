@@ -1,0 +1,286 @@
+"""The storage module: every call into the SQLite driver (apsw) lives here.
+
+Nothing outside this module imports apsw. A second backend (PostgreSQL) would provide
+a class with the same small surface as `Database`: execute, executemany, query, one,
+scalar, transaction, attach/detach, close.
+
+Transactions (why they look like this):
+* apsw never opens a transaction behind our back, so every write path says
+  `BEGIN IMMEDIATE` itself. IMMEDIATE takes the write lock up front, which turns a
+  read-then-write race into a queue on SQLite's busy handler instead of a
+  SQLITE_BUSY_SNAPSHOT failure at the first write.
+* A nested `transaction()` becomes a SAVEPOINT, so a domain command can wrap several
+  appends and an inner failure undoes only its own part when the caller catches it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from typing import Any, Iterable, Iterator, Sequence
+
+import apsw
+
+from .errors import CorruptStore, FileError, NotADatabase, StoreBusy, StoreClosed, StoreError, TruncatedFile
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+DEFAULT_BUSY_TIMEOUT_MS = 15_000
+SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
+
+ConstraintError = apsw.ConstraintError
+
+
+def _translate(exc: BaseException, what: str) -> StoreError:
+    """Map a driver exception to the store's typed errors."""
+    if isinstance(exc, (apsw.BusyError, apsw.LockedError)):
+        return StoreBusy(f"{what}: the database stayed locked past the busy timeout ({exc})")
+    if isinstance(exc, (apsw.CorruptError, apsw.NotADBError)):
+        return CorruptStore(f"{what}: the database file is damaged ({exc})")
+    if isinstance(exc, apsw.FullError):
+        return StoreError(f"{what}: the disk is full ({exc})")
+    return StoreError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+def _what(sql: str) -> str:
+    """The first words of a statement, to say in an error what was being done."""
+    return " ".join(sql.split()[:3])
+
+
+def check_file(path: str) -> bool:
+    """Inspect a path before SQLite touches it. Returns True when the file is new or empty.
+
+    Raises NotADatabase for garbage and TruncatedFile for a cut-off SQLite file, without
+    writing anything.
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return True
+    if st.st_size == 0:
+        return True
+    with open(path, "rb") as fh:
+        header = fh.read(100)
+    if not header.startswith(SQLITE_MAGIC[: min(len(header), 16)]):
+        raise NotADatabase(path, "not a SQLite database (bad magic header)")
+    if len(header) < 100:
+        raise TruncatedFile(path, f"only {st.st_size} bytes, shorter than a SQLite header")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        raise NotADatabase(path, f"invalid SQLite page size {page_size}")
+    pages = int.from_bytes(header[28:32], "big")
+    change_counter = int.from_bytes(header[24:28], "big")
+    valid_for = int.from_bytes(header[92:96], "big")
+    # The in-header size is trustworthy only when 'version-valid-for' matches the change
+    # counter (SQLite's own rule); older writers leave it stale.
+    if pages and valid_for == change_counter and st.st_size < pages * page_size:
+        raise TruncatedFile(
+            path, f"{st.st_size} bytes, but its header records {pages} pages of {page_size} bytes"
+        )
+    if st.st_size % page_size:
+        raise TruncatedFile(path, f"{st.st_size} bytes is not a whole number of {page_size}-byte pages")
+    return False
+
+
+def create_private_file(path: str) -> None:
+    """Create an empty file readable and writable by its owner only (0600)."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+class _Transaction:
+    """Context manager returned by Database.transaction(); see the module docstring."""
+
+    __slots__ = ("db", "write", "name")
+
+    def __init__(self, db: "Database", write: bool) -> None:
+        self.db = db
+        self.write = write
+        self.name = ""
+
+    def __enter__(self) -> "Database":
+        db = self.db
+        conn = db._live()
+        try:
+            if db.depth == 0:
+                conn.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
+            else:
+                self.name = f"sp{db.depth}"
+                conn.execute(f"SAVEPOINT {self.name}")
+        except apsw.Error as exc:
+            raise _translate(exc, "begin transaction") from None
+        db.depth += 1
+        return db
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        db = self.db
+        conn = db._conn
+        db.depth -= 1
+        if self.name:
+            if exc_type is None:
+                conn.execute(f"RELEASE {self.name}")
+            else:
+                conn.execute(f"ROLLBACK TO {self.name}")
+                conn.execute(f"RELEASE {self.name}")
+            return
+        if exc_type is not None:
+            if not conn.get_autocommit():
+                conn.execute("ROLLBACK")
+            return
+        try:
+            conn.execute("COMMIT")
+        except apsw.Error as err:
+            if not conn.get_autocommit():
+                conn.execute("ROLLBACK")
+            raise _translate(err, "commit") from None
+
+
+class Database:
+    """One SQLite connection with the store's settings and a careful transaction helper."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "full",
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        readonly: bool = False,
+        scratch: bool = False,
+    ) -> None:
+        self.path = path
+        self.depth = 0
+        self.busy_timeout_ms = busy_timeout_ms
+        flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+        if path != ":memory:" and not scratch:
+            flags |= apsw.SQLITE_OPEN_URI if path.startswith("file:") else 0
+        try:
+            self._conn: apsw.Connection | None = apsw.Connection(path, flags=flags)
+            self._conn.set_busy_timeout(busy_timeout_ms)
+        except apsw.Error as exc:
+            raise FileError(path, f"cannot open: {exc}") from None
+        if scratch:
+            # Scratch databases (rebuild, verify, time travel) are disposable: no journal,
+            # no fsync. A crash loses the scratch file, never the store.
+            self._conn.execute("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF")
+        elif synchronous not in SYNCHRONOUS:
+            raise StoreError(f"synchronous must be one of {sorted(SYNCHRONOUS)}, got {synchronous!r}")
+        self.synchronous = synchronous
+
+    # --- settings --------------------------------------------------------------
+
+    def enable_wal(self) -> None:
+        """Switch to WAL, retrying by hand: SQLite skips the busy handler for this switch."""
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        delay = 0.001
+        while True:
+            try:
+                mode = self._live().execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
+                break
+            except (apsw.BusyError, apsw.LockedError) as exc:
+                if time.monotonic() > deadline:
+                    raise _translate(exc, "switch to WAL") from None
+                time.sleep(delay * (1 + random.random()))
+                delay = min(delay * 2, 0.05)
+        if str(mode).lower() != "wal" and self.path != ":memory:":
+            raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
+        self.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.synchronous]}")
+
+    # --- statements --------------------------------------------------------------
+
+    def _live(self) -> apsw.Connection:
+        if self._conn is None:
+            raise StoreClosed("the store is closed")
+        return self._conn
+
+    def execute(self, sql: str, params: Sequence[Any] | dict = ()) -> None:
+        """Run one statement (or several separated by ';' when params is empty)."""
+        try:
+            for _ in self._live().execute(sql, params):
+                pass
+        except apsw.ConstraintError:
+            raise
+        except apsw.Error as exc:
+            raise _translate(exc, _what(sql)) from None
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """Run one statement once per parameter row."""
+        try:
+            for _ in self._live().executemany(sql, rows):
+                pass
+        except apsw.ConstraintError:
+            raise
+        except apsw.Error as exc:
+            raise _translate(exc, _what(sql)) from None
+
+    def query(self, sql: str, params: Sequence[Any] | dict = ()) -> list[tuple]:
+        """Run a query and return all rows as tuples."""
+        try:
+            return self._live().execute(sql, params).fetchall()
+        except apsw.Error as exc:
+            raise _translate(exc, _what(sql)) from None
+
+    def iterate(self, sql: str, params: Sequence[Any] | dict = ()) -> Iterator[tuple]:
+        """Run a query and yield rows lazily (keep the loop short: it holds a read snapshot)."""
+        try:
+            yield from self._live().execute(sql, params)
+        except apsw.Error as exc:
+            raise _translate(exc, _what(sql)) from None
+
+    def one(self, sql: str, params: Sequence[Any] | dict = ()) -> tuple | None:
+        """The first row of a query, or None."""
+        try:
+            for row in self._live().execute(sql, params):
+                return row
+        except apsw.Error as exc:
+            raise _translate(exc, _what(sql)) from None
+        return None
+
+    def scalar(self, sql: str, params: Sequence[Any] | dict = (), default: Any = None) -> Any:
+        """The first column of the first row, or `default`."""
+        row = self.one(sql, params)
+        return default if row is None or row[0] is None else row[0]
+
+    def transaction(self, write: bool = True) -> _Transaction:
+        """A transaction: BEGIN IMMEDIATE (or deferred BEGIN for reads); SAVEPOINT when nested."""
+        return _Transaction(self, write)
+
+    @property
+    def in_transaction(self) -> bool:
+        """True while a transaction opened by this object is active."""
+        return self.depth > 0
+
+    def changes(self) -> int:
+        """Rows changed by the last statement."""
+        return self._live().changes()
+
+    def table_names(self, schema: str = "main") -> set[str]:
+        """Names of the tables in the given schema."""
+        return {r[0] for r in self.query(f"SELECT name FROM {schema}.sqlite_schema WHERE type='table'")}
+
+    def attach(self, path: str, alias: str) -> None:
+        """Attach another database file under `alias` (not allowed inside a transaction)."""
+        self.execute("ATTACH DATABASE ? AS " + alias, (path,))
+
+    def detach(self, alias: str) -> None:
+        """Detach a database attached with attach()."""
+        self.execute("DETACH DATABASE " + alias)
+
+    def close(self) -> None:
+        """Close the connection; later calls raise StoreClosed."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def closed(self) -> bool:
+        """True after close()."""
+        return self._conn is None
+
+
+def is_constraint_error(exc: BaseException) -> bool:
+    """True when `exc` is the driver's constraint violation (unique key and the like)."""
+    return isinstance(exc, apsw.ConstraintError)

@@ -1,0 +1,124 @@
+"""Content-addressed blobs: large immutable bytes that events refer to by hash.
+
+A ref is the SHA-256 hex digest of the *logical* (uncompressed) bytes, so the same
+content always has the same ref whatever the profile compressed it to, and storing it
+twice costs nothing (`INSERT OR IGNORE`: the first encoding wins). Events carry refs;
+the bytes live in the `blobs` table. GC (mark and sweep from the roots the projections
+hold) belongs to the sessions domain and records its run as an event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Iterable, Iterator
+
+import attrs
+
+from . import codec
+from ._sqlite import Database
+from .errors import BlobNotFound, CorruptStore, InvalidArgument, PayloadTooLarge
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS blobs (
+    ref     TEXT PRIMARY KEY,
+    flags   INTEGER NOT NULL,
+    size    INTEGER NOT NULL,
+    content BLOB NOT NULL
+) WITHOUT ROWID;
+"""
+
+_REF = re.compile(r"^[0-9a-f]{64}$")
+
+
+def ref_of(data: bytes) -> str:
+    """The ref that `data` is stored under: its SHA-256 hex digest."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def check_ref(ref: object) -> str:
+    """Validate a ref (64 lower-case hex digits) and return it."""
+    if not isinstance(ref, str) or not _REF.match(ref):
+        raise InvalidArgument(f"blob ref must be 64 lower-case hex digits, got {ref!r}")
+    return ref
+
+
+@attrs.frozen
+class BlobInfo:
+    """A stored blob's ref, logical size and stored size."""
+
+    ref: str
+    size: int
+    stored_size: int
+    compressed: bool
+
+
+class BlobStore:
+    """Put and get content-addressed bytes in one store file."""
+
+    def __init__(self, db: Database, compress_threshold: int | None, limits: codec.Limits) -> None:
+        self.db = db
+        self.compress_threshold = compress_threshold
+        self.limits = limits
+
+    def put(self, data: bytes) -> str:
+        """Store bytes (compressed by profile) and return their ref; idempotent."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise InvalidArgument(f"blob data must be bytes, got {type(data).__name__}")
+        data = bytes(data)
+        if len(data) > self.limits.max_decompressed_bytes:
+            raise PayloadTooLarge(
+                f"blob of {len(data)} bytes is over the limit of {self.limits.max_decompressed_bytes}"
+            )
+        ref = ref_of(data)
+        stored, flags = codec.compress_for(data, self.compress_threshold)
+        with self.db.transaction():
+            self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)", (ref, flags, len(data), stored))
+        return ref
+
+    def get(self, ref: str) -> bytes:
+        """The bytes stored under `ref`; BlobNotFound if absent, CorruptStore if they no
+        longer hash to their ref."""
+        row = self.db.one("SELECT flags, content FROM blobs WHERE ref = ?", (check_ref(ref),))
+        if row is None:
+            raise BlobNotFound(ref)
+        try:
+            data = codec.decompress(row[1], row[0], self.limits.max_decompressed_bytes)
+        except codec.ShapeError as exc:
+            raise CorruptStore(f"blob {ref}: {exc}") from None
+        if ref_of(data) != ref:
+            raise CorruptStore(f"blob {ref}: its bytes no longer hash to its ref")
+        return data
+
+    def has(self, ref: str) -> bool:
+        """True when a blob is stored under `ref`."""
+        return self.db.one("SELECT 1 FROM blobs WHERE ref = ?", (check_ref(ref),)) is not None
+
+    def info(self, ref: str) -> BlobInfo | None:
+        """Sizes of a stored blob, or None."""
+        row = self.db.one("SELECT ref, size, length(content), flags FROM blobs WHERE ref = ?", (check_ref(ref),))
+        return None if row is None else BlobInfo(row[0], row[1], row[2], bool(row[3] & codec.FLAG_LZ4))
+
+    def refs(self) -> Iterator[str]:
+        """Every stored ref, in order (paged)."""
+        after = ""
+        while True:
+            rows = self.db.query("SELECT ref FROM blobs WHERE ref > ? ORDER BY ref LIMIT 1000", (after,))
+            for (ref,) in rows:
+                yield ref
+            if len(rows) < 1000:
+                return
+            after = rows[-1][0]
+
+    def delete(self, refs: Iterable[str]) -> int:
+        """Delete blobs by ref (used by GC inside its own transaction); returns how many went."""
+        n = 0
+        for ref in refs:
+            self.db.execute("DELETE FROM blobs WHERE ref = ?", (check_ref(ref),))
+            n += self.db.changes()
+        return n
+
+    def stats(self) -> tuple[int, int, int]:
+        """(count, logical bytes, stored bytes) over all blobs."""
+        row = self.db.one("SELECT count(*), coalesce(sum(size),0), coalesce(sum(length(content)),0) FROM blobs")
+        return (row[0], row[1], row[2]) if row else (0, 0, 0)

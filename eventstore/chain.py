@@ -1,0 +1,161 @@
+"""The hash chain: the exact link definition and the walk that verifies it.
+
+Each event row's hash is
+
+    link(p) = SHA-256( link(p-1) || header(p) || SHA-256(stored payload of p) )
+
+with link(0) = 32 zero bytes and
+
+    header(p) = big-endian u64 position, u64 version, u32 schema, i64 recorded_at_ms,
+                u32 flags, u32 len(stream), u32 len(type), stream (UTF-8), type (UTF-8)
+
+The payload enters only through its digest, so purging a deleted session's bytes keeps
+the chain verifiable: the digest moves to `purged_payloads` and verification uses it.
+docs/log-format.md states the same definition for people writing their own verifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from typing import Callable, Iterable
+
+import attrs
+
+GENESIS = bytes(32)
+_header = struct.Struct(">QQIqIII").pack
+_sha256 = hashlib.sha256
+
+
+def payload_digest(stored: bytes) -> bytes:
+    """SHA-256 of the stored (possibly compressed) payload bytes."""
+    return _sha256(stored).digest()
+
+
+def link(prev: bytes, position: int, stream: str, version: int, type_: str, schema: int,
+         recorded_at_ms: int, flags: int, digest: bytes) -> bytes:
+    """The chain hash of one row, given the previous row's hash and the payload digest."""
+    s = stream.encode()
+    t = type_.encode()
+    return _sha256(
+        prev + _header(position, version, schema, recorded_at_ms, flags, len(s), len(t)) + s + t + digest
+    ).digest()
+
+
+@attrs.frozen
+class Anchor:
+    """A (position, hash) pair kept outside the file to detect truncation or rewriting later."""
+
+    position: int
+    hash: str
+
+    def __str__(self) -> str:
+        return f"{self.position}:{self.hash}"
+
+    @classmethod
+    def parse(cls, text: str) -> "Anchor":
+        """Parse 'POSITION:HEXHASH' as printed by `eventstore checkpoint`."""
+        from .errors import InvalidArgument
+
+        pos, sep, h = text.partition(":")
+        if not sep or not pos.strip().isdigit() or len(h.strip()) != 64:
+            raise InvalidArgument(f"anchor {text!r} must look like POSITION:HASH (64 hex digits)")
+        try:
+            bytes.fromhex(h.strip())
+        except ValueError:
+            raise InvalidArgument(f"anchor {text!r}: the hash is not hexadecimal") from None
+        return cls(int(pos), h.strip().lower())
+
+
+@attrs.frozen
+class VerifyReport:
+    """The result of walking the chain.
+
+    `problem` is one of None, "altered", "missing", "reordered", "payload_missing",
+    "truncated", "rewritten"; `position` is the first bad position and `detail` says
+    what was found there.
+    """
+
+    ok: bool
+    checked: int
+    last_position: int
+    last_hash: str
+    position: int | None = None
+    problem: str | None = None
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"ok: {self.checked} events verified, head {self.last_position}:{self.last_hash}"
+        return f"FAILED at position {self.position}: {self.problem}: {self.detail}"
+
+
+Row = tuple  # (position, stream, version, type, schema, recorded_at_ms, flags, payload, digest_if_purged, hash)
+
+
+def walk(pages: Iterable[list[Row]], anchor: Anchor | None = None,
+         lookahead: Callable[[int, int], list[Row]] | None = None,
+         progress: Callable[[int], None] | None = None) -> VerifyReport:
+    """Verify rows delivered in position order, page by page.
+
+    `lookahead(position, n)` returns up to n rows from `position` on; it is used only
+    after a mismatch, to tell a reordering from an alteration.
+    """
+    prev = GENESIS
+    expected = 1
+    checked = 0
+    anchor_seen = anchor is None
+    for page in pages:
+        for row in page:
+            position, stream, version, type_, schema, at, flags, payload, purged_digest, stored = row
+            if position != expected:
+                return _fail(checked, expected - 1, prev, expected, "missing",
+                             f"the row at position {expected} is gone (next row is {position})")
+            if payload is None:
+                if purged_digest is None:
+                    return _fail(checked, position - 1, prev, position, "payload_missing",
+                                 "the payload was removed without a purge record")
+                digest = purged_digest
+            else:
+                digest = _sha256(payload).digest()
+            s = stream.encode()
+            t = type_.encode()
+            h = _sha256(prev + _header(position, version, schema, at, flags, len(s), len(t)) + s + t + digest).digest()
+            if h != stored:
+                return _diagnose(checked, prev, row, lookahead)
+            if not anchor_seen and position == anchor.position:  # type: ignore[union-attr]
+                if h.hex() != anchor.hash:  # type: ignore[union-attr]
+                    return _fail(checked, position, h, position, "rewritten",
+                                 f"the anchor says hash {anchor.hash} here, the file has {h.hex()}")  # type: ignore[union-attr]
+                anchor_seen = True
+            prev = h
+            expected += 1
+            checked += 1
+        if progress is not None:
+            progress(checked)
+    if not anchor_seen:
+        return _fail(checked, expected - 1, prev, anchor.position, "truncated",  # type: ignore[union-attr]
+                     f"the anchor is at position {anchor.position} but the log ends at {expected - 1}")  # type: ignore[union-attr]
+    return VerifyReport(True, checked, expected - 1, prev.hex())
+
+
+def _fail(checked: int, last: int, prev: bytes, position: int, problem: str, detail: str) -> VerifyReport:
+    return VerifyReport(False, checked, last, prev.hex(), position, problem, detail)
+
+
+def _diagnose(checked: int, prev: bytes, row: Row, lookahead: Callable[[int, int], list[Row]] | None) -> VerifyReport:
+    """A row's hash does not match: was it altered, or does it belong elsewhere?"""
+    position = row[0]
+    if lookahead is not None:
+        # A reordering moves a row's whole content, its stored hash included. If some
+        # later row's content links correctly at this position, the rows were swapped.
+        for other in lookahead(position + 1, 8):
+            digest = other[8] if other[7] is None else payload_digest(other[7])
+            if other[8] is None and other[7] is None:
+                continue
+            h = link(prev, position, other[1], other[2], other[3], other[4], other[5], other[6], digest)
+            if h == other[9]:
+                return _fail(checked, position - 1, prev, position, "reordered",
+                             f"the event stored at position {other[0]} belongs at position {position}")
+    return _fail(checked, position - 1, prev, position, "altered",
+                 f"stream {row[1]!r} version {row[2]}: the stored hash does not match the row's content")

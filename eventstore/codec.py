@@ -1,0 +1,376 @@
+"""Payload codec: attrs instances <-> msgpack named maps, and lz4 by profile.
+
+A payload is the msgpack encoding of a map from field name to value. Field values
+are converted according to the field's annotation:
+
+* ``str int bool bytes float None`` and ``typing.Any``: stored as msgpack scalars;
+* ``Optional[X]`` / ``X | None``: ``None`` or X;
+* ``tuple[X, ...]``, ``tuple[X, Y]``, ``list[X]``, ``frozenset[X]``: msgpack arrays;
+* ``dict[K, V]``: msgpack maps;
+* ``enum.Enum`` subclasses: their ``value``;
+* nested attrs classes: named maps;
+* a union of several attrs classes: ``[class name, named map]``.
+
+Encoding checks every value against its annotation, so a wrong-typed field is an
+InvalidArgument at append time instead of a surprise at read time. Decoding checks
+the shape again, because stored bytes may have been tampered with or imported.
+
+Per class the converters are built once (generated code for the flat fields, closures
+for nested ones), because decoding is on the hot path of every read and replay.
+"""
+
+from __future__ import annotations
+
+import enum
+import types
+import typing
+from typing import Any, Callable
+
+import attrs
+import lz4.block
+import msgpack
+
+from .errors import DecodeError, InvalidArgument, PayloadTooLarge
+
+FLAG_LZ4 = 1
+"""Row flag: the stored payload is an lz4 block with a 4-byte little-endian size prefix."""
+
+PROFILES: dict[str, int | None] = {"low_latency": None, "balanced": 4096, "compact": 1024}
+"""Compression threshold in bytes per store profile (None: never compress)."""
+
+DEFAULT_MAX_PAYLOAD = 16 * 1024 * 1024
+"""Default limit on one encoded payload and on one decompressed payload, in bytes."""
+
+
+class ShapeError(Exception):
+    """Internal: a value does not match its annotation (converted to a typed error by callers)."""
+
+
+_MISSING = object()
+_SCALARS = {str, int, bool, bytes, float, type(None)}
+
+
+@attrs.frozen
+class Limits:
+    """Size limits applied to every payload the store encodes or decodes."""
+
+    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD
+    max_decompressed_bytes: int = DEFAULT_MAX_PAYLOAD
+
+
+# --- value converters ------------------------------------------------------------
+
+Conv = Callable[[Any], Any]
+
+
+def _describe(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _scalar_check(tp: type) -> Conv:
+    name = tp.__name__
+    if tp is float:
+
+        def conv_float(v: Any) -> Any:
+            if v.__class__ is float:
+                return v
+            if v.__class__ is int:
+                return float(v)
+            raise ShapeError(f"expected float, got {type(v).__name__}")
+
+        return conv_float
+
+    def conv(v: Any) -> Any:
+        if v.__class__ is not tp:
+            raise ShapeError(f"expected {name}, got {type(v).__name__}")
+        return v
+
+    return conv
+
+
+def _converters(tp: Any, owner: type) -> tuple[Conv | None, Conv | None]:
+    """Return (encode, decode) for one annotation; None means 'identity, no check'."""
+    if tp is Any or tp is object:
+        return None, None
+    if tp in _SCALARS:
+        c = _scalar_check(tp)
+        return c, c
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        non_none = [a for a in args if a is not type(None)]
+        optional = len(non_none) != len(args)
+        if len(non_none) == 1:
+            enc, dec = _converters(non_none[0], owner)
+        elif all(attrs.has(a) for a in non_none):
+            enc, dec = _tagged_union(non_none, owner)
+        elif all(a in _SCALARS for a in non_none):
+            allowed = tuple(non_none)
+            label = " | ".join(a.__name__ for a in allowed)
+
+            def conv_any_of(v: Any) -> Any:
+                if v.__class__ not in allowed:
+                    raise ShapeError(f"expected {label}, got {type(v).__name__}")
+                return v
+
+            enc = dec = conv_any_of
+        else:
+            raise TypeError(f"{owner.__name__}: unsupported union {tp}")
+        if not optional:
+            return enc, dec
+        return _optional(enc), _optional(dec)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return _enum(tp)
+    if isinstance(tp, type) and attrs.has(tp):
+        codec = class_codec(tp)
+        return codec.to_plain, codec.from_plain
+    if origin in (tuple, list, frozenset) or tp in (tuple, list, frozenset):
+        return _sequence(origin or tp, args, owner)
+    if origin is dict or tp is dict:
+        return _mapping(args, owner)
+    raise TypeError(f"{owner.__name__}: unsupported field annotation {tp!r}")
+
+
+def _optional(conv: Conv | None) -> Conv | None:
+    if conv is None:
+        return None
+
+    def opt(v: Any) -> Any:
+        return None if v is None else conv(v)
+
+    return opt
+
+
+def _enum(tp: type[enum.Enum]) -> tuple[Conv, Conv]:
+    def enc(v: Any) -> Any:
+        if not isinstance(v, tp):
+            raise ShapeError(f"expected {tp.__name__}, got {type(v).__name__}")
+        return v.value
+
+    def dec(v: Any) -> Any:
+        try:
+            return tp(v)
+        except (ValueError, TypeError):
+            raise ShapeError(f"{v!r} is not a valid {tp.__name__}") from None
+
+    return enc, dec
+
+
+def _sequence(kind: type, args: tuple, owner: type) -> tuple[Conv, Conv]:
+    if kind is tuple and args and (len(args) != 2 or args[1] is not Ellipsis):
+        convs = [_converters(a, owner) for a in args]
+        n = len(convs)
+
+        def enc_fixed(v: Any) -> Any:
+            if not isinstance(v, (tuple, list)) or len(v) != n:
+                raise ShapeError(f"expected a tuple of {n}")
+            return [c[0](x) if c[0] else x for c, x in zip(convs, v)]
+
+        def dec_fixed(v: Any) -> Any:
+            if v.__class__ is not list or len(v) != n:
+                raise ShapeError(f"expected an array of {n}")
+            return tuple(c[1](x) if c[1] else x for c, x in zip(convs, v))
+
+        return enc_fixed, dec_fixed
+    item = args[0] if args else Any
+    ienc, idec = _converters(item, owner)
+    build = {tuple: tuple, list: list, frozenset: frozenset}[kind]
+    accepted = (tuple, list, frozenset, set) if kind is frozenset else (tuple, list)
+    label = kind.__name__
+
+    def enc(v: Any) -> Any:
+        if not isinstance(v, accepted):
+            raise ShapeError(f"expected {label}, got {type(v).__name__}")
+        if kind is frozenset:
+            v = sorted(v, key=repr)  # a stable order, so equal sets encode equally
+        return [ienc(x) for x in v] if ienc else list(v)
+
+    def dec(v: Any) -> Any:
+        if v.__class__ is not list:
+            raise ShapeError(f"expected an array for {label}, got {type(v).__name__}")
+        return build(idec(x) for x in v) if idec else build(v)
+
+    return enc, dec
+
+
+def _mapping(args: tuple, owner: type) -> tuple[Conv, Conv]:
+    kenc, kdec = _converters(args[0], owner) if args else (None, None)
+    venc, vdec = _converters(args[1], owner) if args else (None, None)
+
+    def enc(v: Any) -> Any:
+        if not isinstance(v, dict):
+            raise ShapeError(f"expected dict, got {type(v).__name__}")
+        return {(kenc(k) if kenc else k): (venc(x) if venc else x) for k, x in v.items()}
+
+    def dec(v: Any) -> Any:
+        if v.__class__ is not dict:
+            raise ShapeError(f"expected a map, got {type(v).__name__}")
+        return {(kdec(k) if kdec else k): (vdec(x) if vdec else x) for k, x in v.items()}
+
+    return enc, dec
+
+
+def _tagged_union(members: list[type], owner: type) -> tuple[Conv, Conv]:
+    by_class = {m: class_codec(m) for m in members}
+    by_tag = {m.__name__: by_class[m] for m in members}
+    if len(by_tag) != len(members):
+        raise TypeError(f"{owner.__name__}: union members must have distinct class names")
+
+    def enc(v: Any) -> Any:
+        codec = by_class.get(type(v))
+        if codec is None:
+            names = ", ".join(by_tag)
+            raise ShapeError(f"expected one of {names}, got {type(v).__name__}")
+        return [type(v).__name__, codec.to_plain(v)]
+
+    def dec(v: Any) -> Any:
+        if v.__class__ is not list or len(v) != 2 or v[0].__class__ is not str:
+            raise ShapeError("expected a [type name, map] pair")
+        codec = by_tag.get(v[0])
+        if codec is None:
+            raise ShapeError(f"unknown variant {v[0]!r}")
+        return codec.from_plain(v[1])
+
+    return enc, dec
+
+
+# --- per-class codec ---------------------------------------------------------------
+
+
+class ClassCodec:
+    """Converts one attrs class to and from a plain dict of msgpack-ready values."""
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self._built = False
+
+    def _build(self) -> None:
+        cls = self.cls
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception as exc:  # unresolvable forward reference
+            raise TypeError(f"{cls.__name__}: cannot resolve annotations: {exc}") from exc
+        fields = attrs.fields(cls)
+        names = [f.name for f in fields]
+        ns: dict[str, Any] = {"_cls": cls, "_M": _MISSING, "_Shape": ShapeError}
+        enc_lines = ["def to_plain(o):", "    d = {}"]
+        dec_lines = [
+            "def from_plain(d):",
+            "    if d.__class__ is not dict: raise _Shape('expected a map of fields')",
+            "    kw = {}",
+            "    n = 0",
+        ]
+        for i, f in enumerate(fields):
+            if not f.init:
+                raise TypeError(f"{cls.__name__}.{f.name}: event fields must be init fields")
+            tp = hints.get(f.name, Any)
+            enc, dec = _converters(tp, cls)
+            ns[f"e{i}"], ns[f"d{i}"] = enc, dec
+            key = f.alias if getattr(f, "alias", None) else f.name
+            name = repr(f.name)
+            enc_lines.append(
+                f"    v = o.{f.name}\n"
+                + (f"    try: v = e{i}(v)\n    except _Shape as x: raise _Shape({name} + ': ' + str(x))\n" if enc else "")
+                + f"    d[{name}] = v"
+            )
+            dec_lines.append(
+                f"    v = d.get({name}, _M)\n"
+                f"    if v is not _M:\n"
+                f"        n += 1\n"
+                + (f"        try: v = d{i}(v)\n        except _Shape as x: raise _Shape({name} + ': ' + str(x))\n" if dec else "")
+                + f"        kw[{key!r}] = v"
+            )
+        enc_lines.append("    return d")
+        dec_lines.append(
+            "    if n != len(d):\n"
+            f"        raise _Shape('unknown fields: ' + ', '.join(sorted(map(str, set(d) - {set(names)!r}))))\n"
+            "    try: return _cls(**kw)\n"
+            "    except TypeError as x: raise _Shape(str(x))"
+        )
+        exec("\n".join(enc_lines), ns)  # generated once per class; see module docstring
+        exec("\n".join(dec_lines), ns)
+        self._to_plain = ns["to_plain"]
+        self._from_plain = ns["from_plain"]
+        self._built = True
+
+    def to_plain(self, obj: Any) -> dict:
+        """Convert an instance to a dict of msgpack-ready values, checking every field."""
+        if not self._built:
+            self._build()
+        self.to_plain = self._to_plain  # type: ignore[method-assign]
+        return self._to_plain(obj)
+
+    def from_plain(self, data: Any) -> Any:
+        """Build an instance from a decoded map, checking its shape."""
+        if not self._built:
+            self._build()
+        self.from_plain = self._from_plain  # type: ignore[method-assign]
+        return self._from_plain(data)
+
+
+_CODECS: dict[type, ClassCodec] = {}
+
+
+def class_codec(cls: type) -> ClassCodec:
+    """The (cached) codec of an attrs class."""
+    codec = _CODECS.get(cls)
+    if codec is None:
+        if not attrs.has(cls):
+            raise TypeError(f"{cls!r} is not an attrs class")
+        codec = _CODECS[cls] = ClassCodec(cls)
+    return codec
+
+
+# --- bytes -----------------------------------------------------------------------
+
+_packb = msgpack.packb
+_unpackb = msgpack.unpackb
+
+
+def pack(plain: Any) -> bytes:
+    """msgpack-encode plain values (bytes stay binary, strings stay UTF-8)."""
+    try:
+        return _packb(plain, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidArgument(f"value cannot be encoded: {exc}") from None
+
+
+def unpack(data: bytes) -> Any:
+    """msgpack-decode bytes; raises ShapeError on anything malformed."""
+    try:
+        return _unpackb(data, raw=False, strict_map_key=False, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types on bad input
+        raise ShapeError(f"undecodable msgpack ({type(exc).__name__}: {exc})") from None
+
+
+def compress_for(payload: bytes, threshold: int | None) -> tuple[bytes, int]:
+    """Compress with lz4 when the profile threshold says so and it actually saves bytes."""
+    if threshold is None or len(payload) < threshold:
+        return payload, 0
+    packed = lz4.block.compress(payload, store_size=True)
+    if len(packed) >= len(payload):
+        return payload, 0
+    return packed, FLAG_LZ4
+
+
+def decompress(stored: bytes, flags: int, limit: int) -> bytes:
+    """Undo compress_for; refuses frames that claim more than `limit` bytes before allocating."""
+    if not flags & FLAG_LZ4:
+        return stored
+    if len(stored) < 4:
+        raise ShapeError("lz4 payload shorter than its size prefix")
+    size = int.from_bytes(stored[:4], "little")
+    if size > limit:
+        raise PayloadTooLarge(f"compressed payload claims {size} bytes, over the limit of {limit}")
+    try:
+        out = lz4.block.decompress(stored)
+    except Exception as exc:
+        raise ShapeError(f"corrupt lz4 block ({exc})") from None
+    if len(out) != size:
+        raise ShapeError("lz4 block size does not match its prefix")
+    return out
+
+
+def wrap_decode_error(exc: ShapeError, position: int | None, stream: str | None, what: str) -> DecodeError:
+    """Turn an internal ShapeError into a DecodeError naming where it happened."""
+    return DecodeError(f"{what}: {exc}", position=position, stream=stream)

@@ -1,0 +1,424 @@
+"""The event log: one append-only table, hash-chained, with typed reads.
+
+This module knows streams, versions, positions and bytes. It knows nothing of
+sessions, leases or any other domain; projections plug in through `on_append`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
+
+import attrs
+
+from . import chain, codec
+from ._sqlite import Database, is_constraint_error
+from .errors import (
+    DecodeError,
+    IdempotencyConflict,
+    InvalidArgument,
+    StoreError,
+    WrongExpectedVersion,
+)
+from .events import REGISTRY, EventRegistry
+
+SCHEMA_VERSION = 1
+"""The layout version of the store file, stamped in PRAGMA user_version."""
+
+APPLICATION_ID = 0x4C415348  # "LASH": marks a SQLite file as an event store (PRAGMA application_id)
+
+ANY = "any"
+NO_STREAM = "no_stream"
+STREAM_EXISTS = "stream_exists"
+
+MAX_STREAM_BYTES = 512
+PAGE = 1000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    position        INTEGER PRIMARY KEY AUTOINCREMENT,
+    stream          TEXT    NOT NULL,
+    version         INTEGER NOT NULL,
+    type            TEXT    NOT NULL,
+    schema          INTEGER NOT NULL,
+    recorded_at_ms  INTEGER NOT NULL,
+    flags           INTEGER NOT NULL,
+    payload         BLOB,
+    hash            BLOB    NOT NULL,
+    UNIQUE (stream, version)
+);
+CREATE TABLE IF NOT EXISTS purged_payloads (
+    position INTEGER PRIMARY KEY,
+    digest   BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS append_keys (
+    stream         TEXT    NOT NULL,
+    key            TEXT    NOT NULL,
+    digest         BLOB    NOT NULL,
+    first_position INTEGER NOT NULL,
+    last_position  INTEGER NOT NULL,
+    PRIMARY KEY (stream, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS store_meta (
+    key   TEXT PRIMARY KEY,
+    value ANY
+) WITHOUT ROWID;
+"""
+
+_COLUMNS = "position, stream, version, type, schema, recorded_at_ms, flags, payload"
+
+
+class RecordedEvent(NamedTuple):
+    """One event as stored: where it sits in the log and its decoded data.
+
+    A NamedTuple rather than an attrs class because every read and replay builds one per
+    row; tuple construction is the cheapest immutable record Python has. `data` is the
+    event instance (or, for raw reads, the decoded field map); it is None when the
+    payload was purged.
+    """
+
+    position: int
+    stream: str
+    version: int
+    type: str
+    schema: int
+    recorded_at_ms: int
+    data: Any
+
+
+@attrs.frozen
+class AppendResult:
+    """Where an append landed: the positions of its events and the stream's new version."""
+
+    stream: str
+    first_position: int
+    last_position: int
+    stream_version: int
+    replayed: bool = False
+    """True when an idempotency key matched an earlier append and nothing was written."""
+
+    @property
+    def positions(self) -> range:
+        """The positions of the appended events, in order."""
+        return range(self.first_position, self.last_position + 1)
+
+
+Encoded = tuple  # (type_name, schema, stored_bytes, flags, digest, event)
+
+
+def validate_stream(stream: Any) -> str:
+    """Check a stream name: a non-empty string of at most 512 UTF-8 bytes with no NUL."""
+    if not isinstance(stream, str) or not stream:
+        raise InvalidArgument(f"stream must be a non-empty string, got {stream!r}")
+    if len(stream.encode()) > MAX_STREAM_BYTES or "\x00" in stream:
+        raise InvalidArgument(f"stream {stream[:40]!r}...: at most {MAX_STREAM_BYTES} bytes and no NUL")
+    return stream
+
+
+class EventLog:
+    """Append, read, follow and verify the event table of one Database."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        registry: EventRegistry | None = None,
+        compress_threshold: int | None = 4096,
+        limits: codec.Limits | None = None,
+        clock: Callable[[], int],
+    ) -> None:
+        self.db = db
+        self.registry = registry or REGISTRY
+        self.compress_threshold = compress_threshold
+        self.limits = limits or codec.Limits()
+        self.clock = clock
+        self.on_append: Callable[[Database, list[RecordedEvent]], None] | None = None
+
+    # --- appending ---------------------------------------------------------------
+
+    def encode(self, events: Sequence[Any]) -> list[Encoded]:
+        """Encode and compress events (done before taking the write lock)."""
+        if isinstance(events, (str, bytes)) or not isinstance(events, (list, tuple)):
+            raise InvalidArgument(f"events must be a list of event instances, got {type(events).__name__}")
+        if not events:
+            raise InvalidArgument("events must not be empty")
+        out = []
+        limit = self.limits.max_payload_bytes
+        for i, ev in enumerate(events):
+            et = self.registry.for_class(type(ev))
+            raw = et.encode(ev)
+            if len(raw) > limit:
+                from .errors import PayloadTooLarge
+
+                raise PayloadTooLarge(
+                    f"event {i} ({et.name}) encodes to {len(raw)} bytes, over the limit of {limit}"
+                )
+            stored, flags = codec.compress_for(raw, self.compress_threshold)
+            out.append((et.name, et.schema, stored, flags, chain.payload_digest(stored), ev))
+        return out
+
+    def append(
+        self,
+        stream: str,
+        events: Sequence[Any],
+        *,
+        expected_version: int | str = ANY,
+        idempotency_key: str | None = None,
+        now_ms: int | None = None,
+    ) -> AppendResult:
+        """Append events to one stream atomically and apply them to the projections.
+
+        `expected_version` is ANY, NO_STREAM, STREAM_EXISTS or the exact current version
+        (0 for an empty stream). A failed expectation raises WrongExpectedVersion and
+        writes nothing. With `idempotency_key`, a retry carrying the same events returns
+        the original result (replayed=True); different events raise IdempotencyConflict.
+        """
+        validate_stream(stream)
+        _check_expected(expected_version)
+        if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
+            raise InvalidArgument(f"idempotency_key must be a non-empty string, got {idempotency_key!r}")
+        encoded = self.encode(events)
+        at = self.clock() if now_ms is None else now_ms
+        if not isinstance(at, int):
+            raise InvalidArgument(f"now_ms must be an integer of milliseconds, got {at!r}")
+        with self.db.transaction():
+            return self._append_locked(stream, encoded, expected_version, idempotency_key, at)
+
+    def _append_locked(self, stream: str, encoded: list[Encoded], expected: int | str,
+                       key: str | None, at: int) -> AppendResult:
+        db = self.db
+        request_digest = b""
+        if key is not None:
+            h = hashlib.sha256()
+            for name, schema, _stored, flags, digest, _ev in encoded:
+                h.update(f"{name}\x00{schema}\x00{flags}\x00".encode() + digest)
+            request_digest = h.digest()
+            row = db.one(
+                "SELECT digest, first_position, last_position FROM append_keys WHERE stream=? AND key=?",
+                (stream, key),
+            )
+            if row is not None:
+                if row[0] != request_digest:
+                    raise IdempotencyConflict(stream, key, row[1])
+                version = db.scalar("SELECT version FROM events WHERE position=?", (row[2],))
+                return AppendResult(stream, row[1], row[2], version, replayed=True)
+        head = db.one("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+        last, prev = head if head is not None else (0, chain.GENESIS)
+        current = db.scalar("SELECT max(version) FROM events WHERE stream=?", (stream,), 0)
+        if expected != ANY:
+            if expected == NO_STREAM:
+                ok = current == 0
+            elif expected == STREAM_EXISTS:
+                ok = current > 0
+            else:
+                ok = current == expected
+            if not ok:
+                raise WrongExpectedVersion(stream, expected, current)
+        rows = []
+        recorded = []
+        link = chain.link
+        position, version = last, current
+        for name, schema, stored, flags, digest, ev in encoded:
+            position += 1
+            version += 1
+            prev = link(prev, position, stream, version, name, schema, at, flags, digest)
+            rows.append((position, stream, version, name, schema, at, flags, stored, prev))
+            recorded.append(RecordedEvent(position, stream, version, name, schema, at, ev))
+        try:
+            db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        except Exception as exc:
+            if is_constraint_error(exc):
+                # Cannot happen under BEGIN IMMEDIATE unless the file was edited by hand.
+                raise StoreError(f"stream {stream!r}: version or position already taken ({exc})") from None
+            raise
+        if key is not None:
+            db.execute(
+                "INSERT INTO append_keys VALUES (?,?,?,?,?)",
+                (stream, key, request_digest, last + 1, position),
+            )
+        if self.on_append is not None:
+            self.on_append(db, recorded)
+        return AppendResult(stream, last + 1, position, version)
+
+    # --- reading -----------------------------------------------------------------
+
+    def decode_row(self, row: tuple, raw: bool = False) -> RecordedEvent:
+        """Turn one stored row (the first 8 event columns) into a RecordedEvent."""
+        position, stream, version, type_, schema, at, flags, payload = row
+        if payload is None:
+            return RecordedEvent(position, stream, version, type_, schema, at, None)
+        try:
+            plain = codec.unpack(codec.decompress(payload, flags, self.limits.max_decompressed_bytes))
+        except codec.ShapeError as exc:
+            raise DecodeError(f"event {type_}: {exc}", position=position, stream=stream) from None
+        if raw:
+            return RecordedEvent(position, stream, version, type_, schema, at, plain)
+        et = self.registry.for_name(type_, position, stream)
+        return RecordedEvent(position, stream, version, type_, schema, at,
+                             et.decode_plain(plain, schema, position, stream))
+
+    def read_all(self, from_position: int = 1, *, to_position: int | None = None,
+                 types: Sequence[str] | None = None, streams: Sequence[str] | None = None,
+                 raw: bool = False, page_size: int = PAGE) -> Iterator[RecordedEvent]:
+        """Yield events in global order from `from_position`, page by page (bounded memory).
+
+        `types` and `streams` filter by type name and stream; `to_position` stops after it.
+        `raw=True` yields the decoded field maps instead of event instances.
+        """
+        _check_position(from_position, "from_position")
+        where = ["position >= ?"]
+        params: list[Any] = []
+        if to_position is not None:
+            _check_position(to_position, "to_position", allow_zero=True)
+            where.append(f"position <= {int(to_position)}")
+        if types:
+            where.append(f"type IN ({','.join('?' * len(types))})")
+            params.extend(types)
+        if streams:
+            where.append(f"stream IN ({','.join('?' * len(streams))})")
+            params.extend(streams)
+        sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY position LIMIT {int(page_size)}"
+        position = from_position
+        decode = self.decode_row
+        query = self.db.query
+        while True:
+            # Each page is its own statement: no read snapshot stays open between pages,
+            # so a slow consumer never blocks WAL checkpoints.
+            rows = query(sql, [position, *params])
+            for row in rows:
+                yield decode(row, raw)
+            if len(rows) < page_size:
+                return
+            position = rows[-1][0] + 1
+
+    def read_stream(self, stream: str, from_version: int = 1, *, to_version: int | None = None,
+                    raw: bool = False, page_size: int = PAGE) -> Iterator[RecordedEvent]:
+        """Yield one stream's events in version order from `from_version` (bounded memory)."""
+        validate_stream(stream)
+        _check_position(from_version, "from_version")
+        upper = "" if to_version is None else f" AND version <= {int(to_version)}"
+        sql = (f"SELECT {_COLUMNS} FROM events WHERE stream = ? AND version >= ?{upper} "
+               f"ORDER BY version LIMIT {int(page_size)}")
+        version = from_version
+        while True:
+            rows = self.db.query(sql, (stream, version))
+            for row in rows:
+                yield self.decode_row(row, raw)
+            if len(rows) < page_size:
+                return
+            version = rows[-1][2] + 1
+
+    def get(self, position: int, raw: bool = False) -> RecordedEvent | None:
+        """The event at one position, or None."""
+        row = self.db.one(f"SELECT {_COLUMNS} FROM events WHERE position = ?", (position,))
+        return None if row is None else self.decode_row(row, raw)
+
+    def last_position(self) -> int:
+        """The position of the newest event (0 for an empty log)."""
+        return self.db.scalar("SELECT max(position) FROM events", (), 0)
+
+    def stream_version(self, stream: str) -> int:
+        """The current version of a stream (0 when it has no events)."""
+        return self.db.scalar("SELECT max(version) FROM events WHERE stream=?", (validate_stream(stream),), 0)
+
+    def follow(self, from_position: int = 1, *, stop: threading.Event | None = None,
+               poll_interval: float = 0.05, idle_timeout: float | None = None,
+               types: Sequence[str] | None = None, raw: bool = False) -> Iterator[RecordedEvent]:
+        """Yield events from `from_position` on, then wait for new ones as any process commits them.
+
+        Stops when `stop` is set, or after `idle_timeout` seconds without a new event.
+        Commits are atomic and positions are assigned in commit order, so a follower
+        never sees a gap or half of a command.
+        """
+        _check_position(from_position, "from_position")
+        position = from_position
+        idle_since = time.monotonic()
+        while stop is None or not stop.is_set():
+            got = False
+            for ev in self.read_all(position, types=types, raw=raw):
+                got = True
+                position = ev.position + 1
+                yield ev
+                if stop is not None and stop.is_set():
+                    return
+            if not types:
+                pass
+            elif not got:
+                # With a type filter, skip ahead past events we were not asked for.
+                position = max(position, self.last_position() + 1)
+            if got:
+                idle_since = time.monotonic()
+            elif idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
+                return
+            if stop is not None:
+                stop.wait(poll_interval)
+            else:
+                time.sleep(poll_interval)
+
+    # --- chain -------------------------------------------------------------------
+
+    def checkpoint(self) -> chain.Anchor:
+        """The (position, hash) of the newest event, to keep outside the file."""
+        row = self.db.one("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+        if row is None:
+            return chain.Anchor(0, chain.GENESIS.hex())
+        return chain.Anchor(row[0], row[1].hex())
+
+    _VERIFY_SQL = (
+        "SELECT position, stream, version, type, schema, recorded_at_ms, flags, payload, "
+        "CASE WHEN payload IS NULL THEN (SELECT digest FROM purged_payloads p WHERE p.position = e.position) END, "
+        "hash FROM events e WHERE position >= ? ORDER BY position LIMIT ?"
+    )
+
+    def verify(self, anchor: chain.Anchor | str | None = None,
+               progress: Callable[[int], None] | None = None, page_size: int = 5000) -> chain.VerifyReport:
+        """Walk the whole chain; report the first altered, missing or reordered row.
+
+        With an `anchor` from an earlier checkpoint(), also prove that the anchor is
+        still on the chain: a shorter log is 'truncated', a different hash 'rewritten'.
+        """
+        if isinstance(anchor, str):
+            anchor = chain.Anchor.parse(anchor)
+
+        def pages() -> Iterator[list[tuple]]:
+            position = 1
+            while True:
+                rows = self.db.query(self._VERIFY_SQL, (position, page_size))
+                if not rows:
+                    return
+                yield rows
+                position = rows[-1][0] + 1
+
+        def lookahead(position: int, n: int) -> list[tuple]:
+            return self.db.query(self._VERIFY_SQL, (position, n))
+
+        return chain.walk(pages(), anchor, lookahead, progress)
+
+    def purge_payloads(self, stream: str) -> int:
+        """Drop the payload bytes of every event of `stream`, keeping their digests.
+
+        Must run inside the caller's write transaction, together with the event that
+        records the purge. Returns the number of payloads dropped.
+        """
+        db = self.db
+        rows = db.query("SELECT position, payload FROM events WHERE stream=? AND payload IS NOT NULL", (stream,))
+        db.executemany("INSERT OR IGNORE INTO purged_payloads VALUES (?,?)",
+                       [(p, chain.payload_digest(b)) for p, b in rows])
+        db.execute("UPDATE events SET payload = NULL WHERE stream=? AND payload IS NOT NULL", (stream,))
+        return len(rows)
+
+
+def _check_expected(expected: Any) -> None:
+    if expected in (ANY, NO_STREAM, STREAM_EXISTS):
+        return
+    if isinstance(expected, bool) or not isinstance(expected, int) or expected < 0:
+        raise InvalidArgument(
+            f"expected_version must be ANY, NO_STREAM, STREAM_EXISTS or a version >= 0, got {expected!r}"
+        )
+
+
+def _check_position(value: Any, name: str, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < (0 if allow_zero else 1):
+        raise InvalidArgument(f"{name} must be an integer >= {0 if allow_zero else 1}, got {value!r}")

@@ -1,0 +1,340 @@
+"""The public entry point: `open()` and the `Store` it returns.
+
+A Store is one SQLite connection, its event log, its blob table, the projection engine,
+and the domain facades (`store.sessions`, `store.leases`, ...) that domain modules
+register with `register_facade`. `store.at(position)` returns a read-only view of the
+same facades over projections replayed up to that position (time travel).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Iterator, Sequence
+
+import attrs
+
+from . import codec
+from ._sqlite import Database, check_file, create_private_file
+from .blobs import SCHEMA as BLOB_SCHEMA
+from .blobs import BlobStore
+from .chain import Anchor, VerifyReport
+from .clock import system_clock
+from .errors import FileError, InvalidArgument, NotAnEventStore, SchemaTooNew, StoreError
+from .events import EventRegistry
+from .log import ANY, APPLICATION_ID, SCHEMA, SCHEMA_VERSION, AppendResult, EventLog, RecordedEvent
+
+from projections import REGISTRY as PROJECTIONS
+from projections import catalogue as _catalogue
+from projections.base import Projection
+from projections.engine import ProjectionEngine, ProjectionStatus, ProjectionVerifyReport, RebuildReport
+
+_FACADES: dict[str, Callable[[Any], Any]] = {}
+
+
+def register_facade(name: str, factory: Callable[[Any], Any]) -> None:
+    """Make `factory(store_or_view)` reachable as `store.<name>` (built once per store)."""
+    _FACADES[name] = factory
+
+
+@attrs.frozen
+class StoreInfo:
+    """A summary of a store file, as `eventstore info` prints it."""
+
+    path: str
+    schema_version: int
+    profile: str
+    synchronous: str
+    events: int
+    streams: int
+    last_position: int
+    head: str
+    file_bytes: int
+    blobs: int
+    blob_bytes: int
+    projections: tuple[ProjectionStatus, ...]
+
+
+class _Reads:
+    """Shared read-side plumbing for a Store and its time-travel views."""
+
+    db: Database
+    log: EventLog
+    engine: ProjectionEngine
+    readonly: bool
+    _facades: dict[str, Any]
+
+    def __getattr__(self, name: str) -> Any:
+        factory = _FACADES.get(name)
+        if factory is None or name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
+        facade = self._facades.get(name)
+        if facade is None:
+            facade = self._facades[name] = factory(self)
+        return facade
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | set(_FACADES))
+
+    def require_fresh(self, projection: str) -> None:
+        """Raise ProjectionStale if `projection` must be rebuilt before it is read."""
+        self.engine.require_fresh(projection)
+
+    def stream_info(self, stream: str) -> _catalogue.StreamInfo | None:
+        """The catalogue row of one stream (version, event count, positions), or None."""
+        self.require_fresh("catalogue")
+        return _catalogue.get_stream(self.db, stream)
+
+    def streams(self, prefix: str | None = None, limit: int | None = None) -> list[_catalogue.StreamInfo]:
+        """Catalogue rows of all streams (or those starting with `prefix`)."""
+        self.require_fresh("catalogue")
+        return _catalogue.list_streams(self.db, prefix, limit)
+
+
+class Store(_Reads):
+    """An open event store file. Use as a context manager, or call close()."""
+
+    def __init__(self, db: Database, log: EventLog, engine: ProjectionEngine, blobs: BlobStore,
+                 profile: str, clock: Callable[[], int]) -> None:
+        self.db = db
+        self.log = log
+        self.engine = engine
+        self.blobs = blobs
+        self.profile = profile
+        self.clock = clock
+        self.readonly = False
+        self._facades = {}
+        log.on_append = engine.apply_inline
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The file this store was opened on."""
+        return self.db.path
+
+    def close(self) -> None:
+        """Close the connection. Closing twice is harmless."""
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def now_ms(self) -> int:
+        """The injected clock's current time in milliseconds."""
+        return self.clock()
+
+    def transaction(self) -> Any:
+        """A write transaction (BEGIN IMMEDIATE); appends inside it commit together.
+
+        Nested use becomes a savepoint. Domain commands read projections and append
+        inside one of these so that their decision and its events are atomic.
+        """
+        return self.db.transaction(write=True)
+
+    def read_transaction(self) -> Any:
+        """A read transaction: every read inside sees one consistent snapshot."""
+        return self.db.transaction(write=False)
+
+    # --- the log -----------------------------------------------------------------
+
+    def append(self, stream: str, events: Sequence[Any], *, expected_version: int | str = ANY,
+               idempotency_key: str | None = None, now_ms: int | None = None) -> AppendResult:
+        """Append events to one stream atomically; see EventLog.append."""
+        return self.log.append(stream, events, expected_version=expected_version,
+                               idempotency_key=idempotency_key, now_ms=now_ms)
+
+    def read_stream(self, stream: str, from_version: int = 1, **kw: Any) -> Iterator[RecordedEvent]:
+        """Yield one stream's events in version order (lazy, paged)."""
+        return self.log.read_stream(stream, from_version, **kw)
+
+    def read_all(self, from_position: int = 1, **kw: Any) -> Iterator[RecordedEvent]:
+        """Yield all events in position order (lazy, paged); filter with types= or streams=."""
+        return self.log.read_all(from_position, **kw)
+
+    def follow(self, from_position: int = 1, **kw: Any) -> Iterator[RecordedEvent]:
+        """Yield events as they commit, from any process; see EventLog.follow."""
+        return self.log.follow(from_position, **kw)
+
+    def get(self, position: int) -> RecordedEvent | None:
+        """The event at one position, or None."""
+        return self.log.get(position)
+
+    def last_position(self) -> int:
+        """The newest position (0 when the log is empty)."""
+        return self.log.last_position()
+
+    def stream_version(self, stream: str) -> int:
+        """A stream's current version (0 when it has no events)."""
+        return self.log.stream_version(stream)
+
+    def checkpoint(self) -> Anchor:
+        """(position, hash) of the newest event: keep it outside the file as an anchor."""
+        return self.log.checkpoint()
+
+    def verify(self, anchor: Anchor | str | None = None,
+               progress: Callable[[int], None] | None = None) -> VerifyReport:
+        """Walk the hash chain (and check the anchor, if given)."""
+        return self.log.verify(anchor, progress)
+
+    # --- projections -------------------------------------------------------------
+
+    def rebuild(self, projections: Sequence[str] | None = None,
+                progress: Callable[[int, int], None] | None = None) -> RebuildReport:
+        """Rebuild projections from the log into fresh tables and swap them in."""
+        return self.engine.rebuild(projections, progress)
+
+    def verify_projections(self, projections: Sequence[str] | None = None,
+                           progress: Callable[[int, int], None] | None = None) -> ProjectionVerifyReport:
+        """Rebuild into scratch and compare with the live tables."""
+        return self.engine.verify(projections, progress)
+
+    def projection_status(self) -> list[ProjectionStatus]:
+        """Each projection's code version, stored version, position and staleness."""
+        return self.engine.status()
+
+    def at(self, position: int | None = None, streams: Sequence[str] | None = None) -> "StoreView":
+        """Time travel: a read-only view of every projection as it was at `position`.
+
+        With `streams`, only those streams' events are replayed (faster, and enough
+        to inspect one session or process).
+        """
+        if position is not None and (isinstance(position, bool) or not isinstance(position, int) or position < 0):
+            raise InvalidArgument(f"position must be an integer >= 0, got {position!r}")
+        last = self.last_position()
+        if position is None:
+            position = last
+        if position > last:
+            raise InvalidArgument(f"position {position} is beyond the end of the log ({last})")
+        mem = self.engine.replay(position, streams)
+        return StoreView(self, mem, position)
+
+    def info(self) -> StoreInfo:
+        """A summary of the file: events, streams, size, blobs and projection status."""
+        streams, _events = _catalogue.totals(self.db) if "catalogue" not in self.engine.stale else (0, 0)
+        head = self.checkpoint()
+        nblobs, _logical, stored = self.blobs.stats()
+        size = 0
+        if self.path != ":memory:":
+            for suffix in ("", "-wal"):
+                try:
+                    size += os.path.getsize(self.path + suffix)
+                except OSError:
+                    pass
+        return StoreInfo(self.path, SCHEMA_VERSION, self.profile, self.db.synchronous, head.position,
+                         streams, head.position, head.hash, size, nblobs, stored,
+                         tuple(self.projection_status()))
+
+
+class StoreView(_Reads):
+    """A read-only view over projections replayed to a position (from `Store.at`)."""
+
+    def __init__(self, store: Store, db: Database, position: int) -> None:
+        self.store = store
+        self.db = db
+        self.log = store.log
+        self.engine = store.engine
+        self.blobs = store.blobs
+        self.position = position
+        self.readonly = True
+        self._facades = {}
+
+    def require_fresh(self, projection: str) -> None:
+        """A replayed view is always fresh: it was built by the current code."""
+
+    def now_ms(self) -> int:
+        """The store's clock (views never decide anything; provided for symmetry)."""
+        return self.store.now_ms()
+
+    def close(self) -> None:
+        """Free the in-memory database."""
+        self.db.close()
+
+    def __enter__(self) -> "StoreView":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def open(
+    path: str | os.PathLike[str],
+    *,
+    profile: str = "balanced",
+    synchronous: str = "full",
+    clock: Callable[[], int] | None = None,
+    rebuild_stale: bool = False,
+    busy_timeout_ms: int = 15_000,
+    limits: codec.Limits | None = None,
+    registry: EventRegistry | None = None,
+    projections: Sequence[Projection] | None = None,
+    create: bool = True,
+) -> Store:
+    """Open (or create, 0600) an event store file and return a Store.
+
+    profile: "low_latency" (never compress), "balanced" (lz4 at 4 KiB) or "compact"
+    (lz4 at 1 KiB). synchronous: "full" (an acknowledged append survives power loss)
+    or "normal" (survives a process crash; the last commits may be lost on power loss).
+    A newer schema, a foreign SQLite file, garbage or a truncated file raise typed
+    errors and leave the file untouched.
+    """
+    if profile not in codec.PROFILES:
+        raise InvalidArgument(f"profile must be one of {sorted(codec.PROFILES)}, got {profile!r}")
+    if synchronous not in ("full", "normal"):
+        raise InvalidArgument(f"synchronous must be 'full' or 'normal', got {synchronous!r}")
+    if clock is not None and not callable(clock):
+        raise InvalidArgument("clock must be a callable returning integer milliseconds")
+    path = os.fspath(path)
+    memory = path == ":memory:"
+    if not memory:
+        if check_file(path):
+            if not os.path.exists(path):
+                if not create:
+                    raise FileError(path, "no such store file (and create=False)")
+                create_private_file(path)
+    db = Database(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+    try:
+        _identify(db, path)
+        if not memory:
+            db.enable_wal()
+        limits = limits or codec.Limits()
+        threshold = codec.PROFILES[profile]
+        log = EventLog(db, registry=registry, compress_threshold=threshold, limits=limits,
+                       clock=clock or system_clock)
+        engine = ProjectionEngine(db, log, projections if projections is not None else PROJECTIONS.all())
+        with db.transaction():
+            # Checked again under the write lock: many processes may race to create the file.
+            if _identify(db, path):
+                db.execute(SCHEMA)
+                db.execute(BLOB_SCHEMA)
+                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            engine.open(log.last_position())
+        store = Store(db, log, engine, BlobStore(db, threshold, limits), profile, clock or system_clock)
+        if rebuild_stale and engine.stale:
+            store.rebuild(list(engine.stale))
+        return store
+    except BaseException:
+        db.close()
+        raise
+
+
+def _identify(db: Database, path: str) -> bool:
+    """Read the file's identity without writing. True when it is new (empty)."""
+    app_id = db.scalar("PRAGMA application_id", (), 0)
+    version = db.scalar("PRAGMA user_version", (), 0)
+    if app_id == APPLICATION_ID:
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(path, version, SCHEMA_VERSION)
+        if version < 1:
+            raise NotAnEventStore(path, f"event store stamp present but schema version is {version}")
+        return False
+    objects = db.scalar("SELECT count(*) FROM sqlite_schema", (), 0)
+    if app_id == 0 and version == 0 and objects == 0:
+        return True
+    raise NotAnEventStore(
+        path, f"a SQLite database of another application (application_id {app_id}, "
+        f"user_version {version}, {objects} schema objects)"
+    )

@@ -1,0 +1,364 @@
+"""The projection engine: one applier path for inline updates, rebuild, time travel and verify.
+
+* inline: `apply_inline` runs inside every append transaction and moves each live
+  projection's recorded position forward in that same transaction;
+* rebuild: replay the log into a scratch file, catch up under the write lock, then
+  swap the rows in with one transaction (readers see all old or all new rows);
+* time travel: replay up to a position into an in-memory database;
+* verify: rebuild into scratch and compare, table by table, with the live rows.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import attrs
+
+from eventstore._sqlite import Database
+from eventstore.errors import InvalidArgument, ProjectionStale, StoreError
+
+from .base import ALL_EVENTS, Applier, Projection
+
+STATE_DDL = (
+    "CREATE TABLE IF NOT EXISTS projection_state ("
+    " name TEXT PRIMARY KEY, version INTEGER NOT NULL, position INTEGER NOT NULL) WITHOUT ROWID"
+)
+
+Progress = Callable[[int, int], None]
+"""progress(events_done, events_total)"""
+
+
+class Dispatcher:
+    """Applies events to a fixed set of projections on whatever database it is handed."""
+
+    def __init__(self, projections: Sequence[Projection]) -> None:
+        self.projections = list(projections)
+        self._star: list[tuple[Applier, bool]] = []
+        self._by_type: dict[str, list[tuple[Applier, bool]]] = {}
+        for p in self.projections:
+            for type_name, fn in p.handlers.items():
+                if type_name == ALL_EVENTS:
+                    self._star.append((fn, p.skip_purged))
+                else:
+                    self._by_type.setdefault(type_name, []).append((fn, p.skip_purged))
+        self._cache: dict[str, list[tuple[Applier, bool]]] = {}
+
+    def _handlers(self, type_name: str) -> list[tuple[Applier, bool]]:
+        hs = self._cache.get(type_name)
+        if hs is None:
+            hs = self._cache[type_name] = self._by_type.get(type_name, []) + self._star
+        return hs
+
+    def apply(self, db: Database, events: Iterable[Any]) -> None:
+        """Apply each event to every projection that handles its type, in order."""
+        handlers = self._handlers
+        for ev in events:
+            for fn, skip_purged in handlers(ev.type):
+                if ev.data is None and skip_purged:
+                    continue
+                fn(db, ev)
+
+    def create_tables(self, db: Database) -> None:
+        """Run every projection's DDL on `db`."""
+        for p in self.projections:
+            for stmt in p.ddl:
+                db.execute(stmt)
+
+
+@attrs.frozen
+class ProjectionStatus:
+    """One projection's state in the file versus the code."""
+
+    name: str
+    code_version: int
+    stored_version: int
+    position: int
+    stale: bool
+
+
+@attrs.frozen
+class RebuildReport:
+    """What a rebuild did."""
+
+    projections: tuple[str, ...]
+    events: int
+    position: int
+    seconds: float
+
+
+@attrs.frozen
+class ProjectionDifference:
+    """The first difference found between a live table and its rebuild."""
+
+    projection: str
+    table: str
+    live_row: tuple | None
+    rebuilt_row: tuple | None
+
+    def __str__(self) -> str:
+        return (f"projection {self.projection!r} table {self.table}: live has {self.live_row!r}, "
+                f"rebuild has {self.rebuilt_row!r}")
+
+
+@attrs.frozen
+class ProjectionVerifyReport:
+    """The result of comparing live projections with a rebuild from the log."""
+
+    ok: bool
+    position: int
+    checked: tuple[str, ...]
+    difference: ProjectionDifference | None = None
+
+    def __str__(self) -> str:
+        if self.ok:
+            return f"ok: {len(self.checked)} projections equal a rebuild at position {self.position}"
+        return f"MISMATCH at position {self.position}: {self.difference}"
+
+
+class ProjectionEngine:
+    """Keeps a store's projections: which are live, applying, rebuilding, replaying, verifying."""
+
+    def __init__(self, db: Database, log: Any, projections: Sequence[Projection]) -> None:
+        self.db = db
+        self.log = log
+        self.projections = list(projections)
+        self.by_name = {p.name: p for p in self.projections}
+        self.stale: dict[str, int] = {}
+        self._set_live()
+
+    # --- opening -----------------------------------------------------------------
+
+    def _set_live(self) -> None:
+        live = [p for p in self.projections if p.name not in self.stale]
+        self.dispatcher = Dispatcher(live)
+        self._live_names = tuple(p.name for p in live)
+        marks = ",".join("?" * len(live))
+        self._advance_sql = (
+            f"UPDATE projection_state SET position = ? WHERE name IN ({marks})" if live else ""
+        )
+
+    def open(self, last_position: int) -> None:
+        """Inside the opening write transaction: create missing tables, find stale ones,
+        and catch up projections that lag behind the log (written by older code)."""
+        db = self.db
+        db.execute(STATE_DDL)
+        stored = {r[0]: (r[1], r[2]) for r in db.query("SELECT name, version, position FROM projection_state")}
+        self.stale = {}
+        lagging: list[tuple[Projection, int]] = []
+        for p in self.projections:
+            version, position = stored.get(p.name, (None, 0))
+            if version is None:
+                for stmt in p.ddl:
+                    db.execute(stmt)
+                if last_position == 0:
+                    db.execute("INSERT INTO projection_state VALUES (?, ?, 0)", (p.name, p.version))
+                else:
+                    # A projection added to a store that already has events must be built
+                    # from the log before anyone reads it.
+                    db.execute("INSERT INTO projection_state VALUES (?, 0, 0)", (p.name,))
+                    self.stale[p.name] = 0
+            elif version != p.version:
+                self.stale[p.name] = version
+            elif position < last_position:
+                lagging.append((p, position))
+        for p, position in lagging:
+            Dispatcher([p]).apply(db, self.log.read_all(position + 1))
+            db.execute("UPDATE projection_state SET position=? WHERE name=?", (last_position, p.name))
+        self._set_live()
+
+    # --- inline ------------------------------------------------------------------
+
+    def apply_inline(self, db: Database, events: list[Any]) -> None:
+        """Called by the log inside each append transaction."""
+        self.dispatcher.apply(db, events)
+        if self._advance_sql:
+            db.execute(self._advance_sql, (events[-1].position, *self._live_names))
+
+    def require_fresh(self, name: str) -> None:
+        """Raise ProjectionStale if the projection cannot be read until rebuilt."""
+        if name in self.stale:
+            raise ProjectionStale(name, self.stale[name], self.by_name[name].version)
+
+    def status(self) -> list[ProjectionStatus]:
+        """Each projection's stored version and position against the code version."""
+        stored = {r[0]: (r[1], r[2]) for r in self.db.query("SELECT name, version, position FROM projection_state")}
+        out = []
+        for p in self.projections:
+            version, position = stored.get(p.name, (0, 0))
+            out.append(ProjectionStatus(p.name, p.version, version, position, p.name in self.stale))
+        return out
+
+    # --- scratch builds ------------------------------------------------------------
+
+    def _select(self, names: Iterable[str] | None) -> list[Projection]:
+        if names is None:
+            return list(self.projections)
+        out = []
+        for n in names:
+            if n not in self.by_name:
+                known = ", ".join(self.by_name)
+                raise InvalidArgument(f"no projection named {n!r} (known: {known})")
+            out.append(self.by_name[n])
+        return out
+
+    def _scratch_path(self, kind: str) -> str:
+        base = self.db.path
+        if base == ":memory:" or base.startswith("file:"):
+            fd, path = tempfile.mkstemp(prefix=f"eventstore-{kind}-", suffix=".db")
+            os.close(fd)
+            os.unlink(path)
+            return path
+        return f"{base}.{kind}-{os.getpid()}-{time.monotonic_ns()}.tmp"
+
+    def _build(self, scratch: Database, dispatcher: Dispatcher, from_position: int,
+               to_position: int | None, total: int, progress: Progress | None,
+               done: int = 0, chunk: int = 20_000) -> tuple[int, int]:
+        """Apply log events into `scratch` in large transactions. Returns (last position, count)."""
+        position = from_position - 1
+        events = self.log.read_all(from_position, to_position=to_position)
+        batch: list[Any] = []
+        for ev in events:
+            batch.append(ev)
+            if len(batch) >= chunk:
+                with scratch.transaction():
+                    dispatcher.apply(scratch, batch)
+                done += len(batch)
+                position = batch[-1].position
+                batch.clear()
+                if progress:
+                    progress(done, max(total, done))
+        if batch:
+            with scratch.transaction():
+                dispatcher.apply(scratch, batch)
+            done += len(batch)
+            position = batch[-1].position
+            if progress:
+                progress(done, max(total, done))
+        return position, done
+
+    def rebuild(self, names: Iterable[str] | None = None, progress: Progress | None = None) -> RebuildReport:
+        """Rebuild projections from the whole log and swap them in atomically.
+
+        Writers keep appending while the log is scanned (their inline updates go to the
+        old tables); only the final catch-up and swap hold the write lock.
+        """
+        if self.db.in_transaction:
+            raise StoreError("rebuild cannot run inside a transaction")
+        targets = self._select(names)
+        started = time.monotonic()
+        path = self._scratch_path("rebuild")
+        scratch = Database(path, scratch=True)
+        try:
+            dispatcher = Dispatcher(targets)
+            with scratch.transaction():
+                dispatcher.create_tables(scratch)
+            total = self.log.last_position()
+            position, done = self._build(scratch, dispatcher, 1, None, total, progress)
+            self.db.attach(path, "rebuild_src")
+            try:
+                with self.db.transaction():  # write lock: writers queue from here to COMMIT
+                    last = self.log.last_position()
+                    if last > position:
+                        position, done = self._build(scratch, dispatcher, position + 1, last, last,
+                                                     progress, done)
+                    position = last
+                    self._swap(targets)
+                    for p in targets:
+                        self.db.execute(
+                            "INSERT INTO projection_state VALUES (?, ?, ?) ON CONFLICT(name) "
+                            "DO UPDATE SET version = excluded.version, position = excluded.position",
+                            (p.name, p.version, position),
+                        )
+            finally:
+                self.db.detach("rebuild_src")
+        finally:
+            scratch.close()
+            _remove(path)
+        for p in targets:
+            self.stale.pop(p.name, None)
+        self._set_live()
+        return RebuildReport(tuple(p.name for p in targets), done, position, time.monotonic() - started)
+
+    def _swap(self, targets: list[Projection]) -> None:
+        db = self.db
+        for p in targets:
+            for table in p.tables:
+                db.execute(f"DROP TABLE IF EXISTS main.{table}")
+            for stmt in p.ddl:
+                db.execute(stmt)
+            for table in p.tables:
+                db.execute(f"INSERT INTO main.{table} SELECT * FROM rebuild_src.{table}")
+
+    def replay(self, to_position: int | None = None, streams: Sequence[str] | None = None,
+               names: Iterable[str] | None = None) -> Database:
+        """Time travel: a fresh in-memory database holding the projections as they were
+        at `to_position` (only the given streams' events, when `streams` is set)."""
+        targets = self._select(names)
+        mem = Database(":memory:", scratch=True)
+        dispatcher = Dispatcher(targets)
+        with mem.transaction():
+            dispatcher.create_tables(mem)
+            mem.execute(STATE_DDL)
+            position = 0
+            for ev in _positions(self.log.read_all(1, to_position=to_position, streams=streams or None)):
+                dispatcher.apply(mem, (ev,))
+                position = ev.position
+            for p in targets:
+                mem.execute("INSERT INTO projection_state VALUES (?, ?, ?)", (p.name, p.version, position))
+        return mem
+
+    def verify(self, names: Iterable[str] | None = None, progress: Progress | None = None) -> ProjectionVerifyReport:
+        """Rebuild into scratch and compare every table with the live rows."""
+        targets = [p for p in self._select(names) if p.name not in self.stale]
+        path = self._scratch_path("verify")
+        scratch = Database(path, scratch=True)
+        try:
+            dispatcher = Dispatcher(targets)
+            with scratch.transaction():
+                dispatcher.create_tables(scratch)
+            position, done = self._build(scratch, dispatcher, 1, None, self.log.last_position(), progress)
+            with self.db.transaction(write=False):  # one read snapshot for catch-up and compare
+                last = self.log.last_position()
+                if last > position:
+                    self._build(scratch, dispatcher, position + 1, last, last, progress, done)
+                for p in targets:
+                    for table in p.tables:
+                        diff = _compare(self.db, scratch, table)
+                        if diff is not None:
+                            return ProjectionVerifyReport(False, last, tuple(x.name for x in targets),
+                                                          ProjectionDifference(p.name, table, *diff))
+            return ProjectionVerifyReport(True, last, tuple(p.name for p in targets))
+        finally:
+            scratch.close()
+            _remove(path)
+
+
+def _positions(events: Iterator[Any]) -> Iterator[Any]:
+    yield from events
+
+
+def _compare(live: Database, rebuilt: Database, table: str) -> tuple[tuple | None, tuple | None] | None:
+    """Compare two tables row by row in a total order; the first differing pair, or None."""
+    ncols = len(rebuilt.query(f"PRAGMA table_info({table})"))
+    order = ", ".join(str(i) for i in range(1, ncols + 1))
+    sql = f"SELECT * FROM {table} ORDER BY {order}"
+    a = live.iterate(sql)
+    b = rebuilt.iterate(sql)
+    while True:
+        x = next(a, None)
+        y = next(b, None)
+        if x is None and y is None:
+            return None
+        if x != y:
+            return (x, y)
+
+
+def _remove(path: str) -> None:
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        try:
+            os.unlink(path + suffix)
+        except FileNotFoundError:
+            pass
