@@ -108,6 +108,7 @@ class _Transaction:
         try:
             if db.depth == 0:
                 conn.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
+                db.serial += 1
             else:
                 self.name = f"sp{db.depth}"
                 conn.execute(f"SAVEPOINT {self.name}")
@@ -126,17 +127,21 @@ class _Transaction:
             else:
                 conn.execute(f"ROLLBACK TO {self.name}")
                 conn.execute(f"RELEASE {self.name}")
+                db._notify(db.on_rollback)
             return
         if exc_type is not None:
             if not conn.get_autocommit():
                 conn.execute("ROLLBACK")
+            db._notify(db.on_rollback)
             return
         try:
             conn.execute("COMMIT")
         except apsw.Error as err:
             if not conn.get_autocommit():
                 conn.execute("ROLLBACK")
+            db._notify(db.on_rollback)
             raise _translate(err, "commit") from None
+        db._notify(db.on_commit)
 
 
 class Database:
@@ -153,6 +158,12 @@ class Database:
     ) -> None:
         self.path = path
         self.depth = 0
+        self.serial = 0
+        """Counts outermost transactions begun on this connection."""
+        self.on_commit: list[Any] = []
+        """Callbacks run after each outermost COMMIT succeeds."""
+        self.on_rollback: list[Any] = []
+        """Callbacks run after any rollback (outermost or to a savepoint)."""
         self.busy_timeout_ms = busy_timeout_ms
         flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
         if path != ":memory:" and not scratch:
@@ -188,6 +199,19 @@ class Database:
         if str(mode).lower() != "wal" and self.path != ":memory:":
             raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
         self.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.synchronous]}")
+
+    def data_version(self) -> int:
+        """A counter that changes whenever any connection commits to the file.
+
+        Refreshed by SQLite at the start of each transaction, so read inside one: an
+        unchanged value since our own last commit proves nobody else wrote meanwhile.
+        """
+        return self._live().data_version()
+
+    @staticmethod
+    def _notify(callbacks: list[Any]) -> None:
+        for cb in callbacks:
+            cb()
 
     # --- statements --------------------------------------------------------------
 

@@ -105,6 +105,10 @@ def walk(pages: Iterable[list[Row]], anchor: Anchor | None = None,
     expected = 1
     checked = 0
     anchor_seen = anchor is None
+    if anchor is not None and anchor.position == 0:
+        if anchor.hash != GENESIS.hex():
+            return _fail(0, 0, prev, 0, "rewritten", "an anchor at position 0 must carry the all-zero hash")
+        anchor_seen = True
     for page in pages:
         for row in page:
             position, stream, version, type_, schema, at, flags, payload, purged_digest, stored = row

@@ -123,7 +123,18 @@ def _converters(tp: Any, owner: type) -> tuple[Conv | None, Conv | None]:
         return _enum(tp)
     if isinstance(tp, type) and attrs.has(tp):
         codec = class_codec(tp)
-        return codec.to_plain, codec.from_plain
+        if codec.building:  # a recursive class: resolve lazily at call time
+            inner_enc: Conv = lambda v: codec.to_plain(v)  # noqa: E731
+            inner_dec: Conv = lambda v: codec.from_plain(v)  # noqa: E731
+        else:
+            inner_enc, inner_dec = codec.encoder(), codec.decoder()
+
+        def enc_nested(v: Any) -> Any:
+            if v.__class__ is not tp:
+                raise ShapeError(f"expected {tp.__name__}, got {type(v).__name__}")
+            return inner_enc(v)
+
+        return enc_nested, inner_dec
     if origin in (tuple, list, frozenset) or tp in (tuple, list, frozenset):
         return _sequence(origin or tp, args, owner)
     if origin is dict or tp is dict:
@@ -237,14 +248,54 @@ def _tagged_union(members: list[type], owner: type) -> tuple[Conv, Conv]:
 # --- per-class codec ---------------------------------------------------------------
 
 
+def _plain_slots(cls: type, names: list[str]) -> bool:
+    """True when instances can be built by setting slots directly (no init-time logic)."""
+    slots = set(getattr(cls, "__slots__", ())) - {"__weakref__"}
+    if slots != set(names) or hasattr(cls, "__attrs_post_init__") or hasattr(cls, "__attrs_pre_init__"):
+        return False
+    for f in attrs.fields(cls):
+        if f.validator is not None or f.converter is not None:
+            return False
+    return all(type(cls.__dict__.get(n)).__name__ == "member_descriptor" for n in names)
+
+
+def _scalar_test(tp: Any, var: str) -> str | None:
+    """A Python expression that is True when `var` fits a flat annotation, or None if the
+    annotation is not flat (needs a converter)."""
+    if tp is Any or tp is object:
+        return "True"
+    if tp in _SCALARS:
+        return f"{var}.__class__ is {'type(None)' if tp is type(None) else tp.__name__}"
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        non_none = [a for a in args if a is not type(None)]
+        if len(non_none) == 1 and len(args) == 2 and non_none[0] in _SCALARS:
+            return f"({var} is None or {var}.__class__ is {non_none[0].__name__})"
+    return None
+
+
 class ClassCodec:
-    """Converts one attrs class to and from a plain dict of msgpack-ready values."""
+    """Converts one attrs class to and from a plain dict of msgpack-ready values.
+
+    Two generated paths per direction: a fast one for well-formed values (flat fields
+    checked with one chained class test, no per-field error handling) and a careful one
+    that runs when the fast one declines and names the offending field.
+    """
 
     def __init__(self, cls: type) -> None:
         self.cls = cls
         self._built = False
+        self.building = False
 
     def _build(self) -> None:
+        self.building = True
+        try:
+            self._generate()
+        finally:
+            self.building = False
+
+    def _generate(self) -> None:
         cls = self.cls
         try:
             hints = typing.get_type_hints(cls)
@@ -253,13 +304,17 @@ class ClassCodec:
         fields = attrs.fields(cls)
         names = [f.name for f in fields]
         ns: dict[str, Any] = {"_cls": cls, "_M": _MISSING, "_Shape": ShapeError}
-        enc_lines = ["def to_plain(o):", "    d = {}"]
+        enc_lines = ["def slow_to_plain(o):", "    d = {}"]
         dec_lines = [
-            "def from_plain(d):",
+            "def slow_from_plain(d):",
             "    if d.__class__ is not dict: raise _Shape('expected a map of fields')",
             "    kw = {}",
             "    n = 0",
         ]
+        fast_tests: list[str] = []
+        fast_enc_items: list[str] = []
+        fast_dec_args: list[str] = []
+        positional = all(not f.kw_only and getattr(f, "alias", None) in (None, f.name) for f in fields)
         for i, f in enumerate(fields):
             if not f.init:
                 raise TypeError(f"{cls.__name__}.{f.name}: event fields must be init fields")
@@ -268,6 +323,13 @@ class ClassCodec:
             ns[f"e{i}"], ns[f"d{i}"] = enc, dec
             key = f.alias if getattr(f, "alias", None) else f.name
             name = repr(f.name)
+            test = _scalar_test(tp, f"v{i}")
+            if test is not None and test != "True":
+                fast_tests.append(test)
+            flat = test is not None or enc is None
+            fast_enc_items.append(f"{name}: v{i}" if flat else f"{name}: e{i}(v{i})")
+            arg = f"v{i}" if (test is not None or dec is None) else f"d{i}(v{i})"
+            fast_dec_args.append(arg if positional else f"{key}={arg}")
             enc_lines.append(
                 f"    v = o.{f.name}\n"
                 + (f"    try: v = e{i}(v)\n    except _Shape as x: raise _Shape({name} + ': ' + str(x))\n" if enc else "")
@@ -287,8 +349,43 @@ class ClassCodec:
             "    try: return _cls(**kw)\n"
             "    except TypeError as x: raise _Shape(str(x))"
         )
-        exec("\n".join(enc_lines), ns)  # generated once per class; see module docstring
-        exec("\n".join(dec_lines), ns)
+        tests = " and ".join(fast_tests) or "True"
+        loads = "; ".join(f"v{i} = o.{f.name}" for i, f in enumerate(fields)) or "pass"
+        fast_enc = (
+            "def to_plain(o):\n"
+            f"    {loads}\n"
+            f"    if not ({tests}): return slow_to_plain(o)\n"
+            f"    try: return {{{', '.join(fast_enc_items)}}}\n"
+            "    except Exception: return slow_to_plain(o)"
+        )
+        dloads = "; ".join(f"v{i} = d[{f.name!r}]" for i, f in enumerate(fields)) or "pass"
+        if _plain_slots(cls, names) and positional:
+            # Setting the slots directly skips attrs' generated __init__ (which, for a
+            # frozen class, goes through object.__setattr__ per field): about a third
+            # cheaper, and safe because the class has no validators, converters,
+            # post-init hook or hidden slots, and every field was checked above.
+            for i, n in enumerate(names):
+                ns[f"s{i}"] = cls.__dict__[n].__set__
+            ns["_new"] = object.__new__
+            build = ["o = _new(_cls)"] + [f"s{i}(o, {arg})" for i, arg in enumerate(fast_dec_args)]
+            build.append("return o")
+        else:
+            build = [f"return _cls({', '.join(fast_dec_args)})"]
+        fast_dec = "\n".join(
+            [
+                "def from_plain(d):",
+                f"    if d.__class__ is not dict or len(d) != {len(fields)}: return slow_from_plain(d)",
+                f"    try: {dloads}",
+                "    except KeyError: return slow_from_plain(d)",
+                f"    if not ({tests}): return slow_from_plain(d)",
+                "    try:",
+                *("        " + line for line in build),
+                "    except Exception: return slow_from_plain(d)",
+            ]
+        )
+        # Generated once per class: decoding is on the hot path of every read and replay.
+        for src in ("\n".join(enc_lines), "\n".join(dec_lines), fast_enc, fast_dec):
+            exec(src, ns)
         self._to_plain = ns["to_plain"]
         self._from_plain = ns["from_plain"]
         self._built = True
@@ -306,6 +403,18 @@ class ClassCodec:
             self._build()
         self.from_plain = self._from_plain  # type: ignore[method-assign]
         return self._from_plain(data)
+
+    def decoder(self) -> Callable[[Any], Any]:
+        """The generated from_plain function itself (for tight loops)."""
+        if not self._built:
+            self._build()
+        return self._from_plain
+
+    def encoder(self) -> Callable[[Any], dict]:
+        """The generated to_plain function itself (for tight loops)."""
+        if not self._built:
+            self._build()
+        return self._to_plain
 
 
 _CODECS: dict[type, ClassCodec] = {}

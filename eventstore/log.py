@@ -24,6 +24,9 @@ from .errors import (
 )
 from .events import REGISTRY, EventRegistry
 
+_unpackb = codec.msgpack.unpackb
+_tuple_new = tuple.__new__
+
 SCHEMA_VERSION = 1
 """The layout version of the store file, stamped in PRAGMA user_version."""
 
@@ -68,6 +71,18 @@ CREATE TABLE IF NOT EXISTS store_meta (
 """
 
 _COLUMNS = "position, stream, version, type, schema, recorded_at_ms, flags, payload"
+
+
+class _Undecoded:
+    """Marker for an event whose payload was deliberately not decoded (headers only)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNDECODED"
+
+
+UNDECODED = _Undecoded()
 
 
 class RecordedEvent(NamedTuple):
@@ -135,6 +150,44 @@ class EventLog:
         self.limits = limits or codec.Limits()
         self.clock = clock
         self.on_append: Callable[[Database, list[RecordedEvent]], None] | None = None
+        # Head cache: the newest (position, hash) and the versions of recently written
+        # streams. Valid only while no other connection has committed since our own last
+        # commit, which SQLite's data_version tells us once we hold the write lock.
+        self._head: tuple[int, bytes] | None = None
+        self._versions: dict[str, int] = {}
+        self._cache_serial = -1
+        self._cache_dv: int | None = None
+        self._decoders: dict[str, tuple[int, Callable[[Any], Any]]] = {}
+        db.on_commit.append(self._after_commit)
+        db.on_rollback.append(self.invalidate_cache)
+
+    def invalidate_cache(self) -> None:
+        """Forget the cached head; the next append reads it from the file."""
+        self._head = None
+        self._versions.clear()
+        self._cache_dv = None
+
+    def _after_commit(self) -> None:
+        if self._head is not None and self._cache_serial == self.db.serial:
+            self._cache_dv = self.db.data_version()
+
+    def _head_and_version(self, stream: str) -> tuple[int, bytes, int]:
+        """(last position, last hash, stream version), from the cache when it is provably current."""
+        db = self.db
+        if db.serial != self._cache_serial:
+            self._cache_serial = db.serial
+            if self._cache_dv is None or self._cache_dv != db.data_version():
+                self._head = None
+                self._versions.clear()
+            self._cache_dv = None  # valid again only once this transaction commits
+        head = self._head
+        if head is None:
+            row = db.one("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+            head = self._head = row if row is not None else (0, chain.GENESIS)
+        current = self._versions.get(stream)
+        if current is None:
+            current = db.scalar("SELECT max(version) FROM events WHERE stream=?", (stream,), 0)
+        return head[0], head[1], current
 
     # --- appending ---------------------------------------------------------------
 
@@ -204,9 +257,7 @@ class EventLog:
                     raise IdempotencyConflict(stream, key, row[1])
                 version = db.scalar("SELECT version FROM events WHERE position=?", (row[2],))
                 return AppendResult(stream, row[1], row[2], version, replayed=True)
-        head = db.one("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
-        last, prev = head if head is not None else (0, chain.GENESIS)
-        current = db.scalar("SELECT max(version) FROM events WHERE stream=?", (stream,), 0)
+        last, prev, current = self._head_and_version(stream)
         if expected != ANY:
             if expected == NO_STREAM:
                 ok = current == 0
@@ -233,6 +284,10 @@ class EventLog:
                 # Cannot happen under BEGIN IMMEDIATE unless the file was edited by hand.
                 raise StoreError(f"stream {stream!r}: version or position already taken ({exc})") from None
             raise
+        self._head = (position, prev)
+        if len(self._versions) > 10_000:
+            self._versions.clear()
+        self._versions[stream] = version
         if key is not None:
             db.execute(
                 "INSERT INTO append_keys VALUES (?,?,?,?,?)",
@@ -259,13 +314,54 @@ class EventLog:
         return RecordedEvent(position, stream, version, type_, schema, at,
                              et.decode_plain(plain, schema, position, stream))
 
+    def decode_page(self, rows: list[tuple], raw: bool = False,
+                    only: "frozenset[str] | None" = None) -> list[RecordedEvent]:
+        """Decode a page of rows. A fast loop handles well-formed rows; the first row it
+        cannot handle is redone by decode_row, which raises the precise typed error."""
+        out: list[RecordedEvent] = []
+        append = out.append
+        decoders = self._decoders
+        unpackb = _unpackb
+        make = _tuple_new
+        cls = RecordedEvent
+        i = 0
+        try:
+            for i, row in enumerate(rows):
+                position, stream, version, type_, schema, at, flags, payload = row
+                if only is not None and type_ not in only:
+                    append(make(cls, (position, stream, version, type_, schema, at,
+                                      None if payload is None else UNDECODED)))
+                    continue
+                if flags or payload is None:
+                    append(self.decode_row(row, raw))
+                    continue
+                plain = unpackb(payload, raw=False, strict_map_key=False)
+                if raw:
+                    append(make(cls, (position, stream, version, type_, schema, at, plain)))
+                    continue
+                dec = decoders.get(type_)
+                if dec is None or dec[0] != schema:
+                    append(self.decode_row(row, raw))
+                    et = self.registry._by_name.get(type_)
+                    if et is not None:
+                        decoders[type_] = (et.schema, codec.class_codec(et.cls).decoder())
+                    continue
+                # tuple.__new__ directly: NamedTuple's own __new__ is a Python frame per row.
+                append(make(cls, (position, stream, version, type_, schema, at, dec[1](plain))))
+        except Exception:
+            out.append(self.decode_row(rows[i], raw))  # raises the typed error for this row
+            out.extend(self.decode_page(rows[i + 1:], raw, only))
+        return out
+
     def read_all(self, from_position: int = 1, *, to_position: int | None = None,
                  types: Sequence[str] | None = None, streams: Sequence[str] | None = None,
-                 raw: bool = False, page_size: int = PAGE) -> Iterator[RecordedEvent]:
+                 raw: bool = False, page_size: int = PAGE,
+                 only_decode: "frozenset[str] | None" = None) -> Iterator[RecordedEvent]:
         """Yield events in global order from `from_position`, page by page (bounded memory).
 
         `types` and `streams` filter by type name and stream; `to_position` stops after it.
-        `raw=True` yields the decoded field maps instead of event instances.
+        `raw=True` yields the decoded field maps instead of event instances. With
+        `only_decode`, events of other types carry `UNDECODED` as data (headers only).
         """
         _check_position(from_position, "from_position")
         where = ["position >= ?"]
@@ -281,14 +377,13 @@ class EventLog:
             params.extend(streams)
         sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY position LIMIT {int(page_size)}"
         position = from_position
-        decode = self.decode_row
+        decode_page = self.decode_page
         query = self.db.query
         while True:
             # Each page is its own statement: no read snapshot stays open between pages,
             # so a slow consumer never blocks WAL checkpoints.
             rows = query(sql, [position, *params])
-            for row in rows:
-                yield decode(row, raw)
+            yield from decode_page(rows, raw, only_decode)
             if len(rows) < page_size:
                 return
             position = rows[-1][0] + 1
@@ -304,8 +399,7 @@ class EventLog:
         version = from_version
         while True:
             rows = self.db.query(sql, (stream, version))
-            for row in rows:
-                yield self.decode_row(row, raw)
+            yield from self.decode_page(rows, raw)
             if len(rows) < page_size:
                 return
             version = rows[-1][2] + 1

@@ -9,7 +9,7 @@ same facades over projections replayed up to that position (time travel).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import attrs
 
@@ -23,17 +23,15 @@ from .errors import FileError, InvalidArgument, NotAnEventStore, SchemaTooNew, S
 from .events import EventRegistry
 from .log import ANY, APPLICATION_ID, SCHEMA, SCHEMA_VERSION, AppendResult, EventLog, RecordedEvent
 
-from projections import REGISTRY as PROJECTIONS
-from projections import catalogue as _catalogue
-from projections.base import Projection
-from projections.engine import ProjectionEngine, ProjectionStatus, ProjectionVerifyReport, RebuildReport
+from .facades import FACADES as _FACADES
+from .facades import register_facade
 
-_FACADES: dict[str, Callable[[Any], Any]] = {}
+if TYPE_CHECKING:  # the projections package imports the core, so the core imports it lazily
+    from projections.base import Projection
+    from projections.catalogue import StreamInfo
+    from projections.engine import ProjectionEngine, ProjectionStatus, ProjectionVerifyReport, RebuildReport
 
-
-def register_facade(name: str, factory: Callable[[Any], Any]) -> None:
-    """Make `factory(store_or_view)` reachable as `store.<name>` (built once per store)."""
-    _FACADES[name] = factory
+__all__ = ["Store", "StoreInfo", "StoreView", "open", "register_facade"]
 
 
 @attrs.frozen
@@ -51,7 +49,7 @@ class StoreInfo:
     file_bytes: int
     blobs: int
     blob_bytes: int
-    projections: tuple[ProjectionStatus, ...]
+    projections: tuple["ProjectionStatus", ...]
 
 
 class _Reads:
@@ -59,7 +57,7 @@ class _Reads:
 
     db: Database
     log: EventLog
-    engine: ProjectionEngine
+    engine: "ProjectionEngine"
     readonly: bool
     _facades: dict[str, Any]
 
@@ -79,21 +77,25 @@ class _Reads:
         """Raise ProjectionStale if `projection` must be rebuilt before it is read."""
         self.engine.require_fresh(projection)
 
-    def stream_info(self, stream: str) -> _catalogue.StreamInfo | None:
+    def stream_info(self, stream: str) -> "StreamInfo | None":
         """The catalogue row of one stream (version, event count, positions), or None."""
-        self.require_fresh("catalogue")
-        return _catalogue.get_stream(self.db, stream)
+        from projections import catalogue
 
-    def streams(self, prefix: str | None = None, limit: int | None = None) -> list[_catalogue.StreamInfo]:
-        """Catalogue rows of all streams (or those starting with `prefix`)."""
         self.require_fresh("catalogue")
-        return _catalogue.list_streams(self.db, prefix, limit)
+        return catalogue.get_stream(self.db, stream)
+
+    def streams(self, prefix: str | None = None, limit: int | None = None) -> "list[StreamInfo]":
+        """Catalogue rows of all streams (or those starting with `prefix`)."""
+        from projections import catalogue
+
+        self.require_fresh("catalogue")
+        return catalogue.list_streams(self.db, prefix, limit)
 
 
 class Store(_Reads):
     """An open event store file. Use as a context manager, or call close()."""
 
-    def __init__(self, db: Database, log: EventLog, engine: ProjectionEngine, blobs: BlobStore,
+    def __init__(self, db: Database, log: EventLog, engine: "ProjectionEngine", blobs: BlobStore,
                  profile: str, clock: Callable[[], int]) -> None:
         self.db = db
         self.log = log
@@ -182,16 +184,16 @@ class Store(_Reads):
     # --- projections -------------------------------------------------------------
 
     def rebuild(self, projections: Sequence[str] | None = None,
-                progress: Callable[[int, int], None] | None = None) -> RebuildReport:
+                progress: Callable[[int, int], None] | None = None) -> "RebuildReport":
         """Rebuild projections from the log into fresh tables and swap them in."""
         return self.engine.rebuild(projections, progress)
 
     def verify_projections(self, projections: Sequence[str] | None = None,
-                           progress: Callable[[int, int], None] | None = None) -> ProjectionVerifyReport:
+                           progress: Callable[[int, int], None] | None = None) -> "ProjectionVerifyReport":
         """Rebuild into scratch and compare with the live tables."""
         return self.engine.verify(projections, progress)
 
-    def projection_status(self) -> list[ProjectionStatus]:
+    def projection_status(self) -> "list[ProjectionStatus]":
         """Each projection's code version, stored version, position and staleness."""
         return self.engine.status()
 
@@ -213,7 +215,9 @@ class Store(_Reads):
 
     def info(self) -> StoreInfo:
         """A summary of the file: events, streams, size, blobs and projection status."""
-        streams, _events = _catalogue.totals(self.db) if "catalogue" not in self.engine.stale else (0, 0)
+        from projections import catalogue
+
+        streams, _events = catalogue.totals(self.db) if "catalogue" not in self.engine.stale else (0, 0)
         head = self.checkpoint()
         nblobs, _logical, stored = self.blobs.stats()
         size = 0
@@ -269,7 +273,7 @@ def open(
     busy_timeout_ms: int = 15_000,
     limits: codec.Limits | None = None,
     registry: EventRegistry | None = None,
-    projections: Sequence[Projection] | None = None,
+    projections: "Sequence[Projection] | None" = None,
     create: bool = True,
 ) -> Store:
     """Open (or create, 0600) an event store file and return a Store.
@@ -280,6 +284,11 @@ def open(
     A newer schema, a foreign SQLite file, garbage or a truncated file raise typed
     errors and leave the file untouched.
     """
+    from . import domain
+    from projections import REGISTRY as PROJECTIONS
+    from projections.engine import ProjectionEngine
+
+    domain.load()
     if profile not in codec.PROFILES:
         raise InvalidArgument(f"profile must be one of {sorted(codec.PROFILES)}, got {profile!r}")
     if synchronous not in ("full", "normal"):

@@ -14,7 +14,19 @@ from .engine import (
     ProjectionVerifyReport,
     RebuildReport,
 )
-from . import catalogue  # noqa: F401  (registers the stream catalogue)
+
+def _load_all() -> None:
+    # Every module of this package declares and registers one projection; importing
+    # them here means a store always keeps every projection the code knows.
+    import importlib
+    import pkgutil
+
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name not in ("base", "engine") and not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+_load_all()
 
 __all__ = [
     "ALL_EVENTS",

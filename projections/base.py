@@ -29,7 +29,14 @@ class Projection:
     ddl: tuple[str, ...]
     skip_purged: bool = True
     """When True, appliers never see events whose payload was purged (data is None)."""
+    needs_data: bool = True
+    """False when the ALL_EVENTS/batch appliers use only headers (position, stream,
+    version, type, time): then rebuilds need not decode events of types no applier
+    names, and a store with event types this code does not know still rebuilds."""
     handlers: dict[str, Applier] = attrs.field(factory=dict)
+    batch: Callable[[Any, list], None] | None = None
+    """Optional applier that takes a whole list of events at once (every type). Used
+    instead of per-event appliers when a projection can aggregate, like the catalogue."""
 
     def __attrs_post_init__(self) -> None:
         for stmt in self.ddl:
@@ -49,6 +56,11 @@ class Projection:
             return fn
 
         return deco
+
+    def on_batch(self, fn: Callable[[Any, list], None]) -> Callable[[Any, list], None]:
+        """Decorator: register `fn(db, events)` as this projection's batch applier."""
+        self.batch = fn
+        return fn
 
     def handles(self) -> set[str]:
         """The event type names this projection applies."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from .base import ALL_EVENTS, REGISTRY, Projection
+from .base import REGISTRY, Projection
 
 catalogue = REGISTRY.register(
     Projection(
@@ -30,18 +30,31 @@ catalogue = REGISTRY.register(
             ) WITHOUT ROWID""",
         ),
         skip_purged=False,  # purged events still count: their headers remain in the log
+        needs_data=False,
     )
 )
 
 
-@catalogue.on(ALL_EVENTS)
-def _count(db: Any, ev: Any) -> None:
-    db.execute(
-        "INSERT INTO catalogue_streams VALUES (?1, ?2, 1, ?3, ?3, ?4, ?4) "
-        "ON CONFLICT (stream) DO UPDATE SET version = ?2, event_count = event_count + 1, "
-        "last_position = ?3, last_recorded_at_ms = ?4",
-        (ev.stream, ev.version, ev.position, ev.recorded_at_ms),
+@catalogue.on_batch
+def _count(db: Any, events: list) -> None:
+    # Aggregated per stream: an append of 1,000 events costs one upsert, not 1,000.
+    per: dict[str, list] = {}
+    for ev in events:
+        agg = per.get(ev.stream)
+        if agg is None:
+            per[ev.stream] = [ev.version, 1, ev.position, ev.position, ev.recorded_at_ms, ev.recorded_at_ms]
+        else:
+            agg[0] = ev.version
+            agg[1] += 1
+            agg[3] = ev.position
+            agg[5] = ev.recorded_at_ms
+    sql = (
+        "INSERT INTO catalogue_streams VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+        "ON CONFLICT (stream) DO UPDATE SET version = ?2, event_count = event_count + ?3, "
+        "last_position = ?5, last_recorded_at_ms = ?7"
     )
+    for stream, (version, count, first, last, first_at, last_at) in per.items():
+        db.execute(sql, (stream, version, count, first, last, first_at, last_at))
 
 
 @attrs.frozen

@@ -24,8 +24,14 @@ from .base import ALL_EVENTS, Applier, Projection
 
 STATE_DDL = (
     "CREATE TABLE IF NOT EXISTS projection_state ("
-    " name TEXT PRIMARY KEY, version INTEGER NOT NULL, position INTEGER NOT NULL) WITHOUT ROWID"
+    " name TEXT PRIMARY KEY, version INTEGER NOT NULL, position INTEGER) WITHOUT ROWID"
 )
+# position NULL means "inline": applied in the same transaction as every append, so it
+# is exactly the log's last position. Writing an explicit position on every append
+# would cost a statement and a page write per commit for no information. A writer that
+# skips a projection (its code considers it stale) first pins the position where the
+# projection stopped, so the lag is recorded in the same transaction as the append
+# that creates it, and the next opener running matching code catches up from there.
 
 Progress = Callable[[int, int], None]
 """progress(events_done, events_total)"""
@@ -38,6 +44,7 @@ class Dispatcher:
         self.projections = list(projections)
         self._star: list[tuple[Applier, bool]] = []
         self._by_type: dict[str, list[tuple[Applier, bool]]] = {}
+        self._batch = [(p.batch, p.skip_purged) for p in self.projections if p.batch is not None]
         for p in self.projections:
             for type_name, fn in p.handlers.items():
                 if type_name == ALL_EVENTS:
@@ -45,6 +52,10 @@ class Dispatcher:
                 else:
                     self._by_type.setdefault(type_name, []).append((fn, p.skip_purged))
         self._cache: dict[str, list[tuple[Applier, bool]]] = {}
+        generic = any(p.needs_data and (p.batch is not None or ALL_EVENTS in p.handlers)
+                      for p in self.projections)
+        self.decode_types: frozenset[str] | None = None if generic else frozenset(self._by_type)
+        """The event types whose data some applier reads (None: all of them)."""
 
     def _handlers(self, type_name: str) -> list[tuple[Applier, bool]]:
         hs = self._cache.get(type_name)
@@ -52,14 +63,16 @@ class Dispatcher:
             hs = self._cache[type_name] = self._by_type.get(type_name, []) + self._star
         return hs
 
-    def apply(self, db: Database, events: Iterable[Any]) -> None:
-        """Apply each event to every projection that handles its type, in order."""
+    def apply(self, db: Database, events: list[Any]) -> None:
+        """Apply events, in order, to every projection that handles their types."""
         handlers = self._handlers
         for ev in events:
             for fn, skip_purged in handlers(ev.type):
                 if ev.data is None and skip_purged:
                     continue
                 fn(db, ev)
+        for batch_fn, skip_purged in self._batch:
+            batch_fn(db, [e for e in events if e.data is not None] if skip_purged else events)
 
     def create_tables(self, db: Database) -> None:
         """Run every projection's DDL on `db`."""
@@ -134,10 +147,11 @@ class ProjectionEngine:
     def _set_live(self) -> None:
         live = [p for p in self.projections if p.name not in self.stale]
         self.dispatcher = Dispatcher(live)
-        self._live_names = tuple(p.name for p in live)
-        marks = ",".join("?" * len(live))
-        self._advance_sql = (
-            f"UPDATE projection_state SET position = ? WHERE name IN ({marks})" if live else ""
+        self._stale_names = tuple(self.stale)
+        marks = ",".join("?" * len(self._stale_names))
+        self._pin_sql = (
+            f"UPDATE projection_state SET position = ? WHERE position IS NULL AND name IN ({marks})"
+            if self._stale_names else ""
         )
 
     def open(self, last_position: int) -> None:
@@ -145,7 +159,8 @@ class ProjectionEngine:
         and catch up projections that lag behind the log (written by older code)."""
         db = self.db
         db.execute(STATE_DDL)
-        stored = {r[0]: (r[1], r[2]) for r in db.query("SELECT name, version, position FROM projection_state")}
+        stored = {r[0]: (r[1], last_position if r[2] is None else r[2])
+                  for r in db.query("SELECT name, version, position FROM projection_state")}
         self.stale = {}
         lagging: list[tuple[Projection, int]] = []
         for p in self.projections:
@@ -154,7 +169,7 @@ class ProjectionEngine:
                 for stmt in p.ddl:
                     db.execute(stmt)
                 if last_position == 0:
-                    db.execute("INSERT INTO projection_state VALUES (?, ?, 0)", (p.name, p.version))
+                    db.execute("INSERT INTO projection_state VALUES (?, ?, NULL)", (p.name, p.version))
                 else:
                     # A projection added to a store that already has events must be built
                     # from the log before anyone reads it.
@@ -165,17 +180,25 @@ class ProjectionEngine:
             elif position < last_position:
                 lagging.append((p, position))
         for p, position in lagging:
-            Dispatcher([p]).apply(db, self.log.read_all(position + 1))
-            db.execute("UPDATE projection_state SET position=? WHERE name=?", (last_position, p.name))
+            d = Dispatcher([p])
+            batch: list[Any] = []
+            for ev in self.log.read_all(position + 1, only_decode=d.decode_types):
+                batch.append(ev)
+                if len(batch) >= 10_000:
+                    d.apply(db, batch)
+                    batch = []
+            if batch:
+                d.apply(db, batch)
+            db.execute("UPDATE projection_state SET position = NULL WHERE name = ?", (p.name,))
         self._set_live()
 
     # --- inline ------------------------------------------------------------------
 
     def apply_inline(self, db: Database, events: list[Any]) -> None:
         """Called by the log inside each append transaction."""
+        if self._pin_sql:
+            db.execute(self._pin_sql, (events[0].position - 1, *self._stale_names))
         self.dispatcher.apply(db, events)
-        if self._advance_sql:
-            db.execute(self._advance_sql, (events[-1].position, *self._live_names))
 
     def require_fresh(self, name: str) -> None:
         """Raise ProjectionStale if the projection cannot be read until rebuilt."""
@@ -184,7 +207,9 @@ class ProjectionEngine:
 
     def status(self) -> list[ProjectionStatus]:
         """Each projection's stored version and position against the code version."""
-        stored = {r[0]: (r[1], r[2]) for r in self.db.query("SELECT name, version, position FROM projection_state")}
+        last = self.log.last_position()
+        stored = {r[0]: (r[1], last if r[2] is None else r[2])
+                  for r in self.db.query("SELECT name, version, position FROM projection_state")}
         out = []
         for p in self.projections:
             version, position = stored.get(p.name, (0, 0))
@@ -218,7 +243,7 @@ class ProjectionEngine:
                done: int = 0, chunk: int = 20_000) -> tuple[int, int]:
         """Apply log events into `scratch` in large transactions. Returns (last position, count)."""
         position = from_position - 1
-        events = self.log.read_all(from_position, to_position=to_position)
+        events = self.log.read_all(from_position, to_position=to_position, only_decode=dispatcher.decode_types)
         batch: list[Any] = []
         for ev in events:
             batch.append(ev)
@@ -268,9 +293,9 @@ class ProjectionEngine:
                     self._swap(targets)
                     for p in targets:
                         self.db.execute(
-                            "INSERT INTO projection_state VALUES (?, ?, ?) ON CONFLICT(name) "
-                            "DO UPDATE SET version = excluded.version, position = excluded.position",
-                            (p.name, p.version, position),
+                            "INSERT INTO projection_state VALUES (?, ?, NULL) ON CONFLICT(name) "
+                            "DO UPDATE SET version = excluded.version, position = NULL",
+                            (p.name, p.version),
                         )
             finally:
                 self.db.detach("rebuild_src")
@@ -303,9 +328,17 @@ class ProjectionEngine:
             dispatcher.create_tables(mem)
             mem.execute(STATE_DDL)
             position = 0
-            for ev in _positions(self.log.read_all(1, to_position=to_position, streams=streams or None)):
-                dispatcher.apply(mem, (ev,))
-                position = ev.position
+            batch: list[Any] = []
+            for ev in self.log.read_all(1, to_position=to_position, streams=streams or None,
+                                        only_decode=dispatcher.decode_types):
+                batch.append(ev)
+                if len(batch) >= 10_000:
+                    dispatcher.apply(mem, batch)
+                    position = batch[-1].position
+                    batch = []
+            if batch:
+                dispatcher.apply(mem, batch)
+                position = batch[-1].position
             for p in targets:
                 mem.execute("INSERT INTO projection_state VALUES (?, ?, ?)", (p.name, p.version, position))
         return mem
@@ -334,10 +367,6 @@ class ProjectionEngine:
         finally:
             scratch.close()
             _remove(path)
-
-
-def _positions(events: Iterator[Any]) -> Iterator[Any]:
-    yield from events
 
 
 def _compare(live: Database, rebuilt: Database, table: str) -> tuple[tuple | None, tuple | None] | None:

@@ -1,0 +1,5 @@
+"""`python -m eventstore` runs the command line."""
+
+from .cli import run
+
+run()

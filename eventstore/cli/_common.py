@@ -1,0 +1,112 @@
+"""Helpers shared by the CLI modules: opening stores, printing tables, JSON and progress."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime as _dt
+import json
+import os
+import sys
+from typing import Any, Callable, Iterator, Sequence
+
+import attrs
+
+from ..errors import FileError
+from ..store import Store, open as open_store
+
+
+def add_db(parser: Any) -> None:
+    """Add the positional DB argument."""
+    parser.add_argument("db", metavar="DB", help="path of the store file")
+
+
+def open_existing(path: str, **kw: Any) -> Store:
+    """Open a store file that must already exist (the CLI never creates one by accident)."""
+    if not os.path.exists(path):
+        raise FileError(path, "no such file")
+    return open_store(path, create=False, **kw)
+
+
+def printable(text: str) -> str:
+    """Escape control characters so that stored text cannot drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert decoded event data (attrs instances, enums, bytes, tuples) to JSON values.
+
+    Bytes become {"$bytes": base64}, so JSON output never carries raw binary.
+    """
+    if attrs.has(type(value)):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in attrs.fields(type(value))}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"$bytes": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "value") and hasattr(type(value), "__members__"):  # enum
+        return to_jsonable(value.value)
+    return value
+
+
+def dumps(value: Any) -> str:
+    """One compact JSON line (non-ASCII kept, control characters escaped by json)."""
+    return json.dumps(to_jsonable(value), ensure_ascii=False, separators=(",", ":"), sort_keys=False)
+
+
+def fmt_ms(ms: int | None) -> str:
+    """A millisecond timestamp as an ISO 8601 UTC string."""
+    if ms is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def summarize(value: Any, width: int = 100) -> str:
+    """A short one-line rendering of event data, escaped for the terminal."""
+    text = printable(dumps(value))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+    """Print rows as a table (rich), escaping every cell."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*(printable("" if v is None else str(v)) for v in row))
+    Console(highlight=False, soft_wrap=False).print(table)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar with rate and ETA on stderr; yields progress(done, total)."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    class _Rate(TextColumn):
+        def render(self, task: Any) -> Any:  # events per second
+            from rich.text import Text
+
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:,.0f} ev/s" if speed else "")
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(""),
+        TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+    ) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update

@@ -1,0 +1,139 @@
+"""Core subcommands: demo, info, log, verify, rebuild, checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..chain import Anchor
+from . import EXIT_FAILED, EXIT_OK
+from ._common import add_db, dumps, fmt_ms, open_existing, print_table, printable, progress_bar, summarize
+
+
+def register(sub: Any) -> None:
+    """Add the core subcommands to the parser."""
+    p = sub.add_parser("demo", help="run a realistic agent session on a SQLite file, ending with a verify")
+    p.add_argument("db", nargs="?", metavar="DB", help="store file (default: a new temporary file)")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("info", help="summarise a store file")
+    add_db(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_info)
+
+    p = sub.add_parser("log", help="print events, one per line")
+    add_db(p)
+    p.add_argument("--stream", help="only this stream")
+    p.add_argument("--type", action="append", dest="types", metavar="TYPE", help="only this type (repeatable)")
+    p.add_argument("--from", type=_positive, default=1, dest="from_position", metavar="P",
+                   help="start at position P (default 1)")
+    p.add_argument("--limit", type=_positive, metavar="N", help="print at most N events")
+    p.add_argument("--json", action="store_true", help="JSON lines")
+    p.set_defaults(func=_log)
+
+    p = sub.add_parser("verify", help="verify the hash chain (exit 0 sound, 1 not)")
+    add_db(p)
+    p.add_argument("--anchor", metavar="POSITION:HASH", help="an anchor from `eventstore checkpoint`")
+    p.add_argument("--projections", action="store_true", help="also compare projections with a rebuild")
+    p.set_defaults(func=_verify)
+
+    p = sub.add_parser("rebuild", help="rebuild projections from the log and swap them in")
+    add_db(p)
+    p.add_argument("--projection", action="append", dest="projections", metavar="NAME",
+                   help="only this projection (repeatable; default all)")
+    p.set_defaults(func=_rebuild)
+
+    p = sub.add_parser("checkpoint", help="print POSITION:HASH of the newest event, to keep as an anchor")
+    add_db(p)
+    p.set_defaults(func=_checkpoint)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ..demo import run
+
+    return run(args.db)
+
+
+def _info(args: argparse.Namespace) -> int:
+    with open_existing(args.db) as store:
+        info = store.info()
+    if args.json:
+        print(dumps(info))
+        return EXIT_OK
+    print(f"file:         {info.path} ({info.file_bytes:,} bytes)")
+    print(f"schema:       {info.schema_version}")
+    print(f"events:       {info.events:,} in {info.streams:,} streams")
+    print(f"head:         {info.last_position}:{info.head}")
+    print(f"blobs:        {info.blobs:,} ({info.blob_bytes:,} bytes stored)")
+    rows = [(p.name, p.code_version, p.stored_version, p.position, "STALE" if p.stale else "ok")
+            for p in info.projections]
+    print_table(["projection", "code version", "stored version", "position", "state"], rows)
+    return EXIT_OK
+
+
+def _log(args: argparse.Namespace) -> int:
+    with open_existing(args.db) as store:
+        if args.stream:
+            events = store.read_stream(args.stream, raw=True)
+        else:
+            events = store.read_all(args.from_position, types=args.types, raw=True)
+        n = 0
+        out = sys.stdout
+        for ev in events:
+            if args.stream and (ev.position < args.from_position or (args.types and ev.type not in args.types)):
+                continue
+            if args.json:
+                out.write(dumps({"position": ev.position, "stream": ev.stream, "version": ev.version,
+                                 "type": ev.type, "schema": ev.schema, "recorded_at_ms": ev.recorded_at_ms,
+                                 "data": ev.data}) + "\n")
+            else:
+                data = "(purged)" if ev.data is None else summarize(ev.data)
+                out.write(f"{ev.position:>8}  {fmt_ms(ev.recorded_at_ms)}  "
+                          f"{printable(ev.stream)}@{ev.version}  {ev.type}  {data}\n")
+            n += 1
+            if args.limit and n >= args.limit:
+                break
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    anchor = Anchor.parse(args.anchor) if args.anchor else None
+    with open_existing(args.db) as store:
+        total = store.last_position()
+        with progress_bar("verify", total > 50_000) as progress:
+            report = store.verify(anchor, progress=lambda done: progress(done, total))
+        print(str(report))
+        ok = report.ok
+        if args.projections and ok:
+            with progress_bar("rebuild into scratch", total > 50_000) as progress:
+                check = store.verify_projections(progress=progress)
+            print(f"projections {check}")
+            ok = check.ok
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    with open_existing(args.db) as store:
+        total = store.last_position()
+        with progress_bar("rebuild", total > 10_000) as progress:
+            report = store.rebuild(args.projections, progress)
+    print(f"rebuilt {', '.join(report.projections)} from {report.events:,} events "
+          f"up to position {report.position} in {report.seconds:.2f}s")
+    return EXIT_OK
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    with open_existing(args.db) as store:
+        print(store.checkpoint())
+    return EXIT_OK
