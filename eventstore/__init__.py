@@ -30,6 +30,7 @@ from .errors import (
     PayloadTooLarge,
     ProjectionError,
     ProjectionStale,
+    ReadOnlyView,
     SchemaTooNew,
     StoreBusy,
     StoreClosed,
@@ -41,7 +42,7 @@ from .errors import (
 )
 from .events import REGISTRY as EVENTS
 from .events import EventRegistry, event, upcaster
-from .log import ANY, NO_STREAM, STREAM_EXISTS, AppendResult, RecordedEvent
+from .log import ANY, NO_STREAM, STREAM_EXISTS, UNDECODED, AppendResult, RecordedEvent
 from .store import Store, StoreInfo, StoreView, open, register_facade
 
 __version__ = "0.1.0"
@@ -50,6 +51,7 @@ __all__ = [
     "ANY",
     "NO_STREAM",
     "STREAM_EXISTS",
+    "UNDECODED",
     "Anchor",
     "AppendResult",
     "BlobNotFound",
@@ -69,6 +71,7 @@ __all__ = [
     "PayloadTooLarge",
     "ProjectionError",
     "ProjectionStale",
+    "ReadOnlyView",
     "RecordedEvent",
     "SchemaTooNew",
     "Store",

@@ -58,6 +58,10 @@ class StoreClosed(StoreError):
     """The store was used after close()."""
 
 
+class ReadOnlyView(StoreError):
+    """A command was issued on a time-travel view, which only reads."""
+
+
 # --- appends ---------------------------------------------------------------------
 
 

@@ -77,6 +77,14 @@ class _Reads:
         """Raise ProjectionStale if `projection` must be rebuilt before it is read."""
         self.engine.require_fresh(projection)
 
+    def require_writable(self, what: str) -> None:
+        """Raise ReadOnlyView when called on a time-travel view (commands call this first)."""
+        if self.readonly:
+            from .errors import ReadOnlyView
+
+            raise ReadOnlyView(f"{what}: this is a read-only view at position "
+                               f"{getattr(self, 'position', '?')}; issue commands on the Store")
+
     def stream_info(self, stream: str) -> "StreamInfo | None":
         """The catalogue row of one stream (version, event count, positions), or None."""
         from projections import catalogue
