@@ -431,17 +431,17 @@ class EventLog:
         idle_since = time.monotonic()
         while stop is None or not stop.is_set():
             got = False
+            # Read the head first: with a type filter we may skip ahead to it, and an
+            # event committed after this read has a larger position, so none is skipped.
+            head = self.last_position() if types else 0
             for ev in self.read_all(position, types=types, raw=raw):
                 got = True
                 position = ev.position + 1
                 yield ev
                 if stop is not None and stop.is_set():
                     return
-            if not types:
-                pass
-            elif not got:
-                # With a type filter, skip ahead past events we were not asked for.
-                position = max(position, self.last_position() + 1)
+            if types:
+                position = max(position, head + 1)
             if got:
                 idle_since = time.monotonic()
             elif idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
