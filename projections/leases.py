@@ -1,0 +1,128 @@
+"""The session execution lease table: one row per session that ever had a lease.
+
+The row keeps the fencing token across releases and expiries (the next acquisition
+takes it + 1), and holds the holder's identity, token and times while the lease is
+held. Deleting or purging a session wipes its row, so a recreated session starts
+again at fence 1 (law 70).
+
+Appliers copy what the events recorded; liveness ("is it expired?") is a question
+for the reader, asked with the reader's own `now`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventstore.domain.lease_events import (
+    SessionExecutionLease,
+    SessionLeaseAcquired,
+    SessionLeaseReleased,
+    SessionLeaseRenewed,
+    SessionLeaseState,
+)
+from eventstore.domain.owners import LeaseOwner, LocalProcessLiveness, OpaqueLiveness
+from eventstore.domain.session_events import SessionDeletedEvent, SessionPurged
+
+from .base import REGISTRY, Projection
+
+leases = REGISTRY.register(
+    Projection(
+        name="leases",
+        version=1,
+        tables=("lease_sessions",),
+        ddl=(
+            # owner_id IS NULL means "no holder" (never claimed since a release).
+            """CREATE TABLE IF NOT EXISTS lease_sessions (
+                session_id     TEXT PRIMARY KEY,
+                fencing_token  INTEGER NOT NULL,
+                owner_id       TEXT,
+                incarnation_id TEXT,
+                host_id        TEXT,
+                boot_id        TEXT,
+                pid            INTEGER,
+                process_start  INTEGER,
+                lease_token    TEXT,
+                claimed_at_ms  INTEGER,
+                expires_at_ms  INTEGER
+            ) WITHOUT ROWID""",
+        ),
+    )
+)
+
+
+@leases.on(SessionLeaseAcquired)
+def _acquired(db: Any, ev: Any) -> None:
+    e: SessionLeaseAcquired = ev.data
+    o = e.owner
+    live = o.liveness
+    local = isinstance(live, LocalProcessLiveness)
+    db.execute(
+        "INSERT OR REPLACE INTO lease_sessions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (e.session_id, e.fencing_token, o.owner_id, o.incarnation_id,
+         live.host_id if local else None, live.boot_id if local else None,
+         live.pid if local else None, live.process_start if local else None,
+         e.lease_token, e.claimed_at_ms, e.expires_at_ms),
+    )
+
+
+@leases.on(SessionLeaseRenewed)
+def _renewed(db: Any, ev: Any) -> None:
+    e: SessionLeaseRenewed = ev.data
+    db.execute("UPDATE lease_sessions SET expires_at_ms = ? WHERE session_id = ? AND lease_token = ? "
+               "AND fencing_token = ?", (e.expires_at_ms, e.session_id, e.lease_token, e.fencing_token))
+
+
+@leases.on(SessionLeaseReleased)
+def _released(db: Any, ev: Any) -> None:
+    e: SessionLeaseReleased = ev.data
+    # The fencing token stays: the next acquisition must get a higher one (law 20).
+    db.execute(
+        "UPDATE lease_sessions SET owner_id = NULL, incarnation_id = NULL, host_id = NULL, boot_id = NULL, "
+        "pid = NULL, process_start = NULL, lease_token = NULL, claimed_at_ms = NULL, expires_at_ms = NULL "
+        "WHERE session_id = ? AND lease_token = ? AND fencing_token = ?",
+        (e.session_id, e.lease_token, e.fencing_token),
+    )
+
+
+@leases.on(SessionDeletedEvent, SessionPurged)
+def _wiped(db: Any, ev: Any) -> None:
+    db.execute("DELETE FROM lease_sessions WHERE session_id = ?", (ev.data.session_id,))
+
+
+# --- reads ---------------------------------------------------------------------------
+
+
+_COLUMNS = ("session_id, fencing_token, owner_id, incarnation_id, host_id, boot_id, pid, process_start, "
+            "lease_token, claimed_at_ms, expires_at_ms")
+
+
+def _state(r: tuple) -> SessionLeaseState:
+    holder = None
+    if r[2] is not None:
+        liveness = (LocalProcessLiveness(r[4], r[5], r[6], r[7]) if r[4] is not None else OpaqueLiveness())
+        holder = SessionExecutionLease(r[0], LeaseOwner(r[2], r[3], liveness), r[8], r[1], r[9], r[10])
+    return SessionLeaseState(r[0], r[1], holder)
+
+
+def get(db: Any, session_id: str) -> SessionLeaseState | None:
+    """The lease row of one session, or None if it never had a lease (in this generation)."""
+    r = db.one(f"SELECT {_COLUMNS} FROM lease_sessions WHERE session_id = ?", (session_id,))
+    return None if r is None else _state(r)
+
+
+def list_states(db: Any, session_id: str | None = None) -> list[SessionLeaseState]:
+    """Lease rows ordered by session id (only that session's when `session_id` is given)."""
+    if session_id is not None:
+        state = get(db, session_id)
+        return [] if state is None else [state]
+    return [_state(r) for r in db.query(f"SELECT {_COLUMNS} FROM lease_sessions ORDER BY session_id")]
+
+
+def live_generation(db: Any, session_id: str, now_ms: int) -> int | None:
+    """The fencing token of the session's live lease at `now_ms`, or None when none is live.
+
+    One indexed lookup; later domains compare it with the generation stamped on their
+    claims (a claim is live exactly while this equals its generation).
+    """
+    return db.scalar("SELECT fencing_token FROM lease_sessions WHERE session_id = ? AND owner_id IS NOT NULL "
+                     "AND expires_at_ms > ?", (session_id, now_ms))

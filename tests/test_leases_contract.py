@@ -1,0 +1,7 @@
+"""The session execution lease contract (laws 16-28) on the SQLite backend."""
+
+from tests.contract.leases import LeaseContract
+
+
+class TestLeaseContractSqlite(LeaseContract):
+    """Every lease law, run against SQLite (the `backend` fixture of tests/conftest.py)."""
