@@ -77,6 +77,10 @@ class _Reads:
         """Raise ProjectionStale if `projection` must be rebuilt before it is read."""
         self.engine.require_fresh(projection)
 
+    def read_transaction(self) -> Any:
+        """A read transaction: every read inside sees one consistent snapshot."""
+        return self.db.transaction(write=False)
+
     def require_writable(self, what: str) -> None:
         """Raise ReadOnlyView when called on a time-travel view (commands call this first)."""
         if self.readonly:
@@ -143,10 +147,6 @@ class Store(_Reads):
         inside one of these so that their decision and its events are atomic.
         """
         return self.db.transaction(write=True)
-
-    def read_transaction(self) -> Any:
-        """A read transaction: every read inside sees one consistent snapshot."""
-        return self.db.transaction(write=False)
 
     # --- the log -----------------------------------------------------------------
 
