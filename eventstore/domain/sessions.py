@@ -259,6 +259,9 @@ class Sessions:
 
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
+        self.auto_gc_every_commits = 0
+        """Run blob GC after every N commits made through this handle (0: never)."""
+        self._commits_since_gc = 0
 
     def _info(self, row: Any) -> SessionInfo:
         from projections import catalogue
@@ -354,6 +357,63 @@ class Sessions:
         self.ctx.require_fresh("catalogue")
         with self.ctx.db.transaction(write=False):  # one snapshot for the row and its activity
             return [self._info(r) for r in proj.list_rows(self.ctx.db, status, limit)]
+
+
+    # --- the runtime commit and its reads (issue 5; eventstore/domain/commits.py) ---------
+
+    def commit(self, commit: Any) -> Any:
+        """Land one turn's results atomically: see `eventstore.domain.commits.run_commit`.
+
+        Returns a RuntimeCommitResult; raises HeadRevisionConflict, SessionBindingMismatch,
+        RuntimeTurnCommitConflict, SessionExecutionLeaseExpired, QueuedWorkClaimSuperseded,
+        TurnInputClaimSuperseded or InvalidGraphDelta with nothing written.
+        """
+        from .commits import run_commit
+
+        result = run_commit(self.ctx, commit)
+        if self.auto_gc_every_commits and not result.replayed:
+            self._commits_since_gc += 1
+            if self._commits_since_gc >= self.auto_gc_every_commits:
+                self._commits_since_gc = 0
+                self.gc()
+        return result
+
+    def load(self, session_id: str, *, graph: str = "full", leaf: str | None = None,
+             at: int | None = None) -> Any:
+        """A session's head, checkpoint, token ledger and graph ("full", "active_path" or
+        "none"), as of now or, with `at`, as of that log position. None if never committed."""
+        from .commits import load_session
+
+        check_session_id(session_id)
+        if at is None:
+            return load_session(self.ctx, session_id, graph, leaf)
+        store = getattr(self.ctx, "store", self.ctx)
+        with store.at(at, streams=[session_stream(session_id)]) as view:
+            return load_session(view, session_id, graph, leaf)
+
+    def load_node(self, session_id: str, node_id: str) -> Any:
+        """One live node by id, or None (tombstoned nodes are hidden)."""
+        from .commits import load_node
+
+        return load_node(self.ctx, session_id, node_id)
+
+    def tombstone_nodes(self, session_id: str, node_ids: Any) -> int:
+        """Hide nodes from reads until vacuum removes them; returns how many were hidden."""
+        from .maintenance import tombstone_nodes
+
+        return tombstone_nodes(self.ctx, session_id, node_ids)
+
+    def vacuum(self, session_id: str) -> Any:
+        """Remove tombstoned nodes and terminal turn inputs; a VacuumReport of what went."""
+        from .maintenance import vacuum
+
+        return vacuum(self.ctx, session_id)
+
+    def gc(self, *, dry_run: bool = False) -> Any:
+        """Blob GC (mark and sweep from the projections' roots); a GcReport."""
+        from .maintenance import gc
+
+        return gc(self.ctx, dry_run)
 
 
 register_facade("sessions", Sessions)
