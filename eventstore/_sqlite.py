@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import random
+import threading
+import stat
 import time
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -57,10 +59,17 @@ def check_file(path: str) -> bool:
         st = os.stat(path)
     except FileNotFoundError:
         return True
+    except OSError as exc:
+        raise FileError(path, f"cannot inspect: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise FileError(path, "is a directory, not a store file")
     if st.st_size == 0:
         return True
-    with open(path, "rb") as fh:
-        header = fh.read(100)
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+    except OSError as exc:
+        raise FileError(path, f"cannot read: {exc.strerror or exc}") from None
     if not header.startswith(SQLITE_MAGIC[: min(len(header), 16)]):
         raise NotADatabase(path, "not a SQLite database (bad magic header)")
     if len(header) < 100:
@@ -89,6 +98,8 @@ def create_private_file(path: str) -> None:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
         return
+    except OSError as exc:  # a missing directory, no permission, a read-only file system
+        raise FileError(path, f"cannot create: {exc.strerror or exc}") from None
     os.close(fd)
 
 
@@ -105,6 +116,9 @@ class _Transaction:
     def __enter__(self) -> "Database":
         db = self.db
         conn = db._live()
+        # One connection, many threads: the lock is held from BEGIN to COMMIT, so another
+        # thread's statements wait instead of running inside (or seeing) this transaction.
+        db.lock.acquire()
         try:
             if db.depth == 0:
                 conn.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
@@ -113,11 +127,21 @@ class _Transaction:
                 self.name = f"sp{db.depth}"
                 conn.execute(f"SAVEPOINT {self.name}")
         except apsw.Error as exc:
+            db.lock.release()
             raise _translate(exc, "begin transaction") from None
+        except BaseException:
+            db.lock.release()
+            raise
         db.depth += 1
         return db
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            self._finish(exc_type)
+        finally:
+            self.db.lock.release()
+
+    def _finish(self, exc_type: Any) -> None:
         db = self.db
         conn = db._conn
         db.depth -= 1
@@ -158,6 +182,8 @@ class Database:
     ) -> None:
         self.path = path
         self.depth = 0
+        self.lock = threading.RLock()
+        """Serialises threads sharing this connection (held for a whole transaction)."""
         self.serial = 0
         """Counts outermost transactions begun on this connection."""
         self.on_commit: list[Any] = []
@@ -223,8 +249,9 @@ class Database:
     def execute(self, sql: str, params: Sequence[Any] | dict = ()) -> None:
         """Run one statement (or several separated by ';' when params is empty)."""
         try:
-            for _ in self._live().execute(sql, params):
-                pass
+            with self.lock:
+                for _ in self._live().execute(sql, params):
+                    pass
         except apsw.ConstraintError:
             raise
         except apsw.Error as exc:
@@ -233,8 +260,9 @@ class Database:
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run one statement once per parameter row."""
         try:
-            for _ in self._live().executemany(sql, rows):
-                pass
+            with self.lock:
+                for _ in self._live().executemany(sql, rows):
+                    pass
         except apsw.ConstraintError:
             raise
         except apsw.Error as exc:
@@ -243,22 +271,31 @@ class Database:
     def query(self, sql: str, params: Sequence[Any] | dict = ()) -> list[tuple]:
         """Run a query and return all rows as tuples."""
         try:
-            return self._live().execute(sql, params).fetchall()
+            with self.lock:
+                return self._live().execute(sql, params).fetchall()
         except apsw.Error as exc:
             raise _translate(exc, _what(sql)) from None
 
     def iterate(self, sql: str, params: Sequence[Any] | dict = ()) -> Iterator[tuple]:
         """Run a query and yield rows lazily (keep the loop short: it holds a read snapshot)."""
         try:
-            yield from self._live().execute(sql, params)
+            with self.lock:
+                cursor = self._live().execute(sql, params)
+            while True:
+                with self.lock:
+                    row = next(cursor, None)
+                if row is None:
+                    return
+                yield row
         except apsw.Error as exc:
             raise _translate(exc, _what(sql)) from None
 
     def one(self, sql: str, params: Sequence[Any] | dict = ()) -> tuple | None:
         """The first row of a query, or None."""
         try:
-            for row in self._live().execute(sql, params):
-                return row
+            with self.lock:
+                for row in self._live().execute(sql, params):
+                    return row
         except apsw.Error as exc:
             raise _translate(exc, _what(sql)) from None
         return None

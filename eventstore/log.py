@@ -19,6 +19,7 @@ from .errors import (
     DecodeError,
     IdempotencyConflict,
     InvalidArgument,
+    PayloadTooLarge,
     StoreError,
     WrongExpectedVersion,
 )
@@ -240,7 +241,7 @@ class EventLog:
             return self._append_locked(stream, encoded, expected_version, idempotency_key, at)
 
     def _append_locked(self, stream: str, encoded: list[Encoded], expected: int | str,
-                       key: str | None, at: int) -> AppendResult:
+                       key: str | None, at: int, retry: bool = True) -> AppendResult:
         db = self.db
         request_digest = b""
         if key is not None:
@@ -280,10 +281,17 @@ class EventLog:
         try:
             db.executemany("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)", rows)
         except Exception as exc:
-            if is_constraint_error(exc):
-                # Cannot happen under BEGIN IMMEDIATE unless the file was edited by hand.
+            if not is_constraint_error(exc):
+                raise
+            if not retry:
+                # Under BEGIN IMMEDIATE this means the file was edited behind our back.
                 raise StoreError(f"stream {stream!r}: version or position already taken ({exc})") from None
-            raise
+            # Belt and braces: should the head cache ever be stale, undo the rows this
+            # executemany did insert (SQLite undid only the failing one), then decide the
+            # append again from the file, expectation included.
+            db.executemany("DELETE FROM events WHERE position = ? AND hash = ?", [(r[0], r[8]) for r in rows])
+            self.invalidate_cache()
+            return self._append_locked(stream, encoded, expected, key, at, retry=False)
         self._head = (position, prev)
         if len(self._versions) > 10_000:
             self._versions.clear()
@@ -308,6 +316,8 @@ class EventLog:
             plain = codec.unpack(codec.decompress(payload, flags, self.limits.max_decompressed_bytes))
         except codec.ShapeError as exc:
             raise DecodeError(f"event {type_}: {exc}", position=position, stream=stream) from None
+        except PayloadTooLarge as exc:
+            raise PayloadTooLarge(f"position {position} (stream {stream!r}): {exc}") from None
         if raw:
             return RecordedEvent(position, stream, version, type_, schema, at, plain)
         et = self.registry.for_name(type_, position, stream)
@@ -460,8 +470,11 @@ class EventLog:
             return chain.Anchor(0, chain.GENESIS.hex())
         return chain.Anchor(row[0], row[1].hex())
 
+    # stream, type and payload are read as their stored bytes: the chain hashes bytes, and a
+    # tampered text that is not valid UTF-8 must be reported as altered, not crash the walk.
     _VERIFY_SQL = (
-        "SELECT position, stream, version, type, schema, recorded_at_ms, flags, payload, "
+        "SELECT position, CAST(stream AS BLOB), version, CAST(type AS BLOB), schema, recorded_at_ms, "
+        "flags, CAST(payload AS BLOB), "
         "CASE WHEN payload IS NULL THEN (SELECT digest FROM purged_payloads p WHERE p.position = e.position) END, "
         "hash FROM events e WHERE position >= ? ORDER BY position LIMIT ?"
     )
