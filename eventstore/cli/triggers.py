@@ -1,0 +1,92 @@
+"""Trigger and effect subcommands: `eventstore triggers DB` and `eventstore effects DB`.
+
+Both only read the projections. `effects` shows each journaled effect's status,
+attempts and a one-line summary of its outcome or error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from . import EXIT_OK
+from ._common import add_db, dumps, fmt_ms, open_existing, print_table, summarize
+
+
+def register(sub: Any) -> None:
+    """Add the `triggers` and `effects` subcommands to the parser."""
+    p = sub.add_parser("triggers", help="list trigger subscriptions: owner, key, state, revision, deliveries")
+    add_db(p)
+    p.add_argument("--scope", metavar="SCOPE", help="only subscriptions of this owner scope (host, session:<id>, ...)")
+    p.add_argument("--json", action="store_true", help="JSON lines, one subscription per line")
+    p.set_defaults(func=_triggers)
+
+    p = sub.add_parser("effects", help="list journaled effects: status, attempts, outcome summary")
+    add_db(p)
+    p.add_argument("--scope", metavar="S", help="only the effects of execution scope S")
+    p.add_argument("--status", choices=("in_progress", "completed", "failed", "waiting", "cancelled"),
+                   help="only effects in this status")
+    p.add_argument("--json", action="store_true", help="JSON lines, one effect per line")
+    p.set_defaults(func=_effects)
+
+
+def _triggers(args: argparse.Namespace) -> int:
+    with open_existing(args.db) as store:
+        subs = store.triggers.list(owner_scope=args.scope)
+        occurrences = len(store.triggers.occurrences())
+    if args.json:
+        out = sys.stdout
+        for s in subs:
+            out.write(dumps({"subscription_id": s.subscription_id, "owner_scope": s.owner_scope,
+                             "subscription_key": s.subscription_key, "state": s.state,
+                             "incarnation": s.incarnation, "revision": s.revision, "definition": s.definition,
+                             "deliveries": s.deliveries, "created_at_ms": s.created_at_ms,
+                             "updated_at_ms": s.updated_at_ms, "deleted_at_ms": s.deleted_at_ms}) + "\n")
+        return EXIT_OK
+    rows = []
+    for s in subs:
+        d = s.definition
+        source = f"{d.source_type}:{d.source_key if d.source_key is not None else '*'}"
+        # The id shortened like a git hash (the full id is in --json and in every process id).
+        rows.append((s.owner_scope, s.subscription_key, s.subscription_id[:12] + "…", s.state, s.incarnation,
+                     s.revision, source, d.process_name, s.deliveries))
+    print_table(["owner scope", "key", "id", "state", "inc", "rev", "source", "process", "deliveries"],
+                rows, title=f"{len(rows)} subscription(s), {occurrences} occurrence(s) ingested")
+    return EXIT_OK
+
+
+def _summary(e: Any) -> str:
+    if e.kind == "sleep" and e.status in ("completed", "in_progress"):
+        return f"{'slept' if e.status == 'completed' else 'sleeping'} until {fmt_ms(e.due_at_ms)}"
+    if e.status == "completed":
+        return summarize(e.outcome, 60)
+    if e.status in ("failed", "cancelled"):
+        return summarize(f"{e.error_type}: {e.error_message}", 60)
+    if e.status == "waiting":
+        return "waiting for resolution"
+    return f"lease expires {fmt_ms(e.lease_expires_at_ms)}"
+
+
+def _effects(args: argparse.Namespace) -> int:
+    with open_existing(args.db) as store:
+        entries = store.effects.list(scope=args.scope, status=args.status)
+    if args.json:
+        out = sys.stdout
+        for e in entries:
+            out.write(dumps({"scope": e.scope, "replay_key": e.replay_key, "kind": e.kind, "status": e.status,
+                             "attempts": e.attempts, "renewals": e.renewals, "envelope": e.envelope,
+                             "outcome": e.outcome, "error_type": e.error_type, "error_message": e.error_message,
+                             "holder": e.holder.owner_id if e.holder else None,
+                             "lease_expires_at_ms": e.lease_expires_at_ms, "due_at_ms": e.due_at_ms,
+                             "session_id": e.session_id, "started_at_ms": e.started_at_ms,
+                             "finished_at_ms": e.finished_at_ms}) + "\n")
+        return EXIT_OK
+    rows = []
+    for e in entries:
+        holder = e.holder.owner_id if e.holder else ""
+        rows.append((e.scope, e.replay_key, e.kind, e.status, e.attempts, holder, _summary(e)))
+    scopes = len({e.scope for e in entries})
+    print_table(["scope", "replay key", "kind", "status", "attempts", "holder", "outcome"],
+                rows, title=f"{len(rows)} effect(s) in {scopes} scope(s)")
+    return EXIT_OK

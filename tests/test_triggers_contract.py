@@ -1,0 +1,37 @@
+"""The trigger store contract (law 87) on the SQLite backend, and the `eventstore triggers` CLI."""
+
+from __future__ import annotations
+
+import json
+
+from eventstore.cli import main
+from eventstore.domain.triggers import DeleteSubscription, RegisterSubscription, TriggerDefinition
+from tests.contract.triggers import PUSH, TriggerContract, push
+
+
+class TestTriggerContractSqlite(TriggerContract):
+    """Every trigger law, run against SQLite (the `backend` fixture of tests/conftest.py)."""
+
+
+def test_cli_triggers_lists_subscriptions_with_state_revision_and_deliveries(backend, capsys):
+    store = backend.store
+    store.triggers.execute("op-1", RegisterSubscription("host", "ci", PUSH))
+    store.triggers.execute("op-2", RegisterSubscription("session:s1", "watch",
+                                                        TriggerDefinition("webhook", None, "audit")))
+    store.triggers.ingest(push("delivery-1"))
+    store.triggers.execute("op-3", DeleteSubscription("session:s1", "watch", 1))
+    store.close()
+    assert main(["triggers", backend.path, "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["owner_scope"], r["state"], r["revision"], r["deliveries"]) for r in rows] == [
+        ("host", "enabled", 1, 1), ("session:s1", "deleted", 2, 1)]
+    assert rows[0]["definition"]["input_template"] == {"branch": "main"}
+    assert main(["triggers", backend.path, "--scope", "host"]) == 0
+    out = capsys.readouterr().out
+    assert "1 subscription(s), 1 occurrence(s) ingested" in out and "run-ci" in out
+
+
+def test_cli_triggers_on_a_missing_file_is_a_one_line_error(tmp_path, capsys):
+    assert main(["triggers", str(tmp_path / "nope.db")]) == 2
+    err = capsys.readouterr().err
+    assert "no such file" in err and "Traceback" not in err
