@@ -309,6 +309,12 @@ class Sessions:
             result, events = decide_delete(self._row(session_id), session_id, now)
             if events:
                 self.ctx.append(session_stream(session_id), events, now_ms=now)
+                # What other domains hold for this session goes in the same transaction:
+                # its process grants and wake targets, its trigger subscriptions (host-
+                # owned ones are spared) and its pending awaited events.
+                self.ctx.processes.delete_session_process_state(session_id)
+                self.ctx.triggers.delete_session_subscriptions(session_id)
+                self.ctx.effects.revoke_session(session_id, "session deleted")
         return result
 
     def purge(self, session_id: str) -> PurgeReport:
