@@ -207,6 +207,30 @@ def _sequence(kind: type, args: tuple, owner: type) -> tuple[Conv, Conv]:
 def _mapping(args: tuple, owner: type) -> tuple[Conv, Conv]:
     kenc, kdec = _converters(args[0], owner) if args else (None, None)
     venc, vdec = _converters(args[1], owner) if args else (None, None)
+    if venc is None and vdec is None and (not args or args[0] in (str, Any, object)):
+        # The common `dict[str, Any]`: check the keys and hand msgpack's (or the
+        # caller's) dict through instead of rebuilding it key by key.
+        check_keys = bool(args) and args[0] is str
+
+        def enc_plain(v: Any) -> Any:
+            if not isinstance(v, dict):
+                raise ShapeError(f"expected dict, got {type(v).__name__}")
+            if check_keys:
+                for k in v:
+                    if k.__class__ is not str:
+                        raise ShapeError(f"expected str keys, got {type(k).__name__}")
+            return v
+
+        def dec_plain(v: Any) -> Any:
+            if v.__class__ is not dict:
+                raise ShapeError(f"expected a map, got {type(v).__name__}")
+            if check_keys:
+                for k in v:
+                    if k.__class__ is not str:
+                        raise ShapeError(f"expected str keys, got {type(k).__name__}")
+            return v
+
+        return enc_plain, dec_plain
 
     def enc(v: Any) -> Any:
         if not isinstance(v, dict):

@@ -326,10 +326,18 @@ class EventLog:
 
     def decode_page(self, rows: list[tuple], raw: bool = False,
                     only: "frozenset[str] | None" = None) -> list[RecordedEvent]:
-        """Decode a page of rows. A fast loop handles well-formed rows; the first row it
-        cannot handle is redone by decode_row, which raises the precise typed error."""
-        out: list[RecordedEvent] = []
-        append = out.append
+        """Decode a page of rows into a list (see iter_decode)."""
+        return list(self.iter_decode(rows, raw, only))
+
+    def iter_decode(self, rows: list[tuple], raw: bool = False,
+                    only: "frozenset[str] | None" = None) -> Iterator[RecordedEvent]:
+        """Decode rows one at a time as the consumer pulls them.
+
+        A fast loop handles well-formed rows; the first row it cannot handle is redone by
+        decode_row, which raises the precise typed error. Decoding lazily (rather than a
+        whole page into a list) keeps few decoded events alive at once, which keeps the
+        garbage collector's young-generation passes short.
+        """
         decoders = self._decoders
         unpackb = _unpackb
         make = _tuple_new
@@ -339,29 +347,31 @@ class EventLog:
             for i, row in enumerate(rows):
                 position, stream, version, type_, schema, at, flags, payload = row
                 if only is not None and type_ not in only:
-                    append(make(cls, (position, stream, version, type_, schema, at,
-                                      None if payload is None else UNDECODED)))
+                    yield make(cls, (position, stream, version, type_, schema, at,
+                                     None if payload is None else UNDECODED))
                     continue
                 if flags or payload is None:
-                    append(self.decode_row(row, raw))
+                    yield self.decode_row(row, raw)
                     continue
                 plain = unpackb(payload, raw=False, strict_map_key=False)
                 if raw:
-                    append(make(cls, (position, stream, version, type_, schema, at, plain)))
+                    yield make(cls, (position, stream, version, type_, schema, at, plain))
                     continue
                 dec = decoders.get(type_)
                 if dec is None or dec[0] != schema:
-                    append(self.decode_row(row, raw))
+                    ev = self.decode_row(row, raw)
                     et = self.registry._by_name.get(type_)
                     if et is not None:
                         decoders[type_] = (et.schema, codec.class_codec(et.cls).decoder())
+                    yield ev
                     continue
                 # tuple.__new__ directly: NamedTuple's own __new__ is a Python frame per row.
-                append(make(cls, (position, stream, version, type_, schema, at, dec[1](plain))))
+                yield make(cls, (position, stream, version, type_, schema, at, dec[1](plain)))
+        except GeneratorExit:
+            raise
         except Exception:
-            out.append(self.decode_row(rows[i], raw))  # raises the typed error for this row
-            out.extend(self.decode_page(rows[i + 1:], raw, only))
-        return out
+            yield self.decode_row(rows[i], raw)  # raises the typed error for this row
+            yield from self.iter_decode(rows[i + 1:], raw, only)
 
     def read_all(self, from_position: int = 1, *, to_position: int | None = None,
                  types: Sequence[str] | None = None, streams: Sequence[str] | None = None,
@@ -387,7 +397,7 @@ class EventLog:
             params.extend(streams)
         sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY position LIMIT {int(page_size)}"
         position = from_position
-        decode_page = self.decode_page
+        decode_page = self.iter_decode
         query = self.db.query
         while True:
             # Each page is its own statement: no read snapshot stays open between pages,
@@ -409,7 +419,7 @@ class EventLog:
         version = from_version
         while True:
             rows = self.db.query(sql, (stream, version))
-            yield from self.decode_page(rows, raw)
+            yield from self.iter_decode(rows, raw)
             if len(rows) < page_size:
                 return
             version = rows[-1][2] + 1
