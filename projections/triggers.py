@@ -35,6 +35,8 @@ from eventstore.domain.trigger_events import (
     TriggersPruned,
 )
 
+from eventstore.domain.process_events import ProcessesPruned
+
 from .base import REGISTRY, Projection
 
 triggers = REGISTRY.register(Projection(
@@ -434,3 +436,10 @@ def list_deliveries(db: Any, subscription_id: str | None = None,
     if where:
         sql += " WHERE " + " AND ".join(where)
     return [_dlv(r) for r in db.query(sql + " ORDER BY reserved_at_ms, process_id", params)]
+
+
+@triggers.on(ProcessesPruned)
+def _processes_pruned(db: Any, ev: Any) -> None:
+    # DOMAIN.md §5 prune step 2: a pruned process's trigger deliveries go with it.
+    for process_id in ev.data.process_ids:
+        db.execute("DELETE FROM triggers_deliveries WHERE process_id = ?", (process_id,))

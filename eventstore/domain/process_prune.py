@@ -80,6 +80,8 @@ class ProcessPruneCommands(ProcessFacadeBase):
               dry_run: bool = False) -> PruneReport:
         """Remove terminal processes last changed before `before_ms` (see the module docstring)."""
         cutoff = check_int(before_ms, "before_ms")
+        if not isinstance(dry_run, bool):
+            raise InvalidArgument(f"dry_run must be True or False, got {dry_run!r}")
         flt = _check_filter(filter)
         if up_to_change_seq is not None:
             check_int(up_to_change_seq, "up_to_change_seq")
@@ -100,6 +102,12 @@ class ProcessPruneCommands(ProcessFacadeBase):
             # Same transaction as the prune events: either both the rows and the payload
             # bytes go, or neither does.
             purged = sum(self.ctx.log.purge_payloads(process_stream(pid)) for pid in ids)
+            for pid in ids:
+                _drop_process_sessions(self.ctx, pid)
+            # DOMAIN.md §5 prune step 3: trigger receipts older than the cutoff go too.
+            from .trigger_commands import PruneTriggers
+
+            self.ctx.triggers.execute(f"processes.prune:{now}:{cutoff}:{ids[0]}", PruneTriggers(cutoff))
             return PruneReport(cutoff, tuple(ids), sum(r[1] for r in found), purged, False)
 
     def changes_since(self, cursor: int = 0, limit: int = 100) -> ChangePage:
@@ -113,3 +121,19 @@ class ProcessPruneCommands(ProcessFacadeBase):
             return ChangePage((), cursor)
         records = tuple(proj.changed_since(self._db, cursor, limit))
         return ChangePage(records, records[-1].change_seq if records else cursor)
+
+
+PROCESS_SESSION_IDS = ("process-env:{id}", "process-session-turn:{id}")
+"""The sessions a process owns (its execution environment and its session turn); law 71."""
+
+
+def _drop_process_sessions(ctx: Any, process_id: str) -> None:
+    """Delete and purge the sessions a pruned process owned, in the prune's transaction."""
+    for template in PROCESS_SESSION_IDS:
+        session_id = template.format(id=process_id)
+        info = ctx.sessions.get(session_id)
+        if info is None or info.status == "purged":
+            continue
+        if info.status != "deleted":
+            ctx.sessions.delete(session_id)
+        ctx.sessions.purge(session_id)

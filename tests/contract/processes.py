@@ -497,6 +497,23 @@ class ProcessContract:
         store = backend.reopen()
         assert store.processes.get("old-done") is None and store.processes.get("new-done") is not None
 
+    def test_law_71_pruning_a_process_removes_its_two_session_stores(self, backend):
+        store, procs = backend.store, backend.store.processes
+        procs.register(registration("p71"))
+        owned = ("process-env:p71", "process-session-turn:p71")
+        for sid in owned:
+            store.sessions.create(sid)
+        store.sessions.create("bystander")
+        procs.complete("p71", Success(1), ExternalOwner("o"))
+        cutoff = backend.clock.advance(10)
+        assert procs.prune(cutoff).pruned_processes == ("p71",)
+        for sid in owned:
+            assert store.sessions.get(sid).status == "purged"
+            assert all(e.data is None for e in store.read_stream(f"session:{sid}"))
+        assert store.sessions.get("bystander").status == "active"
+        assert store.verify().ok
+        assert_consistent(store)
+
     def test_law_86_prune_respects_filter_and_watermark(self, backend):
         procs = backend.store.processes
         procs.register(registration("ext-1"))
