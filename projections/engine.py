@@ -140,6 +140,14 @@ class ProjectionEngine:
         self.projections = list(projections)
         self.by_name = {p.name: p for p in self.projections}
         self.stale: dict[str, int] = {}
+        # projection_state is reconciled on the first append of a transaction when another
+        # connection committed since our last commit (data_version moved), as the log's
+        # head cache does: other handles, maybe running other code, may have created,
+        # rebuilt or pinned projections meanwhile.
+        self._checked_serial = -1
+        self._checked_dv: int | None = None
+        db.on_commit.append(self._after_commit)
+        db.on_rollback.append(self._forget_check)
         self._set_live()
 
     # --- opening -----------------------------------------------------------------
@@ -147,12 +155,6 @@ class ProjectionEngine:
     def _set_live(self) -> None:
         live = [p for p in self.projections if p.name not in self.stale]
         self.dispatcher = Dispatcher(live)
-        self._stale_names = tuple(self.stale)
-        marks = ",".join("?" * len(self._stale_names))
-        self._pin_sql = (
-            f"UPDATE projection_state SET position = ? WHERE position IS NULL AND name IN ({marks})"
-            if self._stale_names else ""
-        )
 
     def open(self, last_position: int) -> None:
         """Inside the opening write transaction: create missing tables, find stale ones,
@@ -180,25 +182,71 @@ class ProjectionEngine:
             elif position < last_position:
                 lagging.append((p, position))
         for p, position in lagging:
-            d = Dispatcher([p])
-            batch: list[Any] = []
-            for ev in self.log.read_all(position + 1, only_decode=d.decode_types):
-                batch.append(ev)
-                if len(batch) >= 10_000:
-                    d.apply(db, batch)
-                    batch = []
-            if batch:
-                d.apply(db, batch)
-            db.execute("UPDATE projection_state SET position = NULL WHERE name = ?", (p.name,))
+            self._catch_up(db, p, position, None)
         self._set_live()
+
+    def _catch_up(self, db: Database, p: Projection, position: int, to_position: int | None) -> None:
+        """Apply the events after `position` (up to `to_position`) to one projection, then
+        mark it inline again (position NULL), in the caller's write transaction."""
+        d = Dispatcher([p])
+        batch: list[Any] = []
+        for ev in self.log.read_all(position + 1, to_position=to_position, only_decode=d.decode_types):
+            batch.append(ev)
+            if len(batch) >= 10_000:
+                d.apply(db, batch)
+                batch = []
+        if batch:
+            d.apply(db, batch)
+        db.execute("UPDATE projection_state SET position = NULL WHERE name = ?", (p.name,))
 
     # --- inline ------------------------------------------------------------------
 
     def apply_inline(self, db: Database, events: list[Any]) -> None:
         """Called by the log inside each append transaction."""
-        if self._pin_sql:
-            db.execute(self._pin_sql, (events[0].position - 1, *self._stale_names))
+        if self._checked_serial != db.serial:
+            if self._checked_dv is None or self._checked_dv != db.data_version():
+                self._reconcile(db, events[0].position)
+            self._checked_serial = db.serial
+            self._checked_dv = None  # valid again only once this transaction commits
         self.dispatcher.apply(db, events)
+
+    def _reconcile(self, db: Database, first_position: int) -> None:
+        """Line this handle up with projection_state as other handles left it.
+
+        A projection this code does not keep live (unknown to it, or recorded at another
+        version) is pinned where it stopped, before this append, so that code which keeps
+        it catches up from there. A live projection that another handle left pinned is
+        caught up now, before this append's events are applied on top of it (applying
+        them to a projection with a hole, and replaying them again later, would count
+        them twice). A version change made by another handle's rebuild flips staleness.
+        """
+        before = first_position - 1
+        changed = False
+        for name, version, position in db.query("SELECT name, version, position FROM projection_state"):
+            p = self.by_name.get(name)
+            keep = p is not None and version == p.version
+            if p is not None and keep == (name in self.stale):
+                changed = True
+                if keep:
+                    del self.stale[name]
+                else:
+                    self.stale[name] = version
+            if not keep:
+                if position is None:
+                    db.execute("UPDATE projection_state SET position = ? WHERE name = ?", (before, name))
+            elif position is not None:
+                self._catch_up(db, p, position, before)
+        if changed:
+            self._set_live()
+
+    def _after_commit(self) -> None:
+        if self._checked_serial == self.db.serial:
+            self._checked_dv = self.db.data_version()
+
+    def _forget_check(self) -> None:
+        # A rollback may have undone the pins and catch-ups: check again next time.
+        self._checked_serial = -1
+        self._checked_dv = None
 
     def require_fresh(self, name: str) -> None:
         """Raise ProjectionStale if the projection cannot be read until rebuilt."""
@@ -240,7 +288,7 @@ class ProjectionEngine:
 
     def _build(self, scratch: Database, dispatcher: Dispatcher, from_position: int,
                to_position: int | None, total: int, progress: Progress | None,
-               done: int = 0, chunk: int = 20_000) -> tuple[int, int]:
+               done: int = 0, chunk: int = 5_000) -> tuple[int, int]:
         """Apply log events into `scratch` in large transactions. Returns (last position, count)."""
         position = from_position - 1
         events = self.log.read_all(from_position, to_position=to_position, only_decode=dispatcher.decode_types)
@@ -286,11 +334,15 @@ class ProjectionEngine:
             try:
                 with self.db.transaction():  # write lock: writers queue from here to COMMIT
                     last = self.log.last_position()
+                    self._swap(targets)
                     if last > position:
-                        position, done = self._build(scratch, dispatcher, position + 1, last, last,
+                        # Events committed since the scan are applied to the swapped-in rows
+                        # here, through this connection. Not to the scratch file: BEGIN
+                        # IMMEDIATE holds a write lock on every attached database, so the
+                        # scratch connection could not write it until this commits.
+                        position, done = self._build(self.db, dispatcher, position + 1, last, last,
                                                      progress, done)
                     position = last
-                    self._swap(targets)
                     for p in targets:
                         self.db.execute(
                             "INSERT INTO projection_state VALUES (?, ?, NULL) ON CONFLICT(name) "

@@ -8,7 +8,8 @@ from typing import Any
 
 from ..chain import Anchor
 from . import EXIT_FAILED, EXIT_OK
-from ._common import add_db, dumps, fmt_ms, open_existing, print_table, printable, progress_bar, summarize
+from ..describe import describe
+from ._common import add_db, dumps, fmt_ms, open_existing, print_table, printable, progress_bar
 
 
 def register(sub: Any) -> None:
@@ -98,7 +99,7 @@ def _log(args: argparse.Namespace) -> int:
                                  "type": ev.type, "schema": ev.schema, "recorded_at_ms": ev.recorded_at_ms,
                                  "data": ev.data}) + "\n")
             else:
-                data = "(purged)" if ev.data is None else summarize(ev.data)
+                data = describe(ev)
                 out.write(f"{ev.position:>8}  {fmt_ms(ev.recorded_at_ms)}  "
                           f"{printable(ev.stream)}@{ev.version}  {ev.type}  {data}\n")
             n += 1
