@@ -22,6 +22,13 @@ from .store import open as open_store
 
 Say = Callable[[str], None]
 _CHAPTERS: list[tuple[int, str, Callable[[Store, Say], None]]] = []
+_SUGGESTIONS: list[str] = []
+
+
+def suggest(command: str) -> None:
+    """Let a chapter add a command to the "Try next" list; `{db}` stands for the file."""
+    if command not in _SUGGESTIONS:
+        _SUGGESTIONS.append(command)
 
 
 def chapter(order: int, title: str) -> Callable[[Callable[[Store, Say], None]], Callable[[Store, Say], None]]:
@@ -87,6 +94,7 @@ def run(path: str | None, say: Say = print) -> int:
     if path is None:
         path = os.path.join(tempfile.mkdtemp(prefix="eventstore-demo-"), "demo.db")
     started = time.monotonic()
+    _SUGGESTIONS.clear()
     say(f"demo store: {path}")
     with open_store(path) as store:
         anchor_before = store.checkpoint()
@@ -110,14 +118,23 @@ def run(path: str | None, say: Say = print) -> int:
         anchor = store.checkpoint()
         ok = report.ok and check.ok
     say(f"\nfinished in {time.monotonic() - started:.1f}s. Try next:")
-    for cmd in (
+    middle = max(1, anchor.position // 2)
+    commands = [
         f"eventstore info {path}",
         f"eventstore log {path} --limit 20",
+        f"eventstore sessions {path}",
+        f"eventstore processes {path}",
+        f"eventstore triggers {path}",
+        f"eventstore effects {path}",
+        f"eventstore replay {path} --at {middle}",
+        f"eventstore diff {path} --from {middle} --to {anchor.position}",
+        *(c.format(db=path) for c in _SUGGESTIONS),
         f"eventstore verify {path} --anchor {anchor}",
         f"eventstore rebuild {path}",
-    ):
+    ]
+    for cmd in commands:
         say(f"  {cmd}")
     return 0 if ok else 1
 
 
-__all__ = ["chapter", "run", "UserMessage", "ModelReply", "ToolCalled", "attrs"]
+__all__ = ["chapter", "suggest", "run", "UserMessage", "ModelReply", "ToolCalled", "attrs"]

@@ -403,7 +403,7 @@ class Queue:
 
         check_session_id(session_id)
         if now_ms is not None:
-            _check_int(now_ms, "now_ms")
+            _check_int(now_ms, "now_ms", 0, 2 ** 63 - 1)  # SQLite binds 64-bit integers only
         self.ctx.require_fresh("queue")
         self.ctx.require_fresh("leases")
         with self.ctx.db.transaction(write=False):  # liveness and rows from one snapshot
@@ -484,6 +484,10 @@ def _demo_chapter() -> Callable[..., Any]:
 
         sid = f"support-{uuid.uuid4().hex[:8]}"
         store.sessions.create(sid)
+        from ..demo import suggest
+
+        suggest(f"eventstore queue {{db}} --session {sid}")
+        suggest(f"eventstore inputs {{db}} --session {sid}")
         wake = ProcessWake("proc-build-42", 7, "wake:build-42:7", "process.completed")
         first = store.queue.enqueue(QueuedWorkDraft.for_wake(sid, wake))
         again = store.queue.enqueue(QueuedWorkDraft.for_wake(sid, wake))
