@@ -65,15 +65,30 @@ def check_file(path: str) -> bool:
         raise FileError(path, "is a directory, not a store file")
     if st.st_size == 0:
         return True
+    # Another process may be writing the file right now: creating it, or checkpointing its
+    # WAL, which writes page 1 (with the new page count) before the pages after it. A file
+    # that looks cut off is therefore looked at again a few times before it is called so.
+    for attempt in range(5):
+        truncated = _inspect_header(path)
+        if truncated is None:
+            return False
+        if attempt < 4:
+            time.sleep(0.02)
+    raise truncated
+
+
+def _inspect_header(path: str) -> TruncatedFile | None:
+    """Check the SQLite header; raise for garbage, return (not raise) a TruncatedFile."""
     try:
         with open(path, "rb") as fh:
             header = fh.read(100)
+            size = os.fstat(fh.fileno()).st_size  # measured after the header was read
     except OSError as exc:
         raise FileError(path, f"cannot read: {exc.strerror or exc}") from None
     if not header.startswith(SQLITE_MAGIC[: min(len(header), 16)]):
         raise NotADatabase(path, "not a SQLite database (bad magic header)")
     if len(header) < 100:
-        raise TruncatedFile(path, f"only {st.st_size} bytes, shorter than a SQLite header")
+        return TruncatedFile(path, f"only {size} bytes, shorter than a SQLite header")
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     if page_size < 512 or page_size & (page_size - 1):
@@ -83,13 +98,11 @@ def check_file(path: str) -> bool:
     valid_for = int.from_bytes(header[92:96], "big")
     # The in-header size is trustworthy only when 'version-valid-for' matches the change
     # counter (SQLite's own rule); older writers leave it stale.
-    if pages and valid_for == change_counter and st.st_size < pages * page_size:
-        raise TruncatedFile(
-            path, f"{st.st_size} bytes, but its header records {pages} pages of {page_size} bytes"
-        )
-    if st.st_size % page_size:
-        raise TruncatedFile(path, f"{st.st_size} bytes is not a whole number of {page_size}-byte pages")
-    return False
+    if pages and valid_for == change_counter and size < pages * page_size:
+        return TruncatedFile(path, f"{size} bytes, but its header records {pages} pages of {page_size} bytes")
+    if size % page_size:
+        return TruncatedFile(path, f"{size} bytes is not a whole number of {page_size}-byte pages")
+    return None
 
 
 def create_private_file(path: str) -> None:

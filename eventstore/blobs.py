@@ -86,6 +86,8 @@ class BlobStore:
             data = codec.decompress(row[1], row[0], self.limits.max_decompressed_bytes)
         except codec.ShapeError as exc:
             raise CorruptStore(f"blob {ref}: {exc}") from None
+        except PayloadTooLarge as exc:
+            raise PayloadTooLarge(f"blob {ref}: {exc}") from None
         if ref_of(data) != ref:
             raise CorruptStore(f"blob {ref}: its bytes no longer hash to its ref")
         return data

@@ -35,8 +35,8 @@ def payload_digest(stored: bytes) -> bytes:
 def link(prev: bytes, position: int, stream: str, version: int, type_: str, schema: int,
          recorded_at_ms: int, flags: int, digest: bytes) -> bytes:
     """The chain hash of one row, given the previous row's hash and the payload digest."""
-    s = stream.encode()
-    t = type_.encode()
+    s = stream if stream.__class__ is bytes else stream.encode()
+    t = type_ if type_.__class__ is bytes else type_.encode()
     return _sha256(
         prev + _header(position, version, schema, recorded_at_ms, flags, len(s), len(t)) + s + t + digest
     ).digest()
@@ -122,9 +122,15 @@ def walk(pages: Iterable[list[Row]], anchor: Anchor | None = None,
                 digest = purged_digest
             else:
                 digest = _sha256(payload).digest()
-            s = stream.encode()
-            t = type_.encode()
-            h = _sha256(prev + _header(position, version, schema, at, flags, len(s), len(t)) + s + t + digest).digest()
+            # stream and type arrive as their stored bytes (the verify query casts them), so
+            # a tampered value that is no valid UTF-8 is still hashed, not a crash.
+            s = stream if stream.__class__ is bytes else stream.encode()
+            t = type_ if type_.__class__ is bytes else type_.encode()
+            try:
+                h = _sha256(prev + _header(position, version, schema, at, flags, len(s), len(t))
+                            + s + t + digest).digest()
+            except (struct.error, TypeError):  # a header value out of range or of the wrong type
+                h = None
             if h != stored:
                 return _diagnose(checked, prev, row, lookahead)
             if not anchor_seen and position == anchor.position:  # type: ignore[union-attr]
@@ -153,13 +159,25 @@ def _diagnose(checked: int, prev: bytes, row: Row, lookahead: Callable[[int, int
     if lookahead is not None:
         # A reordering moves a row's whole content, its stored hash included. If some
         # later row's content links correctly at this position, the rows were swapped.
-        for other in lookahead(position + 1, 8):
-            digest = other[8] if other[7] is None else payload_digest(other[7])
-            if other[8] is None and other[7] is None:
-                continue
-            h = link(prev, position, other[1], other[2], other[3], other[4], other[5], other[6], digest)
-            if h == other[9]:
-                return _fail(checked, position - 1, prev, position, "reordered",
-                             f"the event stored at position {other[0]} belongs at position {position}")
+        # Every later row is tried (page by page): a swap can span any distance, and this
+        # runs once, only after a mismatch.
+        start = position + 1
+        while True:
+            page = lookahead(start, 1000)
+            for other in page:
+                if other[8] is None and other[7] is None:
+                    continue
+                digest = other[8] if other[7] is None else payload_digest(other[7])
+                try:
+                    h = link(prev, position, *other[1:7], digest)
+                except (struct.error, TypeError, AttributeError):
+                    continue
+                if h == other[9]:
+                    return _fail(checked, position - 1, prev, position, "reordered",
+                                 f"the event stored at position {other[0]} belongs at position {position}")
+            if len(page) < 1000:
+                break
+            start = page[-1][0] + 1
+    stream = row[1].decode(errors="replace") if isinstance(row[1], bytes) else row[1]
     return _fail(checked, position - 1, prev, position, "altered",
-                 f"stream {row[1]!r} version {row[2]}: the stored hash does not match the row's content")
+                 f"stream {stream!r} version {row[2]}: the stored hash does not match the row's content")

@@ -46,7 +46,17 @@ class EventType:
             plain = codec.class_codec(self.cls).to_plain(event)
         except codec.ShapeError as exc:
             raise InvalidArgument(f"event {self.name}: field {exc}") from None
-        return codec.pack(plain)
+        try:
+            return codec.pack(plain)
+        except InvalidArgument as exc:
+            # The annotation check passed but msgpack cannot carry a value (an int beyond
+            # 64 bits, a lone surrogate, an object in an Any field): name the field.
+            for field, value in plain.items():
+                try:
+                    codec.pack(value)
+                except InvalidArgument:
+                    raise InvalidArgument(f"event {self.name}: field {field}: {exc}") from None
+            raise InvalidArgument(f"event {self.name}: {exc}") from None
 
     def decode_plain(self, plain: Any, schema: int, position: int | None, stream: str | None) -> Any:
         """Build the current class from a decoded map written at `schema`, upcasting first."""
@@ -69,7 +79,15 @@ class EventType:
                     )
                 if plain.__class__ is not dict:
                     break
-                plain = up(plain)
+                try:
+                    plain = up(plain)
+                except Exception as exc:  # the stored fields are not what the upcaster expects
+                    raise DecodeError(
+                        f"event {self.name}: the upcaster from schema {version} failed on the stored "
+                        f"fields ({type(exc).__name__}: {exc})",
+                        position=position,
+                        stream=stream,
+                    ) from exc
         try:
             return codec.class_codec(self.cls).from_plain(plain)
         except codec.ShapeError as exc:

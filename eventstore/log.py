@@ -384,6 +384,9 @@ class EventLog:
         `only_decode`, events of other types carry `UNDECODED` as data (headers only).
         """
         _check_position(from_position, "from_position")
+        _check_position(page_size, "page_size")
+        _check_names(types, "types")
+        _check_names(streams, "streams")
         where = ["position >= ?"]
         params: list[Any] = []
         if to_position is not None:
@@ -413,6 +416,9 @@ class EventLog:
         """Yield one stream's events in version order from `from_version` (bounded memory)."""
         validate_stream(stream)
         _check_position(from_version, "from_version")
+        _check_position(page_size, "page_size")
+        if to_version is not None:
+            _check_position(to_version, "to_version", allow_zero=True)
         upper = "" if to_version is None else f" AND version <= {int(to_version)}"
         sql = (f"SELECT {_COLUMNS} FROM events WHERE stream = ? AND version >= ?{upper} "
                f"ORDER BY version LIMIT {int(page_size)}")
@@ -534,6 +540,12 @@ def _check_expected(expected: Any) -> None:
         raise InvalidArgument(
             f"expected_version must be ANY, NO_STREAM, STREAM_EXISTS or a version >= 0, got {expected!r}"
         )
+
+
+def _check_names(value: Any, name: str) -> None:
+    # A bare string would be read as a list of one-character names and match nothing.
+    if value is not None and (isinstance(value, (str, bytes)) or not all(isinstance(v, str) for v in value)):
+        raise InvalidArgument(f"{name} must be a list of names, got {value!r}")
 
 
 def _check_position(value: Any, name: str, allow_zero: bool = False) -> None:

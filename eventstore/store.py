@@ -313,7 +313,10 @@ def open(
                 create_private_file(path)
     db = Database(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
     try:
-        _identify(db, path)
+        # One read transaction: the identity is three reads, and another process creating
+        # the file may commit between them (tables seen, stamp not yet seen otherwise).
+        with db.transaction(write=False):
+            _identify(db, path)
         if not memory:
             db.enable_wal()
         limits = limits or codec.Limits()
