@@ -1,9 +1,18 @@
 """The session graph projection: heads, the node index, the usage ledger, turn stamps,
 attachments and artifact pointers.
 
-Node payloads are not copied here: `graph_nodes` keeps only (session, node id, parent,
-position of the node_added event, tombstoned), and reads fetch the payloads from the
-event rows by position. The log is the only copy of a conversation.
+Node payloads are not copied here. `graph_nodes` is an index: for each node its id,
+its parent, and where its payload sits in the log (the position of the
+`session.committed` event and the node's index in it); reads fetch payloads from the
+event rows. The log is the only copy of a conversation.
+
+Why the keys look like this: a session is keyed in the per-node and per-usage rows by
+`skey`, the log position of the event that created its head row (an integer of a few
+bytes instead of a repeated text id), and a node's parent by the parent's `seq` (its
+place in graph order) instead of the parent's id. The key is a position, so a rebuild,
+a full time-travel replay and a replay of only the session's stream all derive the
+same keys. The usage ledger is kept merged per (source, model): the deltas themselves
+stay in the log, append-only.
 """
 
 from __future__ import annotations
@@ -18,13 +27,12 @@ from eventstore.domain.commit_events import (
     ArtifactRefSet,
     AttachmentIntentRecorded,
     AttachmentIntentsForgotten,
-    GraphReplaced,
-    NodeAdded,
     NodesTombstoned,
     SessionCommitted,
     SessionVacuumed,
+    session_of,
 )
-from eventstore.domain.graph_model import AgentFrame, ModelConfig, SessionNode, UsageDelta
+from eventstore.domain.graph_model import AgentFrame, ModelConfig, UsageDelta
 from eventstore.domain.session_events import SessionDeletedEvent, SessionPurged
 
 from .base import REGISTRY, Projection
@@ -32,12 +40,13 @@ from .base import REGISTRY, Projection
 graph = REGISTRY.register(
     Projection(
         name="graph",
-        version=1,
+        version=2,
         tables=("graph_heads", "graph_nodes", "graph_usage", "graph_turns", "graph_attachments",
                 "graph_artifact_refs"),
         ddl=(
             """CREATE TABLE IF NOT EXISTS graph_heads (
                 session_id TEXT PRIMARY KEY,
+                skey INTEGER NOT NULL,
                 revision INTEGER NOT NULL,
                 provider_id TEXT, model TEXT,
                 frames BLOB,
@@ -45,29 +54,32 @@ graph = REGISTRY.register(
                 checkpoint_ref TEXT,
                 leaf_node_id TEXT,
                 live_nodes INTEGER NOT NULL,
+                next_seq INTEGER NOT NULL,
                 commit_position INTEGER NOT NULL
             ) WITHOUT ROWID""",
             """CREATE TABLE IF NOT EXISTS graph_nodes (
-                session_id TEXT NOT NULL,
+                skey INTEGER NOT NULL,
+                seq INTEGER NOT NULL,
                 node_id TEXT NOT NULL,
-                parent_node_id TEXT,
+                parent_seq INTEGER,
                 position INTEGER NOT NULL,
-                tombstoned INTEGER NOT NULL DEFAULT 0,
-                PRIMARY KEY (session_id, node_id)
+                idx INTEGER NOT NULL,
+                tombstoned INTEGER NOT NULL,
+                PRIMARY KEY (skey, seq)
             ) WITHOUT ROWID""",
-            "CREATE INDEX IF NOT EXISTS graph_nodes_by_position ON graph_nodes (session_id, position)",
+            "CREATE UNIQUE INDEX IF NOT EXISTS graph_nodes_by_id ON graph_nodes (skey, node_id)",
             """CREATE TABLE IF NOT EXISTS graph_usage (
-                session_id TEXT NOT NULL, position INTEGER NOT NULL, idx INTEGER NOT NULL,
-                source TEXT NOT NULL, model TEXT NOT NULL,
+                skey INTEGER NOT NULL, source TEXT NOT NULL, model TEXT NOT NULL,
+                first_position INTEGER NOT NULL, first_idx INTEGER NOT NULL,
                 input INTEGER NOT NULL, output INTEGER NOT NULL, cache_read_input INTEGER NOT NULL,
                 cache_write_input INTEGER NOT NULL, reasoning_output INTEGER NOT NULL,
-                PRIMARY KEY (session_id, position, idx)
+                PRIMARY KEY (skey, source, model)
             ) WITHOUT ROWID""",
             """CREATE TABLE IF NOT EXISTS graph_turns (
-                session_id TEXT NOT NULL, turn_id TEXT NOT NULL, turn_commit_hash TEXT NOT NULL,
+                skey INTEGER NOT NULL, turn_id TEXT NOT NULL, turn_commit_hash TEXT NOT NULL,
                 revision INTEGER NOT NULL, checkpoint_ref TEXT, batch_ids BLOB NOT NULL,
                 committed_at_ms INTEGER NOT NULL,
-                PRIMARY KEY (session_id, turn_id)
+                PRIMARY KEY (skey, turn_id)
             ) WITHOUT ROWID""",
             """CREATE TABLE IF NOT EXISTS graph_attachments (
                 session_id TEXT NOT NULL, attachment_id TEXT NOT NULL, blob_ref TEXT NOT NULL,
@@ -89,75 +101,99 @@ def _pack_frames(frames: Iterable[AgentFrame]) -> bytes:
     return msgpack.packb([_frames_codec.to_plain(f) for f in frames], use_bin_type=True)
 
 
-def _ensure_head(db: Any, session_id: str, position: int) -> None:
-    db.execute(
-        "INSERT OR IGNORE INTO graph_heads (session_id, revision, live_nodes, commit_position) "
-        "VALUES (?, 0, 0, ?)", (session_id, position))
+def _unpack_frames(blob: bytes | None) -> tuple[AgentFrame, ...]:
+    if blob is None:
+        return ()
+    return tuple(_frames_codec.from_plain(f) for f in msgpack.unpackb(blob, raw=False))
 
 
-@graph.on(NodeAdded)
-def _node_added(db: Any, ev: Any) -> None:
-    d = ev.data
-    _ensure_head(db, d.session_id, 0)
-    db.execute("INSERT INTO graph_nodes VALUES (?, ?, ?, ?, 0)",
-               (d.session_id, d.node.node_id, d.node.parent_node_id, ev.position))
-    db.execute("UPDATE graph_heads SET live_nodes = live_nodes + 1 WHERE session_id = ?", (d.session_id,))
-
-
-@graph.on(GraphReplaced)
-def _replaced(db: Any, ev: Any) -> None:
-    sid = ev.data.session_id
-    db.execute("DELETE FROM graph_nodes WHERE session_id = ?", (sid,))
-    db.execute("UPDATE graph_heads SET live_nodes = 0 WHERE session_id = ?", (sid,))
+# --- appliers ----------------------------------------------------------------------------
 
 
 @graph.on(SessionCommitted)
 def _committed(db: Any, ev: Any) -> None:
+    sid = session_of(ev.stream)
+    if sid is None:
+        return  # appended by hand to another stream: not a session's commit
     d: SessionCommitted = ev.data
-    sid = d.session_id
-    _ensure_head(db, sid, ev.position)
-    db.execute(
-        "UPDATE graph_heads SET revision = ?, checkpoint_ref = ?, leaf_node_id = ?, "
-        "current_agent_frame_id = ?, commit_position = ? WHERE session_id = ?",
-        (d.revision, d.checkpoint_ref, d.leaf_node_id, d.current_agent_frame_id, ev.position, sid))
-    if d.config is not None:
-        db.execute("UPDATE graph_heads SET provider_id = ?, model = ? WHERE session_id = ?",
-                   (d.config.provider_id, d.config.model, sid))
-    if d.frames is not None:
-        db.execute("UPDATE graph_heads SET frames = ? WHERE session_id = ?", (_pack_frames(d.frames), sid))
-    for i, u in enumerate(d.usage):
-        db.execute("INSERT INTO graph_usage VALUES (?,?,?,?,?,?,?,?,?,?)",
-                   (sid, ev.position, i, u.source, u.model, u.input, u.output, u.cache_read_input,
-                    u.cache_write_input, u.reasoning_output))
-    if d.turn is not None:
+    row = db.one("SELECT skey, next_seq, live_nodes FROM graph_heads WHERE session_id = ?", (sid,))
+    if row is None:
+        skey, next_seq, live = ev.position, 1, 0
+        db.execute("INSERT INTO graph_heads VALUES (?, ?, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 1, ?)",
+                   (sid, skey, ev.position))
+    else:
+        skey, next_seq, live = row
+    details = d.details
+    if details is not None and details.graph_replaced:
+        db.execute("DELETE FROM graph_nodes WHERE skey = ?", (skey,))
+        live = 0
+    for idx, node in enumerate(d.nodes):
+        parent_seq = None
+        if node.parent is not None:
+            parent_seq = db.scalar("SELECT seq FROM graph_nodes WHERE skey = ? AND node_id = ?",
+                                   (skey, node.parent))
+        db.execute("INSERT INTO graph_nodes VALUES (?, ?, ?, ?, ?, ?, 0)",
+                   (skey, next_seq, node.id, parent_seq, ev.position, idx))
+        next_seq += 1
+        live += 1
+    db.execute("UPDATE graph_heads SET revision = ?, leaf_node_id = ?, live_nodes = ?, next_seq = ?, "
+               "commit_position = ?, checkpoint_ref = coalesce(?, checkpoint_ref) WHERE session_id = ?",
+               (d.revision, d.leaf_node_id, live, next_seq, ev.position, d.checkpoint_ref, sid))
+    for idx, u in enumerate(d.usage):
+        db.execute(
+            "INSERT INTO graph_usage VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (skey, source, model) DO UPDATE SET "
+            "input = input + excluded.input, output = output + excluded.output, "
+            "cache_read_input = cache_read_input + excluded.cache_read_input, "
+            "cache_write_input = cache_write_input + excluded.cache_write_input, "
+            "reasoning_output = reasoning_output + excluded.reasoning_output",
+            (skey, u[0], u[1], ev.position, idx, *u[2:]))
+    if details is None:
+        return
+    if details.head is not None:
+        h = details.head
+        db.execute("UPDATE graph_heads SET provider_id = ?, model = ?, frames = ?, current_agent_frame_id = ? "
+                   "WHERE session_id = ?",
+                   (h.config.provider_id if h.config else None, h.config.model if h.config else None,
+                    _pack_frames(h.frames) if h.frames else None, h.current_agent_frame_id, sid))
+    if details.turn is not None:
+        checkpoint_ref = db.scalar("SELECT checkpoint_ref FROM graph_heads WHERE session_id = ?", (sid,))
         db.execute("INSERT INTO graph_turns VALUES (?,?,?,?,?,?,?)",
-                   (sid, d.turn.turn_id, d.turn.turn_commit_hash, d.revision, d.checkpoint_ref,
-                    msgpack.packb(list(d.enqueued_batch_ids)), ev.recorded_at_ms))
-    for attachment_id in d.committed_attachment_ids:
+                   (skey, details.turn.turn_id, details.turn.turn_commit_hash, d.revision, checkpoint_ref,
+                    msgpack.packb(list(details.enqueued_batch_ids)), ev.recorded_at_ms))
+    for attachment_id in details.committed_attachment_ids:
         # COALESCE keeps the first commit's stamp; rows are never inserted here, so a
-        # commit cannot revive a ref that GC or forget already removed.
+        # commit cannot revive a ref that GC or forget already removed (law 66).
         db.execute("UPDATE graph_attachments SET committed_at_ms = COALESCE(committed_at_ms, ?) "
                    "WHERE session_id = ? AND attachment_id = ?", (ev.recorded_at_ms, sid, attachment_id))
-    if d.turn is not None:
+    if details.turn is not None:
         db.execute("UPDATE graph_attachments SET committed_at_ms = ? WHERE session_id = ? AND "
                    "committed_at_ms IS NULL AND owner_kind = 'turn' AND owner_id = ?",
-                   (ev.recorded_at_ms, sid, d.turn.turn_id))
+                   (ev.recorded_at_ms, sid, details.turn.turn_id))
+
+
+def _skey(db: Any, session_id: str) -> int | None:
+    return db.scalar("SELECT skey FROM graph_heads WHERE session_id = ?", (session_id,))
 
 
 @graph.on(NodesTombstoned)
 def _tombstoned(db: Any, ev: Any) -> None:
     d = ev.data
+    skey = _skey(db, d.session_id)
+    if skey is None:
+        return
+    hidden = 0
     for node_id in d.node_ids:
-        db.execute("UPDATE graph_nodes SET tombstoned = 1 WHERE session_id = ? AND node_id = ? "
-                   "AND tombstoned = 0", (d.session_id, node_id))
-        if db.changes():
-            db.execute("UPDATE graph_heads SET live_nodes = live_nodes - 1 WHERE session_id = ?",
-                       (d.session_id,))
+        db.execute("UPDATE graph_nodes SET tombstoned = 1 WHERE skey = ? AND node_id = ? AND tombstoned = 0",
+                   (skey, node_id))
+        hidden += db.changes()
+    db.execute("UPDATE graph_heads SET live_nodes = live_nodes - ? WHERE session_id = ?", (hidden, d.session_id))
 
 
 @graph.on(SessionVacuumed)
 def _vacuumed(db: Any, ev: Any) -> None:
-    db.execute("DELETE FROM graph_nodes WHERE session_id = ? AND tombstoned = 1", (ev.data.session_id,))
+    skey = _skey(db, ev.data.session_id)
+    if skey is not None:
+        db.execute("DELETE FROM graph_nodes WHERE skey = ? AND tombstoned = 1", (skey,))
 
 
 @graph.on(AttachmentIntentRecorded)
@@ -172,9 +208,8 @@ def _intent(db: Any, ev: Any) -> None:
 
 @graph.on(AttachmentIntentsForgotten)
 def _forgotten(db: Any, ev: Any) -> None:
-    for attachment_id in ev.data.attachment_ids:
-        db.execute("DELETE FROM graph_attachments WHERE session_id = ? AND attachment_id = ?",
-                   (ev.data.session_id, attachment_id))
+    db.executemany("DELETE FROM graph_attachments WHERE session_id = ? AND attachment_id = ?",
+                   [(ev.data.session_id, a) for a in ev.data.attachment_ids])
 
 
 @graph.on(ArtifactRefSet)
@@ -193,11 +228,15 @@ def _session_gone(db: Any, ev: Any) -> None:
     # A deleted session's head, graph, ledger, stamps and attachments go with it: a
     # recreated id starts empty (law 70), and its blobs stop being GC roots.
     sid = ev.data.session_id
-    for table in ("graph_heads", "graph_nodes", "graph_usage", "graph_turns", "graph_attachments"):
-        db.execute(f"DELETE FROM {table} WHERE session_id = ?", (sid,))
+    skey = _skey(db, sid)
+    if skey is not None:
+        for table in ("graph_nodes", "graph_usage", "graph_turns"):
+            db.execute(f"DELETE FROM {table} WHERE skey = ?", (skey,))
+    db.execute("DELETE FROM graph_heads WHERE session_id = ?", (sid,))
+    db.execute("DELETE FROM graph_attachments WHERE session_id = ?", (sid,))
 
 
-# --- reads -----------------------------------------------------------------------
+# --- reads -------------------------------------------------------------------------------
 
 
 @attrs.frozen
@@ -205,6 +244,7 @@ class HeadRow:
     """A session head as the projection stores it."""
 
     session_id: str
+    skey: int
     revision: int
     config: ModelConfig | None
     frames: tuple[AgentFrame, ...]
@@ -213,18 +253,30 @@ class HeadRow:
     leaf_node_id: str | None
     live_nodes: int
     commit_position: int
+    """The log position of the newest commit."""
+
+
+@attrs.frozen
+class NodeRow:
+    """One node of the index: where its payload is in the log, and its place in the tree."""
+
+    node_id: str
+    seq: int
+    parent_seq: int | None
+    position: int
+    idx: int
+    tombstoned: bool
 
 
 def head(db: Any, session_id: str) -> HeadRow | None:
     """The head of a session, or None when it has never committed."""
-    row = db.one("SELECT * FROM graph_heads WHERE session_id = ?", (session_id,))
-    if row is None or row[1] == 0 and row[9] == 0:
+    row = db.one("SELECT session_id, skey, revision, provider_id, model, frames, current_agent_frame_id, "
+                 "checkpoint_ref, leaf_node_id, live_nodes, commit_position FROM graph_heads WHERE session_id = ?",
+                 (session_id,))
+    if row is None:
         return None
-    frames: tuple[AgentFrame, ...] = ()
-    if row[4] is not None:
-        frames = tuple(_frames_codec.from_plain(f) for f in msgpack.unpackb(row[4], raw=False))
-    config = ModelConfig(row[2], row[3]) if row[2] is not None else None
-    return HeadRow(row[0], row[1], config, frames, row[5], row[6], row[7], row[8], row[9])
+    config = ModelConfig(row[3], row[4]) if row[3] is not None else None
+    return HeadRow(row[0], row[1], row[2], config, _unpack_frames(row[5]), row[6], row[7], row[8], row[9], row[10])
 
 
 def revision(db: Any, session_id: str) -> int:
@@ -232,59 +284,92 @@ def revision(db: Any, session_id: str) -> int:
     return db.scalar("SELECT revision FROM graph_heads WHERE session_id = ?", (session_id,), 0)
 
 
+def node(db: Any, session_id: str, node_id: str) -> NodeRow | None:
+    """The index row of a node (tombstoned ones too, until vacuum), or None."""
+    row = db.one("SELECT n.node_id, n.seq, n.parent_seq, n.position, n.idx, n.tombstoned FROM graph_heads h "
+                 "JOIN graph_nodes n ON n.skey = h.skey WHERE h.session_id = ? AND n.node_id = ?",
+                 (session_id, node_id))
+    return None if row is None else NodeRow(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+
+
 def node_exists(db: Any, session_id: str, node_id: str, include_tombstoned: bool = True) -> bool:
-    """True when the node id is taken in this session."""
-    sql = "SELECT tombstoned FROM graph_nodes WHERE session_id = ? AND node_id = ?"
-    row = db.one(sql, (session_id, node_id))
-    return row is not None and (include_tombstoned or row[0] == 0)
+    """True when the node id is taken in this session (live only, unless include_tombstoned)."""
+    found = node(db, session_id, node_id)
+    return found is not None and (include_tombstoned or not found.tombstoned)
 
 
-def node_positions(db: Any, session_id: str) -> list[tuple[str, int]]:
-    """(node id, event position) of every live node, in graph order."""
-    return db.query("SELECT node_id, position FROM graph_nodes WHERE session_id = ? AND tombstoned = 0 "
-                    "ORDER BY position", (session_id,))
+def nodes(db: Any, session_id: str, include_tombstoned: bool = False) -> list[NodeRow]:
+    """The index rows of the session's nodes in graph order (live ones only by default)."""
+    skey = _skey(db, session_id)
+    if skey is None:
+        return []
+    sql = "SELECT node_id, seq, parent_seq, position, idx, tombstoned FROM graph_nodes WHERE skey = ?"
+    if not include_tombstoned:
+        sql += " AND tombstoned = 0"
+    return [NodeRow(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in db.query(sql + " ORDER BY seq", (skey,))]
 
 
-def path_positions(db: Any, session_id: str, leaf: str) -> list[int]:
-    """Event positions of the nodes from the root down to `leaf` (empty if the leaf is unknown)."""
-    rows = db.query(
-        """WITH RECURSIVE path(node_id, parent, position, depth) AS (
-               SELECT node_id, parent_node_id, position, 0 FROM graph_nodes
-                WHERE session_id = ?1 AND node_id = ?2 AND tombstoned = 0
+def node_refs(db: Any, session_id: str) -> list[tuple[int, int]]:
+    """(event position, index in the event) of every live node, in graph order."""
+    skey = _skey(db, session_id)
+    if skey is None:
+        return []
+    return db.query("SELECT position, idx FROM graph_nodes WHERE skey = ? AND tombstoned = 0 ORDER BY seq", (skey,))
+
+
+def path_refs(db: Any, session_id: str, leaf: str) -> list[tuple[int, int]]:
+    """(event position, index) of the live nodes from the root down to `leaf`; empty when the
+    leaf is unknown or tombstoned. A tombstoned ancestor ends the path (it is hidden)."""
+    return db.query(
+        """WITH RECURSIVE path(skey, seq, parent_seq, position, idx, depth) AS (
+               SELECT n.skey, n.seq, n.parent_seq, n.position, n.idx, 0
+                 FROM graph_heads h JOIN graph_nodes n ON n.skey = h.skey
+                WHERE h.session_id = ?1 AND n.node_id = ?2 AND n.tombstoned = 0
                UNION ALL
-               SELECT n.node_id, n.parent_node_id, n.position, p.depth + 1
-                 FROM graph_nodes n JOIN path p ON n.node_id = p.parent
-                WHERE n.session_id = ?1 AND n.tombstoned = 0
-           ) SELECT position FROM path ORDER BY depth DESC""",
+               SELECT n.skey, n.seq, n.parent_seq, n.position, n.idx, p.depth + 1
+                 FROM path p JOIN graph_nodes n ON n.skey = p.skey AND n.seq = p.parent_seq
+                WHERE n.tombstoned = 0
+           ) SELECT position, idx FROM path ORDER BY depth DESC""",
         (session_id, leaf))
-    return [r[0] for r in rows]
+
+
+def tombstoned_count(db: Any, session_id: str) -> int:
+    """How many tombstoned nodes vacuum would remove."""
+    skey = _skey(db, session_id)
+    if skey is None:
+        return 0
+    return db.scalar("SELECT count(*) FROM graph_nodes WHERE skey = ? AND tombstoned = 1", (skey,), 0)
 
 
 def usage_ledger(db: Any, session_id: str) -> list[UsageDelta]:
     """Usage merged per (source, model) in order of first appearance; zero totals dropped."""
-    merged: dict[tuple[str, str], list[int]] = {}
-    for row in db.iterate(
-        "SELECT source, model, input, output, cache_read_input, cache_write_input, reasoning_output "
-        "FROM graph_usage WHERE session_id = ? ORDER BY position, idx", (session_id,)
-    ):
-        acc = merged.setdefault((row[0], row[1]), [0, 0, 0, 0, 0])
-        for i in range(5):
-            acc[i] += row[2 + i]
-    out = [UsageDelta(source, model, *acc) for (source, model), acc in merged.items()]
-    return [u for u in out if u.total() != 0]
+    skey = _skey(db, session_id)
+    if skey is None:
+        return []
+    rows = db.query("SELECT source, model, input, output, cache_read_input, cache_write_input, reasoning_output "
+                    "FROM graph_usage WHERE skey = ? ORDER BY first_position, first_idx", (skey,))
+    return [UsageDelta(*r) for r in rows if sum(r[2:]) != 0]
 
 
 def turn_commit(db: Any, session_id: str, turn_id: str) -> tuple[str, int, str | None, tuple[str, ...]] | None:
     """(hash, revision, checkpoint ref, outbox batch ids) of a stamped turn, or None."""
-    row = db.one("SELECT turn_commit_hash, revision, checkpoint_ref, batch_ids FROM graph_turns "
-                 "WHERE session_id = ? AND turn_id = ?", (session_id, turn_id))
+    row = db.one("SELECT t.turn_commit_hash, t.revision, t.checkpoint_ref, t.batch_ids FROM graph_heads h "
+                 "JOIN graph_turns t ON t.skey = h.skey WHERE h.session_id = ? AND t.turn_id = ?",
+                 (session_id, turn_id))
     if row is None:
         return None
     return row[0], row[1], row[2], tuple(msgpack.unpackb(row[3], raw=False))
 
 
+def turn_committed_after(db: Any, session_id: str, turn_id: str, since_ms: int) -> bool:
+    """True when a turn other than `turn_id` was committed (stamped) at or after `since_ms`."""
+    return db.one("SELECT 1 FROM graph_heads h JOIN graph_turns t ON t.skey = h.skey WHERE h.session_id = ? "
+                  "AND t.turn_id != ? AND t.committed_at_ms >= ? LIMIT 1", (session_id, turn_id, since_ms)) is not None
+
+
 def gc_roots(db: Any) -> tuple[set[str], set[str]]:
-    """(checkpoint manifest refs, other blob refs) that GC must keep."""
+    """(checkpoint manifest refs, other blob refs) that GC must keep: every head's
+    checkpoint, every frame's execution-state snapshot, artifact pointers, attachments."""
     manifests = {r[0] for r in db.query("SELECT checkpoint_ref FROM graph_heads WHERE checkpoint_ref IS NOT NULL")}
     others = {r[0] for r in db.query("SELECT blob_ref FROM graph_artifact_refs")}
     others |= {r[0] for r in db.query("SELECT blob_ref FROM graph_attachments")}
@@ -295,4 +380,55 @@ def gc_roots(db: Any) -> tuple[set[str], set[str]]:
     return manifests, others
 
 
-__all__ = ["graph", "HeadRow", "head", "revision", "SessionNode"]
+def artifact_ref(db: Any, namespace: str, name: str) -> str | None:
+    """The blob a named pointer points at, or None."""
+    return db.scalar("SELECT blob_ref FROM graph_artifact_refs WHERE namespace = ? AND artifact_ref = ?",
+                     (namespace, name))
+
+
+def artifact_refs(db: Any, namespace: str | None = None) -> list[tuple[str, str, str]]:
+    """(namespace, name, blob ref) of every pointer (of one namespace), ordered."""
+    if namespace is None:
+        return db.query("SELECT namespace, artifact_ref, blob_ref FROM graph_artifact_refs ORDER BY 1, 2")
+    return db.query("SELECT namespace, artifact_ref, blob_ref FROM graph_artifact_refs WHERE namespace = ? "
+                    "ORDER BY 2", (namespace,))
+
+
+def attachment_rows(db: Any, session_id: str | None = None, attachment_id: str | None = None) -> list[tuple]:
+    """Manifest rows (session, attachment, blob ref, owner kind, owner id, intent time, commit time)."""
+    sql = "SELECT * FROM graph_attachments"
+    params: tuple = ()
+    if session_id is not None and attachment_id is not None:
+        sql, params = sql + " WHERE session_id = ? AND attachment_id = ?", (session_id, attachment_id)
+    elif session_id is not None:
+        sql, params = sql + " WHERE session_id = ?", (session_id,)
+    return db.query(sql + " ORDER BY session_id, attachment_id", params)
+
+
+def holds_ref(db: Any, session_id: str, blob_ref: str) -> bool:
+    """True when the session's manifest has a row for the ref."""
+    return db.one("SELECT 1 FROM graph_attachments WHERE session_id = ? AND blob_ref = ? LIMIT 1",
+                  (session_id, blob_ref)) is not None
+
+
+__all__ = [
+    "HeadRow",
+    "NodeRow",
+    "artifact_ref",
+    "artifact_refs",
+    "attachment_rows",
+    "gc_roots",
+    "graph",
+    "head",
+    "holds_ref",
+    "node",
+    "node_exists",
+    "node_refs",
+    "nodes",
+    "path_refs",
+    "revision",
+    "tombstoned_count",
+    "turn_commit",
+    "turn_committed_after",
+    "usage_ledger",
+]

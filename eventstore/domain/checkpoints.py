@@ -108,13 +108,16 @@ class GcReport:
     retained_blob_count: int
     deleted_blob_count: int
     deleted_refs: tuple[str, ...] = ()
+    """The refs deleted (or, for a dry run, that would be deleted), sorted."""
     dry_run: bool = False
+    aborted: str | None = None
+    """Why the run kept everything (a rooted manifest that cannot be decoded), or None."""
 
 
 def mark_and_sweep(db: Any, blobs: Any, manifests: set[str], others: set[str]) -> tuple[set[str], list[str]]:
     """Return (marked refs, unmarked refs). Raises CheckpointDecodeError when a rooted
     manifest is present but undecodable: GC must then keep everything."""
-    for name, provider in _ROOT_PROVIDERS.items():
+    for _name, provider in _ROOT_PROVIDERS.items():
         others |= set(provider(db))
     marked: set[str] = set()
     for ref in manifests:

@@ -1,4 +1,4 @@
-"""Maintenance of session state: tombstones, vacuum, blob GC, artifact pointers, attachments.
+"""Maintenance of session state: tombstones, vacuum, blob GC and named artifact pointers.
 
 * `tombstone_nodes` hides nodes from reads (law 60); `vacuum` removes tombstoned nodes
   and terminal turn inputs from the projections and reports exactly what it removed
@@ -6,9 +6,8 @@
 * `gc` is mark and sweep over the blob table from the roots the projections hold, in
   one write transaction, recorded as a `store.blob_gc_ran` event on `store:gc`. A rooted
   manifest that cannot be decoded aborts the sweep and keeps everything (law 62).
-* The attachment manifest is a write-ahead record of uploads: an intent makes a ref a
-  GC root before its bytes arrive; a commit stamps it; `forget_aged_intents` drops
-  uncommitted intents whose owner is provably gone.
+* `store.artifacts` keeps named pointers (namespace, name) -> blob; every pointer is a
+  GC root.
 """
 
 from __future__ import annotations
@@ -18,17 +17,10 @@ from typing import Any, Sequence
 
 import attrs
 
-from ..errors import InvalidArgument
+from ..errors import CorruptStore, InvalidArgument
 from ..facades import register_facade
 from . import checkpoints
-from .commit_events import (
-    ArtifactRefSet,
-    AttachmentIntentRecorded,
-    AttachmentIntentsForgotten,
-    BlobGcRan,
-    NodesTombstoned,
-    SessionVacuumed,
-)
+from .commit_events import ArtifactRefSet, BlobGcRan, NodesTombstoned, SessionVacuumed
 
 log = logging.getLogger("eventstore.gc")
 
@@ -36,6 +28,7 @@ GC_STREAM = "store:gc"
 ARTIFACT_STREAM = "store:artifacts"
 ARTIFACT_NAMESPACES = ("lashlang_module", "lashlang_artifact", "process_execution_env",
                        "lashlang_trigger_manifest")
+"""The reference's namespaces; any other non-empty namespace is accepted too."""
 
 
 @attrs.frozen
@@ -53,32 +46,47 @@ def _text(value: Any, what: str) -> str:
 
 
 def tombstone_nodes(ctx: Any, session_id: str, node_ids: Sequence[str]) -> int:
-    """Hide live nodes from reads; returns how many were live and are now hidden."""
-    from .sessions import require_live_session
+    """Hide live nodes from reads; returns how many were live and are now hidden.
+
+    Unknown and already hidden ids are ignored (the call is idempotent).
+    """
+    from projections import graph as gproj
+
+    from .sessions import check_session_id, require_live_session
 
     ctx.require_writable("sessions.tombstone_nodes")
-    ids = tuple(_text(n, f"node_ids[{i}]") for i, n in enumerate(node_ids))
+    check_session_id(session_id)
+    if isinstance(node_ids, (str, bytes)) or not isinstance(node_ids, (tuple, list)):
+        raise InvalidArgument(f"session {session_id!r}: node_ids must be a list of node ids")
+    ids = tuple(_text(n, f"session {session_id!r}: node_ids[{i}]") for i, n in enumerate(node_ids))
     with ctx.transaction():
         now = ctx.now_ms()
+        ctx.require_fresh("graph")
         require_live_session(ctx.db, session_id, "tombstone_nodes")
-        live = [n for n in dict.fromkeys(ids) if ctx.db.one(
-            "SELECT 1 FROM graph_nodes WHERE session_id = ? AND node_id = ? AND tombstoned = 0", (session_id, n))]
+        live = [n for n in dict.fromkeys(ids) if gproj.node_exists(ctx.db, session_id, n, include_tombstoned=False)]
         if live:
             ctx.append(f"session:{session_id}", [NodesTombstoned(session_id, tuple(live))], now_ms=now)
         return len(live)
 
 
 def vacuum(ctx: Any, session_id: str) -> VacuumReport:
-    """Physically drop tombstoned nodes and terminal turn inputs from the projections."""
+    """Physically drop tombstoned nodes and terminal turn inputs from the projections.
+
+    Appends nothing (and reports zeros) when there is nothing to remove.
+    """
+    from projections import graph as gproj
+
     from .inputs import vacuum_events
-    from .sessions import require_live_session
+    from .sessions import check_session_id, require_live_session
 
     ctx.require_writable("sessions.vacuum")
+    check_session_id(session_id)
     with ctx.transaction():
         now = ctx.now_ms()
+        ctx.require_fresh("graph")
+        ctx.require_fresh("inputs")
         require_live_session(ctx.db, session_id, "vacuum")
-        nodes = ctx.db.scalar("SELECT count(*) FROM graph_nodes WHERE session_id = ? AND tombstoned = 1",
-                              (session_id,), 0)
+        nodes = gproj.tombstoned_count(ctx.db, session_id)
         input_events = vacuum_events(ctx.db, session_id, now)
         inputs = len(input_events[0].input_ids) if input_events else 0
         if nodes or inputs:
@@ -88,22 +96,28 @@ def vacuum(ctx: Any, session_id: str) -> VacuumReport:
 
 
 def gc(ctx: Any, dry_run: bool = False) -> checkpoints.GcReport:
-    """Mark and sweep the blob table; see the module docstring. Safe to call any time."""
+    """Mark and sweep the blob table; see the module docstring. Safe to call any time.
+
+    With `dry_run`, nothing is deleted or recorded and the report says what would go.
+    """
     from projections import graph as gproj
 
-    if not dry_run:
-        ctx.require_writable("sessions.gc")
+    if not isinstance(dry_run, bool):
+        raise InvalidArgument(f"dry_run must be True or False, got {dry_run!r}")
+    ctx.require_writable("sessions.gc")
+    # Why one write transaction: a commit writes its blobs and the head that roots them
+    # under the same lock, so the mark sees every root of every blob it may sweep.
     with ctx.transaction() if not dry_run else ctx.read_transaction():
         now = ctx.now_ms()
         ctx.require_fresh("graph")
         manifests, others = gproj.gc_roots(ctx.db)
         try:
             marked, unmarked = checkpoints.mark_and_sweep(ctx.db, ctx.blobs, manifests, others)
-        except checkpoints.CheckpointDecodeError as exc:
+        except (checkpoints.CheckpointDecodeError, CorruptStore) as exc:
             # Conservative: a root we cannot read might protect anything. Keep everything.
             log.warning("blob GC aborted, nothing deleted: %s", exc)
-            return checkpoints.GcReport(0, 0, 0, dry_run=dry_run)
-        retained = len([r for r in marked if ctx.blobs.has(r)])
+            return checkpoints.GcReport(0, 0, 0, dry_run=dry_run, aborted=str(exc))
+        retained = sum(1 for r in marked if ctx.blobs.has(r))
         report = checkpoints.GcReport(len(manifests | others), retained, len(unmarked), tuple(sorted(unmarked)),
                                       dry_run)
         if dry_run:
@@ -114,132 +128,50 @@ def gc(ctx: Any, dry_run: bool = False) -> checkpoints.GcReport:
         return report
 
 
-def set_artifact_ref(ctx: Any, namespace: str, artifact_ref: str, blob_ref: str | None) -> None:
-    """Point (namespace, name) at a blob (a GC root), or remove the pointer with None."""
-    from ..blobs import check_ref
-
-    ctx.require_writable("artifacts.set")
-    _text(namespace, "namespace")
-    _text(artifact_ref, "artifact_ref")
-    if blob_ref is not None:
-        check_ref(blob_ref)
-    with ctx.transaction():
-        ctx.append(ARTIFACT_STREAM, [ArtifactRefSet(namespace, artifact_ref, blob_ref)])
+# --- named artifact pointers ----------------------------------------------------------------
 
 
-def get_artifact_ref(ctx: Any, namespace: str, artifact_ref: str) -> str | None:
-    """The blob a named pointer points at, or None."""
-    return ctx.db.scalar("SELECT blob_ref FROM graph_artifact_refs WHERE namespace = ? AND artifact_ref = ?",
-                         (namespace, artifact_ref))
-
-
-# --- attachments ------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class AttachmentRef:
-    """One row of the attachment manifest."""
-
-    session_id: str
-    attachment_id: str
-    blob_ref: str
-    owner_kind: str | None
-    owner_id: str | None
-    intent_at_ms: int
-    committed_at_ms: int | None
-
-
-class Attachments:
-    """`store.attachments`: the per-session write-ahead manifest of uploads."""
+class Artifacts:
+    """`store.artifacts`: named pointers (namespace, name) -> blob ref, each a GC root."""
 
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
 
-    def record_intent(self, session_id: str, attachment_id: str, blob_ref: str,
-                      owner: tuple[str, str] | None = None) -> None:
-        """Record (or refresh) an upload intent before the bytes are uploaded.
+    def set(self, namespace: str, name: str, blob_ref: str | None) -> None:
+        """Point (namespace, name) at a blob, or remove the pointer with None.
 
-        `owner` is ("turn", turn_id) or ("process", process_id): kind and id together.
+        Setting the value it already has appends nothing.
         """
+        from projections import graph as gproj
+
         from ..blobs import check_ref
-        from .sessions import require_live_session
 
-        self.ctx.require_writable("attachments.record_intent")
-        _text(attachment_id, "attachment_id")
-        check_ref(blob_ref)
-        if owner is not None:
-            if (not isinstance(owner, tuple) or len(owner) != 2 or owner[0] not in ("turn", "process")
-                    or not isinstance(owner[1], str) or not owner[1]):
-                raise InvalidArgument(f"owner must be ('turn', id) or ('process', id), got {owner!r}")
+        self.ctx.require_writable("artifacts.set")
+        _text(namespace, "namespace")
+        _text(name, "name")
+        if blob_ref is not None:
+            check_ref(blob_ref)
         with self.ctx.transaction():
             now = self.ctx.now_ms()
-            require_live_session(self.ctx.db, session_id, "attachments.record_intent")
-            kind, oid = owner if owner is not None else (None, None)
-            self.ctx.append(f"session:{session_id}",
-                            [AttachmentIntentRecorded(session_id, attachment_id, blob_ref, kind, oid)], now_ms=now)
+            self.ctx.require_fresh("graph")
+            if gproj.artifact_ref(self.ctx.db, namespace, name) != blob_ref:
+                self.ctx.append(ARTIFACT_STREAM, [ArtifactRefSet(namespace, name, blob_ref)], now_ms=now)
 
-    def get(self, session_id: str, attachment_id: str) -> AttachmentRef | None:
-        """One manifest row, or None."""
-        row = self.ctx.db.one("SELECT * FROM graph_attachments WHERE session_id = ? AND attachment_id = ?",
-                              (session_id, attachment_id))
-        return None if row is None else AttachmentRef(*row)
+    def get(self, namespace: str, name: str) -> str | None:
+        """The blob ref a pointer points at, or None."""
+        from projections import graph as gproj
 
-    def holds_ref(self, session_id: str, blob_ref: str) -> bool:
-        """True when this session recorded the ref (guards the session boundary)."""
-        return self.ctx.db.one("SELECT 1 FROM graph_attachments WHERE session_id = ? AND blob_ref = ?",
-                               (session_id, blob_ref)) is not None
+        self.ctx.require_fresh("graph")
+        return gproj.artifact_ref(self.ctx.db, _text(namespace, "namespace"), _text(name, "name"))
 
-    def list_refs(self, session_id: str | None = None) -> list[AttachmentRef]:
-        """Every manifest row (intents and commits), of one session or of all."""
-        sql = "SELECT * FROM graph_attachments"
-        params: tuple = ()
-        if session_id is not None:
-            sql += " WHERE session_id = ?"
-            params = (session_id,)
-        return [AttachmentRef(*r) for r in self.ctx.db.query(sql + " ORDER BY session_id, attachment_id", params)]
+    def list(self, namespace: str | None = None) -> list[tuple[str, str, str]]:
+        """(namespace, name, blob ref) of every pointer, or of one namespace, ordered."""
+        from projections import graph as gproj
 
-    def forget(self, session_id: str, attachment_ids: Sequence[str]) -> int:
-        """Remove rows from the manifest (and so from the GC roots); returns how many went."""
-        self.ctx.require_writable("attachments.forget")
-        with self.ctx.transaction():
-            now = self.ctx.now_ms()
-            present = [a for a in dict.fromkeys(attachment_ids) if self.get(session_id, a) is not None]
-            if present:
-                self.ctx.append(f"session:{session_id}", [AttachmentIntentsForgotten(session_id, tuple(present))],
-                                now_ms=now)
-            return len(present)
-
-    def forget_aged_intents(self, session_id: str, cutoff_ms: int) -> int:
-        """Drop uncommitted intents recorded at or before `cutoff_ms` whose owner is dead:
-        no owner; a turn owner superseded by a later commit of a different turn; a process
-        owner the registry no longer knows. Returns how many were dropped."""
-        self.ctx.require_writable("attachments.forget_aged_intents")
-        with self.ctx.transaction():
-            now = self.ctx.now_ms()
-            rows = self.ctx.db.query(
-                "SELECT attachment_id, owner_kind, owner_id, intent_at_ms FROM graph_attachments "
-                "WHERE session_id = ? AND committed_at_ms IS NULL AND intent_at_ms <= ?", (session_id, cutoff_ms))
-            dead = [r[0] for r in rows if self._owner_dead(session_id, r[1], r[2], r[3])]
-            if dead:
-                self.ctx.append(f"session:{session_id}", [AttachmentIntentsForgotten(session_id, tuple(dead))],
-                                now_ms=now)
-            return len(dead)
-
-    def _owner_dead(self, session_id: str, kind: str | None, owner_id: str | None, intent_at: int) -> bool:
-        db = self.ctx.db
-        if kind is None:
-            return True
-        if kind == "turn":
-            return db.one("SELECT 1 FROM graph_turns WHERE session_id = ? AND turn_id != ? AND committed_at_ms >= ?",
-                          (session_id, owner_id, intent_at)) is not None
-        if kind == "process":
-            try:
-                from projections import processes
-            except ImportError:  # no registry in this build: process-owned rows are kept
-                return False
-            known = getattr(processes, "process_exists", None)
-            return known is not None and not known(db, owner_id)
-        return False
+        self.ctx.require_fresh("graph")
+        return gproj.artifact_refs(self.ctx.db, namespace)
 
 
-register_facade("attachments", Attachments)
+register_facade("artifacts", Artifacts)
+
+__all__ = ["ARTIFACT_NAMESPACES", "Artifacts", "GC_STREAM", "VacuumReport", "gc", "tombstone_nodes", "vacuum"]

@@ -365,30 +365,42 @@ class Sessions:
             return [self._info(r) for r in proj.list_rows(self.ctx.db, status, limit)]
 
 
-    # --- the runtime commit and its reads (issue 5; eventstore/domain/commits.py) ---------
+    # --- the runtime commit and its reads (issue 5: commits.py, commit_reads.py, maintenance.py) ---
 
     def commit(self, commit: Any) -> Any:
         """Land one turn's results atomically: see `eventstore.domain.commits.run_commit`.
 
         Returns a RuntimeCommitResult; raises HeadRevisionConflict, SessionBindingMismatch,
         RuntimeTurnCommitConflict, SessionExecutionLeaseExpired, QueuedWorkClaimSuperseded,
-        TurnInputClaimSuperseded or InvalidGraphDelta with nothing written.
+        TurnInputClaimSuperseded or InvalidGraphDelta with nothing written. With
+        `auto_gc_every_commits = N` (> 0), every Nth commit through this handle runs GC
+        after committing; a GC failure is logged, never raised (the commit stands).
         """
         from .commits import run_commit
 
+        every = self.auto_gc_every_commits
+        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+            raise InvalidArgument(f"sessions.auto_gc_every_commits must be an integer >= 0, got {every!r}")
         result = run_commit(self.ctx, commit)
-        if self.auto_gc_every_commits and not result.replayed:
+        if every and not result.replayed:
             self._commits_since_gc += 1
-            if self._commits_since_gc >= self.auto_gc_every_commits:
+            if self._commits_since_gc >= every:
                 self._commits_since_gc = 0
-                self.gc()
+                try:
+                    self.gc()
+                except StoreError as exc:  # the commit is durable; GC will run again later
+                    import logging
+
+                    logging.getLogger("eventstore.gc").warning("automatic blob GC failed: %s", exc)
         return result
 
     def load(self, session_id: str, *, graph: str = "full", leaf: str | None = None,
              at: int | None = None) -> Any:
-        """A session's head, checkpoint, token ledger and graph ("full", "active_path" or
-        "none"), as of now or, with `at`, as of that log position. None if never committed."""
-        from .commits import load_session
+        """A session's head, checkpoint, token ledger and graph ("full", "active_path" from
+        `leaf` or the head's leaf, or "none"), as of now or, with `at`, as of that log
+        position (the session's stream replayed with the same read code). A LoadedSession,
+        or None when the session has never committed (at that position)."""
+        from .commit_reads import load_session
 
         check_session_id(session_id)
         if at is None:
@@ -398,9 +410,10 @@ class Sessions:
             return load_session(view, session_id, graph, leaf)
 
     def load_node(self, session_id: str, node_id: str) -> Any:
-        """One live node by id, or None (tombstoned nodes are hidden)."""
-        from .commits import load_node
+        """One live node by id, or None (tombstoned and unknown nodes read as None, law 60)."""
+        from .commit_reads import load_node
 
+        check_session_id(session_id)
         return load_node(self.ctx, session_id, node_id)
 
     def tombstone_nodes(self, session_id: str, node_ids: Any) -> int:
@@ -410,13 +423,13 @@ class Sessions:
         return tombstone_nodes(self.ctx, session_id, node_ids)
 
     def vacuum(self, session_id: str) -> Any:
-        """Remove tombstoned nodes and terminal turn inputs; a VacuumReport of what went."""
+        """Remove tombstoned nodes and terminal turn inputs; a VacuumReport of what went (law 61)."""
         from .maintenance import vacuum
 
         return vacuum(self.ctx, session_id)
 
     def gc(self, *, dry_run: bool = False) -> Any:
-        """Blob GC (mark and sweep from the projections' roots); a GcReport."""
+        """Blob GC (mark and sweep from the projections' roots), recorded as an event; a GcReport."""
         from .maintenance import gc
 
         return gc(self.ctx, dry_run)

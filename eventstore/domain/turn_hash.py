@@ -72,3 +72,21 @@ def turn_commit_hash(commit: Any) -> str:
             plain["graph"] = {"variant": type(graph).__name__, **_plain(graph)}
     text = json.dumps(_strip(plain), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def stamp_turn(commit: Any, turn_id: str) -> Any:
+    """The commit with its turn stamp set: `TurnStamp(session_id, turn_id, turn_commit_hash(commit))`.
+
+    A runtime that retries a turn after a crash rebuilds the same commit, stamps it the
+    same way and gets the original result back (law 9) instead of a second commit.
+    """
+    from .graph_model import TurnStamp
+
+    if not isinstance(turn_id, str) or not turn_id:
+        from ..errors import InvalidArgument
+
+        raise InvalidArgument(f"turn_id must be a non-empty string, got {turn_id!r}")
+    return attrs.evolve(commit, turn_commit=TurnStamp(commit.session_id, turn_id, turn_commit_hash(commit)))
+
+
+__all__ = ["stamp_turn", "turn_commit_hash"]
