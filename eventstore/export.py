@@ -262,8 +262,8 @@ def _event_line(row: tuple) -> dict:
 
 
 def _refs_in(store: Store, row: tuple) -> set[str]:
-    """Blob refs that one event's payload names: every 64-hex string in its fields that is
-    a stored blob (a stream extract carries the checkpoints and snapshots it points at)."""
+    """Blob refs that one event's payload names: every 64-hex string (or 32-byte value) in
+    its fields that is a stored blob (a stream extract carries the checkpoints and snapshots it points at)."""
     try:
         ev = store.log.decode_row(row[:8], raw=True)
     except StoreError:
@@ -281,6 +281,8 @@ def _walk_refs(v: Any, found: set[str]) -> None:
         if isinstance(v, str):
             if _REF.match(v):
                 found.add(v)
+        elif isinstance(v, bytes) and len(v) == 32:
+            found.add(v.hex())  # refs stored as raw SHA-256 bytes (the commit's checkpoint ref)
         elif isinstance(v, dict):
             stack.extend(v.values())
         elif isinstance(v, (list, tuple)):
