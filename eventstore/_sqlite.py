@@ -24,13 +24,21 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import apsw
 
-from .errors import CorruptStore, FileError, NotADatabase, StoreBusy, StoreClosed, StoreError, TruncatedFile
+from .errors import (
+    CorruptStore,
+    FileError,
+    IntegrityError,
+    NotADatabase,
+    StoreBusy,
+    StoreClosed,
+    StoreError,
+    TruncatedFile,
+)
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DEFAULT_BUSY_TIMEOUT_MS = 15_000
 SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
 
-ConstraintError = apsw.ConstraintError
 
 
 def _translate(exc: BaseException, what: str) -> StoreError:
@@ -39,6 +47,8 @@ def _translate(exc: BaseException, what: str) -> StoreError:
         return StoreBusy(f"{what}: the database stayed locked past the busy timeout ({exc})")
     if isinstance(exc, (apsw.CorruptError, apsw.NotADBError)):
         return CorruptStore(f"{what}: the database file is damaged ({exc})")
+    if isinstance(exc, apsw.ConstraintError):
+        return IntegrityError(f"{what}: {exc}")
     if isinstance(exc, apsw.FullError):
         return StoreError(f"{what}: the disk is full ({exc})")
     return StoreError(f"{what}: {type(exc).__name__}: {exc}")
@@ -235,6 +245,8 @@ class Database:
                     raise _translate(exc, "switch to WAL") from None
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.05)
+            except apsw.Error as exc:  # a damaged file, a full disk, ...
+                raise _translate(exc, "switch to WAL") from None
         if str(mode).lower() != "wal" and self.path != ":memory:":
             raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
         self.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.synchronous]}")
@@ -265,8 +277,6 @@ class Database:
             with self.lock:
                 for _ in self._live().execute(sql, params):
                     pass
-        except apsw.ConstraintError:
-            raise
         except apsw.Error as exc:
             raise _translate(exc, _what(sql)) from None
 
@@ -276,8 +286,6 @@ class Database:
             with self.lock:
                 for _ in self._live().executemany(sql, rows):
                     pass
-        except apsw.ConstraintError:
-            raise
         except apsw.Error as exc:
             raise _translate(exc, _what(sql)) from None
 
@@ -356,5 +364,5 @@ class Database:
 
 
 def is_constraint_error(exc: BaseException) -> bool:
-    """True when `exc` is the driver's constraint violation (unique key and the like)."""
-    return isinstance(exc, apsw.ConstraintError)
+    """True when `exc` is a constraint violation (unique key and the like)."""
+    return isinstance(exc, (IntegrityError, apsw.ConstraintError))

@@ -50,6 +50,13 @@ class CorruptStore(StoreError):
     """SQLite reported the file damaged while reading or writing it."""
 
 
+class IntegrityError(StoreError):
+    """SQLite refused a write as a constraint violation (a unique key taken, say).
+
+    Under the store's own transactions this means the file was changed behind its back.
+    """
+
+
 class StoreBusy(StoreError):
     """Another connection held the write lock for longer than the busy timeout."""
 

@@ -312,6 +312,9 @@ class EventLog:
         position, stream, version, type_, schema, at, flags, payload = row
         if payload is None:
             return RecordedEvent(position, stream, version, type_, schema, at, None)
+        if len(payload) > self.limits.max_payload_bytes:
+            raise PayloadTooLarge(f"position {position} (stream {stream!r}): stored payload of "
+                                  f"{len(payload)} bytes is over the limit of {self.limits.max_payload_bytes}")
         try:
             plain = codec.unpack(codec.decompress(payload, flags, self.limits.max_decompressed_bytes))
         except codec.ShapeError as exc:
@@ -342,6 +345,7 @@ class EventLog:
         unpackb = _unpackb
         make = _tuple_new
         cls = RecordedEvent
+        limit = self.limits.max_payload_bytes
         i = 0
         try:
             for i, row in enumerate(rows):
@@ -350,7 +354,7 @@ class EventLog:
                     yield make(cls, (position, stream, version, type_, schema, at,
                                      None if payload is None else UNDECODED))
                     continue
-                if flags or payload is None:
+                if flags or payload is None or len(payload) > limit:
                     yield self.decode_row(row, raw)
                     continue
                 plain = unpackb(payload, raw=False, strict_map_key=False)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import attrs
 
-from eventstore._sqlite import Database
+from eventstore._sqlite import Database, create_private_file
 from eventstore.errors import InvalidArgument, ProjectionStale, StoreError
 
 from .base import ALL_EVENTS, Applier, Projection
@@ -323,6 +323,7 @@ class ProjectionEngine:
         targets = self._select(names)
         started = time.monotonic()
         path = self._scratch_path("rebuild")
+        create_private_file(path)  # 0600 like the store: it holds the same data
         scratch = Database(path, scratch=True)
         try:
             dispatcher = Dispatcher(targets)
@@ -399,6 +400,7 @@ class ProjectionEngine:
         """Rebuild into scratch and compare every table with the live rows."""
         targets = [p for p in self._select(names) if p.name not in self.stale]
         path = self._scratch_path("verify")
+        create_private_file(path)  # 0600 like the store: it holds the same data
         scratch = Database(path, scratch=True)
         try:
             dispatcher = Dispatcher(targets)

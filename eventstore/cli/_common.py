@@ -35,27 +35,44 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
 
 
-def to_jsonable(value: Any) -> Any:
+MAX_DEPTH = 64
+"""Deeper values print as a marker: stored data may nest far beyond Python's recursion limit."""
+
+
+def to_jsonable(value: Any, depth: int = 0) -> Any:
     """Convert decoded event data (attrs instances, enums, bytes, tuples) to JSON values.
 
-    Bytes become {"$bytes": base64}, so JSON output never carries raw binary.
+    Bytes become {"$bytes": base64}, so JSON output never carries raw binary; nesting
+    beyond MAX_DEPTH becomes the string "<nested too deeply>".
     """
+    if depth > MAX_DEPTH:
+        return "<nested too deeply>"
+    d = depth + 1
     if attrs.has(type(value)):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in attrs.fields(type(value))}
+        return {f.name: to_jsonable(getattr(value, f.name), d) for f in attrs.fields(type(value))}
     if isinstance(value, (bytes, bytearray, memoryview)):
         return {"$bytes": base64.b64encode(bytes(value)).decode()}
     if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
+        return {str(k): to_jsonable(v, d) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_jsonable(v) for v in value]
+        return [to_jsonable(v, d) for v in value]
     if hasattr(value, "value") and hasattr(type(value), "__members__"):  # enum
-        return to_jsonable(value.value)
+        return to_jsonable(value.value, d)
     return value
 
 
+def _escape_unprintable(text: str) -> str:
+    # json escapes C0 controls itself; format characters (bidi overrides, tags), DEL and
+    # C1 controls pass through with ensure_ascii=False and could drive a terminal.
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else json.dumps(ch)[1:-1] for ch in text)
+
+
 def dumps(value: Any) -> str:
-    """One compact JSON line (non-ASCII kept, control characters escaped by json)."""
-    return json.dumps(to_jsonable(value), ensure_ascii=False, separators=(",", ":"), sort_keys=False)
+    """One compact JSON line: non-ASCII text kept readable, anything unprintable escaped."""
+    return _escape_unprintable(
+        json.dumps(to_jsonable(value), ensure_ascii=False, separators=(",", ":"), sort_keys=False))
 
 
 def fmt_ms(ms: int | None) -> str:

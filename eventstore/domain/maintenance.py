@@ -39,9 +39,14 @@ class VacuumReport:
     removed_pending_turn_input_tombstone_count: int
 
 
+MAX_NAME_CHARS = 1024
+
+
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
+    if len(value) > MAX_NAME_CHARS:
+        raise InvalidArgument(f"{what} is {len(value)} characters long, over the limit of {MAX_NAME_CHARS}")
     return value
 
 
@@ -168,6 +173,8 @@ class Artifacts:
         """(namespace, name, blob ref) of every pointer, or of one namespace, ordered."""
         from projections import graph as gproj
 
+        if namespace is not None:
+            _text(namespace, "namespace")
         self.ctx.require_fresh("graph")
         return gproj.artifact_refs(self.ctx.db, namespace)
 
