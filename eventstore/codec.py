@@ -272,6 +272,13 @@ def _tagged_union(members: list[type], owner: type) -> tuple[Conv, Conv]:
 # --- per-class codec ---------------------------------------------------------------
 
 
+def _no_init_logic(cls: type) -> bool:
+    """True when attrs' __init__ would only store the values (nothing to run or convert)."""
+    if hasattr(cls, "__attrs_post_init__") or hasattr(cls, "__attrs_pre_init__"):
+        return False
+    return all(f.validator is None and f.converter is None and f.init for f in attrs.fields(cls))
+
+
 def _plain_slots(cls: type, names: list[str]) -> bool:
     """True when instances can be built by setting slots directly (no init-time logic)."""
     slots = set(getattr(cls, "__slots__", ())) - {"__weakref__"}
@@ -383,7 +390,19 @@ class ClassCodec:
             "    except Exception: return slow_to_plain(o)"
         )
         dloads = "; ".join(f"v{i} = d[{f.name!r}]" for i, f in enumerate(fields)) or "pass"
-        if _plain_slots(cls, names) and positional:
+        if getattr(cls, "__eventstore_plain_dict__", False) is cls and _no_init_logic(cls):
+            # Classes made by @eventstore.event keep their fields in __dict__, so a decoded
+            # map whose keys were just checked to be exactly the field names becomes the
+            # instance's __dict__ as it is: no copy, no per-field call (converted fields
+            # are written back into the map first).
+            ns["_new"] = object.__new__
+            ns["_setattr"] = object.__setattr__
+            build = ["o = _new(_cls)"]
+            for i, f in enumerate(fields):
+                if fast_dec_args[i] != f"v{i}":
+                    build.append(f"d[{f.name!r}] = {fast_dec_args[i]}")
+            build += ["_setattr(o, '__dict__', d)", "return o"]
+        elif _plain_slots(cls, names) and positional:
             # Setting the slots directly skips attrs' generated __init__ (which, for a
             # frozen class, goes through object.__setattr__ per field): about a third
             # cheaper, and safe because the class has no validators, converters,

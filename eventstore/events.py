@@ -167,7 +167,11 @@ def event(name: str, schema: int = 1, *, registry: EventRegistry | None = None) 
 
     def deco(cls: type) -> type:
         if not attrs.has(cls):
-            cls = attrs.frozen(cls)
+            # Dict-backed rather than slotted: decoding can then adopt msgpack's map as the
+            # instance's __dict__ in one step (see codec.ClassCodec), which is most of what
+            # reading an event costs beyond msgpack itself.
+            cls = attrs.frozen(cls, slots=False)
+            cls.__eventstore_plain_dict__ = cls
         (registry or REGISTRY).register(cls, name, schema)
         return cls
 
