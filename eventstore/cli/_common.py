@@ -16,6 +16,22 @@ from ..errors import FileError
 from ..store import Store, open as open_store
 
 
+def whole_number(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum` (positions, limits, counts)."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} must be at least {minimum}")
+        return value
+
+    return parse
+
+
 def add_db(parser: Any) -> None:
     """Add the positional DB argument."""
     parser.add_argument("db", metavar="DB", help="path of the store file")

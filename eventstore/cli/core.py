@@ -9,7 +9,7 @@ from typing import Any
 from ..chain import Anchor
 from . import EXIT_FAILED, EXIT_OK
 from ..describe import describe
-from ._common import add_db, dumps, fmt_ms, open_existing, print_table, printable, progress_bar
+from ._common import add_db, dumps, fmt_ms, open_existing, print_table, printable, progress_bar, whole_number
 
 
 def register(sub: Any) -> None:
@@ -50,14 +50,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_checkpoint)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+_positive = whole_number(1)
 
 
 def _demo(args: argparse.Namespace) -> int:

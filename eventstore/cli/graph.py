@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from . import EXIT_ERROR, EXIT_OK
-from ._common import add_db, dumps, open_existing, print_table, printable
+from ._common import add_db, dumps, open_existing, print_table, printable, whole_number
 
 TEXT_WIDTH = 72
 
@@ -42,14 +42,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_vacuum)
 
 
-def _position(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 0")
-    return value
+_position = whole_number(0)
 
 
 # --- show ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from . import EXIT_OK
-from ._common import add_db, dumps, fmt_ms, open_existing, printable, progress_bar
+from ._common import add_db, dumps, fmt_ms, open_existing, printable, progress_bar, whole_number
 
 
 def register(sub: Any) -> None:
@@ -63,14 +63,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_import)
 
 
-def _position(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 0")
-    return value
+_position = whole_number(0)
 
 
 def _add_streams(p: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import InvalidArgument
 from . import EXIT_OK
-from ._common import add_db, dumps, fmt_ms, open_existing, print_table, printable, summarize
+from ._common import add_db, dumps, fmt_ms, open_existing, print_table, printable, summarize, whole_number
 
 STATUSES = ("running", "completed", "failed", "cancelled", "abandoned")
 
@@ -45,14 +45,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_prune)
 
 
-def _whole(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must not be negative")
-    return value
+_whole = whole_number(0)
 
 
 def parse_date(text: str) -> int:

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from . import EXIT_OK
-from ._common import add_db, dumps, fmt_ms, open_existing, print_table
+from ._common import add_db, dumps, fmt_ms, open_existing, print_table, whole_number
 
 
 def register(sub: Any) -> None:
@@ -34,14 +34,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_inputs)
 
 
-def _position(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
+_position = whole_number(1)
 
 
 def _read(args: argparse.Namespace, facade: str) -> tuple[list[Any], int, int | None]:

@@ -38,6 +38,8 @@ import attrs
 
 from .. import codec
 from ..errors import InvalidArgument, StoreError
+from ._checks import check_int as _check_int
+from ._checks import check_text as _check_text
 from .input_events import (
     ActiveTurn,
     CheckpointKind,
@@ -205,17 +207,6 @@ class InputEnqueuePlan:
 # --- validation and hashing ------------------------------------------------------------------
 
 
-def _check_int(value: Any, what: str, low: int = 0, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        bound = f" and <= {high}" if high is not None else ""
-        raise InvalidArgument(f"{what} must be an integer >= {low}{bound}, got {value!r}")
-    return value
-
-
-def _check_text(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
-    return value
 
 
 def _canonical(value: Any) -> Any:

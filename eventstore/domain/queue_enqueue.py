@@ -25,6 +25,8 @@ from typing import Any, Sequence
 import attrs
 
 from ..errors import InvalidArgument
+from ._checks import check_int as _check_int
+from ._checks import check_text as _check_text
 from .queue_events import (
     PAYLOAD_TYPES,
     AgentFrameTask,
@@ -101,17 +103,6 @@ class EnqueuePlan:
 # --- validation --------------------------------------------------------------------------
 
 
-def _check_int(value: Any, what: str, low: int = 0, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        bound = f" and <= {high}" if high is not None else ""
-        raise InvalidArgument(f"{what} must be an integer >= {low}{bound}, got {value!r}")
-    return value
-
-
-def _check_text(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
-    return value
 
 
 def check_draft(draft: Any, what: str = "draft") -> WorkClass:
