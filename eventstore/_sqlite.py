@@ -49,6 +49,9 @@ def _translate(exc: BaseException, what: str) -> StoreError:
         return CorruptStore(f"{what}: the database file is damaged ({exc})")
     if isinstance(exc, apsw.ConstraintError):
         return IntegrityError(f"{what}: {exc}")
+    if isinstance(exc, UnicodeDecodeError):
+        return CorruptStore(f"{what}: stored text is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
+                            "the file was damaged or edited")
     if isinstance(exc, apsw.FullError):
         return StoreError(f"{what}: the disk is full ({exc})")
     return StoreError(f"{what}: {type(exc).__name__}: {exc}")
@@ -75,6 +78,13 @@ def check_file(path: str) -> bool:
         raise FileError(path, "is a directory, not a store file")
     if st.st_size == 0:
         return True
+    wal = _wal_size(path)
+    if wal:
+        # A WAL with frames in it holds committed pages the main file may not have yet:
+        # a checkpoint interrupted by a crash leaves page 1 claiming more pages than the
+        # file has, and SQLite completes it from the WAL. Only the magic is checked then.
+        _inspect_header(path, check_size=False)
+        return False
     # Another process may be writing the file right now: creating it, or checkpointing its
     # WAL, which writes page 1 (with the new page count) before the pages after it. A file
     # that looks cut off is therefore looked at again a few times before it is called so.
@@ -87,7 +97,14 @@ def check_file(path: str) -> bool:
     raise truncated
 
 
-def _inspect_header(path: str) -> TruncatedFile | None:
+def _wal_size(path: str) -> int:
+    try:
+        return os.stat(path + "-wal").st_size
+    except OSError:
+        return 0
+
+
+def _inspect_header(path: str, check_size: bool = True) -> TruncatedFile | None:
     """Check the SQLite header; raise for garbage, return (not raise) a TruncatedFile."""
     try:
         with open(path, "rb") as fh:
@@ -103,6 +120,8 @@ def _inspect_header(path: str) -> TruncatedFile | None:
     page_size = 65536 if page_size == 1 else page_size
     if page_size < 512 or page_size & (page_size - 1):
         raise NotADatabase(path, f"invalid SQLite page size {page_size}")
+    if not check_size:
+        return None
     pages = int.from_bytes(header[28:32], "big")
     change_counter = int.from_bytes(header[24:28], "big")
     valid_for = int.from_bytes(header[92:96], "big")
@@ -277,7 +296,7 @@ class Database:
             with self.lock:
                 for _ in self._live().execute(sql, params):
                     pass
-        except apsw.Error as exc:
+        except (apsw.Error, UnicodeDecodeError) as exc:
             raise _translate(exc, _what(sql)) from None
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
@@ -286,7 +305,7 @@ class Database:
             with self.lock:
                 for _ in self._live().executemany(sql, rows):
                     pass
-        except apsw.Error as exc:
+        except (apsw.Error, UnicodeDecodeError) as exc:
             raise _translate(exc, _what(sql)) from None
 
     def query(self, sql: str, params: Sequence[Any] | dict = ()) -> list[tuple]:
@@ -294,7 +313,7 @@ class Database:
         try:
             with self.lock:
                 return self._live().execute(sql, params).fetchall()
-        except apsw.Error as exc:
+        except (apsw.Error, UnicodeDecodeError) as exc:
             raise _translate(exc, _what(sql)) from None
 
     def iterate(self, sql: str, params: Sequence[Any] | dict = ()) -> Iterator[tuple]:
@@ -308,7 +327,7 @@ class Database:
                 if row is None:
                     return
                 yield row
-        except apsw.Error as exc:
+        except (apsw.Error, UnicodeDecodeError) as exc:
             raise _translate(exc, _what(sql)) from None
 
     def one(self, sql: str, params: Sequence[Any] | dict = ()) -> tuple | None:
@@ -317,7 +336,7 @@ class Database:
             with self.lock:
                 for row in self._live().execute(sql, params):
                     return row
-        except apsw.Error as exc:
+        except (apsw.Error, UnicodeDecodeError) as exc:
             raise _translate(exc, _what(sql)) from None
         return None
 

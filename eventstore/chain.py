@@ -72,8 +72,9 @@ class VerifyReport:
     """The result of walking the chain.
 
     `problem` is one of None, "altered", "missing", "reordered", "payload_missing",
-    "truncated", "rewritten"; `position` is the first bad position and `detail` says
-    what was found there.
+    "truncated", "rewritten", or "corrupt_file" (SQLite's integrity check failed: a
+    damaged page or index; `position` is then None); `position` is the first bad
+    position and `detail` says what was found there.
     """
 
     ok: bool
@@ -87,6 +88,8 @@ class VerifyReport:
     def __str__(self) -> str:
         if self.ok:
             return f"ok: {self.checked} events verified, head {self.last_position}:{self.last_hash}"
+        if self.position is None:  # a file-level problem, not one row
+            return f"FAILED: {self.problem}: {self.detail}"
         return f"FAILED at position {self.position}: {self.problem}: {self.detail}"
 
 

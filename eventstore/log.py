@@ -500,11 +500,16 @@ class EventLog:
     )
 
     def verify(self, anchor: chain.Anchor | str | None = None,
-               progress: Callable[[int], None] | None = None, page_size: int = 5000) -> chain.VerifyReport:
+               progress: Callable[[int], None] | None = None, page_size: int = 5000,
+               check_file: bool = True) -> chain.VerifyReport:
         """Walk the whole chain; report the first altered, missing or reordered row.
 
         With an `anchor` from an earlier checkpoint(), also prove that the anchor is
         still on the chain: a shorter log is 'truncated', a different hash 'rewritten'.
+        With `check_file` (the default), a sound chain is followed by SQLite's
+        `PRAGMA integrity_check`: the chain proves every event row, but a damaged index
+        page could still make an indexed read (a stream, a projection) answer wrongly,
+        and only the file check sees that ('corrupt_file').
         """
         if isinstance(anchor, str):
             anchor = chain.Anchor.parse(anchor)
@@ -521,7 +526,13 @@ class EventLog:
         def lookahead(position: int, n: int) -> list[tuple]:
             return self.db.query(self._VERIFY_SQL, (position, n))
 
-        return chain.walk(pages(), anchor, lookahead, progress)
+        report = chain.walk(pages(), anchor, lookahead, progress)
+        if report.ok and check_file:
+            problems = [r[0] for r in self.db.query("PRAGMA integrity_check(5)")]
+            if problems != ["ok"]:
+                return chain.VerifyReport(False, report.checked, report.last_position, report.last_hash,
+                                          None, "corrupt_file", "; ".join(map(str, problems)))
+        return report
 
     def purge_payloads(self, stream: str) -> int:
         """Drop the payload bytes of every event of `stream`, keeping their digests.

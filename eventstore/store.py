@@ -185,9 +185,10 @@ class Store(_Reads):
         return self.log.checkpoint()
 
     def verify(self, anchor: Anchor | str | None = None,
-               progress: Callable[[int], None] | None = None) -> VerifyReport:
-        """Walk the hash chain (and check the anchor, if given)."""
-        return self.log.verify(anchor, progress)
+               progress: Callable[[int], None] | None = None, check_file: bool = True) -> VerifyReport:
+        """Walk the hash chain (and check the anchor, if given), then SQLite's own
+        integrity check of the file unless `check_file=False`."""
+        return self.log.verify(anchor, progress, check_file=check_file)
 
     # --- projections -------------------------------------------------------------
 
