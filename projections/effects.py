@@ -31,6 +31,7 @@ from eventstore.domain.effect_events import (
 from eventstore.domain.owners import LeaseOwner, LocalProcessLiveness, OpaqueLiveness
 
 from .base import REGISTRY, Projection
+from ._rows import row_reader
 
 effects = REGISTRY.register(Projection(
     name="effects",
@@ -81,6 +82,7 @@ def liveness_json(owner: LeaseOwner) -> str:
     return '{"kind":"opaque"}'
 
 
+@row_reader("effects_entries")
 def _owner(owner_id: str | None, incarnation_id: str | None, live_json: str | None) -> LeaseOwner | None:
     if owner_id is None or incarnation_id is None:
         return None
@@ -214,6 +216,7 @@ _COLS = ("scope, replay_key, kind, status, envelope_json, envelope_hash, owner_i
          "session_id, key_id, started_at_ms, updated_at_ms, finished_at_ms")
 
 
+@row_reader("effects_entries")
 def _entry(row: tuple) -> EffectEntry:
     (scope, key, kind, status, env, env_hash, owner_id, inc, live, token, expires, attempts, renewals, due,
      outcome, etype, emsg, session, key_id, started, updated, finished) = row
@@ -262,6 +265,7 @@ class FinishedEffect:
     due_at_ms: int | None
 
 
+@row_reader("effects_entries")
 def get_finished(db: Any, scope: str, replay_key: str) -> FinishedEffect | None:
     """The entry (scope, replay key) if it is completed or failed, else None."""
     row = db.one("SELECT kind, status, envelope_hash, outcome_json, error_type, error_message, due_at_ms "

@@ -7,7 +7,8 @@ and the read model reports an ACCEPTED row whose claim is not live as PENDING_AC
 it is claimable again without an explicit abandon (the reference leaves it stuck).
 
 `inputs_sessions` keeps each session's last enqueue sequence number; it survives the
-session's deletion (ids are never reused) and goes only with a purge.
+session's deletion, and a purge raises it to the purged stream's version, so ids are
+never reused.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ from eventstore.domain.input_events import (
 from eventstore.domain.session_events import SessionDeletedEvent, SessionPurged
 
 from .base import REGISTRY, Projection
+from ._rows import row_reader
 
 inputs = REGISTRY.register(
     Projection(
         name="inputs",
-        version=1,
+        version=2,
         tables=("inputs_pending", "inputs_sessions"),
         ddl=(
             """CREATE TABLE IF NOT EXISTS inputs_pending (
@@ -169,9 +171,14 @@ def _session_deleted(db: Any, ev: Any) -> None:
 
 @inputs.on(SessionPurged)
 def _session_purged(db: Any, ev: Any) -> None:
-    # A rebuild after a purge sees none of the session's events: drop the counter too.
+    # A rebuild after a purge sees none of the session's events: the rows go, and the
+    # counter is raised to the stream's version at the purge (carried by the purge record,
+    # so a rebuild agrees), so that no input id or claim id of the purged generation is
+    # ever issued again (see projections/queue.py).
     db.execute("DELETE FROM inputs_pending WHERE session_id = ?", (ev.data.session_id,))
-    db.execute("DELETE FROM inputs_sessions WHERE session_id = ?", (ev.data.session_id,))
+    db.execute("INSERT INTO inputs_sessions VALUES (?, ?) ON CONFLICT (session_id) DO UPDATE "
+               "SET last_enqueue_seq = max(last_enqueue_seq, excluded.last_enqueue_seq)",
+               (ev.data.session_id, ev.data.through_version))
 
 
 # --- reads -----------------------------------------------------------------------------
@@ -222,6 +229,7 @@ _COLUMNS = ("session_id, enqueue_seq, input_id, source_key, content_hash, ingres
             "claim_generation, claimed_at_ms, settled_at_ms")
 
 
+@row_reader("inputs_pending")
 def _row(r: tuple, live_generation: int | None) -> PendingTurnInput:
     ingress = ActiveTurn(r[6], CheckpointKind(r[7])) if r[5] == "active_turn" else NextTurn()
     state = InputState(r[8])
@@ -259,6 +267,7 @@ _ROW_COLUMNS = ("enqueue_seq, input_id, source_key, content_hash, state, turn_id
                 "claim_token, claim_generation")
 
 
+@row_reader("inputs_pending")
 def _input_row(r: tuple) -> InputRow:
     return InputRow(r[0], r[1], r[2], r[3], InputState(r[4]), r[5], r[6], r[7], r[8], r[9])
 

@@ -24,6 +24,7 @@ from eventstore.domain.owners import LeaseOwner, LocalProcessLiveness, OpaqueLiv
 from eventstore.domain.session_events import SessionDeletedEvent, SessionPurged
 
 from .base import REGISTRY, Projection
+from ._rows import row_reader
 
 leases = REGISTRY.register(
     Projection(
@@ -96,6 +97,7 @@ _COLUMNS = ("session_id, fencing_token, owner_id, incarnation_id, host_id, boot_
             "lease_token, claimed_at_ms, expires_at_ms")
 
 
+@row_reader("lease_sessions")
 def _state(r: tuple) -> SessionLeaseState:
     holder = None
     if r[2] is not None:

@@ -62,6 +62,7 @@ from eventstore.domain.process_model import (
 )
 
 from .base import REGISTRY, Projection
+from ._rows import row_reader
 
 processes = REGISTRY.register(
     Projection(
@@ -331,6 +332,7 @@ equal hashes mean equal registrations). Decoding one costs more than the rest of
 append; records share the cached instance, which callers must treat as read-only."""
 
 
+@row_reader("processes_records")
 def _registration(reg_hash: str, blob: bytes) -> ProcessRegistration:
     reg = _REGISTRATIONS.get(reg_hash)
     if reg is None:
@@ -340,6 +342,7 @@ def _registration(reg_hash: str, blob: bytes) -> ProcessRegistration:
     return reg
 
 
+@row_reader("processes_records")
 def _record(row: tuple) -> ProcessRecord:
     (pid, reg, reg_hash, status, output, created, updated, change_seq, last_seq, ext, first, abandon, wait,
      target_session, target_frame) = row
@@ -416,6 +419,7 @@ def wake_acked(db: Any, process_id: str, sequence: int) -> bool:
                   (process_id, sequence)) is not None
 
 
+@row_reader("processes_grants")
 def _grant(row: tuple) -> HandleGrant:
     scope_id, pid, session_id, kind, label, at = row
     return HandleGrant(scope_id, pid, session_id, HandleDescriptor(kind, label), at)
@@ -461,6 +465,7 @@ def wake_targeted(db: Any, session_id: str) -> list[str]:
         "SELECT process_id FROM processes_records WHERE wake_target_session = ? ORDER BY process_id", (session_id,))]
 
 
+@row_reader("processes_leases")
 def get_lease(db: Any, process_id: str) -> tuple[int, ProcessLease | None]:
     """(stored fencing token, current holder or None). (0, None) when never leased."""
     row = db.one("SELECT fencing_token, owner, lease_token, claimed_at_ms, expires_at_ms FROM processes_leases "

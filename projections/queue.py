@@ -10,8 +10,8 @@
   same source key (a redelivered process wake) returns the settled batch instead of
   enqueuing the work twice. `queue.source_keys_forgotten` events prune old rows.
 * `queue_sessions`: the last enqueue sequence number of each session. It survives the
-  deletion of the batches (and of the session), so ids are never reused; only a purge
-  drops it.
+  deletion of the batches (and of the session), and a purge raises it to the purged
+  stream's version, so ids are never reused.
 
 Appliers copy what the events decided. Whether a claim is *live* depends on the session
 lease at the reader's `now`; readers pass the live lease generation in.
@@ -41,6 +41,7 @@ from eventstore.domain.queue_events import (
 from eventstore.domain.session_events import SessionDeletedEvent, SessionPurged
 
 from .base import REGISTRY, Projection
+from ._rows import row_reader
 
 PRESENT = "present"
 COMPLETED = "completed"
@@ -49,7 +50,7 @@ CANCELLED = "cancelled"
 queue = REGISTRY.register(
     Projection(
         name="queue",
-        version=1,
+        version=2,
         tables=("queue_batches", "queue_source_keys", "queue_sessions"),
         ddl=(
             """CREATE TABLE IF NOT EXISTS queue_batches (
@@ -217,10 +218,17 @@ def _session_deleted(db: Any, ev: Any) -> None:
 @queue.on(SessionPurged)
 def _session_purged(db: Any, ev: Any) -> None:
     # After a purge a rebuild sees none of the session's events (their payloads are
-    # gone), so everything derived from them must go, the counter included.
+    # gone), so everything derived from them must go. The counter is not dropped but
+    # raised to the stream's version at the purge, which the purge record carries (so a
+    # rebuild derives the same value): every enqueue added an event to the stream, so a
+    # recreated session never reissues a sequence number, hence never a batch id, a claim
+    # id or a claim lease token of the purged generation (a stale claim could settle them).
     sid = ev.data.session_id
-    for table in ("queue_batches", "queue_source_keys", "queue_sessions"):
+    for table in ("queue_batches", "queue_source_keys"):
         db.execute(f"DELETE FROM {table} WHERE session_id = ?", (sid,))
+    db.execute("INSERT INTO queue_sessions VALUES (?, ?) ON CONFLICT (session_id) DO UPDATE "
+               "SET last_enqueue_seq = max(last_enqueue_seq, excluded.last_enqueue_seq)",
+               (sid, ev.data.through_version))
 
 
 # --- reads -----------------------------------------------------------------------------
@@ -303,10 +311,12 @@ _CANDIDATE_COLUMNS = ("enqueue_seq, batch_id, delivery_policy, slot_policy, merg
                       "claim_fencing_token, claim_id, claim_token, claim_generation")
 
 
+@row_reader("queue_batches")
 def _items(batch_id: str, payloads: bytes) -> tuple[QueuedItem, ...]:
     return tuple(QueuedItem(item_id(batch_id, i), p) for i, p in enumerate(decode_payloads(payloads)))
 
 
+@row_reader("queue_batches")
 def _batch(r: tuple, live_generation: int | None) -> QueuedBatch:
     claim = None
     state = "pending"
@@ -334,6 +344,7 @@ def _merge_key(wire: str) -> MergeKey:
     return key
 
 
+@row_reader("queue_batches")
 def _candidate(r: tuple) -> CandidateRow:
     return CandidateRow(r[0], r[1], _DELIVERY[r[2]], _SLOT[r[3]], _merge_key(r[4]), _CLASS[r[5]], r[6], r[7], r[8],
                         r[9], r[10])

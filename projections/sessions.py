@@ -26,6 +26,7 @@ from eventstore.domain.session_events import (
 )
 
 from .base import REGISTRY, Projection
+from ._rows import row_reader, text
 
 ACTIVE = "active"
 DELETED = "deleted"
@@ -108,9 +109,11 @@ _COLUMNS = ("session_id, status, generation, name, model, cwd, parent_session_id
             "created_at_ms, deleted_at_ms, purged_at_ms")
 
 
+@row_reader("sessions_index")
 def _row(r: tuple) -> SessionRow:
     relation = SessionRelation(r[6], r[7]) if r[6] is not None else None
-    return SessionRow(r[0], r[1], r[2], SessionMeta(r[3], r[4], r[5], relation), r[8], r[9], r[10])
+    return SessionRow(text(r[0], "session_id"), r[1], r[2], SessionMeta(r[3], r[4], r[5], relation), r[8], r[9],
+                      r[10])
 
 
 def get(db: Any, session_id: str) -> SessionRow | None:

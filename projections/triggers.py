@@ -38,6 +38,7 @@ from eventstore.domain.trigger_events import (
 from eventstore.domain.process_events import ProcessesPruned
 
 from .base import REGISTRY, Projection
+from ._rows import row_reader
 
 triggers = REGISTRY.register(Projection(
     name="triggers",
@@ -327,6 +328,7 @@ _SUB_COLS = ("subscription_id, owner_scope, subscription_key, session_id, source
              "deleted_at_ms, deliveries")
 
 
+@row_reader("triggers_subscriptions")
 def _sub(row: tuple) -> TriggerSubscription:
     (sid, scope, key, session, stype, skey, pname, input_json, dhash, inc, rev, enabled, deleted,
      created, updated, deleted_at, deliveries) = row
@@ -379,6 +381,7 @@ def retired(db: Any, subscription_id: str) -> tuple[int, int] | None:
     return db.one("SELECT incarnation, revision FROM triggers_retired WHERE subscription_id=?", (subscription_id,))
 
 
+@row_reader("triggers_receipts")
 def get_receipt(db: Any, operation_id: str) -> TriggerReceipt | None:
     """The receipt of an operation id, or None (never used, or pruned by retention)."""
     row = db.one("SELECT * FROM triggers_receipts WHERE operation_id=?", (operation_id,))
@@ -400,6 +403,7 @@ def tombstoned_before(db: Any, older_than_ms: int) -> list[tuple[str, int]]:
         "WHERE s.deleted=1 AND s.deleted_at_ms < ? ORDER BY s.subscription_id", (older_than_ms,))
 
 
+@row_reader("triggers_occurrences")
 def _occ(row: tuple) -> TriggerOccurrence:
     return TriggerOccurrence(*row[:6], json.loads(row[6]), *row[7:])
 
@@ -418,6 +422,7 @@ def list_occurrences(db: Any, limit: int | None = None) -> list[TriggerOccurrenc
     return [_occ(r) for r in db.query(sql)]
 
 
+@row_reader("triggers_deliveries")
 def _dlv(row: tuple) -> TriggerDelivery:
     return TriggerDelivery(*row[:7], json.loads(row[7]), row[8])
 

@@ -59,10 +59,24 @@ class AttachmentRef:
     """When a commit first named it (None: still an intent)."""
 
 
+MAX_ATTACHMENT_ID = 256
+"""The longest attachment id (in UTF-8 bytes) the manifest records."""
+
+
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
+        raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}"[:300])
+    if len(value.encode()) > MAX_ATTACHMENT_ID:
+        raise InvalidArgument(f"{what} {value[:40]!r}...: at most {MAX_ATTACHMENT_ID} UTF-8 bytes")
     return value
+
+
+def _lookup(value: Any, what: str, optional: bool = False) -> None:
+    """A read's key: a string (None too when optional). An unknown key simply finds nothing."""
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{what} must be a string{' or None' if optional else ''}, got {value!r}"[:300])
 
 
 def _ids(session_id: str, ids: Any) -> tuple[str, ...]:
@@ -134,6 +148,8 @@ class Attachments:
         """One manifest row, or None."""
         from projections import graph as gproj
 
+        _lookup(session_id, "session_id")
+        _lookup(attachment_id, "attachment_id")
         self.ctx.require_fresh("graph")
         rows = gproj.attachment_rows(self.ctx.db, session_id, attachment_id)
         return AttachmentRef(*rows[0]) if rows else None
@@ -143,6 +159,8 @@ class Attachments:
         boundary check before serving bytes to a session."""
         from projections import graph as gproj
 
+        _lookup(session_id, "session_id")
+        _lookup(blob_ref, "blob_ref")
         self.ctx.require_fresh("graph")
         return gproj.holds_ref(self.ctx.db, session_id, blob_ref)
 
@@ -150,6 +168,7 @@ class Attachments:
         """Every manifest row (intents and commits: the attachment GC roots), of one session or all."""
         from projections import graph as gproj
 
+        _lookup(session_id, "session_id", optional=True)
         self.ctx.require_fresh("graph")
         return [AttachmentRef(*r) for r in gproj.attachment_rows(self.ctx.db, session_id)]
 

@@ -160,6 +160,9 @@ class AwaitsMixin:
         (default: the facade's wait timeout), EffectReplayMissing in strict replay when
         the journal holds no resolution.
         """
+        if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
+                                      or not timeout_s >= 0):
+            raise InvalidArgument(f"timeout_s must be None or a number of seconds >= 0, got {timeout_s!r}")
         entry = self._register_await(scope, replay_key, session_id)
         limit = self.options.wait_timeout_s if timeout_s is None else timeout_s
         started = time.monotonic()

@@ -66,6 +66,13 @@ __all__ = [
 ]
 
 
+MAX_ERROR_TYPE = 256
+"""The longest error type name `fail` records (a class name, not a message)."""
+
+ENTRY_STATUSES = ("in_progress", "completed", "failed", "waiting", "cancelled")
+"""The statuses `list(status=...)` filters on."""
+
+
 @attrs.frozen
 class EffectOptions:
     """How a facade runs effects (set with `store.effects.configure(...)`)."""
@@ -171,6 +178,9 @@ class Effects(AwaitsMixin):
         if kind == "sleep" and (isinstance(duration_ms, bool) or not isinstance(duration_ms, int)
                                 or duration_ms < 0):
             raise InvalidArgument(f"a sleep needs duration_ms, an integer >= 0, got {duration_ms!r}")
+        if duration_ms is not None and (isinstance(duration_ms, bool) or not isinstance(duration_ms, int)
+                                        or not 0 <= duration_ms < 2 ** 62):
+            raise InvalidArgument(f"duration_ms must be None or an integer >= 0 (milliseconds), got {duration_ms!r}")
         owner = check_owner(owner, "owner") if owner is not None else self.owner
         envelope = json_value(request, "$", "request")
         env_hash = digest(envelope)
@@ -215,8 +225,11 @@ class Effects(AwaitsMixin):
 
     def fail(self, lease: EffectLease, error_type: str, message: str) -> Any:
         """Record an error under a held lease; returns the finished entry."""
-        if not isinstance(error_type, str) or not error_type or not isinstance(message, str):
-            raise InvalidArgument("fail: error_type must be a non-empty string and message a string")
+        if not isinstance(error_type, str) or not error_type or len(error_type) > MAX_ERROR_TYPE:
+            raise InvalidArgument(f"fail: error_type must be a non-empty string of at most {MAX_ERROR_TYPE} "
+                                  f"characters, got {error_type!r}"[:300])
+        if not isinstance(message, str):
+            raise InvalidArgument(f"fail: message must be a string, got {type(message).__name__}")
         self._finish(lease, "effects.fail",
                      lambda entry, now: (None, decide_fail(entry, lease, error_type, message, now)))
         return self.get(lease.scope, lease.replay_key)
@@ -379,6 +392,12 @@ class Effects(AwaitsMixin):
 
     def list(self, scope: str | None = None, status: str | None = None, limit: int | None = None) -> list[Any]:
         """Journal entries in (scope, start time) order, optionally of one scope or status."""
+        if scope is not None and not isinstance(scope, str):
+            raise InvalidArgument(f"scope must be a string or None, got {type(scope).__name__}")
+        if status is not None and status not in ENTRY_STATUSES:
+            raise InvalidArgument(f"status must be one of {', '.join(ENTRY_STATUSES)} or None, got {status!r}"[:300])
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit < 2 ** 63):
+            raise InvalidArgument(f"limit must be an integer >= 1 or None, got {limit!r}")
         self.ctx.require_fresh("effects")
         return _projection().list_entries(self.ctx.db, scope, status, limit)
 

@@ -197,6 +197,7 @@ class Inputs:
     def cancel(self, session_id: str, input_id: str) -> InputCancel:
         """Cancel one input by id: Cancelled, AlreadyClaimed, AlreadyCompleted, AlreadyCancelled
         or NotFound (idempotent: a second cancel answers AlreadyCancelled, law 51)."""
+        _check_text(input_id, "input_id")
         return self._cancel(session_id, [input_id], "inputs.cancel")[0]
 
     def cancel_by_source_key(self, session_id: str, source_key: str) -> InputCancel:
@@ -298,7 +299,7 @@ class Inputs:
 
         check_session_id(session_id)
         if now_ms is not None:
-            _check_int(now_ms, "now_ms")
+            _check_int(now_ms, "now_ms", 0, 2 ** 63 - 1)  # SQLite binds 64-bit integers only
         self.ctx.require_fresh("inputs")
         self.ctx.require_fresh("leases")
         with self.ctx.db.transaction(write=False):

@@ -94,6 +94,8 @@ class ProcessGrantCommands(ProcessFacadeBase):
         `live_only=True` keeps running processes only (the "live" listing).
         """
         check_scope(scope, "scope")
+        if not isinstance(live_only, bool):
+            raise InvalidArgument(f"live_only must be True or False, got {live_only!r}")
         with self._read():
             return [GrantEntry(g, r) for g, r in proj.grants_for_scope(self._db, scope.scope_id, live_only)]
 
@@ -112,8 +114,8 @@ class ProcessGrantCommands(ProcessFacadeBase):
         """
         check_scope(from_scope, "from_scope")
         check_scope(to_scope, "to_scope")
-        if isinstance(process_ids, str):
-            raise InvalidArgument("process_ids must be a list of ids, not one string")
+        if isinstance(process_ids, str) or not hasattr(process_ids, "__iter__"):
+            raise InvalidArgument(f"process_ids must be a list of ids, got {type(process_ids).__name__}")
         ids = list(dict.fromkeys(check_process_id(p) for p in process_ids))
         with self._write("transfer"):
             now = self.ctx.now_ms()

@@ -165,7 +165,11 @@ class ProcessLeaseCommands(ProcessFacadeBase):
         """
         check_process_id(process_id)
         check_owner(owner)
-        check_lease(observed)
+        if not isinstance(observed, ProcessLease):
+            raise InvalidArgument(f"observed must be the ProcessLease read from get_lease(), "
+                                  f"got {type(observed).__name__}")
+        if not callable(read_start):
+            raise InvalidArgument(f"read_start must be a callable pid -> start time, got {read_start!r}")
         ttl = check_ttl(ttl_ms)
         with self._write("reclaim_lease"):
             now = self.ctx.now_ms()

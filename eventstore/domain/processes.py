@@ -111,6 +111,7 @@ from .process_model import (
 )
 from .process_prune import ChangePage, ProcessPruneCommands, PruneReport
 from .process_rules import (
+    MAX_ID_BYTES,
     CORE_EVENT_TYPES,
     TERMINAL_TYPES,
     AppendEventRequest,
@@ -216,6 +217,10 @@ class Processes(ProcessLeaseCommands, ProcessGrantCommands, ProcessPruneCommands
             raise InvalidArgument(f"scope must be a scope id, SessionScope or HostScope, got {scope!r}")
         if limit is not None:
             check_int(limit, "limit")
+        if waiting is not None and not isinstance(waiting, bool):
+            raise InvalidArgument(f"waiting must be True, False or None, got {waiting!r}")
+        if after_id is not None and not isinstance(after_id, str):
+            raise InvalidArgument(f"after_id must be a process id or None, got {type(after_id).__name__}")
         return proj.list_records(self._db, status=status.value if status else None, scope_id=scope_id,
                                  waiting=waiting, after_id=after_id, limit=limit)
 
@@ -250,8 +255,9 @@ class Processes(ProcessLeaseCommands, ProcessGrantCommands, ProcessPruneCommands
     def record_first_started(self, process_id: str, owner_id: str) -> ProcessRecord:
         """Record the first start (the first writer wins; later calls return the record)."""
         check_process_id(process_id)
-        if not isinstance(owner_id, str) or not owner_id:
-            raise InvalidArgument(f"owner_id must be a non-empty string, got {owner_id!r}")
+        if not isinstance(owner_id, str) or not owner_id or len(owner_id.encode()) > MAX_ID_BYTES:
+            raise InvalidArgument(f"owner_id must be a non-empty string of at most {MAX_ID_BYTES} bytes, "
+                                  f"got {owner_id!r}"[:300])
         with self._write("record_first_started"):
             now = self.ctx.now_ms()
             record = self._require(process_id)

@@ -403,6 +403,8 @@ class Sessions:
         from .commit_reads import load_session
 
         check_session_id(session_id)
+        if at is not None and (isinstance(at, bool) or not isinstance(at, int) or at < 0):
+            raise InvalidArgument(f"at must be None or a log position (an integer >= 0), got {at!r}")
         if at is None:
             return load_session(self.ctx, session_id, graph, leaf)
         store = getattr(self.ctx, "store", self.ctx)

@@ -229,34 +229,53 @@ class Triggers:
 
     def get_by_id(self, subscription_id: str) -> Any:
         """A subscription by its derived id, or None."""
+        _check_key(subscription_id, "subscription_id")
         self.ctx.require_fresh("triggers")
         return _projection().get_subscription(self.ctx.db, subscription_id)
 
     def list(self, owner_scope: str | None = None, session_id: str | None = None,
              include_deleted: bool = True) -> list[Any]:
         """Subscriptions ordered by owner scope and key."""
+        _check_key(owner_scope, "owner_scope", optional=True)
+        _check_key(session_id, "session_id", optional=True)
+        if not isinstance(include_deleted, bool):
+            raise InvalidArgument(f"include_deleted must be True or False, got {include_deleted!r}")
         self.ctx.require_fresh("triggers")
         return _projection().list_subscriptions(self.ctx.db, owner_scope, session_id, include_deleted)
 
     def receipt(self, operation_id: str) -> Any:
         """The receipt of an operation id (None if unknown or pruned)."""
+        _check_key(operation_id, "operation_id")
         self.ctx.require_fresh("triggers")
         return _projection().get_receipt(self.ctx.db, operation_id)
 
     def occurrence(self, idempotency_key: str) -> Any:
         """The occurrence ingested under an idempotency key, or None."""
+        _check_key(idempotency_key, "idempotency_key")
         self.ctx.require_fresh("triggers")
         return _projection().get_occurrence(self.ctx.db, idempotency_key)
 
     def occurrences(self, limit: int | None = None) -> list[Any]:
         """Ingested occurrences, newest first."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit < 2 ** 63):
+            raise InvalidArgument(f"limit must be an integer >= 1 or None, got {limit!r}")
         self.ctx.require_fresh("triggers")
         return _projection().list_occurrences(self.ctx.db, limit)
 
     def deliveries(self, subscription_id: str | None = None, occurrence_id: str | None = None) -> list[Any]:
         """Reserved deliveries, optionally of one subscription or one occurrence."""
+        _check_key(subscription_id, "subscription_id", optional=True)
+        _check_key(occurrence_id, "occurrence_id", optional=True)
         self.ctx.require_fresh("triggers")
         return _projection().list_deliveries(self.ctx.db, subscription_id, occurrence_id)
+
+
+def _check_key(value: Any, what: str, optional: bool = False) -> None:
+    """A lookup key must be a string (None too when optional); an unknown key finds nothing."""
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{what} must be a string{' or None' if optional else ''}, got {value!r}"[:200])
 
 
 def _check_request(r: Any) -> None:
