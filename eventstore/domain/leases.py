@@ -441,8 +441,40 @@ def _demo_chapter() -> Callable[..., Any]:
         released = store.leases.release(lease.fence)
         say(f"worker-a released it (released={released.released}); the fencing token stays at "
             f"{released.fencing_token}, so the next holder gets {released.fencing_token + 1}")  # type: ignore[operator]
+        if store.path != ":memory:":
+            _crashed_owner(store, sid, timings, say)
 
     return _leases_chapter
+
+
+def _crashed_owner(store: Any, sid: str, timings: LeaseTimings, say: Callable[[str], None]) -> None:
+    """Demo: a worker process takes the lease and dies without releasing it; the lease is
+    still live (unexpired), and a reclaim proves the holder dead from /proc and takes over."""
+    import subprocess
+    import sys
+
+    from .owners import this_process
+
+    child = (
+        "import sys, eventstore\n"
+        "from eventstore.domain.owners import this_process\n"
+        "s = eventstore.open(sys.argv[1])\n"
+        "s.leases.claim(sys.argv[2], this_process('worker-c'), 30_000)\n"
+        "s.close()\n"
+    )
+    # The child exits without releasing: as far as the lease is concerned it crashed.
+    subprocess.run([sys.executable, "-c", child, store.path, sid], check=True, timeout=60)
+    holder = store.leases.get(sid).holder
+    say(f"worker-c (pid {holder.owner.liveness.pid}) claimed the lease and crashed; the lease is still "
+        f"live for {round((holder.expires_at_ms - store.now_ms()) / 1000)}s")
+    rescuer = this_process("worker-d")
+    plain = store.leases.claim(sid, rescuer, timings)
+    say(f"worker-d's plain claim: {type(plain).__name__} (a live lease is never just taken)")
+    taken = store.leases.reclaim(sid, rescuer, holder, timings)
+    assert isinstance(taken, Acquired)
+    say(f"worker-d reclaimed it: /proc shows pid {holder.owner.liveness.pid} is gone, so the holder is "
+        f"provably dead; fencing token {taken.lease.fencing_token} fences off anything worker-c had in flight")
+    store.leases.release(taken.lease.fence)
 
 
 _demo_chapter()
