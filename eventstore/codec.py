@@ -507,6 +507,8 @@ def compress_for(payload: bytes, threshold: int | None) -> tuple[bytes, int]:
 
 def decompress(stored: bytes, flags: int, limit: int) -> bytes:
     """Undo compress_for; refuses frames that claim more than `limit` bytes before allocating."""
+    if flags & ~FLAG_LZ4:
+        raise ShapeError(f"unknown payload flags {flags:#x} (this code knows only lz4, {FLAG_LZ4:#x})")
     if not flags & FLAG_LZ4:
         return stored
     if len(stored) < 4:
