@@ -83,7 +83,7 @@ def test_cli_errors_are_one_line_with_exit_2(populated, tmp_path, capsys):
     assert err.startswith("eventstore leases: error:") and "session_id" in err
 
 
-def test_the_demo_chapter_claims_renews_bounces_a_second_owner_and_releases(tmp_path):
+def test_the_demo_chapter_claims_renews_bounces_a_second_owner_releases_and_reclaims_from_a_crashed_one(tmp_path):
     chapters = {title: fn for _order, title, fn in demo._CHAPTERS}
     lines: list[str] = []
     with eventstore.open(str(tmp_path / "demo.db")) as store:
@@ -91,6 +91,9 @@ def test_the_demo_chapter_claims_renews_bounces_a_second_owner_and_releases(tmp_
         text = "\n".join(lines)
         assert "acquired the lease: fencing token 1" in text and "renewed" in text
         assert "Busy" in text and "released=True" in text
+        # fence 2: the worker process that crashed holding it; fence 3: the reclaim.
+        assert "claimed the lease and crashed" in text and "plain claim: Busy" in text
+        assert "reclaimed it" in text and "fencing token 3" in text
         (state,) = store.leases.list()
-        assert state.holder is None and state.fencing_token == 1
+        assert state.holder is None and state.fencing_token == 3
         assert store.verify().ok
