@@ -31,7 +31,9 @@ Two deliberate choices:
   from their documented formulas, so the machine checks them too.
 
 Every method takes `now`, the manual clock's time at the command: the store's commands
-read the clock once, and the clock only moves when the machine advances it.
+read the clock once, and the clock only moves when the machine advances it. A purge also
+takes the purged stream's version (read by the machine, like the clock): the queue and
+input sequence counters restart above it, so that ids of a purged generation never recur.
 """
 
 from __future__ import annotations
