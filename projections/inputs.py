@@ -33,6 +33,7 @@ from eventstore.domain.input_events import (
 )
 from eventstore.domain.session_events import SessionDeletedEvent, SessionPurged
 
+from ._claims import CLEAR_CLAIM, SET_CLAIM, claim_values
 from .base import REGISTRY, Projection
 from ._rows import row_reader
 
@@ -80,8 +81,7 @@ inputs = REGISTRY.register(
     )
 )
 
-_CLEAR_CLAIM = ("claim_id = NULL, claim_owner_id = NULL, claim_incarnation_id = NULL, claim_token = NULL, "
-                "claim_generation = NULL, claimed_at_ms = NULL")
+_CLEAR_CLAIM = CLEAR_CLAIM
 
 
 @inputs.on(TurnInputEnqueued)
@@ -106,14 +106,11 @@ def _enqueued(db: Any, ev: Any) -> None:
 @inputs.on(TurnInputsClaimed)
 def _claimed(db: Any, ev: Any) -> None:
     e: TurnInputsClaimed = ev.data
-    o = e.owner
     state = "state = 'accepted', " if e.mode == "active_turn" else ""
+    values = claim_values(e)
     db.executemany(
-        f"UPDATE inputs_pending SET {state}claim_fencing_token = claim_fencing_token + 1, claim_id = ?, "
-        "claim_owner_id = ?, claim_incarnation_id = ?, claim_token = ?, claim_generation = ?, claimed_at_ms = ? "
-        "WHERE session_id = ? AND input_id = ?",
-        [(e.claim_id, o.owner_id, o.incarnation_id, e.lease_token, e.generation, e.claimed_at_ms,
-          e.session_id, i) for i in e.input_ids],
+        f"UPDATE inputs_pending SET {state}{SET_CLAIM} WHERE session_id = ? AND input_id = ?",
+        [(*values, e.session_id, i) for i in e.input_ids],
     )
 
 

@@ -40,6 +40,7 @@ from eventstore.domain.queue_events import (
 )
 from eventstore.domain.session_events import SessionDeletedEvent, SessionPurged
 
+from ._claims import CLEAR_CLAIM, SET_CLAIM, claim_values
 from .base import REGISTRY, Projection
 from ._rows import row_reader
 
@@ -147,23 +148,18 @@ def _enqueued(db: Any, ev: Any) -> None:
 @queue.on(QueuedWorkClaimed)
 def _claimed(db: Any, ev: Any) -> None:
     e: QueuedWorkClaimed = ev.data
-    o = e.owner
+    values = claim_values(e)
     db.executemany(
-        "UPDATE queue_batches SET claim_fencing_token = claim_fencing_token + 1, claim_id = ?, "
-        "claim_owner_id = ?, claim_incarnation_id = ?, claim_token = ?, claim_generation = ?, claimed_at_ms = ? "
-        "WHERE session_id = ? AND batch_id = ?",
-        [(e.claim_id, o.owner_id, o.incarnation_id, e.lease_token, e.generation, e.claimed_at_ms,
-          e.session_id, b) for b in e.batch_ids],
+        f"UPDATE queue_batches SET {SET_CLAIM} WHERE session_id = ? AND batch_id = ?",
+        [(*values, e.session_id, b) for b in e.batch_ids],
     )
 
 
 @queue.on(QueuedWorkClaimAbandoned)
 def _abandoned(db: Any, ev: Any) -> None:
     e: QueuedWorkClaimAbandoned = ev.data
-    # The fencing counter stays: the next claim of these batches gets a higher one.
     db.executemany(
-        "UPDATE queue_batches SET claim_id = NULL, claim_owner_id = NULL, claim_incarnation_id = NULL, "
-        "claim_token = NULL, claim_generation = NULL, claimed_at_ms = NULL "
+        f"UPDATE queue_batches SET {CLEAR_CLAIM} "
         "WHERE session_id = ? AND batch_id = ? AND claim_id = ? AND claim_token = ?",
         [(e.session_id, b, e.claim_id, e.lease_token) for b in e.batch_ids],
     )
