@@ -8,7 +8,9 @@
   batch is present the row points at it; once the batch is completed or cancelled the
   row keeps a snapshot of the batch and the time it was settled, so that replaying the
   same source key (a redelivered process wake) returns the settled batch instead of
-  enqueuing the work twice. `queue.source_keys_forgotten` events prune old rows.
+  enqueuing the work twice. `queue.source_keys_forgotten` events prune old rows, and a
+  process prune (`process.pruned`) forgets the wake keys of the pruned processes (see
+  `_processes_pruned`).
 * `queue_sessions`: the last enqueue sequence number of each session. It survives the
   deletion of the batches (and of the session), and a purge raises it to the purged
   stream's version, so ids are never reused.
@@ -24,6 +26,7 @@ from typing import Any, Iterable, Sequence
 import attrs
 
 from eventstore import codec
+from eventstore.domain.process_events import ProcessesPruned
 from eventstore.domain.queue_events import (
     DeliveryPolicy,
     MergeKey,
@@ -36,7 +39,9 @@ from eventstore.domain.queue_events import (
     QueuedWorkEnqueued,
     SlotPolicy,
     WorkClass,
+    is_wake_source_key_of,
     item_id,
+    wake_source_key_prefix,
 )
 from eventstore.domain.session_events import SessionDeletedEvent, SessionPurged
 
@@ -51,7 +56,8 @@ CANCELLED = "cancelled"
 queue = REGISTRY.register(
     Projection(
         name="queue",
-        version=2,
+        # 3: process prunes forget their wake keys (forget_on_settle, the wake-key index).
+        version=3,
         tables=("queue_batches", "queue_source_keys", "queue_sessions"),
         ddl=(
             """CREATE TABLE IF NOT EXISTS queue_batches (
@@ -92,8 +98,13 @@ queue = REGISTRY.register(
                 enqueued_at_ms  INTEGER,
                 work_class      TEXT,
                 payloads        BLOB,
+                forget_on_settle INTEGER NOT NULL,
                 PRIMARY KEY (session_id, source_key)
             ) WITHOUT ROWID""",
+            # Process wake keys by key across sessions, for a process prune (only wake keys:
+            # other keyed enqueues pay nothing). The prune's query repeats this WHERE term.
+            "CREATE INDEX IF NOT EXISTS queue_source_keys_wakes ON queue_source_keys (source_key) "
+            "WHERE source_key GLOB 'process:*:wake'",
             """CREATE TABLE IF NOT EXISTS queue_sessions (
                 session_id       TEXT PRIMARY KEY,
                 last_enqueue_seq INTEGER NOT NULL
@@ -140,7 +151,7 @@ def _enqueued(db: Any, ev: Any) -> None:
     if e.source_key is not None:
         # REPLACE: a key whose settled batch outlived its retention starts over.
         db.execute(
-            "INSERT OR REPLACE INTO queue_source_keys VALUES (?,?,?,?,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL)",
+            "INSERT OR REPLACE INTO queue_source_keys VALUES (?,?,?,?,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,0)",
             (e.session_id, e.source_key, e.batch_id, PRESENT),
         )
 
@@ -166,11 +177,14 @@ def _abandoned(db: Any, ev: Any) -> None:
 
 
 def _settle(db: Any, session_id: str, batch_ids: Iterable[str], status: str, at_ms: int) -> None:
-    """Remove batches from the queue; their source keys keep a snapshot of them."""
+    """Remove batches from the queue; their source keys keep a snapshot of them (unless
+    their process was pruned meanwhile: then the key is forgotten, see `_processes_pruned`)."""
     for batch_id in batch_ids:
         key = db.scalar("SELECT source_key FROM queue_batches WHERE session_id = ? AND batch_id = ?",
                         (session_id, batch_id))
         if key is not None:
+            db.execute("DELETE FROM queue_source_keys WHERE session_id = ? AND source_key = ? AND batch_id = ? "
+                       "AND forget_on_settle = 1", (session_id, key, batch_id))
             # Numbered parameters: ?1 session, ?2 batch, ?3 status, ?4 time, ?5 source key.
             db.execute(
                 "UPDATE queue_source_keys SET status = ?3, settled_at_ms = ?4, (enqueue_seq, delivery_policy, "
@@ -200,6 +214,36 @@ def _forgotten(db: Any, ev: Any) -> None:
     e: QueuedSourceKeysForgotten = ev.data
     db.execute("DELETE FROM queue_source_keys WHERE session_id = ? AND status <> ? AND settled_at_ms < ?",
                (e.session_id, PRESENT, e.settled_before_ms))
+
+
+@queue.on(ProcessesPruned)
+def _processes_pruned(db: Any, ev: Any) -> None:
+    # A pruned process id may be registered again, and its sequence numbers then restart
+    # at 1: its wakes reuse the old process's source keys (`process:<id>:event:<seq>:wake`,
+    # the reference's format, kept). So the settled keys of the pruned processes are
+    # forgotten, in every session, or the new process's first wakes would read as already
+    # completed and never be enqueued.
+    #
+    # A key whose batch is still queued (pending or claimed) is kept with its batch: that
+    # is real work, and the reference returns a present batch for its key (law 29), so a
+    # wake of the re-registered id with the same key joins it. It is marked instead, so
+    # that it is forgotten, not remembered, when the batch settles: a wake of the new
+    # process arriving after that enqueues again rather than being lost.
+    #
+    # Keys are matched exactly, never with LIKE (ids may hold `%`, `_` or `:`): a range on
+    # the prefix (`;` follows `:`, so [prefix, prefix with `;` for its last `:`) holds
+    # exactly the keys that start with it), then `is_wake_source_key_of`, so `p1` touches
+    # neither `p10`'s keys nor those of the id `p1:event:1`.
+    for process_id in ev.data.process_ids:
+        low = wake_source_key_prefix(process_id)
+        rows = db.query("SELECT session_id, source_key, status FROM queue_source_keys "
+                        "INDEXED BY queue_source_keys_wakes WHERE source_key GLOB 'process:*:wake' "
+                        "AND source_key >= ? AND source_key < ?", (low, low[:-1] + ";"))
+        mine = [(sid, key, status) for sid, key, status in rows if is_wake_source_key_of(process_id, key)]
+        db.executemany("DELETE FROM queue_source_keys WHERE session_id = ? AND source_key = ?",
+                       [(sid, key) for sid, key, status in mine if status != PRESENT])
+        db.executemany("UPDATE queue_source_keys SET forget_on_settle = 1 WHERE session_id = ? AND source_key = ?",
+                       [(sid, key) for sid, key, status in mine if status == PRESENT])
 
 
 @queue.on(SessionDeletedEvent)

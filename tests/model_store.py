@@ -9,8 +9,9 @@ every modelled projection must show afterwards:
 * session leases: fencing token, holder (owner, acquisition, expiry) and the fake /proc
   that decides whether a reclaim may take a live lease;
 * queued work: batches in enqueue order with their ids, claim counters and claims;
-  settled source keys; the claim rules for plain turn work (Join / Exclusive / session
-  commands, one delivery policy, boundary Idle);
+  settled source keys (a process prune forgets its wake keys); the claim rules for
+  plain turn work (Join / Exclusive / session commands, one delivery policy, boundary
+  Idle);
 * turn inputs: rows in enqueue order, stored state, claims, source-key replays;
 * the runtime commit: head revision, leaf, live and hidden node ids, checkpoint turn
   index, usage total, turn stamps; claim settlement, outbox and interrupt;
@@ -39,6 +40,7 @@ input sequence counters restart above it, so that ids of a purged generation nev
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import attrs
@@ -115,6 +117,7 @@ class Batch:
     source_key: str | None = None
     claim_count: int = 0
     claim: Claim | None = None
+    forget_key_on_settle: bool = False  # its process was pruned while it was queued
 
     @property
     def turn_work(self) -> bool:
@@ -407,8 +410,25 @@ class SessionsModel:
     def _settle(self, s: Session, b: Batch, status: str, now: int) -> None:
         del s.batches[b.batch_id]
         if b.source_key is not None and s.keys.get(b.source_key, (None, None))[1] is b:
-            s.keys[b.source_key] = (status, b, now)
+            if b.forget_key_on_settle:
+                del s.keys[b.source_key]
+            else:
+                s.keys[b.source_key] = (status, b, now)
         b.claim = None
+
+    def forget_process_wake_keys(self, pid: str) -> None:
+        """A process prune: every session forgets the settled wake keys of `pid` (its id
+        may be registered again, with sequences from 1); a key whose batch is still queued
+        stays, and is forgotten when that batch settles."""
+        prefix = f"process:{pid}:event:"
+        for s in self.sessions.values():
+            for key, known in list(s.keys.items()):
+                if not (key.startswith(prefix) and re.fullmatch(r"-?[0-9]+:wake", key[len(prefix):])):
+                    continue
+                if known[0] == "present":
+                    known[1].forget_key_on_settle = True
+                else:
+                    del s.keys[key]
 
     def check_work_completion(self, claim: Claim, now: int) -> Session:
         """The session, if the claim still holds every batch under a live lease."""
@@ -728,12 +748,14 @@ class ProcessesModel:
                 p.wake_target, p.updated_at = None, now
 
     def prune(self, cutoff: int, now: int, stream_versions: dict[str, int]) -> list[str]:
-        """Terminal processes last changed before the cutoff go, with their two sessions
-        (deleted if active, then purged; `stream_versions` are their streams' versions
-        before the prune), and the trigger retention runs with the same cutoff."""
+        """Terminal processes last changed before the cutoff go, with their wake keys
+        (`forget_process_wake_keys`) and their two sessions (deleted if active, then purged;
+        `stream_versions` are their streams' versions before the prune), and the trigger
+        retention runs with the same cutoff."""
         ids = sorted(pid for pid, p in self.procs.items() if p.status != "running" and p.updated_at < cutoff)
         for pid in ids:
             del self.procs[pid]
+            self.sessions.forget_process_wake_keys(pid)
         for pid in ids:
             for sid in (f"process-env:{pid}", f"process-session-turn:{pid}"):
                 s = self.sessions.sessions.get(sid)

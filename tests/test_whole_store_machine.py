@@ -36,8 +36,9 @@ max_examples, which is never raised):
 
 Hypothesis enables a random subset of the rules in each example (swarm testing), so a
 long chain (claim, delete, purge, recreate, enqueue, complete the old claim) is rare in a
-default run: ci and deep run more and longer programs for that. The plain test at the end
-pins the one such chain that found a bug.
+default run: ci and deep run more and longer programs for that. The plain tests at the end
+pin two such chains: one found a bug, the other (a process pruned and registered again)
+drives a fixed bug through the rules.
 
 A failure shrinks to a readable program of rule calls: `session_lifecycle(action='purge',
 sid='s1')`, `commit_turn(caller='stale', graph='extend', sid='s1', ...)`, with leases,
@@ -914,6 +915,34 @@ def test_a_claim_from_before_a_purge_cannot_settle_work_of_the_recreated_session
             store.inputs.complete(old_inputs.completion())
         assert_consistent(store)
 
+
+
+def test_a_pruned_process_registered_again_wakes_its_session_again_in_model_and_store():
+    """A chain the machine rarely builds (wake, settle, complete, prune, register again,
+    wake), run through its rules so that model and store must agree at every step: a
+    pruned id registered again restarts its sequences, and its wakes used to match the
+    pruned process's settled source keys and were silently not enqueued. The prune now
+    forgets those keys; a wake still queued at the prune keeps its key until it settles."""
+    machine = WholeStoreMachine()
+    try:
+        machine.start()
+        check = machine.store_equals_model_and_is_consistent
+        machine.append_process_event("p1", "wake", 1, None)  # p1 event 1 wakes s1: batch 4
+        machine.append_process_event("p1", "wake", 0, None)  # event 2: batch 5, still queued at the prune
+        machine.cancel_work("s1", 3)  # settles event 1's wake: its key is remembered
+        machine.complete_process("p1", 0, "authority", "alpha/a1")
+        machine.advance_clock(1)
+        machine.prune_processes()
+        check()
+        machine.register_process("p1")
+        machine.append_process_event("p1", "wake", 1, None)  # the new event 1: enqueued again
+        assert len(machine.batch_ids["s1"]) == 6
+        machine.cancel_work("s1", 4)  # the old event 2's wake settles after the prune: key forgotten
+        machine.append_process_event("p1", "wake", 1, None)  # the new event 2: enqueued too
+        assert len(machine.batch_ids["s1"]) == 7
+        check()
+    finally:
+        machine.teardown()
 
 # Sizes per profile: the loaded profile's max_examples (30 default, 60 ci, 2000 deep) is the
 # example count (never raised); the steps per example grow with it.

@@ -15,6 +15,7 @@ types (projections import it).
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any, ClassVar
 
 import attrs
@@ -120,7 +121,27 @@ class ProcessWake:
     @property
     def source_key(self) -> str:
         """The de-duplication key of this wake: `process:{pid}:event:{seq}:wake`."""
-        return f"process:{self.process_id}:event:{self.sequence}:wake"
+        return f"{wake_source_key_prefix(self.process_id)}{self.sequence}:wake"
+
+
+def wake_source_key_prefix(process_id: str) -> str:
+    """What every wake source key of `process_id` starts with: `process:{pid}:event:`."""
+    return f"process:{process_id}:event:"
+
+
+_SEQUENCE = re.compile(r"-?[0-9]+")
+
+
+def is_wake_source_key_of(process_id: str, source_key: str) -> bool:
+    """True when `source_key` is `ProcessWake(process_id, n, ...).source_key` for an integer n.
+
+    Exact, although process ids may hold `:` (and `%` or `_`): `p1` owns neither `p10`'s
+    keys nor `process:p1:event:1:event:2:wake`, which belongs to the id `p1:event:1`.
+    """
+    prefix = wake_source_key_prefix(process_id)
+    if not (source_key.startswith(prefix) and source_key.endswith(":wake")):
+        return False
+    return _SEQUENCE.fullmatch(source_key[len(prefix):-len(":wake")]) is not None
 
 
 @attrs.frozen
@@ -266,6 +287,8 @@ __all__ = [
     "ResetSession",
     "SlotPolicy",
     "WorkClass",
+    "is_wake_source_key_of",
     "item_id",
+    "wake_source_key_prefix",
     "work_class_of",
 ]

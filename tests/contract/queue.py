@@ -14,6 +14,7 @@ from eventstore.domain.input_events import ActiveTurn, CheckpointKind
 from eventstore.domain.inputs import TurnInputDraft
 from eventstore.domain.leases import Acquired, SessionExecutionLeaseExpired
 from eventstore.domain.owners import LeaseOwner, LocalProcessLiveness
+from eventstore.domain.processes import AppendEventRequest, ExternalOwner, Success
 from eventstore.domain.queue import (
     AgentFrameTask,
     ClaimBoundary,
@@ -26,6 +27,7 @@ from eventstore.domain.queue import (
     RefreshToolCatalog,
     SlotPolicy,
 )
+from tests.contract.processes import S1, registration, wake_type
 from tests.helpers import assert_consistent
 
 SAFE = DeliveryPolicy.EARLIEST_SAFE_BOUNDARY
@@ -550,6 +552,77 @@ class QueueContract:
         assert store.queue.source_key("s1", "new").status == "completed"
         assert store.queue.source_key("s1", "queued").status == "present"
         assert store.queue.forget_settled_source_keys("s1") == 0
+        assert_consistent(store)
+
+    # --- source keys of pruned processes ------------------------------------------------
+
+    def wake(self, store: eventstore.Store, pid: str, text: str = "w") -> Any:
+        """Register `pid` waking s1 (idempotent), append a wake event; the wake's `Enqueued`."""
+        store.processes.register(registration(pid, wake_type(), wake_target=S1))
+        request = AppendEventRequest("producer.wake", {"wake_input": text})
+        return store.processes.append_event_and_enqueue(pid, request).enqueued
+
+    def wake_and_settle(self, store: eventstore.Store, fence: Any, pid: str, text: str = "w") -> Any:
+        """`wake`, then complete the wake's batch (its key settles)."""
+        woke = self.wake(store, pid, text)
+        store.queue.complete(store.queue.claim_by_ids(fence, [woke.batch.batch_id]))
+        return woke
+
+    def finish_and_prune(self, backend: Any, *pids: str) -> None:
+        """Make the processes terminal and prune them (a millisecond later, so they are older)."""
+        for pid in pids:
+            backend.store.processes.complete(pid, Success(None), ExternalOwner("ops"))
+        assert backend.store.processes.prune(backend.clock.advance(1)).pruned_processes == tuple(sorted(pids))
+
+    def test_a_pruned_process_registered_again_wakes_its_session_again(self, backend):
+        store = self.setup_session(backend)
+        fence = fence_of(store, "s1", owner("a"), ttl_ms=10 ** 9)
+        old = self.wake_and_settle(store, fence, "p1", "old")
+        key = "process:p1:event:1:wake"
+        assert old.batch.source_key == key and store.queue.source_key("s1", key).status == "completed"
+        self.finish_and_prune(backend, "p1")
+        assert store.queue.source_key("s1", key) is None  # the prune forgot the settled key
+        new = self.wake(store, "p1", "new")  # registered again: its events restart at 1
+        assert new.created and new.disposition == "enqueued" and new.batch.source_key == key
+        assert new.batch.batch_id != old.batch.batch_id
+        assert [b.batch_id for b in store.queue.list("s1")] == [new.batch.batch_id]
+        assert_consistent(store)
+
+    def test_a_process_prune_forgets_exactly_the_pruned_ids_wake_keys(self, backend):
+        # Ids that a LIKE pattern or a bare prefix would confuse: `_` and `%` are LIKE
+        # wildcards, `p1` is a prefix of `p10`, and `p1:event:1`'s keys start with `p1`'s prefix.
+        store = self.setup_session(backend)
+        fence = fence_of(store, "s1", owner("a"), ttl_ms=10 ** 9)
+        pruned, kept = ("p1", "p_1", "p%"), ("p10", "px1", "pzz", "p1:event:1")
+        for pid in pruned + kept:
+            self.wake_and_settle(store, fence, pid)
+        manual = task("s1", "x", slot=EXCL, source_key="process:p1:event:x:wake")  # not a wake key of p1
+        store.queue.complete(store.queue.claim_by_ids(fence, [self.enqueue(store, manual).batch_id]))
+        self.finish_and_prune(backend, *pruned)
+        for pid in pruned:
+            assert store.queue.source_key("s1", f"process:{pid}:event:1:wake") is None, pid
+        for key in [f"process:{pid}:event:1:wake" for pid in kept] + ["process:p1:event:x:wake"]:
+            assert store.queue.source_key("s1", key).status == "completed", key
+        assert_consistent(store)
+
+    def test_a_wake_queued_when_its_process_is_pruned_stays_queued_and_its_key_goes_when_it_settles(self, backend):
+        # Pending work is never dropped: the old wake stays queued under its key, and the
+        # re-registered id's wake with that key joins it (law 29). Once it settles the key
+        # is forgotten, not remembered, so the new process's later wakes are never lost.
+        store = self.setup_session(backend)
+        fence = fence_of(store, "s1", owner("a"), ttl_ms=10 ** 9)
+        old = [self.wake(store, "p1", "old 1"), self.wake(store, "p1", "old 2")]
+        self.finish_and_prune(backend, "p1")
+        keys = [w.batch.source_key for w in old]
+        assert [store.queue.source_key("s1", k).status for k in keys] == ["present", "present"]
+        store.queue.complete(store.queue.claim_by_ids(fence, [old[1].batch.batch_id]))  # settles before its rewake
+        assert store.queue.source_key("s1", keys[1]) is None
+        joined, fresh = self.wake(store, "p1", "new 1"), self.wake(store, "p1", "new 2")
+        assert (joined.created, joined.disposition, joined.batch.batch_id) == (False, "present", old[0].batch.batch_id)
+        assert (fresh.created, fresh.disposition, fresh.batch.source_key) == (True, "enqueued", keys[1])
+        store.queue.complete(store.queue.claim_by_ids(fence, [old[0].batch.batch_id]))
+        assert store.queue.source_key("s1", keys[0]) is None
+        assert store.queue.source_key("s1", keys[1]).batch_id == fresh.batch.batch_id
         assert_consistent(store)
 
     def test_ids_and_claim_tokens_are_derived_from_recorded_data(self, backend):
