@@ -13,6 +13,11 @@ All of them are derived from the `process:<id>` streams and the prune events on
 * `processes_grants`: handle grants keyed by (scope id, process id).
 * `processes_leases`: one row per process ever leased; the fencing token survives
   release, the holder columns are NULL while nobody holds it.
+* `processes_handovers`: the retained segment handovers (at most the two newest ordinals
+  after each put), indexed like process events: the payloads stay in the log.
+
+Version 2 added `processes_handovers` and the (process, event type, sequence) index that
+`count_events_through` counts on.
 
 A prune deletes every row of the pruned processes; their payloads are purged in the
 same transaction, so a rebuild skips their events and agrees with the live tables.
@@ -33,6 +38,8 @@ from eventstore.domain.process_events import (
     ProcessHandleGranted,
     ProcessHandleRevoked,
     ProcessHandleTransferred,
+    ProcessHandoverPut,
+    ProcessHandoversDeleted,
     ProcessLease,
     ProcessLeaseAcquired,
     ProcessLeaseReleased,
@@ -67,9 +74,9 @@ from ._rows import row_reader
 processes = REGISTRY.register(
     Projection(
         name="processes",
-        version=1,
+        version=2,
         tables=("processes_records", "processes_events", "processes_wakes", "processes_wake_acks",
-                "processes_grants", "processes_leases"),
+                "processes_grants", "processes_leases", "processes_handovers"),
         ddl=(
             """CREATE TABLE IF NOT EXISTS processes_records (
                 process_id          TEXT PRIMARY KEY,
@@ -109,6 +116,7 @@ processes = REGISTRY.register(
             ) WITHOUT ROWID""",
             "CREATE UNIQUE INDEX IF NOT EXISTS processes_events_replay ON processes_events (process_id, replay_key) "
             "WHERE replay_key IS NOT NULL",
+            "CREATE INDEX IF NOT EXISTS processes_events_type ON processes_events (process_id, event_type, sequence)",
             """CREATE TABLE IF NOT EXISTS processes_wakes (
                 process_id        TEXT NOT NULL,
                 sequence          INTEGER NOT NULL,
@@ -144,6 +152,14 @@ processes = REGISTRY.register(
                 lease_token   TEXT,
                 claimed_at_ms INTEGER,
                 expires_at_ms INTEGER
+            ) WITHOUT ROWID""",
+            """CREATE TABLE IF NOT EXISTS processes_handovers (
+                process_id      TEXT NOT NULL,
+                segment_ordinal INTEGER NOT NULL,
+                position        INTEGER NOT NULL,
+                payload_hash    TEXT NOT NULL,
+                put_at_ms       INTEGER NOT NULL,
+                PRIMARY KEY (process_id, segment_ordinal)
             ) WITHOUT ROWID""",
         ),
     )
@@ -309,12 +325,30 @@ def _lease_released(db: Any, ev: Any) -> None:
                (e.process_id, e.lease_token, e.fencing_token))
 
 
+@processes.on(ProcessHandoverPut)
+def _handover_put(db: Any, ev: Any) -> None:
+    e: ProcessHandoverPut = ev.data
+    # The command listed the retained ordinals below segment_ordinal - 1: the rule
+    # "a put keeps only its predecessor" is decided there, and copied here.
+    db.executemany("DELETE FROM processes_handovers WHERE process_id = ? AND segment_ordinal = ?",
+                   [(e.process_id, o) for o in e.dropped_ordinals])
+    db.execute("INSERT INTO processes_handovers VALUES (?,?,?,?,?)",
+               (e.process_id, e.segment_ordinal, ev.position, e.payload_hash, e.put_at_ms))
+
+
+@processes.on(ProcessHandoversDeleted)
+def _handovers_deleted(db: Any, ev: Any) -> None:
+    e: ProcessHandoversDeleted = ev.data
+    db.executemany("DELETE FROM processes_handovers WHERE process_id = ? AND segment_ordinal = ?",
+                   [(e.process_id, o) for o in e.segment_ordinals])
+
+
 @processes.on(ProcessesPruned)
 def _pruned(db: Any, ev: Any) -> None:
     e: ProcessesPruned = ev.data
     rows = [(pid,) for pid in e.process_ids]
     for table in ("processes_events", "processes_wakes", "processes_wake_acks", "processes_grants",
-                  "processes_leases", "processes_records"):
+                  "processes_leases", "processes_handovers", "processes_records"):
         db.executemany(f"DELETE FROM {table} WHERE process_id = ?", rows)
 
 
@@ -407,6 +441,20 @@ def event_index(db: Any, process_id: str, after_sequence: int, limit: int | None
     return db.query(sql, (process_id, after_sequence))
 
 
+def recent_event_index(db: Any, process_id: str, limit: int) -> list[tuple[int, int, int]]:
+    """(sequence, position, version) of the newest `limit` events, oldest first."""
+    rows = db.query("SELECT sequence, position, version FROM processes_events WHERE process_id = ? "
+                    "ORDER BY sequence DESC LIMIT ?", (process_id, limit))
+    rows.reverse()
+    return rows
+
+
+def count_events_of_type(db: Any, process_id: str, event_type: str, through_sequence: int) -> int:
+    """How many events of one type have a sequence <= `through_sequence` (an index range count)."""
+    return db.scalar("SELECT count(*) FROM processes_events WHERE process_id = ? AND event_type = ? "
+                     "AND sequence <= ?", (process_id, event_type, through_sequence), 0)
+
+
 def event_by_replay_key(db: Any, process_id: str, replay_key: str) -> tuple[int, str, int, int] | None:
     """(sequence, payload_hash, position, version) of the event stored under a replay key."""
     return db.one("SELECT sequence, payload_hash, position, version FROM processes_events "
@@ -476,6 +524,19 @@ def get_lease(db: Any, process_id: str) -> tuple[int, ProcessLease | None]:
     if token is None:
         return fence, None
     return fence, ProcessLease(process_id, _unpack(owner), token, fence, claimed, expires)
+
+
+def handover_index(db: Any, process_id: str, segment_ordinal: int | None = None,
+                   latest: bool = False) -> list[tuple[int, int, str, int]]:
+    """(segment ordinal, position, payload hash, put_at_ms) of retained handovers, by ordinal:
+    all of them, the one at `segment_ordinal`, or (`latest`) only the highest."""
+    sql = "SELECT segment_ordinal, position, payload_hash, put_at_ms FROM processes_handovers WHERE process_id = ?"
+    params: list[Any] = [process_id]
+    if segment_ordinal is not None:
+        sql += " AND segment_ordinal = ?"
+        params.append(segment_ordinal)
+    sql += " ORDER BY segment_ordinal DESC LIMIT 1" if latest else " ORDER BY segment_ordinal"
+    return db.query(sql, params)
 
 
 def prune_candidates(db: Any, cutoff_ms: int, flt: PruneFilter | None,

@@ -135,3 +135,33 @@ def test_completion_without_lease_shows_authority_in_json(tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["events"][0]["payload"]["completion_authority"] == {"authority": "external_owner",
                                                                    "granted_to": "session:s"}
+
+
+def test_process_recent_shows_only_the_newest_events_and_the_handovers(tmp_path, capsys):
+    path = str(tmp_path / "segments.db")
+    with eventstore.open(path, clock=eventstore.ManualClock(T0)) as store:
+        procs = store.processes
+        procs.register(ProcessRegistration("job", ExternalInput(), Disposition.EXTERNALLY_OWNED,
+                                           Provenance(SessionScope("s1")), (EventTypeSpec("job.line"),)))
+        for i in range(4):
+            procs.append_event("job", AppendEventRequest("job.line", {"line": f"line-{i}"}))
+        for n in range(3):
+            procs.put_handover("job", n, {"segment": n, "engine_state": bytes([n])})
+    assert main(["process", path, "job", "--recent", "2"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "the newest 2 of 4 event(s)" in out and "line-3" in out and "line-1" not in out
+    assert "2 segment handover(s)" in out and '"segment":2' in out
+    assert main(["process", path, "job", "--recent", "1", "--json"]) == EXIT_OK
+    doc = json.loads(capsys.readouterr().out)
+    assert [e["sequence"] for e in doc["events"]] == [4]
+    assert [(h["segment_ordinal"], h["payload"]["engine_state"]) for h in doc["handovers"]] == [
+        (1, {"$bytes": "AQ=="}), (2, {"$bytes": "Ag=="})]
+    assert main(["process", path, "job", "--json"]) == EXIT_OK
+    assert len(json.loads(capsys.readouterr().out)["events"]) == 4
+
+
+def test_process_recent_must_be_a_whole_number(populated, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["process", populated, "tool-1", "--recent", "-1"])
+    assert exc.value.code == 2
+    assert "must be at least 0" in capsys.readouterr().err

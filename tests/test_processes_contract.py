@@ -1,8 +1,9 @@
-"""The process registry contract (laws 73-86 and the behaviour around them) against SQLite."""
+"""The process registry contract (laws 73-86, the behaviour around them, and segment handovers) against SQLite."""
 
 from tests.contract.process_behaviour import ProcessBehaviourContract
+from tests.contract.process_handovers import ProcessHandoverContract
 from tests.contract.processes import ProcessContract
 
 
-class TestProcessContractSqlite(ProcessContract, ProcessBehaviourContract):
+class TestProcessContractSqlite(ProcessContract, ProcessBehaviourContract, ProcessHandoverContract):
     """Runs every process contract test with the `backend` fixture from tests/conftest.py."""

@@ -2,11 +2,13 @@
 
 Rules register processes (idempotently, or conflicting), append events (with replay keys,
 replays and conflicts, terminal and cancel events), complete with an authority or under a
-lease, claim/renew/release leases from two owners, grant and revoke handles, advance the
-clock and prune. After every step:
+lease, claim/renew/release leases from two owners, grant and revoke handles, put segment
+handovers (repeats, conflicts, the predecessor rule) and delete them, advance the clock
+and prune. After every step:
 
 * at most one terminal event per process, and sequences are gap-free from 1;
-* records, leases and grants equal the model;
+* records, leases, grants and retained handovers (and `latest_handover`) equal the model;
+  `recent_events` and `count_events_through` agree with the model's event types;
 * the change feed, followed from zero in small pages, returns exactly the processes the
   step changed, each once, in increasing change_seq order;
 * tests/helpers.assert_consistent: the chain verifies, live projections equal a rebuild
@@ -35,6 +37,7 @@ from eventstore.domain.processes import (
     EventTypeSpec,
     ExternalInput,
     ExternalOwner,
+    HandoverConflict,
     LeaseOwner,
     Pointer,
     ProcessAlreadyTerminal,
@@ -92,6 +95,8 @@ class ModelProcess:
     fence: int = 0
     holder: tuple | None = None  # (owner name, fencing token, expires_at)
     grants: set = attrs.field(factory=set)
+    types: list = attrs.field(factory=list)  # the event type of each sequence number
+    handovers: dict = attrs.field(factory=dict)  # retained segment ordinal -> payload
 
 
 class ProcessMachine(RuleBasedStateMachine):
@@ -168,6 +173,7 @@ class ProcessMachine(RuleBasedStateMachine):
             return
         result = self.procs.append_event(pid, request)
         m.last_sequence += 1
+        m.types.append(event_type)
         assert result.event.sequence == m.last_sequence and not result.replayed
         if key is not None:
             m.keys[key] = (m.last_sequence, event_type, request.payload)
@@ -205,6 +211,7 @@ class ProcessMachine(RuleBasedStateMachine):
             return
         self.procs.complete(pid, Success(n), authority)
         m.last_sequence += 1
+        m.types.append("process.completed")
         m.keys[key] = (m.last_sequence, "process.completed", payload)
         m.status = ProcessStatus.COMPLETED
         self._touch(pid)
@@ -276,6 +283,7 @@ class ProcessMachine(RuleBasedStateMachine):
             return
         self.procs.complete_with_lease(lease, Success(n))
         m.last_sequence += 1
+        m.types.append("process.completed")
         m.keys[key] = (m.last_sequence, "process.completed", payload)
         m.status = ProcessStatus.COMPLETED
         m.holder = None
@@ -295,6 +303,42 @@ class ProcessMachine(RuleBasedStateMachine):
             assert self.procs.revoke(scope, pid) is (m is not None and scope.scope_id in m.grants)
             if m is not None:
                 m.grants.discard(scope.scope_id)
+
+    @rule(pid=st.sampled_from(PIDS), ordinal=st.integers(0, 4), variant=st.integers(0, 1))
+    def put_handover(self, pid, ordinal, variant):
+        m = self.model.get(pid)
+        payload = {"segment": ordinal, "state": bytes([variant])}
+        if m is None:
+            with pytest.raises(UnknownProcess):
+                self.procs.put_handover(pid, ordinal, payload)
+            return
+        if ordinal in m.handovers:
+            if m.handovers[ordinal] == payload:
+                assert self.procs.put_handover(pid, ordinal, payload).replayed
+            else:
+                with pytest.raises(HandoverConflict):
+                    self.procs.put_handover(pid, ordinal, payload)
+            return
+        if m.status.is_terminal:
+            with pytest.raises(ProcessAlreadyTerminal):
+                self.procs.put_handover(pid, ordinal, payload)
+            return
+        result = self.procs.put_handover(pid, ordinal, payload)
+        dropped = sorted(o for o in m.handovers if o < ordinal - 1)
+        assert not result.replayed and result.dropped_ordinals == tuple(dropped)
+        for o in dropped:
+            del m.handovers[o]
+        m.handovers[ordinal] = payload  # not a record change: the change feed must not show it
+
+    @rule(pid=st.sampled_from(PIDS))
+    def delete_handovers(self, pid):
+        m = self.model.get(pid)
+        if m is None:
+            with pytest.raises(UnknownProcess):
+                self.procs.delete_handovers(pid)
+            return
+        assert self.procs.delete_handovers(pid) == len(m.handovers)
+        m.handovers.clear()
 
     @rule(ms=st.sampled_from((1, 400, 1_500)))
     def advance(self, ms):
@@ -330,6 +374,13 @@ class ProcessMachine(RuleBasedStateMachine):
                                                         state.holder.expires_at_ms)
             assert holder == m.holder
             assert {g.scope_id for g in self.procs.grants_for_process(pid)} == m.grants
+            assert {h.segment_ordinal: h.payload for h in self.procs.handovers(pid)} == m.handovers
+            latest = self.procs.latest_handover(pid)
+            assert (None if latest is None else latest.segment_ordinal) == (max(m.handovers) if m.handovers else None)
+            assert [e.sequence for e in self.procs.recent_events(pid, 2)] == [e.sequence for e in events[-2:]]
+            for through in (1, m.last_sequence):
+                assert self.procs.count_events_through(pid, through) == len(m.types[:through])
+                assert self.procs.count_events_through(pid, through, "job.line") == m.types[:through].count("job.line")
 
     @invariant()
     def change_feed_shows_each_change_once(self):

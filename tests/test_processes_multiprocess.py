@@ -4,7 +4,9 @@
 * two processes appending to one process's log get one gap-free sequence;
 * a change-feed follower sees every terminal transition written concurrently by two
   other processes exactly once;
-* a lease held by a process that exited is reclaimed with the /proc proof of death.
+* a lease held by a process that exited is reclaimed with the /proc proof of death;
+* two processes putting different handovers for the same segment of 20 processes: one
+  put per process wins, the other gets HandoverConflict, and the winner's payload stays.
 
 Every wait is bounded; a child that hangs fails the test instead of blocking it.
 """
@@ -24,6 +26,7 @@ from eventstore.domain.processes import (
     EventTypeSpec,
     ExternalInput,
     ExternalOwner,
+    HandoverConflict,
     HostScope,
     ProcessRegistration,
     Provenance,
@@ -70,6 +73,19 @@ def _lease_in_child(path: str, pid: str, results) -> None:
     with eventstore.open(path) as store:
         outcome = store.processes.claim_lease(pid, this_process("child-worker"), 600_000)
         results.put(outcome.lease)
+
+
+def _put_handovers_in_child(path: str, pids: list, writer: int, start, results) -> None:
+    start.wait(WAIT_S)
+    won = []
+    with eventstore.open(path) as store:
+        for pid in pids:
+            try:
+                store.processes.put_handover(pid, 1, {"writer": writer})
+                won.append(pid)
+            except HandoverConflict:
+                pass
+    results.put((writer, won))
 
 
 def _finish(proc) -> None:
@@ -166,3 +182,24 @@ def test_lease_of_an_exited_process_is_reclaimed_with_proof_of_death(tmp_path):
         assert isinstance(taken, Acquired)
         assert taken.lease.fencing_token == held.fencing_token + 1
         assert store.processes.get_lease("p").owner == me
+
+
+def test_racing_handover_puts_have_one_winner_per_segment(tmp_path):
+    path = str(tmp_path / "handovers.db")
+    pids = [f"p{i:02d}" for i in range(20)]
+    with eventstore.open(path) as store:
+        for pid in pids:
+            store.processes.register(_registration(pid))
+        start, results = CTX.Event(), CTX.Queue()
+        children = [CTX.Process(target=_put_handovers_in_child, args=(path, pids, w, start, results))
+                    for w in range(2)]
+        for c in children:
+            c.start()
+        start.set()
+        won = dict(results.get(timeout=WAIT_S) for _ in children)
+        for c in children:
+            _finish(c)
+        assert sorted(won[0] + won[1]) == pids  # exactly one winner per process and segment
+        for pid in pids:
+            [kept] = store.processes.handovers(pid)
+            assert pid in won[kept.payload["writer"]]

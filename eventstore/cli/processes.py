@@ -1,4 +1,5 @@
-"""Process registry subcommands: `processes` (list), `process` (one process) and `prune`."""
+"""Process registry subcommands: `processes` (list), `process` (one process: record, events
+or only the newest ones, grants, lease, segment handovers) and `prune`."""
 
 from __future__ import annotations
 
@@ -25,9 +26,10 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=_processes)
 
-    p = sub.add_parser("process", help="show one process: record, events, grants and lease")
+    p = sub.add_parser("process", help="show one process: record, events, grants, lease and segment handovers")
     add_db(p)
     p.add_argument("process_id", metavar="ID", help="the process id")
+    p.add_argument("--recent", type=_whole, metavar="N", help="show only the newest N process events")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_process)
 
@@ -86,11 +88,15 @@ def _process(args: argparse.Namespace) -> int:
         procs = store.processes
         with store.read_transaction():  # one snapshot: record, events, grants and lease agree
             record = procs.require(args.process_id)
-            events = procs.events_after(args.process_id)
+            if args.recent is None:
+                events = procs.events_after(args.process_id)
+            else:
+                events = procs.recent_events(args.process_id, args.recent)
             grants = procs.grants_for_process(args.process_id)
             lease = procs.lease_state(args.process_id)
+            handovers = procs.handovers(args.process_id)
     if args.json:
-        print(dumps({"record": record, "events": events, "grants": grants, "lease": lease}))
+        print(dumps({"record": record, "events": events, "grants": grants, "lease": lease, "handovers": handovers}))
         return EXIT_OK
     reg = record.registration
     print(f"process:      {printable(record.process_id)}")
@@ -110,8 +116,9 @@ def _process(args: argparse.Namespace) -> int:
              e.terminal.status.value if e.terminal else "",
              (e.wake_delivery.target_scope_id if e.wake_delivery else "(no target)") if e.wake else "",
              summarize(e.payload, 60)] for e in events]
-    print_table(["seq", "time", "type", "replay key", "terminal", "wake", "payload"], rows,
-                title=f"{len(events)} event(s)")
+    shown = f"{len(events)} event(s)" if args.recent is None else \
+        f"the newest {len(events)} of {record.last_sequence} event(s)"
+    print_table(["seq", "time", "type", "replay key", "terminal", "wake", "payload"], rows, title=shown)
     print_table(["scope", "kind", "label", "granted"],
                 [[g.scope_id, g.descriptor.kind or "", g.descriptor.label or "", fmt_ms(g.granted_at_ms)]
                  for g in grants], title=f"{len(grants)} grant(s)")
@@ -121,6 +128,9 @@ def _process(args: argparse.Namespace) -> int:
     else:
         print(f"lease:        held by {printable(holder.owner.owner_id)}/{printable(holder.owner.incarnation_id)}, "
               f"fence {holder.fencing_token}, expires {fmt_ms(holder.expires_at_ms)}")
+    print_table(["segment", "put", "payload hash", "payload"],
+                [[h.segment_ordinal, fmt_ms(h.put_at_ms), h.payload_hash[:16] + "…", summarize(h.payload, 60)]
+                 for h in handovers], title=f"{len(handovers)} segment handover(s)")
     return EXIT_OK
 
 

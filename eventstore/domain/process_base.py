@@ -2,8 +2,8 @@
 the context, transactions, record lookup, and reading process events back from the log.
 
 The facade (`store.processes`) is assembled in `processes.py` from mixins defined in
-`process_grants.py`, `process_leases.py` and `process_prune.py`, each on top of
-`ProcessFacadeBase`. The context is the Store, or a read-only `StoreView` for time
+`process_grants.py`, `process_leases.py`, `process_handovers.py` and `process_prune.py`,
+each on top of `ProcessFacadeBase`. The context is the Store, or a read-only `StoreView` for time
 travel: every command calls `_write()` first, which refuses on a view.
 """
 

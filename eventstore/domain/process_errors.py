@@ -81,6 +81,18 @@ class ExternalRefConflict(ProcessError):
         super().__init__(f"process {process_id!r} already has a different external_ref (the first one sticks)")
 
 
+class HandoverConflict(ProcessError):
+    """A segment handover was put again at the same ordinal with a different payload."""
+
+    def __init__(self, process_id: str, segment_ordinal: int, existing_hash: str, new_hash: str) -> None:
+        self.process_id = process_id
+        self.segment_ordinal = segment_ordinal
+        self.existing_hash = existing_hash
+        self.new_hash = new_hash
+        super().__init__(f"process {process_id!r}: segment {segment_ordinal} already has a handover with hash "
+                         f"{existing_hash[:16]}…, this one hashes to {new_hash[:16]}… (a put is write-once)")
+
+
 class CompletionAuthorityRejected(ProcessError):
     """The completion authority does not fit the process's live disposition (law 81)."""
 

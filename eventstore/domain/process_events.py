@@ -4,7 +4,8 @@ Streams:
 
 * `process:<id>`: everything that happens to one process: its registration, its
   event log (`process.event_appended`, one per sequence number), row changes (external
-  ref, first start, abandon request, wait), handle grants, wake acks and its lease.
+  ref, first start, abandon request, wait), handle grants, wake acks, its lease and its
+  segment handovers.
 * `processes:registry`: registry-wide facts that must outlive the processes they name:
   prunes. A prune drops the payload bytes of the pruned processes' streams, so its own
   record has to live on a stream that is never purged.
@@ -22,6 +23,7 @@ import attrs
 
 from ..events import event
 from .owners import LeaseOwner
+from .queue_events import wake_source_key_prefix
 from .process_model import (
     Abandoned,
     AbandonRequest,
@@ -81,7 +83,7 @@ class WakeDelivery:
     @property
     def queue_source_key(self) -> str:
         """The queue source key of this wake: `process:<id>:event:<sequence>:wake`."""
-        return f"process:{self.process_id}:event:{self.sequence}:wake"
+        return f"{wake_source_key_prefix(self.process_id)}{self.sequence}:wake"
 
 
 @attrs.frozen
@@ -279,6 +281,31 @@ class ProcessLeaseReleased:
     released_at_ms: int
 
 
+@event("process.handover_put")
+class ProcessHandoverPut:
+    """A segment handover was stored: the opaque continuation the process's next execution
+    segment resumes from. The retained handovers below `segment_ordinal - 1` are dropped
+    (`dropped_ordinals`, decided by the command). Registry-internal state, not a process
+    event: no sequence number, and the record's change_seq does not move."""
+
+    process_id: str
+    segment_ordinal: int
+    payload: Any
+    payload_hash: str
+    """sha256 of the payload's canonical msgpack (see `process_handovers.handover_hash`)."""
+    put_at_ms: int
+    dropped_ordinals: tuple[int, ...] = ()
+
+
+@event("process.handovers_deleted")
+class ProcessHandoversDeleted:
+    """Every retained segment handover of the process was deleted (their payloads stay in the log)."""
+
+    process_id: str
+    segment_ordinals: tuple[int, ...]
+    deleted_at_ms: int
+
+
 # --- events on processes:registry -------------------------------------------------------------
 
 
@@ -300,5 +327,6 @@ LIFECYCLE_EVENTS = (
     ProcessRegistered, ProcessEventAppended, ProcessExternalRefSet, ProcessFirstStarted,
     ProcessAbandonRequested, ProcessWaitSet, ProcessWaitCleared, ProcessHandleGranted,
     ProcessHandleRevoked, ProcessHandleTransferred, ProcessSessionDetached, ProcessWakeAcked,
-    ProcessLeaseAcquired, ProcessLeaseRenewed, ProcessLeaseReleased, ProcessesPruned,
+    ProcessLeaseAcquired, ProcessLeaseRenewed, ProcessLeaseReleased, ProcessHandoverPut, ProcessHandoversDeleted,
+    ProcessesPruned,
 )

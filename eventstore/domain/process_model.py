@@ -18,6 +18,18 @@ from typing import Any, ClassVar
 
 import attrs
 
+__all__ = [
+    "AbandonEvidence", "AbandonRequest", "AbandonWriter", "Abandoned", "AwaitOutput", "Cancelled",
+    "CompletionAuthority", "Const", "ConstDedupe", "DedupeKey", "Disposition", "EngineInput",
+    "EventIdentityDedupe", "EventTypeSpec", "ExternalInput", "ExternalOwner", "ExternalRef", "Failure",
+    "FirstStart", "GrantEntry", "HandleDescriptor", "HandleGrant", "HostScope", "INPUT_CLASSES", "OUTPUT_STATUS",
+    "PayloadSchema", "PayloadValue", "Pointer", "Present", "ProcessInput", "ProcessRecord", "ProcessRegistration",
+    "ProcessStatus", "Provenance", "ReconciledAbandon", "SELECTOR_CLASSES", "Scope", "Selector", "SelectorDedupe",
+    "SessionScope", "SessionTurnInput", "Success", "Template", "TerminalSpec", "ToolCallInput", "WaitState",
+    "WakeSpec", "WorkflowKey", "authority_to_json", "json_form", "output_from_json", "output_to_json",
+]
+"""Every value type and helper; `eventstore.domain.processes` re-exports them all."""
+
 # --- scopes ------------------------------------------------------------------------
 
 

@@ -116,13 +116,16 @@ def sha256_hex(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def json_problem(value: Any, path: str = "", depth: int = 0) -> str | None:
-    """Why `value` is not a JSON value (naming the path inside it), or None when it is."""
+def json_problem(value: Any, path: str = "", depth: int = 0, allow_bytes: bool = False) -> str | None:
+    """Why `value` is not a JSON value (naming the path inside it), or None when it is.
+
+    With `allow_bytes`, byte strings are accepted too (a msgpack value, as segment
+    handovers carry)."""
     where = path or "/"
     if depth > MAX_JSON_DEPTH:
         return f"{where}: nested deeper than {MAX_JSON_DEPTH} levels"
     cls = value.__class__
-    if value is None or cls is bool or cls is str:
+    if value is None or cls is bool or cls is str or (allow_bytes and cls is bytes):
         return None
     if cls is int:
         return None if -(2 ** 63) <= value < 2 ** 64 else f"{where}: integer {value} does not fit in 64 bits"
@@ -130,7 +133,7 @@ def json_problem(value: Any, path: str = "", depth: int = 0) -> str | None:
         return None if math.isfinite(value) else f"{where}: {value} is not a finite number"
     if cls is list or cls is tuple:
         for i, item in enumerate(value):
-            problem = json_problem(item, f"{path}/{i}", depth + 1)
+            problem = json_problem(item, f"{path}/{i}", depth + 1, allow_bytes)
             if problem:
                 return problem
         return None
@@ -138,11 +141,11 @@ def json_problem(value: Any, path: str = "", depth: int = 0) -> str | None:
         for k, item in value.items():
             if k.__class__ is not str:
                 return f"{where}: object key {k!r} is not a string"
-            problem = json_problem(item, f"{path}/{k}", depth + 1)
+            problem = json_problem(item, f"{path}/{k}", depth + 1, allow_bytes)
             if problem:
                 return problem
         return None
-    return f"{where}: {type(value).__name__} is not a JSON value"
+    return f"{where}: {type(value).__name__} is not a JSON value" + (" or bytes" if allow_bytes else "")
 
 
 def payload_hash(event_type: str, payload: Any) -> str:

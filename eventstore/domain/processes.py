@@ -3,9 +3,10 @@
 A process is registered once (idempotently, law 73), then gets an append-only event log
 with per-process sequence numbers, replay keys (laws 76-77) and wakes (law 78), row
 changes (external ref, first start, abandon request, wait: laws 74, 80, 82), handle
-grants (law 75), a lease (law 84), and exactly one terminal event, written by
-`complete_with_lease` (law 85) or `complete` with an authority (law 81). Terminal
-processes can be pruned (law 86); the change feed follows every record change (law 83).
+grants (law 75), a lease (law 84), segment handovers (`process_handovers.py`), and
+exactly one terminal event, written by `complete_with_lease` (law 85) or `complete` with
+an authority (law 81). Terminal processes can be pruned (law 86); the change feed
+follows every record change (law 83).
 
 Each process has its own stream `process:<id>`; the tables a reader sees are the
 `processes` projection. Every command reads the projection and decides inside one
@@ -30,6 +31,7 @@ from projections import processes as proj
 from ..demo import Say, chapter
 from ..errors import InvalidArgument
 from ..facades import register_facade
+from . import process_model
 from .owners import LeaseOwner, LeaseTimings, this_process
 from .process_base import AppendEventResult, ProcessEvent, check_int, check_process_id
 from .process_errors import (
@@ -37,6 +39,7 @@ from .process_errors import (
     CompletionAuthorityRejected,
     ExternalRefConflict,
     HandleNotGranted,
+    HandoverConflict,
     InvalidProcessEvent,
     InvalidRegistration,
     ProcessAlreadyTerminal,
@@ -52,6 +55,8 @@ from .process_events import (
     ProcessAbandonRequested,
     ProcessExternalRefSet,
     ProcessFirstStarted,
+    ProcessHandoverPut,
+    ProcessHandoversDeleted,
     ProcessLease,
     ProcessRegistered,
     ProcessWaitCleared,
@@ -62,53 +67,9 @@ from .process_events import (
     process_stream,
 )
 from .process_grants import ProcessGrantCommands, SessionProcessStateReport
+from .process_handovers import ProcessHandoverCommands, PutHandoverResult, SegmentHandover, handover_hash
 from .process_leases import Acquired, Busy, ProcessLeaseCommands, ProcessLeaseState
-from .process_model import (
-    OUTPUT_STATUS,
-    Abandoned,
-    AbandonEvidence,
-    AbandonRequest,
-    AbandonWriter,
-    Cancelled,
-    Const,
-    ConstDedupe,
-    Disposition,
-    EngineInput,
-    EventIdentityDedupe,
-    EventTypeSpec,
-    ExternalInput,
-    ExternalOwner,
-    ExternalRef,
-    Failure,
-    FirstStart,
-    GrantEntry,
-    HandleDescriptor,
-    HandleGrant,
-    HostScope,
-    PayloadSchema,
-    PayloadValue,
-    Pointer,
-    Present,
-    ProcessRecord,
-    ProcessRegistration,
-    ProcessStatus,
-    Provenance,
-    ReconciledAbandon,
-    SelectorDedupe,
-    SessionScope,
-    SessionTurnInput,
-    Success,
-    Template,
-    TerminalSpec,
-    ToolCallInput,
-    WaitState,
-    WakeSpec,
-    WorkflowKey,
-    authority_to_json,
-    json_form,
-    output_from_json,
-    output_to_json,
-)
+from .process_model import *  # noqa: F403 -- the value types are part of this module's API (process_model.__all__)
 from .process_prune import ChangePage, ProcessPruneCommands, PruneReport
 from .process_rules import (
     MAX_ID_BYTES,
@@ -182,7 +143,7 @@ def _check_output(output: Any) -> Any:
     return output
 
 
-class Processes(ProcessLeaseCommands, ProcessGrantCommands, ProcessPruneCommands):
+class Processes(ProcessLeaseCommands, ProcessGrantCommands, ProcessHandoverCommands, ProcessPruneCommands):
     """The process registry facade (`store.processes`); see the module docstring."""
 
     # --- registration and reads ---------------------------------------------------------
@@ -397,6 +358,28 @@ class Processes(ProcessLeaseCommands, ProcessGrantCommands, ProcessPruneCommands
             self._require(process_id)
             return self._load_events(process_id, proj.event_index(self._db, process_id, after_sequence, limit))
 
+    def recent_events(self, process_id: str, limit: int) -> list[ProcessEvent]:
+        """The newest `limit` process events, oldest first (ascending sequence, as the reference
+        returns them): a bounded activity tail that does not read the whole history."""
+        check_int(limit, "limit")
+        with self._read():
+            self._require(process_id)
+            return self._load_events(process_id, proj.recent_event_index(self._db, process_id, limit))
+
+    def count_events_through(self, process_id: str, sequence: int, event_type: str | None = None) -> int:
+        """How many of the process's events have a sequence <= `sequence` (of `event_type` only,
+        when given: the reference's signal-ordinal query, "the Nth occurrence of a signal")."""
+        check_int(sequence, "sequence")
+        if event_type is not None and (not isinstance(event_type, str) or not event_type):
+            raise InvalidArgument(f"event_type must be None or a non-empty string, got {event_type!r}"[:300])
+        with self._read():
+            record = self._require(process_id)
+            if event_type is None:
+                # Sequences are gap-free from 1 (the append decides last + 1 under the write
+                # lock), so the count is arithmetic: no scan of a long history.
+                return min(sequence, record.last_sequence)
+            return proj.count_events_of_type(self._db, process_id, event_type, sequence)
+
     def wake_events_after(self, process_id: str, after_sequence: int = 0) -> list[ProcessEvent]:
         """Events after `after_sequence` that carry a wake which was not acked."""
         check_int(after_sequence, "after_sequence")
@@ -531,23 +514,17 @@ def _processes_chapter(store: Any, say: Say) -> None:
     say(f"change feed: {len(page.records)} changed process(es), resume from cursor {page.next_cursor}")
 
 
-__all__ = [
-    "AUTHORITIES", "AbandonEvidence", "AbandonRequest", "AbandonWriter", "Abandoned", "Acquired",
-    "AppendAndEnqueueResult", "AppendEventRequest", "AppendEventResult", "AwaitTimeout", "Busy",
-    "CORE_EVENT_TYPES", "Cancelled", "ChangePage", "CompletionAuthorityRejected", "Const", "ConstDedupe",
-    "Disposition", "EngineInput", "EventIdentityDedupe", "EventTypeSpec", "ExternalInput", "ExternalOwner",
-    "ExternalRef", "ExternalRefConflict", "Failure", "FirstStart", "GrantEntry", "HandleDescriptor",
-    "HandleGrant", "HandleNotGranted", "HostScope", "InvalidProcessEvent", "InvalidRegistration", "LeaseOwner",
-    "LeaseTimings", "OUTPUT_STATUS", "PayloadSchema", "PayloadValue", "Pointer", "Present",
-    "ProcessAbandonRequested", "ProcessAlreadyTerminal", "ProcessError", "ProcessEvent",
-    "ProcessExternalRefSet", "ProcessFirstStarted", "ProcessGrantCommands", "ProcessLease",
-    "ProcessLeaseCommands", "ProcessLeaseExpired", "ProcessLeaseState", "ProcessPruneCommands", "ProcessRecord",
-    "ProcessRegistered", "ProcessRegistration", "ProcessStatus", "ProcessWaitCleared", "ProcessWaitSet",
-    "ProcessWakeAcked", "Processes", "Provenance", "PruneFilter", "PruneReport", "REGISTRY_STREAM",
-    "ReconciledAbandon", "RegistrationConflict", "ReplayKeyConflict", "ReplayKeyRequired", "SelectorDedupe",
-    "SessionProcessStateReport", "SessionScope", "SessionTurnInput", "Success", "TERMINAL_TYPES", "Template",
-    "TerminalSpec", "ToolCallInput", "UnknownProcess", "WaitState", "WakeDelivery", "WakeSpec", "WorkflowKey",
-    "authority_to_json", "canonical_json", "check_authority", "check_int", "check_process_id", "check_request",
-    "decide_append", "json_form", "json_problem", "output_from_json", "output_to_json", "payload_hash",
-    "prepare_registration", "process_stream", "terminal_request", "this_process",
-]
+__all__ = sorted({
+    "AUTHORITIES", "Acquired", "AppendAndEnqueueResult", "AppendEventRequest", "AppendEventResult", "AwaitTimeout",
+    "Busy", "CORE_EVENT_TYPES", "ChangePage", "CompletionAuthorityRejected", "ExternalRefConflict",
+    "HandleNotGranted", "HandoverConflict", "InvalidProcessEvent", "InvalidRegistration", "LeaseOwner",
+    "LeaseTimings", "ProcessAbandonRequested", "ProcessAlreadyTerminal", "ProcessError", "ProcessEvent",
+    "ProcessExternalRefSet", "ProcessFirstStarted", "ProcessGrantCommands", "ProcessHandoverCommands",
+    "ProcessHandoverPut", "ProcessHandoversDeleted", "ProcessLease", "ProcessLeaseCommands", "ProcessLeaseExpired",
+    "ProcessLeaseState", "ProcessPruneCommands", "ProcessRegistered", "ProcessWaitCleared", "ProcessWaitSet",
+    "ProcessWakeAcked", "Processes", "PruneFilter", "PruneReport", "PutHandoverResult", "REGISTRY_STREAM",
+    "RegistrationConflict", "ReplayKeyConflict", "ReplayKeyRequired", "SegmentHandover",
+    "SessionProcessStateReport", "TERMINAL_TYPES", "UnknownProcess", "WakeDelivery", "canonical_json",
+    "check_authority", "check_int", "check_process_id", "check_request", "decide_append", "handover_hash",
+    "json_problem", "payload_hash", "prepare_registration", "process_stream", "terminal_request", "this_process",
+} | set(process_model.__all__))

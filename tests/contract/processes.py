@@ -92,7 +92,8 @@ def terminal_events(store: eventstore.Store, pid: str) -> list:
 
 
 class ProcessContract:
-    """The process registry laws, one or more tests per law (73-86)."""
+    """The process registry laws, one or more tests per law (73-86), and the event reads
+    beside law 79 (`recent_events`, `count_events_through`)."""
 
     # --- law 73: registration ----------------------------------------------------------------
 
@@ -247,6 +248,45 @@ class ProcessContract:
         assert [e.sequence for e in procs.events_after("p", 1, limit=1)] == [2]
         with pytest.raises(UnknownProcess):
             procs.events_after("missing")
+
+    def test_recent_events_are_the_newest_limit_oldest_first(self, backend):
+        procs = backend.store.processes
+        procs.register(registration("p", plain_type()))
+        for i in range(5):
+            procs.append_event("p", AppendEventRequest("producer.line", {"i": i}))
+        procs.grant(S1, "p")  # not a process event
+        recent = procs.recent_events("p", 2)
+        assert [(e.sequence, e.payload) for e in recent] == [(4, {"i": 3}), (5, {"i": 4})]
+        assert recent == procs.events_after("p", 3)
+        assert [e.sequence for e in procs.recent_events("p", 50)] == [1, 2, 3, 4, 5]
+        assert procs.recent_events("p", 0) == []
+        with pytest.raises(UnknownProcess):
+            procs.recent_events("missing", 1)
+
+    def test_count_events_through_counts_sequences_up_to_the_given_one(self, backend):
+        procs = backend.store.processes
+        procs.register(registration("p", plain_type(), wake_type()))
+        for event_type in ("producer.line", "producer.wake", "producer.line", "producer.line"):
+            procs.append_event("p", AppendEventRequest(event_type, {}))
+        assert [procs.count_events_through("p", s) for s in range(6)] == [0, 1, 2, 3, 4, 4]
+        assert [procs.count_events_through("p", s, "producer.line") for s in range(6)] == [0, 1, 1, 2, 3, 3]
+        assert procs.count_events_through("p", 4, "producer.wake") == 1
+        assert procs.count_events_through("p", 4, "never.declared") == 0
+        with pytest.raises(UnknownProcess):
+            procs.count_events_through("missing", 1)
+
+    @pytest.mark.parametrize("call, name", [
+        (lambda p: p.recent_events("p", -1), "limit"), (lambda p: p.recent_events("p", "3"), "limit"),
+        (lambda p: p.recent_events("p", True), "limit"), (lambda p: p.recent_events("p", None), "limit"),
+        (lambda p: p.count_events_through("p", -1), "sequence"), (lambda p: p.count_events_through("p", 1.5), "sequence"),
+        (lambda p: p.count_events_through("p", 1, ""), "event_type"),
+        (lambda p: p.count_events_through("p", 1, 7), "event_type"),
+    ])
+    def test_event_reads_refuse_bad_arguments_naming_them(self, backend, call, name):
+        procs = backend.store.processes
+        procs.register(registration("p"))
+        with pytest.raises(eventstore.InvalidArgument, match=name):
+            call(procs)
 
     # --- law 80: write-once fields, terminal rejections ----------------------------------------------------
 
@@ -496,6 +536,22 @@ class ProcessContract:
         assert_consistent(store)
         store = backend.reopen()
         assert store.processes.get("old-done") is None and store.processes.get("new-done") is not None
+
+    def test_law_86_prune_removes_the_segment_handovers_with_the_process(self, backend):
+        store, procs = backend.store, backend.store.processes
+        for pid in ("done", "running"):
+            procs.register(registration(pid))
+            procs.put_handover(pid, 0, {"state": b"s0"})
+            procs.put_handover(pid, 1, {"state": b"s1"})
+        procs.complete("done", Success(1), ExternalOwner("o"))
+        assert procs.prune(backend.clock.advance(1)).pruned_processes == ("done",)
+        assert [h.segment_ordinal for h in procs.handovers("running")] == [0, 1]
+        procs.register(registration("done"))  # registered again: no handover comes back
+        assert procs.handovers("done") == [] and procs.latest_handover("done") is None
+        assert store.verify().ok
+        assert_consistent(store)
+        with store.at() as view:  # a replay skips the purged puts: it agrees
+            assert view.processes.handovers("done") == []
 
     def test_law_71_pruning_a_process_removes_its_two_session_stores(self, backend):
         store, procs = backend.store, backend.store.processes
