@@ -8,6 +8,11 @@ of fields. Each event type may register a renderer::
     def _released(e):
         return f"lease on {e.session_id} released (fence {e.fencing_token})"
 
+Most sentences are plain templates over the event's fields, registered as a table::
+
+    templates({"session.deleted": "session {session_id} deleted (generation {generation})",
+               "inputs.cancelled": "{input_ids:count input} on {session_id} cancelled: {input_ids:ids}"})
+
 A renderer receives the decoded event instance. Events without a renderer, renderers
 that fail (a field renamed by a newer schema), raw field maps that no registered class
 decodes, purged and undecoded payloads all fall back to a generic rendering built from
@@ -21,10 +26,12 @@ from __future__ import annotations
 
 import enum
 import re
+import string
 from typing import Any, Callable
 
 import attrs
 
+from .errors import InvalidArgument
 from .events import REGISTRY
 
 Renderer = Callable[[Any, Any], str]
@@ -172,7 +179,11 @@ def duration(ms: int | None) -> str:
 
 def plural(n: int, word: str, words: str | None = None) -> str:
     """`1 node`, `2 nodes`."""
-    return f"{n} {word if n == 1 else (words or word + 's')}"
+    return f"{n} {_noun(n, word, words)}"
+
+
+def _noun(n: int, word: str, words: str | None = None) -> str:
+    return word if n == 1 else (words or word + "s")
 
 
 def kind(v: Any) -> str:
@@ -192,6 +203,95 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+# --- sentence templates ---------------------------------------------------------------------
+
+_HELPERS: dict[str, Callable[..., Any]] = {
+    "short": short, "value": value, "who": who, "kind": kind, "duration": duration,
+    "enum": lambda v: getattr(v, "value", v),
+    "scope": lambda v: getattr(v, "scope_id", None) or value(v),
+    "count": lambda v, *words: plural(len(v), *words),
+    "plural": lambda v, *words: plural(v, *words),
+    "ids": lambda v, *words: f"{_noun(len(v), *words)} {ids(v)}" if words else ids(v),
+}
+"""What a template's format spec may name: `{f:short}` is `short(e.f)`. `count` and `plural`
+take the word (and its plural after a slash): `{ids:count input}`, `{n:plural delivery/deliveries}`;
+`ids` may take one: `{batch_ids:ids batch/batches}` is `batches qwb:1a2b3c4d…, qwb:5e6f7a8b…`."""
+_WORDS = {"count": True, "plural": True, "ids": None}
+"""The helpers that must (True) or may (None) be followed by a word; the others take none."""
+
+_FIELD_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_CONVERSIONS: dict[str | None, Callable[[Any], Any]] = {None: lambda v: v, "r": repr}
+
+
+@attrs.frozen
+class _Slot:
+    """The literal text of a template up to one `{field!r:helper words!r}`, and that field."""
+
+    literal: str
+    path: tuple[str, ...]
+    """The dotted field path (empty for the text after the last field)."""
+    convert: Callable[[Any], Any]
+    helper: Callable[[Any], Any] | None
+    quote: bool
+    """`!r` at the end of the spec: the helper's result in quotes (`repr`)."""
+
+    def render(self, e: Any) -> str:
+        """The literal, then the field of event `e` as the slot formats it."""
+        if not self.path:
+            return self.literal
+        v = e
+        for name in self.path:
+            v = getattr(v, name)
+        v = self.convert(v)
+        if self.helper is not None:
+            v = self.helper(v)
+        return self.literal + format(repr(v) if self.quote else v, "")
+
+
+def _slot(type_name: str, literal: str, field: str | None, spec: str | None, conversion: str | None) -> _Slot:
+    if field is None:
+        return _Slot(literal, (), _CONVERSIONS[None], None, False)
+    where = f"describe template of {type_name}: {{{field}}}"
+    if not _FIELD_PATH.match(field) or conversion not in _CONVERSIONS:
+        raise InvalidArgument(f"{where} must name a field (a dotted path), optionally with !r")
+    quote = spec.endswith("!r")
+    name, _, arg = (spec[:-2] if quote else spec).partition(" ")
+    helper = None
+    if name:
+        fn = _HELPERS.get(name)
+        wants_word = _WORDS.get(name, False)
+        if fn is None or (wants_word is not None and wants_word != bool(arg)):
+            raise InvalidArgument(f"{where}: format spec {spec!r} must be one of {', '.join(sorted(_HELPERS))} "
+                                  f"(count and plural followed by a word, ids optionally)")
+        words = tuple(arg.split("/")) if arg else ()
+        helper = (lambda v, fn=fn, words=words: fn(v, *words)) if words else fn
+    return _Slot(literal, tuple(field.split(".")), _CONVERSIONS[conversion], helper, quote)
+
+
+def templates(table: dict[str, str]) -> None:
+    """Register a renderer per type name that fills in the name's template from the event.
+
+    A template is `str.format` text over the event's fields (`{owner.owner_id}`, `{key!r}`)
+    whose format specs name helpers instead of formats: `{owner:who}`, `{batch_id:short}`,
+    `{input_ids:count input}`, `{ref:short!r}` (the helper's result quoted); see `_HELPERS`.
+    A field the event lacks makes `describe` fall back to the generic rendering.
+    """
+    if not isinstance(table, dict):
+        raise InvalidArgument(f"describe templates: expected a dict of type name to template, "
+                              f"got {type(table).__name__}")
+    compiled = {type_name: _compile(type_name, template) for type_name, template in table.items()}
+    for type_name, slots in compiled.items():  # registered only once every template is valid
+        _RENDERERS[type_name] = lambda e, ev, slots=slots: "".join(s.render(e) for s in slots)
+
+
+def _compile(type_name: str, template: str) -> tuple[_Slot, ...]:
+    try:
+        parts = list(string.Formatter().parse(template))
+    except (TypeError, ValueError) as exc:
+        raise InvalidArgument(f"describe template of {type_name}: {exc}") from None
+    return tuple(_slot(type_name, *part) for part in parts)
+
+
 # --- sessions and leases --------------------------------------------------------------------
 
 
@@ -209,21 +309,14 @@ def _session_created(e: Any, ev: Any) -> str:
     return f"session {e.session_id} {verb} ({', '.join(extra)})"
 
 
-@renderer("session.deleted")
-def _session_deleted(e: Any, ev: Any) -> str:
-    return f"session {e.session_id} deleted (generation {e.generation}): lease, queue and inputs wiped"
-
-
-@renderer("session.purged")
-def _session_purged(e: Any, ev: Any) -> str:
-    return (f"session {e.session_id} purged: {plural(e.payloads_dropped, 'payload')} dropped "
-            f"through version {e.through_version} (the chain keeps their digests)")
+def _lease_target(e: Any) -> str:
+    """What a lease event is about: the session id, else `process <id>`."""
+    return getattr(e, "session_id", None) or f"process {getattr(e, 'process_id', '?')}"
 
 
 @renderer("session.lease_acquired", "process.lease_acquired")
 def _lease_acquired(e: Any, ev: Any) -> str:
-    target = getattr(e, "session_id", None) or f"process {getattr(e, 'process_id', '?')}"
-    text = (f"lease on {target} acquired by {who(e.owner)} "
+    text = (f"lease on {_lease_target(e)} acquired by {who(e.owner)} "
             f"(fence {e.fencing_token}, ttl {duration(e.expires_at_ms - e.claimed_at_ms)})")
     if e.reclaimed_from is not None:
         text += (f", reclaimed from dead holder {who(e.reclaimed_from)} "
@@ -233,19 +326,17 @@ def _lease_acquired(e: Any, ev: Any) -> str:
 
 @renderer("session.lease_renewed", "process.lease_renewed")
 def _lease_renewed(e: Any, ev: Any) -> str:
-    target = getattr(e, "session_id", None) or f"process {getattr(e, 'process_id', '?')}"
     how = "re-entered by its holder" if e.reentry else "renewed"
-    return (f"lease on {target} {how} (fence {e.fencing_token}), "
+    return (f"lease on {_lease_target(e)} {how} (fence {e.fencing_token}), "
             f"now expires in {duration(e.expires_at_ms - e.renewed_at_ms)}")
 
 
 @renderer("session.lease_released", "process.lease_released")
 def _lease_released(e: Any, ev: Any) -> str:
-    target = getattr(e, "session_id", None) or f"process {getattr(e, 'process_id', '?')}"
-    return f"lease on {target} released (fence {e.fencing_token} kept)"
+    return f"lease on {_lease_target(e)} released (fence {e.fencing_token} kept)"
 
 
-# --- queued work --------------------------------------------------------------------------------
+# --- queued work and pending turn inputs ----------------------------------------------------
 
 
 def _payload_kinds(payloads: Any) -> str:
@@ -255,38 +346,18 @@ def _payload_kinds(payloads: Any) -> str:
     return ", ".join(f"{n} {k}" for k, n in counts.items())
 
 
+def _with_source_key(text: str, e: Any) -> str:
+    """The sentence of an enqueue, followed by its source key when it has one."""
+    return (text + f", source key {short(e.source_key)!r}") if e.source_key else text
+
+
 @renderer("queue.batch_enqueued")
 def _batch_enqueued(e: Any, ev: Any) -> str:
     text = (f"batch {short(e.batch_id)} (#{e.enqueue_seq}) enqueued on {e.session_id}: "
             f"{_payload_kinds(e.payloads)}, {e.work_class.value}, {e.slot_policy.value}")
     if e.available_at_ms > e.enqueued_at_ms:
         text += f", ready in {duration(e.available_at_ms - e.enqueued_at_ms)}"
-    if e.source_key:
-        text += f", source key {short(e.source_key)!r}"
-    return text
-
-
-@renderer("queue.claimed")
-def _batch_claimed(e: Any, ev: Any) -> str:
-    noun = "batch" if len(e.batch_ids) == 1 else "batches"
-    return (f"{noun} {ids(e.batch_ids)} on {e.session_id} claimed by {who(e.owner)} generation "
-            f"{e.generation} (claim {e.claim_id}, {e.mode})")
-
-
-@renderer("queue.claim_abandoned")
-def _batch_abandoned(e: Any, ev: Any) -> str:
-    return f"claim {e.claim_id} on {e.session_id} abandoned: {ids(e.batch_ids)} claimable again"
-
-
-@renderer("queue.batch_cancelled")
-def _batch_cancelled(e: Any, ev: Any) -> str:
-    return f"batch {short(e.batch_id)} on {e.session_id} cancelled"
-
-
-@renderer("queue.completed")
-def _batch_completed(e: Any, ev: Any) -> str:
-    noun = "batch" if len(e.batch_ids) == 1 else "batches"
-    return f"{noun} {ids(e.batch_ids)} on {e.session_id} completed (claim {e.claim_id})"
+    return _with_source_key(text, e)
 
 
 @renderer("queue.source_keys_forgotten")
@@ -295,18 +366,13 @@ def _keys_forgotten(e: Any, ev: Any) -> str:
             f"{duration(e.forgotten_at_ms - e.settled_before_ms)} forgotten")
 
 
-# --- pending turn inputs --------------------------------------------------------------------
-
-
 @renderer("inputs.enqueued")
 def _input_enqueued(e: Any, ev: Any) -> str:
     ing = e.ingress
     where = (f"for turn {ing.turn_id} at {ing.min_boundary.value}" if kind(ing) == "ActiveTurn"
              else "for the next turn")
-    text = f"input {short(e.input_id)} (#{e.enqueue_seq}) on {e.session_id} {where}: {value(e.input)}"
-    if e.source_key:
-        text += f", source key {short(e.source_key)!r}"
-    return text
+    return _with_source_key(f"input {short(e.input_id)} (#{e.enqueue_seq}) on {e.session_id} {where}: "
+                            f"{value(e.input)}", e)
 
 
 @renderer("inputs.claimed")
@@ -314,32 +380,6 @@ def _inputs_claimed(e: Any, ev: Any) -> str:
     what = f"turn {e.turn_id} at {e.checkpoint.value}" if e.turn_id and e.checkpoint else "the next turn"
     return (f"{plural(len(e.input_ids), 'input')} on {e.session_id} claimed for {what} by {who(e.owner)} "
             f"generation {e.generation} (claim {e.claim_id})")
-
-
-@renderer("inputs.claim_abandoned")
-def _inputs_abandoned(e: Any, ev: Any) -> str:
-    return f"claim {e.claim_id} on {e.session_id} abandoned: {plural(len(e.input_ids), 'input')} pending again"
-
-
-@renderer("inputs.cancelled")
-def _inputs_cancelled(e: Any, ev: Any) -> str:
-    return f"{plural(len(e.input_ids), 'input')} on {e.session_id} cancelled: {ids(e.input_ids)}"
-
-
-@renderer("inputs.completed")
-def _inputs_completed(e: Any, ev: Any) -> str:
-    return f"{plural(len(e.input_ids), 'input')} on {e.session_id} consumed (claim {e.claim_id})"
-
-
-@renderer("inputs.turn_interrupted")
-def _inputs_deferred(e: Any, ev: Any) -> str:
-    return (f"turn {e.turn_id} of {e.session_id} interrupted: "
-            f"{plural(len(e.input_ids), 'input')} moved to the next turn")
-
-
-@renderer("inputs.vacuumed")
-def _inputs_vacuumed(e: Any, ev: Any) -> str:
-    return f"{plural(len(e.input_ids), 'settled input row')} of {e.session_id} vacuumed"
 
 
 # --- the runtime commit ---------------------------------------------------------------------
@@ -403,37 +443,44 @@ def _committed(e: Any, ev: Any) -> str:
     return f"{session_of(ev, e)} committed revision {e.revision}: {', '.join(parts)}"
 
 
-@renderer("session.nodes_tombstoned")
-def _tombstoned(e: Any, ev: Any) -> str:
-    return f"{plural(len(e.node_ids), 'node')} of {e.session_id} tombstoned: {ids(e.node_ids)}"
-
-
-@renderer("session.vacuumed")
-def _vacuumed(e: Any, ev: Any) -> str:
-    return (f"{e.session_id} vacuumed: {plural(e.removed_node_count, 'tombstoned node')} and "
-            f"{plural(e.removed_pending_turn_input_tombstone_count, 'settled input')} removed")
-
-
-@renderer("session.attachment_intent_recorded")
-def _intent(e: Any, ev: Any) -> str:
-    return f"attachment {e.attachment_id} of {e.session_id} about to upload blob {short(e.blob_ref)}"
-
-
-@renderer("session.attachment_intents_forgotten")
-def _intents_forgotten(e: Any, ev: Any) -> str:
-    return f"{plural(len(e.attachment_ids), 'uncommitted attachment intent')} of {e.session_id} forgotten"
-
-
 @renderer("store.artifact_ref_set")
 def _artifact(e: Any, ev: Any) -> str:
     target = f"blob {short(e.blob_ref)}" if e.blob_ref else "nothing (removed)"
     return f"artifact {e.namespace}/{e.artifact_ref} now points at {target}"
 
 
-@renderer("store.blob_gc_ran")
-def _gc(e: Any, ev: Any) -> str:
-    return (f"blob GC: {plural(e.root_count, 'root')}, {e.retained_blob_count} blobs kept, "
-            f"{e.deleted_blob_count} deleted")
+# --- the sentences that only fill in fields -------------------------------------------------
+
+templates({
+    "session.deleted": "session {session_id} deleted (generation {generation}): lease, queue and inputs wiped",
+    "session.purged": ("session {session_id} purged: {payloads_dropped:plural payload} dropped through version "
+                       "{through_version} (the chain keeps their digests)"),
+    "queue.claimed": ("{batch_ids:ids batch/batches} on {session_id} claimed by {owner:who} generation "
+                      "{generation} (claim {claim_id}, {mode})"),
+    "queue.completed": "{batch_ids:ids batch/batches} on {session_id} completed (claim {claim_id})",
+    "queue.claim_abandoned": "claim {claim_id} on {session_id} abandoned: {batch_ids:ids} claimable again",
+    "queue.batch_cancelled": "batch {batch_id:short} on {session_id} cancelled",
+    "inputs.claim_abandoned": "claim {claim_id} on {session_id} abandoned: {input_ids:count input} pending again",
+    "inputs.cancelled": "{input_ids:count input} on {session_id} cancelled: {input_ids:ids}",
+    "inputs.completed": "{input_ids:count input} on {session_id} consumed (claim {claim_id})",
+    "inputs.turn_interrupted": ("turn {turn_id} of {session_id} interrupted: {input_ids:count input} moved to the "
+                                "next turn"),
+    "inputs.vacuumed": "{input_ids:count settled input row} of {session_id} vacuumed",
+    "session.nodes_tombstoned": "{node_ids:count node} of {session_id} tombstoned: {node_ids:ids}",
+    "session.vacuumed": ("{session_id} vacuumed: {removed_node_count:plural tombstoned node} and "
+                         "{removed_pending_turn_input_tombstone_count:plural settled input} removed"),
+    "session.attachment_intent_recorded": ("attachment {attachment_id} of {session_id} about to upload blob "
+                                           "{blob_ref:short}"),
+    "session.attachment_intents_forgotten": ("{attachment_ids:count uncommitted attachment intent} of {session_id} "
+                                             "forgotten"),
+    "store.blob_gc_ran": ("blob GC: {root_count:plural root}, {retained_blob_count} blobs kept, "
+                          "{deleted_blob_count} deleted"),
+    "effect.session_revoked": ("session {session_id} revoked for awaits ({reason}): {cancelled:count pending await} "
+                               "cancelled"),
+    "demo.user_message": "user: {text:value}",
+    "demo.model_reply": "{model}: {text:value} ({input_tokens} in, {output_tokens} out)",
+    "demo.tool_called": "tool {tool}({arguments:value}) -> {result:value}",
+})
 
 
 # --- diffs between positions ----------------------------------------------------------------
@@ -446,28 +493,7 @@ def diff_positions(store: Any, from_position: int, to_position: int, streams: An
     return diff(store, from_position, to_position, streams, **kw)
 
 
-@renderer("effect.session_revoked")
-def _awaits_revoked(e: Any, ev: Any) -> str:
-    return (f"session {e.session_id} revoked for awaits ({e.reason}): "
-            f"{plural(len(e.cancelled), 'pending await')} cancelled")
-
-
-@renderer("demo.user_message")
-def _demo_user(e: Any, ev: Any) -> str:
-    return f"user: {value(e.text)}"
-
-
-@renderer("demo.model_reply")
-def _demo_reply(e: Any, ev: Any) -> str:
-    return f"{e.model}: {value(e.text)} ({e.input_tokens} in, {e.output_tokens} out)"
-
-
-@renderer("demo.tool_called")
-def _demo_tool(e: Any, ev: Any) -> str:
-    return f"tool {e.tool}({value(e.arguments)}) -> {value(e.result)}"
-
-
 from . import describe_processes  # noqa: E402,F401  (registers the process, trigger and effect renderers)
 
 __all__ = ["describe", "diff_positions", "duration", "generic", "ids", "kind", "plural", "registered_types", "renderer",
-           "short", "value", "who", "WIDTH"]
+           "short", "templates", "value", "who", "WIDTH"]

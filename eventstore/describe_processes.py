@@ -1,25 +1,19 @@
-"""Readable lines for process, trigger, effect and demo events (see `eventstore.describe`).
+"""Readable lines for process, trigger and effect events (see `eventstore.describe`).
 
-Registered with `@renderer` on import; `eventstore.describe` imports this module, so
-`describe()` knows them. Every renderer reads only the event's fields; a renderer that
-fails falls back to the generic rendering.
+Registered on import; `eventstore.describe` imports this module, so `describe()` knows
+them. Every renderer reads only the event's fields; a renderer that fails falls back to
+the generic rendering. Most of them are templates (`describe.templates`); the functions
+below are the sentences with parts that depend on the event.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .describe import ids, kind, plural, renderer, short, value, who
+from .describe import renderer, short, templates, value
 
 
-# --- processes ------------------------------------------------------------------------------
-
-
-@renderer("process.registered")
-def _process_registered(e: Any, ev: Any) -> str:
-    reg = e.registration
-    return (f"process {e.process_id} registered: {kind(reg.input)}, "
-            f"{getattr(reg.disposition, 'value', reg.disposition)}")
+# --- sentences with optional parts ----------------------------------------------------------
 
 
 @renderer("process.event_appended")
@@ -34,75 +28,11 @@ def _process_event(e: Any, ev: Any) -> str:
     return text
 
 
-@renderer("process.external_ref_set")
-def _external_ref(e: Any, ev: Any) -> str:
-    return f"process {e.process_id} runs outside as {e.external_ref.backend} job {short(e.external_ref.id)!r}"
-
-
-@renderer("process.first_started")
-def _first_started(e: Any, ev: Any) -> str:
-    return f"process {e.process_id} first started by {e.first_start.owner_id}"
-
-
 @renderer("process.abandon_requested")
 def _abandon_requested(e: Any, ev: Any) -> str:
     r = e.request
     why = f": {value(r.reason)}" if r.reason else ""
     return f"process {e.process_id}: {r.requested_by} asked to abandon it{why}"
-
-
-@renderer("process.wait_set")
-def _process_wait(e: Any, ev: Any) -> str:
-    return f"process {e.process_id} waiting: {value(e.wait)}"
-
-
-@renderer("process.wait_cleared")
-def _process_wait_cleared(e: Any, ev: Any) -> str:
-    return f"process {e.process_id} no longer waiting"
-
-
-@renderer("process.handle_granted")
-def _grant(e: Any, ev: Any) -> str:
-    scope = getattr(e.scope, "scope_id", None) or value(e.scope)
-    return f"process {e.process_id} handle granted to {scope}"
-
-
-@renderer("process.handle_revoked")
-def _revoke(e: Any, ev: Any) -> str:
-    return f"process {e.process_id} handle revoked from {e.scope_id}"
-
-
-@renderer("process.handle_transferred")
-def _transfer(e: Any, ev: Any) -> str:
-    to = getattr(e.to_scope, "scope_id", None) or value(e.to_scope)
-    return f"process {e.process_id} handle moved from {e.from_scope_id} to {to}"
-
-
-@renderer("process.session_detached")
-def _detached(e: Any, ev: Any) -> str:
-    return (f"process {e.process_id} detached from session {e.session_id} "
-            f"({plural(len(e.revoked_scope_ids), 'grant')} revoked)")
-
-
-@renderer("process.wake_acked")
-def _wake_acked(e: Any, ev: Any) -> str:
-    return f"process {e.process_id} wake of event #{e.sequence} acknowledged"
-
-
-@renderer("process.pruned")
-def _pruned(e: Any, ev: Any) -> str:
-    return (f"{plural(len(e.process_ids), 'terminal process', 'terminal processes')} pruned "
-            f"({plural(e.pruned_events, 'event')}): {ids(e.process_ids)}")
-
-
-# --- triggers -------------------------------------------------------------------------------
-
-
-@renderer("trigger.subscription_registered", "trigger.subscription_revived")
-def _subscription(e: Any, ev: Any) -> str:
-    d = e.definition
-    return (f"trigger {short(e.subscription_id)} registered: on {d.source_type} start {d.process_name} "
-            f"(revision {e.revision}, incarnation {e.incarnation})")
 
 
 @renderer("trigger.subscription_updated", "trigger.subscription_enabled",
@@ -120,64 +50,48 @@ def _answered(e: Any, ev: Any) -> str:
     return text
 
 
-@renderer("trigger.pruned")
-def _triggers_pruned(e: Any, ev: Any) -> str:
-    return (f"trigger retention: {plural(len(e.subscription_ids), 'deleted subscription')}, "
-            f"{plural(e.receipts_pruned, 'receipt')} and {plural(e.deliveries_pruned, 'delivery', 'deliveries')} "
-            f"pruned from the projection")
-
-
-@renderer("trigger.occurrence_recorded")
-def _occurrence(e: Any, ev: Any) -> str:
-    return (f"occurrence {short(e.occurrence_id)} of {e.source_type} {e.source_key!r} recorded: "
-            f"{plural(e.delivery_count, 'delivery', 'deliveries')}")
-
-
-@renderer("trigger.delivery_reserved")
-def _delivery(e: Any, ev: Any) -> str:
-    return (f"occurrence {short(e.occurrence_id)} delivered to trigger {short(e.subscription_id)}: "
-            f"process {e.process_id} ({e.process_name})")
-
-
-# --- effects --------------------------------------------------------------------------------
-
-
-@renderer("effect.started")
-def _effect_started(e: Any, ev: Any) -> str:
-    return f"effect {e.scope}/{e.replay_key} ({e.kind}) started by {who(e.owner)}, attempt {e.attempt}"
-
-
-@renderer("effect.taken_over")
-def _effect_taken(e: Any, ev: Any) -> str:
-    return (f"effect {e.scope}/{e.replay_key} taken over from {who(e.previous_owner)} by {who(e.owner)} "
-            f"(attempt {e.attempt}, {e.reason})")
-
-
-@renderer("effect.lease_renewed")
-def _effect_renewed(e: Any, ev: Any) -> str:
-    return f"effect {e.scope}/{e.replay_key} lease renewed"
-
-
-@renderer("effect.completed")
-def _effect_completed(e: Any, ev: Any) -> str:
-    return f"effect {e.scope}/{e.replay_key} completed: {value(e.outcome)}"
-
-
-@renderer("effect.failed")
-def _effect_failed(e: Any, ev: Any) -> str:
-    return f"effect {e.scope}/{e.replay_key} failed: {e.error_type}: {value(e.error_message)}"
-
-
 @renderer("effect.await_registered")
 def _await(e: Any, ev: Any) -> str:
     return f"await {e.scope}/{e.replay_key} opened" + (f" for session {e.session_id}" if e.session_id else "")
 
 
-@renderer("effect.await_resolved")
-def _await_resolved(e: Any, ev: Any) -> str:
-    return f"await {e.scope}/{e.replay_key} resolved: {value(e.payload)}"
+# --- the sentences that only fill in fields -------------------------------------------------
 
+_SUBSCRIPTION_REGISTERED = ("trigger {subscription_id:short} registered: on {definition.source_type} start "
+                            "{definition.process_name} (revision {revision}, incarnation {incarnation})")
 
-@renderer("effect.await_cancelled")
-def _await_cancelled(e: Any, ev: Any) -> str:
-    return f"await {e.scope}/{e.replay_key} cancelled: {e.reason}"
+templates({
+    "process.registered": "process {process_id} registered: {registration.input:kind}, {registration.disposition:enum}",
+    "process.external_ref_set": ("process {process_id} runs outside as {external_ref.backend} job "
+                                 "{external_ref.id:short!r}"),
+    "process.first_started": "process {process_id} first started by {first_start.owner_id}",
+    "process.wait_set": "process {process_id} waiting: {wait:value}",
+    "process.wait_cleared": "process {process_id} no longer waiting",
+    "process.handle_granted": "process {process_id} handle granted to {scope:scope}",
+    "process.handle_revoked": "process {process_id} handle revoked from {scope_id}",
+    "process.handle_transferred": "process {process_id} handle moved from {from_scope_id} to {to_scope:scope}",
+    "process.session_detached": ("process {process_id} detached from session {session_id} "
+                                 "({revoked_scope_ids:count grant} revoked)"),
+    "process.wake_acked": "process {process_id} wake of event #{sequence} acknowledged",
+    "process.pruned": ("{process_ids:count terminal process/terminal processes} pruned "
+                       "({pruned_events:plural event}): {process_ids:ids}"),
+
+    "trigger.subscription_registered": _SUBSCRIPTION_REGISTERED,
+    "trigger.subscription_revived": _SUBSCRIPTION_REGISTERED,
+    "trigger.pruned": ("trigger retention: {subscription_ids:count deleted subscription}, "
+                       "{receipts_pruned:plural receipt} and {deliveries_pruned:plural delivery/deliveries} pruned "
+                       "from the projection"),
+    "trigger.occurrence_recorded": ("occurrence {occurrence_id:short} of {source_type} {source_key!r} recorded: "
+                                    "{delivery_count:plural delivery/deliveries}"),
+    "trigger.delivery_reserved": ("occurrence {occurrence_id:short} delivered to trigger {subscription_id:short}: "
+                                  "process {process_id} ({process_name})"),
+
+    "effect.started": "effect {scope}/{replay_key} ({kind}) started by {owner:who}, attempt {attempt}",
+    "effect.taken_over": ("effect {scope}/{replay_key} taken over from {previous_owner:who} by {owner:who} "
+                          "(attempt {attempt}, {reason})"),
+    "effect.lease_renewed": "effect {scope}/{replay_key} lease renewed",
+    "effect.completed": "effect {scope}/{replay_key} completed: {outcome:value}",
+    "effect.failed": "effect {scope}/{replay_key} failed: {error_type}: {error_message:value}",
+    "effect.await_resolved": "await {scope}/{replay_key} resolved: {payload:value}",
+    "effect.await_cancelled": "await {scope}/{replay_key} cancelled: {reason}",
+})

@@ -32,6 +32,7 @@ from eventstore.domain.owners import LeaseOwner, LocalProcessLiveness, OpaqueLiv
 
 from .base import REGISTRY, Projection
 from ._rows import row_reader
+from ._select import select_where
 
 effects = REGISTRY.register(Projection(
     name="effects",
@@ -124,21 +125,29 @@ def _renewed(db: Any, ev: Any) -> None:
                "WHERE scope=? AND replay_key=?", (e.lease_expires_at_ms, e.at_ms, e.scope, e.replay_key))
 
 
-@effects.on(EffectCompleted)
-def _completed(db: Any, ev: Any) -> None:
-    e = ev.data
+def _finish_completed(db: Any, e: Any, outcome: Any) -> None:
+    """Entry (e.scope, e.replay_key) completed at e.at_ms with `outcome` (JSON in its key order)."""
     db.execute("UPDATE effects_entries SET status='completed', outcome_json=?, updated_at_ms=?, finished_at_ms=? "
                "WHERE scope=? AND replay_key=?",
-               (json.dumps(e.outcome, ensure_ascii=False, separators=(",", ":")), e.at_ms, e.at_ms, e.scope,
+               (json.dumps(outcome, ensure_ascii=False, separators=(",", ":")), e.at_ms, e.at_ms, e.scope,
                 e.replay_key))
+
+
+def _finish_with_error(db: Any, e: Any, status: str, error_type: str, error_message: str) -> None:
+    """Entry (e.scope, e.replay_key) finished at e.at_ms in `status` with the error it records."""
+    db.execute("UPDATE effects_entries SET status=?, error_type=?, error_message=?, updated_at_ms=?, "
+               "finished_at_ms=? WHERE scope=? AND replay_key=?",
+               (status, error_type, error_message, e.at_ms, e.at_ms, e.scope, e.replay_key))
+
+
+@effects.on(EffectCompleted)
+def _completed(db: Any, ev: Any) -> None:
+    _finish_completed(db, ev.data, ev.data.outcome)
 
 
 @effects.on(EffectFailureRecorded)
 def _failed(db: Any, ev: Any) -> None:
-    e = ev.data
-    db.execute("UPDATE effects_entries SET status='failed', error_type=?, error_message=?, updated_at_ms=?, "
-               "finished_at_ms=? WHERE scope=? AND replay_key=?",
-               (e.error_type, e.error_message, e.at_ms, e.at_ms, e.scope, e.replay_key))
+    _finish_with_error(db, ev.data, "failed", ev.data.error_type, ev.data.error_message)
 
 
 @effects.on(AwaitRegistered)
@@ -154,19 +163,12 @@ def _await_registered(db: Any, ev: Any) -> None:
 
 @effects.on(AwaitResolved)
 def _await_resolved(db: Any, ev: Any) -> None:
-    e = ev.data
-    db.execute("UPDATE effects_entries SET status='completed', outcome_json=?, updated_at_ms=?, finished_at_ms=? "
-               "WHERE scope=? AND replay_key=?",
-               (json.dumps(e.payload, ensure_ascii=False, separators=(",", ":")), e.at_ms, e.at_ms, e.scope,
-                e.replay_key))
+    _finish_completed(db, ev.data, ev.data.payload)
 
 
 @effects.on(AwaitCancelled)
 def _await_cancelled(db: Any, ev: Any) -> None:
-    e = ev.data
-    db.execute("UPDATE effects_entries SET status='cancelled', error_type='AwaitSessionRevoked', error_message=?, "
-               "updated_at_ms=?, finished_at_ms=? WHERE scope=? AND replay_key=?",
-               (e.reason, e.at_ms, e.at_ms, e.scope, e.replay_key))
+    _finish_with_error(db, ev.data, "cancelled", "AwaitSessionRevoked", ev.data.reason)
 
 
 @effects.on(SessionAwaitsRevoked)
@@ -234,19 +236,8 @@ def get_entry(db: Any, scope: str, replay_key: str) -> EffectEntry | None:
 def list_entries(db: Any, scope: str | None = None, status: str | None = None,
                  limit: int | None = None) -> list[EffectEntry]:
     """Entries in (scope, start time, key) order, optionally of one scope or one status."""
-    where, params = [], []
-    if scope is not None:
-        where.append("scope=?")
-        params.append(scope)
-    if status is not None:
-        where.append("status=?")
-        params.append(status)
-    sql = f"SELECT {_COLS} FROM effects_entries"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY scope, started_at_ms, replay_key"
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
+    sql, params = select_where(f"SELECT {_COLS} FROM effects_entries", ("scope=?", scope), ("status=?", status),
+                               order_by="scope, started_at_ms, replay_key", limit=limit)
     return [_entry(r) for r in db.query(sql, params)]
 
 

@@ -27,6 +27,7 @@ from eventstore.domain.session_events import (
 
 from .base import REGISTRY, Projection
 from ._rows import row_reader, text
+from ._select import select_where
 
 ACTIVE = "active"
 DELETED = "deleted"
@@ -124,14 +125,8 @@ def get(db: Any, session_id: str) -> SessionRow | None:
 
 def list_rows(db: Any, status: str | None = None, limit: int | None = None) -> list[SessionRow]:
     """Rows ordered by session id; only those with `status` when given."""
-    sql = f"SELECT {_COLUMNS} FROM sessions_index"
-    params: tuple = ()
-    if status is not None:
-        sql += " WHERE status = ?"
-        params = (status,)
-    sql += " ORDER BY session_id"
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
+    sql, params = select_where(f"SELECT {_COLUMNS} FROM sessions_index", ("status = ?", status),
+                               order_by="session_id", limit=limit)
     return [_row(r) for r in db.query(sql, params)]
 
 

@@ -3,16 +3,17 @@ verify() at the right position with the right problem; anchors catch truncation 
 rewriting; purging payloads keeps the chain verifiable.
 
 Rows are edited through a separate SQLite connection, the way someone editing the file
-by hand would; the store's own handle then verifies what it finds.
+by hand would; the store's own handle then verifies what it finds. The edits, and what
+verify must report for each, are the tamper harness's (tools/reliability/tamper.py).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
-from typing import Any, Iterator
+from typing import Iterator
 
-import apsw
 import attrs
 import pytest
 from hypothesis import given
@@ -22,122 +23,13 @@ import eventstore
 from tests import strategies as gen
 from eventstore.chain import GENESIS, Anchor
 
-COLUMNS = ("position", "stream", "version", "type", "schema", "recorded_at_ms", "flags", "payload", "hash")
-INT_FIELDS = ("version", "schema", "recorded_at_ms", "flags")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+from reliability import tamper  # noqa: E402
 
 
-@attrs.frozen
-class Tampering:
-    """One edit of the file, how to undo it, and what verify must report."""
-
-    what: str
-    do: tuple[tuple[str, tuple], ...]
-    undo: tuple[tuple[str, tuple], ...]
-    problem: str
-    position: int
-
-
-class Surgeon:
-    """A separate connection that applies and undoes Tamperings on a store file."""
-
-    def __init__(self, path: str) -> None:
-        self.conn = apsw.Connection(path)
-        self.conn.set_busy_timeout(10_000)
-
-    def rows(self) -> list[tuple]:
-        return self.conn.execute(f"SELECT {', '.join(COLUMNS)} FROM events ORDER BY position").fetchall()
-
-    def run(self, statements: tuple[tuple[str, tuple], ...]) -> bool:
-        """Apply statements in one transaction; False if a constraint refused them."""
-        try:
-            with self.conn:
-                for sql, params in statements:
-                    self.conn.execute(sql, params)
-        except apsw.ConstraintError:
-            return False
-        return True
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-def _flip(value: int, byte: int, mask: int) -> int:
-    """`value` as SQLite stores it (8-byte two's complement) with one byte XORed."""
-    raw = bytearray(value.to_bytes(8, "big", signed=True))
-    raw[byte] ^= mask
-    return int.from_bytes(raw, "big", signed=True)
-
-
-def _set(position: int, column: str, value: Any, as_text: bool = False) -> tuple[str, tuple]:
-    rhs = "CAST(? AS TEXT)" if as_text else "?"
-    return (f"UPDATE events SET {column} = {rhs} WHERE position = ?", (value, position))
-
-
-def _insert(row: tuple) -> tuple[str, tuple]:
-    return (f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})", row)
-
-
-def _swap(i: int, j: int) -> tuple[tuple[str, tuple], ...]:
-    return (
-        ("UPDATE events SET position = -1 WHERE position = ?", (i,)),
-        ("UPDATE events SET position = ? WHERE position = ?", (i, j)),
-        ("UPDATE events SET position = ? WHERE position = -1", (j,)),
-    )
-
-
-def _gone(position: int, last: int) -> tuple[str, int]:
-    """What verify (with an anchor at the head) reports when the row at `position` vanishes."""
-    return ("missing", position) if position < last else ("truncated", last)
-
-
-def single_byte_changes(row: tuple, last: int, masks: tuple[int, ...]) -> Iterator[Tampering]:
-    """Every single-byte change of one row's payload, hash and header fields."""
-    p, stream, _version, type_, *_rest = row
-    values = dict(zip(COLUMNS, row))
-    for mask in masks:
-        for column in ("payload", "hash"):
-            data = values[column]
-            for k in range(len(data)):
-                changed = bytearray(data)
-                changed[k] ^= mask
-                yield Tampering(f"{column}[{k}]^{mask:#x} at {p}", (_set(p, column, bytes(changed)),),
-                                (_set(p, column, data),), "altered", p)
-        for column, text in (("stream", stream), ("type", type_)):
-            data = text.encode()
-            for k in range(len(data)):
-                changed = bytearray(data)
-                changed[k] ^= mask
-                yield Tampering(f"{column}[{k}]^{mask:#x} at {p}", (_set(p, column, bytes(changed), True),),
-                                (_set(p, column, text),), "altered", p)
-        for column in INT_FIELDS:
-            for k in range(8):
-                new = _flip(values[column], k, mask)
-                yield Tampering(f"{column} byte {k}^{mask:#x} at {p}", (_set(p, column, new),),
-                                (_set(p, column, values[column]),), "altered", p)
-        for k in range(8):
-            new = _flip(p, k, mask)
-            problem, where = ("missing", p) if new > last or p < last else _gone(p, last)
-            yield Tampering(f"position byte {k}^{mask:#x} at {p}", (_set(p, "position", new),),
-                            (("UPDATE events SET position = ? WHERE position = ?", (p, new)),), problem, where)
-
-
-def structural_changes(rows: list[tuple]) -> Iterator[Tampering]:
-    """Every deleted row, every swapped pair, every payload removed without a purge."""
-    last = rows[-1][0]
-    for row in rows:
-        p = row[0]
-        problem, where = _gone(p, last)
-        yield Tampering(f"delete {p}", (("DELETE FROM events WHERE position = ?", (p,)),), (_insert(row),),
-                        problem, where)
-        yield Tampering(f"null payload at {p}", (_set(p, "payload", None),), (_set(p, "payload", row[7]),),
-                        "payload_missing", p)
-    for a in range(len(rows)):
-        for b in range(a + 1, len(rows)):
-            i, j = rows[a][0], rows[b][0]
-            yield Tampering(f"swap {i} and {j}", _swap(i, j), _swap(i, j), "reordered", i)
-
-
-def _check(store: eventstore.Store, surgeon: Surgeon, t: Tampering, anchor: Anchor) -> bool:
+def _check(store: eventstore.Store, surgeon: tamper.Surgeon, t: tamper.Tampering, anchor: Anchor) -> bool:
     """Apply, verify, undo. False when SQLite refused the edit (a unique key collision)."""
     if not surgeon.run(t.do):
         return False
@@ -158,41 +50,47 @@ def _small_log(path: str) -> None:
         store.append("process:1", [gen.CounterChanged("d", -(2**40)), gen.NoteAdded("bye")])
 
 
-def test_every_single_byte_change_to_a_small_log_is_caught_at_its_row(tmp_path):
+@attrs.frozen
+class SmallLog:
+    """The small log open for verifying, a surgeon on its file, an anchor at its head, its rows."""
+
+    store: eventstore.Store
+    surgeon: tamper.Surgeon
+    anchor: Anchor
+    rows: list
+
+
+@pytest.fixture
+def small_log(tmp_path) -> Iterator[SmallLog]:
     path = str(tmp_path / "s.db")
     _small_log(path)
-    surgeon = Surgeon(path)
+    surgeon = tamper.Surgeon(path)
     try:
         with gen.open_store(path) as store:
-            anchor = store.checkpoint()
-            rows = surgeon.rows()
-            assert len(rows) == 6 and rows[2][6] == 1  # one compressed row among them
-            applied = 0
-            for row in rows:
-                for t in single_byte_changes(row, rows[-1][0], masks=(0x01, 0x80)):
-                    applied += _check(store, surgeon, t, anchor)
-            assert applied > 1000
-            assert store.verify(anchor=anchor).ok
-            assert surgeon.rows() == rows
+            yield SmallLog(store, surgeon, store.checkpoint(), surgeon.rows())
     finally:
         surgeon.close()
 
 
-def test_every_deleted_row_swapped_pair_and_removed_payload_is_caught(tmp_path):
-    path = str(tmp_path / "s.db")
-    _small_log(path)
-    surgeon = Surgeon(path)
-    try:
-        with gen.open_store(path) as store:
-            anchor = store.checkpoint()
-            rows = surgeon.rows()
-            changes = list(structural_changes(rows))
-            assert len(changes) == 6 + 6 + 15
-            for t in changes:
-                assert _check(store, surgeon, t, anchor), t.what
-            assert surgeon.rows() == rows
-    finally:
-        surgeon.close()
+def test_every_single_byte_change_to_a_small_log_is_caught_at_its_row(small_log):
+    store, surgeon, anchor, rows = small_log.store, small_log.surgeon, small_log.anchor, small_log.rows
+    assert len(rows) == 6 and rows[2][6] == 1  # one compressed row among them
+    applied = 0
+    for row in rows:
+        for column, k in tamper.byte_sites(row):
+            for mask in (0x01, 0x80):
+                applied += _check(store, surgeon, tamper.byte_change(row, rows[-1][0], column, k, mask), anchor)
+    assert applied > 1000
+    assert store.verify(anchor=anchor).ok
+    assert surgeon.rows() == rows
+
+
+def test_every_deleted_row_swapped_pair_and_removed_payload_is_caught(small_log):
+    changes = list(tamper.structural(small_log.rows, {}))
+    assert len(changes) == 6 + 6 + 15
+    for t in changes:
+        assert _check(small_log.store, small_log.surgeon, t, small_log.anchor), t.what
+    assert small_log.surgeon.rows() == small_log.rows
 
 
 def test_deleting_the_newest_row_is_caught_only_with_an_anchor(tmp_path):
@@ -208,24 +106,18 @@ def test_deleting_the_newest_row_is_caught_only_with_an_anchor(tmp_path):
 
 
 @st.composite
-def _tampering_of(draw, rows: list[tuple]) -> Tampering:
+def _tampering_of(draw, rows: list[tuple]) -> tamper.Tampering:
     last = rows[-1][0]
-    kind = draw(st.sampled_from(["byte", "delete", "swap", "null"]))
-    if kind == "byte":
-        row = draw(st.sampled_from(rows))
-        changes = list(single_byte_changes(row, last, masks=(draw(st.integers(1, 255)),)))
-        return draw(st.sampled_from(changes))
-    if kind == "swap":
+    kind = draw(st.sampled_from(["byte", "delete", "reorder", "payload"]))
+    if kind == "reorder":
         a, b = sorted(draw(st.lists(st.integers(0, len(rows) - 1), min_size=2, max_size=2, unique=True)))
-        return Tampering("swap", _swap(rows[a][0], rows[b][0]), (), "reordered", rows[a][0])
+        return tamper.reorder(rows[a][0], rows[b][0])
     row = draw(st.sampled_from(rows))
-    p = row[0]
-    if kind == "delete":
-        problem, where = _gone(p, last)
-        return Tampering(f"delete {p}", (("DELETE FROM events WHERE position = ?", (p,)),), (_insert(row),),
-                         problem, where)
-    return Tampering(f"null payload at {p}", (_set(p, "payload", None),), (_set(p, "payload", row[7]),),
-                     "payload_missing", p)
+    if kind == "byte":
+        column, k = draw(st.sampled_from(tamper.byte_sites(row)))
+        return tamper.byte_change(row, last, column, k, draw(st.integers(1, 255)))
+    # The row deleted, or its payload removed without a purge.
+    return next(t for t in tamper.structural([row], {}, last) if t.kind == kind)
 
 
 @given(gen.append_batches(max_streams=5, max_appends=25, max_events=3, event_strategy=gen.events()),
@@ -238,7 +130,7 @@ def test_sampled_tampering_of_a_larger_log_is_caught_at_its_row(batches, data):
             for b in batches:
                 store.append(b.stream, list(b.events))
             anchor = store.checkpoint()
-            surgeon = Surgeon(path)
+            surgeon = tamper.Surgeon(path)
             try:
                 rows = surgeon.rows()
                 for _ in range(3):
@@ -246,7 +138,7 @@ def test_sampled_tampering_of_a_larger_log_is_caught_at_its_row(batches, data):
                     if surgeon.run(t.do):
                         report = store.verify(anchor=anchor)
                         assert (report.problem, report.position) == (t.problem, t.position), f"{t.what}: {report}"
-                        assert surgeon.run(t.undo or t.do)  # a swap undoes itself
+                        assert surgeon.run(t.undo)
                 assert store.verify(anchor=anchor).ok
             finally:
                 surgeon.close()
@@ -257,9 +149,9 @@ def test_rows_swapped_far_apart_are_reported_as_reordered(tmp_path):
     with gen.open_store(path) as store:
         for i in range(40):
             store.append(f"s:{i % 4}", [gen.NoteAdded(str(i))])
-        surgeon = Surgeon(path)
+        surgeon = tamper.Surgeon(path)
         try:
-            assert surgeon.run(_swap(3, 37))
+            assert surgeon.run(tamper.reorder(3, 37).do)
         finally:
             surgeon.close()
         report = store.verify()

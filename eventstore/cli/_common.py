@@ -8,7 +8,7 @@ import datetime as _dt
 import json
 import os
 import sys
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import attrs
 
@@ -143,3 +143,10 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+def print_json_lines(values: Iterable[Any]) -> None:
+    """Write each value as one JSON line (`dumps`) to standard output."""
+    out = sys.stdout
+    for value in values:
+        out.write(dumps(value) + "\n")

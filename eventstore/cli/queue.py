@@ -8,30 +8,30 @@ replayed to that position and judged at the time that event was recorded.
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from . import EXIT_OK
-from ._common import add_db, dumps, fmt_ms, open_existing, print_table, whole_number
+from ._common import add_db, dumps, fmt_ms, open_existing, print_json_lines, print_table, whole_number
 
 
 def register(sub: Any) -> None:
     """Add the `queue` and `inputs` subcommands to the parser."""
-    p = sub.add_parser("queue", help="a session's queued work: pending and claimed batches, claim owner and generation")
-    add_db(p)
-    p.add_argument("--session", required=True, metavar="S", help="the session whose queue to show")
-    p.add_argument("--pending", action="store_true", help="only batches no live claim holds")
-    p.add_argument("--at", type=_position, metavar="P", help="as it was at log position P (time travel)")
-    p.add_argument("--json", action="store_true", help="JSON lines, one batch per line")
-    p.set_defaults(func=_queue)
+    _add_listing(sub, "queue", "a session's queued work: pending and claimed batches, claim owner and generation",
+                 "only batches no live claim holds", "batch", _queue)
+    _add_listing(sub, "inputs", "a session's pending turn inputs: state, ingress, claim owner and generation",
+                 "only pending and deferred inputs no live claim holds", "input", _inputs)
 
-    p = sub.add_parser("inputs", help="a session's pending turn inputs: state, ingress, claim owner and generation")
+
+def _add_listing(sub: Any, name: str, help: str, pending_help: str, noun: str,
+                 func: Callable[[argparse.Namespace], int]) -> None:
+    """One subcommand listing a session's `name` (`--session`, `--pending`, `--at`, `--json`)."""
+    p = sub.add_parser(name, help=help)
     add_db(p)
-    p.add_argument("--session", required=True, metavar="S", help="the session whose inputs to show")
-    p.add_argument("--pending", action="store_true", help="only pending and deferred inputs no live claim holds")
+    p.add_argument("--session", required=True, metavar="S", help=f"the session whose {name} to show")
+    p.add_argument("--pending", action="store_true", help=pending_help)
     p.add_argument("--at", type=_position, metavar="P", help="as it was at log position P (time travel)")
-    p.add_argument("--json", action="store_true", help="JSON lines, one input per line")
-    p.set_defaults(func=_inputs)
+    p.add_argument("--json", action="store_true", help=f"JSON lines, one {noun} per line")
+    p.set_defaults(func=func)
 
 
 _position = whole_number(1)
@@ -72,43 +72,42 @@ _CLASS = {"turn_work": "turn", "session_command": "command"}
 _DELIVERY = {"earliest_safe_boundary": "safe", "after_current_turn_commit": "after-commit"}
 
 
-def _queue(args: argparse.Namespace) -> int:
-    batches, now, live = _read(args, "queue")
+def _show(args: argparse.Namespace, facade: str, noun: str, columns: Sequence[str],
+          row: Callable[[Any, int], tuple]) -> int:
+    """Print the session's rows of `facade` as JSON lines (`--json`) or as a table of `row(item, now)`."""
+    items, now, live = _read(args, facade)
     if args.json:
-        out = sys.stdout
-        for b in batches:
-            out.write(dumps(b) + "\n")
+        print_json_lines(items)
         return EXIT_OK
-    rows = []
-    for b in batches:
-        kinds = ", ".join(sorted({type(i.payload).__name__ for i in b.items}))
-        work = f"{_CLASS[b.work_class.value]} {b.slot_policy.value} {_DELIVERY[b.delivery_policy.value]}"
-        if b.merge_key.kind != "payload_default":
-            work += f" {b.merge_key.wire}"
-        state = b.state if b.available_at_ms <= now else f"{b.state}, ready {fmt_ms(b.available_at_ms)}"
-        rows.append((b.enqueue_seq, _short(b.batch_id), state, work, f"{len(b.items)} {kinds}",
-                     b.source_key or "", *_claim_cells(b.claim)))
+    rows = [row(item, now) for item in items]
     lease = f"live lease generation {live}" if live is not None else "no live lease"
-    print_table(["seq", "batch", "state", "work", "items", "source key", "claim owner", "gen"],
-                rows, title=f"session {args.session}: {len(rows)} batch(es); {lease} as of {fmt_ms(now)}")
+    print_table(columns, rows, title=f"session {args.session}: {len(rows)} {noun}; {lease} as of {fmt_ms(now)}")
     return EXIT_OK
+
+
+def _batch_row(b: Any, now: int) -> tuple:
+    kinds = ", ".join(sorted({type(i.payload).__name__ for i in b.items}))
+    work = f"{_CLASS[b.work_class.value]} {b.slot_policy.value} {_DELIVERY[b.delivery_policy.value]}"
+    if b.merge_key.kind != "payload_default":
+        work += f" {b.merge_key.wire}"
+    state = b.state if b.available_at_ms <= now else f"{b.state}, ready {fmt_ms(b.available_at_ms)}"
+    return (b.enqueue_seq, _short(b.batch_id), state, work, f"{len(b.items)} {kinds}", b.source_key or "",
+            *_claim_cells(b.claim))
+
+
+def _input_row(i: Any, now: int) -> tuple:
+    turn = getattr(i.ingress, "turn_id", None)
+    where = f"turn {turn} ({i.ingress.min_boundary.value})" if turn is not None else "next turn"
+    text = dumps(i.input)
+    return (i.enqueue_seq, _short(i.input_id), i.state.value, where, text if len(text) <= 40 else text[:39] + "…",
+            i.source_key or "", *_claim_cells(i.claim))
+
+
+def _queue(args: argparse.Namespace) -> int:
+    return _show(args, "queue", "batch(es)",
+                 ["seq", "batch", "state", "work", "items", "source key", "claim owner", "gen"], _batch_row)
 
 
 def _inputs(args: argparse.Namespace) -> int:
-    inputs, now, live = _read(args, "inputs")
-    if args.json:
-        out = sys.stdout
-        for i in inputs:
-            out.write(dumps(i) + "\n")
-        return EXIT_OK
-    rows = []
-    for i in inputs:
-        turn = getattr(i.ingress, "turn_id", None)
-        where = f"turn {turn} ({i.ingress.min_boundary.value})" if turn is not None else "next turn"
-        text = dumps(i.input)
-        rows.append((i.enqueue_seq, _short(i.input_id), i.state.value, where,
-                     text if len(text) <= 40 else text[:39] + "…", i.source_key or "", *_claim_cells(i.claim)))
-    lease = f"live lease generation {live}" if live is not None else "no live lease"
-    print_table(["seq", "input", "state", "ingress", "input", "source key", "claim owner", "gen"],
-                rows, title=f"session {args.session}: {len(rows)} input(s); {lease} as of {fmt_ms(now)}")
-    return EXIT_OK
+    return _show(args, "inputs", "input(s)",
+                 ["seq", "input", "state", "ingress", "input", "source key", "claim owner", "gen"], _input_row)

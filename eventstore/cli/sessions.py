@@ -7,11 +7,10 @@ moment it runs (a display, not a decision: nothing is recorded).
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from . import EXIT_OK
-from ._common import add_db, dumps, fmt_ms, open_existing, print_table
+from ._common import add_db, fmt_ms, open_existing, print_json_lines, print_table
 
 
 def register(sub: Any) -> None:
@@ -33,9 +32,7 @@ def _sessions(args: argparse.Namespace) -> int:
     with open_existing(args.db) as store:
         sessions = store.sessions.list(status=args.status)
     if args.json:
-        out = sys.stdout
-        for s in sessions:
-            out.write(dumps(s) + "\n")
+        print_json_lines(sessions)
         return EXIT_OK
     rows = []
     for s in sessions:
@@ -59,10 +56,8 @@ def _leases(args: argparse.Namespace) -> int:
         states = store.leases.list(args.session)
         now = store.now_ms()
     if args.json:
-        out = sys.stdout
-        for st in states:
-            out.write(dumps({"session_id": st.session_id, "status": _lease_status(st, now),
-                             "fencing_token": st.fencing_token, "holder": st.holder}) + "\n")
+        print_json_lines({"session_id": st.session_id, "status": _lease_status(st, now),
+                          "fencing_token": st.fencing_token, "holder": st.holder} for st in states)
         return EXIT_OK
     rows = []
     for st in states:

@@ -122,6 +122,11 @@ def _swap(i: int, j: int) -> tuple[Statement, ...]:
             ("UPDATE events SET position = ? WHERE position = -1", (j,)))
 
 
+def reorder(i: int, j: int) -> Tampering:
+    """The rows at positions i < j swapped (the same statements swap them back)."""
+    return Tampering("reorder", f"swap {i} and {j}", _swap(i, j), _swap(i, j), "reordered", i)
+
+
 def _gone(position: int, last: int) -> tuple[str, int]:
     """What verify with an anchor at the head reports when the row at `position` vanishes."""
     return ("missing", position) if position < last else ("truncated", last)
@@ -186,7 +191,7 @@ def structural(rows: list[tuple], purged: dict[int, bytes], last: int | None = N
     for a in range(len(rows)):
         for b in range(a + 1, len(rows)):
             i, j = rows[a][0], rows[b][0]
-            yield Tampering("reorder", f"swap {i} and {j}", _swap(i, j), _swap(i, j), "reordered", i)
+            yield reorder(i, j)
 
 
 def truncations(rows: list[tuple], ks: Any = None) -> Iterator[Tampering]:
@@ -287,8 +292,7 @@ def run_file(path: str, sample: int | None, masks: tuple[int, ...], rng: random.
                 def sampled_others() -> Iterator[Tampering]:
                     for _ in range(sample):
                         a, b = sorted(rng.sample(range(len(rows)), 2))
-                        yield Tampering("reorder", f"swap {rows[a][0]} and {rows[b][0]}", _swap(rows[a][0], rows[b][0]),
-                                        _swap(rows[a][0], rows[b][0]), "reordered", rows[a][0])
+                        yield reorder(rows[a][0], rows[b][0])
                         row = rng.choice(rows)
                         yield from (t for t in structural([row], purged, last) if t.kind != "reorder")
                         yield from truncations(rows, [rng.randint(1, min(len(rows), 50))])
