@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .describe import renderer, short, templates, value
+from .describe import ids, renderer, short, templates, value
 
 
 # --- sentences with optional parts ----------------------------------------------------------
@@ -33,6 +33,14 @@ def _abandon_requested(e: Any, ev: Any) -> str:
     r = e.request
     why = f": {value(r.reason)}" if r.reason else ""
     return f"process {e.process_id}: {r.requested_by} asked to abandon it{why}"
+
+
+@renderer("process.handover_put")
+def _handover_put(e: Any, ev: Any) -> str:
+    text = f"process {e.process_id} handed over segment {e.segment_ordinal} (payload {short(e.payload_hash)})"
+    if e.dropped_ordinals:
+        text += f", dropping segment{'s' if len(e.dropped_ordinals) > 1 else ''} {ids(e.dropped_ordinals)}"
+    return text
 
 
 @renderer("trigger.subscription_updated", "trigger.subscription_enabled",
@@ -73,6 +81,7 @@ templates({
     "process.session_detached": ("process {process_id} detached from session {session_id} "
                                  "({revoked_scope_ids:count grant} revoked)"),
     "process.wake_acked": "process {process_id} wake of event #{sequence} acknowledged",
+    "process.handovers_deleted": "process {process_id}: {segment_ordinals:count segment handover} deleted",
     "process.pruned": ("{process_ids:count terminal process/terminal processes} pruned "
                        "({pruned_events:plural event}): {process_ids:ids}"),
 

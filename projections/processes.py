@@ -70,6 +70,7 @@ from eventstore.domain.process_model import (
 
 from .base import REGISTRY, Projection
 from ._rows import row_reader
+from ._select import select_where
 
 processes = REGISTRY.register(
     Projection(
@@ -394,24 +395,10 @@ def get_record(db: Any, process_id: str) -> ProcessRecord | None:
 def list_records(db: Any, *, status: str | None = None, scope_id: str | None = None, waiting: bool | None = None,
                  after_id: str | None = None, limit: int | None = None) -> list[ProcessRecord]:
     """Records ordered by process id, filtered by status, owner scope and wait state."""
-    where, params = [], []
-    if status is not None:
-        where.append("status = ?")
-        params.append(status)
-    if scope_id is not None:
-        where.append("owner_scope_id = ?")
-        params.append(scope_id)
-    if waiting is not None:
-        where.append("wait IS NOT NULL" if waiting else "wait IS NULL")
-    if after_id is not None:
-        where.append("process_id > ?")
-        params.append(after_id)
-    sql = f"SELECT {_RECORD_COLUMNS} FROM processes_records"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY process_id"
-    if limit is not None:
-        sql += f" LIMIT {int(limit)}"
+    sql, params = select_where(f"SELECT {_RECORD_COLUMNS} FROM processes_records",
+                               ("status = ?", status), ("owner_scope_id = ?", scope_id),
+                               None if waiting is None else ("wait IS NOT NULL" if waiting else "wait IS NULL"),
+                               ("process_id > ?", after_id), order_by="process_id", limit=limit)
     return [_record(r) for r in db.query(sql, params)]
 
 

@@ -39,6 +39,7 @@ from eventstore.domain.process_events import ProcessesPruned
 
 from .base import REGISTRY, Projection
 from ._rows import row_reader
+from ._select import select_where
 
 triggers = REGISTRY.register(Projection(
     name="triggers",
@@ -346,19 +347,10 @@ def get_subscription(db: Any, subscription_id: str) -> TriggerSubscription | Non
 def list_subscriptions(db: Any, owner_scope: str | None = None, session_id: str | None = None,
                        include_deleted: bool = True) -> list[TriggerSubscription]:
     """Subscriptions ordered by owner scope and key, optionally of one scope or one session."""
-    where, params = [], []
-    if owner_scope is not None:
-        where.append("owner_scope=?")
-        params.append(owner_scope)
-    if session_id is not None:
-        where.append("session_id=?")
-        params.append(session_id)
-    if not include_deleted:
-        where.append("deleted=0")
-    sql = f"SELECT {_SUB_COLS} FROM triggers_subscriptions"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return [_sub(r) for r in db.query(sql + " ORDER BY owner_scope, subscription_key", params)]
+    sql, params = select_where(f"SELECT {_SUB_COLS} FROM triggers_subscriptions", ("owner_scope=?", owner_scope),
+                               ("session_id=?", session_id), None if include_deleted else "deleted=0",
+                               order_by="owner_scope, subscription_key")
+    return [_sub(r) for r in db.query(sql, params)]
 
 
 def matching_subscriptions(db: Any, source_type: str, source_key: str,
@@ -430,17 +422,9 @@ def _dlv(row: tuple) -> TriggerDelivery:
 def list_deliveries(db: Any, subscription_id: str | None = None,
                     occurrence_id: str | None = None) -> list[TriggerDelivery]:
     """Reserved deliveries, in reservation order, optionally of one subscription or occurrence."""
-    where, params = [], []
-    if subscription_id is not None:
-        where.append("subscription_id=?")
-        params.append(subscription_id)
-    if occurrence_id is not None:
-        where.append("occurrence_id=?")
-        params.append(occurrence_id)
-    sql = "SELECT * FROM triggers_deliveries"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return [_dlv(r) for r in db.query(sql + " ORDER BY reserved_at_ms, process_id", params)]
+    sql, params = select_where("SELECT * FROM triggers_deliveries", ("subscription_id=?", subscription_id),
+                               ("occurrence_id=?", occurrence_id), order_by="reserved_at_ms, process_id")
+    return [_dlv(r) for r in db.query(sql, params)]
 
 
 @triggers.on(ProcessesPruned)

@@ -7,6 +7,7 @@ import pytest
 import eventstore
 from eventstore import describe as describe_module
 from eventstore.describe import describe, short
+from eventstore.domain.processes import handover_hash, process_stream
 from eventstore.errors import InvalidArgument
 from eventstore.events import event
 from eventstore.inspection import state_at
@@ -15,6 +16,7 @@ from eventstore.statediff import diff
 from projections.base import REGISTRY as PROJECTIONS
 from projections.base import Projection
 from tests import debug_store
+from tests.contract.processes import registration
 
 # The event types of the domain when this file was written: each must read as a sentence
 # of its own, not as the generic field dump (types added later fall back until they get one).
@@ -96,6 +98,27 @@ def test_long_values_fit_on_one_clipped_line():
 def test_ids_with_long_hex_tails_keep_a_readable_prefix():
     assert short("qwb:" + "ab12" * 16) == "qwb:ab12ab12…"
     assert short("s1:runtime-a:inc-1") == "s1:runtime-a:inc-1"
+
+
+def test_segment_handover_puts_and_deletes_read_as_sentences(tmp_path):
+    with eventstore.open(str(tmp_path / "h.db")) as store:
+        procs = store.processes
+        procs.register(registration("p"))
+        for n in (0, 1, 2, 7, 7, 8):  # the second 7 is an identical repeat: nothing written
+            procs.put_handover("p", n, {"segment": n})
+        procs.delete_handovers("p")
+        lines = [describe(ev) for ev in store.read_stream(process_stream("p"))][1:]
+        raw = [describe(ev) for ev in store.read_stream(process_stream("p"), raw=True)][1:]
+    payload = {n: handover_hash({"segment": n})[:8] + "…" for n in (0, 1, 2, 7, 8)}
+    assert lines == [
+        f"process p handed over segment 0 (payload {payload[0]})",
+        f"process p handed over segment 1 (payload {payload[1]})",
+        f"process p handed over segment 2 (payload {payload[2]}), dropping segment 0",
+        f"process p handed over segment 7 (payload {payload[7]}), dropping segments 1, 2",
+        f"process p handed over segment 8 (payload {payload[8]})",
+        "process p: 2 segment handovers deleted",
+    ]
+    assert raw == lines
 
 
 # --- diffs --------------------------------------------------------------------------------------

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import sys
 from typing import Any
 
 from ..errors import InvalidArgument
 from . import EXIT_OK
-from ._common import add_db, dumps, fmt_ms, open_existing, print_table, printable, summarize, whole_number
+from ._common import (add_db, dumps, fmt_ms, open_existing, print_json_lines, print_table, printable, summarize,
+                      whole_number)
 
 STATUSES = ("running", "completed", "failed", "cancelled", "abandoned")
 
@@ -75,8 +75,7 @@ def _processes(args: argparse.Namespace) -> int:
     with open_existing(args.db) as store:
         records = store.processes.list(status=args.status, scope=args.scope, limit=args.limit)
     if args.json:
-        for r in records:
-            sys.stdout.write(dumps(r) + "\n")
+        print_json_lines(records)
         return EXIT_OK
     print_table(["id", "status", "disposition", "input", "owner scope", "events", "updated", "change"],
                 [_row(r) for r in records], title=f"{len(records)} process(es)")

@@ -60,10 +60,11 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("eventstore/domain/effect_envelopes.py", "child_path(path, k)"): "not SQL: a mismatch report 'path: a != b'",
     ("eventstore/domain/effect_envelopes.py", "_show(a[k])"): "not SQL: a mismatch report 'path: a != b'",
     ("projections/engine.py", "order"): "column ordinals '1, 2, ...' computed from PRAGMA table_info",
-    ("projections/effects.py", "' AND '.join(where)"): "literal conditions with ? placeholders",
+    ("projections/_select.py", "' AND '.join(where)"):
+        "conditions the callers pass as literals with ? placeholders (values go to params)",
+    ("projections/_select.py", "order_by"): "a literal column list every caller passes",
     ("projections/processes.py", "' AND '.join(where)"):
         "literal conditions with ? placeholders and ?-placeholder lists",
-    ("projections/triggers.py", "' AND '.join(where)"): "literal conditions with ? placeholders",
     ("projections/inputs.py", "state"): "'' or the literal \"state = 'accepted', \"",
     ("projections/inputs.py", "boundary"): "'' or the literal \" AND min_boundary = 'after_work'\"",
 }
