@@ -165,6 +165,7 @@ class _Transaction:
             if db.depth == 0:
                 conn.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
                 db.serial += 1
+                db._write = self.write
             else:
                 self.name = f"sp{db.depth}"
                 conn.execute(f"SAVEPOINT {self.name}")
@@ -198,6 +199,7 @@ class _Transaction:
         if exc_type is not None:
             if not conn.get_autocommit():
                 conn.execute("ROLLBACK")
+            db._epoch_dv = None
             db._notify(db.on_rollback)
             return
         try:
@@ -205,8 +207,16 @@ class _Transaction:
         except apsw.Error as err:
             if not conn.get_autocommit():
                 conn.execute("ROLLBACK")
+            db._epoch_dv = None
             db._notify(db.on_rollback)
             raise _translate(err, "commit") from None
+        if db._epoch_serial == db.serial:
+            # Our own commit moved apsw's data_version. Nobody else could commit inside a
+            # write transaction (BEGIN IMMEDIATE holds the write lock), and apsw refreshes
+            # the value only when a transaction starts, so this is still "no foreign commit
+            # since the epoch was confirmed". In a read transaction others may have
+            # committed meanwhile: forget the value, so the next check moves the epoch.
+            db._epoch_dv = conn.data_version() if db._write else None
         db._notify(db.on_commit)
 
 
@@ -232,6 +242,10 @@ class Database:
         """Callbacks run after each outermost COMMIT succeeds."""
         self.on_rollback: list[Any] = []
         """Callbacks run after any rollback (outermost or to a savepoint)."""
+        self._epoch = 0
+        self._epoch_dv: int | None = None
+        self._epoch_serial = -1
+        self._write = False
         self.busy_timeout_ms = busy_timeout_ms
         flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
         if path != ":memory:" and not scratch:
@@ -270,6 +284,23 @@ class Database:
             raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
         self.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.synchronous]}")
 
+    def foreign_epoch(self) -> int:
+        """Inside a write transaction: a number that changes whenever another connection
+        has committed since this connection last asked, in an earlier transaction.
+
+        Caches of what the file holds (the log's head, the engine's projection states)
+        remember the epoch they were filled at and reload when it moves. Asked once per
+        transaction; apsw's data_version counts this connection's own commits too, so
+        the value is taken again right after a commit of ours (see _Transaction._finish).
+        """
+        if self._epoch_serial != self.serial:
+            self._epoch_serial = self.serial
+            dv = self._live().data_version()
+            if dv != self._epoch_dv:
+                self._epoch += 1
+                self._epoch_dv = dv
+        return self._epoch
+
     def data_version(self) -> int:
         """A counter that changes whenever any connection commits to the file.
 
@@ -296,6 +327,17 @@ class Database:
             with self.lock:
                 for _ in self._live().execute(sql, params):
                     pass
+        except (apsw.Error, UnicodeDecodeError) as exc:
+            raise _translate(exc, _what(sql)) from None
+
+    def execute_changes(self, sql: str, params: Sequence[Any] | dict = ()) -> int:
+        """Run one write statement and return how many rows it changed."""
+        try:
+            with self.lock:
+                conn = self._live()
+                for _ in conn.execute(sql, params):
+                    pass
+                return conn.changes()
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise _translate(exc, _what(sql)) from None
 

@@ -290,6 +290,30 @@ def _plain_slots(cls: type, names: list[str]) -> bool:
     return all(type(cls.__dict__.get(n)).__name__ == "member_descriptor" for n in names)
 
 
+def _dict_setter(cls: type) -> Callable[[Any, dict], None]:
+    """A function that replaces an instance's __dict__: the class's own `__dict__`
+    descriptor (frozen attrs classes refuse attribute assignment, and calling the
+    descriptor directly skips the generic attribute lookup)."""
+    for klass in cls.__mro__:
+        descr = klass.__dict__.get("__dict__")
+        if descr is not None and hasattr(descr, "__set__"):
+            return descr.__set__
+    return lambda o, d: object.__setattr__(o, "__dict__", d)
+
+
+def _passthrough_map(tp: Any) -> str | None:
+    """For `dict[str, Any]` ("str") and `dict[Any, Any]` ("any"), the maps that _mapping
+    hands through unconverted, what the fast paths must check of the keys; else None."""
+    if typing.get_origin(tp) is not dict:
+        return None
+    args = typing.get_args(tp)
+    if len(args) != 2 or args[1] not in (Any, object):
+        return None
+    if args[0] is str:
+        return "str"
+    return "any" if args[0] in (Any, object) else None
+
+
 def _scalar_test(tp: Any, var: str) -> str | None:
     """A Python expression that is True when `var` fits a flat annotation, or None if the
     annotation is not flat (needs a converter)."""
@@ -343,6 +367,7 @@ class ClassCodec:
             "    n = 0",
         ]
         fast_tests: list[str] = []
+        str_keyed: list[int] = []  # fields whose map keys the fast paths check inline
         fast_enc_items: list[str] = []
         fast_dec_args: list[str] = []
         positional = all(not f.kw_only and getattr(f, "alias", None) in (None, f.name) for f in fields)
@@ -355,6 +380,14 @@ class ClassCodec:
             key = f.alias if getattr(f, "alias", None) else f.name
             name = repr(f.name)
             test = _scalar_test(tp, f"v{i}")
+            passthrough = _passthrough_map(tp)
+            if passthrough is not None:
+                # Checked inline (class, then each key) instead of calling the converter
+                # and writing its unchanged result back: the common `dict[str, Any]`
+                # field then costs a loop over its keys and nothing more.
+                test = f"v{i}.__class__ is dict"
+                if passthrough == "str":
+                    str_keyed.append(i)
             if test is not None and test != "True":
                 fast_tests.append(test)
             flat = test is not None or enc is None
@@ -381,11 +414,17 @@ class ClassCodec:
             "    except TypeError as x: raise _Shape(str(x))"
         )
         tests = " and ".join(fast_tests) or "True"
+
+        def key_checks(slow: str) -> str:
+            return "".join(f"    for k in v{i}:\n        if k.__class__ is not str: return {slow}\n"
+                           for i in str_keyed)
+
         loads = "; ".join(f"v{i} = o.{f.name}" for i, f in enumerate(fields)) or "pass"
         fast_enc = (
             "def to_plain(o):\n"
             f"    {loads}\n"
             f"    if not ({tests}): return slow_to_plain(o)\n"
+            + key_checks("slow_to_plain(o)") +
             f"    try: return {{{', '.join(fast_enc_items)}}}\n"
             "    except Exception: return slow_to_plain(o)"
         )
@@ -396,12 +435,12 @@ class ClassCodec:
             # instance's __dict__ as it is: no copy, no per-field call (converted fields
             # are written back into the map first).
             ns["_new"] = object.__new__
-            ns["_setattr"] = object.__setattr__
+            ns["_setdict"] = _dict_setter(cls)
             build = ["o = _new(_cls)"]
             for i, f in enumerate(fields):
                 if fast_dec_args[i] != f"v{i}":
                     build.append(f"d[{f.name!r}] = {fast_dec_args[i]}")
-            build += ["_setattr(o, '__dict__', d)", "return o"]
+            build += ["_setdict(o, d)", "return o"]
         elif _plain_slots(cls, names) and positional:
             # Setting the slots directly skips attrs' generated __init__ (which, for a
             # frozen class, goes through object.__setattr__ per field): about a third
@@ -421,6 +460,7 @@ class ClassCodec:
                 f"    try: {dloads}",
                 "    except KeyError: return slow_from_plain(d)",
                 f"    if not ({tests}): return slow_from_plain(d)",
+                *key_checks("slow_from_plain(d)").splitlines(),
                 "    try:",
                 *("        " + line for line in build),
                 "    except Exception: return slow_from_plain(d)",

@@ -100,6 +100,8 @@ class EventRegistry:
     def __init__(self) -> None:
         self._by_name: dict[str, EventType] = {}
         self._by_class: dict[type, EventType] = {}
+        self.generation = 0
+        """Counts registrations, so that caches of class -> registration know when to refresh."""
 
     def register(self, cls: type, name: str, schema: int = 1) -> EventType:
         """Register an attrs class under a dotted type name and schema version."""
@@ -124,6 +126,7 @@ class EventRegistry:
         et = EventType(name=name, schema=schema, cls=cls, upcasters=upcasters)
         self._by_name[name] = et
         self._by_class[cls] = et
+        self.generation += 1
         return et
 
     def add_upcaster(self, name: str, from_schema: int, fn: Upcaster) -> None:

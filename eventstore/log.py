@@ -7,6 +7,7 @@ sessions, leases or any other domain; projections plug in through `on_append`.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 import time
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
@@ -26,6 +27,8 @@ from .errors import (
 from .events import REGISTRY, EventRegistry
 
 _unpackb = codec.msgpack.unpackb
+_packb = codec.msgpack.packb
+_sha256 = hashlib.sha256
 _tuple_new = tuple.__new__
 
 SCHEMA_VERSION = 1
@@ -84,6 +87,18 @@ class _Undecoded:
 
 
 UNDECODED = _Undecoded()
+_SKIP = object()
+"""In a decoder table, the schema of a type the reader asked not to decode."""
+
+
+class _DecoderTable(dict):
+    """type name -> (schema, decoder); a type not seen yet reads as (None, None), so the
+    hot loop does one subscript and no None test."""
+
+    __slots__ = ()
+
+    def __missing__(self, key: str) -> tuple[None, None]:
+        return (None, None)
 
 
 class RecordedEvent(NamedTuple):
@@ -152,35 +167,31 @@ class EventLog:
         self.clock = clock
         self.on_append: Callable[[Database, list[RecordedEvent]], None] | None = None
         # Head cache: the newest (position, hash) and the versions of recently written
-        # streams. Valid only while no other connection has committed since our own last
-        # commit, which SQLite's data_version tells us once we hold the write lock.
+        # streams. Valid only while no other connection has committed since it was filled,
+        # which Database.foreign_epoch() tells us once we hold the write lock.
         self._head: tuple[int, bytes] | None = None
         self._versions: dict[str, int] = {}
-        self._cache_serial = -1
-        self._cache_dv: int | None = None
-        self._decoders: dict[str, tuple[int, Callable[[Any], Any]]] = {}
-        db.on_commit.append(self._after_commit)
+        self._cache_epoch = -1
+        self._decoders = _DecoderTable()
+        self._encoders: dict[type, tuple[str, int, Callable[[Any], dict], Any]] = {}
+        self._encoders_generation = -1
+        self._decoders_generation = -1
         db.on_rollback.append(self.invalidate_cache)
 
     def invalidate_cache(self) -> None:
         """Forget the cached head; the next append reads it from the file."""
         self._head = None
         self._versions.clear()
-        self._cache_dv = None
-
-    def _after_commit(self) -> None:
-        if self._head is not None and self._cache_serial == self.db.serial:
-            self._cache_dv = self.db.data_version()
+        self._cache_epoch = -1
 
     def _head_and_version(self, stream: str) -> tuple[int, bytes, int]:
         """(last position, last hash, stream version), from the cache when it is provably current."""
         db = self.db
-        if db.serial != self._cache_serial:
-            self._cache_serial = db.serial
-            if self._cache_dv is None or self._cache_dv != db.data_version():
-                self._head = None
-                self._versions.clear()
-            self._cache_dv = None  # valid again only once this transaction commits
+        epoch = db.foreign_epoch()
+        if epoch != self._cache_epoch:
+            self._head = None
+            self._versions.clear()
+            self._cache_epoch = epoch
         head = self._head
         if head is None:
             row = db.one("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
@@ -194,24 +205,46 @@ class EventLog:
 
     def encode(self, events: Sequence[Any]) -> list[Encoded]:
         """Encode and compress events (done before taking the write lock)."""
-        if isinstance(events, (str, bytes)) or not isinstance(events, (list, tuple)):
-            raise InvalidArgument(f"events must be a list of event instances, got {type(events).__name__}")
+        if events.__class__ is not list and events.__class__ is not tuple:
+            if isinstance(events, (str, bytes)) or not isinstance(events, (list, tuple)):
+                raise InvalidArgument(f"events must be a list of event instances, got {type(events).__name__}")
         if not events:
             raise InvalidArgument("events must not be empty")
         out = []
         limit = self.limits.max_payload_bytes
+        threshold = self.compress_threshold
+        if self._encoders_generation != self.registry.generation:
+            self._encoders.clear()  # a class was (re-)registered since the cache was filled
+            self._encoders_generation = self.registry.generation
+        encoders = self._encoders
         for i, ev in enumerate(events):
-            et = self.registry.for_class(type(ev))
-            raw = et.encode(ev)
+            enc = encoders.get(ev.__class__)
+            if enc is None:
+                enc = self._encoder_for(ev.__class__)
+            name, schema, to_plain, et = enc
+            try:
+                raw = _packb(to_plain(ev), use_bin_type=True)
+            except Exception:
+                # The fast path declined (a field of the wrong shape, a value msgpack cannot
+                # carry): the careful path raises the typed error naming the field.
+                raw = et.encode(ev)
             if len(raw) > limit:
-                from .errors import PayloadTooLarge
-
                 raise PayloadTooLarge(
-                    f"event {i} ({et.name}) encodes to {len(raw)} bytes, over the limit of {limit}"
+                    f"event {i} ({name}) encodes to {len(raw)} bytes, over the limit of {limit}"
                 )
-            stored, flags = codec.compress_for(raw, self.compress_threshold)
-            out.append((et.name, et.schema, stored, flags, chain.payload_digest(stored), ev))
+            if threshold is not None and len(raw) >= threshold:
+                stored, flags = codec.compress_for(raw, threshold)
+            else:
+                stored, flags = raw, 0
+            out.append((name, schema, stored, flags, _sha256(stored).digest(), ev))
         return out
+
+    def _encoder_for(self, cls: type) -> tuple[str, int, Callable[[Any], dict], Any]:
+        """(type name, schema, generated to_plain, EventType) of a registered class, cached."""
+        et = self.registry.for_class(cls)  # EventTypeError for an unregistered class
+        enc = (et.name, et.schema, codec.class_codec(cls).encoder(), et)
+        self._encoders[cls] = enc
+        return enc
 
     def append(
         self,
@@ -334,48 +367,106 @@ class EventLog:
 
     def iter_decode(self, rows: list[tuple], raw: bool = False,
                     only: "frozenset[str] | None" = None) -> Iterator[RecordedEvent]:
-        """Decode rows one at a time as the consumer pulls them.
+        """Decode rows (the first 8 event columns) one at a time as the consumer pulls them.
 
-        A fast loop handles well-formed rows; the first row it cannot handle is redone by
-        decode_row, which raises the precise typed error. Decoding lazily (rather than a
-        whole page into a list) keeps few decoded events alive at once, which keeps the
-        garbage collector's young-generation passes short.
+        With `only`, events of other types carry `UNDECODED` as data (headers only).
         """
-        decoders = self._decoders
+        return self._decode_pages(iter((rows,)), raw, only)
+
+    def _decode_pages(self, pages: Iterator[list[tuple]], raw: bool,
+                      only: "frozenset[str] | None") -> Iterator[RecordedEvent]:
+        """The decoding behind every read: the rows of each page in turn, lazily.
+
+        The pages are pulled from `pages` (a generator of queries) inside the decoding
+        generator itself, so each event costs one generator resume, not one per layer.
+        Decoding lazily (rather than a whole page into a list) keeps few decoded events
+        alive at once, which keeps the garbage collector's young-generation passes short.
+        """
+        return self._raw_pages(pages, only) if raw else self._typed_pages(pages, only)
+
+    def _typed_pages(self, pages: Iterator[list[tuple]],
+                     only: "frozenset[str] | None") -> Iterator[RecordedEvent]:
+        # The hot loop of every read and replay. A row takes the fast line when its type
+        # has a decoder at its schema and its payload is present, plain and within the
+        # limit; anything else (first sight of a type, a type not to decode, a purged or
+        # compressed payload, an old schema to upcast) goes to _decode_other, and a row the
+        # fast line fails on is redone by decode_row, which raises the precise typed error.
+        table = self._decoders if only is None else _DecoderTable()
+        registry = self.registry
         unpackb = _unpackb
         make = _tuple_new
         cls = RecordedEvent
         limit = self.limits.max_payload_bytes
-        i = 0
-        try:
-            for i, row in enumerate(rows):
-                position, stream, version, type_, schema, at, flags, payload = row
-                if only is not None and type_ not in only:
-                    yield make(cls, (position, stream, version, type_, schema, at,
-                                     None if payload is None else UNDECODED))
-                    continue
-                if flags or payload is None or len(payload) > limit:
-                    yield self.decode_row(row, raw)
-                    continue
-                plain = unpackb(payload, raw=False, strict_map_key=False)
-                if raw:
-                    yield make(cls, (position, stream, version, type_, schema, at, plain))
-                    continue
-                dec = decoders.get(type_)
-                if dec is None or dec[0] != schema:
-                    ev = self.decode_row(row, raw)
-                    et = self.registry._by_name.get(type_)
-                    if et is not None:
-                        decoders[type_] = (et.schema, codec.class_codec(et.cls).decoder())
-                    yield ev
-                    continue
-                # tuple.__new__ directly: NamedTuple's own __new__ is a Python frame per row.
-                yield make(cls, (position, stream, version, type_, schema, at, dec[1](plain)))
-        except GeneratorExit:
-            raise
-        except Exception:
-            yield self.decode_row(rows[i], raw)  # raises the typed error for this row
-            yield from self.iter_decode(rows[i + 1:], raw, only)
+        skip = _SKIP
+        for rows in pages:
+            if self._decoders_generation != registry.generation:
+                self._decoders.clear()  # a class was (re-)registered: build its decoder again
+                table.clear()
+                self._decoders_generation = registry.generation
+            row = None
+            try:
+                for row in rows:
+                    position, stream, version, type_, schema, at, flags, payload = row
+                    at_schema, decode = table[type_]  # (None, None) for a type not seen yet
+                    if at_schema == schema and not flags and payload is not None and len(payload) <= limit:
+                        try:
+                            # msgpack's default (string keys only) parses faster than
+                            # strict_map_key=False; maps with other keys take the second try.
+                            plain = unpackb(payload)
+                        except Exception:
+                            plain = unpackb(payload, strict_map_key=False)
+                        # tuple.__new__ directly: NamedTuple's __new__ is a Python frame per row.
+                        yield make(cls, (position, stream, version, type_, schema, at, decode(plain)))
+                    elif at_schema is skip:
+                        yield make(cls, (position, stream, version, type_, schema, at,
+                                         None if payload is None else UNDECODED))
+                    else:
+                        yield self._decode_other(row, only, table)
+            except Exception:
+                if row is None:
+                    raise
+                yield self.decode_row(row)  # raises the typed error for this row
+                # (decode_row accepted it after all: go on after it, this page then the rest)
+                rest = rows[next(k for k, r in enumerate(rows) if r is row) + 1:]
+                yield from self._typed_pages(itertools.chain((rest,), pages), only)
+                return
+
+    def _decode_other(self, row: tuple, only: "frozenset[str] | None", table: dict) -> RecordedEvent:
+        """Decode a row the fast line did not take, and teach `table` its type."""
+        type_ = row[3]
+        if only is not None and type_ not in only:
+            table[type_] = (_SKIP, None)
+            return _tuple_new(RecordedEvent, (*row[:6], None if row[7] is None else UNDECODED))
+        ev = self.decode_row(row)
+        if type_ not in table:
+            et = self.registry._by_name.get(type_)
+            if et is not None:
+                table[type_] = (et.schema, codec.class_codec(et.cls).decoder())
+        return ev
+
+    def _raw_pages(self, pages: Iterator[list[tuple]],
+                   only: "frozenset[str] | None") -> Iterator[RecordedEvent]:
+        # raw=True: the decoded field maps, no classes (export, inspection); not a hot path.
+        for rows in pages:
+            for row in rows:
+                if only is not None and row[3] not in only:
+                    yield _tuple_new(RecordedEvent, (*row[:6], None if row[7] is None else UNDECODED))
+                else:
+                    yield self.decode_row(row, raw=True)
+
+    def _pages(self, sql: str, params: list[Any], key_column: int, page_size: int) -> Iterator[list[tuple]]:
+        """Run a keyset-paged query: `params[0]` is the lower bound of the key, which moves
+        past the last row of each page (`key_column` is the key's index in a row)."""
+        query = self.db.query
+        while True:
+            # Each page is its own statement: no read snapshot stays open between pages,
+            # so a slow consumer never blocks WAL checkpoints.
+            rows = query(sql, params)
+            if rows:
+                yield rows
+            if len(rows) < page_size:
+                return
+            params[0] = rows[-1][key_column] + 1
 
     def read_all(self, from_position: int = 1, *, to_position: int | None = None,
                  types: Sequence[str] | None = None, streams: Sequence[str] | None = None,
@@ -392,7 +483,7 @@ class EventLog:
         _check_names(types, "types")
         _check_names(streams, "streams")
         where = ["position >= ?"]
-        params: list[Any] = []
+        params: list[Any] = [from_position]
         if to_position is not None:
             _check_position(to_position, "to_position", allow_zero=True)
             where.append(f"position <= {int(to_position)}")
@@ -403,17 +494,7 @@ class EventLog:
             where.append(f"stream IN ({','.join('?' * len(streams))})")
             params.extend(streams)
         sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY position LIMIT {int(page_size)}"
-        position = from_position
-        decode_page = self.iter_decode
-        query = self.db.query
-        while True:
-            # Each page is its own statement: no read snapshot stays open between pages,
-            # so a slow consumer never blocks WAL checkpoints.
-            rows = query(sql, [position, *params])
-            yield from decode_page(rows, raw, only_decode)
-            if len(rows) < page_size:
-                return
-            position = rows[-1][0] + 1
+        return self._decode_pages(self._pages(sql, params, 0, page_size), raw, only_decode)
 
     def read_stream(self, stream: str, from_version: int = 1, *, to_version: int | None = None,
                     raw: bool = False, page_size: int = PAGE) -> Iterator[RecordedEvent]:
@@ -424,15 +505,9 @@ class EventLog:
         if to_version is not None:
             _check_position(to_version, "to_version", allow_zero=True)
         upper = "" if to_version is None else f" AND version <= {int(to_version)}"
-        sql = (f"SELECT {_COLUMNS} FROM events WHERE stream = ? AND version >= ?{upper} "
+        sql = (f"SELECT {_COLUMNS} FROM events WHERE version >= ? AND stream = ?{upper} "
                f"ORDER BY version LIMIT {int(page_size)}")
-        version = from_version
-        while True:
-            rows = self.db.query(sql, (stream, version))
-            yield from self.iter_decode(rows, raw)
-            if len(rows) < page_size:
-                return
-            version = rows[-1][2] + 1
+        return self._decode_pages(self._pages(sql, [from_version, stream], 2, page_size), raw, None)
 
     def get(self, position: int, raw: bool = False) -> RecordedEvent | None:
         """The event at one position, or None."""

@@ -141,12 +141,10 @@ class ProjectionEngine:
         self.by_name = {p.name: p for p in self.projections}
         self.stale: dict[str, int] = {}
         # projection_state is reconciled on the first append of a transaction when another
-        # connection committed since our last commit (data_version moved), as the log's
-        # head cache does: other handles, maybe running other code, may have created,
+        # connection committed since we last looked (Database.foreign_epoch moved), as the
+        # log's head cache does: other handles, maybe running other code, may have created,
         # rebuilt or pinned projections meanwhile.
-        self._checked_serial = -1
-        self._checked_dv: int | None = None
-        db.on_commit.append(self._after_commit)
+        self._checked_epoch = -1
         db.on_rollback.append(self._forget_check)
         self._set_live()
 
@@ -203,11 +201,10 @@ class ProjectionEngine:
 
     def apply_inline(self, db: Database, events: list[Any]) -> None:
         """Called by the log inside each append transaction."""
-        if self._checked_serial != db.serial:
-            if self._checked_dv is None or self._checked_dv != db.data_version():
-                self._reconcile(db, events[0].position)
-            self._checked_serial = db.serial
-            self._checked_dv = None  # valid again only once this transaction commits
+        epoch = db.foreign_epoch()
+        if epoch != self._checked_epoch:
+            self._reconcile(db, events[0].position)
+            self._checked_epoch = epoch
         self.dispatcher.apply(db, events)
 
     def _reconcile(self, db: Database, first_position: int) -> None:
@@ -239,14 +236,9 @@ class ProjectionEngine:
         if changed:
             self._set_live()
 
-    def _after_commit(self) -> None:
-        if self._checked_serial == self.db.serial:
-            self._checked_dv = self.db.data_version()
-
     def _forget_check(self) -> None:
         # A rollback may have undone the pins and catch-ups: check again next time.
-        self._checked_serial = -1
-        self._checked_dv = None
+        self._checked_epoch = -1
 
     def require_fresh(self, name: str) -> None:
         """Raise ProjectionStale if the projection cannot be read until rebuilt."""

@@ -12,6 +12,7 @@ import time
 
 import attrs
 import pytest
+from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -355,6 +356,101 @@ def test_read_all_is_lazy_and_sees_events_appended_after_the_first_page():
         assert next(it).position == 1
         store.append("s", [gen.NoteAdded("late")])
         assert [e.position for e in it] == [2, 3, 4, 5, 6]
+
+
+def test_maps_with_integer_keys_read_back_from_every_read():
+    # The read loop parses with msgpack's string-keys-only default first (it is faster)
+    # and must retry, not fail, when a map has integer keys.
+    registry = eventstore.EventRegistry()
+
+    @eventstore.event("test.int_keyed", registry=registry)
+    class IntKeyed:
+        by_id: dict[int, str]
+        attrs_: dict[str, Any]
+
+    events = [IntKeyed({i: str(i), -i - 1: "neg"}, {"k": i}) for i in range(5)]
+    with gen.open_store(":memory:", registry=registry) as store:
+        store.append("s", events)
+        store.append("s", [IntKeyed({}, {})])
+        assert [e.data for e in store.read_all()] == [*events, IntKeyed({}, {})]
+        assert [e.data for e in store.read_stream("s")] == [*events, IntKeyed({}, {})]
+
+
+def test_a_map_field_with_a_non_string_key_is_a_decode_error_naming_the_position(tmp_path):
+    registry = eventstore.EventRegistry()
+
+    @eventstore.event("test.str_keyed", registry=registry)
+    class StrKeyed:
+        labels: dict[str, Any]
+
+    path = str(tmp_path / "s.db")
+    with gen.open_store(path, registry=registry) as store:
+        store.append("s", [StrKeyed({"a": 1}), StrKeyed({"b": 2})])
+    bad = codec.pack({"labels": {1: "x"}})  # well-formed msgpack, wrong key type
+    gen.edit_file(path, "UPDATE events SET payload = ? WHERE position = 2", (bad,))
+    with gen.open_store(path, registry=registry) as store:
+        it = store.read_all()
+        assert next(it).data == StrKeyed({"a": 1})
+        with pytest.raises(eventstore.DecodeError, match="position 2"):
+            next(it)
+
+
+def _register_reloadable(registry: eventstore.EventRegistry) -> type:
+    # Same qualified name every call: what a reloaded module registers again.
+    @eventstore.event("test.reloadable", registry=registry)
+    class Reloadable:
+        value: int
+
+    return Reloadable
+
+
+def test_a_class_registered_again_replaces_the_old_one_for_appends_and_reads():
+    registry = eventstore.EventRegistry()
+    old = _register_reloadable(registry)
+    with gen.open_store(":memory:", registry=registry) as store:
+        store.append("s", [old(1)])
+        assert type(next(iter(store.read_all())).data) is old  # caches filled
+        new = _register_reloadable(registry)
+        assert type(next(iter(store.read_all())).data) is new
+        store.append("s", [new(2)])
+        with pytest.raises(eventstore.EventTypeError):
+            store.append("s", [old(3)])  # no longer registered: refused, not encoded from a cache
+        assert [(type(e.data), e.data.value) for e in store.read_all()] == [(new, 1), (new, 2)]
+
+
+def test_foreign_epoch_moves_for_other_connections_commits_only(tmp_path):
+    from eventstore._sqlite import Database
+
+    path = str(tmp_path / "e.db")
+    a, b = Database(path), Database(path)
+    try:
+        a.enable_wal()
+        a.execute("CREATE TABLE t (x)")
+        with a.transaction():
+            first = a.foreign_epoch()
+            a.execute("INSERT INTO t VALUES (1)")
+        with a.transaction():
+            assert a.foreign_epoch() == first  # our own commit is not foreign
+        with b.transaction():
+            b.execute("INSERT INTO t VALUES (2)")
+        with a.transaction():  # a transaction that does not ask, then commits itself
+            a.execute("INSERT INTO t VALUES (3)")
+        with a.transaction():
+            second = a.foreign_epoch()
+            assert second != first  # b's commit, though a committed since
+            assert a.foreign_epoch() == second  # stable within a transaction
+        with a.transaction():
+            assert a.foreign_epoch() == second
+            with pytest.raises(ZeroDivisionError):
+                with a.transaction():  # a savepoint rolled back
+                    a.execute("INSERT INTO t VALUES (4)")
+                    1 / 0
+            a.execute("INSERT INTO t VALUES (5)")
+        with a.transaction():
+            assert a.foreign_epoch() == second  # asked, then committed: still no foreign commit
+    finally:
+        a.close()
+        b.close()
 
 
 # --- transactions -----------------------------------------------------------------------------
