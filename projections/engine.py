@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import time
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -276,6 +277,7 @@ class ProjectionEngine:
             os.close(fd)
             os.unlink(path)
             return path
+        remove_abandoned_scratch(base)
         return f"{base}.{kind}-{os.getpid()}-{time.monotonic_ns()}.tmp"
 
     def _build(self, scratch: Database, dispatcher: Dispatcher, from_position: int,
@@ -429,6 +431,50 @@ def _compare(live: Database, rebuilt: Database, table: str) -> tuple[tuple | Non
             return None
         if x != y:
             return (x, y)
+
+
+def remove_abandoned_scratch(store_path: str) -> list[str]:
+    """Delete the scratch files (`<store>.rebuild-<pid>-<n>.tmp`, `.verify-...`) left
+    beside `store_path` by processes that no longer run; returns the paths removed.
+
+    A rebuild or verify killed mid-way cannot remove its own scratch file, which can be
+    as large as the projections. Files of a live process (this one included: another
+    thread may be rebuilding) are left alone; a pid that was reused by an unrelated
+    process keeps its file until that process ends, which errs on the safe side.
+    """
+    directory = os.path.dirname(os.path.abspath(store_path))
+    prefix = os.path.basename(store_path) + "."
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        m = _SCRATCH_NAME.fullmatch(name[len(prefix):])
+        if m is None or int(m.group(2)) == os.getpid() or _process_alive(int(m.group(2))):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            _remove(path)
+        except OSError:  # a read-only directory, another cleaner racing us: not our problem
+            continue
+        removed.append(path)
+    return removed
+
+
+_SCRATCH_NAME = re.compile(r"(rebuild|verify)-([0-9]+)-([0-9]+)\.tmp")
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, under another user
+        return True
+    return True
 
 
 def _remove(path: str) -> None:

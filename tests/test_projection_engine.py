@@ -481,3 +481,31 @@ def test_live_writer_next_to_a_writer_that_found_the_projection_stale_never_doub
     with _open(path) as store:
         assert [(s.stream, s.event_count) for s in store.streams()] == [("l", 2), ("n", 3), ("s:0", 3), ("s:1", 2)]
         assert_consistent(store)
+
+
+def test_rebuild_removes_scratch_files_abandoned_by_dead_processes_only(tmp_path):
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "s.db")
+    with gen.open_store(path) as store:
+        store.append("s", [gen.NoteAdded("x")])
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True)
+        dead_pid = int(dead.stdout)
+        files = {
+            "dead": f"{path}.rebuild-{dead_pid}-1.tmp",
+            "dead_wal": f"{path}.verify-{dead_pid}-2.tmp-wal",
+            "dead_verify": f"{path}.verify-{dead_pid}-2.tmp",
+            "live": f"{path}.rebuild-{os.getppid()}-3.tmp",
+            "own": f"{path}.verify-{os.getpid()}-4.tmp",
+            "unrelated": f"{path}.rebuild-notes.txt",
+            "other_store": str(tmp_path / f"t.db.rebuild-{dead_pid}-5.tmp"),
+        }
+        for f in files.values():
+            with open(f, "wb") as fh:
+                fh.write(b"scratch")
+        store.rebuild()
+        left = {k for k, f in files.items() if os.path.exists(f)}
+        assert left == {"live", "own", "unrelated", "other_store"}
+        assert store.verify_projections().ok
