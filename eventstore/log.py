@@ -7,17 +7,16 @@ sessions, leases or any other domain; projections plug in through `on_append`.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import threading
 import time
-from typing import Any, Callable, Iterator, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import attrs
 
 from . import chain, codec
 from ._sqlite import Database, is_constraint_error
+from .decoding import UNDECODED, RecordedEvent, RowDecoder
 from .errors import (
-    DecodeError,
     IdempotencyConflict,
     InvalidArgument,
     PayloadTooLarge,
@@ -26,10 +25,13 @@ from .errors import (
 )
 from .events import REGISTRY, EventRegistry
 
-_unpackb = codec.msgpack.unpackb
+__all__ = [
+    "ANY", "APPLICATION_ID", "MAX_STREAM_BYTES", "NO_STREAM", "PAGE", "SCHEMA", "SCHEMA_VERSION",
+    "STREAM_EXISTS", "UNDECODED", "AppendResult", "EventLog", "RecordedEvent", "validate_stream",
+]
+
 _packb = codec.msgpack.packb
 _sha256 = hashlib.sha256
-_tuple_new = tuple.__new__
 
 SCHEMA_VERSION = 1
 """The layout version of the store file, stamped in PRAGMA user_version."""
@@ -75,48 +77,6 @@ CREATE TABLE IF NOT EXISTS store_meta (
 """
 
 _COLUMNS = "position, stream, version, type, schema, recorded_at_ms, flags, payload"
-
-
-class _Undecoded:
-    """Marker for an event whose payload was deliberately not decoded (headers only)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "UNDECODED"
-
-
-UNDECODED = _Undecoded()
-_SKIP = object()
-"""In a decoder table, the schema of a type the reader asked not to decode."""
-
-
-class _DecoderTable(dict):
-    """type name -> (schema, decoder); a type not seen yet reads as (None, None), so the
-    hot loop does one subscript and no None test."""
-
-    __slots__ = ()
-
-    def __missing__(self, key: str) -> tuple[None, None]:
-        return (None, None)
-
-
-class RecordedEvent(NamedTuple):
-    """One event as stored: where it sits in the log and its decoded data.
-
-    A NamedTuple rather than an attrs class because every read and replay builds one per
-    row; tuple construction is the cheapest immutable record Python has. `data` is the
-    event instance (or, for raw reads, the decoded field map); it is None when the
-    payload was purged.
-    """
-
-    position: int
-    stream: str
-    version: int
-    type: str
-    schema: int
-    recorded_at_ms: int
-    data: Any
 
 
 @attrs.frozen
@@ -165,6 +125,8 @@ class EventLog:
         self.compress_threshold = compress_threshold
         self.limits = limits or codec.Limits()
         self.clock = clock
+        self.decoder = RowDecoder(self.registry, self.limits)
+        """Decodes fetched rows; shared by every read of this log."""
         self.on_append: Callable[[Database, list[RecordedEvent]], None] | None = None
         # Head cache: the newest (position, hash) and the versions of recently written
         # streams. Valid only while no other connection has committed since it was filled,
@@ -172,10 +134,8 @@ class EventLog:
         self._head: tuple[int, bytes] | None = None
         self._versions: dict[str, int] = {}
         self._cache_epoch = -1
-        self._decoders = _DecoderTable()
         self._encoders: dict[type, tuple[str, int, Callable[[Any], dict], Any]] = {}
         self._encoders_generation = -1
-        self._decoders_generation = -1
         db.on_rollback.append(self.invalidate_cache)
 
     def invalidate_cache(self) -> None:
@@ -342,23 +302,7 @@ class EventLog:
 
     def decode_row(self, row: tuple, raw: bool = False) -> RecordedEvent:
         """Turn one stored row (the first 8 event columns) into a RecordedEvent."""
-        position, stream, version, type_, schema, at, flags, payload = row
-        if payload is None:
-            return RecordedEvent(position, stream, version, type_, schema, at, None)
-        if len(payload) > self.limits.max_payload_bytes:
-            raise PayloadTooLarge(f"position {position} (stream {stream!r}): stored payload of "
-                                  f"{len(payload)} bytes is over the limit of {self.limits.max_payload_bytes}")
-        try:
-            plain = codec.unpack(codec.decompress(payload, flags, self.limits.max_decompressed_bytes))
-        except codec.ShapeError as exc:
-            raise DecodeError(f"event {type_}: {exc}", position=position, stream=stream) from None
-        except PayloadTooLarge as exc:
-            raise PayloadTooLarge(f"position {position} (stream {stream!r}): {exc}") from None
-        if raw:
-            return RecordedEvent(position, stream, version, type_, schema, at, plain)
-        et = self.registry.for_name(type_, position, stream)
-        return RecordedEvent(position, stream, version, type_, schema, at,
-                             et.decode_plain(plain, schema, position, stream))
+        return self.decoder.decode_row(row, raw)
 
     def decode_page(self, rows: list[tuple], raw: bool = False,
                     only: "frozenset[str] | None" = None) -> list[RecordedEvent]:
@@ -371,88 +315,7 @@ class EventLog:
 
         With `only`, events of other types carry `UNDECODED` as data (headers only).
         """
-        return self._decode_pages(iter((rows,)), raw, only)
-
-    def _decode_pages(self, pages: Iterator[list[tuple]], raw: bool,
-                      only: "frozenset[str] | None") -> Iterator[RecordedEvent]:
-        """The decoding behind every read: the rows of each page in turn, lazily.
-
-        The pages are pulled from `pages` (a generator of queries) inside the decoding
-        generator itself, so each event costs one generator resume, not one per layer.
-        Decoding lazily (rather than a whole page into a list) keeps few decoded events
-        alive at once, which keeps the garbage collector's young-generation passes short.
-        """
-        return self._raw_pages(pages, only) if raw else self._typed_pages(pages, only)
-
-    def _typed_pages(self, pages: Iterator[list[tuple]],
-                     only: "frozenset[str] | None") -> Iterator[RecordedEvent]:
-        # The hot loop of every read and replay. A row takes the fast line when its type
-        # has a decoder at its schema and its payload is present, plain and within the
-        # limit; anything else (first sight of a type, a type not to decode, a purged or
-        # compressed payload, an old schema to upcast) goes to _decode_other, and a row the
-        # fast line fails on is redone by decode_row, which raises the precise typed error.
-        table = self._decoders if only is None else _DecoderTable()
-        registry = self.registry
-        unpackb = _unpackb
-        make = _tuple_new
-        cls = RecordedEvent
-        limit = self.limits.max_payload_bytes
-        skip = _SKIP
-        for rows in pages:
-            if self._decoders_generation != registry.generation:
-                self._decoders.clear()  # a class was (re-)registered: build its decoder again
-                table.clear()
-                self._decoders_generation = registry.generation
-            row = None
-            try:
-                for row in rows:
-                    position, stream, version, type_, schema, at, flags, payload = row
-                    at_schema, decode = table[type_]  # (None, None) for a type not seen yet
-                    if at_schema == schema and not flags and payload is not None and len(payload) <= limit:
-                        try:
-                            # msgpack's default (string keys only) parses faster than
-                            # strict_map_key=False; maps with other keys take the second try.
-                            plain = unpackb(payload)
-                        except Exception:
-                            plain = unpackb(payload, strict_map_key=False)
-                        # tuple.__new__ directly: NamedTuple's __new__ is a Python frame per row.
-                        yield make(cls, (position, stream, version, type_, schema, at, decode(plain)))
-                    elif at_schema is skip:
-                        yield make(cls, (position, stream, version, type_, schema, at,
-                                         None if payload is None else UNDECODED))
-                    else:
-                        yield self._decode_other(row, only, table)
-            except Exception:
-                if row is None:
-                    raise
-                yield self.decode_row(row)  # raises the typed error for this row
-                # (decode_row accepted it after all: go on after it, this page then the rest)
-                rest = rows[next(k for k, r in enumerate(rows) if r is row) + 1:]
-                yield from self._typed_pages(itertools.chain((rest,), pages), only)
-                return
-
-    def _decode_other(self, row: tuple, only: "frozenset[str] | None", table: dict) -> RecordedEvent:
-        """Decode a row the fast line did not take, and teach `table` its type."""
-        type_ = row[3]
-        if only is not None and type_ not in only:
-            table[type_] = (_SKIP, None)
-            return _tuple_new(RecordedEvent, (*row[:6], None if row[7] is None else UNDECODED))
-        ev = self.decode_row(row)
-        if type_ not in table:
-            et = self.registry._by_name.get(type_)
-            if et is not None:
-                table[type_] = (et.schema, codec.class_codec(et.cls).decoder())
-        return ev
-
-    def _raw_pages(self, pages: Iterator[list[tuple]],
-                   only: "frozenset[str] | None") -> Iterator[RecordedEvent]:
-        # raw=True: the decoded field maps, no classes (export, inspection); not a hot path.
-        for rows in pages:
-            for row in rows:
-                if only is not None and row[3] not in only:
-                    yield _tuple_new(RecordedEvent, (*row[:6], None if row[7] is None else UNDECODED))
-                else:
-                    yield self.decode_row(row, raw=True)
+        return self.decoder.decode_pages(iter((rows,)), raw, only)
 
     def _pages(self, sql: str, params: list[Any], key_column: int, page_size: int) -> Iterator[list[tuple]]:
         """Run a keyset-paged query: `params[0]` is the lower bound of the key, which moves
@@ -494,7 +357,7 @@ class EventLog:
             where.append(f"stream IN ({','.join('?' * len(streams))})")
             params.extend(streams)
         sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY position LIMIT {int(page_size)}"
-        return self._decode_pages(self._pages(sql, params, 0, page_size), raw, only_decode)
+        return self.decoder.decode_pages(self._pages(sql, params, 0, page_size), raw, only_decode)
 
     def read_stream(self, stream: str, from_version: int = 1, *, to_version: int | None = None,
                     raw: bool = False, page_size: int = PAGE) -> Iterator[RecordedEvent]:
@@ -507,7 +370,7 @@ class EventLog:
         upper = "" if to_version is None else f" AND version <= {int(to_version)}"
         sql = (f"SELECT {_COLUMNS} FROM events WHERE version >= ? AND stream = ?{upper} "
                f"ORDER BY version LIMIT {int(page_size)}")
-        return self._decode_pages(self._pages(sql, [from_version, stream], 2, page_size), raw, None)
+        return self.decoder.decode_pages(self._pages(sql, [from_version, stream], 2, page_size), raw, None)
 
     def get(self, position: int, raw: bool = False) -> RecordedEvent | None:
         """The event at one position, or None."""

@@ -19,7 +19,7 @@ from .blobs import SCHEMA as BLOB_SCHEMA
 from .blobs import BlobStore
 from .chain import Anchor, VerifyReport
 from .clock import system_clock
-from .errors import FileError, InvalidArgument, NotAnEventStore, SchemaTooNew, StoreError
+from .errors import FileError, InvalidArgument, NotAnEventStore, SchemaTooNew
 from .events import EventRegistry
 from .log import ANY, APPLICATION_ID, SCHEMA, SCHEMA_VERSION, AppendResult, EventLog, RecordedEvent
 

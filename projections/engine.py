@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 import time
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import attrs
 
