@@ -444,6 +444,8 @@ class EventLog:
 
         With an `anchor` from an earlier checkpoint(), also prove that the anchor is
         still on the chain: a shorter log is 'truncated', a different hash 'rewritten'.
+        Without one, a log that ends before the largest position SQLite's
+        sqlite_sequence says was written is 'truncated' too.
         With `check_file` (the default), a sound chain is followed by SQLite's
         `PRAGMA integrity_check`: the chain proves every event row, but a damaged index
         page could still make an indexed read (a stream, a projection) answer wrongly,
@@ -465,6 +467,17 @@ class EventLog:
             return self.db.query(self._VERIFY_SQL, (position, n))
 
         report = chain.walk(pages(), anchor, lookahead, progress)
+        if report.ok:
+            # AUTOINCREMENT keeps the largest position ever written in sqlite_sequence, so
+            # a log that ends before it lost its newest rows: caught without an anchor,
+            # unless whoever deleted them also lowered the sequence (an anchor kept
+            # outside the file still catches that).
+            seq = self.db.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'", (), None)
+            if isinstance(seq, int) and seq > report.last_position:
+                return chain.VerifyReport(
+                    False, report.checked, report.last_position, report.last_hash, report.last_position + 1,
+                    "truncated", f"SQLite's sqlite_sequence records that position {seq} was written, but the "
+                                 f"log ends at {report.last_position}: its newest rows were deleted")
         if report.ok and check_file:
             problems = [r[0] for r in self.db.query("PRAGMA integrity_check(5)")]
             if problems != ["ok"]:
