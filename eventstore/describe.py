@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import attrs
 
+from .domain.queue_events import describe_wake_frames
 from .errors import InvalidArgument
 from .events import REGISTRY
 
@@ -346,6 +347,12 @@ def _payload_kinds(payloads: Any) -> str:
     return ", ".join(f"{n} {k}" for k, n in counts.items())
 
 
+def _wake_frames(payloads: Any) -> str:
+    """`, for frame f1` when wakes of the batch are aimed at frames; "" otherwise."""
+    frames = describe_wake_frames(payloads)
+    return f", for {frames}" if frames else ""
+
+
 def _with_source_key(text: str, e: Any) -> str:
     """The sentence of an enqueue, followed by its source key when it has one."""
     return (text + f", source key {short(e.source_key)!r}") if e.source_key else text
@@ -354,7 +361,7 @@ def _with_source_key(text: str, e: Any) -> str:
 @renderer("queue.batch_enqueued")
 def _batch_enqueued(e: Any, ev: Any) -> str:
     text = (f"batch {short(e.batch_id)} (#{e.enqueue_seq}) enqueued on {e.session_id}: "
-            f"{_payload_kinds(e.payloads)}, {e.work_class.value}, {e.slot_policy.value}")
+            f"{_payload_kinds(e.payloads)}{_wake_frames(e.payloads)}, {e.work_class.value}, {e.slot_policy.value}")
     if e.available_at_ms > e.enqueued_at_ms:
         text += f", ready in {duration(e.available_at_ms - e.enqueued_at_ms)}"
     return _with_source_key(text, e)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .describe import ids, renderer, short, templates, value
+from .domain.queue_events import frame_of_scope
 
 
 # --- sentences with optional parts ----------------------------------------------------------
@@ -23,6 +24,9 @@ def _process_event(e: Any, ev: Any) -> str:
         text += f": terminal, {getattr(e.terminal.status, 'value', e.terminal.status)}"
     if e.wake_delivery is not None:
         text += f", wakes session {e.wake_delivery.target_session_id}"
+        frame = frame_of_scope(e.wake_delivery.target_scope_id)
+        if frame:
+            text += f" frame {frame}"
     if e.replay_key:
         text += f" (replay key {short(e.replay_key)!r})"
     return text

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable, Sequence
 
+from ..domain.queue_events import describe_wake_frames
 from . import EXIT_OK
 from ._common import add_db, dumps, fmt_ms, open_existing, print_json_lines, print_table, whole_number
 
@@ -91,6 +92,9 @@ def _batch_row(b: Any, now: int) -> tuple:
     if b.merge_key.kind != "payload_default":
         work += f" {b.merge_key.wire}"
     state = b.state if b.available_at_ms <= now else f"{b.state}, ready {fmt_ms(b.available_at_ms)}"
+    frames = describe_wake_frames(b.payloads)  # only wakes aimed at a frame add to the cell
+    if frames:
+        kinds += f" ({frames})"
     return (b.enqueue_seq, _short(b.batch_id), state, work, f"{len(b.items)} {kinds}", b.source_key or "",
             *_claim_cells(b.claim))
 

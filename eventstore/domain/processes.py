@@ -315,11 +315,12 @@ class Processes(ProcessLeaseCommands, ProcessGrantCommands, ProcessHandoverComma
         """Append an event and enqueue its wake into the target session's queue
         (`store.queue`, same store), in one transaction.
 
-        The wake becomes a `ProcessWake` batch keyed by `delivery.queue_source_key`, so a
-        replayed append finds the batch already queued (or settled) instead of adding a
-        second one. `draft_options` go to `QueuedWorkDraft.for_wake` (delivery policy,
-        slot policy, ...). If the enqueue fails (for example SessionNotFound for a target
-        session that was never created), the event is not appended either.
+        The wake becomes a `ProcessWake` batch keyed by `delivery.queue_source_key`, carrying
+        the delivery's `target_scope_id` and `input`, so a replayed append finds the batch
+        already queued (or settled) instead of adding a second one. `draft_options` go to
+        `QueuedWorkDraft.for_wake` (delivery policy, slot policy, ...). If the enqueue fails
+        (for example SessionNotFound for a target session that was never created), the
+        event is not appended either.
         """
         from .queue_enqueue import QueuedWorkDraft
         from .queue_events import ProcessWake
@@ -327,7 +328,9 @@ class Processes(ProcessLeaseCommands, ProcessGrantCommands, ProcessHandoverComma
         enqueued: list[Any] = []
 
         def enqueue(d: WakeDelivery) -> None:
-            wake = ProcessWake(d.process_id, d.sequence, d.wake_id, d.event_type)
+            # The scope and input travel with the wake: the runtime that claims it needs
+            # to know which agent frame it is for and what it carries.
+            wake = ProcessWake(d.process_id, d.sequence, d.wake_id, d.event_type, d.target_scope_id, d.input)
             enqueued.append(self.ctx.queue.enqueue(QueuedWorkDraft.for_wake(d.target_session_id, wake,
                                                                             **draft_options)))
 

@@ -126,6 +126,8 @@ def check_draft(draft: Any, what: str = "draft") -> WorkClass:
             codec.pack(codec.class_codec(type(p)).to_plain(p))
         except codec.ShapeError as exc:
             raise InvalidArgument(f"{what}.payloads[{i}] ({type(p).__name__}): {exc}") from None
+        if isinstance(p, ProcessWake):
+            _check_wake_scope(sid, p.target_scope_id, f"{what}.payloads[{i}].target_scope_id")
     classes = {work_class_of(p) for p in payloads}
     if len(classes) > 1:
         kinds = ", ".join(f"{type(p).__name__}={work_class_of(p).value}" for p in payloads)
@@ -145,6 +147,15 @@ def check_draft(draft: Any, what: str = "draft") -> WorkClass:
     if draft.source_key is not None:
         _check_text(draft.source_key, f"{what}.source_key")
     return classes.pop()
+
+
+def _check_wake_scope(session_id: str, scope_id: str, what: str) -> None:
+    """A wake's scope must be "" (not recorded), the draft's session, or a frame of it."""
+    whole = f"session:{session_id}"
+    if scope_id in ("", whole) or (scope_id.startswith(whole + "/frame:") and len(scope_id) > len(whole) + 7):
+        return
+    raise InvalidArgument(f"{what} {scope_id!r} is not {whole!r} or '{whole}/frame:<frame>': a wake is "
+                          f"enqueued into the session it is aimed at")
 
 
 def check_retention(value: Any) -> int | None:

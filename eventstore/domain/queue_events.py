@@ -110,18 +110,47 @@ MergeKey.PAYLOAD_DEFAULT = MergeKey("payload_default")
 
 @attrs.frozen
 class ProcessWake:
-    """Turn work: a process event woke this session (delivered by the process registry)."""
+    """Turn work: a process event woke this session (delivered by the process registry).
+
+    `target_scope_id` and `input` come from the registry's `WakeDelivery`: the scope the
+    wake is aimed at (`session:<id>` or `session:<id>/frame:<f>`) and the wake's input
+    text. Both default to "" so wakes enqueued before they existed still decode.
+    """
 
     process_id: str
     sequence: int
     """The waking event's sequence number in the process's event log."""
     wake_id: str
     event_type: str = ""
+    target_scope_id: str = ""
+    """`session:<id>` (the whole session) or `session:<id>/frame:<f>` (one agent frame); "" if unknown."""
+    input: str = ""
+    """The wake's input, as the process type's wake spec materialised it ("" for none)."""
 
     @property
     def source_key(self) -> str:
         """The de-duplication key of this wake: `process:{pid}:event:{seq}:wake`."""
         return f"{wake_source_key_prefix(self.process_id)}{self.sequence}:wake"
+
+    @property
+    def frame_id(self) -> str | None:
+        """The agent frame the wake is aimed at, or None for a whole-session (or unknown) scope."""
+        return frame_of_scope(self.target_scope_id)
+
+
+_FRAME_SEPARATOR = "/frame:"
+
+
+def frame_of_scope(scope_id: str) -> str | None:
+    """The frame of a `session:<id>/frame:<f>` scope id; None for `session:<id>`, "" or a host scope.
+
+    The scope is split at its first `/frame:` (as the trigger scopes are), so a session id
+    that itself contains `/frame:` reads as a framed scope: the scope text cannot tell.
+    """
+    if not scope_id.startswith("session:"):
+        return None
+    _, found, frame = scope_id.partition(_FRAME_SEPARATOR)
+    return frame if found and frame else None
 
 
 def wake_source_key_prefix(process_id: str) -> str:
@@ -142,6 +171,23 @@ def is_wake_source_key_of(process_id: str, source_key: str) -> bool:
     if not (source_key.startswith(prefix) and source_key.endswith(":wake")):
         return False
     return _SEQUENCE.fullmatch(source_key[len(prefix):-len(":wake")]) is not None
+
+
+def wake_frames(payloads: Any) -> tuple[str, ...]:
+    """The frames the `ProcessWake`s among `payloads` are aimed at, in order, each once."""
+    frames: dict[str, None] = {}
+    for p in payloads:
+        if isinstance(p, ProcessWake) and p.frame_id is not None:
+            frames[p.frame_id] = None
+    return tuple(frames)
+
+
+def describe_wake_frames(payloads: Any) -> str:
+    """`frame f1` or `frames f1, f2` for the frames of `wake_frames(payloads)`; "" for none."""
+    frames = wake_frames(payloads)
+    if not frames:
+        return ""
+    return f"frame{'s' if len(frames) > 1 else ''} {', '.join(frames)}"
 
 
 @attrs.frozen
@@ -287,8 +333,11 @@ __all__ = [
     "ResetSession",
     "SlotPolicy",
     "WorkClass",
+    "describe_wake_frames",
+    "frame_of_scope",
     "is_wake_source_key_of",
     "item_id",
+    "wake_frames",
     "wake_source_key_prefix",
     "work_class_of",
 ]

@@ -14,7 +14,7 @@ from eventstore.domain.input_events import ActiveTurn, CheckpointKind
 from eventstore.domain.inputs import TurnInputDraft
 from eventstore.domain.leases import Acquired, SessionExecutionLeaseExpired
 from eventstore.domain.owners import LeaseOwner, LocalProcessLiveness
-from eventstore.domain.processes import AppendEventRequest, ExternalOwner, Success
+from eventstore.domain.processes import AppendEventRequest, ExternalOwner, SessionScope, Success
 from eventstore.domain.queue import (
     AgentFrameTask,
     ClaimBoundary,
@@ -624,6 +624,40 @@ class QueueContract:
         assert store.queue.source_key("s1", keys[0]) is None
         assert store.queue.source_key("s1", keys[1]).batch_id == fresh.batch.batch_id
         assert_consistent(store)
+
+    # --- wakes aimed at a frame ------------------------------------------------------------
+
+    def test_a_wake_aimed_at_a_frame_is_claimed_back_with_its_scope_and_input(self, backend):
+        store = self.setup_session(backend)
+        store.processes.register(registration("p", wake_type(), wake_target=SessionScope("s1", "f1")))
+        request = AppendEventRequest("producer.wake", {"wake_input": "build failed"})
+        woke = store.processes.append_event_and_enqueue("p", request)
+        delivery = woke.append.wake_delivery
+        assert delivery.target_scope_id == "session:s1/frame:f1"
+        claim = store.queue.claim_ready(fence_of(store, "s1", owner("a")))
+        [wake] = [item.payload for batch in claim.batches for item in batch.items]
+        assert (wake.target_scope_id, wake.frame_id, wake.input) == ("session:s1/frame:f1", "f1", "build failed")
+        assert (wake.process_id, wake.sequence, wake.wake_id) == ("p", 1, delivery.wake_id)
+        assert store.queue.list("s1")[0].items[0].payload == wake  # the read model keeps them too
+        assert_consistent(store)
+
+    def test_a_wake_aimed_at_the_whole_session_has_no_frame(self, backend):
+        store = self.setup_session(backend)
+        woke = self.wake(store, "p", "tests passed")
+        [wake] = woke.batch.payloads
+        assert (wake.target_scope_id, wake.frame_id, wake.input) == ("session:s1", None, "tests passed")
+        claim = store.queue.claim_ready(fence_of(store, "s1", owner("a")))
+        assert claim.batches[0].payloads == (wake,)
+        assert_consistent(store)
+
+    def test_a_wake_aimed_at_another_session_is_refused_at_enqueue_and_nothing_is_written(self, backend):
+        store = self.setup_session(backend)
+        before = store.last_position()
+        for scope in ("session:s2", "session:s2/frame:f1", "session:s1/frame:", "host", "session:s10"):
+            wake = ProcessWake("p", 1, "w", "t", scope, "x")
+            with pytest.raises(eventstore.InvalidArgument, match=r"payloads\[0\]\.target_scope_id"):
+                store.queue.enqueue(QueuedWorkDraft.for_wake("s1", wake))
+        assert store.last_position() == before and store.queue.list("s1") == []
 
     def test_ids_and_claim_tokens_are_derived_from_recorded_data(self, backend):
         store = self.setup_session(backend)
