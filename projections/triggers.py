@@ -10,7 +10,11 @@ Tables (all derived from the `trigger:*`, `trigger-occurrence:*` and
 * ``triggers_receipts``: one row per operation id with the answer it got (until a
   prune drops receipts older than its cutoff);
 * ``triggers_occurrences`` and ``triggers_deliveries``: ingested occurrences and the
-  deliveries reserved with them, keyed by their deterministic process id.
+  deliveries reserved with them, keyed by their deterministic process id. A delivery
+  row leaves when its process is pruned from the registry or its subscription's
+  tombstone is pruned; an occurrence row (and with it its idempotency key) leaves when
+  `trigger.occurrences_forgotten` names a cutoff after it *and* none of its deliveries
+  is left (see `FORGETTABLE`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from eventstore.domain.trigger_events import (
     CommandAnswered,
     DeliveryReserved,
     OccurrenceRecorded,
+    OccurrencesForgotten,
     SubscriptionDeleted,
     SubscriptionDisabled,
     SubscriptionEnabled,
@@ -43,7 +48,8 @@ from ._select import select_where
 
 triggers = REGISTRY.register(Projection(
     name="triggers",
-    version=1,
+    # 2: `trigger.occurrences_forgotten` (occurrence retention) and the occurrence age index.
+    version=2,
     tables=("triggers_subscriptions", "triggers_retired", "triggers_receipts",
             "triggers_occurrences", "triggers_deliveries"),
     ddl=(
@@ -116,6 +122,7 @@ triggers = REGISTRY.register(Projection(
         ) WITHOUT ROWID""",
         "CREATE INDEX IF NOT EXISTS triggers_deliveries_subscription ON triggers_deliveries (subscription_id)",
         "CREATE INDEX IF NOT EXISTS triggers_deliveries_occurrence ON triggers_deliveries (occurrence_id)",
+        "CREATE INDEX IF NOT EXISTS triggers_occurrences_age ON triggers_occurrences (occurred_at_ms)",
     ),
 ))
 
@@ -223,6 +230,23 @@ def _pruned(db: Any, ev: Any) -> None:
     db.execute("INSERT INTO triggers_receipts VALUES (?,?,'prune',NULL,'pruned',NULL,NULL,NULL,NULL,NULL,NULL,?,?,?,?)",
                (e.operation_id, e.request_hash, len(e.subscription_ids), e.receipts_pruned,
                 e.deliveries_pruned, e.at_ms))
+
+
+# The retention rule, shared by the command that counts and the applier that deletes, so
+# both always agree: an occurrence is forgettable when it was ingested before the cutoff
+# and no delivery of it is left. A delivery row stays until its process is pruned from the
+# registry (only terminal processes are, law 86) or its subscription's tombstone is
+# pruned, so an occurrence whose delivery was never started, or is still running, is
+# never forgotten. This also keeps re-fires safe: a re-fired key derives the same
+# occurrence id and, for the same subscription incarnation, the same delivery process id,
+# which is only free again once the old process has been pruned.
+FORGETTABLE = ("occurred_at_ms < ? AND NOT EXISTS (SELECT 1 FROM triggers_deliveries d "
+               "WHERE d.occurrence_id = triggers_occurrences.occurrence_id)")
+
+
+@triggers.on(OccurrencesForgotten)
+def _forgotten(db: Any, ev: Any) -> None:
+    db.execute(f"DELETE FROM triggers_occurrences WHERE {FORGETTABLE}", (ev.data.older_than_ms,))
 
 
 @triggers.on(OccurrenceRecorded)
@@ -412,6 +436,11 @@ def list_occurrences(db: Any, limit: int | None = None) -> list[TriggerOccurrenc
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     return [_occ(r) for r in db.query(sql)]
+
+
+def count_forgettable_occurrences(db: Any, older_than_ms: int) -> int:
+    """How many occurrences a forget with this cutoff would drop (see `FORGETTABLE`)."""
+    return db.scalar(f"SELECT count(*) FROM triggers_occurrences WHERE {FORGETTABLE}", (older_than_ms,), 0)
 
 
 @row_reader("triggers_deliveries")

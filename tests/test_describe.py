@@ -192,3 +192,12 @@ def test_a_domain_this_code_does_not_know_shows_up_in_replays_and_diffs(tmp_path
         rows = {t.table: t for t in d.tables}["widgets_items"]
         assert (rows.added, rows.changed, rows.removed) == (1, 1, 0)
         assert rows.examples == ("~ (w1): status made -> done", "+ (w2)")
+
+
+def test_forgotten_trigger_occurrences_read_as_a_sentence():
+    from eventstore.domain.trigger_events import OccurrencesForgotten
+
+    ev = RecordedEvent(9, "triggers:maintenance", 1, "trigger.occurrences_forgotten", 1, 5_000,
+                       OccurrencesForgotten(older_than_ms=1_000, forgotten=2, at_ms=5_000))
+    assert describe(ev) == ("occurrence retention: 2 occurrences ingested before 1000 ms forgotten "
+                            "(their idempotency keys with them)")

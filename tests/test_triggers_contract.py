@@ -35,3 +35,26 @@ def test_cli_triggers_on_a_missing_file_is_a_one_line_error(tmp_path, capsys):
     assert main(["triggers", str(tmp_path / "nope.db")]) == 2
     err = capsys.readouterr().err
     assert "no such file" in err and "Traceback" not in err
+
+
+def test_cli_forget_occurrences_dry_run_counts_without_writing_then_forgets(backend, capsys):
+    store, clock = backend.store, backend.clock
+    store.triggers.ingest(push("delivery-1"))
+    clock.advance(1)
+    cutoff = clock()
+    store.close()
+    assert main(["forget-occurrences", backend.path, "--older-than", str(cutoff), "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"dry_run": True, "older_than_ms": cutoff, "forgotten": 1}
+    with backend.open() as reopened:
+        assert reopened.triggers.occurrence("delivery-1") is not None
+    assert main(["forget-occurrences", backend.path, "--older-than", str(cutoff)]) == 0
+    assert "forgot 1 occurrence(s) ingested before" in capsys.readouterr().out
+    with backend.open() as reopened:
+        assert reopened.triggers.occurrence("delivery-1") is None and reopened.verify_projections().ok
+
+
+def test_cli_forget_occurrences_refuses_a_future_cutoff_in_one_line(backend, capsys):
+    backend.store.close()
+    assert main(["forget-occurrences", backend.path, "--older-than", "2999-01-01"]) == 2
+    err = capsys.readouterr().err
+    assert "in the future" in err and "Traceback" not in err

@@ -2,8 +2,8 @@
 
 Two connections issue subscription commands (with current or stale expected
 revisions), replay earlier operation ids, reuse ids with other content, ingest and
-re-ingest occurrences (some session-bound), clean up sessions and prune with moving
-cutoffs. The model predicts every answer and every delivery. After every step the
+re-ingest occurrences (some session-bound), clean up sessions, prune with moving
+cutoffs, forget occurrences (for real or as a dry run) and re-fire forgotten keys. The model predicts every answer and every delivery. After every step the
 projection rows must equal the model, and the live projections must equal a rebuild
 from the log and a time-travel replay (tests/helpers.assert_consistent).
 """
@@ -80,6 +80,9 @@ class TriggerStoreMachine(RuleBasedStateMachine):
         self.receipts: dict[str, tuple[int, Any, tuple]] = {}  # op id -> (recorded at, command, answer)
         self.occurrences: dict[str, tuple[OccurrenceRequest, tuple[str, ...]]] = {}
         self.deliveries: dict[str, list[str]] = {}  # subscription id -> process ids in the projection
+        self.occurred_at: dict[str, int] = {}  # idempotency key -> ingest time of the kept occurrence
+        self.forgotten: dict[str, OccurrenceRequest] = {}  # forgotten keys, to re-fire
+        self.next_key = 0
         self.ops = 0
 
     def teardown(self) -> None:
@@ -203,12 +206,17 @@ class TriggerStoreMachine(RuleBasedStateMachine):
             self.stores[0].triggers.execute(op, other)
 
     @rule(handle=st.integers(0, 1), source=st.sampled_from(SOURCES), session=st.sampled_from((None, "s1", "s2")),
-          again=st.integers(0, 20), change=st.booleans())
-    def ingest(self, handle: int, source: tuple[str, str], session: str | None, again: int, change: bool) -> None:
-        request = OccurrenceRequest(source[0], source[1], f"o{len(self.occurrences)}", {"v": 0}, session)
-        if again < len(self.occurrences):  # re-send an earlier occurrence, as it was or changed
+          again=st.integers(0, 20), change=st.booleans(), refire=st.booleans())
+    def ingest(self, handle: int, source: tuple[str, str], session: str | None, again: int, change: bool,
+               refire: bool) -> None:
+        request = OccurrenceRequest(source[0], source[1], f"o{self.next_key}", {"v": 0}, session)
+        if refire and self.forgotten:  # re-fire a forgotten key: a new occurrence
+            request = self.forgotten.pop(sorted(self.forgotten)[again % len(self.forgotten)])
+        elif again < len(self.occurrences):  # re-send an earlier occurrence, as it was or changed
             earlier = self.occurrences[sorted(self.occurrences)[again]][0]
             request = attrs.evolve(earlier, payload={"v": 1}) if change else earlier
+        else:
+            self.next_key += 1
         idem = request.idempotency_key
         seen = self.occurrences.get(idem)
         if seen is not None:
@@ -225,14 +233,27 @@ class TriggerStoreMachine(RuleBasedStateMachine):
         for sid in sorted(self.subs):
             s = self.subs[sid]
             d = s.definition
-            if (s.enabled and not s.deleted and d.source_type == source[0] and d.source_key in (None, source[1])
-                    and (session is None or session_of_scope(s.scope) == session)):
+            if (s.enabled and not s.deleted and d.source_type == request.source_type
+                    and d.source_key in (None, request.source_key)
+                    and (request.session_id is None or session_of_scope(s.scope) == request.session_id)):
                 expected.append(f"trigger:{sid}:{s.incarnation}:{occ}")
                 self.deliveries.setdefault(sid, []).append(expected[-1])
         got = self.stores[handle].triggers.ingest(request)
         assert got.status == "reserved"
         assert sorted(d.process_id for d in got.deliveries) == sorted(expected)
         self.occurrences[idem] = (request, tuple(d.process_id for d in got.deliveries))
+        self.occurred_at[idem] = self.clock()
+
+    @rule(back=st.sampled_from((0, 1, 500, 5_000)), dry_run=st.booleans())
+    def forget_occurrences(self, back: int, dry_run: bool) -> None:
+        cutoff = self.clock() - back
+        left = {pid.rsplit(":", 1)[1] for pids in self.deliveries.values() for pid in pids}
+        expected = sorted(k for k, at in self.occurred_at.items() if at < cutoff and occurrence_id_for(k) not in left)
+        assert self.stores[1].triggers.forget_occurrences(cutoff, dry_run=dry_run) == len(expected)
+        if not dry_run:
+            for k in expected:
+                self.forgotten[k] = self.occurrences.pop(k)[0]
+                del self.occurred_at[k]
 
     @rule(session=st.sampled_from(("s1", "s2", "s3")))
     def session_cleanup(self, session: str) -> None:
@@ -284,6 +305,7 @@ class TriggerStoreMachine(RuleBasedStateMachine):
                 sorted(self.deliveries.get(sid, []))
         kept = {r[0] for r in store.db.query("SELECT operation_id FROM triggers_receipts")}
         assert kept == set(self.receipts)
+        assert {o.idempotency_key for o in store.triggers.occurrences()} == set(self.occurrences)
 
     @invariant()
     def projections_equal_rebuild_and_time_travel(self) -> None:

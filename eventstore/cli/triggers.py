@@ -1,6 +1,8 @@
-"""Trigger and effect subcommands: `eventstore triggers DB` and `eventstore effects DB`.
+"""Trigger and effect subcommands: `eventstore triggers DB`, `eventstore forget-occurrences
+DB` and `eventstore effects DB`.
 
-Both only read the projections. `effects` shows each journaled effect's status,
+`triggers` and `effects` only read the projections; `forget-occurrences` is
+`store.triggers.forget_occurrences` (occurrence retention), with a `--dry-run`. `effects` shows each journaled effect's status,
 attempts and a one-line summary of its outcome or error.
 """
 
@@ -10,8 +12,10 @@ import argparse
 import sys
 from typing import Any
 
+from ..errors import InvalidArgument
 from . import EXIT_OK
 from ._common import add_db, dumps, fmt_ms, open_existing, print_table, summarize
+from .processes import parse_date
 
 
 def register(sub: Any) -> None:
@@ -21,6 +25,16 @@ def register(sub: Any) -> None:
     p.add_argument("--scope", metavar="SCOPE", help="only subscriptions of this owner scope (host, session:<id>, ...)")
     p.add_argument("--json", action="store_true", help="JSON lines, one subscription per line")
     p.set_defaults(func=_triggers)
+
+    p = sub.add_parser("forget-occurrences",
+                       help="forget trigger occurrences (and their idempotency keys) older than a cutoff")
+    add_db(p)
+    p.add_argument("--older-than", type=parse_date, metavar="DATE",
+                   help="cutoff: ISO date or time (UTC unless it has an offset), or epoch milliseconds "
+                        "(default: now minus the 7-day retention)")
+    p.add_argument("--dry-run", action="store_true", help="report how many would be forgotten, change nothing")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_forget_occurrences)
 
     p = sub.add_parser("effects", help="list journaled effects: status, attempts, outcome summary")
     add_db(p)
@@ -53,6 +67,23 @@ def _triggers(args: argparse.Namespace) -> int:
                      s.revision, source, d.process_name, s.deliveries))
     print_table(["owner scope", "key", "id", "state", "inc", "rev", "source", "process", "deliveries"],
                 rows, title=f"{len(rows)} subscription(s), {occurrences} occurrence(s) ingested")
+    return EXIT_OK
+
+
+def _forget_occurrences(args: argparse.Namespace) -> int:
+    if args.older_than is not None and args.older_than < 0:
+        raise InvalidArgument("--older-than must not be before 1970")
+    with open_existing(args.db) as store:
+        t = store.triggers
+        # The cutoff is fixed here so the report names the one the command used.
+        cutoff = args.older_than if args.older_than is not None else max(
+            0, store.now_ms() - (t.occurrence_retention_ms or 0))
+        n = t.forget_occurrences(cutoff, dry_run=args.dry_run)
+    if args.json:
+        print(dumps({"dry_run": args.dry_run, "older_than_ms": cutoff, "forgotten": n}))
+        return EXIT_OK
+    verb = "would forget" if args.dry_run else "forgot"
+    print(f"{verb} {n} occurrence(s) ingested before {fmt_ms(cutoff)} with no delivery left")
     return EXIT_OK
 
 

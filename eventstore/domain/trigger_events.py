@@ -9,7 +9,8 @@ Streams (one aggregate each):
   receipt of its operation (it carries ``operation_id`` and ``request_hash``).
 * ``trigger-occurrence:<occurrence id>``: one ingested occurrence and, in the same
   append, a ``trigger.delivery_reserved`` per subscription it reached.
-* ``triggers:maintenance``: prune events (retention of receipts and tombstones).
+* ``triggers:maintenance``: prune events (retention of receipts and tombstones) and
+  ``trigger.occurrences_forgotten`` (retention of occurrences and their idempotency keys).
 
 Ids are derived, never random: a subscription id from (owner scope, subscription key),
 an occurrence id from its idempotency key, and a delivery's process id from
@@ -193,6 +194,22 @@ class TriggersPruned:
     subscription_ids: tuple[str, ...]
     receipts_pruned: int
     deliveries_pruned: int
+    at_ms: int
+
+
+@event("trigger.occurrences_forgotten")
+class OccurrencesForgotten:
+    """Retention: occurrences ingested before `older_than_ms` that have no delivery left
+    in the projection leave it, and their idempotency keys with them (a later ingest
+    under such a key records a new occurrence). Their events stay in the log.
+
+    The command computed the cutoff from its clock; the applier only compares against it,
+    so a rebuild or a time-travel replay forgets exactly the same rows.
+    """
+
+    older_than_ms: int
+    forgotten: int
+    """How many occurrences the command found forgettable (the applier forgets the same ones)."""
     at_ms: int
 
 

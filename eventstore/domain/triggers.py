@@ -9,6 +9,12 @@
 
 Commands are decided under the write lock from the `triggers` projection, by the pure
 deciders of `trigger_commands`, and appended with their receipt in the same transaction.
+
+Occurrence retention: an idempotency key de-duplicates re-fires for as long as its
+occurrence is kept. `forget_occurrences()` forgets occurrences older than
+`occurrence_retention_ms` (default 7 days; None keeps them forever) whose deliveries are
+all gone from the projection (each one's process pruned, or its subscription's tombstone
+pruned); a later ingest under a forgotten key records a new occurrence.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from .trigger_events import (
     MAINTENANCE_STREAM,
     DeliveryReserved,
     OccurrenceRecorded,
+    OccurrencesForgotten,
     SubscriptionDeleted,
     TriggerDefinition,
     delivery_process_id,
@@ -54,8 +61,15 @@ from .trigger_events import (
     subscription_stream,
 )
 
+DAY_MS = 86_400_000
+DEFAULT_OCCURRENCE_RETENTION_MS = 7 * DAY_MS
+"""How long an occurrence (and its idempotency key) is kept by default: 7 days, like the
+queue's settled source keys. Long enough for any webhook sender's retry schedule; it only
+applies when `forget_occurrences()` is called, and never to an occurrence whose
+deliveries are still in the projection."""
+
 __all__ = [
-    "DeleteSubscription", "DisableSubscription", "EnableSubscription", "IngestResult", "OccurrenceConflict",
+    "DEFAULT_OCCURRENCE_RETENTION_MS", "DeleteSubscription", "DisableSubscription", "EnableSubscription", "IngestResult", "OccurrenceConflict",
     "OccurrenceRequest", "OperationIdConflict", "PruneTriggers", "RegisterSubscription", "ReviveSubscription",
     "SessionCleanupReport", "SubscriptionExists", "SubscriptionNotDeleted", "SubscriptionNotFound",
     "SubscriptionRevisionConflict", "SubscriptionTombstoned", "TriggerCommandResult", "TriggerConflict",
@@ -111,6 +125,20 @@ class Triggers:
 
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
+        self._retention: int | None = DEFAULT_OCCURRENCE_RETENTION_MS
+
+    @property
+    def occurrence_retention_ms(self) -> int | None:
+        """How long (ms) `forget_occurrences()` keeps an occurrence and its idempotency key;
+        None: forever (then only an explicit cutoff forgets)."""
+        return self._retention
+
+    @occurrence_retention_ms.setter
+    def occurrence_retention_ms(self, value: int | None) -> None:
+        """Set it: an integer of ms >= 0, or None (InvalidArgument otherwise)."""
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2 ** 63):
+            raise InvalidArgument(f"occurrence_retention_ms must be an integer >= 0 or None, got {value!r}"[:200])
+        self._retention = value
 
     # --- commands ----------------------------------------------------------------
 
@@ -185,14 +213,62 @@ class Triggers:
             return IngestResult(p.get_occurrence(ctx.db, request.idempotency_key),
                                 tuple(p.list_deliveries(ctx.db, occurrence_id=occurrence_id)), "reserved")
 
+    def forget_occurrences(self, older_than_ms: int | None = None, dry_run: bool = False) -> int:
+        """Forget occurrences ingested before the cutoff whose deliveries are all gone from
+        the projection; returns how many. Their idempotency keys go with them: a later
+        ingest under one records a new occurrence. The cutoff is `older_than_ms`, or now
+        minus `occurrence_retention_ms` (None retention and no cutoff: forgets nothing).
+
+        Appends one `trigger.occurrences_forgotten` event carrying the cutoff (none when
+        nothing is forgettable); the log keeps the occurrences' events, so time travel to
+        before the forget still shows them. `dry_run=True` only counts.
+        """
+        ctx = self.ctx
+        if not isinstance(dry_run, bool):
+            raise InvalidArgument(f"dry_run must be True or False, got {dry_run!r}"[:200])
+        if older_than_ms is not None and (isinstance(older_than_ms, bool) or not isinstance(older_than_ms, int)
+                                          or not 0 <= older_than_ms < 2 ** 63):
+            raise InvalidArgument(f"forget_occurrences: older_than_ms must be an integer >= 0 or None, "
+                                  f"got {older_than_ms!r}"[:200])
+        if not dry_run:
+            ctx.require_writable("triggers.forget_occurrences")
+        p = _projection()
+        if dry_run:
+            ctx.require_fresh("triggers")
+            cutoff = self._cutoff(older_than_ms, ctx.now_ms())
+            return 0 if cutoff is None else p.count_forgettable_occurrences(ctx.db, cutoff)
+        with ctx.transaction():  # BEGIN IMMEDIATE: the count and the event see the same rows
+            now = ctx.now_ms()
+            cutoff = self._cutoff(older_than_ms, now)
+            if cutoff is None:
+                return 0
+            ctx.require_fresh("triggers")
+            n = p.count_forgettable_occurrences(ctx.db, cutoff)
+            # Nothing to forget writes nothing, so a periodic call on a quiet store adds no events.
+            if n:
+                ctx.append(MAINTENANCE_STREAM, [OccurrencesForgotten(cutoff, n, now)], now_ms=now)
+        return n
+
+    def _cutoff(self, older_than_ms: int | None, now: int) -> int | None:
+        """The forget cutoff: the explicit one (not in the future), or now - retention."""
+        if older_than_ms is not None:
+            if older_than_ms > now:
+                raise InvalidArgument(f"forget_occurrences: older_than_ms ({older_than_ms}) is in the future "
+                                      f"(now is {now})")
+            return older_than_ms
+        return None if self._retention is None else max(0, now - self._retention)
+
     def _recorded(self, occurrence_id: str) -> IngestResult:
         """The original answer of an ingest, read back from its stream (deliveries that a
-        prune later retired from the projection are still reported)."""
+        prune later retired from the projection are still reported). A key ingested again
+        after its occurrence was forgotten has several recordings in the stream: the
+        latest one (the one the projection holds) and its deliveries are the answer."""
         p = _projection()
         occurrence, deliveries = None, []
         for ev in self.ctx.log.read_stream(occurrence_stream(occurrence_id)):
             e = ev.data
             if isinstance(e, OccurrenceRecorded):
+                deliveries = []
                 occurrence = p.TriggerOccurrence(e.occurrence_id, e.idempotency_key, e.request_hash, e.source_type,
                                                  e.source_key, e.session_id, e.payload, e.delivery_count, e.at_ms)
             elif isinstance(e, DeliveryReserved):
