@@ -24,6 +24,7 @@ their first 8 hex digits followed by an ellipsis; `--json` output keeps them who
 
 from __future__ import annotations
 
+import datetime as _dt
 import enum
 import re
 import string
@@ -164,6 +165,13 @@ def who(owner: Any) -> str:
     return f"{owner.owner_id}/{short(owner.incarnation_id, 6)}"
 
 
+def timestamp(ms: int | None) -> str:
+    """A millisecond timestamp as an ISO 8601 UTC string: `2026-03-02T09:00:00.000Z`."""
+    if ms is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 def duration(ms: int | None) -> str:
     """Milliseconds as a short duration: `250ms`, `1.5s`, `30s`, `2m`, `1h`."""
     if ms is None:
@@ -207,7 +215,7 @@ def _clip(text: str, width: int) -> str:
 # --- sentence templates ---------------------------------------------------------------------
 
 _HELPERS: dict[str, Callable[..., Any]] = {
-    "short": short, "value": value, "who": who, "kind": kind, "duration": duration,
+    "short": short, "value": value, "who": who, "kind": kind, "duration": duration, "time": timestamp,
     "enum": lambda v: getattr(v, "value", v),
     "scope": lambda v: getattr(v, "scope_id", None) or value(v),
     "count": lambda v, *words: plural(len(v), *words),

@@ -92,7 +92,7 @@ templates({
     "trigger.subscription_registered": _SUBSCRIPTION_REGISTERED,
     "trigger.subscription_revived": _SUBSCRIPTION_REGISTERED,
     "trigger.occurrences_forgotten": ("occurrence retention: {forgotten:plural occurrence} ingested before "
-                                      "{older_than_ms} ms forgotten (their idempotency keys with them)"),
+                                      "{older_than_ms:time} forgotten (their idempotency keys with them)"),
     "trigger.pruned": ("trigger retention: {subscription_ids:count deleted subscription}, "
                        "{receipts_pruned:plural receipt} and {deliveries_pruned:plural delivery/deliveries} pruned "
                        "from the projection"),

@@ -199,5 +199,5 @@ def test_forgotten_trigger_occurrences_read_as_a_sentence():
 
     ev = RecordedEvent(9, "triggers:maintenance", 1, "trigger.occurrences_forgotten", 1, 5_000,
                        OccurrencesForgotten(older_than_ms=1_000, forgotten=2, at_ms=5_000))
-    assert describe(ev) == ("occurrence retention: 2 occurrences ingested before 1000 ms forgotten "
-                            "(their idempotency keys with them)")
+    assert describe(ev) == ("occurrence retention: 2 occurrences ingested before 1970-01-01T00:00:01.000Z "
+                            "forgotten (their idempotency keys with them)")

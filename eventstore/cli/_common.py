@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime as _dt
 import json
 import os
 import sys
@@ -12,6 +11,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import attrs
 
+from ..describe import timestamp
 from ..errors import FileError
 from ..store import Store, open as open_store
 
@@ -91,11 +91,8 @@ def dumps(value: Any) -> str:
         json.dumps(to_jsonable(value), ensure_ascii=False, separators=(",", ":"), sort_keys=False))
 
 
-def fmt_ms(ms: int | None) -> str:
-    """A millisecond timestamp as an ISO 8601 UTC string."""
-    if ms is None:
-        return "-"
-    return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+fmt_ms = timestamp
+"""A millisecond timestamp as an ISO 8601 UTC string (describe.timestamp)."""
 
 
 def summarize(value: Any, width: int = 100) -> str:
