@@ -38,7 +38,6 @@ import attrs
 
 from .. import codec
 from ..errors import InvalidArgument, StoreError
-from ._checks import check_int as _check_int
 from ._checks import check_text as _check_text
 from .input_events import (
     ActiveTurn,
