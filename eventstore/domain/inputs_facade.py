@@ -13,6 +13,8 @@ import attrs
 
 from ..errors import InvalidArgument
 from ..facades import register_facade
+from ._checks import check_int as _check_int
+from ._checks import check_text as _check_text
 from .input_events import CheckpointKind, TurnInputClaimAbandoned, TurnInputsCancelled
 from .inputs import (
     DEFAULT_MAX_INPUTS,
@@ -26,8 +28,6 @@ from .inputs import (
     TurnInputClaim,
     TurnInputCompletion,
     TurnInputDraft,
-    _check_int,
-    _check_text,
     cancel_outcome,
     check_completion,
     check_input_completion,
