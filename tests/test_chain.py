@@ -93,45 +93,36 @@ def test_every_deleted_row_swapped_pair_and_removed_payload_is_caught(small_log)
     assert small_log.surgeon.rows() == small_log.rows
 
 
-def test_deleting_the_newest_rows_is_caught_by_the_sequence_even_without_an_anchor(tmp_path):
-    path = str(tmp_path / "s.db")
-    _small_log(path)
-    with gen.open_store(path) as store:
-        anchor = store.checkpoint()
-        gen.edit_file(path, "DELETE FROM events WHERE position >= 5")
-        report = store.verify()
-        assert (report.ok, report.problem, report.position, report.checked) == (False, "truncated", 5, 4)
-        assert "position 6 was written" in report.detail
-        report = store.verify(anchor=anchor)
-        assert (report.ok, report.problem, report.position) == (False, "truncated", 6)
+def test_deleting_the_newest_rows_is_caught_by_the_sequence_even_without_an_anchor(small_log):
+    store, anchor = small_log.store, small_log.anchor
+    assert small_log.surgeon.run((("DELETE FROM events WHERE position >= 5", ()),))
+    report = store.verify()
+    assert (report.ok, report.problem, report.position, report.checked) == (False, "truncated", 5, 4)
+    assert "position 6 was written" in report.detail
+    report = store.verify(anchor=anchor)
+    assert (report.ok, report.problem, report.position) == (False, "truncated", 6)
 
 
-def test_deleting_the_newest_row_and_lowering_the_sequence_is_caught_only_with_an_anchor(tmp_path):
+def test_deleting_the_newest_row_and_lowering_the_sequence_is_caught_only_with_an_anchor(small_log):
     """Documented in docs/log-format.md: a shorter chain with a matching sequence verifies on its own."""
-    path = str(tmp_path / "s.db")
-    _small_log(path)
-    with gen.open_store(path) as store:
-        anchor = store.checkpoint()
-        gen.edit_file(path, "DELETE FROM events WHERE position = 6")
-        gen.edit_file(path, "UPDATE sqlite_sequence SET seq = 5 WHERE name = 'events'")
-        assert store.verify().ok and store.verify().checked == 5
-        report = store.verify(anchor=anchor)
-        assert (report.ok, report.problem, report.position) == (False, "truncated", 6)
+    store = small_log.store
+    assert small_log.surgeon.run((("DELETE FROM events WHERE position = 6", ()),
+                                  ("UPDATE sqlite_sequence SET seq = 5 WHERE name = 'events'", ())))
+    assert store.verify().ok and store.verify().checked == 5
+    report = store.verify(anchor=small_log.anchor)
+    assert (report.ok, report.problem, report.position) == (False, "truncated", 6)
 
 
-def test_appending_after_the_newest_rows_were_deleted_does_not_hide_the_deletion(tmp_path):
+def test_appending_after_the_newest_rows_were_deleted_does_not_hide_the_deletion(small_log):
     # The store appends at its head + 1; the sequence still remembers the deleted tail
     # until as many positions are written again, and an anchor catches the rewrite after.
-    path = str(tmp_path / "s.db")
-    _small_log(path)
-    with gen.open_store(path) as store:
-        anchor = store.checkpoint()
-        gen.edit_file(path, "DELETE FROM events WHERE position >= 5")
-        store.append("forged", [gen.NoteAdded("x")])
-        assert store.verify().problem == "truncated"
-        store.append("forged", [gen.NoteAdded("y")])
-        assert store.verify().ok  # as long as before: only the anchor can tell
-        assert store.verify(anchor=anchor).problem == "rewritten"
+    store = small_log.store
+    assert small_log.surgeon.run((("DELETE FROM events WHERE position >= 5", ()),))
+    store.append("forged", [gen.NoteAdded("x")])
+    assert store.verify().problem == "truncated"
+    store.append("forged", [gen.NoteAdded("y")])
+    assert store.verify().ok  # as long as before: only the anchor can tell
+    assert store.verify(anchor=small_log.anchor).problem == "rewritten"
 
 
 @st.composite
