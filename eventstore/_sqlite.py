@@ -157,7 +157,9 @@ class _Transaction:
 
     def __enter__(self) -> "Database":
         db = self.db
-        conn = db._live()
+        conn = db._conn
+        if conn is None:
+            raise StoreClosed("the store is closed")
         # One connection, many threads: the lock is held from BEGIN to COMMIT, so another
         # thread's statements wait instead of running inside (or seeing) this transaction.
         db.lock.acquire()
@@ -179,45 +181,44 @@ class _Transaction:
         return db
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            self._finish(exc_type)
-        finally:
-            self.db.lock.release()
-
-    def _finish(self, exc_type: Any) -> None:
+        # One method, no helper calls on the common path: every append pays for it.
         db = self.db
         conn = db._conn
-        db.depth -= 1
-        if self.name:
-            if exc_type is None:
-                conn.execute(f"RELEASE {self.name}")
-            else:
-                conn.execute(f"ROLLBACK TO {self.name}")
-                conn.execute(f"RELEASE {self.name}")
-                db._notify(db.on_rollback)
-            return
-        if exc_type is not None:
-            if not conn.get_autocommit():
-                conn.execute("ROLLBACK")
-            db._epoch_dv = None
-            db._notify(db.on_rollback)
-            return
         try:
-            conn.execute("COMMIT")
-        except apsw.Error as err:
-            if not conn.get_autocommit():
-                conn.execute("ROLLBACK")
-            db._epoch_dv = None
-            db._notify(db.on_rollback)
-            raise _translate(err, "commit") from None
-        if db._epoch_serial == db.serial:
-            # Our own commit moved apsw's data_version. Nobody else could commit inside a
-            # write transaction (BEGIN IMMEDIATE holds the write lock), and apsw refreshes
-            # the value only when a transaction starts, so this is still "no foreign commit
-            # since the epoch was confirmed". In a read transaction others may have
-            # committed meanwhile: forget the value, so the next check moves the epoch.
-            db._epoch_dv = conn.data_version() if db._write else None
-        db._notify(db.on_commit)
+            db.depth -= 1
+            if self.name:
+                if exc_type is None:
+                    conn.execute(f"RELEASE {self.name}")
+                else:
+                    conn.execute(f"ROLLBACK TO {self.name}")
+                    conn.execute(f"RELEASE {self.name}")
+                    db._notify(db.on_rollback)
+                return
+            if exc_type is not None:
+                if not conn.get_autocommit():
+                    conn.execute("ROLLBACK")
+                db._epoch_dv = None
+                db._notify(db.on_rollback)
+                return
+            try:
+                conn.execute("COMMIT")
+            except apsw.Error as err:
+                if not conn.get_autocommit():
+                    conn.execute("ROLLBACK")
+                db._epoch_dv = None
+                db._notify(db.on_rollback)
+                raise _translate(err, "commit") from None
+            if db._epoch_serial == db.serial:
+                # Our own commit moved apsw's data_version. Nobody else could commit inside a
+                # write transaction (BEGIN IMMEDIATE holds the write lock), and apsw refreshes
+                # the value only when a transaction starts, so this is still "no foreign commit
+                # since the epoch was confirmed". In a read transaction others may have
+                # committed meanwhile: forget the value, so the next check moves the epoch.
+                db._epoch_dv = conn.data_version() if db._write else None
+            if db.on_commit:
+                db._notify(db.on_commit)
+        finally:
+            db.lock.release()
 
 
 class Database:
@@ -291,11 +292,11 @@ class Database:
         Caches of what the file holds (the log's head, the engine's projection states)
         remember the epoch they were filled at and reload when it moves. Asked once per
         transaction; apsw's data_version counts this connection's own commits too, so
-        the value is taken again right after a commit of ours (see _Transaction._finish).
+        the value is taken again right after a commit of ours (see _Transaction.__exit__).
         """
         if self._epoch_serial != self.serial:
             self._epoch_serial = self.serial
-            dv = self._live().data_version()
+            dv = (self._conn or self._closed()).data_version()
             if dv != self._epoch_dv:
                 self._epoch += 1
                 self._epoch_dv = dv
@@ -321,11 +322,17 @@ class Database:
             raise StoreClosed("the store is closed")
         return self._conn
 
+    # The statement methods below write `self._conn or self._closed()` rather than call
+    # _live(): one Python call less on every statement of every append.
+    @staticmethod
+    def _closed() -> apsw.Connection:
+        raise StoreClosed("the store is closed")
+
     def execute(self, sql: str, params: Sequence[Any] | dict = ()) -> None:
         """Run one statement (or several separated by ';' when params is empty)."""
         try:
             with self.lock:
-                for _ in self._live().execute(sql, params):
+                for _ in (self._conn or self._closed()).execute(sql, params):
                     pass
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise _translate(exc, _what(sql)) from None
@@ -334,7 +341,7 @@ class Database:
         """Run one write statement and return how many rows it changed."""
         try:
             with self.lock:
-                conn = self._live()
+                conn = (self._conn or self._closed())
                 for _ in conn.execute(sql, params):
                     pass
                 return conn.changes()
@@ -345,7 +352,7 @@ class Database:
         """Run one statement once per parameter row."""
         try:
             with self.lock:
-                for _ in self._live().executemany(sql, rows):
+                for _ in (self._conn or self._closed()).executemany(sql, rows):
                     pass
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise _translate(exc, _what(sql)) from None
@@ -354,7 +361,7 @@ class Database:
         """Run a query and return all rows as tuples."""
         try:
             with self.lock:
-                return self._live().execute(sql, params).fetchall()
+                return (self._conn or self._closed()).execute(sql, params).fetchall()
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise _translate(exc, _what(sql)) from None
 
@@ -362,7 +369,7 @@ class Database:
         """Run a query and yield rows lazily (keep the loop short: it holds a read snapshot)."""
         try:
             with self.lock:
-                cursor = self._live().execute(sql, params)
+                cursor = (self._conn or self._closed()).execute(sql, params)
             while True:
                 with self.lock:
                     row = next(cursor, None)
@@ -376,7 +383,7 @@ class Database:
         """The first row of a query, or None."""
         try:
             with self.lock:
-                for row in self._live().execute(sql, params):
+                for row in (self._conn or self._closed()).execute(sql, params):
                     return row
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise _translate(exc, _what(sql)) from None

@@ -44,8 +44,14 @@ _INSERT = "INSERT INTO catalogue_streams VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
 def _count(db: Any, events: list) -> None:
     # Aggregated per stream: an append of 1,000 events costs one statement, not 1,000.
     # An append always targets one stream, so the common batch takes the short path.
+    if len(events) == 1:  # the most common append: one event (unpacked once, not per field)
+        position, stream, version, _type, _schema, at, _data = events[0]
+        params = (stream, version, 1, position, position, at, at)
+        if db.execute_changes(_UPDATE, params) == 0:  # see _upsert
+            db.execute(_INSERT, params)
+        return
     first, last = events[0], events[-1]
-    if len(events) == 1 or (first.stream == last.stream and all(e.stream == first.stream for e in events)):
+    if first.stream == last.stream and all(e.stream == first.stream for e in events):
         _upsert(db, first.stream, last.version, len(events), first.position, last.position,
                 first.recorded_at_ms, last.recorded_at_ms)
         return

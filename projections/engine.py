@@ -66,9 +66,10 @@ class Dispatcher:
 
     def apply(self, db: Database, events: list[Any]) -> None:
         """Apply events, in order, to every projection that handles their types."""
-        handlers = self._handlers
+        cache = self._cache
         for ev in events:
-            for fn, skip_purged in handlers(ev.type):
+            hs = cache.get(ev.type)
+            for fn, skip_purged in self._handlers(ev.type) if hs is None else hs:
                 if ev.data is None and skip_purged:
                     continue
                 fn(db, ev)

@@ -304,6 +304,47 @@ def test_compress_for_obeys_threshold_saves_bytes_and_round_trips(data, threshol
     assert codec.decompress(stored, flags, len(data)) == data
 
 
+# --- the per-thread msgpack packer -------------------------------------------------------
+
+
+def test_a_failed_pack_leaves_the_threads_packer_clean_for_the_next_event():
+    with gen.open_store(":memory:", projections=[]) as store:
+        with pytest.raises(eventstore.InvalidArgument):
+            store.append("test:p", [gen.CounterChanged("c", 2**64)])  # an int, but msgpack cannot carry it
+        store.append("test:p", [gen.NoteAdded("after")])
+        assert [e.data for e in store.read_stream("test:p")] == [gen.NoteAdded("after")]
+        assert codec.pack({"a": 1}) == msgpack.packb({"a": 1}, use_bin_type=True)
+
+
+def test_packing_a_large_event_does_not_leave_its_buffer_with_the_thread():
+    big = gen.PayloadAttached("big", bytes(4 * 1024 * 1024))
+    with gen.open_store(":memory:", projections=[], profile="low_latency") as store:
+        store.append("test:p", [gen.NoteAdded("warm")])
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            store.append("test:p", [big])
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert held < 1024 * 1024, f"{held} bytes still held after packing a 4 MiB event"
+        store.append("test:p", [gen.NoteAdded("small")])
+        assert [e.data for e in store.read_stream("test:p")][1:] == [big, gen.NoteAdded("small")]
+
+
+def test_each_thread_packs_with_its_own_packer():
+    import threading
+
+    packers = []
+    threads = [threading.Thread(target=lambda: packers.append(codec.packer())) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(p.__self__) for p in packers}) == 3
+    assert codec.packer() is codec.packer()
+
+
 # --- size limits ------------------------------------------------------------------------
 
 
