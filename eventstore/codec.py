@@ -36,6 +36,17 @@ from .errors import DecodeError, InvalidArgument, PayloadTooLarge
 FLAG_LZ4 = 1
 """Row flag: the stored payload is an lz4 block with a 4-byte little-endian size prefix."""
 
+FLAG_COMMAND_START = 2
+"""Row flag, not about the payload: the row is the first one its command (write
+transaction) appended. Set under store layout 2 and later; see eventstore/log.py."""
+
+FLAG_COMMAND_CONTINUES = 4
+"""Row flag, not about the payload: the row was appended by the same command as the row
+before it. A row written under store layout 1 has neither command flag."""
+
+COMMAND_FLAGS = FLAG_COMMAND_START | FLAG_COMMAND_CONTINUES
+KNOWN_FLAGS = FLAG_LZ4 | COMMAND_FLAGS
+
 PROFILES: dict[str, int | None] = {"low_latency": None, "balanced": 4096, "compact": 1024}
 """Compression threshold in bytes per store profile (None: never compress)."""
 
@@ -575,8 +586,8 @@ def compress_for(payload: bytes, threshold: int | None) -> tuple[bytes, int]:
 
 def decompress(stored: bytes, flags: int, limit: int) -> bytes:
     """Undo compress_for; refuses frames that claim more than `limit` bytes before allocating."""
-    if flags & ~FLAG_LZ4:
-        raise ShapeError(f"unknown payload flags {flags:#x} (this code knows only lz4, {FLAG_LZ4:#x})")
+    if flags & ~KNOWN_FLAGS:
+        raise ShapeError(f"unknown row flags {flags:#x} (this code knows {KNOWN_FLAGS:#x}: lz4 and the command marks)")
     if not flags & FLAG_LZ4:
         return stored
     if len(stored) < 4:

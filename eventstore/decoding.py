@@ -103,8 +103,8 @@ class RowDecoder:
     def _typed_pages(self, pages: Iterator[list[tuple]],
                      only: "frozenset[str] | None") -> Iterator[RecordedEvent]:
         # The hot loop of every read and replay. A row takes the fast line when its type
-        # has a decoder at its schema and its payload is present, plain and within the
-        # limit; anything else (first sight of a type, a type not to decode, a purged or
+        # has a decoder at its schema and its payload is present, plain (no flags but the
+        # command marks) and within the limit; anything else (first sight of a type, a type not to decode, a purged or
         # compressed payload, an old schema to upcast) goes to _decode_other, and a row the
         # fast line fails on is redone by decode_row, which raises the precise typed error.
         table = self._decoders if only is None else _DecoderTable()
@@ -114,6 +114,7 @@ class RowDecoder:
         cls = RecordedEvent
         limit = self.limits.max_payload_bytes
         skip = _SKIP
+        not_plain = ~codec.COMMAND_FLAGS  # lz4 or any unknown bit: not the fast line
         for rows in pages:
             if self._decoders_generation != registry.generation:
                 self._decoders.clear()  # a class was (re-)registered: build its decoder again
@@ -124,7 +125,7 @@ class RowDecoder:
                 for row in rows:
                     position, stream, version, type_, schema, at, flags, payload = row
                     at_schema, decode = table[type_]  # (None, None) for a type not seen yet
-                    if at_schema == schema and not flags and payload is not None and len(payload) <= limit:
+                    if at_schema == schema and not flags & not_plain and payload is not None and len(payload) <= limit:
                         try:
                             # msgpack's default (string keys only) parses faster than
                             # strict_map_key=False; maps with other keys take the second try.

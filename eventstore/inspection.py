@@ -20,8 +20,9 @@ from typing import Any, Sequence
 
 import attrs
 
+from . import codec
 from .describe import describe
-from .errors import InvalidArgument, StoreError
+from .errors import InvalidArgument
 from .log import validate_stream
 from .store import Store
 from .timetravel import view_at
@@ -236,23 +237,28 @@ class WhyReport:
 
     event: EventInfo
     command: tuple[EventInfo, ...]
-    """The events appended by the same command (the event itself included)."""
+    """The events appended by the same command (the event itself included), at most
+    COMMAND_LIMIT on each side of the event: see `command_span` for the whole command."""
     command_basis: str
-    """How the command was found: "append marker" (exact) or the heuristic used."""
+    """How the command was found: "command marks (exact)" or the heuristic used."""
     before: tuple[EventInfo, ...]
     after: tuple[EventInfo, ...]
+    command_span: tuple[int, int] = (0, 0)
+    """(first position, last position) of the whole command."""
 
 
 def why(store: Store, stream: str, version: int, *, around: int = 3) -> WhyReport:
     """Event `version` of `stream`, the events its command appended, and the `around`
     events before and after it on the stream.
 
-    The log records no command boundary, so the command is found by a heuristic: the
-    events of the same stream, recorded in the same millisecond, at adjacent positions
-    (every command appends its events at once with one decision time). Two commands on
-    one stream within one millisecond (a test clock, a burst) are shown as one. If the
-    log gains an `appends` table (first_position, last_position, txn_position), it is used
-    instead and the grouping is exact.
+    The command is exact for rows written under store layout 2 and later: each row's
+    flags say whether it starts a command (write transaction) or continues the one
+    before it, so a command that appended to several streams shows all of them. Rows
+    written under store layout 1 carry no marks; for them the command is found by a
+    heuristic: the events of the same stream, recorded in the same millisecond, at
+    adjacent positions (every command appends its events at once with one decision
+    time), so two commands on one stream within one millisecond (a test clock, a burst)
+    are shown as one. `command_basis` says which was used.
     """
     validate_stream(stream)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
@@ -268,26 +274,31 @@ def why(store: Store, stream: str, version: int, *, around: int = 3) -> WhyRepor
         position, at = row
         target = store.log.get(position, raw=True)
         first, last, basis = _command_span(store, stream, position, at)
-        command = [event_info(store, ev) for ev in store.log.read_all(first, to_position=last, raw=True)]
+        command = [event_info(store, ev) for ev in store.log.read_all(
+            max(first, position - COMMAND_LIMIT), to_position=min(last, position + COMMAND_LIMIT), raw=True)]
         before = [event_info(store, ev) for ev in
                   store.read_stream(stream, max(1, version - around), to_version=version - 1, raw=True)] \
             if version > 1 and around else []
         after = [event_info(store, ev) for ev in
                  store.read_stream(stream, version + 1, to_version=version + around, raw=True)] if around else []
-    return WhyReport(event_info(store, target, full=True), tuple(command), basis, tuple(before), tuple(after))
+    return WhyReport(event_info(store, target, full=True), tuple(command), basis, tuple(before), tuple(after),
+                     (first, last))
 
 
 def _command_span(store: Store, stream: str, position: int, at: int) -> tuple[int, int, str]:
     db = store.db
-    if "appends" in db.table_names():
-        try:
-            txn = db.scalar("SELECT txn_position FROM appends WHERE first_position <= ? "
-                            "ORDER BY first_position DESC LIMIT 1", (position,))
-            if txn is not None:
-                last = db.scalar("SELECT max(last_position) FROM appends WHERE txn_position = ?", (txn,))
-                return txn, last, "append marker (exact)"
-        except StoreError:
-            pass
+    flags = db.scalar("SELECT flags FROM events WHERE position = ?", (position,), 0)
+    if flags & codec.COMMAND_FLAGS:
+        # Exact: back to the row that starts the command, forward to the last row that
+        # continues it. Each walk reads the rowid b-tree from `position` outwards, one
+        # step per row of the command.
+        first = position if flags & codec.FLAG_COMMAND_START else db.scalar(
+            "SELECT position FROM events WHERE position < ? AND flags & ? ORDER BY position DESC LIMIT 1",
+            (position, codec.FLAG_COMMAND_START), position)
+        after = db.scalar("SELECT position FROM events WHERE position > ? AND NOT flags & ? "
+                          "ORDER BY position LIMIT 1", (position, codec.FLAG_COMMAND_CONTINUES), None)
+        last = (after - 1) if after is not None else store.log.last_position()
+        return first, last, "command marks (exact)"
     # Heuristic: walk outwards while the neighbour is on the same stream at the same time
     # (at most COMMAND_LIMIT events each way, read in one window query per side).
     rows = db.query("SELECT position, stream, recorded_at_ms FROM events WHERE position BETWEEN ? AND ? "
@@ -299,7 +310,8 @@ def _command_span(store: Store, stream: str, position: int, at: int) -> tuple[in
     while index.get(last + 1) == (stream, at):
         last += 1
     return first, last, ("heuristic: adjacent events of the same stream recorded in the same millisecond "
-                         "(the log records no command boundary; commands run within one millisecond merge)")
+                         "(rows written under store layout 1 carry no command marks; commands run within one "
+                         "millisecond merge)")
 
 
 __all__ = ["EventInfo", "LeaseSummary", "SessionSummary", "StateSummary", "TableSummary", "WhyReport",

@@ -32,8 +32,10 @@ __all__ = [
 
 _sha256 = hashlib.sha256
 
-SCHEMA_VERSION = 1
-"""The layout version of the store file, stamped in PRAGMA user_version."""
+SCHEMA_VERSION = 2
+"""The layout version of the store file, stamped in PRAGMA user_version. Version 2 added
+the command marks in `flags` (rows written by version 1 have none); opening a version 1
+file stamps it 2 and changes nothing else."""
 
 APPLICATION_ID = 0x4C415348  # "LASH": marks a SQLite file as an event store (PRAGMA application_id)
 
@@ -78,6 +80,8 @@ CREATE TABLE IF NOT EXISTS store_meta (
 
 _COLUMNS = "position, stream, version, type, schema, recorded_at_ms, flags, payload"
 _INSERT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)"
+_START = codec.FLAG_COMMAND_START
+_CONTINUES = codec.FLAG_COMMAND_CONTINUES
 _tuple_new = tuple.__new__
 
 
@@ -158,6 +162,9 @@ class EventLog:
         self._head: tuple[int, bytes] | None = None
         self._versions: dict[str, int] = {}
         self._cache_epoch = -1
+        # Command marks: (transaction serial, position of the first row this log wrote in
+        # that transaction). See _command_flag.
+        self._command: tuple[int, int] = (-1, 0)
         self._encoders: dict[type, tuple[str, int, Callable[[Any], dict], Any]] = {}
         self._encoders_generation = -1
         db.on_rollback.append(self.invalidate_cache)
@@ -298,9 +305,12 @@ class EventLog:
         recorded = []
         link = chain.link
         position, version = last, current
+        mark = self._command_flag(db.serial, last + 1)
         for name, schema, stored, flags, digest, ev in encoded:
             position += 1
             version += 1
+            flags |= mark
+            mark = _CONTINUES
             prev = link(prev, position, stream, version, name, schema, at, flags, digest)
             rows.append((position, stream, version, name, schema, at, flags, stored, prev))
             recorded.append(_tuple_new(RecordedEvent, (position, stream, version, name, schema, at, ev)))
@@ -321,6 +331,8 @@ class EventLog:
             db.executemany("DELETE FROM events WHERE position = ? AND hash = ?", [(r[0], r[8]) for r in rows])
             self.invalidate_cache()
             return self._append_locked(stream, encoded, expected, key, at, retry=False)
+        if self._command[0] != db.serial:
+            self._command = (db.serial, last + 1)
         self._head = (position, prev)
         if len(self._versions) > 10_000:
             self._versions.clear()
@@ -333,6 +345,22 @@ class EventLog:
         if self.on_append is not None:
             self.on_append(db, recorded)
         return _appended(stream, last + 1, position, version)
+
+    def _command_flag(self, serial: int, first: int) -> int:
+        """The command mark of the first row an append writes at position `first`.
+
+        A command is one write transaction: everything a domain command (or a
+        `store.transaction()` block) appends. Its first row gets FLAG_COMMAND_START, every
+        later row FLAG_COMMAND_CONTINUES, so `why` finds a command's rows exactly. The
+        row before `first` belongs to this transaction exactly when this log already
+        wrote at or before it in this transaction: BEGIN IMMEDIATE keeps every other
+        writer out until COMMIT, and positions a rolled-back savepoint gave back are
+        reused by this transaction alone. (`serial` counts outermost transactions; the
+        pair is recorded only after an insert succeeded, so a failed attempt leaves no
+        trace.)
+        """
+        txn, txn_first = self._command
+        return _CONTINUES if txn == serial and first > txn_first else _START
 
     # --- reading -----------------------------------------------------------------
 

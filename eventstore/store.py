@@ -332,6 +332,12 @@ def open(
                 db.execute(BLOB_SCHEMA)
                 db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif db.scalar("PRAGMA user_version", (), 0) < SCHEMA_VERSION:
+                # Version 1 -> 2 (the command marks in `flags`) needs no data change: the
+                # rows already written keep flags without marks, and `why` falls back to
+                # its heuristic for them. Stamped so that older code refuses the file
+                # rather than misread the new flags.
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             engine.open(log.last_position())
         store = Store(db, log, engine, BlobStore(db, threshold, limits), profile, clock or system_clock)
         if rebuild_stale and engine.stale:

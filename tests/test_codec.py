@@ -268,7 +268,7 @@ def test_profile_compresses_from_its_threshold_on(profile, threshold):
     with gen.open_store(":memory:", projections=[], profile=profile) as store:
         store.append("test:z", [_event_of_encoded_size(threshold - 1), _event_of_encoded_size(threshold),
                                 _event_of_encoded_size(threshold * 4)])
-        flags = [r[0] for r in store.db.query("SELECT flags FROM events ORDER BY position")]
+        flags = [r[0] & codec.FLAG_LZ4 for r in store.db.query("SELECT flags FROM events ORDER BY position")]
         assert flags == [0, codec.FLAG_LZ4, codec.FLAG_LZ4]
         sizes = [r[0] for r in store.db.query("SELECT length(payload) FROM events ORDER BY position")]
         assert sizes[1] < threshold and sizes[2] < threshold
@@ -280,7 +280,7 @@ def test_profile_compresses_from_its_threshold_on(profile, threshold):
 def test_low_latency_profile_never_compresses():
     with gen.open_store(":memory:", projections=[], profile="low_latency") as store:
         store.append("test:z", [_event_of_encoded_size(60_000)])
-        assert store.db.one("SELECT flags, length(payload) FROM events") == (0, 60_000)
+        assert store.db.one("SELECT flags & 1, length(payload) FROM events") == (0, 60_000)
 
 
 @pytest.mark.parametrize("profile", ["balanced", "compact"])
@@ -288,7 +288,7 @@ def test_incompressible_payload_is_stored_plain_because_lz4_would_not_save_bytes
     with gen.open_store(":memory:", projections=[], profile=profile) as store:
         ev = _event_of_encoded_size(8192, compressible=False)
         store.append("test:z", [ev])
-        assert store.db.one("SELECT flags, length(payload) FROM events") == (0, 8192)
+        assert store.db.one("SELECT flags & 1, length(payload) FROM events") == (0, 8192)
         assert store.get(1).data == ev
 
 

@@ -34,7 +34,7 @@ class TestCommitContractSqlite(CommitContract, CommitBehaviourContract):
         store = self.setup_session(backend)
         big = node("big", None, "x" * 20_000)
         self.commit(store, "s1", fence_of(store, "s1"), append(big, node("small", "big")))
-        rows = store.db.query("SELECT flags FROM events WHERE type = 'session.committed'")
+        rows = store.db.query("SELECT flags & 1 FROM events WHERE type = 'session.committed'")
         assert rows == [(1,)]  # lz4 (the balanced profile compresses from 4 KiB)
         assert store.sessions.load("s1").nodes == (big, node("small", "big"))
         assert store.sessions.load_node("s1", "big") == big

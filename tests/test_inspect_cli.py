@@ -20,6 +20,7 @@ import eventstore
 from eventstore.cli import main
 from eventstore.export import export_to_path
 from tests import debug_store
+from tests.strategies import edit_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOC = os.path.join(ROOT, "docs", "debugging.md")
@@ -128,20 +129,20 @@ def test_why_shows_the_event_its_command_and_its_neighbours(triage, capsys):
     r = json.loads(out)
     assert r["event"]["type"] == "session.committed" and r["event"]["data"]["revision"] == 2
     assert len(r["event"]["hash"]) == 64
-    assert [e["position"] for e in r["command"]] == list(range(10, 18))  # one millisecond: the whole turn
-    assert r["command_basis"].startswith("heuristic")
+    # The turn commit is one command: the commit, the queue batch and the input it consumed
+    # (the lease claim, enqueues and claims before it are commands of their own, all in
+    # the same millisecond of the manual clock).
+    assert [e["type"] for e in r["command"]] == ["session.committed", "queue.completed", "inputs.completed"]
+    assert r["command_span"] == [15, 17] and r["command_basis"] == "command marks (exact)"
     assert [e["version"] for e in r["before"]] == [12, 13, 14] and [e["version"] for e in r["after"]] == [16, 17, 18]
 
 
-def test_why_follows_the_append_marker_when_the_log_has_one(triage, capsys):
-    with eventstore.open(triage) as store, store.transaction():
-        store.db.execute("CREATE TABLE appends (first_position INTEGER PRIMARY KEY, last_position INTEGER NOT NULL, "
-                         "txn_position INTEGER NOT NULL)")
-        store.db.executemany("INSERT INTO appends VALUES (?, ?, ?)", [(14, 14, 14), (15, 17, 15), (18, 18, 18)])
-    code, out, _ = run(capsys, "why", triage, "--stream", "session:triage", "--version", "16", "--json")
+def test_why_of_rows_without_command_marks_groups_by_stream_and_millisecond(triage, capsys):
+    edit_file(triage, "UPDATE events SET flags = flags & 1")  # rows as layout 1 wrote them
+    code, out, _ = run(capsys, "why", triage, "--stream", "session:triage", "--version", "15", "--json")
     r = json.loads(out)
-    assert code == 0 and r["command_basis"] == "append marker (exact)"
-    assert [e["type"] for e in r["command"]] == ["session.committed", "queue.completed", "inputs.completed"]
+    assert code == 0 and r["command_basis"].startswith("heuristic")
+    assert [e["position"] for e in r["command"]] == list(range(10, 18))  # one millisecond: the whole turn
 
 
 def test_why_of_a_missing_version_exits_2_naming_it(triage, capsys):

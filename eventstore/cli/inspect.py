@@ -179,7 +179,11 @@ def _why(args: argparse.Namespace) -> int:
     out.write(f"  {e.type} (schema {e.schema}): {e.text}\n")
     out.write(f"  hash {e.hash}\n")
     out.write(f"  data {printable(dumps(e.data))}\n")
-    out.write(f"appended by one command of {len(r.command)} event(s) ({r.command_basis}):\n")
+    first, last = r.command_span
+    shown = "" if len(r.command) == last - first + 1 else \
+        f"; showing positions {r.command[0].position}-{r.command[-1].position}"
+    out.write(f"appended by one command of {last - first + 1} event(s), positions {first}-{last} "
+              f"({r.command_basis}{shown}):\n")
     for c in r.command:
         mark = ">" if c.position == e.position else " "
         out.write(f"  {mark}{c.position:>7}  {printable(c.stream)}@{c.version}  {c.type}  {c.text}\n")

@@ -73,7 +73,7 @@ def nodes_at(ctx: Any, refs: Sequence[tuple[int, int]]) -> list[SessionNode]:
         for position, row_schema, flags, payload in rows:
             if payload is None:
                 continue  # purged
-            if flags == 0 and row_schema == schema:
+            if not flags & ~codec.COMMAND_FLAGS and row_schema == schema:  # plain: no lz4, no unknown bit
                 try:
                     events[position] = _unpackb(payload, raw=False, strict_map_key=False)["nodes"]
                     continue

@@ -143,13 +143,14 @@ def build_session(store: eventstore.Store, clock: eventstore.ManualClock, sid: s
 
 
 def template_rows(store: eventstore.Store) -> list[tuple]:
-    """(stream, version, type, schema, recorded_at_ms, raw uncompressed payload) of every event."""
+    """(stream, version, type, schema, recorded_at_ms, raw uncompressed payload, command mark)
+    of every event."""
     rows = []
     for position, stream, version, type_, schema, at, flags, payload in store.db.query(
             "SELECT position, stream, version, type, schema, recorded_at_ms, flags, payload FROM events "
             "ORDER BY position"):
         raw = codec.decompress(payload, flags, 1 << 30)
-        rows.append((stream, version, type_, schema, at, bytes(raw)))
+        rows.append((stream, version, type_, schema, at, bytes(raw), flags & codec.COMMAND_FLAGS))
     return rows
 
 
@@ -172,12 +173,13 @@ def write_clones(path: str, template: list[tuple], total: int, chunk: int = 50_0
             sid = f"S{clone:09d}"
             new = sid.encode()
             shift = clone * 86_400_000
-            for stream, version, type_, schema, at, raw in template:
+            for stream, version, type_, schema, at, raw, mark in template:
                 if out >= total:
                     break
                 position += 1
                 out += 1
                 stored, flags = codec.compress_for(raw.replace(token, new), threshold)
+                flags |= mark  # the template's commands, cloned with it
                 s = stream.replace(TOKEN, sid)
                 prev = link(prev, position, s, version, type_, schema, at + shift, flags, digest_of(stored))
                 batch.append((position, s, version, type_, schema, at + shift, flags, stored, prev))
