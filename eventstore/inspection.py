@@ -20,7 +20,6 @@ from typing import Any, Sequence
 
 import attrs
 
-from . import codec
 from .describe import describe
 from .errors import InvalidArgument
 from .log import validate_stream
@@ -286,19 +285,10 @@ def why(store: Store, stream: str, version: int, *, around: int = 3) -> WhyRepor
 
 
 def _command_span(store: Store, stream: str, position: int, at: int) -> tuple[int, int, str]:
+    span = store.log.command_span(position)
+    if span is not None:
+        return span[0], span[1], "command marks (exact)"
     db = store.db
-    flags = db.scalar("SELECT flags FROM events WHERE position = ?", (position,), 0)
-    if flags & codec.COMMAND_FLAGS:
-        # Exact: back to the row that starts the command, forward to the last row that
-        # continues it. Each walk reads the rowid b-tree from `position` outwards, one
-        # step per row of the command.
-        first = position if flags & codec.FLAG_COMMAND_START else db.scalar(
-            "SELECT position FROM events WHERE position < ? AND flags & ? ORDER BY position DESC LIMIT 1",
-            (position, codec.FLAG_COMMAND_START), position)
-        after = db.scalar("SELECT position FROM events WHERE position > ? AND NOT flags & ? "
-                          "ORDER BY position LIMIT 1", (position, codec.FLAG_COMMAND_CONTINUES), None)
-        last = (after - 1) if after is not None else store.log.last_position()
-        return first, last, "command marks (exact)"
     # Heuristic: walk outwards while the neighbour is on the same stream at the same time
     # (at most COMMAND_LIMIT events each way, read in one window query per side).
     rows = db.query("SELECT position, stream, recorded_at_ms FROM events WHERE position BETWEEN ? AND ? "

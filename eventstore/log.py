@@ -362,6 +362,26 @@ class EventLog:
         txn, txn_first = self._command
         return _CONTINUES if txn == serial and first > txn_first else _START
 
+    def command_span(self, position: int) -> tuple[int, int] | None:
+        """(first, last) position of the command (write transaction) that appended the
+        event at `position`, from the rows' command marks; None when that row has no
+        marks (written under store layout 1) or does not exist."""
+        _check_position(position, "position")
+        db = self.db
+        with db.transaction(write=False):
+            flags = db.scalar("SELECT flags FROM events WHERE position = ?", (position,), 0)
+            if not flags & codec.COMMAND_FLAGS:
+                return None
+            # Back to the row that starts the command, forward to the last row that
+            # continues it: each walks the rowid b-tree outwards, a step per row.
+            first = position if flags & _START else db.scalar(
+                "SELECT position FROM events WHERE position < ? AND flags & ? ORDER BY position DESC LIMIT 1",
+                (position, _START), position)
+            after = db.scalar("SELECT position FROM events WHERE position > ? AND NOT flags & ? "
+                              "ORDER BY position LIMIT 1", (position, _CONTINUES), None)
+            last = after - 1 if after is not None else self.last_position()
+        return first, last
+
     # --- reading -----------------------------------------------------------------
 
     def decode_row(self, row: tuple, raw: bool = False) -> RecordedEvent:

@@ -176,6 +176,11 @@ class Store(_Reads):
         """The newest position (0 when the log is empty)."""
         return self.log.last_position()
 
+    def command_span(self, position: int) -> tuple[int, int] | None:
+        """(first, last) position of the command (write transaction) that appended the
+        event at `position`; None for a row written before command marks existed."""
+        return self.log.command_span(position)
+
     def stream_version(self, stream: str) -> int:
         """A stream's current version (0 when it has no events)."""
         return self.log.stream_version(stream)

@@ -68,6 +68,18 @@ def test_positions_a_rolled_back_savepoint_gave_back_are_marked_by_what_is_writt
         assert _marks(store) == [START, CONTINUES]
 
 
+def test_command_span_of_any_row_of_a_command_is_the_whole_command():
+    with gen.open_store(":memory:") as store:
+        store.append("a", _notes(1))
+        with store.transaction():
+            store.append("b", _notes(2))
+            store.append("c", _notes(1))
+        assert [store.command_span(p) for p in range(1, 5)] == [(1, 1), (2, 4), (2, 4), (2, 4)]
+        assert store.command_span(5) is None  # no such row
+        with pytest.raises(eventstore.InvalidArgument, match="position must be an integer >= 1"):
+            store.command_span(0)
+
+
 def test_commands_in_one_millisecond_on_one_stream_are_told_apart():
     clock = eventstore.ManualClock()
     with gen.open_store(":memory:", clock=clock) as store:
