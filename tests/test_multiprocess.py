@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+from eventstore import codec
 from tests import strategies as gen
 from tests.helpers import assert_consistent
 
@@ -77,6 +78,10 @@ def test_four_processes_appending_500_times_each_leave_2000_events_gap_free(tmp_
     with gen.open_store(path) as store:
         assert store.last_position() == WORKERS * APPENDS
         assert [e.position for e in store.read_all(raw=True)] == everything
+        # Every append was its own command, whichever process made it and whatever ran
+        # between: each row starts a command and none continues another.
+        marks = {flags & codec.COMMAND_FLAGS for (flags,) in store.db.query("SELECT flags FROM events")}
+        assert marks == {codec.FLAG_COMMAND_START}
         assert_consistent(store)
         counts = {s.stream: s.event_count for s in store.streams()}
         assert counts == {"mp:shared": WORKERS * APPENDS // 5,
