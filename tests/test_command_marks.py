@@ -38,7 +38,7 @@ def test_each_append_outside_a_transaction_is_one_command():
         assert _marks(store) == [START, START, CONTINUES, CONTINUES, START, CONTINUES]
 
 
-def test_a_transaction_over_several_streams_is_one_command_and_why_shows_all_of_it():
+def test_a_transaction_over_several_streams_is_one_command_found_from_any_of_its_rows():
     with gen.open_store(":memory:") as store:
         store.append("a", _notes(1))
         with store.transaction():
@@ -46,6 +46,11 @@ def test_a_transaction_over_several_streams_is_one_command_and_why_shows_all_of_
             store.append("b", _notes(1))
         store.append("b", _notes(1))
         assert _marks(store) == [START, START, CONTINUES, CONTINUES, START]
+        # command_span from any row of a command is the whole command
+        assert [store.command_span(p) for p in range(1, 6)] == [(1, 1), (2, 4), (2, 4), (2, 4), (5, 5)]
+        assert store.command_span(6) is None  # no such row
+        with pytest.raises(eventstore.InvalidArgument, match="position must be an integer >= 1"):
+            store.command_span(0)
         r = why(store, "b", 1)
         assert r.command_basis == "command marks (exact)" and r.command_span == (2, 4)
         assert [(e.stream, e.version) for e in r.command] == [("a", 2), ("a", 3), ("b", 1)]
@@ -66,18 +71,6 @@ def test_positions_a_rolled_back_savepoint_gave_back_are_marked_by_what_is_writt
             store.append("b", _notes(1))  # position 2, after a row of this command
         assert [e.data.text for e in store.read_all()] == ["n0", "n0"]
         assert _marks(store) == [START, CONTINUES]
-
-
-def test_command_span_of_any_row_of_a_command_is_the_whole_command():
-    with gen.open_store(":memory:") as store:
-        store.append("a", _notes(1))
-        with store.transaction():
-            store.append("b", _notes(2))
-            store.append("c", _notes(1))
-        assert [store.command_span(p) for p in range(1, 5)] == [(1, 1), (2, 4), (2, 4), (2, 4)]
-        assert store.command_span(5) is None  # no such row
-        with pytest.raises(eventstore.InvalidArgument, match="position must be an integer >= 1"):
-            store.command_span(0)
 
 
 def test_commands_in_one_millisecond_on_one_stream_are_told_apart():
