@@ -108,7 +108,7 @@ def test_log_json_lines_carry_every_event_with_bytes_as_base64(capsys, db):
     assert all(isinstance(r["recorded_at_ms"], int) for r in rows)
 
 
-@pytest.mark.parametrize("args,positions", [
+LOG_FILTERS = [
     (["--stream", "chat:1"], [1, 2, 4]),
     (["--stream", "chat:1", "--from", "2"], [2, 4]),
     (["--stream", "chat:1", "--type", "test.note_added"], [1, 4]),
@@ -118,11 +118,73 @@ def test_log_json_lines_carry_every_event_with_bytes_as_base64(capsys, db):
     (["--limit", "2"], [1, 2]),
     (["--from", "3", "--limit", "2"], [3, 4]),
     (["--stream", "nobody"], []),
-])
+]
+
+
+@pytest.mark.parametrize("args,positions", LOG_FILTERS)
 def test_log_filters(capsys, db, args, positions):
     status, out, _err = run(capsys, "log", db, "--json", *args)
     assert status == 0
     assert [r["position"] for r in _json_lines(out)] == positions
+
+
+@pytest.mark.parametrize("args,positions", LOG_FILTERS)
+def test_log_follow_applies_the_same_filters_to_the_events_already_there(capsys, db, args, positions):
+    status, out, _err = run(capsys, "log", db, "--json", "--follow", "--idle-timeout", "0.2", *args)
+    assert status == 0
+    assert [r["position"] for r in _json_lines(out)] == positions
+
+
+def _follow_command(db: str, *args: str) -> list[str]:
+    return [os.path.join(os.path.dirname(sys.executable), "eventstore"), "log", db, "--json", "--follow", *args]
+
+
+def _follower(db: str, *args: str) -> subprocess.Popen:
+    # Without PYTHONUNBUFFERED a pipe is block-buffered: what the follower prints reaches
+    # the reader only because it flushes each event.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return subprocess.Popen(_follow_command(db, *args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+
+
+def _next_line(proc: subprocess.Popen) -> dict:
+    line = proc.stdout.readline()  # the follower flushes each event; exits by its idle timeout
+    assert line, f"the follower ended early: {proc.stderr.read()}"
+    return json.loads(line)
+
+
+def test_log_follow_prints_events_another_handle_commits_while_it_runs(db):
+    proc = _follower(db, "--stream", "chat:1", "--idle-timeout", "20")
+    try:
+        assert [_next_line(proc)["position"] for _ in range(3)] == [1, 2, 4]  # what was there
+        with gen.open_store(db, projections=None) as store:
+            store.append("chat:2", [gen.NoteAdded("not followed")])
+            store.append("chat:1", [gen.NoteAdded("new one")])
+        new = _next_line(proc)
+        assert (new["position"], new["stream"], new["data"]) == (8, "chat:1", {"text": "new one"})
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+
+
+def test_log_follow_ends_quietly_on_ctrl_c_and_after_its_idle_timeout(db):
+    import signal
+
+    proc = _follower(db)
+    assert [_next_line(proc)["position"] for _ in range(6)] == [1, 2, 3, 4, 5, 6]
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and out == "" and err == ""
+    done = subprocess.run(_follow_command(db, "--idle-timeout", "0.3"), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and len(done.stdout.splitlines()) == 6
+
+
+def test_log_idle_timeout_needs_follow_and_a_positive_number(capsys, db):
+    status, _out, err = run(capsys, "log", db, "--idle-timeout", "1")
+    assert_one_line_error(status, err, "--idle-timeout only applies with --follow")
+    with pytest.raises(SystemExit) as info:
+        main(["log", db, "--follow", "--idle-timeout", "0"])
+    assert info.value.code == 2
 
 
 def test_log_text_is_one_escaped_line_per_event(capsys, db):

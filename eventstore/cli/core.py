@@ -9,6 +9,7 @@ from typing import Any
 from ..chain import Anchor
 from . import EXIT_FAILED, EXIT_OK
 from ..describe import describe
+from ..errors import InvalidArgument
 from ._common import add_db, dumps, fmt_ms, open_existing, print_table, printable, progress_bar, whole_number
 
 
@@ -31,6 +32,10 @@ def register(sub: Any) -> None:
                    help="start at position P (default 1)")
     p.add_argument("--limit", type=_positive, metavar="N", help="print at most N events")
     p.add_argument("--json", action="store_true", help="JSON lines")
+    p.add_argument("--follow", "-f", action="store_true",
+                   help="after the existing events, print new ones as any process commits them (Ctrl-C stops)")
+    p.add_argument("--idle-timeout", type=_seconds, metavar="SECONDS",
+                   help="with --follow: stop after this many seconds without a new event")
     p.set_defaults(func=_log)
 
     p = sub.add_parser("verify", help="verify the hash chain (exit 0 sound, 1 not)")
@@ -51,6 +56,17 @@ def register(sub: Any) -> None:
 
 
 _positive = whole_number(1)
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive, finite number of seconds")
+    return value
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -77,27 +93,45 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _log(args: argparse.Namespace) -> int:
+    if args.idle_timeout is not None and not args.follow:
+        raise InvalidArgument("--idle-timeout only applies with --follow")
     with open_existing(args.db) as store:
-        if args.stream:
+        if args.follow:
+            # follow() reads what is there, then waits for commits from any process; the
+            # stream filter is applied here (follow filters by type only).
+            events = store.follow(args.from_position, types=args.types, raw=True, idle_timeout=args.idle_timeout)
+        elif args.stream:
             events = store.read_stream(args.stream, raw=True)
         else:
             events = store.read_all(args.from_position, types=args.types, raw=True)
-        n = 0
-        out = sys.stdout
-        for ev in events:
-            if args.stream and (ev.position < args.from_position or (args.types and ev.type not in args.types)):
-                continue
-            if args.json:
-                out.write(dumps({"position": ev.position, "stream": ev.stream, "version": ev.version,
-                                 "type": ev.type, "schema": ev.schema, "recorded_at_ms": ev.recorded_at_ms,
-                                 "data": ev.data}) + "\n")
-            else:
-                data = describe(ev)
-                out.write(f"{ev.position:>8}  {fmt_ms(ev.recorded_at_ms)}  "
-                          f"{printable(ev.stream)}@{ev.version}  {ev.type}  {data}\n")
-            n += 1
-            if args.limit and n >= args.limit:
-                break
+        try:
+            return _print_events(args, events)
+        except KeyboardInterrupt:
+            if args.follow:
+                return EXIT_OK  # Ctrl-C is how a follow ends
+            raise
+
+
+def _print_events(args: argparse.Namespace, events: Any) -> int:
+    n = 0
+    out = sys.stdout
+    for ev in events:
+        if args.stream and (ev.stream != args.stream or ev.position < args.from_position
+                            or (args.types and ev.type not in args.types)):
+            continue
+        if args.json:
+            out.write(dumps({"position": ev.position, "stream": ev.stream, "version": ev.version,
+                             "type": ev.type, "schema": ev.schema, "recorded_at_ms": ev.recorded_at_ms,
+                             "data": ev.data}) + "\n")
+        else:
+            data = describe(ev)
+            out.write(f"{ev.position:>8}  {fmt_ms(ev.recorded_at_ms)}  "
+                      f"{printable(ev.stream)}@{ev.version}  {ev.type}  {data}\n")
+        if args.follow:
+            out.flush()  # a follower's reader (a pipe, `grep`) sees each event as it commits
+        n += 1
+        if args.limit and n >= args.limit:
+            break
     return EXIT_OK
 
 
