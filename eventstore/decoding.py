@@ -11,11 +11,20 @@ import itertools
 from typing import Any, Iterator, NamedTuple
 
 from . import codec
+from ._direct_decode import direct_decoder
 from .errors import DecodeError, PayloadTooLarge
 from .events import EventRegistry
 
 _unpackb = codec.msgpack.unpackb
 _tuple_new = tuple.__new__
+
+
+def _unpack_map(payload: bytes) -> Any:
+    """msgpack's parse as the read loop does it (string keys first, then any keys)."""
+    try:
+        return _unpackb(payload)
+    except Exception:
+        return _unpackb(payload, strict_map_key=False)
 
 
 class _Undecoded:
@@ -33,13 +42,13 @@ _SKIP = object()
 
 
 class _DecoderTable(dict):
-    """type name -> (schema, decoder); a type not seen yet reads as (None, None), so the
-    hot loop does one subscript and no None test."""
+    """type name -> (schema, decoder, direct decoder, its map header); a type not seen yet
+    reads as all None, so the hot loop does one subscript and no None test."""
 
     __slots__ = ()
 
-    def __missing__(self, key: str) -> tuple[None, None]:
-        return (None, None)
+    def __missing__(self, key: str) -> tuple[None, None, None, None]:
+        return (None, None, None, None)
 
 
 class RecordedEvent(NamedTuple):
@@ -104,9 +113,11 @@ class RowDecoder:
                      only: "frozenset[str] | None") -> Iterator[RecordedEvent]:
         # The hot loop of every read and replay. A row takes the fast line when its type
         # has a decoder at its schema and its payload is present, plain (no flags but the
-        # command marks) and within the limit; anything else (first sight of a type, a type not to decode, a purged or
-        # compressed payload, an old schema to upcast) goes to _decode_other, and a row the
-        # fast line fails on is redone by decode_row, which raises the precise typed error.
+        # command marks) and within the limit; anything else (first sight of a type, a
+        # type not to decode, a purged or compressed payload, an old schema to upcast)
+        # goes to _decode_other, and a row the fast line fails on is redone by
+        # decode_row, which raises the precise typed error. On the fast line, a flat
+        # class's payload is decoded straight from its bytes when it can be (direct).
         table = self._decoders if only is None else _DecoderTable()
         registry = self.registry
         unpackb = _unpackb
@@ -115,6 +126,7 @@ class RowDecoder:
         limit = self.limits.max_payload_bytes
         skip = _SKIP
         not_plain = ~codec.COMMAND_FLAGS  # lz4 or any unknown bit: not the fast line
+        unpack = _unpack_map
         for rows in pages:
             if self._decoders_generation != registry.generation:
                 self._decoders.clear()  # a class was (re-)registered: build its decoder again
@@ -124,16 +136,25 @@ class RowDecoder:
             try:
                 for row in rows:
                     position, stream, version, type_, schema, at, flags, payload = row
-                    at_schema, decode = table[type_]  # (None, None) for a type not seen yet
+                    at_schema, decode, direct, header = table[type_]  # all None for a type not seen yet
                     if at_schema == schema and not flags & not_plain and payload is not None and len(payload) <= limit:
-                        try:
-                            # msgpack's default (string keys only) parses faster than
-                            # strict_map_key=False; maps with other keys take the second try.
-                            plain = unpackb(payload)
-                        except Exception:
-                            plain = unpackb(payload, strict_map_key=False)
+                        if direct is not None and payload[0] == header and 0xFF not in payload:
+                            # Straight from the bytes (see eventstore/_direct_decode.py for
+                            # why the header and the 0xFF byte are checked first).
+                            try:
+                                data = direct(payload)
+                            except Exception:  # the careful path decides: same value, or the typed error
+                                data = decode(unpack(payload))
+                        else:
+                            try:
+                                # msgpack's default (string keys only) parses faster than
+                                # strict_map_key=False; maps with other keys take the second try.
+                                plain = unpackb(payload)
+                            except Exception:
+                                plain = unpackb(payload, strict_map_key=False)
+                            data = decode(plain)
                         # tuple.__new__ directly: NamedTuple's __new__ is a Python frame per row.
-                        yield make(cls, (position, stream, version, type_, schema, at, decode(plain)))
+                        yield make(cls, (position, stream, version, type_, schema, at, data))
                     elif at_schema is skip:
                         yield make(cls, (position, stream, version, type_, schema, at,
                                          None if payload is None else UNDECODED))
@@ -152,13 +173,15 @@ class RowDecoder:
         """Decode a row the fast line did not take, and teach `table` its type."""
         type_ = row[3]
         if only is not None and type_ not in only:
-            table[type_] = (_SKIP, None)
+            table[type_] = (_SKIP, None, None, None)
             return _tuple_new(RecordedEvent, (*row[:6], None if row[7] is None else UNDECODED))
         ev = self.decode_row(row)
         if type_ not in table:
             et = self.registry._by_name.get(type_)
             if et is not None:
-                table[type_] = (et.schema, codec.class_codec(et.cls).decoder())
+                direct = direct_decoder(et.cls)
+                table[type_] = (et.schema, codec.class_codec(et.cls).decoder(),
+                                *(direct if direct is not None else (None, None)))
         return ev
 
     def _raw_pages(self, pages: Iterator[list[tuple]],
