@@ -20,6 +20,7 @@ from .blobs import BlobStore
 from .chain import Anchor, VerifyReport
 from .clock import system_clock
 from .errors import FileError, InvalidArgument, NotAnEventStore, SchemaTooNew
+from .domain._checks import guard_public_methods
 from .events import EventRegistry
 from .log import ANY, APPLICATION_ID, SCHEMA, SCHEMA_VERSION, AppendResult, EventLog, RecordedEvent
 
@@ -275,6 +276,12 @@ class StoreView(_Reads):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+# A lone surrogate in a stream name or key fails deep inside (chain hashing, SQLite);
+# the guard turns that UnicodeEncodeError into InvalidArgument naming the argument.
+guard_public_methods(Store)
+guard_public_methods(StoreView)
 
 
 def open(

@@ -12,7 +12,9 @@ valid values for the other parameters, and the parameter gets, in turn:
   for a number, a string for a bool);
 * `missing`: None for a parameter that is not optional;
 * `oversized`: a 100,000-character identifier, a 17 MiB text (over the payload limit),
-  a 70-bit integer.
+  a 70-bit integer;
+* `not UTF-8`: an identifier holding a lone surrogate ("a\\ud800"), which no UTF-8
+  encoder accepts.
 
 Expected: a typed error (a StoreError subclass) whose message names the parameter
 (wrong type and missing; for oversized any typed error), and the log unchanged
@@ -42,6 +44,7 @@ SKIP = {
 """Methods the generic sweep leaves out, and why (hand-written cases cover what matters)."""
 
 OVERSIZED_TEXT = 17 * 1024 * 1024
+LONE_SURROGATE_LABEL = "not UTF-8 (a lone surrogate)"
 IDENTIFIER_WORDS = ("id", "key", "scope", "token", "name", "kind", "type", "stream", "ref")
 
 
@@ -343,6 +346,8 @@ def hostile_values(param: inspect.Parameter, annotation: str) -> Iterator[tuple[
         if any(param.name == w or param.name.endswith("_" + w) for w in IDENTIFIER_WORDS):
             yield "oversized (a 100,000-character identifier)", "x" * 100_000, True
         yield "oversized (17 MiB of text)", "x" * OVERSIZED_TEXT, False
+        if any(param.name == w or param.name.endswith("_" + w) for w in IDENTIFIER_WORDS):
+            yield LONE_SURROGATE_LABEL, "a\ud800", True
     if parts & {"Any"} and param.name not in ("fn", "deliver", "read_start"):
         yield "oversized (17 MiB of text)", "x" * OVERSIZED_TEXT, False
     if parts & {"int"} and not parts & {"Any", "str"}:
