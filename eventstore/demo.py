@@ -97,7 +97,7 @@ def run(path: str | None, say: Say = print) -> int:
     _SUGGESTIONS.clear()
     say(f"demo store: {path}")
     with open_store(path) as store:
-        anchor_before = store.checkpoint()
+        anchor_before = store.anchor()
         for _order, title, fn in list(_CHAPTERS):
             say(f"\n== {title}")
             fn(store, say)
@@ -115,7 +115,7 @@ def run(path: str | None, say: Say = print) -> int:
             f"in {rebuilt.seconds:.2f}s")
         check = store.verify_projections()
         say(f"projections: {check}")
-        anchor = store.checkpoint()
+        anchor = store.anchor()
         ok = report.ok and check.ok
     say(f"\nfinished in {time.monotonic() - started:.1f}s. Try next:")
     middle = max(1, anchor.position // 2)

@@ -508,7 +508,7 @@ class EventLog:
 
     # --- chain -------------------------------------------------------------------
 
-    def checkpoint(self) -> chain.Anchor:
+    def anchor(self) -> chain.Anchor:
         """The (position, hash) of the newest event, to keep outside the file."""
         row = self.db.one("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
         if row is None:

@@ -186,9 +186,18 @@ class Store(_Reads):
         """A stream's current version (0 when it has no events)."""
         return self.log.stream_version(stream)
 
+    def anchor(self) -> Anchor:
+        """(position, hash) of the newest event: keep it outside the file and pass it to
+        `verify(anchor)` later to prove the log up to it was neither changed nor cut off."""
+        return self.log.anchor()
+
     def checkpoint(self) -> Anchor:
-        """(position, hash) of the newest event: keep it outside the file as an anchor."""
-        return self.log.checkpoint()
+        """Deprecated alias of `anchor()` (a session's checkpoint is another thing)."""
+        import warnings
+
+        warnings.warn("Store.checkpoint() is renamed Store.anchor(); checkpoint() will be removed",
+                      DeprecationWarning, stacklevel=2)
+        return self.log.anchor()
 
     def verify(self, anchor: Anchor | str | None = None,
                progress: Callable[[int], None] | None = None, check_file: bool = True) -> VerifyReport:
@@ -233,7 +242,7 @@ class Store(_Reads):
         from projections import catalogue
 
         streams, _events = catalogue.totals(self.db) if "catalogue" not in self.engine.stale else (0, 0)
-        head = self.checkpoint()
+        head = self.anchor()
         nblobs, _logical, stored = self.blobs.stats()
         size = 0
         if self.path != ":memory:":

@@ -75,12 +75,12 @@ NAMES = [
 def test_a_lone_surrogate_in_an_id_raises_invalid_argument_naming_it_and_writes_nothing(world, name):
     """Each entry point: InvalidArgument (not UnicodeEncodeError) naming the argument; log unchanged."""
     what, call = _calls(world)[name]
-    before = world.checkpoint()
+    before = world.anchor()
     with pytest.raises(InvalidArgument) as info:
         call()
     assert what in str(info.value)
     assert "surrogate" in str(info.value)
-    assert world.checkpoint() == before
+    assert world.anchor() == before
 
 
 # --- lease owner ids have a size limit ------------------------------------------------------------
@@ -91,10 +91,10 @@ def test_an_oversized_lease_owner_id_is_refused_and_not_written(world, field):
     """A 1,000,000-character owner or incarnation id is InvalidArgument naming the field; nothing written."""
     big = "x" * 1_000_000
     owner = LeaseOwner(big, "inc") if field == "owner_id" else LeaseOwner("worker", big)
-    before = world.checkpoint()
+    before = world.anchor()
     with pytest.raises(InvalidArgument, match=rf"owner\.{field} must be at most {MAX_OWNER_ID_BYTES}"):
         world.leases.claim("s1", owner, 30_000)
-    assert world.checkpoint() == before
+    assert world.anchor() == before
 
 
 def test_an_owner_id_at_the_limit_is_accepted(world):

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import attrs
 
 from ..describe import timestamp
-from ..errors import FileError
+from ..errors import FileError, NotFound
 from ..store import Store, open as open_store
 
 
@@ -42,6 +42,19 @@ def open_existing(path: str, **kw: Any) -> Store:
     if not os.path.exists(path):
         raise FileError(path, "no such file")
     return open_store(path, create=False, **kw)
+
+
+def require_streams(store: Store, streams: Sequence[str] | None, db: str) -> None:
+    """NotFound (exit 2, one line) for a named stream that holds no event."""
+    for stream in streams or ():
+        if store.stream_version(stream) == 0:
+            raise NotFound(f"no stream {printable(stream)!r} in {db}")
+
+
+def require_session(store: Store, session_id: str, db: str) -> None:
+    """NotFound (exit 2, one line) for a session id that was never created (deleted ones exist)."""
+    if store.sessions.get(session_id) is None:
+        raise NotFound(f"no session {printable(session_id)!r} in {db}")
 
 
 def printable(text: str) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 
 from .. import demo
+from ..describe import timestamp
 from ..errors import InvalidArgument
 from ..facades import register_facade
 from . import trigger_commands as tc
@@ -253,8 +254,8 @@ class Triggers:
         """The forget cutoff: the explicit one (not in the future), or now - retention."""
         if older_than_ms is not None:
             if older_than_ms > now:
-                raise InvalidArgument(f"forget_occurrences: older_than_ms ({older_than_ms}) is in the future "
-                                      f"(now is {now})")
+                raise InvalidArgument(f"forget_occurrences: older_than_ms ({older_than_ms}, "
+                                      f"{timestamp(older_than_ms)}) is in the future (now is {timestamp(now)})")
             return older_than_ms
         return None if self._retention is None else max(0, now - self._retention)
 

@@ -18,7 +18,7 @@ valid values for the other parameters, and the parameter gets, in turn:
 
 Expected: a typed error (a StoreError subclass) whose message names the parameter
 (wrong type and missing; for oversized any typed error), and the log unchanged
-(`store.checkpoint()` equal before and after). Omitting a positional argument entirely
+(`store.anchor()` equal before and after). Omitting a positional argument entirely
 is Python's own TypeError, raised before any store code runs; it is not counted here.
 """
 
@@ -396,7 +396,7 @@ def call(world: World, case: Case, kwargs: dict[str, Any]) -> Outcome:
             kw[p.name] = kwargs[p.name]
         else:
             args.append(kwargs[p.name])
-    before = world.store.checkpoint()
+    before = world.store.anchor()
     error, typed, message = None, False, ""
     try:
         result = fn(*args, **kw)
@@ -406,7 +406,7 @@ def call(world: World, case: Case, kwargs: dict[str, Any]) -> Outcome:
         error, typed, message = type(exc).__name__, True, str(exc)
     except Exception as exc:  # an untyped error is a finding
         error, message = type(exc).__name__, "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    after = world.store.checkpoint()
+    after = world.store.anchor()
     low = message.lower()
     named = any(n in low for n in {case.param.lower(), case.param.replace("_", " ").lower()})
     stored = after != before and case.label.startswith("oversized") and _stores_oversized(world.store, before.position)

@@ -1,0 +1,199 @@
+"""The command line as a person uses it: unknown names exit 2 with one line, bad output
+paths, `--json` everywhere, help and usage, the `anchor` command and its old name."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+
+import pytest
+
+import eventstore
+from eventstore.cli import main
+from tests import debug_store
+
+
+@pytest.fixture(scope="module")
+def triage(tmp_path_factory) -> str:
+    """docs/debugging.md's store: session `triage` (stream `session:triage`), 25 events."""
+    path = str(tmp_path_factory.mktemp("usability") / "triage.db")
+    debug_store.session_store(path)
+    return path
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *words: str) -> None:
+    assert code == 2, err
+    assert err.count("\n") == 1 and ": error: " in err and "Traceback" not in err, err
+    for word in words:
+        assert word in err, err
+
+
+# --- item 18: an unknown stream or session is an error, not empty output ---------------------------
+
+
+@pytest.mark.parametrize("argv", [
+    ("replay", "{db}", "--stream", "session:nope"),
+    ("replay", "{db}", "--stream", "session:triage", "--stream", "session:nope"),
+    ("diff", "{db}", "--from", "1", "--stream", "session:nope"),
+    ("log", "{db}", "--stream", "session:nope"),
+    ("why", "{db}", "--stream", "session:nope", "--version", "1"),
+])
+def test_an_unknown_stream_exits_2_with_one_line_naming_it(triage, capsys, argv):
+    """replay, diff, log --stream and why on a stream with no event: exit 2, one line naming it."""
+    code, out, err = run(capsys, *(a.format(db=triage) for a in argv))
+    assert_one_line_error(code, err, "no stream 'session:nope'")
+    assert out == ""
+
+
+@pytest.mark.parametrize("command", ["queue", "inputs", "leases"])
+def test_an_unknown_session_exits_2_with_one_line_naming_it(triage, capsys, command):
+    """queue, inputs and leases --session on a session never created: exit 2, like `show`."""
+    code, out, err = run(capsys, command, triage, "--session", "nope")
+    assert_one_line_error(code, err, "no session 'nope'")
+    assert out == ""
+
+
+def test_a_known_session_and_stream_still_answer(triage, capsys):
+    """The checks only refuse unknown names: the session's queue and its stream's log print."""
+    assert run(capsys, "queue", triage, "--session", "triage")[0] == 0
+    code, out, _ = run(capsys, "log", triage, "--stream", "session:triage", "--limit", "2")
+    assert code == 0 and len(out.splitlines()) == 2
+
+
+# --- item 19: export to a directory or into a missing folder ---------------------------------------
+
+
+def test_export_to_a_directory_exits_2_with_one_line(triage, tmp_path, capsys):
+    """`export -o DIR`: one line naming the path, exit 2, no traceback; the directory is untouched."""
+    code, out, err = run(capsys, "export", triage, "-o", str(tmp_path))
+    assert_one_line_error(code, err, str(tmp_path), "is a directory")
+    assert os.listdir(tmp_path) == []
+
+
+def test_export_into_a_missing_folder_exits_2_with_one_line(triage, tmp_path, capsys):
+    """`export -o missing/x.jsonl`: one line naming the missing folder, exit 2, nothing created."""
+    target = tmp_path / "missing" / "x.jsonl"
+    code, out, err = run(capsys, "export", triage, "-o", str(target))
+    assert_one_line_error(code, err, "no such directory")
+    assert not (tmp_path / "missing").exists()
+
+
+# --- item 20: --json for verify, import, anchor and rebuild ----------------------------------------
+
+
+def test_every_command_but_demo_and_export_takes_json():
+    """The promise of docs/debugging.md: each subcommand's parser knows --json (export writes JSON lines)."""
+    from eventstore.cli import _subparser, build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    missing = [name for name, sub in commands.items()
+               if name not in ("demo", "export") and "--json" not in sub._option_string_actions]
+    assert not missing and len(commands) > 20
+    assert _subparser(parser, "verify") is commands["verify"]
+
+
+def test_verify_json_reports_the_chain_and_the_projections(triage, capsys):
+    """`verify --json --projections`: one JSON object with ok, the chain report and the projection check."""
+    code, out, _ = run(capsys, "verify", triage, "--json", "--projections")
+    doc = json.loads(out)
+    assert code == 0 and doc["ok"] is True
+    assert doc["chain"]["checked"] == 25 and doc["chain"]["problem"] is None
+    assert doc["projections"]["ok"] is True and doc["projections"]["position"] == 25
+
+
+def test_verify_json_of_a_bad_anchor_says_not_ok_and_exits_1(triage, capsys):
+    """A failed check still prints JSON (ok false, the problem) and exits 1."""
+    code, out, _ = run(capsys, "verify", triage, "--json", "--anchor", "25:" + "0" * 64)
+    doc = json.loads(out)
+    assert code == 1 and doc["ok"] is False and doc["chain"]["problem"] is not None
+    assert doc["projections"] is None
+
+
+def test_rebuild_json_prints_the_rebuild_report(tmp_path, capsys):
+    """`rebuild --json`: the projections rebuilt, the events read and the position."""
+    path = str(tmp_path / "r.db")
+    debug_store.session_store(path)
+    code, out, _ = run(capsys, "rebuild", path, "--json", "--projection", "sessions")
+    doc = json.loads(out)
+    assert code == 0 and doc["projections"] == ["sessions"] and doc["position"] == 25
+
+
+def test_import_json_prints_the_import_report(triage, tmp_path, capsys):
+    """`import --json`: the report with the new file's anchor, equal to the source's."""
+    dump = str(tmp_path / "dump.jsonl")
+    assert run(capsys, "export", triage, "-o", dump)[0] == 0
+    code, out, _ = run(capsys, "import", dump, str(tmp_path / "copy.db"), "--json")
+    doc = json.loads(out)
+    with eventstore.open(triage) as store:
+        assert code == 0 and doc["anchor"] == str(store.anchor()) and doc["chained"] is True
+
+
+def test_anchor_json_and_the_old_command_name(triage, capsys):
+    """`anchor --json` gives position, hash and the POSITION:HASH text; `checkpoint` still works."""
+    code, out, _ = run(capsys, "anchor", triage, "--json")
+    doc = json.loads(out)
+    assert code == 0 and doc["position"] == 25 and doc["anchor"] == f"25:{doc['hash']}"
+    code, out, _ = run(capsys, "checkpoint", triage)
+    assert code == 0 and out.strip() == doc["anchor"]
+
+
+# --- item 25: the anchor has its own name in the API ------------------------------------------------
+
+
+def test_store_anchor_is_the_name_and_checkpoint_a_deprecated_alias(triage):
+    """store.anchor() gives (position, hash); store.checkpoint() gives the same with a DeprecationWarning."""
+    with eventstore.open(triage) as store:
+        anchor = store.anchor()
+        assert anchor.position == 25 and store.verify(anchor).ok
+        with pytest.warns(DeprecationWarning, match="anchor"):
+            assert store.checkpoint() == anchor
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            store.anchor()
+
+
+# --- item 21: help and usage -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command, option, words", [
+    ("why", "--stream S", "the stream the event is on"),
+    ("diff", "--from P1", "the log position to compare from"),
+])
+def test_every_option_has_help_text(capsys, command, option, words):
+    """`why --stream` and `diff --from` are explained in --help."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    options = " ".join(capsys.readouterr().out.split("options:", 1)[1].split())
+    assert f"{option} {words}" in options, options
+
+
+def test_an_unknown_option_prints_the_subcommands_usage(triage, capsys):
+    """`log DB --bogus`: the usage shown is `eventstore log ...`, not the top-level one; exit 2."""
+    with pytest.raises(SystemExit) as info:
+        main(["log", triage, "--bogus"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert err.startswith("usage: eventstore log ") and "--stream" in err
+    assert "eventstore log: error: unrecognized arguments: --bogus" in err
+
+
+def test_vacuum_of_an_unknown_session_does_not_say_create_it_first(triage, capsys):
+    """Creating a session in order to vacuum it is no advice: the error just names it."""
+    code, _, err = run(capsys, "vacuum", triage, "nope")
+    assert_one_line_error(code, err, "'nope'", "no such session")
+    assert "create it first" not in err
+
+
+def test_a_future_forget_cutoff_is_named_as_a_date_not_milliseconds(triage, capsys):
+    """`forget-occurrences --older-than 2099-01-01`: the error shows the date, no epoch milliseconds."""
+    code, _, err = run(capsys, "forget-occurrences", triage, "--older-than", "2099-01-01")
+    assert_one_line_error(code, err, "2099-01-01T00:00:00.000Z", "in the future")
+    assert "4070908800000" not in err
