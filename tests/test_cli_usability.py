@@ -3,6 +3,7 @@ paths, `--json` everywhere, help and usage, the `anchor` command and its old nam
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
@@ -197,3 +198,60 @@ def test_a_future_forget_cutoff_is_named_as_a_date_not_milliseconds(triage, caps
     code, _, err = run(capsys, "forget-occurrences", triage, "--older-than", "2099-01-01")
     assert_one_line_error(code, err, "2099-01-01T00:00:00.000Z", "in the future")
     assert "4070908800000" not in err
+
+
+# --- item 17: tables never break an id -------------------------------------------------------------
+
+
+LONG_ID = "session-" + "0123456789abcdef" * 3
+
+
+@pytest.fixture(scope="module")
+def long_ids(tmp_path_factory) -> str:
+    """A store with a 56-character session id and a long name, model and working directory."""
+    from eventstore.domain.sessions import SessionMeta
+
+    path = str(tmp_path_factory.mktemp("tables") / "long.db")
+    with eventstore.open(path) as store:
+        store.sessions.create(LONG_ID, SessionMeta(name="a rather long name for a session", model="claude-demo-x",
+                                                   cwd="/home/someone/projects/with/a/long/path"))
+        store.sessions.create("short-1")
+    return path
+
+
+def test_piped_tables_are_plain_lines_that_grep_finds(long_ids):
+    """`eventstore sessions DB | grep ID`: one tab-separated line per row, the id whole in it."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "eventstore", "sessions", long_ids], capture_output=True,
+                          text=True, timeout=60, env=dict(os.environ, COLUMNS="80"))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "# 2 session(s)"
+    assert lines[1].split("\t")[:3] == ["session", "status", "gen"]
+    found = [line for line in lines if LONG_ID in line]
+    assert len(found) == 1 and found[0].split("\t")[0] == LONG_ID
+    assert found[0].split("\t")[3] == "a rather long name for a session"
+    assert len(lines) == 4
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_table_at_80_columns_never_breaks_an_id_or_a_time(long_ids, monkeypatch):
+    """On an 80-column terminal the id column and the timestamps stay whole on one line."""
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr("sys.stdout", _Terminal())
+    import sys
+
+    assert main(["sessions", long_ids]) == 0
+    out = sys.stdout.getvalue()
+    assert any(LONG_ID in line for line in out.splitlines()), out
+    with eventstore.open(long_ids) as store:
+        last = store.sessions.get(LONG_ID).last_activity_ms
+    from eventstore.describe import timestamp
+
+    assert any(timestamp(last) in line for line in out.splitlines()), out
