@@ -165,6 +165,9 @@ def _diff(args: argparse.Namespace) -> int:
             out.write(f"  {t.table}: {counts}\n")
             for ex in t.examples:
                 out.write(f"    {printable(ex)}\n")
+            hidden = t.added + t.removed + t.changed - len(t.examples)
+            if hidden > 0:
+                out.write(f"    ... and {hidden} more {'row' if hidden == 1 else 'rows'}\n")
     return EXIT_OK
 
 
