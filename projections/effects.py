@@ -24,6 +24,7 @@ from eventstore.domain.effect_envelopes import canonical_json
 from eventstore.domain.effect_events import (
     EffectCompleted,
     EffectFailureRecorded,
+    EffectForgotten,
     EffectLeaseRenewed,
     EffectStarted,
     EffectTakenOver,
@@ -148,6 +149,11 @@ def _completed(db: Any, ev: Any) -> None:
 @effects.on(EffectFailureRecorded)
 def _failed(db: Any, ev: Any) -> None:
     _finish_with_error(db, ev.data, "failed", ev.data.error_type, ev.data.error_message)
+
+
+@effects.on(EffectForgotten)
+def _forgotten(db: Any, ev: Any) -> None:
+    db.execute("DELETE FROM effects_entries WHERE scope=? AND replay_key=?", (ev.data.scope, ev.data.replay_key))
 
 
 @effects.on(AwaitRegistered)
