@@ -255,3 +255,49 @@ def test_a_terminal_table_at_80_columns_never_breaks_an_id_or_a_time(long_ids, m
     from eventstore.describe import timestamp
 
     assert any(timestamp(last) in line for line in out.splitlines()), out
+
+
+# --- items 22 and 26: the demo's ids and its closing advice ----------------------------------------
+
+
+def _demo(capsys, *argv: str) -> str:
+    assert main(["demo", *argv]) == 0
+    return capsys.readouterr().out
+
+
+def test_the_demo_gives_a_new_file_the_same_ids_and_a_rerun_new_ones(tmp_path, capsys):
+    """Two new files get the same session ids (the docs use them); a second run into one file,
+    or another --seed, gets others, so a rerun never collides with the first."""
+    def sessions(path: str) -> list[str]:
+        with eventstore.open(path) as store:
+            return [s.session_id for s in store.sessions.list()]
+
+    a, b = str(tmp_path / "a.db"), str(tmp_path / "b.db")
+    _demo(capsys, a)
+    _demo(capsys, b)
+    assert sessions(a) == sessions(b) == ["support-0a5d2f34", "support-42485e3a", "triage-d82c07cd"]
+    _demo(capsys, a)
+    assert len(sessions(a)) == 6
+    c = str(tmp_path / "c.db")
+    _demo(capsys, c, "--seed", "7")
+    assert not set(sessions(c)) & set(sessions(b))
+
+
+def test_the_demo_closing_advice_uses_the_narrated_position_and_points_at_the_api_and_docs(tmp_path, capsys):
+    """"Try next" replays, diffs and shows the position the time-travel narration used, on its
+    session; then it names the Python entry point and the docs."""
+    import re
+
+    out = _demo(capsys, str(tmp_path / "d.db"))
+    narrated = re.search(r"time travel to position (\d+) \(after turn 2\)", out)
+    assert narrated is not None
+    position = narrated.group(1)
+    advice = out.split("Try next:", 1)[1]
+    sid = re.search(r"eventstore show \S+ (support-\w+)", advice).group(1)
+    assert f"eventstore replay {tmp_path / 'd.db'} --at {position} --stream session:{sid}" in advice
+    assert f"--from {position} --stream session:{sid}" in advice
+    assert f"{sid} --at {position} --active-path" in advice
+    positions = {int(p) for p in re.findall(r"--(?:at|from) (\d+)", advice)}
+    assert positions == {int(position)}
+    assert "eventstore.open(path)" in advice and "api.md" in advice and "cli.md" in advice
+    assert "debugging.md" in advice

@@ -18,6 +18,9 @@ def register(sub: Any) -> None:
     """Add the core subcommands to the parser."""
     p = sub.add_parser("demo", help="run a realistic agent session on a SQLite file, ending with a verify")
     p.add_argument("db", nargs="?", metavar="DB", help="store file (default: a new temporary file)")
+    p.add_argument("--seed", type=whole_number(0), metavar="N",
+                   help="derive the session ids and scopes from N (default: the number of events already "
+                        "in DB, so a new file always gets the ids the docs use)")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("info", help="summarise a store file")
@@ -79,7 +82,7 @@ def _seconds(text: str) -> float:
 def _demo(args: argparse.Namespace) -> int:
     from ..demo import run
 
-    return run(args.db)
+    return run(args.db, seed=args.seed)
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -460,7 +460,7 @@ register_facade("effects", Effects)
 @demo.chapter(60, "effect replay journal")
 def _effects_chapter(store: Any, say: Any) -> None:
     fx = store.effects
-    scope = f"demo-agent-run-{uuid.uuid4().hex[:8]}"
+    scope = f"demo-agent-run-{demo.demo_id()}"
     calls = {"model": 0, "weather": 0}
 
     @fx.journaled(scope=scope, key="model:{turn}")

@@ -26,7 +26,6 @@ The shared checks later domains call inside their own write transaction are
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, Callable
 
 import attrs
@@ -414,14 +413,14 @@ register_facade("leases", Leases)
 
 
 def _demo_chapter() -> Callable[..., Any]:
-    from ..demo import chapter
+    from ..demo import chapter, demo_id
 
     @chapter(20, "sessions and execution leases")
     def _leases_chapter(store: Any, say: Callable[[str], None]) -> None:
         from .owners import this_process
         from .session_events import SessionMeta
 
-        sid = f"triage-{uuid.uuid4().hex[:8]}"
+        sid = f"triage-{demo_id()}"
         store.sessions.create(sid, SessionMeta(name="incident triage", model="demo-model", cwd="/srv/agent"))
         say(f"created session {sid!r}: {len(store.sessions.list())} session(s) in the store")
         worker = this_process("worker-a")
@@ -433,7 +432,7 @@ def _demo_chapter() -> Callable[..., Any]:
         lease = store.leases.renew(got.lease.fence, timings)
         say(f"worker-a renewed it: still fencing token {lease.fencing_token}, expiring "
             f"{round((lease.expires_at_ms - store.now_ms()) / 1000)}s from now")
-        intruder = LeaseOwner("worker-b", uuid.uuid4().hex)
+        intruder = LeaseOwner("worker-b", demo_id(32))
         bounced = store.leases.claim(sid, intruder, timings)
         assert isinstance(bounced, Busy)
         say(f"worker-b tried to claim it: Busy, held by {bounced.holder.owner.owner_id!r} "

@@ -472,17 +472,15 @@ register_facade("queue", Queue)
 
 
 def _demo_chapter() -> Callable[..., Any]:
-    from ..demo import chapter
+    from ..demo import chapter, demo_id
 
     @chapter(30, "queued work and turn inputs")
     def _queue_chapter(store: Any, say: Callable[[str], None]) -> None:
-        import uuid
-
         from .input_events import ActiveTurn, CheckpointKind
         from .inputs import TurnInputDraft
         from .owners import this_process
 
-        sid = f"support-{uuid.uuid4().hex[:8]}"
+        sid = f"support-{demo_id()}"
         store.sessions.create(sid)
         from ..demo import suggest
 
