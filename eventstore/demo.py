@@ -146,7 +146,8 @@ def run(path: str | None, say: Say = print, seed: int | None = None) -> int:
     for cmd in commands:
         say(f"  {cmd}")
     say("\nThe same from Python: `store = eventstore.open(path)`, then store.read_all(), store.sessions,")
-    say("store.leases, store.queue, store.inputs, store.processes, store.triggers, store.effects and store.at(p).")
+    say("store.leases, store.queue, store.inputs, store.processes, store.triggers, store.effects")
+    say("and store.at(position) for time travel.")
     say("Docs (in the project's docs/ folder): api.md (the Python API), cli.md (every command),")
     say("debugging.md (replay, diff and why, step by step) and concepts.md (leases, fencing, effects).")
     return 0 if ok else 1

@@ -311,7 +311,7 @@ def _key_text(row: tuple, names: list[str], pk: list[str]) -> str:
     return "(" + ", ".join(_key_cell(row[names.index(k)]) for k in pk) + ")"
 
 
-def _key_renderer(a: Any, b: Any, names: list[str], pk: list[str]) -> Callable[[tuple], str]:
+def _key_renderer(a: Any, b: Any, names: list[str], pk: list[str]) -> Callable[[tuple[Any, ...]], str]:
     """A row's key as a person knows it: the graph tables key their rows by `skey` (an
     internal number per session head) and `seq` (per node); shown as the session id and
     the node id instead."""
@@ -323,7 +323,7 @@ def _key_renderer(a: Any, b: Any, names: list[str], pk: list[str]) -> Callable[[
             sessions.update(db.iterate("SELECT skey, session_id FROM graph_heads"))
     shown = [("node_id" if k == "seq" and "node_id" in names else k) for k in pk]
 
-    def render(row: tuple) -> str:
+    def render(row: tuple[Any, ...]) -> str:
         cells = []
         for k in shown:
             v = row[names.index(k)]

@@ -153,7 +153,8 @@ def _failed(db: Any, ev: Any) -> None:
 
 @effects.on(EffectForgotten)
 def _forgotten(db: Any, ev: Any) -> None:
-    db.execute("DELETE FROM effects_entries WHERE scope=? AND replay_key=?", (ev.data.scope, ev.data.replay_key))
+    e = ev.data
+    db.execute("DELETE FROM effects_entries WHERE scope=? AND replay_key=?", (e.scope, e.replay_key))
 
 
 @effects.on(AwaitRegistered)

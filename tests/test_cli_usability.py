@@ -213,8 +213,9 @@ def long_ids(tmp_path_factory) -> str:
 
     path = str(tmp_path_factory.mktemp("tables") / "long.db")
     with eventstore.open(path) as store:
-        store.sessions.create(LONG_ID, SessionMeta(name="a rather long name for a session", model="claude-demo-x",
-                                                   cwd="/home/someone/projects/with/a/long/path"))
+        meta = SessionMeta(name="a rather long name for a session", model="claude-demo-x",
+                           cwd="/home/someone/projects/with/a/long/path")
+        store.sessions.create(LONG_ID, meta)
         store.sessions.create("short-1")
     return path
 

@@ -76,7 +76,8 @@ def test_forget_lets_the_fixed_function_run_again(fx_store):
     assert fx_store.effects.call("run-1", "k", {"q": 1}, effect) == [1, 2]
     assert len(runs) == 2
     types = [ev.type for ev in fx_store.read_stream("effect:run-1")]
-    assert types == ["effect.started", "effect.failed", "effect.forgotten", "effect.started", "effect.completed"]
+    assert types == ["effect.started", "effect.failed", "effect.forgotten",
+                     "effect.started", "effect.completed"]
     assert_consistent(fx_store)
 
 

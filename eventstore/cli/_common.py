@@ -114,9 +114,10 @@ def summarize(value: Any, width: int = 100) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-ID_COLUMNS = frozenset({"session", "process", "batch", "input", "id", "key", "scope", "owner scope", "replay key",
-                        "stream", "subscription", "holder", "holder (incarnation)", "claim owner", "source key",
-                        "node", "ref", "blob", "projection"})
+ID_COLUMNS = frozenset({
+    "session", "process", "batch", "input", "id", "key", "scope", "owner scope", "replay key", "stream",
+    "subscription", "holder", "holder (incarnation)", "claim owner", "source key", "node", "ref", "blob",
+    "projection"})
 """Column names whose cells are identifiers: a terminal table never wraps or cuts them."""
 
 MAX_WORD = 64

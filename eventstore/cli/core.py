@@ -58,8 +58,8 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_rebuild)
 
     # `checkpoint` was this command's first name; a session's checkpoint is another thing.
-    p = sub.add_parser("anchor", aliases=["checkpoint"],
-                       help="print POSITION:HASH of the newest event, to keep outside the file for verify --anchor")
+    p = sub.add_parser("anchor", aliases=["checkpoint"], help="print POSITION:HASH of the newest event, "
+                       "to keep outside the file for verify --anchor")
     add_db(p)
     p.add_argument("--json", action="store_true", help='print {"position", "hash", "anchor"}')
     p.set_defaults(func=_anchor)

@@ -75,8 +75,8 @@ def _forget_occurrences(args: argparse.Namespace) -> int:
         raise InvalidArgument("--older-than must not be before 1970")
     with open_existing(args.db) as store:
         if args.older_than is not None and args.older_than > store.now_ms():
-            raise InvalidArgument(f"--older-than {fmt_ms(args.older_than)} is in the future "
-                                  f"(now is {fmt_ms(store.now_ms())}): nothing ingested then can be forgotten")
+            raise InvalidArgument(f"--older-than {fmt_ms(args.older_than)} is in the future (now is "
+                                  f"{fmt_ms(store.now_ms())}): nothing ingested then can be forgotten")
         t = store.triggers
         # The cutoff is fixed here so the report names the one the command used.
         cutoff = args.older_than if args.older_than is not None else max(

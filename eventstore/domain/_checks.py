@@ -57,7 +57,8 @@ def find_unencodable(value: Any, what: str, depth: int = 0) -> str | None:
     if attrs.has(type(value)):
         items = ((f"{what}.{f.name}", getattr(value, f.name, None)) for f in attrs.fields(type(value)))
     elif isinstance(value, dict):
-        items = (entry for k, v in value.items() for entry in ((f"{what} key {k!r}", k), (f"{what}[{k!r}]", v)))
+        items = (entry for k, v in value.items()
+                 for entry in ((f"{what} key {k!r}", k), (f"{what}[{k!r}]", v)))
     elif isinstance(value, (list, tuple)):
         items = ((f"{what}[{i}]", v) for i, v in enumerate(value))
     for path, item in items:

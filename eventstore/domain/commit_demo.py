@@ -28,7 +28,8 @@ MODEL = ModelConfig("anthropic", "claude-demo")
 
 
 def _message(role: str, text: str) -> dict:
-    return {"role": role, "id": demo_id(32), "parts": [{"kind": "text", "content": text, "prune_state": "keep"}]}
+    return {"role": role, "id": demo_id(32),
+            "parts": [{"kind": "text", "content": text, "prune_state": "keep"}]}
 
 
 class _Conversation:

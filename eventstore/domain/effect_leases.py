@@ -101,8 +101,8 @@ class EffectOutcomeNotJournaled(EffectFailed):
         self.error_message = detail
         self.replayed = replayed
         EffectError.__init__(
-            self, f"effect {replay_key!r} in scope {scope!r} ran, but its return value could not be journaled "
-            f"({detail})" + (" (replayed from the journal)" if replayed else "")
+            self, f"effect {replay_key!r} in scope {scope!r} ran, but its return value could not be "
+            f"journaled ({detail})" + (" (replayed from the journal)" if replayed else "")
             + f"; return JSON-like values, then call store.effects.forget({scope!r}, {replay_key!r}) "
             "to let the next call run it again", scope, replay_key)
 

@@ -255,7 +255,8 @@ class Triggers:
         if older_than_ms is not None:
             if older_than_ms > now:
                 raise InvalidArgument(f"forget_occurrences: older_than_ms ({older_than_ms}, "
-                                      f"{timestamp(older_than_ms)}) is in the future (now is {timestamp(now)})")
+                                      f"{timestamp(older_than_ms)}) is in the future "
+                                      f"(now is {timestamp(now)})")
             return older_than_ms
         return None if self._retention is None else max(0, now - self._retention)
 
