@@ -302,3 +302,9 @@ def test_the_demo_closing_advice_uses_the_narrated_position_and_points_at_the_ap
     assert positions == {int(position)}
     assert "eventstore.open(path)" in advice and "api.md" in advice and "cli.md" in advice
     assert "debugging.md" in advice
+
+
+def test_an_argument_that_is_not_utf8_is_one_line_exit_2(triage, capsys):
+    """Bytes that are not UTF-8 on the command line arrive as lone surrogates: a typed error, exit 2."""
+    code, out, err = run(capsys, "log", triage, "--stream", "a\udcff")
+    assert_one_line_error(code, err, "stream is not valid text")
