@@ -20,7 +20,7 @@ def register_facade(name: str, factory: Callable[[Any], Any]) -> None:
     if isinstance(factory, type):
         # Why here: every facade method takes ids that reach SQLite, hashing or msgpack, all
         # of which encode text as UTF-8; one wrapper names the argument a lone surrogate is in.
-        from .domain._checks import guard_public_methods
+        from .checks import guard_public_methods
 
         guard_public_methods(factory)
     FACADES[name] = factory

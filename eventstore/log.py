@@ -23,7 +23,7 @@ from .errors import (
     StoreError,
     WrongExpectedVersion,
 )
-from .domain._checks import check_utf8
+from .checks import check_utf8
 from .events import REGISTRY, EventRegistry
 
 __all__ = [
@@ -529,7 +529,7 @@ class EventLog:
                check_file: bool = True) -> chain.VerifyReport:
         """Walk the whole chain; report the first altered, missing or reordered row.
 
-        With an `anchor` from an earlier checkpoint(), also prove that the anchor is
+        With an `anchor` from an earlier anchor(), also prove that the anchor is
         still on the chain: a shorter log is 'truncated', a different hash 'rewritten'.
         Without one, a log that ends before the largest position SQLite's
         sqlite_sequence says was written is 'truncated' too.

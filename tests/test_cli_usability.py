@@ -209,7 +209,7 @@ LONG_ID = "session-" + "0123456789abcdef" * 3
 @pytest.fixture(scope="module")
 def long_ids(tmp_path_factory) -> str:
     """A store with a 56-character session id and a long name, model and working directory."""
-    from eventstore.domain.sessions import SessionMeta
+    from eventstore.sessions import SessionMeta
 
     path = str(tmp_path_factory.mktemp("tables") / "long.db")
     with eventstore.open(path) as store:
@@ -253,7 +253,7 @@ def test_a_terminal_table_at_80_columns_never_breaks_an_id_or_a_time(long_ids, m
     assert any(LONG_ID in line for line in out.splitlines()), out
     with eventstore.open(long_ids) as store:
         last = store.sessions.get(LONG_ID).last_activity_ms
-    from eventstore.describe import timestamp
+    from eventstore.debug.describe_events import timestamp
 
     assert any(timestamp(last) in line for line in out.splitlines()), out
 

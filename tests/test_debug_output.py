@@ -10,10 +10,9 @@ import pytest
 
 import eventstore
 from eventstore.cli import main
-from eventstore.domain.commits import RuntimeCommit
-from eventstore.domain.graph_model import EventPayload, GraphAppend, SessionNode
-from eventstore.domain.owners import LeaseOwner
-from eventstore.domain.sessions import SessionMeta
+from eventstore.commits import EventPayload, GraphAppend, RuntimeCommit, SessionNode
+from eventstore.leases import LeaseOwner
+from eventstore.sessions import SessionMeta
 
 
 def _message(role: str, text: str) -> dict:
@@ -68,7 +67,7 @@ def test_why_and_diff_show_the_message_text_too(chat, capsys):
 
 def test_describe_value_of_other_dicts_is_unchanged():
     """Only a dict with a role and parts (or content) is a message; others keep the field list."""
-    from eventstore.describe import message_text, value
+    from eventstore.debug.describe_events import message_text, value
 
     assert value({"role": "user", "content": "hi"}) == "user: 'hi'"
     assert value({"a": 1, "parts": []}) == "{a: 1, parts: []}"

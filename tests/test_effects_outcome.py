@@ -12,9 +12,8 @@ from __future__ import annotations
 import pytest
 
 import eventstore
-from eventstore.domain.effects import (EffectFailed, EffectNotFinished, EffectOutcomeNotJournaled,
-                                       OUTCOME_NOT_JOURNALED)
-from eventstore.domain.owners import LeaseOwner
+from eventstore.effects import EffectFailed, EffectNotFinished, EffectOutcomeNotJournaled, OUTCOME_NOT_JOURNALED
+from eventstore.leases import LeaseOwner
 from tests.helpers import assert_consistent
 
 

@@ -17,10 +17,10 @@ import pytest
 import eventstore
 from eventstore import InvalidArgument
 from eventstore.demo import UserMessage
-from eventstore.domain.owners import MAX_OWNER_ID_BYTES, LeaseOwner, LocalProcessLiveness
-from eventstore.domain.inputs import TurnInputDraft
-from eventstore.domain.queue import AgentFrameTask, QueuedWorkDraft
-from eventstore.domain.triggers import OccurrenceRequest
+from eventstore.inputs import TurnInputDraft
+from eventstore.leases import MAX_OWNER_ID_BYTES, LeaseOwner, LocalProcessLiveness
+from eventstore.queue import AgentFrameTask, QueuedWorkDraft
+from eventstore.triggers import OccurrenceRequest
 
 BAD = "a\ud800"
 

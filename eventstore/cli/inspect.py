@@ -80,7 +80,7 @@ def _add_streams(p: Any) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from ..inspection import state_at
+    from ..debug.inspection import state_at
 
     with open_existing(args.db) as store:
         require_streams(store, args.streams, args.db)
@@ -136,7 +136,7 @@ def _print_session(out: Any, s: Any) -> None:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from ..statediff import diff
+    from ..debug.statediff import diff
 
     with open_existing(args.db) as store:
         require_streams(store, args.streams, args.db)
@@ -175,7 +175,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _why(args: argparse.Namespace) -> int:
-    from ..inspection import why
+    from ..debug.inspection import why
 
     with open_existing(args.db) as store:
         require_streams(store, [args.stream], args.db)
@@ -210,7 +210,7 @@ def _why(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..export import export_store, export_to_path
+    from ..debug.export import export_store, export_to_path
 
     if args.output:
         _check_output(args.output)
@@ -240,7 +240,7 @@ def _check_output(path: str) -> None:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from ..importer import import_store
+    from ..debug.importer import import_store
 
     source = sys.stdin.buffer if args.source == "-" else args.source
     with progress_bar("import", True) as progress:
