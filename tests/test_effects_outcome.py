@@ -96,3 +96,23 @@ def test_forget_is_refused_on_a_time_travel_view(fx_store):
     with fx_store.at() as view:
         with pytest.raises(eventstore.ReadOnlyView):
             view.effects.forget("run-1", "k")
+
+
+def test_the_forget_effect_command_forgets_a_finished_effect(tmp_path, capsys):
+    """`eventstore forget-effect DB --scope S --key K`: exit 0 and the entry is gone; an unknown
+    one is a one-line error, exit 2; one in progress is refused, exit 2."""
+    from eventstore.cli import main
+
+    path = str(tmp_path / "cli.db")
+    with eventstore.open(path) as store:
+        with pytest.raises(EffectOutcomeNotJournaled):
+            store.effects.call("run-1", "tags", {}, lambda: {"a"})
+        store.effects.begin("run-1", "busy", {}, owner=LeaseOwner("w", "i"))
+    assert main(["forget-effect", path, "--scope", "run-1", "--key", "tags", "--json"]) == 0
+    assert '"forgotten":true' in capsys.readouterr().out
+    with eventstore.open(path) as store:
+        assert store.effects.get("run-1", "tags") is None
+    assert main(["forget-effect", path, "--scope", "run-1", "--key", "tags"]) == 2
+    assert "no effect 'tags' in scope 'run-1'" in capsys.readouterr().err
+    assert main(["forget-effect", path, "--scope", "run-1", "--key", "busy"]) == 2
+    assert "in_progress" in capsys.readouterr().err
