@@ -176,6 +176,19 @@ def test_every_option_has_help_text(capsys, command, option, words):
     assert f"{option} {words}" in options, options
 
 
+def test_no_option_of_any_subcommand_lacks_help_text():
+    """`--help` explains every argument of every subcommand (none is bare)."""
+    import argparse
+
+    from eventstore.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    bare = [(name, a.option_strings or a.dest) for name, sub in commands.items() for a in sub._actions
+            if not a.help and not isinstance(a, argparse._HelpAction)]
+    assert not bare
+
+
 def test_an_unknown_option_prints_the_subcommands_usage(triage, capsys):
     """`log DB --bogus`: the usage shown is `eventstore log ...`, not the top-level one; exit 2."""
     with pytest.raises(SystemExit) as info:
