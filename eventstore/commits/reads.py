@@ -13,7 +13,7 @@ keeps a 1,000-node load close to a raw SQLite select of 1,000 rows.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import attrs
 
@@ -22,6 +22,9 @@ from ..errors import DecodeError, InvalidArgument
 from . import checkpoints
 from .events import SessionCommitted, StoredNode
 from .model import AgentFrame, Checkpoint, EventPayload, ModelConfig, SessionNode, UsageDelta
+
+if TYPE_CHECKING:
+    from ..store import StoreContext
 
 GRAPH_MODES = ("full", "active_path", "none")
 
@@ -54,7 +57,7 @@ class LoadedSession:
     """The log position this state is as of."""
 
 
-def nodes_at(ctx: Any, refs: Sequence[tuple[int, int]]) -> list[SessionNode]:
+def nodes_at(ctx: StoreContext, refs: Sequence[tuple[int, int]]) -> list[SessionNode]:
     """The nodes stored at (event position, index in the event), in the order given.
 
     Refs whose event payload was purged are left out.
@@ -135,7 +138,7 @@ def _hydrate_frames(blobs: Any, frames: Sequence[AgentFrame]) -> tuple[AgentFram
     return tuple(out)
 
 
-def load_session(ctx: Any, session_id: str, graph: str = "full", leaf: str | None = None) -> LoadedSession | None:
+def load_session(ctx: StoreContext, session_id: str, graph: str = "full", leaf: str | None = None) -> LoadedSession | None:
     """Read a session's state from `ctx` (the store, or a time-travel view); None when the
     session has never committed. `graph` is "full", "active_path" (from `leaf`, or the
     head's leaf, up to the root) or "none"."""
@@ -169,7 +172,7 @@ def load_session(ctx: Any, session_id: str, graph: str = "full", leaf: str | Non
                          position)
 
 
-def load_node(ctx: Any, session_id: str, node_id: str) -> SessionNode | None:
+def load_node(ctx: StoreContext, session_id: str, node_id: str) -> SessionNode | None:
     """One live node by id; tombstoned (and vacuumed, and unknown) nodes read as None (law 60)."""
     from projections import graph as gproj
 

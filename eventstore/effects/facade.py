@@ -24,7 +24,7 @@ import functools
 import inspect
 import time
 import uuid
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import attrs
 
@@ -57,6 +57,9 @@ from .leases import (  # noqa: F401  (re-exported)
     decide_renew,
 )
 from ..leases.owners import LeaseOwner, LeaseTimings, check_owner, definitely_dead, this_process
+
+if TYPE_CHECKING:
+    from ..store import StoreContext
 
 __all__ = [
     "AwaitResolution", "AwaitSessionRevoked", "AwaitTimeout", "AwaitTokenInvalid", "BeginOutcome", "EffectBusy",
@@ -101,7 +104,7 @@ def _error_type(exc: BaseException) -> str:
 class Effects(AwaitsMixin):
     """The effect replay journal facade (`store.effects`)."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
         self.options = EffectOptions()
         self._default_owner: LeaseOwner | None = None
@@ -233,7 +236,7 @@ class Effects(AwaitsMixin):
                      lambda entry, now: (None, decide_fail(entry, lease, error_type, message, now)))
         return self.get(lease.scope, lease.replay_key)
 
-    def _finish(self, lease: Any, what: str, decide: Callable[[Any, int], tuple[Any, list[Any]]]) -> Any:
+    def _finish(self, lease: EffectLease, what: str, decide: Callable[[Any, int], tuple[Any, list[Any]]]) -> Any:
         if not isinstance(lease, EffectLease):
             raise InvalidArgument(f"{what}: lease must be an EffectLease, got {type(lease).__name__}")
         self.ctx.require_writable(what)

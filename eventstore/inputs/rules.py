@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import attrs
 
@@ -52,6 +52,9 @@ from .events import (
 )
 from ..leases.owners import LeaseOwner
 from ..queue.claims import lease_token
+
+if TYPE_CHECKING:
+    from ..leases import LeaseFence
 
 DEFAULT_MAX_INPUTS = 16
 MAX_INPUTS_LIMIT = 10_000
@@ -414,7 +417,7 @@ def _planned_input(ev: TurnInputEnqueued) -> Any:
                             codec.unpack(codec.pack(ev.input)), state, ev.enqueued_at_ms, content_hash=ev.content_hash)
 
 
-def decide_active_claim(db: Any, fence: Any, turn_id: str, checkpoint: CheckpointKind, max_inputs: int,
+def decide_active_claim(db: Any, fence: LeaseFence, turn_id: str, checkpoint: CheckpointKind, max_inputs: int,
                         now_ms: int) -> TurnInputsClaimed | None:
     """The active-turn claim event at `checkpoint` of `turn_id`, or None. The caller has
     validated `fence` (require_live_fence) in the same write transaction."""

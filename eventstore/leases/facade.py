@@ -26,7 +26,7 @@ The shared checks later domains call inside their own write transaction are
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -43,6 +43,9 @@ from .events import (
 from .owners import LeaseOwner, LeaseTimings, ProcessStartReader, check_owner, definitely_dead, read_process_start
 from ..sessions.events import session_stream
 from ..sessions.facade import check_session_id, require_live_session
+
+if TYPE_CHECKING:
+    from ..store import StoreContext
 
 MAX_TTL_MS = 10 ** 12
 """The longest TTL accepted (about 31 years): keeps now + ttl far inside 64 bits."""
@@ -283,7 +286,7 @@ class Leases:
     on the facade (`store.leases.read_process_start = fake`) to test without real processes.
     """
 
-    def __init__(self, ctx: Any, read_process_start: ProcessStartReader = read_process_start) -> None:
+    def __init__(self, ctx: StoreContext, read_process_start: ProcessStartReader = read_process_start) -> None:
         self.ctx = ctx
         self.read_process_start: ProcessStartReader = read_process_start
 

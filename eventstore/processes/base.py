@@ -9,7 +9,7 @@ travel: every command calls `_write()` first, which refuses on a view.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import attrs
 
@@ -25,6 +25,9 @@ from .events import (
     process_stream,
 )
 from .model import ProcessRecord
+
+if TYPE_CHECKING:
+    from ..store import StoreContext
 
 PROJECTION = "processes"
 
@@ -84,7 +87,7 @@ def check_int(value: Any, name: str, minimum: int = 0) -> int:
 class ProcessFacadeBase:
     """Context access and helpers for the process registry facade."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
 
     # --- transactions -------------------------------------------------------------------

@@ -19,7 +19,7 @@ pruned); a later ingest under a forgotten key records a new occurrence.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -59,6 +59,9 @@ from .events import (
     subscription_id_for,
     subscription_stream,
 )
+
+if TYPE_CHECKING:
+    from ..store import StoreContext
 
 DAY_MS = 86_400_000
 DEFAULT_OCCURRENCE_RETENTION_MS = 7 * DAY_MS
@@ -122,7 +125,7 @@ def _projection() -> Any:
 class Triggers:
     """The trigger store facade (`store.triggers`)."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
         self._retention: int | None = DEFAULT_OCCURRENCE_RETENTION_MS
 
