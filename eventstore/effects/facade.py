@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import attrs
 
+from ..checks import check_int
 from ..errors import InvalidArgument
 from ..facades import register_facade
 from .awaits import (  # noqa: F401  (re-exported)
@@ -398,8 +399,8 @@ class Effects(AwaitsMixin):
             raise InvalidArgument(f"scope must be a string or None, got {type(scope).__name__}")
         if status is not None and status not in ENTRY_STATUSES:
             raise InvalidArgument(f"status must be one of {', '.join(ENTRY_STATUSES)} or None, got {status!r}"[:300])
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit < 2 ** 63):
-            raise InvalidArgument(f"limit must be an integer >= 1 or None, got {limit!r}")
+        if limit is not None:
+            check_int(limit, "limit", 1)
         self.ctx.require_fresh("effects")
         return _projection().list_entries(self.ctx.db, scope, status, limit)
 

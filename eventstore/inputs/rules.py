@@ -38,6 +38,7 @@ import attrs
 
 from .. import codec
 from ..errors import InvalidArgument, StoreError
+from ..checks import canonical_msgpack, sha256_hex
 from ..checks import check_text as _check_text
 from .events import (
     ActiveTurn,
@@ -211,16 +212,6 @@ class InputEnqueuePlan:
 
 
 
-def _canonical(value: Any) -> Any:
-    """A plain value whose msgpack encoding is the same for equal content (sorted map keys)."""
-    if isinstance(value, dict):
-        items = [(_canonical(k), _canonical(v)) for k, v in value.items()]
-        return dict(sorted(items, key=lambda kv: codec.pack(kv[0])))
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    return value
-
-
 def _ingress_plain(ingress: Any) -> list[Any]:
     if isinstance(ingress, ActiveTurn):
         return ["active_turn", ingress.turn_id, ingress.min_boundary.value]
@@ -229,8 +220,7 @@ def _ingress_plain(ingress: Any) -> list[Any]:
 
 def content_hash(draft: TurnInputDraft) -> str:
     """sha256 (hex) of a draft's canonical content: ingress, input, explicit input id."""
-    return hashlib.sha256(codec.pack([_ingress_plain(draft.ingress), _canonical(draft.input),
-                                      draft.input_id])).hexdigest()
+    return sha256_hex(canonical_msgpack([_ingress_plain(draft.ingress), draft.input, draft.input_id]))
 
 
 def check_input_draft(draft: Any, what: str = "draft") -> str:
@@ -250,7 +240,7 @@ def check_input_draft(draft: Any, what: str = "draft") -> str:
     if draft.input is None:
         raise InvalidArgument(f"{what}.input must be a value (text, a dict of parts, ...), got None")
     try:
-        codec.pack(_canonical(draft.input))
+        canonical_msgpack(draft.input)
     except InvalidArgument as exc:
         raise InvalidArgument(f"{what}.input: {exc}") from None
     for name in ("input_id", "source_key"):

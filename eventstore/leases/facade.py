@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ..checks import derived_token
 from ..errors import InvalidArgument, StoreError
 from ..facades import register_facade
 from .events import (
@@ -154,7 +155,8 @@ def lease_token(session_id: str, owner: LeaseOwner, now_ms: int, fencing_token: 
     Opaque to callers. The session generation keeps a recreated session's tokens apart
     from those its previous generation issued with the same fence.
     """
-    return f"{session_id}:{owner.owner_id}:{owner.incarnation_id}:{now_ms}:{fencing_token}:{generation}"
+    return derived_token(session_id, owner.owner_id, owner.incarnation_id, now_ms, fencing_token, generation,
+                         hashed=False)
 
 
 def _acquire(state: SessionLeaseState | None, generation: int, session_id: str, owner: LeaseOwner,

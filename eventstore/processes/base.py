@@ -77,13 +77,6 @@ def check_process_id(process_id: Any) -> str:
     return process_id
 
 
-def check_int(value: Any, name: str, minimum: int = 0) -> int:
-    """Validate an integer argument (bools refused; SQLite stores 64-bit integers)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or value >= 2 ** 63:
-        raise InvalidArgument(f"{name} must be an integer >= {minimum} (and below 2**63), got {value!r}")
-    return value
-
-
 class ProcessFacadeBase:
     """Context access and helpers for the process registry facade."""
 

@@ -25,8 +25,9 @@ import attrs
 
 from projections import processes as proj
 
+from ..checks import check_int
 from ..errors import InvalidArgument
-from .base import ProcessFacadeBase, check_int
+from .base import ProcessFacadeBase
 from .events import REGISTRY_STREAM, ProcessesPruned, PruneFilter, process_stream
 from .model import Disposition, ProcessRecord, ProcessStatus
 
