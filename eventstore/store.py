@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Sequence
 
 import attrs
 
 from . import codec
-from ._sqlite import Database, check_file, create_private_file
+from .storage import Storage
+from .storage.sqlite import Database, check_file, create_private_file
 from .blobs import SCHEMA as BLOB_SCHEMA
 from .blobs import BlobStore
 from .chain import Anchor, VerifyReport
@@ -33,7 +34,6 @@ if TYPE_CHECKING:  # the projections and the domains import the core, so it impo
     from projections.catalogue import StreamInfo
     from projections.engine import ProjectionEngine, ProjectionStatus, ProjectionVerifyReport, RebuildReport
 
-    from ._sqlite import _Transaction
     from .attachments import Attachments
     from .commits import Artifacts
     from .effects import Effects
@@ -72,7 +72,7 @@ class StoreContext:
     import happens then too: a domain package loads only when it is used or the store opens).
     """
 
-    db: Database
+    db: Storage
     log: EventLog
     engine: "ProjectionEngine"
     blobs: BlobStore
@@ -170,7 +170,7 @@ class StoreContext:
         """The injected clock's current time in milliseconds."""
         return self.clock()
 
-    def transaction(self) -> _Transaction:
+    def transaction(self) -> ContextManager[Any]:
         """A write transaction (BEGIN IMMEDIATE); appends inside it commit together.
 
         Nested use becomes a savepoint. Domain commands read projections and append
@@ -192,7 +192,7 @@ class StoreContext:
         """Raise ProjectionStale if `projection` must be rebuilt before it is read."""
         self.engine.require_fresh(projection)
 
-    def read_transaction(self) -> _Transaction:
+    def read_transaction(self) -> ContextManager[Any]:
         """A read transaction: every read inside sees one consistent snapshot."""
         return self.db.transaction(write=False)
 
@@ -222,7 +222,7 @@ class StoreContext:
 class Store(StoreContext):
     """An open event store file. Use as a context manager, or call close()."""
 
-    def __init__(self, db: Database, log: EventLog, engine: "ProjectionEngine", blobs: BlobStore,
+    def __init__(self, db: Storage, log: EventLog, engine: "ProjectionEngine", blobs: BlobStore,
                  profile: str, clock: Callable[[], int]) -> None:
         self.db = db
         self.log = log
@@ -337,7 +337,7 @@ class Store(StoreContext):
 class StoreView(StoreContext):
     """A read-only view over projections replayed to a position (from `Store.at`)."""
 
-    def __init__(self, store: Store, db: Database, position: int) -> None:
+    def __init__(self, store: Store, db: Storage, position: int) -> None:
         self.store = store
         self.db = db
         self.log = store.log
@@ -429,14 +429,13 @@ def open(
             if _identify(db, path):
                 db.execute(SCHEMA)
                 db.execute(BLOB_SCHEMA)
-                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif db.scalar("PRAGMA user_version", (), 0) < SCHEMA_VERSION:
+                db.write_stamp(APPLICATION_ID, SCHEMA_VERSION)
+            elif db.read_stamp()[1] < SCHEMA_VERSION:
                 # Version 1 -> 2 (the command marks in `flags`) needs no data change: the
                 # rows already written keep flags without marks, and `why` falls back to
                 # its heuristic for them. Stamped so that older code refuses the file
                 # rather than misread the new flags.
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.write_stamp(None, SCHEMA_VERSION)
             engine.open(log.last_position())
         store = Store(db, log, engine, BlobStore(db, threshold, limits), profile, clock or system_clock)
         if rebuild_stale and engine.stale:
@@ -458,17 +457,15 @@ def load_domains() -> None:
     from . import attachments, commits, effects, inputs, leases, processes, queue, sessions, triggers  # noqa: F401
 
 
-def _identify(db: Database, path: str) -> bool:
+def _identify(db: Storage, path: str) -> bool:
     """Read the file's identity without writing. True when it is new (empty)."""
-    app_id = db.scalar("PRAGMA application_id", (), 0)
-    version = db.scalar("PRAGMA user_version", (), 0)
+    app_id, version, objects = db.read_stamp()
     if app_id == APPLICATION_ID:
         if version > SCHEMA_VERSION:
             raise SchemaTooNew(path, version, SCHEMA_VERSION)
         if version < 1:
             raise NotAnEventStore(path, f"event store stamp present but schema version is {version}")
         return False
-    objects = db.scalar("SELECT count(*) FROM sqlite_schema", (), 0)
     if app_id == 0 and version == 0 and objects == 0:
         return True
     raise NotAnEventStore(

@@ -30,7 +30,6 @@ GRAPH_MODES = ("full", "active_path", "none")
 
 _node_codec = codec.class_codec(StoredNode)
 _unpackb = codec.msgpack.unpackb
-_CHUNK = 500
 
 
 @attrs.frozen
@@ -64,26 +63,22 @@ def nodes_at(ctx: StoreContext, refs: Sequence[tuple[int, int]]) -> list[Session
     """
     if not refs:
         return []
-    log = ctx.log
-    db = log.db  # the events table lives in the store file, also for a time-travel view
+    log = ctx.log  # the log of the store file, also for a time-travel view
     schema = log.registry.for_class(SessionCommitted).schema
-    wanted = sorted({p for p, _ in refs})
     events: dict[int, list[Any]] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start:start + _CHUNK]
-        rows = db.query(f"SELECT position, schema, flags, payload FROM events "
-                        f"WHERE position IN ({','.join('?' * len(chunk))})", chunk)
-        for position, row_schema, flags, payload in rows:
-            if payload is None:
-                continue  # purged
-            if not flags & ~codec.COMMAND_FLAGS and row_schema == schema:  # plain: no lz4, no unknown bit
-                try:
-                    events[position] = _unpackb(payload, raw=False, strict_map_key=False)["nodes"]
-                    continue
-                except Exception:  # malformed: the log's own decoder raises the typed error
-                    pass
-            # compressed, written at an older schema (upcasters), or malformed: the log's full path
-            events[position] = list(log.get(position).data.nodes)
+    for position, row_schema, flags, payload in log.stored_payloads(sorted({p for p, _ in refs})):
+        if payload is None:
+            continue  # purged
+        if not flags & ~codec.COMMAND_FLAGS and row_schema == schema:  # plain: no lz4, no unknown bit
+            try:
+                events[position] = _unpackb(payload, raw=False, strict_map_key=False)["nodes"]
+                continue
+            except Exception:  # malformed: the log's own decoder raises the typed error
+                pass
+        # compressed, written at an older schema (upcasters), or malformed: the log's full path
+        recorded = log.get(position)
+        assert recorded is not None  # stored_payloads just returned this position
+        events[position] = list(recorded.data.nodes)
     out = []
     for position, idx in refs:
         plain = events.get(position)
