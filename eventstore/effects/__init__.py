@@ -28,7 +28,6 @@ from .awaits import (
     RevocationReport,
 )
 from .envelopes import (
-    canonical_json,
     digest,
     json_value,
     short_id,
@@ -68,7 +67,6 @@ __all__ = [
     "AwaitTimeout",
     "AwaitTokenInvalid",
     "BeginOutcome",
-    "canonical_json",
     "digest",
     "EffectBusy",
     "EffectCompleted",
