@@ -1,0 +1,118 @@
+"""State snapshots of a session at chosen positions, read through the store's own time travel.
+
+A snapshot is what `store.at(position, streams)` shows of the session at that position:
+its head (revision, leaf, live nodes, checkpoint turn), its lease (holder, fence,
+expiry, live or not), its queued batches and turn inputs with their states, and the
+status of each related process. Liveness is judged at the time the event at that
+position was recorded, the moment the snapshot describes.
+
+A static page carries snapshots at up to `MAX_SNAPSHOTS` command boundaries (all of them
+when the session has no more commands than that, evenly spread otherwise); the server
+takes one on request for any position. Each `store.at` replays the session's streams
+from position 1, so the cost of a page grows with snapshots times events.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import StoreError
+from .model import tree_at
+
+MAX_SNAPSHOTS = 64
+"""The default bound on snapshots embedded in a static page."""
+
+
+def stops(commands: list[list[Any]], rows: list[list[Any]]) -> list[int]:
+    """The slider's stops: for each command, the last position of its shown events."""
+    last: dict[int, int] = {}
+    for row in rows:
+        last[row[8]] = row[0]
+    return [last[i] for i in range(len(commands)) if i in last]
+
+
+def choose(positions: list[int], limit: int) -> list[int]:
+    """Up to `limit` of `positions` (sorted), evenly spread, always with the last one."""
+    if limit <= 0 or not positions:
+        return []
+    if len(positions) <= limit:
+        return list(positions)
+    if limit == 1:
+        return [positions[-1]]
+    picked = {positions[round(i * (len(positions) - 1) / (limit - 1))] for i in range(limit)}
+    return sorted(picked)
+
+
+def snapshot(store: Any, session_id: str, streams: list[str], procs: list[tuple[str, str]], position: int,
+             as_of_ms: int | None) -> dict[str, Any]:
+    """The session's state at `position`, read from `store.at(position, streams)`."""
+    out: dict[str, Any] = {"position": position, "as_of_ms": as_of_ms}
+    with store.at(position, streams=streams) as view:
+        out["head"] = _guard(lambda: _head(view, session_id))
+        out["lease"] = _guard(lambda: _lease(view, session_id, as_of_ms))
+        out["queue"] = _guard(lambda: [[b.batch_id, b.state, b.enqueue_seq]
+                                       for b in view.queue.list(session_id, now_ms=as_of_ms)])
+        out["inputs"] = _guard(lambda: [[i.input_id, i.state.value, i.enqueue_seq]
+                                        for i in view.inputs.list(session_id, now_ms=as_of_ms)])
+        out["processes"] = _guard(lambda: [[pid, _process_status(view, pid)] for pid, _ in procs])
+    return out
+
+
+def _guard(read: Any) -> Any:
+    """A read's value, or {"error": message} when the domain refuses it at that position
+    (a deleted session's queue, for one): the page shows the message."""
+    try:
+        return read()
+    except StoreError as exc:
+        return {"error": str(exc)}
+
+
+def _head(view: Any, session_id: str) -> dict[str, Any] | None:
+    info = view.sessions.get(session_id)
+    loaded = view.sessions.load(session_id, graph="none") if info is not None and info.active else None
+    head: dict[str, Any] = {"status": info.status if info is not None else "absent"}
+    if loaded is not None:
+        cp = loaded.checkpoint
+        head.update(revision=loaded.head_revision, leaf=loaded.leaf_node_id, live_nodes=loaded.graph_node_count,
+                    checkpoint_turn=cp.turn_state.turn_index if cp is not None else None,
+                    model=loaded.config.model if loaded.config is not None else None)
+    return head
+
+
+def _lease(view: Any, session_id: str, as_of_ms: int | None) -> dict[str, Any] | None:
+    state = view.leases.get(session_id)
+    if state is None:
+        return None
+    h = state.holder
+    return {"fence": state.fencing_token, "holder": None if h is None else h.owner.owner_id,
+            "expires_ms": None if h is None else h.expires_at_ms,
+            "live": bool(h is not None and as_of_ms is not None and h.is_live(as_of_ms))}
+
+
+def _process_status(view: Any, pid: str) -> str | None:
+    rec = view.processes.get(pid)
+    return None if rec is None else str(rec.status.value)
+
+
+def take_snapshots(store: Any, session_id: str, streams: list[str], procs: list[tuple[str, str]],
+                   commands: list[list[Any]], rows: list[list[Any]], limit: int) -> list[dict[str, Any]]:
+    """Snapshots at up to `limit` of the slider's stops."""
+    recorded = {row[0]: row[4] for row in rows}
+    return [snapshot(store, session_id, streams, procs, p, recorded.get(p))
+            for p in choose(stops(commands, rows), limit)]
+
+
+def check_tree(tree: dict[str, Any], snaps: list[dict[str, Any]]) -> list[list[Any]]:
+    """Where the tree read off the graph events disagrees with `store.at`'s head (live
+    node count or leaf): [[position, what]]; empty when they agree at every snapshot."""
+    problems: list[list[Any]] = []
+    for snap in snaps:
+        head = snap.get("head")
+        if not isinstance(head, dict) or "revision" not in head:
+            continue
+        live, leaf = tree_at(tree, snap["position"])
+        if len(live) != head["live_nodes"]:
+            problems.append([snap["position"], f"tree has {len(live)} live nodes, store.at has {head['live_nodes']}"])
+        if leaf != head["leaf"]:
+            problems.append([snap["position"], f"tree leaf {leaf!r}, store.at leaf {head['leaf']!r}"])
+    return problems
