@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+ITEM_FIELDS = ("id", "label", "start", "end", "end_reason", "row", "marks", "detail", "lapsed")
+"""Columns of a lane item as the page gets it (a list per item keeps a long session's page small)."""
 MAX_ROWS = 8
 """Sub-rows per lane; more overlapping items share the last sub-row."""
 
@@ -123,7 +125,7 @@ def build_lanes(events: list[Any], processes: list[tuple[str, str]]) -> dict[str
             lease.finish(holding["id"], p, "released")
         elif t == "queue.batch_enqueued":
             queue.begin(_item(d.batch_id, f"#{d.enqueue_seq} {_payload_kinds(d.payloads)}", p,
-                              f"batch {d.batch_id}, {d.work_class.value}, source key {d.source_key}"))
+                              f"{d.work_class.value}, source key {d.source_key}"))
         elif t == "queue.claimed":
             for b in d.batch_ids:
                 queue.mark(b, p, f"claimed ({d.mode}) by {d.owner.owner_id}, generation {d.generation}")
@@ -138,7 +140,7 @@ def build_lanes(events: list[Any], processes: list[tuple[str, str]]) -> dict[str
         elif t == "inputs.enqueued":
             ingress = type(d.ingress).__name__
             inputs.begin(_item(d.input_id, f"#{d.enqueue_seq} {ingress}", p,
-                               f"input {d.input_id}, source key {d.source_key}"))
+                               f"source key {d.source_key}"))
         elif t == "inputs.claimed":
             for i in d.input_ids:
                 inputs.mark(i, p, f"claimed ({d.mode}) by {d.owner.owner_id}, generation {d.generation}")
@@ -160,7 +162,11 @@ def build_lanes(events: list[Any], processes: list[tuple[str, str]]) -> dict[str
         elif t.startswith("process."):
             _process_event(procs, relation, t, d, p)
     lanes = {"lease": lease.items, "queue": queue.items, "inputs": inputs.items, "processes": procs.items}
-    return {name: {"items": items, "rows": pack_rows(items)} for name, items in lanes.items()}
+    out: dict[str, Any] = {"fields": list(ITEM_FIELDS)}
+    for name, items in lanes.items():
+        rows = pack_rows(items)
+        out[name] = {"items": [[i.get(f) for f in ITEM_FIELDS] for i in items], "rows": rows}
+    return out
 
 
 def _process_event(procs: _Lane, relation: dict[str, str], t: str, d: Any, p: int) -> None:
@@ -170,7 +176,7 @@ def _process_event(procs: _Lane, relation: dict[str, str], t: str, d: Any, p: in
         kind = getattr(reg.input, "KIND", type(reg.input).__name__)
         rel = relation.get(d.process_id, "")
         procs.begin(_item(d.process_id, f"{_short(d.process_id, 20)} ({kind})", p,
-                          f"process {d.process_id}: {kind}, {reg.disposition.value}, {rel} this session"))
+                          f"{kind}, {reg.disposition.value}, {rel} this session"))
     elif pid is None:
         return
     elif t == "process.event_appended":

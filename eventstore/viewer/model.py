@@ -14,6 +14,7 @@ Rows are lists, not maps, to keep a 10,000-event page small; `EVENT_FIELDS` and
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 from typing import Any, Callable, Iterable
@@ -23,18 +24,21 @@ from .lanes import build_lanes
 
 EVENT_FIELDS = ("position", "stream", "version", "type", "recorded_at_ms", "summary", "payload",
                 "payload_chars", "command", "hash")
-"""Columns of a row of `events`: `stream` indexes `streams`, `command` indexes `commands`,
-`payload` is the decoded payload as indented JSON text (cut to `payload_chars` when too long)."""
+"""Columns of a row of `events`: `stream` indexes `streams`, `type` indexes `types`,
+`command` indexes `commands`, `hash` is the chain hash in base64 (the page shows hex),
+`payload` is the decoded payload as compact JSON text, cut when long (`payload_chars`
+is its whole length; see fit_payloads)."""
 NODE_FIELDS = ("node_id", "parent", "added", "tombstoned", "removed", "role", "text", "frame", "timestamp")
 """Columns of a row of `tree.nodes`: positions where the node was added, tombstoned and
 removed (None when not yet), its role and one line of its text."""
 
 PAYLOAD_EMBED_CHARS = 100_000
 """The longest payload text kept for one event; longer ones are cut (the page says so)."""
-PAYLOAD_BUDGET_CHARS = 2_500_000
-"""Payload text kept per session in total; once spent, payloads are cut to PAYLOAD_TIGHT_CHARS."""
-PAYLOAD_TIGHT_CHARS = 160
-TEXT_CHARS = 160
+PAGE_BYTES = 4_800_000
+"""What a page's data may weigh: payload texts get what the rest leaves (see fit_payloads)."""
+MIN_PAYLOAD_CHARS = 80
+"""Payloads are never cut shorter than this, even if the page then outgrows PAGE_BYTES."""
+TEXT_CHARS = 120
 """The longest node text line in the tree."""
 
 
@@ -63,25 +67,46 @@ def _jsonable() -> Callable[[Any], Any]:
 
 
 def payload_text(data: Any) -> str:
-    """An event's decoded payload as indented JSON text (bytes as {"$bytes": base64})."""
+    """An event's decoded payload as compact JSON text (bytes as {"$bytes": base64}); the
+    page indents it when it is whole."""
     if data is None:
-        return "null  (payload purged)"
-    return json.dumps(_jsonable()(data), indent=1, ensure_ascii=False, default=repr)
+        return "null"
+    return json.dumps(_jsonable()(data), ensure_ascii=False, separators=(",", ":"), default=repr)
 
 
-class PayloadCutter:
-    """Cuts payload texts to the per-event limit and the per-session budget."""
+def _weight(text: str) -> int:
+    """Bytes a string costs in the page's JSON (quotes and escapes included)."""
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
 
-    def __init__(self, embed: int = PAYLOAD_EMBED_CHARS, budget: int = PAYLOAD_BUDGET_CHARS) -> None:
-        self.embed = embed
-        self.left = budget
 
-    def cut(self, text: str) -> tuple[str, int]:
-        """(kept text, full length in characters)."""
-        limit = self.embed if self.left > 0 else PAYLOAD_TIGHT_CHARS
-        kept = text if len(text) <= limit else text[:limit]
-        self.left -= len(kept)
-        return kept, len(text)
+def fit_payloads(models: list[dict[str, Any]], page_bytes: int = PAGE_BYTES) -> int | None:
+    """Cut the payload texts of these models so that all their data fits `page_bytes`.
+
+    Everything but the payloads is kept; the payloads share what is left, each cut to
+    the same longest length (found by bisection; never below MIN_PAYLOAD_CHARS). Returns
+    that length, or None when nothing had to be cut. `payload_chars` keeps each full length.
+    """
+    rows = [r for m in models for r in m["events"]]
+    if not rows:
+        return None
+    total = sum(len(json.dumps(m, ensure_ascii=False, separators=(",", ":"), default=repr).encode("utf-8"))
+                for m in models)
+    weights = [_weight(r[6]) for r in rows]
+    budget = page_bytes - (total - sum(weights))
+    if sum(weights) <= budget:
+        return None
+    lo, hi = MIN_PAYLOAD_CHARS, max(len(r[6]) for r in rows)
+    while lo < hi:  # the longest cap whose cut payloads fit the budget
+        mid = (lo + hi + 1) // 2
+        cost = sum(w if len(r[6]) <= mid else _weight(r[6][:mid]) for r, w in zip(rows, weights))
+        if cost <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    for r in rows:
+        if len(r[6]) > lo:
+            r[6] = r[6][:lo]
+    return lo
 
 
 # --- which streams belong to a session ---------------------------------------------------------
@@ -136,14 +161,14 @@ def _read_events(store: Any, streams: Iterable[str]) -> list[Any]:
     return events
 
 
-def _hashes(store: Any, streams: list[str]) -> dict[int, str]:
+def _hashes(store: Any, streams: list[str]) -> dict[int, bytes]:
     """Chain hash per position of these streams (the `hash` column of the log, docs/log-format.md)."""
     out: dict[int, str] = {}
     for start in range(0, len(streams), 200):
         chunk = streams[start:start + 200]
         rows = store.db.query(f"SELECT position, hash FROM events WHERE stream IN ({','.join('?' * len(chunk))})",
                               chunk)
-        out.update((p, bytes(h).hex()) for p, h in rows)
+        out.update((p, bytes(h)) for p, h in rows)
     return out
 
 
@@ -255,8 +280,7 @@ def tree_at(tree: dict[str, Any], position: int) -> tuple[set[str], str | None]:
 # --- the model -----------------------------------------------------------------------------------
 
 
-def session_model(store: Store, session_id: str, *, snapshots: int | None = None,
-                  cutter: PayloadCutter | None = None) -> dict[str, Any]:
+def session_model(store: Store, session_id: str, *, snapshots: int | None = None) -> dict[str, Any]:
     """Everything the page shows of one session (see the module docstring).
 
     `snapshots`: how many `store.at` state snapshots to take (None: the default bound of
@@ -271,22 +295,25 @@ def session_model(store: Store, session_id: str, *, snapshots: int | None = None
 
         raise UnknownSession(session_id, store.path)
     describe = _describe()
-    cutter = cutter or PayloadCutter()
     streams, procs = session_streams(store, session_id)
     events = _read_events(store, streams)
     hashes = _hashes(store, streams)
     commands, command_of = group_commands(store, [ev.position for ev in events])
     stream_ids: dict[str, int] = {}
+    type_ids: dict[str, int] = {}
     rows = []
     for ev, cmd in zip(events, command_of):
         sidx = stream_ids.setdefault(ev.stream, len(stream_ids))
-        text, chars = cutter.cut(payload_text(ev.data))
+        full = payload_text(ev.data)
+        text, chars = full[:PAYLOAD_EMBED_CHARS], len(full)
         try:
             summary = describe(ev)
         except Exception:  # describe promises not to raise; a viewer must not die on one line
             summary = ev.type
-        rows.append([ev.position, sidx, ev.version, ev.type, ev.recorded_at_ms, summary, text, chars, cmd,
-                     hashes.get(ev.position)])
+        tidx = type_ids.setdefault(ev.type, len(type_ids))
+        digest = hashes.get(ev.position)
+        rows.append([ev.position, sidx, ev.version, tidx, ev.recorded_at_ms, summary, text, chars, cmd,
+                     None if digest is None else base64.b64encode(digest).decode()])
     tree = build_tree(events)
     model: dict[str, Any] = {
         "session": {"id": session_id, "status": info.status, "generation": info.generation,
@@ -295,6 +322,7 @@ def session_model(store: Store, session_id: str, *, snapshots: int | None = None
                     "cwd": info.meta.cwd if info.meta else None},
         "last_position": store.last_position(),
         "streams": list(stream_ids),
+        "types": list(type_ids),
         "event_fields": list(EVENT_FIELDS),
         "events": rows,
         "commands": commands,

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 from ..store import Store
 from .errors import ViewerArgumentError
-from .model import PayloadCutter, session_list, session_model
+from .model import fit_payloads, session_list, session_model
 
 MAX_SESSIONS = 50
 """Sessions embedded in a static page when none is named (the most recently active)."""
@@ -80,8 +80,8 @@ def render_html(store: Store, session_ids: Sequence[str] | None = None, *, snaps
                 from .errors import UnknownSession
 
                 raise UnknownSession(sid, store.path)
-    cutter = PayloadCutter()
-    models = {sid: session_model(store, sid, snapshots=snapshots, cutter=cutter) for sid in chosen}
+    models = {sid: session_model(store, sid, snapshots=snapshots) for sid in chosen}
+    fit_payloads(list(models.values()))
     data = {"mode": "static", "last_position": store.last_position(),
             "sessions": [s for s in listed if s["id"] in models], "initial": chosen[0] if chosen else None,
             "models": models}

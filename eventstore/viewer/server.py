@@ -84,9 +84,11 @@ def _route_sessions(store: Any, query: dict[str, list[str]]) -> Any:
 
 
 def _route_session(store: Any, query: dict[str, list[str]]) -> Any:
-    from .model import session_model
+    from .model import fit_payloads, session_model
 
-    return session_model(store, _session(store, query), snapshots=0)
+    model = session_model(store, _session(store, query), snapshots=0)
+    fit_payloads([model])
+    return model
 
 
 def _route_state(store: Any, query: dict[str, list[str]]) -> Any:

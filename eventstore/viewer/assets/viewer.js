@@ -101,8 +101,32 @@
     return getJSON("api/session?id=" + encodeURIComponent(id)).then(function (m) { show(m, keepLatest); });
   }
 
+  function hex(b64) {
+    if (!b64) return "-";
+    const bin = atob(b64);
+    let out = "";
+    for (let i = 0; i < bin.length; i++) out += bin.charCodeAt(i).toString(16).padStart(2, "0");
+    return out;
+  }
+
+  function unpack(m) {
+    // Types travel as indexes and lane items as lists (a smaller page); expand them once.
+    if (m.unpacked) return;
+    m.events.forEach(function (e) { e[E.type] = m.types[e[E.type]]; });
+    const F = m.lanes.fields;
+    ["lease", "queue", "inputs", "processes"].forEach(function (name) {
+      m.lanes[name].items = m.lanes[name].items.map(function (a) {
+        const o = {};
+        F.forEach(function (f, k) { o[f] = a[k]; });
+        return o;
+      });
+    });
+    m.unpacked = true;
+  }
+
   function show(m, latest) {
     const oldPosition = position;
+    unpack(m);
     model = m;
     positions = m.events.map(function (e) { return e[E.pos]; });
     const lastOf = {};
@@ -270,7 +294,7 @@
     $("detail-time").textContent = iso(e[E.at]);
     $("detail-command").textContent = "command " + (e[E.cmd] + 1) + ": positions " + c[0] + "–" + c[1] +
       (c[3] ? "" : " (row without command marks: shown alone)");
-    $("detail-hash").textContent = e[E.hash] || "-";
+    $("detail-hash").textContent = hex(e[E.hash]);
     showPayload(e, false);
     timeline.reveal(rowOfEvent[i]);
   }
@@ -278,6 +302,10 @@
   function showPayload(e, full) {
     const text = e[E.payload], total = e[E.chars], pre = $("payload"), btn = $("expand"), note = $("payload-note");
     note.textContent = "";
+    if (text.length === total && total <= 200000) {
+      try { pre.textContent = JSON.stringify(JSON.parse(text), null, 1); btn.hidden = true; return; }
+      catch (err) { /* not JSON: shown as stored */ }
+    }
     if (full || text.length <= PREVIEW) pre.textContent = text;
     else pre.textContent = text.slice(0, PREVIEW) + "\n… (" + (total - PREVIEW) + " more characters)";
     const more = !full && (text.length > PREVIEW || total > text.length);
@@ -329,11 +357,11 @@
         item.setAttribute("data-start", String(it.start));
         if (it.end !== null) item.setAttribute("data-end", String(it.end));
         if (it.end_reason) item.setAttribute("data-end-reason", it.end_reason);
-        if (it.lapsed !== undefined) item.classList.add("lapsed");
+        if (it.lapsed !== null) item.classList.add("lapsed");
         item.style.left = x0 + "px";
         item.style.top = (2 + it.row * 20) + "px";
-        item.title = it.detail + (it.end_reason ? " · ended: " + it.end_reason + " at " + it.end : " · open") +
-          (it.lapsed !== undefined ? " · expired before position " + it.lapsed : "");
+        item.title = it.id + " · " + it.detail + (it.end_reason ? " · ended: " + it.end_reason + " at " + it.end : " · open") +
+          (it.lapsed !== null ? " · expired before position " + it.lapsed : "");
         item.addEventListener("click", function () { selectEvent(bisectRight(positions, it.start) - 1); });
         frag.appendChild(item);
         it.marks.forEach(function (m) {
