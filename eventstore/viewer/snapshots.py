@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import tempfile
+
 from ..errors import StoreError
-from .model import tree_at
+from .model import _import_first, tree_at
 
 MAX_SNAPSHOTS = 64
 """The default bound on snapshots embedded in a static page."""
@@ -43,19 +45,37 @@ def choose(positions: list[int], limit: int) -> list[int]:
     return sorted(picked)
 
 
+SETTLED = frozenset({"completed", "cancelled"})
+PROCESS_SETTLED = frozenset({"completed", "failed", "cancelled", "abandoned"})
+OPEN_ROWS = 50
+"""Queue and input rows still in play listed per snapshot (settled ones are only counted)."""
+
+
 def snapshot(store: Any, session_id: str, streams: list[str], procs: list[tuple[str, str]], position: int,
-             as_of_ms: int | None) -> dict[str, Any]:
-    """The session's state at `position`, read from `store.at(position, streams)`."""
+             as_of_ms: int | None, view: Any = None) -> dict[str, Any]:
+    """The session's state at `position`, read from `store.at(position, streams)` (or from
+    `view`, a time-travel view at that position made by the caller)."""
+    if view is None:
+        with store.at(position, streams=streams) as fresh:
+            return snapshot(store, session_id, streams, procs, position, as_of_ms, fresh)
     out: dict[str, Any] = {"position": position, "as_of_ms": as_of_ms}
-    with store.at(position, streams=streams) as view:
-        out["head"] = _guard(lambda: _head(view, session_id))
-        out["lease"] = _guard(lambda: _lease(view, session_id, as_of_ms))
-        out["queue"] = _guard(lambda: [[b.batch_id, b.state, b.enqueue_seq]
-                                       for b in view.queue.list(session_id, now_ms=as_of_ms)])
-        out["inputs"] = _guard(lambda: [[i.input_id, i.state.value, i.enqueue_seq]
-                                        for i in view.inputs.list(session_id, now_ms=as_of_ms)])
-        out["processes"] = _guard(lambda: [[pid, _process_status(view, pid)] for pid, _ in procs])
+    out["head"] = _guard(lambda: _head(view, session_id))
+    out["lease"] = _guard(lambda: _lease(view, session_id, as_of_ms))
+    out["queue"] = _guard(lambda: _rows([(b.batch_id, b.state, b.enqueue_seq)
+                                         for b in view.queue.list(session_id, now_ms=as_of_ms)]))
+    out["inputs"] = _guard(lambda: _rows([(i.input_id, i.state.value, i.enqueue_seq)
+                                          for i in view.inputs.list(session_id, now_ms=as_of_ms)]))
+    out["processes"] = _guard(lambda: _rows([(pid, _process_status(view, pid), k + 1)
+                                             for k, (pid, _) in enumerate(procs)], PROCESS_SETTLED))
     return out
+
+
+def _rows(rows: list[tuple[str, str, int]], settled: frozenset[str] = SETTLED) -> dict[str, Any]:
+    """{"counts": rows per state, "open": the first OPEN_ROWS rows not settled}."""
+    counts: dict[str, int] = {}
+    for _, state, _ in rows:
+        counts[state] = counts.get(state, 0) + 1
+    return {"counts": counts, "open": [list(r) for r in rows if r[1] not in settled][:OPEN_ROWS]}
 
 
 def _guard(read: Any) -> Any:
@@ -89,17 +109,31 @@ def _lease(view: Any, session_id: str, as_of_ms: int | None) -> dict[str, Any] |
             "live": bool(h is not None and as_of_ms is not None and h.is_live(as_of_ms))}
 
 
-def _process_status(view: Any, pid: str) -> str | None:
+def _process_status(view: Any, pid: str) -> str:
     rec = view.processes.get(pid)
-    return None if rec is None else str(rec.status.value)
+    return "not registered yet" if rec is None else str(rec.status.value)
 
 
 def take_snapshots(store: Any, session_id: str, streams: list[str], procs: list[tuple[str, str]],
                    commands: list[list[Any]], rows: list[list[Any]], limit: int) -> list[dict[str, Any]]:
     """Snapshots at up to `limit` of the slider's stops."""
     recorded = {row[0]: row[4] for row in rows}
-    return [snapshot(store, session_id, streams, procs, p, recorded.get(p))
-            for p in choose(stops(commands, rows), limit)]
+    chosen = choose(stops(commands, rows), limit)
+    try:
+        timetravel = _import_first("eventstore.debug.timetravel", "eventstore.timetravel")
+    except ImportError:  # no snapshot replays in this version: plain store.at each time
+        return [snapshot(store, session_id, streams, procs, p, recorded.get(p)) for p in chosen]
+    # Why a private cache: `view_at` is store.at replayed from the nearest cached
+    # projection snapshot, so ascending positions cost one pass over the session instead
+    # of one pass each. Its cache lives in a temporary directory removed afterwards:
+    # nothing is written beside the store.
+    out = []
+    every = max(100, -(-len(rows) // max(1, len(chosen))))  # about one cached snapshot per chosen position
+    with tempfile.TemporaryDirectory(prefix="eventstore-viewer-") as cache:
+        for p in chosen:
+            with timetravel.view_at(store, p, streams, cache_dir=cache, every=every) as view:
+                out.append(snapshot(store, session_id, streams, procs, p, recorded.get(p), view))
+    return out
 
 
 def check_tree(tree: dict[str, Any], snaps: list[dict[str, Any]]) -> list[list[Any]]:

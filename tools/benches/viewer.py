@@ -2,7 +2,8 @@
 
 The session is the replay benchmark's realistic one (`replay.build_session`: leases,
 queued work, turn inputs, runtime commits, a tool process every 10 turns), written
-through the facades. Measured:
+through the facades, each call its own command (so the slider has a stop per command).
+Measured:
 
 * writing the page (`viewer.render_html`, what `eventstore view` does), with the default
   bound of 64 `store.at` snapshots;
@@ -67,7 +68,7 @@ def run(workdir: str, quick: bool) -> list[dict[str, Any]]:
     path = os.path.join(workdir, "viewer.db")
     clock = eventstore.ManualClock(1_700_000_000_000)
     with eventstore.open(path, clock=clock, synchronous="normal") as store:
-        build_session(store, clock, "S000000000", events)
+        build_session(store, clock, "S000000000", events, one_transaction=False)
         count = store.stream_version("session:S000000000")
         started = time.perf_counter()
         page = render_html(store, ["S000000000"])

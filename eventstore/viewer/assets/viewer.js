@@ -445,14 +445,16 @@
     if (err(ls)) line("lease", err(ls));
     else line("lease", ls === null ? "never held" : (ls.holder === null ? "free (fence " + ls.fence + ")" :
       ls.holder + " · fence " + ls.fence + " · expires " + iso(ls.expires_ms) + (ls.live ? " · live" : " · expired")));
-    [["queue", "queued work"], ["inputs", "turn inputs"]].forEach(function (pair) {
+    [["queue", "queued work"], ["inputs", "turn inputs"], ["processes", "processes"]].forEach(function (pair) {
       const v = snap[pair[0]];
       if (err(v)) { line(pair[1], err(v)); return; }
-      line(pair[1], v.length ? v.map(function (r) { return "#" + r[2] + " " + r[1]; }).join(", ") : "none");
+      const states = Object.keys(v.counts);
+      if (!states.length) { line(pair[1], "none"); return; }
+      // Counts per state, then the rows still in play (settled ones are only counted).
+      const text = states.map(function (k) { return v.counts[k] + " " + k; }).join(" · ");
+      const open = v.open.map(function (r) { return (pair[0] === "processes" ? r[0] : "#" + r[2]) + " " + r[1]; });
+      line(pair[1], text + (open.length ? ": " + open.join(", ") : ""));
     });
-    const pr = snap.processes;
-    if (err(pr)) line("processes", err(pr));
-    else if (pr.length) pr.forEach(function (r) { line("process", r[0] + ": " + (r[1] || "not registered yet")); });
     root.appendChild(table);
   }
 
