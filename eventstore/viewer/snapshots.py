@@ -46,7 +46,7 @@ def choose(positions: list[int], limit: int) -> list[int]:
 
 
 SETTLED = frozenset({"completed", "cancelled"})
-PROCESS_SETTLED = frozenset({"completed", "failed", "cancelled", "abandoned"})
+PROCESS_SETTLED = frozenset({"completed", "failed", "cancelled", "abandoned", "not registered yet"})
 OPEN_ROWS = 50
 """Queue and input rows still in play listed per snapshot (settled ones are only counted)."""
 
