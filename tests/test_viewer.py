@@ -83,7 +83,7 @@ def open_page(browser, html_path: str, session: str | None = None, height: int =
 def tree(page) -> dict[str, set[str]]:
     """Node ids of the rendered tree by mark: all, active, head, tip, tombstoned."""
     rows = page.eval_on_selector_all("#tree .node", "els => els.map(e => [e.dataset.nodeId, e.className])")
-    out: dict[str, set[str]] = {"all": set(), "active": set(), "head": set(), "tip": set(), "tombstoned": set()}
+    out: dict[str, set[str]] = {k: set() for k in ("all", "active", "head", "tip", "tombstoned")}
     for node_id, cls in rows:
         out["all"].add(node_id)
         for mark in ("active", "head", "tip", "tombstoned"):
@@ -158,7 +158,8 @@ def test_demo_view_timeline_groups_the_session_events_by_command(demo_db, browse
         events = list(store.read_stream(f"session:{sid}"))
         spans = sorted({store.command_span(ev.position) for ev in events})
     page = open_page(browser, write_page(demo_db, str(tmp_path / "demo.html")), sid)
-    shown = page.eval_on_selector_all("#timeline .event", "els => els.map(e => [+e.dataset.position, e.dataset.type])")
+    shown = page.eval_on_selector_all("#timeline .event",
+                                      "els => els.map(e => [+e.dataset.position, e.dataset.type])")
     assert shown == [[ev.position, ev.type] for ev in events]
     headers = page.eval_on_selector_all("#timeline .command", "els => els.map(e => e.textContent)")
     assert len(headers) == len(spans)
@@ -197,7 +198,8 @@ def test_clicking_an_event_shows_its_payload_position_hash_and_command(demo_db, 
     sid = sessions_by_name(demo_db)["billing support"]
     with open_readonly(demo_db) as store:
         commit = [e for e in store.read_stream(f"session:{sid}") if e.type == "session.committed"][1]
-        digest = bytes(store.db.scalar("SELECT hash FROM events WHERE position = ?", (commit.position,))).hex()
+        digest = bytes(store.db.scalar("SELECT hash FROM events WHERE position = ?",
+                                       (commit.position,))).hex()
         first, last = store.command_span(commit.position)
     page = open_page(browser, write_page(demo_db, str(tmp_path / "demo.html")), sid)
     page.click(f'#timeline .event[data-position="{commit.position}"]')
@@ -276,7 +278,8 @@ def test_hostile_text_is_shown_as_text_and_never_runs(rich, browser, tmp_path):
     assert page.evaluate("window.__pwned") is None
     assert dialogs == []
     assert page.eval_on_selector_all("img", "els => els.length") == 0
-    assert page.eval_on_selector_all("body script", "els => els.length") == 2  # the data and the page's own code
+    # The only scripts are the data element and the page's own code.
+    assert page.eval_on_selector_all("body script", "els => els.length") == 2
     texts = page.eval_on_selector_all("#tree .node .text", "els => els.map(e => e.textContent)")
     assert SCRIPT_TEXT in texts and IMG_TEXT in texts
     assert SCRIPT_TEXT in page.text_content("#session-info")

@@ -27,7 +27,8 @@ class Server:
     """A running `eventstore serve` subprocess and its URL."""
 
     def __init__(self, path: str, *extra: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "eventstore", "serve", path, "--port", "0", *extra],
+        command = [sys.executable, "-m", "eventstore", "serve", path, "--port", "0", *extra]
+        self.proc = subprocess.Popen(command,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         assert " at http://" in line, (line, self.proc.stderr.read() if self.proc.poll() is not None else "")
@@ -111,8 +112,9 @@ def test_served_slider_asks_the_server_for_store_at_of_that_position(rich, serve
     page = open_served(browser, server)
     move_slider_to(page, marks["two_nodes"])
     assert tree(page)["all"] == {"u1", "a1"}
+    want = f"store.at({marks['two_nodes']})"
     page.wait_for_function(f"() => document.querySelector('#state .exact') && "
-                           f"document.querySelector('#state .exact').textContent === 'store.at({marks['two_nodes']})'")
+                           f"document.querySelector('#state .exact').textContent === '{want}'")
     assert "revision 1 " in page.text_content("#state")
     page.close()
 
@@ -184,8 +186,8 @@ def test_server_writes_nothing(rich):
     files = sorted(f for f in os.listdir(directory) if not f.endswith(("-wal", "-shm")))
     s = Server(path)
     try:
-        for route in ("/", "/api/head", "/api/sessions", f"/api/session?id={SID}", f"/api/state?id={SID}&at=5",
-                      "/api/event?position=3"):
+        for route in ("/", "/api/head", "/api/sessions", f"/api/session?id={SID}",
+                      f"/api/state?id={SID}&at=5", "/api/event?position=3"):
             assert s.get(route)[0] == 200, route
     finally:
         s.stop()

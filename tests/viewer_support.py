@@ -41,8 +41,8 @@ def launch(playwright: Any) -> Any:
 
 
 def _node(node_id: str, role: str, text: str, parent: str | None) -> SessionNode:
-    return SessionNode(node_id, EventPayload({"role": role, "parts": [{"kind": "text", "content": text}]}), parent,
-                       agent_frame_id="main", timestamp="2026-03-02T09:00:00Z")
+    payload = EventPayload({"role": role, "parts": [{"kind": "text", "content": text}]})
+    return SessionNode(node_id, payload, parent, agent_frame_id="main", timestamp="2026-03-02T09:00:00Z")
 
 
 def build_rich_store(path: str) -> dict[str, int]:
@@ -67,20 +67,25 @@ def build_rich_store(path: str) -> dict[str, int]:
                  ("u2", "user", SCRIPT_TEXT, "a1"),
                  ("a2", "assistant", IMG_TEXT, "u2")]
         store.sessions.commit(RuntimeCommit(
-            SID, lease.fence, GraphAppend(tuple(_node(*t) for t in turns[:2]), "a1"), expected_head_revision=0,
-            completed_queue_claims=(got.queue.completion(),), completed_turn_input_claims=(got.inputs.completion(),)))
+            SID, lease.fence, GraphAppend(tuple(_node(*t) for t in turns[:2]), "a1"),
+            expected_head_revision=0,
+            completed_queue_claims=(got.queue.completion(),),
+            completed_turn_input_claims=(got.inputs.completion(),)))
         marks["two_nodes"] = store.last_position()
-        store.sessions.commit(RuntimeCommit(SID, lease.fence, GraphAppend(tuple(_node(*t) for t in turns[2:]), "a2"),
-                                            expected_head_revision=1))
+        store.sessions.commit(RuntimeCommit(
+            SID, lease.fence, GraphAppend(tuple(_node(*t) for t in turns[2:]), "a2"),
+            expected_head_revision=1))
         marks["four_nodes"] = store.last_position()
         # A branch: the user edits u2; the old branch stays, the leaf moves to the new one.
         store.sessions.commit(RuntimeCommit(
-            SID, lease.fence, GraphAppend((_node("u3", "user", LONG_TEXT, "a1"), _node("a3", "assistant", "ok", "u3")),
-                                          "a3"), expected_head_revision=2))
+            SID, lease.fence,
+            GraphAppend((_node("u3", "user", LONG_TEXT, "a1"), _node("a3", "assistant", "ok", "u3")), "a3"),
+            expected_head_revision=2))
         marks["branched"] = store.last_position()
         store.sessions.tombstone_nodes(SID, ["a2"])
         marks["tombstoned"] = store.last_position()
-        reg = p.ProcessRegistration("rich-tool-1", p.ToolCallInput("run_tests", "call-1", {"target": "tests/"}),
+        tool = p.ToolCallInput("run_tests", "call-1", {"target": "tests/"})
+        reg = p.ProcessRegistration("rich-tool-1", tool,
                                     p.Disposition.RERUNNABLE, p.Provenance(p.SessionScope(SID)), (),
                                     env_ref="env:python")
         store.processes.register(reg)

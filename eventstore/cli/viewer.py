@@ -15,18 +15,20 @@ from ._common import add_db, whole_number
 
 def register(sub: Any) -> None:
     """Add the `view` and `serve` subcommands to the parser."""
-    p = sub.add_parser("view", help="write a session viewer as one self-contained HTML file (opens from disk)")
+    p = sub.add_parser("view", help="write a session viewer as one self-contained HTML file")
     add_db(p)
     p.add_argument("--session", action="append", metavar="ID",
                    help="the session to show (repeatable; default: the 50 most recently active)")
-    p.add_argument("-o", "--output", metavar="FILE.html", help="where to write the page (default: standard output)")
+    p.add_argument("-o", "--output", metavar="FILE.html",
+                   help="where to write the page (default: standard output)")
     p.add_argument("--snapshots", type=whole_number(0), metavar="N",
                    help="store.at state snapshots per session (default 64; the slider uses the nearest one)")
     p.set_defaults(func=_view)
 
     p = sub.add_parser("serve", help="a local web UI over every session, updated live as the log grows")
     add_db(p)
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=whole_number(0), default=8765, help="port (default 8765; 0: any free port)")
     p.set_defaults(func=_serve)
 

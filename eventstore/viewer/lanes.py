@@ -114,7 +114,8 @@ def build_lanes(events: list[Any], processes: list[tuple[str, str]]) -> dict[str
                       f"expires_at_ms {d.expires_at_ms}")
             if d.reclaimed_from is not None:
                 detail += f"; reclaimed from {d.reclaimed_from.owner_id} (fence {d.reclaimed_fencing_token})"
-            holding = lease.begin(_item(f"lease:{d.fencing_token}", f"{who} · fence {d.fencing_token}", p, detail))
+            label = f"{who} · fence {d.fencing_token}"
+            holding = lease.begin(_item(f"lease:{d.fencing_token}", label, p, detail))
             holding.update(holder=who, fence=d.fencing_token, expires_ms=d.expires_at_ms,
                            claimed_ms=d.claimed_at_ms)
         elif t == "session.lease_renewed" and holding is not None:
@@ -169,6 +170,11 @@ def build_lanes(events: list[Any], processes: list[tuple[str, str]]) -> dict[str
     return out
 
 
+_PROCESS_MARKS = frozenset({"process.first_started", "process.lease_acquired", "process.lease_released",
+                            "process.wait_set", "process.wait_cleared", "process.abandon_requested",
+                            "process.external_ref_set"})
+
+
 def _process_event(procs: _Lane, relation: dict[str, str], t: str, d: Any, p: int) -> None:
     pid = d.process_id if hasattr(d, "process_id") else None
     if t == "process.registered":
@@ -186,6 +192,5 @@ def _process_event(procs: _Lane, relation: dict[str, str], t: str, d: Any, p: in
             procs.finish(pid, p, str(getattr(status, "value", status)))
         else:
             procs.mark(pid, p, f"#{d.sequence} {d.event_type}" + (" (wakes)" if d.wake is not None else ""))
-    elif t in ("process.first_started", "process.lease_acquired", "process.lease_released", "process.wait_set",
-               "process.wait_cleared", "process.abandon_requested", "process.external_ref_set"):
+    elif t in _PROCESS_MARKS:
         procs.mark(pid, p, t.split(".", 1)[1].replace("_", " "))

@@ -163,11 +163,11 @@ def _read_events(store: Any, streams: Iterable[str]) -> list[Any]:
 
 def _hashes(store: Any, streams: list[str]) -> dict[int, bytes]:
     """Chain hash per position of these streams (the `hash` column of the log, docs/log-format.md)."""
-    out: dict[int, str] = {}
+    out: dict[int, bytes] = {}
     for start in range(0, len(streams), 200):
         chunk = streams[start:start + 200]
-        rows = store.db.query(f"SELECT position, hash FROM events WHERE stream IN ({','.join('?' * len(chunk))})",
-                              chunk)
+        marks = ",".join("?" * len(chunk))
+        rows = store.db.query(f"SELECT position, hash FROM events WHERE stream IN ({marks})", chunk)
         out.update((p, bytes(h)) for p, h in rows)
     return out
 
@@ -251,9 +251,9 @@ def build_tree(events: list[Any]) -> dict[str, Any]:
             revision.append([p, d.revision])
         elif t == "session.nodes_tombstoned":
             for nid in d.node_ids:
-                row = live.get(nid)
-                if row is not None and row[3] is None:
-                    row[3] = p
+                hidden = live.get(nid)
+                if hidden is not None and hidden[3] is None:
+                    hidden[3] = p
         elif t == "session.vacuumed":
             for nid in [nid for nid, row in live.items() if row[3] is not None]:
                 live.pop(nid)[4] = p

@@ -68,7 +68,8 @@ def render_html(store: Store, session_ids: Sequence[str] | None = None, *, snaps
                 max_sessions: int = MAX_SESSIONS) -> str:
     """A self-contained page showing these sessions (default: the `max_sessions` most
     recently active), each with up to `snapshots` `store.at` snapshots (see snapshots.py)."""
-    if snapshots is not None and (isinstance(snapshots, bool) or not isinstance(snapshots, int) or snapshots < 0):
+    if snapshots is not None and (isinstance(snapshots, bool) or not isinstance(snapshots, int)
+                                  or snapshots < 0):
         raise ViewerArgumentError(f"snapshots must be an integer >= 0, got {snapshots!r}")
     listed = session_list(store)
     if session_ids is None:

@@ -49,7 +49,7 @@ class ViewerServer(ThreadingHTTPServer):
     def url(self) -> str:
         """The address to open in a browser."""
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"http://{host!s}:{port}/" if isinstance(host, str) else f"http://{host.decode()}:{port}/"
 
 
 def _one(query: dict[str, list[str]], name: str) -> str:
@@ -62,7 +62,8 @@ def _one(query: dict[str, list[str]], name: str) -> str:
 def _position(query: dict[str, list[str]], name: str) -> int:
     text = _one(query, name)
     if not text.isdigit():
-        raise ViewerArgumentError(f"query parameter {name!r} must be a position (a whole number), got {text!r}")
+        raise ViewerArgumentError(f"query parameter {name!r} must be a position (a whole number), "
+                                  f"got {text!r}")
     return int(text)
 
 

@@ -93,7 +93,8 @@ def _head(view: Any, session_id: str) -> dict[str, Any] | None:
     head: dict[str, Any] = {"status": info.status if info is not None else "absent"}
     if loaded is not None:
         cp = loaded.checkpoint
-        head.update(revision=loaded.head_revision, leaf=loaded.leaf_node_id, live_nodes=loaded.graph_node_count,
+        head.update(revision=loaded.head_revision, leaf=loaded.leaf_node_id,
+                    live_nodes=loaded.graph_node_count,
                     checkpoint_turn=cp.turn_state.turn_index if cp is not None else None,
                     model=loaded.config.model if loaded.config is not None else None)
     return head
@@ -146,7 +147,8 @@ def check_tree(tree: dict[str, Any], snaps: list[dict[str, Any]]) -> list[list[A
             continue
         live, leaf = tree_at(tree, snap["position"])
         if len(live) != head["live_nodes"]:
-            problems.append([snap["position"], f"tree has {len(live)} live nodes, store.at has {head['live_nodes']}"])
+            problems.append([snap["position"],
+                             f"tree has {len(live)} live nodes, store.at has {head['live_nodes']}"])
         if leaf != head["leaf"]:
             problems.append([snap["position"], f"tree leaf {leaf!r}, store.at leaf {head['leaf']!r}"])
     return problems
