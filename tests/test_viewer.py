@@ -7,6 +7,7 @@ event and the state panel through the DOM, and compare them with the store's own
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -250,6 +251,25 @@ def test_tombstoned_node_is_marked_and_time_travel_unmarks_it(rich, browser, tmp
     move_slider_to(page, marks["two_nodes"])
     assert tree(page)["all"] == {"u1", "a1"}
     save_screenshot(page, tmp_path, "viewer-rich.png")
+    page.close()
+
+
+def test_lease_lane_shows_holder_fence_and_expiry_as_of_the_slider(rich, browser, tmp_path):
+    """runtime-a's holding shows the expiry its renewal set; moved back to the acquisition,
+    the expiry the claim set (30 s after the claim; the renewal a second later adds 1 s)."""
+    path, _ = rich
+    with open_readonly(path) as store:
+        acquired, renewed = [e for e in store.read_stream(f"session:{SID}")
+                             if e.type in ("session.lease_acquired", "session.lease_renewed")][:2]
+    iso = lambda ms: datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).isoformat(  # noqa: E731
+        timespec="milliseconds").replace("+00:00", "Z")
+    page = open_page(browser, write_page(path, str(tmp_path / "rich.html")))
+    first = '#lanes .lane[data-lane="lease"] .item[data-item-id="lease:1"]'
+    assert page.text_content(first).startswith("runtime-a · fence 1 · expires ")
+    assert page.get_attribute(first, "data-expires") == iso(renewed.data.expires_at_ms)
+    move_slider_to(page, acquired.position)
+    assert page.get_attribute(first, "data-expires") == iso(acquired.data.expires_at_ms)
+    assert acquired.data.expires_at_ms + 1_000 == renewed.data.expires_at_ms
     page.close()
 
 

@@ -13,12 +13,22 @@ not drawn in a lane (it still shows in the timeline).
 
 from __future__ import annotations
 
+import datetime
 from typing import Any, Iterable
 
-ITEM_FIELDS = ("id", "label", "start", "end", "end_reason", "row", "marks", "detail", "lapsed")
-"""Columns of a lane item as the page gets it (a list per item keeps a long session's page small)."""
+ITEM_FIELDS = ("id", "label", "start", "end", "end_reason", "row", "marks", "detail", "lapsed", "expiries")
+"""Columns of a lane item as the page gets it (a list per item keeps a long session's page small).
+`lapsed`: for a lease holding, the first event recorded after its expiry while it was
+still held; `expiries`: the holding's [position, expires_at_ms] after its acquisition
+and each renewal."""
 MAX_ROWS = 8
 """Sub-rows per lane; more overlapping items share the last sub-row."""
+
+
+def _iso(ms: int) -> str:
+    """Milliseconds since the epoch as ISO 8601 UTC."""
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).isoformat(
+        timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _short(text: str, keep: int = 12) -> str:
@@ -111,17 +121,17 @@ def build_lanes(events: list[Any], processes: list[tuple[str, str]]) -> dict[str
                 lease.open.clear()
             who = d.owner.owner_id
             detail = (f"holder {who} (incarnation {d.owner.incarnation_id}), fence {d.fencing_token}, "
-                      f"expires_at_ms {d.expires_at_ms}")
+                      f"claimed {_iso(d.claimed_at_ms)}")
             if d.reclaimed_from is not None:
                 detail += f"; reclaimed from {d.reclaimed_from.owner_id} (fence {d.reclaimed_fencing_token})"
             label = f"{who} · fence {d.fencing_token}"
             holding = lease.begin(_item(f"lease:{d.fencing_token}", label, p, detail))
-            holding.update(holder=who, fence=d.fencing_token, expires_ms=d.expires_at_ms,
-                           claimed_ms=d.claimed_at_ms)
+            holding.update(expires_ms=d.expires_at_ms, expiries=[[p, d.expires_at_ms]])
         elif t == "session.lease_renewed" and holding is not None:
             holding["expires_ms"] = d.expires_at_ms
+            holding["expiries"].append([p, d.expires_at_ms])
             holding.pop("lapsed", None)
-            holding["marks"].append([p, f"renewed: expires_at_ms {d.expires_at_ms}"])
+            holding["marks"].append([p, f"renewed: expires {_iso(d.expires_at_ms)}"])
         elif t == "session.lease_released" and holding is not None:
             lease.finish(holding["id"], p, "released")
         elif t == "queue.batch_enqueued":

@@ -395,6 +395,13 @@
         el.classList.toggle("open", !future && open);
         const end = open ? P : it.end;
         el.style.width = Math.max(3, xOf(end, t.width) - xOf(it.start, t.width)) + "px";
+        if (it.expiries && !future) {
+          // A holding's expiry as of the slider: the latest acquisition or renewal by then.
+          let exp = null;
+          it.expiries.forEach(function (x) { if (x[0] <= P) exp = x[1]; });
+          el.textContent = it.label + " · expires " + clock(exp);
+          el.setAttribute("data-expires", iso(exp));
+        }
       });
       t.track.querySelectorAll(".tick").forEach(function (el) {
         el.hidden = Number(el.getAttribute("data-position")) > P;
