@@ -147,6 +147,7 @@ def test_demo_view_shows_the_conversation_tree_with_branch_head_and_active_path(
     assert len(got["tip"]) == 2  # the original third turn and its edit
     assert page.eval_on_selector_all("#tree .node .branch", "els => els.length") == 1
     assert page.errors == []
+    page.click("#timeline .event >> nth=-1")
     save_screenshot(page, tmp_path, "viewer-demo.png")
     page.close()
 
