@@ -176,6 +176,23 @@ def test_server_serves_only_its_page_and_api(server):
     assert server.get("/api/state?id=rich&at=999999")[0] == 400
 
 
+def test_loopback_server_refuses_requests_addressed_to_another_host(server):
+    """A request whose Host names another domain (a rebinding page) gets 403 and no data;
+    the loopback names get the page."""
+    port = server.url.rsplit(":", 1)[1].rstrip("/")
+    for host, want in ((f"evil.example:{port}", 403), (f"127.0.0.1.evil.example:{port}", 403),
+                       (f"localhost:{port}", 200), (f"127.0.0.1:{port}", 200)):
+        req = urllib.request.Request(server.url + "api/sessions", headers={"Host": host})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                status, body = resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            status, body = exc.code, exc.read()
+        assert status == want, host
+        if want == 403:
+            assert SID.encode() not in body
+
+
 def test_server_writes_nothing(rich):
     """Serving and answering every route leaves the log, the projections and the
     directory as they were (no new file, no new event)."""

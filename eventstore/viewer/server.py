@@ -10,7 +10,8 @@ local user, no templates, no sessions, no uploads. Routes (GET only):
     /api/state?id=S&at=P        the session's state at P, from store.at(P) (snapshots.snapshot)
     /api/event?position=P       one event's whole payload text (the model cuts long ones)
 
-Anything else is 404: the server reads no file but its own package assets, and opens
+Anything else is 404; on a loopback address, a request whose Host header names anything
+but a loopback name is 403. The server reads no file but its own package assets, and opens
 the store through `open_readonly`. One store connection serves every request, under a
 lock (a connection is not shared between threads mid-read).
 """
@@ -28,6 +29,9 @@ from ..errors import StoreError
 from .errors import UnknownSession, ViewerArgumentError
 
 LOOPBACK = "127.0.0.1"
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+"""Addresses served with the Host check (see _Handler._host_allowed); any other bind
+address answers every Host (binding it is a choice to be reachable)."""
 POLL_MS = 1000
 """How often the page asks whether the log has grown."""
 
@@ -41,6 +45,10 @@ class ViewerServer(ThreadingHTTPServer):
         from .page import server_page
 
         super().__init__(address, _Handler)
+        host, port = address[0], self.server_address[1]
+        self.allowed_hosts: frozenset[str] | None = None
+        if host in LOOPBACK_NAMES:
+            self.allowed_hosts = frozenset(f"{name}:{port}" for name in LOOPBACK_NAMES | {"[::1]"})
         self.store = store
         self.lock = threading.Lock()
         self.page = server_page(poll_ms).encode("utf-8")
@@ -147,8 +155,19 @@ class _Handler(BaseHTTPRequestHandler):
 
         self._send(status, embed_json(value).encode("utf-8"), "application/json; charset=utf-8")
 
+    def _host_allowed(self) -> bool:
+        # Why: a web page elsewhere can point its own domain at 127.0.0.1 (DNS rebinding)
+        # and then read this server as "same origin". Its requests carry that domain in
+        # Host, so a loopback server answers only requests addressed to a loopback name.
+        allowed = self.server.allowed_hosts
+        return allowed is None or (self.headers.get("Host") or "").lower() in allowed
+
     def do_GET(self) -> None:
         """Answer one request (see the module docstring for the routes)."""
+        if not self._host_allowed():
+            self._json(HTTPStatus.FORBIDDEN,
+                       {"error": "this server answers requests to a loopback address only"})
+            return
         url = urlsplit(self.path)
         if url.path in ("/", "/index.html"):
             self._send(HTTPStatus.OK, self.server.page, "text/html; charset=utf-8")
