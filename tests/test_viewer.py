@@ -383,6 +383,19 @@ def test_embedded_json_cannot_close_its_script_element():
     assert json.loads(text) == {"t": "</script><script>alert(1)</script>&amp;\u2028"}
 
 
+def test_view_of_a_store_without_sessions_says_so(browser, tmp_path):
+    """A store with events but no session gives a page that loads without errors and says
+    there is nothing to show."""
+    path = str(tmp_path / "empty.db")
+    with eventstore.open(path) as store:
+        store.append("notes:1", [demo.UserMessage("hello")])
+    page = open_page(browser, write_page(path, str(tmp_path / "empty.html")))
+    assert page.text_content("#session-info") == "this store has no sessions"
+    assert page.eval_on_selector_all("#session-select option", "els => els.length") == 0
+    assert page.errors == []
+    page.close()
+
+
 def test_view_of_an_unknown_session_is_a_one_line_error(demo_db, tmp_path, capsys):
     """`eventstore view DB --session nope` exits 2 with one line on stderr and writes no file."""
     out = tmp_path / "x.html"

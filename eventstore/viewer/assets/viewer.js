@@ -489,6 +489,7 @@
     if (!SERVE) {
       fillSessions(DATA.sessions, DATA.initial);
       if (DATA.initial) show(DATA.models[DATA.initial], true);
+      else $("session-info").textContent = "this store has no sessions";
       $("live").textContent = "file written at position " + DATA.last_position;
       document.body.setAttribute("data-ready", "1");
       return;
@@ -496,6 +497,7 @@
     getJSON("api/sessions").then(function (list) {
       const initial = DATA.initial || (list[0] && list[0].id);
       fillSessions(list, initial);
+      if (!initial) $("session-info").textContent = "no sessions yet: the page follows the log";
       return initial ? loadSession(initial, true) : null;
     }).then(function () { document.body.setAttribute("data-ready", "1"); poll(); });
   }
