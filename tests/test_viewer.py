@@ -97,7 +97,7 @@ def lane_items(page, lane: str) -> list[dict[str, str]]:
     return page.eval_on_selector_all(
         f'#lanes .lane[data-lane="{lane}"] .item',
         "els => els.map(e => ({id: e.dataset.itemId, end: e.dataset.endReason || null, "
-        "label: e.textContent, hidden: e.hidden}))")
+        "label: e.dataset.label || null, hidden: e.hidden}))")
 
 
 def move_slider_to(page, position: int) -> None:
@@ -266,7 +266,7 @@ def test_lease_lane_shows_holder_fence_and_expiry_as_of_the_slider(rich, browser
         timespec="milliseconds").replace("+00:00", "Z")
     page = open_page(browser, write_page(path, str(tmp_path / "rich.html")))
     first = '#lanes .lane[data-lane="lease"] .item[data-item-id="lease:1"]'
-    assert page.text_content(first).startswith("runtime-a · fence 1 · expires ")
+    assert page.text_content(first).startswith("runtime-a · fence 1 · expires ")  # wide enough for its label
     assert page.get_attribute(first, "data-expires") == iso(renewed.data.expires_at_ms)
     move_slider_to(page, acquired.position)
     assert page.get_attribute(first, "data-expires") == iso(acquired.data.expires_at_ms)

@@ -2,7 +2,9 @@
 // only, never parsed as HTML: every string in the data is stored text (see docs/viewer.md).
 "use strict";
 (function () {
+  const timings = {start: performance.now()};   // ms since navigation; the benchmark reads them
   const DATA = JSON.parse(document.getElementById("viewer-data").textContent);
+  timings.parsed = performance.now();
   const SERVE = DATA.mode === "serve";
   const ROW = 20;             // px per row of the tree and the timeline
   const PREVIEW = 2000;       // payload characters shown before "show all"
@@ -127,6 +129,7 @@
   function show(m, latest) {
     const oldPosition = position;
     unpack(m);
+    timings.unpacked = performance.now();
     model = m;
     positions = m.events.map(function (e) { return e[E.pos]; });
     const lastOf = {};
@@ -146,7 +149,9 @@
     const slider = $("slider");
     slider.max = String(Math.max(0, stops.length - 1));
     timeline.refresh(timelineRows.length);
+    timings.timeline = performance.now();
     drawLanes();
+    timings.lanes = performance.now();
     let target = stops.length ? stops[stops.length - 1] : 0;
     if (!latest && oldPosition) target = stops[Math.max(0, bisectRight(stops, oldPosition) - 1)] || target;
     setPosition(target);
@@ -337,6 +342,8 @@
     return (i + 0.5) / n * width;
   }
 
+  const LABEL_MIN = 40;       // px: narrower lane items carry their label in the title only
+
   function drawLanes() {
     const root = $("lanes");
     clear(root);
@@ -350,28 +357,36 @@
       const track = h("div", "lane-track");
       track.style.height = (lane.rows * 20 + 4) + "px";
       const frag = document.createDocumentFragment();
+      const items = [], ticks = [];
+      const lastTick = {};   // row -> x of the last tick drawn in it
       lane.items.forEach(function (it) {
-        const x0 = xOf(it.start, width);
-        const item = h("div", "item", it.label);
+        const item = h("div", "item");
         item.setAttribute("data-item-id", it.id);
         item.setAttribute("data-start", String(it.start));
         if (it.end !== null) item.setAttribute("data-end", String(it.end));
         if (it.end_reason) item.setAttribute("data-end-reason", it.end_reason);
         if (it.lapsed !== null) item.classList.add("lapsed");
-        item.style.left = x0 + "px";
+        item.style.left = xOf(it.start, width) + "px";
         item.style.top = (2 + it.row * 20) + "px";
-        item.title = it.id + " · " + it.detail + (it.end_reason ? " · ended: " + it.end_reason + " at " + it.end : " · open") +
+        item.title = it.label + " · " + it.id + " · " + it.detail +
+          (it.end_reason ? " · ended: " + it.end_reason + " at " + it.end : " · open") +
           (it.lapsed !== null ? " · expired before position " + it.lapsed : "");
         item.addEventListener("click", function () { selectEvent(bisectRight(positions, it.start) - 1); });
         frag.appendChild(item);
+        items.push({el: item, it: it, key: ""});
         it.marks.forEach(function (m) {
+          // Ticks closer than 2 px in one row would draw as one: the first stands for them.
+          const x = xOf(m[0], width);
+          if (lastTick[it.row] !== undefined && x - lastTick[it.row] < 2) return;
+          lastTick[it.row] = x;
           const tick = h("div", "tick");
-          tick.style.left = xOf(m[0], width) + "px";
+          tick.style.left = x + "px";
           tick.style.top = (2 + it.row * 20) + "px";
           tick.title = m[1] + " (position " + m[0] + ")";
           tick.setAttribute("data-position", String(m[0]));
           tick.addEventListener("click", function () { selectEvent(bisectRight(positions, m[0]) - 1); });
           frag.appendChild(tick);
+          ticks.push({el: tick, at: m[0], hidden: false});
         });
       });
       const cursor = h("div", "cursor");
@@ -379,7 +394,7 @@
       track.appendChild(frag);
       el.appendChild(track);
       root.appendChild(el);
-      tracks.push({track: track, cursor: cursor, lane: lane, width: width});
+      tracks.push({cursor: cursor, items: items, ticks: ticks, width: width});
     });
   }
 
@@ -387,24 +402,30 @@
     const P = position;
     tracks.forEach(function (t) {
       t.cursor.style.left = xOf(P, t.width) + "px";
-      const items = t.track.querySelectorAll(".item");
-      items.forEach(function (el, k) {
-        const it = t.lane.items[k];
+      t.items.forEach(function (entry) {
+        const it = entry.it, el = entry.el;
         const future = it.start > P, open = it.end === null || it.end > P;
-        el.hidden = future;
-        el.classList.toggle("open", !future && open);
-        const end = open ? P : it.end;
-        el.style.width = Math.max(3, xOf(end, t.width) - xOf(it.start, t.width)) + "px";
+        const w = future ? 0 : Math.max(3, xOf(open ? P : it.end, t.width) - xOf(it.start, t.width));
+        let label = it.label, exp = null;
         if (it.expiries && !future) {
           // A holding's expiry as of the slider: the latest acquisition or renewal by then.
-          let exp = null;
           it.expiries.forEach(function (x) { if (x[0] <= P) exp = x[1]; });
-          el.textContent = it.label + " · expires " + clock(exp);
-          el.setAttribute("data-expires", iso(exp));
+          label += " · expires " + clock(exp);
         }
+        const key = future ? "f" : (open ? "o" : "c") + w + label;
+        if (key === entry.key) return;   // unchanged: leave the element alone
+        entry.key = key;
+        el.hidden = future;
+        if (future) return;
+        el.classList.toggle("open", open);
+        el.style.width = w + "px";
+        el.textContent = w >= LABEL_MIN ? label : "";
+        el.setAttribute("data-label", label);
+        if (exp !== null) el.setAttribute("data-expires", iso(exp));
       });
-      t.track.querySelectorAll(".tick").forEach(function (el) {
-        el.hidden = Number(el.getAttribute("data-position")) > P;
+      t.ticks.forEach(function (tick) {
+        const hide = tick.at > P;
+        if (hide !== tick.hidden) { tick.hidden = hide; tick.el.hidden = hide; }
       });
     });
   }
@@ -491,6 +512,7 @@
       if (DATA.initial) show(DATA.models[DATA.initial], true);
       else $("session-info").textContent = "this store has no sessions";
       $("live").textContent = "file written at position " + DATA.last_position;
+      timings.ready = performance.now();
       document.body.setAttribute("data-ready", "1");
       return;
     }
@@ -501,7 +523,7 @@
       return initial ? loadSession(initial, true) : null;
     }).then(function () { document.body.setAttribute("data-ready", "1"); poll(); });
   }
-  window.viewer = {setPosition: setPosition, selectEvent: selectEvent,
+  window.viewer = {setPosition: setPosition, selectEvent: selectEvent, timings: timings,
                    position: function () { return position; }, stops: function () { return stops.slice(); }};
   start();
 })();
