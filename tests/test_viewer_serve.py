@@ -135,6 +135,21 @@ def test_served_page_updates_live_when_another_process_appends(rich, server, bro
     page.close()
 
 
+def test_served_session_list_follows_sessions_created_by_another_process(rich, server, browser):
+    """A session created by another process while the page is open joins the session list,
+    and choosing it shows its timeline."""
+    path, _ = rich
+    page = open_served(browser, server)
+    code = "import sys, eventstore\nwith eventstore.open(sys.argv[1]) as s:\n    s.sessions.create('late')\n"
+    subprocess.run([sys.executable, "-c", code, path], check=True, timeout=120)
+    page.wait_for_selector('#session-select option[value="late"]', state="attached", timeout=30_000)
+    page.select_option("#session-select", "late")
+    page.wait_for_function("() => document.getElementById('session-info').textContent.startsWith('late ')")
+    assert page.eval_on_selector_all("#timeline .event", "els => els.map(e => e.dataset.type)") == [
+        "session.created"]
+    page.close()
+
+
 def test_served_page_never_runs_stored_text(rich, server, browser):
     """The hostile texts are shown literally by the served page too; nothing runs."""
     page = open_served(browser, server)

@@ -287,6 +287,13 @@ def session_model(store: Store, session_id: str, *, snapshots: int | None = None
     `snapshots.MAX_SNAPSHOTS`; 0: none, as the server does, which answers each position
     on request instead).
     """
+    # Why one read transaction: the reads below (streams, hashes, command spans,
+    # snapshots) must all see the same log, even while other processes append.
+    with store.read_transaction():
+        return _session_model(store, session_id, snapshots)
+
+
+def _session_model(store: Store, session_id: str, snapshots: int | None) -> dict[str, Any]:
     from .snapshots import MAX_SNAPSHOTS, check_tree, take_snapshots
 
     info = store.sessions.get(session_id)

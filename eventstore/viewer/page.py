@@ -71,6 +71,11 @@ def render_html(store: Store, session_ids: Sequence[str] | None = None, *, snaps
     if snapshots is not None and (isinstance(snapshots, bool) or not isinstance(snapshots, int)
                                   or snapshots < 0):
         raise ViewerArgumentError(f"snapshots must be an integer >= 0, got {snapshots!r}")
+    with store.read_transaction():  # one consistent view of the log for the whole page
+        return _render(store, session_ids, snapshots, max_sessions)
+
+
+def _render(store: Store, session_ids: Sequence[str] | None, snapshots: int | None, max_sessions: int) -> str:
     listed = session_list(store)
     if session_ids is None:
         chosen = [s["id"] for s in listed[:max_sessions]]
