@@ -262,8 +262,11 @@ def test_lease_lane_shows_holder_fence_and_expiry_as_of_the_slider(rich, browser
     with open_readonly(path) as store:
         acquired, renewed = [e for e in store.read_stream(f"session:{SID}")
                              if e.type in ("session.lease_acquired", "session.lease_renewed")][:2]
-    iso = lambda ms: datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).isoformat(  # noqa: E731
-        timespec="milliseconds").replace("+00:00", "Z")
+
+    def iso(ms: int) -> str:
+        at = datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc)
+        return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
     page = open_page(browser, write_page(path, str(tmp_path / "rich.html")))
     first = '#lanes .lane[data-lane="lease"] .item[data-item-id="lease:1"]'
     assert page.text_content(first).startswith("runtime-a · fence 1 · expires ")  # wide enough for its label

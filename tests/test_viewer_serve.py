@@ -179,6 +179,10 @@ def test_server_serves_only_its_page_and_api(server):
     are 404; other methods are refused; bad parameters are 400 with a JSON error."""
     status, body = server.get("/")
     assert status == 200 and b"eventstore session viewer" in body
+    with urllib.request.urlopen(server.url, timeout=30) as resp:
+        policy = resp.headers["Content-Security-Policy"]
+    for directive in ("default-src 'none'", "script-src 'sha256-", "connect-src 'self'"):
+        assert directive in policy
     for path in ("/viewer.js", "/assets/viewer.js", "/../../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
                  "/api/../../etc/passwd", "/rich.db", "/api/nope"):
         status, body = server.get(path)

@@ -15,6 +15,7 @@ every string into the page with `textContent` (docs/viewer.md).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import html
 import json
@@ -46,6 +47,7 @@ def script_hash(script: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode() + "'"
 
 
+@functools.lru_cache(maxsize=2)
 def content_security_policy(serve: bool) -> str:
     """The page's policy: its own script only, no network (but its own origin when served)."""
     script = "\n" + asset("viewer.js") + "\n"

@@ -141,8 +141,11 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: the page polls every second."""
 
     def _send(self, status: int, body: bytes, ctype: str) -> None:
+        from .page import content_security_policy
+
         self.send_response(status)
         self.send_header("Content-Type", ctype)
+        self.send_header("Content-Security-Policy", content_security_policy(serve=True))
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
