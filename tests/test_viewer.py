@@ -423,3 +423,25 @@ def test_render_html_names_the_chosen_sessions_only(rich):
         page = render_html(store, [SID], snapshots=0)
     data = json.loads(re.search(r'application/json">(.*?)</script>', page, re.S).group(1))
     assert list(data["models"]) == [SID] and data["initial"] == SID
+
+
+def test_a_deleted_and_purged_session_still_has_a_page(tmp_path, browser):
+    """A purged session's events keep their headers only: its page lists them (payloads
+    null), its tree is empty (the nodes lived in the purged payloads), and nothing fails."""
+    path = str(tmp_path / "purged.db")
+    marks = build_rich_store(path)
+    with eventstore.open(path) as store:
+        store.sessions.delete(SID)
+        store.sessions.purge(SID)
+        m = vmodel.session_model(store, SID)
+        events = list(store.read_stream(f"session:{SID}"))
+    session_rows = [r for r in m["events"] if m["streams"][r[1]] == f"session:{SID}"]
+    assert [r[0] for r in session_rows] == [e.position for e in events]
+    assert {r[6] for r in session_rows} == {"null"}
+    assert m["tree"]["nodes"] == [] and m["tree_check"] == []
+    page = open_page(browser, write_page(path, str(tmp_path / "purged.html")))
+    assert tree(page)["all"] == set()
+    assert "purged" in page.text_content("#session-info")
+    assert page.errors == []
+    assert marks["last"] < m["last_position"]
+    page.close()
