@@ -17,12 +17,11 @@ import sys
 from typing import Any
 
 import eventstore
-from eventstore.domain.commits import RuntimeCommit
-from eventstore.domain.graph_model import EventPayload, GraphAppend, SessionNode
-from eventstore.domain.inputs import ActiveTurn, CheckpointKind, TurnInputDraft
-from eventstore.domain.owners import LeaseOwner
-from eventstore.domain.queue import AgentFrameTask, QueuedWorkDraft
-from eventstore.domain.session_events import SessionMeta
+from eventstore.commits import EventPayload, GraphAppend, RuntimeCommit, SessionNode
+from eventstore.inputs import ActiveTurn, CheckpointKind, TurnInputDraft
+from eventstore.leases import LeaseOwner
+from eventstore.queue import AgentFrameTask, QueuedWorkDraft
+from eventstore.sessions import SessionMeta
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -47,7 +46,7 @@ def _node(node_id: str, role: str, text: str, parent: str | None) -> SessionNode
 
 def build_rich_store(path: str) -> dict[str, int]:
     """Write the "rich" session (see the module docstring); returns named positions."""
-    from eventstore.domain import processes as p
+    from eventstore import processes as p
 
     marks: dict[str, int] = {}
     clock = eventstore.ManualClock(1_700_000_000_000)
@@ -101,9 +100,8 @@ def append_turn(path: str, node_id: str, text: str) -> None:
     """In another process: claim the lease of "rich" and commit one more message."""
     code = (
         "import sys, eventstore\n"
-        "from eventstore.domain.commits import RuntimeCommit\n"
-        "from eventstore.domain.graph_model import EventPayload, GraphAppend, SessionNode\n"
-        "from eventstore.domain.owners import LeaseOwner\n"
+        "from eventstore.commits import EventPayload, GraphAppend, RuntimeCommit, SessionNode\n"
+        "from eventstore.leases import LeaseOwner\n"
         "with eventstore.open(sys.argv[1]) as s:\n"
         "    lease = s.leases.claim('rich', LeaseOwner('runtime-c', 'inc-3'), 30_000).lease\n"
         "    head = s.sessions.load('rich', graph='none')\n"

@@ -15,7 +15,6 @@ Rows are lists, not maps, to keep a 10,000-event page small; `EVENT_FIELDS` and
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 from typing import Any, Callable, Iterable
 
@@ -42,22 +41,10 @@ TEXT_CHARS = 120
 """The longest node text line in the tree."""
 
 
-def _import_first(*names: str) -> Any:
-    """The first importable module among `names` (modules may move between packages)."""
-    error: ImportError | None = None
-    for name in names:
-        try:
-            return importlib.import_module(name)
-        except ImportError as exc:
-            error = exc
-    assert error is not None
-    raise error
-
-
 def _describe() -> Callable[[Any], str]:
-    mod = _import_first("eventstore.debug.describe", "eventstore.describe")
-    fn: Callable[[Any], str] = mod.describe
-    return fn
+    from ..debug import describe
+
+    return describe
 
 
 def _jsonable() -> Callable[[Any], Any]:

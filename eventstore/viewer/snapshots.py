@@ -19,7 +19,7 @@ from typing import Any
 import tempfile
 
 from ..errors import StoreError
-from .model import _import_first, tree_at
+from .model import tree_at
 
 MAX_SNAPSHOTS = 64
 """The default bound on snapshots embedded in a static page."""
@@ -120,10 +120,8 @@ def take_snapshots(store: Any, session_id: str, streams: list[str], procs: list[
     """Snapshots at up to `limit` of the slider's stops."""
     recorded = {row[0]: row[4] for row in rows}
     chosen = choose(stops(commands, rows), limit)
-    try:
-        timetravel = _import_first("eventstore.debug.timetravel", "eventstore.timetravel")
-    except ImportError:  # no snapshot replays in this version: plain store.at each time
-        return [snapshot(store, session_id, streams, procs, p, recorded.get(p)) for p in chosen]
+    from ..debug import timetravel
+
     # Why a private cache: `view_at` is store.at replayed from the nearest cached
     # projection snapshot, so ascending positions cost one pass over the session instead
     # of one pass each. Its cache lives in a temporary directory removed afterwards:
