@@ -82,7 +82,7 @@ print(json.dumps({"events": report.events, "seconds": seconds, "base_kib": base,
 def _processes_api() -> Any:
     """The processes domain module, or None when this code has none."""
     try:
-        from eventstore.processes import facade as processes
+        from eventstore import processes
     except ImportError:
         return None
     return processes
