@@ -445,3 +445,24 @@ def test_a_deleted_and_purged_session_still_has_a_page(tmp_path, browser):
     assert page.errors == []
     assert marks["last"] < m["last_position"]
     page.close()
+
+
+def test_open_readonly_uses_the_stores_readonly_mode_when_it_has_one(rich, monkeypatch):
+    """Every viewer open goes through open_readonly: with an `open(..., readonly=True)` it
+    asks for it; without one it opens the existing file (never creating one)."""
+    from eventstore import store as store_module
+
+    calls: list[dict] = []
+    real_open = store_module.open
+
+    def open_with_readonly(path, *, create=True, readonly=False, **kw):
+        calls.append({"create": create, "readonly": readonly})
+        return real_open(path, create=create, **kw)
+
+    monkeypatch.setattr(store_module, "open", open_with_readonly)
+    with open_readonly(rich[0]) as store:
+        assert store.sessions.get(SID) is not None
+    assert calls == [{"create": False, "readonly": True}]
+    monkeypatch.undo()
+    with pytest.raises(eventstore.FileError):
+        open_readonly(rich[0] + ".missing")
