@@ -958,8 +958,12 @@ class EffectsModel:
         e = self.entries[key]
         e.status, e.outcome, e.error = ("failed", None, error) if error else ("completed", value, None)
 
-    def call(self, owner: str, key: str, value: Any, now: int) -> tuple[str, Any]:
-        """('ran', value) | ('replay', outcome) | ('failed', error) | ('busy', None)."""
+    def call(self, owner: str, key: str, value: Any, now: int, strict: bool = False) -> tuple[str, Any]:
+        """('ran', value) | ('replay', outcome) | ('failed', error) | ('busy', None), or in
+        strict replay ('missing', None) for a key never journaled (an entry in progress is
+        busy or taken over there too)."""
+        if strict and key not in self.entries:
+            return "missing", None
         began = self.begin(owner, key, now)
         if began == "busy":
             return "busy", None

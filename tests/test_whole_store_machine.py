@@ -48,6 +48,7 @@ claims and stamped commits as variables (`fences_0 = state.claim_lease(...)`, th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from typing import Any
@@ -800,26 +801,17 @@ class WholeStoreMachine(RuleBasedStateMachine):
     @rule(worker=st.integers(0, 1), key=st.sampled_from(("k0", "k1")), value=st.sampled_from((None, 2, "done")),
           strict=st.booleans())
     def journaled_call(self, worker, key, value, strict):
-        """A whole journaled call (runs once, then replays; busy while another holds it), or a
-        strict replay, where nothing may run."""
-        fx, e = self.stores[worker].effects, self.model.effects.entries.get(key)
-        if strict:
-            with fx.strict_replay():
-                try:
-                    got = fx.call(SCOPE, key, {"tool": key}, lambda: 1 / 0)
-                except EffectReplayMissing:
-                    assert e is None or e.status == "in_progress"
-                    return
-                except EffectFailed as exc:
-                    assert e is not None and e.status == "failed"
-                    assert f"{exc.error_type}: {exc.error_message}" == e.error
-                    return
-            assert e is not None and e.status == "completed" and got == e.outcome
-            return
-        kind, expected = self.model.effects.call(WORKERS[worker], key, value, self.now())
+        """A whole journaled call (runs once, then replays; busy while another holds it), in
+        normal mode or in strict replay (where a key never journaled is refused)."""
+        fx = self.stores[worker].effects
+        kind, expected = self.model.effects.call(WORKERS[worker], key, value, self.now(), strict)
         ran = []
         try:
-            got = fx.call(SCOPE, key, {"tool": key}, lambda: ran.append(1) or value)
+            with fx.strict_replay() if strict else contextlib.nullcontext():
+                got = fx.call(SCOPE, key, {"tool": key}, lambda: ran.append(1) or value)
+        except EffectReplayMissing:
+            assert kind == "missing" and not ran
+            return
         except EffectBusy:
             assert kind == "busy"
             return
