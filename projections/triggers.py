@@ -157,9 +157,10 @@ def _scope_of(db: Any, subscription_id: str | None) -> str:
     row: only the scope of a schema-1 answer about an unknown id is lost."""
     if subscription_id is None:
         return LEGACY_SCOPE
-    scope = db.scalar("SELECT owner_scope FROM triggers_subscriptions WHERE subscription_id=?", (subscription_id,))
-    if scope is None:
-        scope = db.scalar("SELECT owner_scope FROM triggers_retired WHERE subscription_id=?", (subscription_id,))
+    for table in ("triggers_subscriptions", "triggers_retired"):
+        scope = db.scalar(f"SELECT owner_scope FROM {table} WHERE subscription_id=?", (subscription_id,))
+        if scope is not None:
+            break
     return LEGACY_SCOPE if scope is None else str(scope)
 
 
@@ -169,8 +170,8 @@ def _receipt(db: Any, operation_id: str | None, request_hash: str | None, comman
     if operation_id is None:
         return
     db.execute(_INSERT_RECEIPT, (_scope_of(db, subscription_id), operation_id, request_hash, command,
-                                 subscription_id, outcome, revision, incarnation, None, None, None, None, None,
-                                 None, None, None, at_ms))
+                                 subscription_id, outcome, revision, incarnation, None, None, None, None,
+                                 None, None, None, None, at_ms))
 
 
 def _incarnation(db: Any, subscription_id: str) -> int:
@@ -245,8 +246,8 @@ def _revived(db: Any, ev: Any) -> None:
 def _answered(db: Any, ev: Any) -> None:
     e = ev.data
     scope = e.owner_scope if e.owner_scope is not None else _scope_of(db, e.subscription_id)
-    db.execute(_INSERT_RECEIPT, (scope, e.operation_id, e.request_hash, e.command, e.subscription_id, e.outcome,
-                                 e.revision, e.incarnation, e.conflict_code, e.conflict_message,
+    db.execute(_INSERT_RECEIPT, (scope, e.operation_id, e.request_hash, e.command, e.subscription_id,
+                                 e.outcome, e.revision, e.incarnation, e.conflict_code, e.conflict_message,
                                  e.expected_revision, e.actual_revision, None, None, None, None, e.at_ms))
 
 
@@ -271,9 +272,9 @@ def _pruned(db: Any, ev: Any) -> None:
                    "owner_scope FROM triggers_subscriptions WHERE subscription_id=?", (sid,))
         db.execute("DELETE FROM triggers_subscriptions WHERE subscription_id=?", (sid,))
         db.execute("DELETE FROM triggers_deliveries WHERE subscription_id=?", (sid,))
-    db.execute(_INSERT_RECEIPT, (RETENTION_SCOPE, e.operation_id, e.request_hash, "prune_history", None, "pruned",
-                                 None, None, None, None, None, None, len(e.subscription_ids), e.receipts_pruned,
-                                 e.deliveries_pruned, None, e.at_ms))
+    db.execute(_INSERT_RECEIPT, (RETENTION_SCOPE, e.operation_id, e.request_hash, "prune_history", None,
+                                 "pruned", None, None, None, None, None, None, len(e.subscription_ids),
+                                 e.receipts_pruned, e.deliveries_pruned, None, e.at_ms))
 
 
 # The retention rule, shared by the command that counts and the applier that deletes, so
@@ -452,12 +453,14 @@ def get_receipt(db: Any, owner_scope: str, operation_id: str) -> TriggerReceipt 
     """The receipt of an operation id in an owner scope, or None (never used there, or
     pruned by retention). A legacy receipt of unknown scope answers for every scope."""
     # ORDER BY owner_scope DESC: the scope's own receipt sorts before the legacy '' one.
-    row = db.one(f"SELECT {_RECEIPT_COLS} FROM triggers_receipts WHERE operation_id=? AND owner_scope IN (?, ?) "
-                 "ORDER BY owner_scope DESC LIMIT 1", (operation_id, owner_scope, LEGACY_SCOPE))
+    row = db.one(f"SELECT {_RECEIPT_COLS} FROM triggers_receipts WHERE operation_id=? "
+                 "AND owner_scope IN (?, ?) ORDER BY owner_scope DESC LIMIT 1",
+                 (operation_id, owner_scope, LEGACY_SCOPE))
     if row is None:
         return None
-    done = () if row[15] is None else tuple(TombstonedSubscription(*t) for t in json.loads(row[15]))
-    return TriggerReceipt(*row[:15], done, row[16])
+    fields = list(row)
+    fields[15] = () if row[15] is None else tuple(TombstonedSubscription(*t) for t in json.loads(row[15]))
+    return TriggerReceipt(*fields)
 
 
 def count_receipts(db: Any, older_than_ms: int | None = None) -> int:

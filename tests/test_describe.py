@@ -208,6 +208,7 @@ def test_a_prune_by_name_reads_as_a_sentence():
     """`trigger.subscriptions_pruned` (the receipt of PruneSubscriptions) says what it tombstoned."""
     from eventstore.domain.trigger_events import SubscriptionsPruned
 
-    data = SubscriptionsPruned("session:s1", "op-1", "h", ("a", "b", "c"), ("a",), ("sub-1",), (2,), (1,), 5_000)
+    data = SubscriptionsPruned("session:s1", "op-1", "h", ("a", "b", "c"), ("a",), ("sub-1",), (2,), (1,),
+                               5_000)
     ev = RecordedEvent(9, "trigger-owner:session:s1", 1, "trigger.subscriptions_pruned", 1, 5_000, data)
     assert describe(ev) == "trigger prune by name in session:s1: 1 subscription tombstoned, of 3 keys named"

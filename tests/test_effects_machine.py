@@ -5,7 +5,8 @@ fail effects on two replay keys, run whole journaled calls, replay them strictly
 missing entry is refused; an entry in progress is waited for or taken over as in a
 normal call) and with divergent envelopes, while a shared manual clock moves their
 leases to expiry. A small pure model predicts every answer (claimed / busy / replay /
-taken over / lease lost / mismatch / missing). After every step the journal rows must equal the model, and the live
+taken over / lease lost / mismatch / missing). After every step the journal rows must
+equal the model, and the live
 projections must equal a rebuild from the log and a time-travel replay
 (tests/helpers.assert_consistent).
 """

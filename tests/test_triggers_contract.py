@@ -102,14 +102,14 @@ def _write_legacy_log(path: str, clock) -> None:
     gone = subscription_id_for("session:s1", "gone")
     with gen.open_store(path, registry=legacy, clock=clock) as old:
         old.append(f"trigger:{sid}", [
-            SubscriptionRegistered(sid, "host", "ci", None, PUSH, tc.definition_hash(PUSH), 1, 1, True, "op-reg",
-                                   tc.request_hash(register_cmd), now),
-            CommandAnswered("op-same", tc.request_hash(register_cmd), "register", sid, "unchanged", 1, 1, None,
-                            None, None, None, now)])
+            SubscriptionRegistered(sid, "host", "ci", None, PUSH, tc.definition_hash(PUSH), 1, 1, True,
+                                   "op-reg", tc.request_hash(register_cmd), now),
+            CommandAnswered("op-same", tc.request_hash(register_cmd), "register", sid, "unchanged", 1, 1,
+                            None, None, None, None, now)])
         old.append(f"trigger:{gone}", [
-            CommandAnswered("op-lost", tc.request_hash(UpdateSubscription("session:s1", "gone", 1, PUSH)), "update",
-                            gone, "conflict", None, None, "subscription_not_found", "not registered", 1, None,
-                            now)])
+            CommandAnswered("op-lost", tc.request_hash(UpdateSubscription("session:s1", "gone", 1, PUSH)),
+                            "update", gone, "conflict", None, None, "subscription_not_found",
+                            "not registered", 1, None, now)])
 
 
 def test_a_log_written_before_scoped_receipts_rebuilds_to_the_new_shape(tmp_path, clock):
@@ -120,7 +120,8 @@ def test_a_log_written_before_scoped_receipts_rebuilds_to_the_new_shape(tmp_path
     _write_legacy_log(path, clock)
     with eventstore.open(path, clock=clock, rebuild_stale=True, synchronous="normal") as store:
         t = store.triggers
-        assert [e.data.owner_scope for e in store.read_all() if e.type == "trigger.command_answered"] == [None, None]
+        answers = [e.data for e in store.read_all() if e.type == "trigger.command_answered"]
+        assert [a.owner_scope for a in answers] == [None, None]
         same = t.receipt("host", "op-same")
         assert (same.owner_scope, same.outcome) == ("host", "unchanged")
         assert t.receipt("session:s9", "op-same") is None  # its scope was recovered: no longer global
@@ -142,14 +143,15 @@ def test_cli_prune_subscriptions_tombstones_named_keys_and_replays_by_operation_
     for key in ("a", "b"):
         store.triggers.execute(f"op-{key}", RegisterSubscription("session:s1", key, PUSH))
     store.close()
-    args = ["prune-subscriptions", backend.path, "a", "zz", "--scope", "session:s1", "--operation-id", "cli-1"]
+    scoped = ["--scope", "session:s1", "--operation-id", "cli-1"]
+    args = ["prune-subscriptions", backend.path, "a", "zz", *scoped]
     assert main(args + ["--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert (out["outcome"], out["replayed"], [t["subscription_key"] for t in out["tombstoned"]]) == (
         "pruned", False, ["a"])
     assert main(args) == 0
     assert "replayed" in capsys.readouterr().out
-    assert main(["prune-subscriptions", backend.path, "b", "--scope", "session:s1", "--operation-id", "cli-1"]) == 2
+    assert main(["prune-subscriptions", backend.path, "b", *scoped]) == 2
     err = capsys.readouterr().err
     assert "cli-1" in err and len(err.strip().splitlines()) == 1
     with backend.open() as reopened:

@@ -172,8 +172,9 @@ class TriggerStoreMachine(RuleBasedStateMachine):
     def shape(r: Any) -> tuple:
         """A command result in the model's shape."""
         if r.command == "prune":
-            return ("pruned", r.outcome, tuple((t.subscription_key, t.subscription_id, t.revision, t.incarnation)
-                                               for t in r.tombstoned))
+            done = tuple((t.subscription_key, t.subscription_id, t.revision, t.incarnation)
+                         for t in r.tombstoned)
+            return ("pruned", r.outcome, done)
         return ("result", r.outcome, r.revision, r.incarnation)
 
     @staticmethod
@@ -183,7 +184,8 @@ class TriggerStoreMachine(RuleBasedStateMachine):
 
     # --- rules -------------------------------------------------------------------
 
-    @rule(handle=st.integers(0, 1), sub=st.sampled_from(SUBS), d=st.sampled_from(DEFS), borrow=st.integers(0, 60))
+    @rule(handle=st.integers(0, 1), sub=st.sampled_from(SUBS), d=st.sampled_from(DEFS),
+          borrow=st.integers(0, 60))
     def register(self, handle: int, sub: tuple[str, str], d: TriggerDefinition, borrow: int) -> None:
         self.execute(handle, RegisterSubscription(sub[0], sub[1], d), borrow)
 

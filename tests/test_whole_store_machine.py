@@ -749,7 +749,8 @@ class WholeStoreMachine(RuleBasedStateMachine):
         cmd = (kind, scope, "t", None if kind == "register" else rev,
                DEFINITIONS[d] if kind in ("register", "update", "revive") else None)
         if kind == "prune":
-            store_cmd, cmd = PruneSubscriptions(scope, ("t", "t", "u")), ("prune", scope, ("t", "u"), None, None)
+            store_cmd = PruneSubscriptions(scope, ("t", "t", "u"))
+            cmd = ("prune", scope, ("t", "u"), None, None)
         scoped_op = self._new_op(scope, borrow)
         self.trigger_ops[scoped_op] = (cmd, store_cmd)
         self._execute(scoped_op)

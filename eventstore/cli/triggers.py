@@ -36,7 +36,8 @@ def register(sub: Any) -> None:
                        help="tombstone the named trigger subscriptions of one owner scope (receipted)")
     add_db(p)
     p.add_argument("keys", nargs="+", metavar="KEY", help="subscription keys to tombstone (right after DB)")
-    p.add_argument("--scope", required=True, metavar="SCOPE", help="their owner scope (host, session:<id>, ...)")
+    p.add_argument("--scope", required=True, metavar="SCOPE",
+                   help="their owner scope (host, session:<id>, ...)")
     p.add_argument("--operation-id", metavar="OP",
                    help="the operation id to receipt it under; the same id and keys again replay the answer "
                         "(default: a new random id)")
@@ -48,7 +49,8 @@ def register(sub: Any) -> None:
     add_db(p)
     p.add_argument("--older-than", type=parse_date, required=True, metavar="DATE",
                    help="cutoff: ISO date or time (UTC unless it has an offset), or epoch milliseconds")
-    p.add_argument("--operation-id", metavar="OP", help="the operation id to receipt it under (default: random)")
+    p.add_argument("--operation-id", metavar="OP",
+                   help="the operation id to receipt it under (default: random)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_prune_trigger_history)
 

@@ -174,8 +174,8 @@ class AwaitsMixin:
                 raise AwaitSessionRevoked(f"await {replay_key!r} in scope {scope!r} was cancelled: "
                                           f"{entry.error_message}", scope, replay_key)
             # A time-travel view never changes: waiting there could only time out.
-            self.ctx.require_writable(f"effects.await_event: await {replay_key!r} in scope {scope!r} is unresolved "
-                                      f"and waiting for it")
+            self.ctx.require_writable(f"effects.await_event: await {replay_key!r} in scope {scope!r} is "
+                                      f"unresolved and waiting for it")
             waited = time.monotonic() - started
             if waited >= limit:
                 raise AwaitTimeout(f"await {replay_key!r} in scope {scope!r} was not resolved within "

@@ -101,11 +101,12 @@ class OperationIdConflict(TriggerError):
     """An operation id was reused, in the same owner scope, with a different request;
     nothing was written."""
 
-    def __init__(self, operation_id: str, command: str, recorded_command: str, owner_scope: str = "host") -> None:
+    def __init__(self, operation_id: str, command: str, recorded_command: str,
+                 owner_scope: str = "host") -> None:
         self.operation_id = operation_id
         self.owner_scope = owner_scope
-        super().__init__(f"operation id {operation_id!r} of owner scope {owner_scope!r} was already used for a "
-                         f"different {recorded_command} request; this {command} request differs "
+        super().__init__(f"operation id {operation_id!r} of owner scope {owner_scope!r} was already used "
+                         f"for a different {recorded_command} request; this {command} request differs "
                          f"(use a new operation id)")
 
 
@@ -318,7 +319,8 @@ def check_command(command: Any, now_ms: int) -> str:
     if isinstance(command, PruneSubscriptions):
         keys = command.subscription_keys
         if isinstance(keys, (str, bytes)) or not isinstance(keys, (tuple, list)):
-            raise InvalidArgument(f"{cls}.subscription_keys must be a tuple or list of keys, got {keys!r}"[:200])
+            raise InvalidArgument(f"{cls}.subscription_keys must be a tuple or list of keys, "
+                                  f"got {keys!r}"[:200])
         if len(keys) > MAX_PRUNE_KEYS:
             raise InvalidArgument(f"{cls}.subscription_keys names {len(keys)} keys; at most {MAX_PRUNE_KEYS} "
                                   f"per prune")
@@ -396,8 +398,8 @@ def decide(current: Any, retired: tuple[int, int] | None, command: Any, operatio
         result = TriggerCommandResult(operation_id, name, outcome, sid, revision, incarnation,
                                       owner_scope=command.owner_scope)
         if event is None:  # nothing changed: record the answer only
-            event = CommandAnswered(command.owner_scope, operation_id, req_hash, name, sid, "unchanged", revision,
-                                    incarnation, None, None, None, None, now)
+            event = CommandAnswered(command.owner_scope, operation_id, req_hash, name, sid, "unchanged",
+                                    revision, incarnation, None, None, None, None, now)
         return Decision((event,), result=result)
 
     if isinstance(command, RegisterSubscription):
@@ -469,14 +471,17 @@ def decide_prune_subscriptions(command: PruneSubscriptions, rows: list[Any], ope
     registered has none). Returns the tombstones, as (subscription id, event) in key
     order, and the decision whose one event is the receipt."""
     scope = command.owner_scope
-    live = sorted((r for r in rows if not r.deleted and r.owner_scope == scope), key=lambda r: r.subscription_key)
-    tombstones = [(r.subscription_id, SubscriptionDeleted(r.subscription_id, r.revision + 1, "pruned", None, None,
-                                                          now)) for r in live]
+    live = sorted((r for r in rows if not r.deleted and r.owner_scope == scope),
+                  key=lambda r: r.subscription_key)
+    tombstones = [(r.subscription_id,
+                   SubscriptionDeleted(r.subscription_id, r.revision + 1, "pruned", None, None, now))
+                  for r in live]
     done = tuple(TombstonedSubscription(r.subscription_key, r.subscription_id, r.revision + 1, r.incarnation)
                  for r in live)
     receipt = SubscriptionsPruned(scope, operation_id, req_hash, requested_keys(command),
-                                  tuple(t.subscription_key for t in done), tuple(t.subscription_id for t in done),
-                                  tuple(t.revision for t in done), tuple(t.incarnation for t in done), now)
+                                  tuple(t.subscription_key for t in done),
+                                  tuple(t.subscription_id for t in done), tuple(t.revision for t in done),
+                                  tuple(t.incarnation for t in done), now)
     result = TriggerCommandResult(operation_id, "prune", "pruned" if done else "unchanged", None, None, None,
                                   tombstoned=done, owner_scope=scope)
     return tombstones, Decision((receipt,), result=result)

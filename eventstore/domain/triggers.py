@@ -76,7 +76,8 @@ __all__ = [
     "DEFAULT_OCCURRENCE_RETENTION_MS", "DeleteSubscription", "DisableSubscription", "EnableSubscription", "IngestResult", "OccurrenceConflict",
     "OccurrenceRequest", "OperationIdConflict", "PruneSubscriptions", "PruneTriggerHistory", "PruneTriggers",
     "RegisterSubscription", "ReviveSubscription", "SessionCleanupReport", "SubscriptionExists",
-    "SubscriptionNotDeleted", "SubscriptionNotFound", "SubscriptionRevisionConflict", "SubscriptionTombstoned",
+    "SubscriptionNotDeleted", "SubscriptionNotFound", "SubscriptionRevisionConflict",
+    "SubscriptionTombstoned",
     "TombstonedSubscription", "TriggerCommandResult", "TriggerConflict",
     "TriggerDefinition", "TriggerError", "Triggers", "UpdateSubscription",
 ]
@@ -174,8 +175,9 @@ class Triggers:
             if isinstance(command, PruneSubscriptions):
                 rows = [p.get_subscription(ctx.db, subscription_id_for(scope, key))
                         for key in tc.requested_keys(command)]
-                tombstones, decision = tc.decide_prune_subscriptions(command, [r for r in rows if r is not None],
-                                                                     operation_id, req_hash, now)
+                known = [r for r in rows if r is not None]
+                tombstones, decision = tc.decide_prune_subscriptions(command, known, operation_id, req_hash,
+                                                                     now)
                 # One transaction: every tombstone and the receipt commit (or fail) together.
                 for sid, tombstone in tombstones:
                     ctx.append(subscription_stream(sid), [tombstone], now_ms=now)

@@ -321,7 +321,8 @@ class TriggerContract:
         register(store, "op-s", scope="session:s1", key="a")
         store.triggers.execute("op-upd", UpdateSubscription("host", "b", 1, PUSH_V2))
         store.triggers.execute("op-del", DeleteSubscription("host", "c", 1))
-        result = store.triggers.execute("op-prune", PruneSubscriptions("host", ("b", "a", "c", "missing", "a")))
+        keys = ("b", "a", "c", "missing", "a")
+        result = store.triggers.execute("op-prune", PruneSubscriptions("host", keys))
         ids = {k: store.triggers.get("host", k).subscription_id for k in "abcd"}
         assert (result.command, result.outcome, result.replayed, result.owner_scope) == (
             "prune", "pruned", False, "host")
@@ -340,7 +341,8 @@ class TriggerContract:
         revived = store.triggers.execute("op-rev", ReviveSubscription("host", "a", 2))
         assert (revived.incarnation, revived.revision) == (2, 3)
         receipt = store.triggers.receipt("host", "op-prune")
-        assert (receipt.command, receipt.outcome, receipt.tombstoned) == ("prune", "pruned", result.tombstoned)
+        assert (receipt.command, receipt.outcome) == ("prune", "pruned")
+        assert receipt.tombstoned == result.tombstoned
         assert_consistent(store)
 
     def test_a_replayed_prune_by_name_returns_the_original_result_and_writes_nothing(self, backend):
@@ -397,8 +399,9 @@ class TriggerContract:
         store.triggers.execute("op-prune", PruneSubscriptions("host", ("a",)))
         clock.advance(1)
         retention = store.triggers.execute("op-history", PruneTriggerHistory(clock()))
-        assert (retention.command, retention.outcome, retention.pruned_subscriptions, retention.pruned_receipts) == (
-            "prune_history", "pruned", 1, 2)
+        r = retention
+        assert (r.command, r.outcome) == ("prune_history", "pruned")
+        assert (r.pruned_subscriptions, r.pruned_receipts) == (1, 2)
         assert store.triggers.get("host", "a") is None
         assert store.triggers.receipt("host", "op-history").command == "prune_history"
         assert store.triggers.execute("op-history", PruneTriggers(clock())).replayed
@@ -413,7 +416,8 @@ class TriggerContract:
         store = backend.store
         s1 = store.triggers.execute("op-1", RegisterSubscription("session:s1", "watch", PUSH))
         s2 = store.triggers.execute("op-1", RegisterSubscription("session:s2", "watch", PUSH_V2))
-        assert (s1.outcome, s2.outcome, s1.replayed, s2.replayed) == ("registered", "registered", False, False)
+        assert (s1.outcome, s2.outcome) == ("registered", "registered")
+        assert not s1.replayed and not s2.replayed
         with pytest.raises(SubscriptionNotFound):  # a conflict is receipted per scope too
             store.triggers.execute("op-1", DisableSubscription("host", "watch", 1))
         pruned = store.triggers.execute("op-1", PruneSubscriptions("host:eu", ("watch",)))
