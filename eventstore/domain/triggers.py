@@ -9,6 +9,8 @@
 
 Commands are decided under the write lock from the `triggers` projection, by the pure
 deciders of `trigger_commands`, and appended with their receipt in the same transaction.
+Receipts are keyed by (owner scope, operation id). `PruneSubscriptions` tombstones named
+keys of one scope; `PruneTriggerHistory` (alias `PruneTriggers`) is retention.
 
 Occurrence retention: an idempotency key de-duplicates re-fires for as long as its
 occurrence is kept. `forget_occurrences()` forgets occurrences older than
