@@ -407,3 +407,8 @@ def _triggers_chapter(store: Any, say: Any) -> None:
         t.execute("demo-op-stale-update", UpdateSubscription("host", "triage", sub.revision + 5, d))
     except SubscriptionRevisionConflict as exc:
         say(f"a stale update is refused: {exc}")
+    pruned = t.execute("demo-op-prune", PruneSubscriptions("session:demo", ("notify", "never-registered")))
+    other = t.execute("demo-op-prune", PruneSubscriptions("session:other", ("notify",)))
+    say(f"prune by name in session:demo tombstoned {[x.subscription_key for x in pruned.tombstoned]}; "
+        f"the same operation id in session:other is its own operation ({other.outcome}, "
+        f"replayed={other.replayed})")
