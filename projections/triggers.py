@@ -11,7 +11,7 @@ Tables (all derived from the `trigger:*`, `trigger-occurrence:*` and
   (until a retention prune drops receipts older than its cutoff). The same operation id
   in two owner scopes is two independent receipts. A receipt recorded before receipts
   were keyed by scope (a schema-1 ``trigger.command_answered`` for a subscription this
-  projection no longer knows) has the owner scope ``''`` (`LEGACY_SCOPE`): it answers for
+  projection does not know) has the owner scope ``''`` (`LEGACY_SCOPE`): it answers for
   its operation id in every scope, as it did when it was written;
 * ``triggers_occurrences`` and ``triggers_deliveries``: ingested occurrences and the
   deliveries reserved with them, keyed by their deterministic process id. A delivery
@@ -30,6 +30,7 @@ import attrs
 
 from eventstore.domain.effect_envelopes import canonical_json
 from eventstore.domain.trigger_events import (
+    RETENTION_SCOPE,
     CommandAnswered,
     DeliveryReserved,
     OccurrenceRecorded,
@@ -41,9 +42,8 @@ from eventstore.domain.trigger_events import (
     SubscriptionRevived,
     SubscriptionUpdated,
     TriggerDefinition,
-    TriggersPruned,
     SubscriptionsPruned,
-    RETENTION_SCOPE,
+    TriggersPruned,
 )
 from eventstore.domain.trigger_commands import TombstonedSubscription
 
