@@ -2,7 +2,7 @@
 
 Every side effect of an agent run (a model call, a tool call, a sleep, an awaited
 external event) is journaled under (scope, replay key), so that the run can be
-replayed for debugging without touching the world::
+replayed for debugging without repeating what it already did::
 
     @store.effects.journaled(scope="run-42", key="weather:{city}")
     def get_weather(city: str) -> dict:
