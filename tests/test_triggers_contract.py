@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import pytest
 
 import eventstore
 from eventstore.cli import main
-from eventstore.domain import trigger_commands as tc
-from eventstore.domain.trigger_events import SubscriptionRegistered, subscription_id_for
-from eventstore.domain.triggers import (
-    DeleteSubscription,
-    OperationIdConflict,
-    RegisterSubscription,
-    SubscriptionNotFound,
-    TriggerDefinition,
-    UpdateSubscription,
+from eventstore.triggers import (
+    DeleteSubscription, OperationIdConflict, RegisterSubscription, SubscriptionNotFound, SubscriptionRegistered,
+    TriggerDefinition, UpdateSubscription,
 )
 from tests import strategies as gen
 from tests.contract.triggers import PUSH, TriggerContract, push
@@ -96,20 +91,23 @@ def _write_legacy_log(path: str, clock) -> None:
         actual_revision: int | None
         at_ms: int
 
-    now = clock()
-    register_cmd = RegisterSubscription("host", "ci", PUSH)
-    sid = subscription_id_for("host", "ci")
-    gone = subscription_id_for("session:s1", "gone")
+    # The events themselves come from today's code (so their hashes are the real ones);
+    # each answer is then written as schema 1, without its owner scope.
+    with eventstore.open(path + ".scratch", clock=clock, synchronous="normal") as scratch:
+        register_cmd = RegisterSubscription("host", "ci", PUSH)
+        scratch.triggers.execute("op-reg", register_cmd)
+        scratch.triggers.execute("op-same", register_cmd)
+        with pytest.raises(SubscriptionNotFound):
+            scratch.triggers.execute("op-lost", UpdateSubscription("session:s1", "gone", 1, PUSH))
+        recorded = [(e.stream, e.data) for e in scratch.read_all() if e.type.startswith("trigger.")]
     with gen.open_store(path, registry=legacy, clock=clock) as old:
-        old.append(f"trigger:{sid}", [
-            SubscriptionRegistered(sid, "host", "ci", None, PUSH, tc.definition_hash(PUSH), 1, 1, True,
-                                   "op-reg", tc.request_hash(register_cmd), now),
-            CommandAnswered("op-same", tc.request_hash(register_cmd), "register", sid, "unchanged", 1, 1,
-                            None, None, None, None, now)])
-        old.append(f"trigger:{gone}", [
-            CommandAnswered("op-lost", tc.request_hash(UpdateSubscription("session:s1", "gone", 1, PUSH)),
-                            "update", gone, "conflict", None, None, "subscription_not_found",
-                            "not registered", 1, None, now)])
+        for stream, data in recorded:
+            if isinstance(data, SubscriptionRegistered):
+                old.append(stream, [data])
+            else:
+                fields = attrs.asdict(data, recurse=False)
+                del fields["owner_scope"]
+                old.append(stream, [CommandAnswered(**fields)])
 
 
 def test_a_log_written_before_scoped_receipts_rebuilds_to_the_new_shape(tmp_path, clock):

@@ -17,7 +17,7 @@ import sys
 import uuid
 from typing import Any
 
-from ..domain.triggers import PruneSubscriptions, PruneTriggerHistory
+from ..triggers import PruneSubscriptions, PruneTriggerHistory
 from ..errors import InvalidArgument
 from . import EXIT_OK
 from ._common import add_db, dumps, fmt_ms, open_existing, print_table, summarize
