@@ -11,8 +11,8 @@ import pytest
 import eventstore
 from eventstore.cli import main
 from eventstore.triggers import (
-    DeleteSubscription, OperationIdConflict, RegisterSubscription, SubscriptionNotFound, SubscriptionRegistered,
-    TriggerDefinition, UpdateSubscription,
+    DeleteSubscription, OperationIdConflict, RegisterSubscription, SubscriptionNotFound,
+    SubscriptionRegistered, TriggerDefinition, UpdateSubscription,
 )
 from tests import strategies as gen
 from tests.contract.triggers import PUSH, TriggerContract, push

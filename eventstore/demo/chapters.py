@@ -18,8 +18,8 @@ from ..processes import Busy as ProcessLeaseBusy
 from ..queue import DAY_MS, AgentFrameTask, ProcessWake, QueuedWorkDraft, RefreshToolCatalog, SlotPolicy
 from ..sessions import SessionMeta
 from ..triggers import (
-    OccurrenceRequest, PruneSubscriptions, RegisterSubscription, SubscriptionRevisionConflict, TriggerDefinition,
-    UpdateSubscription,
+    OccurrenceRequest, PruneSubscriptions, RegisterSubscription, SubscriptionRevisionConflict,
+    TriggerDefinition, UpdateSubscription,
 )
 from . import Say, chapter, suggest
 
