@@ -8,7 +8,7 @@
     got.deliveries[0].process_id    # 'trigger:sub-...:1:occ-...', deterministic
 
 Commands are decided under the write lock from the `triggers` projection, by the pure
-deciders of `trigger_commands`, and appended with their receipt in the same transaction.
+deciders of `triggers.commands`, and appended with their receipt in the same transaction.
 Receipts are keyed by (owner scope, operation id). `PruneSubscriptions` tombstones named
 keys of one scope; `PruneTriggerHistory` (alias `PruneTriggers`) is retention.
 
