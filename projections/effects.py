@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from eventstore.effects.await_events import AwaitCancelled, AwaitRegistered, AwaitResolved, SessionAwaitsRevoked
-from eventstore.effects.envelopes import canonical_json
+from eventstore.checks import canonical_json
 from eventstore.effects.events import (
     EffectCompleted,
     EffectFailureRecorded,

@@ -17,6 +17,7 @@ import attrs
 import pytest
 
 import eventstore
+from eventstore.demo import UserMessage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
@@ -122,7 +123,7 @@ def _inconsistent(w: hostile.World) -> list[tuple[str, object]]:
         ("a forged await token", lambda: s.effects.resolve(v["await_token"][:-4] + "AAAA", {"ok": 1})),
         ("lease timings whose TTL is shorter than three renewals", lambda: LeaseTimings(1_000, 1_000)),
         ("a log append expecting a version the stream is not at",
-         lambda: s.append("session:s1", [eventstore.demo.UserMessage("x")], expected_version=1)),
+         lambda: s.append("session:s1", [UserMessage("x")], expected_version=1)),
         ("an external owner completing a process granted to no one",
          lambda: s.processes.complete("nope", Success(1), ExternalOwner("ci"))),
     ]

@@ -27,7 +27,6 @@ from .awaits import (
     RevocationReport,
 )
 from .envelopes import (
-    canonical_json,
     digest,
     json_value,
     short_id,
@@ -60,7 +59,6 @@ __all__ = [
     "AwaitTimeout",
     "AwaitTokenInvalid",
     "BeginOutcome",
-    "canonical_json",
     "digest",
     "EffectBusy",
     "EffectCompleted",

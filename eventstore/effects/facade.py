@@ -24,10 +24,11 @@ import functools
 import inspect
 import time
 import uuid
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import attrs
 
+from ..checks import check_int
 from ..errors import InvalidArgument
 from ..facades import register_facade
 from .awaits import (  # noqa: F401  (re-exported)
@@ -57,6 +58,9 @@ from .leases import (  # noqa: F401  (re-exported)
     decide_renew,
 )
 from ..leases.owners import LeaseOwner, LeaseTimings, check_owner, definitely_dead, this_process
+
+if TYPE_CHECKING:
+    from ..store import StoreContext
 
 __all__ = [
     "AwaitResolution", "AwaitSessionRevoked", "AwaitTimeout", "AwaitTokenInvalid", "BeginOutcome", "EffectBusy",
@@ -101,7 +105,7 @@ def _error_type(exc: BaseException) -> str:
 class Effects(AwaitsMixin):
     """The effect replay journal facade (`store.effects`)."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
         self.options = EffectOptions()
         self._default_owner: LeaseOwner | None = None
@@ -238,7 +242,7 @@ class Effects(AwaitsMixin):
                      lambda entry, now: (None, decide_fail(entry, lease, error_type, message, now)))
         return self.get(lease.scope, lease.replay_key)
 
-    def _finish(self, lease: Any, what: str, decide: Callable[[Any, int], tuple[Any, list[Any]]]) -> Any:
+    def _finish(self, lease: EffectLease, what: str, decide: Callable[[Any, int], tuple[Any, list[Any]]]) -> Any:
         if not isinstance(lease, EffectLease):
             raise InvalidArgument(f"{what}: lease must be an EffectLease, got {type(lease).__name__}")
         self.ctx.require_writable(what)
@@ -400,8 +404,8 @@ class Effects(AwaitsMixin):
             raise InvalidArgument(f"scope must be a string or None, got {type(scope).__name__}")
         if status is not None and status not in ENTRY_STATUSES:
             raise InvalidArgument(f"status must be one of {', '.join(ENTRY_STATUSES)} or None, got {status!r}"[:300])
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit < 2 ** 63):
-            raise InvalidArgument(f"limit must be an integer >= 1 or None, got {limit!r}")
+        if limit is not None:
+            check_int(limit, "limit", 1)
         self.ctx.require_fresh("effects")
         return _projection().list_entries(self.ctx.db, scope, status, limit)
 

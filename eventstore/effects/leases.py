@@ -9,12 +9,13 @@ in progress, and not expired by the injected clock. All are pure functions of
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import attrs
 
-from ..errors import InvalidArgument, StoreError
+from ..checks import check_text as _check_text
+from ..checks import derived_token
+from ..errors import StoreError
 from .envelopes import structural_diff
 from .events import EffectCompleted, EffectFailureRecorded, EffectLeaseRenewed, EffectStarted, EffectTakenOver
 from ..leases.owners import LeaseOwner, LeaseTimings
@@ -124,11 +125,7 @@ class BeginOutcome:
 
 def check_text(value: Any, what: str, max_len: int) -> str:
     """A non-empty string without NUL, at most `max_len` UTF-8 bytes."""
-    if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
-    if "\x00" in value or len(value.encode()) > max_len:
-        raise InvalidArgument(f"{what} {value[:40]!r}: at most {max_len} bytes and no NUL")
-    return value
+    return _check_text(value, what, max_len, allow_nul=False)
 
 
 def check_scope_key(scope: Any, replay_key: Any) -> None:
@@ -139,8 +136,8 @@ def check_scope_key(scope: Any, replay_key: Any) -> None:
 
 def lease_token(scope: str, replay_key: str, owner: LeaseOwner, now: int, attempt: int) -> str:
     """A deterministic token for one attempt of one owner."""
-    raw = "\x00".join((scope, replay_key, owner.owner_id, owner.incarnation_id, str(now), str(attempt)))
-    return "efl-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+    return derived_token(scope, replay_key, owner.owner_id, owner.incarnation_id, now, attempt, sep="\x00",
+                         prefix="efl-", length=32)
 
 
 # --- deciders ------------------------------------------------------------------------
