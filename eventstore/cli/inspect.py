@@ -16,7 +16,8 @@ import sys
 from typing import Any
 
 from . import EXIT_OK
-from ._common import add_db, dumps, fmt_ms, open_existing, printable, progress_bar, whole_number
+from ._common import (PROGRESS_MIN_EVENTS, add_db, dumps, fmt_ms, open_existing, printable, progress_bar,
+                      whole_number)
 
 
 def register(sub: Any) -> None:
@@ -199,11 +200,20 @@ def _why(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..export import export_store, export_to_path
+    from ..export import check_output, export_store, export_to_path
 
+    if args.output:
+        check_output(args.db, args.output)  # before the store is even opened
+    else:
+        try:
+            fd = sys.stdout.fileno()
+        except (OSError, ValueError):  # not a file (captured)
+            fd = None
+        if fd is not None:  # `export DB >> DB` would append the lines to the store itself
+            check_output(args.db, f"/dev/fd/{fd}")
     with open_existing(args.db) as store:
         total = store.last_position()
-        with progress_bar("export", total > 50_000) as progress:
+        with progress_bar("export", total > PROGRESS_MIN_EVENTS) as progress:
             if args.output:
                 report = export_to_path(store, args.output, stream=args.stream, progress=progress)
             else:

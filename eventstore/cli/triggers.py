@@ -73,7 +73,7 @@ def _triggers(args: argparse.Namespace) -> int:
 def _forget_occurrences(args: argparse.Namespace) -> int:
     if args.older_than is not None and args.older_than < 0:
         raise InvalidArgument("--older-than must not be before 1970")
-    with open_existing(args.db) as store:
+    with open_existing(args.db, write=True) as store:
         t = store.triggers
         # The cutoff is fixed here so the report names the one the command used.
         cutoff = args.older_than if args.older_than is not None else max(
