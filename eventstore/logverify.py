@@ -29,13 +29,17 @@ VERIFY_SQL = (
     "flags, CAST(payload AS BLOB), "
     "CASE WHEN payload IS NULL THEN (SELECT digest FROM purged_payloads p WHERE p.position = e.position) END, "
     "hash, CASE "
-    + " ".join(f"WHEN typeof({col}) <> '{kind}' THEN '{col} holds ' || typeof({col}) || ', not {kind}'"
-               for col, kind in (("stream", "text"), ("version", "integer"), ("type", "text"),
-                                 ("schema", "integer"), ("recorded_at_ms", "integer"), ("flags", "integer"),
-                                 ("hash", "blob")))
-    + " WHEN payload IS NOT NULL AND typeof(payload) <> 'blob' "
-      "THEN 'payload holds ' || typeof(payload) || ', not blob' END "
-    "FROM events e WHERE position >= ? ORDER BY position LIMIT ?"
+    "WHEN typeof(stream) <> 'text' THEN 'stream holds ' || typeof(stream) || ', not text' "
+    "WHEN typeof(version) <> 'integer' THEN 'version holds ' || typeof(version) || ', not integer' "
+    "WHEN typeof(type) <> 'text' THEN 'type holds ' || typeof(type) || ', not text' "
+    "WHEN typeof(schema) <> 'integer' THEN 'schema holds ' || typeof(schema) || ', not integer' "
+    "WHEN typeof(recorded_at_ms) <> 'integer' "
+    "THEN 'recorded_at_ms holds ' || typeof(recorded_at_ms) || ', not integer' "
+    "WHEN typeof(flags) <> 'integer' THEN 'flags holds ' || typeof(flags) || ', not integer' "
+    "WHEN typeof(hash) <> 'blob' THEN 'hash holds ' || typeof(hash) || ', not blob' "
+    "WHEN payload IS NOT NULL AND typeof(payload) <> 'blob' "
+    "THEN 'payload holds ' || typeof(payload) || ', not blob' "
+    "END FROM events e WHERE position >= ? ORDER BY position LIMIT ?"
 )
 
 

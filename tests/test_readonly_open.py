@@ -116,7 +116,8 @@ def test_an_empty_file_is_not_an_event_store_and_stays_empty(tmp_path, capsys):
 
 # --- item 6: read-only opens -----------------------------------------------------------------------------------
 
-def test_readonly_open_and_read_commands_never_wait_behind_a_writers_transaction(tmp_path, capsys):
+def test_readonly_open_never_waits_behind_a_writers_transaction(tmp_path):
+    """With a zero busy timeout, any wait for the writer's lock would fail at once."""
     path = str(tmp_path / "s.db")
     _store(path)
     with eventstore.open(path) as writer:
@@ -128,6 +129,16 @@ def test_readonly_open_and_read_commands_never_wait_behind_a_writers_transaction
                 assert reader.verify().ok
                 assert reader.sessions.get("triage") is not None
                 assert reader.info().events == head.position
+
+
+def test_read_commands_never_wait_behind_a_writers_transaction(tmp_path, capsys):
+    """`eventstore sessions` and every other read command used to wait 15 s for the write
+    lock, then fail with "the database stayed locked"."""
+    path = str(tmp_path / "s.db")
+    _store(path)
+    with eventstore.open(path) as writer:
+        with writer.transaction():
+            writer.append("notes:held", [Note("not committed")])
             _cli_ok(capsys, path)
 
 
