@@ -328,8 +328,8 @@ class Database:
 
     def readonly_error(self, what: str) -> ReadOnlyStore:
         """The typed error for a write attempted through a read-only handle."""
-        return ReadOnlyStore(f"{what}: the store {self.path} was opened with readonly=True, which never writes; "
-                             "open it without readonly to change it")
+        return ReadOnlyStore(f"{what}: the store {self.path} was opened with readonly=True, "
+                             "which never writes; open it without readonly to change it")
 
     # --- settings --------------------------------------------------------------
 

@@ -27,7 +27,8 @@ from .errors import InvalidArgument, PayloadTooLarge
 VERIFY_SQL = (
     "SELECT position, CAST(stream AS BLOB), version, CAST(type AS BLOB), schema, recorded_at_ms, "
     "flags, CAST(payload AS BLOB), "
-    "CASE WHEN payload IS NULL THEN (SELECT digest FROM purged_payloads p WHERE p.position = e.position) END, "
+    "CASE WHEN payload IS NULL "
+    "THEN (SELECT digest FROM purged_payloads p WHERE p.position = e.position) END, "
     "hash, CASE "
     "WHEN typeof(stream) <> 'text' THEN 'stream holds ' || typeof(stream) || ', not text' "
     "WHEN typeof(version) <> 'integer' THEN 'version holds ' || typeof(version) || ', not integer' "
@@ -96,7 +97,8 @@ def verify(db: Database, anchor: chain.Anchor | str | None, progress: Callable[[
     return report
 
 
-def _failed(report: chain.VerifyReport, position: int | None, problem: str, detail: str) -> chain.VerifyReport:
+def _failed(report: chain.VerifyReport, position: int | None, problem: str,
+            detail: str) -> chain.VerifyReport:
     return chain.VerifyReport(False, report.checked, report.last_position, report.last_hash, position,
                               problem, detail)
 
@@ -134,7 +136,8 @@ def check_keys(db: Database) -> tuple[int, str, str] | None:
                 return first, "bad_key", f"{where}: an event in its range has no payload digest"
             h.update(f"{type_}\x00{schema}\x00{flags & ~codec.COMMAND_FLAGS}\x00".encode() + stored)
         if kind != "blob" or h.digest() != digest:
-            return first, "bad_key", f"{where}: its digest does not match those events (it names another append)"
+            return first, "bad_key", (f"{where}: its digest does not match those events "
+                                      "(it names another append)")
         claimed_until, claimed_by = last, repr(key)
     return None
 
@@ -157,4 +160,5 @@ def check_blob_contents(db: Database, max_bytes: int) -> tuple[None, str, str] |
         except (codec.ShapeError, PayloadTooLarge) as exc:
             return None, "bad_blob", f"blob {ref}: its stored bytes cannot be read ({exc})"
         if chain.payload_digest(data).hex() != ref or len(data) != size:
-            return None, "bad_blob", f"blob {ref}: its bytes no longer hash to its ref (or differ from its size)"
+            return None, "bad_blob", (f"blob {ref}: its bytes no longer hash to its ref "
+                                      "(or differ from its size)")

@@ -418,16 +418,18 @@ class ProjectionEngine:
         selected = self._select(names)
         with self.db.transaction(write=False):  # the state as it is now, not as seen at open
             last = self.log.last_position()
-            stored = {r[0]: (r[1], r[2]) for r in self.db.query("SELECT name, version, position FROM projection_state")}
+            stored = {r[0]: (r[1], r[2])
+                      for r in self.db.query("SELECT name, version, position FROM projection_state")}
         for p in selected:
             version, position = stored.get(p.name, (None, None))
             if version != p.version or (position is not None and position < last):
                 why = ("it has no state row" if version is None else
                        f"stored version {version}, code version {p.version}" if version != p.version else
                        f"it stops at position {position}, the log at {last}")
-                return ProjectionVerifyReport(False, last, tuple(x.name for x in selected), ProjectionDifference(
+                difference = ProjectionDifference(
                     p.name, "projection_state", (p.name, version, position), (p.name, p.version, None),
-                    f"cannot be compared with a rebuild: it is stale ({why}); run `eventstore rebuild`"))
+                    f"cannot be compared with a rebuild: it is stale ({why}); run `eventstore rebuild`")
+                return ProjectionVerifyReport(False, last, tuple(x.name for x in selected), difference)
         targets = selected
         path = self._scratch_path("verify")
         create_private_file(path)  # 0600 like the store: it holds the same data

@@ -41,7 +41,7 @@ def db(tmp_path) -> str:
     return path
 
 
-# --- item 1: the output is the store ---------------------------------------------------------------------------
+# --- item 1: the output is the store ------------------------------------------------------------------------
 
 def test_export_to_the_store_itself_or_a_link_to_it_is_refused_and_touches_nothing(db, tmp_path, capsys):
     """`--output DB` used to rename the export over the database (exit 0)."""
@@ -74,7 +74,7 @@ def test_export_to_a_side_file_of_the_store_is_refused_while_another_handle_read
         assert other.verify().ok
 
 
-# --- item 2: the temporary file --------------------------------------------------------------------------------
+# --- item 2: the temporary file -----------------------------------------------------------------------------
 
 def test_export_does_not_follow_a_symlink_planted_at_the_temporary_name_and_is_private(db, tmp_path):
     victim = tmp_path / "victim.txt"
@@ -94,7 +94,7 @@ def test_export_does_not_follow_a_symlink_planted_at_the_temporary_name_and_is_p
     assert leftovers == []
 
 
-# --- item 3: stdout under the progress display ----------------------------------------------------------------
+# --- item 3: stdout under the progress display --------------------------------------------------------------
 
 def test_export_to_redirected_stdout_from_a_terminal_writes_every_line_to_the_file(tmp_path):
     """From a terminal (stderr a tty), with more events than the progress threshold, the JSON
@@ -133,7 +133,7 @@ def test_export_to_redirected_stdout_from_a_terminal_writes_every_line_to_the_fi
     assert b"export" in terminal and b"exported" in terminal  # the progress display ran there
 
 
-# --- item 5: a failed import ------------------------------------------------------------------------------------
+# --- item 5: a failed import --------------------------------------------------------------------------------
 
 def test_a_failed_import_into_an_existing_empty_file_leaves_it_exactly_as_it_was(tmp_path):
     target = tmp_path / "empty.db"

@@ -27,7 +27,8 @@ from tests import debug_store
 from tests.debug_store import Note
 
 READ_COMMANDS = [["info"], ["log"], ["verify"], ["checkpoint"], ["sessions"], ["leases"], ["processes"],
-                 ["triggers"], ["effects"], ["export"], ["replay", "--no-cache"], ["queue", "--session", "triage"],
+                 ["triggers"], ["effects"], ["export"], ["replay", "--no-cache"], ["replay"],
+                 ["diff", "--from", "1"], ["queue", "--session", "triage"],
                  ["inputs", "--session", "triage"], ["show", "triage"], ["why", "--stream", "session:triage",
                                                                         "--version", "1"]]
 
@@ -97,7 +98,7 @@ def _cli_ok(capsys, path: str) -> None:
         assert status == 0, (command, captured.err)
 
 
-# --- item 4: an empty file ------------------------------------------------------------------------------------
+# --- item 4: an empty file ----------------------------------------------------------------------------------
 
 def test_an_empty_file_is_not_an_event_store_and_stays_empty(tmp_path, capsys):
     """`verify` used to say "ok: 0 events" after turning the empty file into a store."""
@@ -114,7 +115,7 @@ def test_an_empty_file_is_not_an_event_store_and_stays_empty(tmp_path, capsys):
     assert os.listdir(tmp_path) == ["empty.db"]
 
 
-# --- item 6: read-only opens -----------------------------------------------------------------------------------
+# --- item 6: read-only opens --------------------------------------------------------------------------------
 
 def test_readonly_open_never_waits_behind_a_writers_transaction(tmp_path):
     """With a zero busy timeout, any wait for the writer's lock would fail at once."""
@@ -220,7 +221,7 @@ def test_on_a_full_disk_reads_and_read_commands_work(tiny_disk, capsys):
     capsys.readouterr()
 
 
-# --- item 14: DiskFull -------------------------------------------------------------------------------------------
+# --- item 14: DiskFull --------------------------------------------------------------------------------------
 
 def test_a_full_disk_raises_disk_full_and_commits_nothing(tiny_disk):
     """A runtime must tell a full disk from a bug: DiskFull, a StoreError of its own, on an

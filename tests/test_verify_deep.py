@@ -44,7 +44,7 @@ def _one_error_line(capsys) -> str:
     return err
 
 
-# --- item 7: storage classes ---------------------------------------------------------------------------------
+# --- item 7: storage classes --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("column, sql, stored", [
     ("stream", "UPDATE events SET stream = CAST(stream AS BLOB) WHERE position = 2", "blob"),
@@ -66,7 +66,7 @@ def test_verify_names_a_chained_column_stored_with_the_wrong_type_even_with_the_
     assert "FAILED at position 2: wrong_type" in capsys.readouterr().out
 
 
-# --- item 8: stale projections ---------------------------------------------------------------------------------
+# --- item 8: stale projections ------------------------------------------------------------------------------
 
 def test_verify_projections_fails_naming_a_projection_whose_stored_version_was_changed(tmp_path, capsys):
     """A projection that cannot be compared with a rebuild (its recorded version differs from
@@ -93,7 +93,7 @@ def test_verify_projections_sees_a_version_changed_while_the_handle_was_open(tmp
     assert not report.ok and report.difference.projection == "catalogue"  # type: ignore[union-attr]
 
 
-# --- item 9: idempotency keys ------------------------------------------------------------------------------------
+# --- item 9: idempotency keys -------------------------------------------------------------------------------
 
 def test_verify_finds_an_idempotency_key_pointed_at_another_appends_events(notes_db, capsys):
     """A key moved onto other events would make a retry return them as `replayed`."""
@@ -135,7 +135,7 @@ def test_verify_finds_two_keys_claiming_the_same_identical_events(notes_db):
     assert not report.ok and report.problem == "bad_key" and "k1" in report.detail
 
 
-# --- item 10: blobs ---------------------------------------------------------------------------------------------
+# --- item 10: blobs -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("profile", ["low_latency", "compact"])
 def test_verify_finds_a_blob_whose_bytes_no_longer_hash_to_its_ref(tmp_path, capsys, profile):
@@ -149,14 +149,15 @@ def test_verify_finds_a_blob_whose_bytes_no_longer_hash_to_its_ref(tmp_path, cap
     _tamper(path, f"UPDATE blobs SET content = zeroblob(length(content)) WHERE ref = '{ref}'")
     with eventstore.open(path) as store:
         report = store.verify()
-        assert not report.ok and report.problem == "bad_blob" and ref in report.detail and good not in report.detail
+        assert not report.ok and report.problem == "bad_blob"
+        assert ref in report.detail and good not in report.detail
         assert store.verify(blobs=False).ok
     assert main(["verify", path]) == 1
     assert f"bad_blob: blob {ref}" in capsys.readouterr().out
     assert main(["verify", path, "--no-blobs"]) == 0
 
 
-# --- item 12: the anchor argument -------------------------------------------------------------------------------
+# --- item 12: the anchor argument ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("anchor", [123, 1.5, b"1:00", ["1", "x"]])
 def test_verify_with_an_anchor_that_is_not_an_anchor_raises_invalid_argument(store, anchor):

@@ -143,7 +143,8 @@ def _verify(args: argparse.Namespace) -> int:
     with open_existing(args.db) as store:
         total = store.last_position()
         with progress_bar("verify", total > PROGRESS_MIN_EVENTS) as progress:
-            report = store.verify(anchor, progress=lambda done: progress(done, total), blobs=not args.no_blobs)
+            report = store.verify(anchor, progress=lambda done: progress(done, total),
+                                  blobs=not args.no_blobs)
         print(str(report))
         ok = report.ok
         if args.projections and ok:
