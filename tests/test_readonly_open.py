@@ -18,6 +18,8 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
+import tempfile
 
 import pytest
 
@@ -25,6 +27,10 @@ import eventstore
 from eventstore.cli import main
 from tests import debug_store
 from tests.debug_store import Note
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+"""Run a command as the unprivileged user `nobody` (root ignores file permissions)."""
 
 READ_COMMANDS = [["info"], ["log"], ["verify"], ["checkpoint"], ["sessions"], ["leases"], ["processes"],
                  ["triggers"], ["effects"], ["export"], ["replay", "--no-cache"], ["replay"],
@@ -171,6 +177,50 @@ def test_a_store_on_a_read_only_mount_can_be_read_verified_and_exported(readonly
     _cli_ok(capsys, path)
     assert main(["verify", path, "--projections"]) == 0
     assert _digest(path) == before
+
+
+def test_a_read_only_file_in_a_read_only_directory_can_be_read_by_an_unprivileged_user():
+    """File 0444 in a directory 0555, read by `nobody`, for whom those modes do bite."""
+    base = tempfile.mkdtemp(prefix="eventstore-ro-")
+    try:
+        os.chmod(base, 0o755)
+        evidence = os.path.join(base, "evidence")
+        os.mkdir(evidence)
+        path = os.path.join(evidence, "s.db")
+        _store(path)
+        before = _digest(path)
+        with eventstore.open(path, readonly=True) as store:
+            last = store.last_position()
+        os.chmod(path, 0o444)
+        os.chmod(evidence, 0o555)
+        env = dict(os.environ, PYTHONPATH=ROOT)
+
+        def run(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([*NOBODY, *args], capture_output=True, text=True, env=env, cwd=base,
+                                  timeout=120)
+
+        assert run("touch", os.path.join(evidence, "probe")).returncode != 0  # really read-only for nobody
+        assert run("touch", path).returncode != 0
+        for command in (["verify"], ["info"], ["log"], ["sessions"], ["show", "triage"]):
+            done = run(sys.executable, "-m", "eventstore", command[0], path, *command[1:])
+            assert done.returncode == 0, (command, done.stderr)
+        snippet = ("import eventstore, sys\n"
+                   "from tests.debug_store import Note\n"
+                   "with eventstore.open(sys.argv[1], readonly=True) as s:\n"
+                   "    print(s.verify().ok, s.last_position())\n"
+                   "    try:\n"
+                   "        s.append('notes:a', [Note('x')])\n"
+                   "    except eventstore.ReadOnlyStore as exc:\n"
+                   "        print(type(exc).__name__)\n")
+        done = run(sys.executable, "-c", snippet, path)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["True", str(last), "ReadOnlyStore"]
+        assert _digest(path) == before
+    finally:
+        for root, dirs, _files in os.walk(base):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o755)
+        shutil.rmtree(base)
 
 
 def test_a_read_only_mount_with_committed_frames_in_the_wal_shows_them(readonly_dir):
