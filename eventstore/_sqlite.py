@@ -292,6 +292,9 @@ class Database:
         conn = None
         try:
             conn = apsw.Connection(base + "?mode=ro", flags=flags)
+            # A reader meets the busy handler only while another connection rebuilds the
+            # WAL index (never for a writer's transaction): wait that out, as writers do.
+            conn.set_busy_timeout(self.busy_timeout_ms)
             # The connection opens lazily: the first read is what maps DB-shm.
             conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()
             return conn
@@ -301,7 +304,8 @@ class Database:
             if conn is not None:
                 conn.close()
             raise FileError(path, f"cannot open read-only: {_translate(exc, 'open')}") from None
-        conn.close()
+        if conn is not None:
+            conn.close()
         if _wal_size(path):
             raise FileError(path, f"cannot open read-only ({first}): SQLite cannot open {path}-shm here "
                                   f"(a read-only directory or a full disk), and {path}-wal holds commits "
