@@ -43,6 +43,7 @@ payload bytes).
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import os
@@ -53,7 +54,7 @@ from typing import IO, Any, Callable, Iterator
 import attrs
 
 from . import chain, codec
-from .errors import InvalidArgument, StoreError
+from .errors import DiskFull, InvalidArgument, StoreError
 from .log import SCHEMA_VERSION, validate_stream
 from .store import Store
 
@@ -398,11 +399,13 @@ def export_to_path(store: Store, path: str, **kw: Any) -> ExportReport:
             os.fsync(fh.fileno())  # the rename must not publish a file whose bytes are not on disk yet
         check_output(store.path, path)  # again: the output may have been swapped for a link meanwhile
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(f"{path}: the disk is full; the export was not written ({exc.strerror})") from None
         raise
     return report
 

@@ -295,3 +295,20 @@ def test_a_full_disk_raises_disk_full_and_commits_nothing(tiny_disk):
     os.unlink(str(disk / "filler"))
     with eventstore.open(path) as store:
         assert store.verify().ok and store.checkpoint() == head
+
+
+def test_an_export_to_a_full_disk_raises_disk_full_and_leaves_no_file(tiny_disk, tmp_path, capsys):
+    """The export (2.7 MB of base64) does not fit in the 1 MiB left on the tiny disk."""
+    disk, _fill = tiny_disk
+    path = str(tmp_path / "s.db")
+    _store(path)
+    with eventstore.open(path) as store:
+        for i in range(20):
+            store.blobs.put(os.urandom(100_000))
+    with open(str(disk / "filler"), "wb") as fh:
+        fh.write(b"\0" * (3 * 1024 * 1024))
+    out = str(disk / "out.jsonl")
+    assert main(["export", path, "-o", out]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "disk is full" in err, err
+    assert sorted(os.listdir(disk)) == ["filler"]
