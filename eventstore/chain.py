@@ -143,6 +143,10 @@ def walk(pages: Iterable[list[Row]], anchor: Anchor | None = None,
             except (struct.error, TypeError):  # a header value out of range or of the wrong type
                 h = None
             if h != stored:
+                wrong = _wrong_class(row)
+                if wrong is not None:
+                    return _fail(checked, position - 1, prev, position, "wrong_type",
+                                 f"column {wrong}: the row was edited outside the store")
                 return _diagnose(checked, prev, row, lookahead)
             if not anchor_seen and position == anchor.position:  # type: ignore[union-attr]
                 if h.hex() != anchor.hash:  # type: ignore[union-attr]
@@ -158,6 +162,21 @@ def walk(pages: Iterable[list[Row]], anchor: Anchor | None = None,
         return _fail(checked, expected - 1, prev, anchor.position, "truncated",  # type: ignore[union-attr]
                      f"the anchor is at position {anchor.position} but the log ends at {expected - 1}")  # type: ignore[union-attr]
     return VerifyReport(True, checked, expected - 1, prev.hex())
+
+
+_SQLITE_CLASS = {int: "integer", float: "real", str: "text", bytes: "blob", type(None): "null"}
+
+
+def _wrong_class(row: Row) -> str | None:
+    """'<column> holds <class>, not <class>' for the first integer column or hash of a row
+    whose SQLite storage class is wrong, from the Python types the driver returned."""
+    for name, value in (("version", row[2]), ("schema", row[4]), ("recorded_at_ms", row[5]),
+                        ("flags", row[6])):
+        if value.__class__ is not int:
+            return f"{name} holds {_SQLITE_CLASS.get(value.__class__, '?')}, not integer"
+    if row[9].__class__ is not bytes:
+        return f"hash holds {_SQLITE_CLASS.get(row[9].__class__, '?')}, not blob"
+    return None
 
 
 def _fail(checked: int, last: int, prev: bytes, position: int, problem: str, detail: str) -> VerifyReport:

@@ -50,6 +50,9 @@ def _one_error_line(capsys) -> str:
     ("stream", "UPDATE events SET stream = CAST(stream AS BLOB) WHERE position = 2", "blob"),
     ("type", "UPDATE events SET type = CAST(type AS BLOB) WHERE position = 2", "blob"),
     ("payload", "UPDATE events SET payload = CAST(payload AS TEXT) WHERE position = 2", "text"),
+    ("hash", "UPDATE events SET hash = hex(hash) WHERE position = 2", "text"),
+    ("version", "UPDATE events SET version = 'one' WHERE position = 2", "text"),
+    ("flags", "UPDATE events SET flags = flags + 0.5 WHERE position = 2", "real"),
 ])
 def test_verify_names_a_chained_column_stored_with_the_wrong_type_even_with_the_same_bytes(
         notes_db, capsys, column, sql, stored):
