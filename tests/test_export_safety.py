@@ -74,6 +74,17 @@ def test_export_to_a_side_file_of_the_store_is_refused_while_another_handle_read
         assert other.verify().ok
 
 
+def test_export_to_standard_output_appending_to_the_store_is_refused(db, monkeypatch, capsys):
+    """`eventstore export DB >> DB`: standard output is the store itself."""
+    before = _digest(db)
+    with open(db, "a") as same:
+        monkeypatch.setattr("sys.stdout", same)
+        status = main(["export", db])
+    monkeypatch.undo()
+    assert status == 2 and "is the store" in capsys.readouterr().err
+    assert _digest(db) == before
+
+
 # --- item 2: the temporary file -----------------------------------------------------------------------------
 
 def test_export_does_not_follow_a_symlink_planted_at_the_temporary_name_and_is_private(db, tmp_path):
