@@ -20,9 +20,9 @@ import pytest
 
 import eventstore
 from eventstore.cli import main
-from eventstore import export as export_module
-from eventstore.export import export_to_path
-from eventstore.importer import import_store
+from eventstore.debug import export as export_module
+from eventstore.debug.export import export_to_path
+from eventstore.debug.importer import import_store
 from tests import debug_store
 from tests.debug_store import Note
 
