@@ -107,7 +107,11 @@ def _existing_files(path: str) -> dict[str, os.stat_result]:
 def _restore_files(path: str, before: dict[str, os.stat_result]) -> None:
     """After a failed import: remove the files it created, and give a target that was an
     empty file back its zero length and times. A target that already was a store was
-    only changed inside the rolled-back transaction, so it is left to SQLite."""
+    only changed inside the rolled-back transaction, so it (and its side files, which
+    another process may be using) is left to SQLite."""
+    main = before.get(path)
+    if main is not None and main.st_size > 0:
+        return
     for suffix in STORE_SIDE_FILES:
         name = path + suffix
         st = before.get(name)
