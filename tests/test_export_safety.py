@@ -141,7 +141,8 @@ def test_export_to_redirected_stdout_from_a_terminal_writes_every_line_to_the_fi
     lines = out_path.read_bytes().splitlines()
     assert len(lines) == n + 2  # header, the events, end
     assert b'"kind":"event"' not in terminal
-    assert b"export" in terminal and b"exported" in terminal  # the progress display ran there
+    assert f"/{n}".encode() in terminal  # the progress display (done/total) was drawn there
+    assert b"exported" in terminal  # and the summary
 
 
 # --- item 5: a failed import --------------------------------------------------------------------------------

@@ -172,6 +172,7 @@ def test_a_store_on_a_read_only_mount_can_be_read_verified_and_exported(readonly
     with pytest.raises(OSError):
         open(os.path.join(ro, "probe"), "w")  # the mount really is read-only, for root too
     with eventstore.open(path, readonly=True) as store:
+        assert store.db.immutable  # no DB-shm on a read-only mount: read as immutable
         assert store.verify().ok and store.last_position() > 0
         assert store.sessions.get("triage") is not None
     _cli_ok(capsys, path)
@@ -235,6 +236,7 @@ def test_a_read_only_mount_with_committed_frames_in_the_wal_shows_them(readonly_
             shutil.copy(live + suffix, str(src / ("s.db" + suffix)))
     ro = mount()
     with eventstore.open(os.path.join(ro, "s.db"), readonly=True) as store:
+        assert not store.db.immutable  # DB-shm is there: an ordinary reader
         assert store.checkpoint() == head
         assert [e.data.text for e in store.read_stream("notes:late")] == ["only in the wal"]
 
@@ -264,6 +266,7 @@ def test_on_a_full_disk_reads_and_read_commands_work(tiny_disk, capsys):
         head = store.checkpoint()
     fill()
     with eventstore.open(path, readonly=True) as store:
+        assert store.db.immutable  # DB-shm could not be created: the fallback was taken
         assert store.verify().ok and store.checkpoint() == head
         assert store.sessions.get("triage") is not None
     for command in (["log"], ["verify"], ["info"], ["sessions"], ["checkpoint"], ["show", "triage"]):
