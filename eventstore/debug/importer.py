@@ -2,7 +2,8 @@
 
 The whole import is one write transaction on the target: every line is checked before
 the transaction commits, and any bad line rolls everything back, so a refused import
-leaves the target as it was (a target file the import created is removed again).
+leaves the target as it was (a target file the import created is removed again, and a
+target that was an empty file is given back its zero length and times).
 
 Checks, line by line, naming the first bad line:
 * the line check chain (any altered, dropped, added or reordered line);
@@ -95,7 +96,7 @@ def import_store(source: str | IO[bytes], target: str, *, chain_mode: bool = Tru
 
 def _existing_files(path: str) -> dict[str, os.stat_result]:
     """The store file and side files that exist before an import, with their stat."""
-    found = {}
+    found: dict[str, os.stat_result] = {}
     for suffix in STORE_SIDE_FILES:
         try:
             found[path + suffix] = os.stat(path + suffix)
