@@ -18,7 +18,7 @@ import hashlib
 from typing import Any, Callable, Iterator
 
 from . import chain, codec
-from ._sqlite import Database
+from .storage import Storage
 from .errors import InvalidArgument, PayloadTooLarge
 
 # stream, type and payload are read as their stored bytes: the chain hashes bytes, and a
@@ -55,7 +55,7 @@ def check_anchor(anchor: Any) -> chain.Anchor | None:
                           f"{anchor!r}")
 
 
-def verify(db: Database, anchor: chain.Anchor | str | None, progress: Callable[[int], None] | None,
+def verify(db: Storage, anchor: chain.Anchor | str | None, progress: Callable[[int], None] | None,
            page_size: int, check_file: bool, check_blobs: bool, max_blob_bytes: int) -> chain.VerifyReport:
     """Run every check in the module docstring's order; the first problem is the report."""
     anchor = check_anchor(anchor)
@@ -78,8 +78,8 @@ def verify(db: Database, anchor: chain.Anchor | str | None, progress: Callable[[
     # AUTOINCREMENT keeps the largest position ever written in sqlite_sequence, so a log
     # that ends before it lost its newest rows: caught without an anchor, unless whoever
     # deleted them also lowered the sequence (an anchor kept outside the file still does).
-    seq = db.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'", (), None)
-    if isinstance(seq, int) and seq > report.last_position:
+    seq = db.highest_position_ever("events")
+    if seq is not None and seq > report.last_position:
         return _failed(report, report.last_position + 1, "truncated",
                        f"SQLite's sqlite_sequence records that position {seq} was written, but the "
                        f"log ends at {report.last_position}: its newest rows were deleted")
@@ -89,8 +89,8 @@ def verify(db: Database, anchor: chain.Anchor | str | None, progress: Callable[[
     if problem is not None:
         return _failed(report, *problem)
     if check_file:
-        problems = [r[0] for r in db.query("PRAGMA integrity_check(5)")]
-        if problems != ["ok"]:
+        problems = db.integrity_problems(5)
+        if problems:
             return _failed(report, None, "corrupt_file", "; ".join(map(str, problems)))
     return report
 
@@ -101,7 +101,7 @@ def _failed(report: chain.VerifyReport, position: int | None, problem: str,
                               problem, detail)
 
 
-def check_keys(db: Database) -> tuple[int, str, str] | None:
+def check_keys(db: Storage) -> tuple[int, str, str] | None:
     """(position, "bad_key", detail) for the first idempotency key that does not name its
     own append, or None.
 
@@ -140,7 +140,7 @@ def check_keys(db: Database) -> tuple[int, str, str] | None:
     return None
 
 
-def check_blob_contents(db: Database, max_bytes: int) -> tuple[None, str, str] | None:
+def check_blob_contents(db: Storage, max_bytes: int) -> tuple[None, str, str] | None:
     """(None, "bad_blob", detail) for the first blob whose stored bytes do not decode to
     content of its size that hashes to its ref, or None. One blob in memory at a time."""
     after = ""

@@ -32,7 +32,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 """Run a command as the unprivileged user `nobody` (root ignores file permissions)."""
 
-READ_COMMANDS = [["info"], ["log"], ["verify"], ["checkpoint"], ["sessions"], ["leases"], ["processes"],
+READ_COMMANDS = [["info"], ["log"], ["verify"], ["anchor"], ["sessions"], ["leases"], ["processes"],
                  ["triggers"], ["effects"], ["export"], ["replay", "--no-cache"], ["replay"],
                  ["diff", "--from", "1"], ["queue", "--session", "triage"],
                  ["inputs", "--session", "triage"], ["show", "triage"], ["why", "--stream", "session:triage",
@@ -113,7 +113,7 @@ def test_an_empty_file_is_not_an_event_store_and_stays_empty(tmp_path, capsys):
     for kw in ({"create": False}, {"readonly": True}):
         with pytest.raises(eventstore.NotAnEventStore, match="empty"):
             eventstore.open(str(path), **kw)
-    for command in (["verify"], ["info"], ["log"], ["sessions"], ["checkpoint"], ["rebuild"]):
+    for command in (["verify"], ["info"], ["log"], ["sessions"], ["anchor"], ["rebuild"]):
         assert main([command[0], str(path)]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "empty" in err, err
@@ -128,11 +128,11 @@ def test_readonly_open_never_waits_behind_a_writers_transaction(tmp_path):
     path = str(tmp_path / "s.db")
     _store(path)
     with eventstore.open(path) as writer:
-        head = writer.checkpoint()
+        head = writer.anchor()
         with writer.transaction():
             writer.append("notes:held", [Note("not committed")])
             with eventstore.open(path, readonly=True, busy_timeout_ms=0) as reader:
-                assert reader.checkpoint() == head
+                assert reader.anchor() == head
                 assert reader.verify().ok
                 assert reader.sessions.get("triage") is not None
                 assert reader.info().events == head.position
@@ -231,13 +231,13 @@ def test_a_read_only_mount_with_committed_frames_in_the_wal_shows_them(readonly_
     _store(live)
     with eventstore.open(live) as writer:
         writer.append("notes:late", [Note("only in the wal")])
-        head = writer.checkpoint()
+        head = writer.anchor()
         for suffix in ("", "-wal", "-shm"):
             shutil.copy(live + suffix, str(src / ("s.db" + suffix)))
     ro = mount()
     with eventstore.open(os.path.join(ro, "s.db"), readonly=True) as store:
         assert not store.db.immutable  # DB-shm is there: an ordinary reader
-        assert store.checkpoint() == head
+        assert store.anchor() == head
         assert [e.data.text for e in store.read_stream("notes:late")] == ["only in the wal"]
 
 
@@ -263,13 +263,13 @@ def test_on_a_full_disk_reads_and_read_commands_work(tiny_disk, capsys):
     path = str(disk / "s.db")
     _store(path)
     with eventstore.open(path) as store:
-        head = store.checkpoint()
+        head = store.anchor()
     fill()
     with eventstore.open(path, readonly=True) as store:
         assert store.db.immutable  # DB-shm could not be created: the fallback was taken
-        assert store.verify().ok and store.checkpoint() == head
+        assert store.verify().ok and store.anchor() == head
         assert store.sessions.get("triage") is not None
-    for command in (["log"], ["verify"], ["info"], ["sessions"], ["checkpoint"], ["show", "triage"]):
+    for command in (["log"], ["verify"], ["info"], ["sessions"], ["anchor"], ["show", "triage"]):
         assert main([command[0], path, *command[1:]]) == 0, capsys.readouterr().err
     capsys.readouterr()
 
@@ -287,17 +287,17 @@ def test_a_full_disk_raises_disk_full_and_commits_nothing(tiny_disk):
         eventstore.open(path)
     os.unlink(str(disk / "filler"))
     with eventstore.open(path) as writer:
-        head = writer.checkpoint()
+        head = writer.anchor()
         fill()
         with pytest.raises(eventstore.DiskFull, match="full"):
             with writer.transaction():
                 for i in range(400):
                     writer.append("notes:a", [Note("x" * 3000 + str(i))])
-        assert writer.checkpoint() == head
+        assert writer.anchor() == head
     assert issubclass(eventstore.DiskFull, eventstore.StoreError)
     os.unlink(str(disk / "filler"))
     with eventstore.open(path) as store:
-        assert store.verify().ok and store.checkpoint() == head
+        assert store.verify().ok and store.anchor() == head
 
 
 def test_an_export_to_a_full_disk_raises_disk_full_and_leaves_no_file(tiny_disk, tmp_path, capsys):

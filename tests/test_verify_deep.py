@@ -59,7 +59,7 @@ def test_verify_names_a_chained_column_stored_with_the_wrong_type_even_with_the_
     """A TEXT stream turned into a BLOB of the same bytes (or a BLOB payload into TEXT) keeps
     every hash link valid; verify must still report it at its position, with and without an anchor."""
     with eventstore.open(notes_db) as store:
-        anchor = store.checkpoint()
+        anchor = store.anchor()
     _tamper(notes_db, sql)
     with eventstore.open(notes_db) as store:
         for report in (store.verify(), store.verify(anchor)):
