@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import os
 import re
 import tempfile
@@ -304,28 +305,30 @@ class ProjectionEngine:
 
     def _build(self, scratch: Database, dispatcher: Dispatcher, from_position: int,
                to_position: int | None, total: int, progress: Progress | None,
-               done: int = 0, chunk: int = 5_000) -> tuple[int, int]:
-        """Apply log events into `scratch` in large transactions. Returns (last position, count)."""
+               done: int = 0, chunk: int = 10_000, group: int = 1_000) -> tuple[int, int]:
+        """Apply log events into `scratch`: `group` events per dispatch, `chunk` per
+        transaction. Returns (last position, count)."""
+        # Two sizes because they cost different things: the decoded events of one group
+        # are held in memory at once (about 1 KiB each), while a transaction's size sets
+        # how often the pages every event touches (heads, sessions, catalogue) are written
+        # out. Small groups leave the memory budget to the scratch page cache instead.
         position = from_position - 1
         events = self.log.read_all(from_position, to_position=to_position, only_decode=dispatcher.decode_types)
-        batch: list[Any] = []
+        more = True
         with collector_paused():
-            for ev in events:
-                batch.append(ev)
-                if len(batch) >= chunk:
-                    with scratch.transaction():
-                        dispatcher.apply(scratch, batch)
-                    done += len(batch)
-                    position = batch[-1].position
-                    batch.clear()
-                    if progress:
-                        progress(done, max(total, done))
-            if batch:
+            while more:
+                applied = 0
                 with scratch.transaction():
-                    dispatcher.apply(scratch, batch)
-                done += len(batch)
-                position = batch[-1].position
-                if progress:
+                    while applied < chunk:
+                        batch = list(itertools.islice(events, group))
+                        if not batch:
+                            more = False
+                            break
+                        dispatcher.apply(scratch, batch)
+                        applied += len(batch)
+                        position = batch[-1].position
+                done += applied
+                if progress and applied:
                     progress(done, max(total, done))
         return position, done
 
