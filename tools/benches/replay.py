@@ -10,7 +10,7 @@ export and import.
 * offline rebuild: `store.rebuild()` of every projection over a log of realistic domain
   events (the session above cloned under other ids, byte for byte, with its chain
   recomputed; appended in large transactions), in a child process whose peak RSS growth
-  over its own baseline after opening the store is reported. Targets: at least 50,000
+  over its own baseline after opening the store is reported. Targets: at least 60,000
   events/s, at most 32 MiB of growth. Full mode: 1,000,000 events; quick: 60,000.
 * export and import (with every check and the projections applied) of that log.
 
@@ -68,11 +68,12 @@ with eventstore.open(path, synchronous="normal") as store:
         base, how = status("VmRSS"), "VmHWM"
     except OSError:
         base, how = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "ru_maxrss"
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     report = store.rebuild()
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     peak = status("VmHWM") if how == "VmHWM" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"events": report.events, "seconds": seconds, "base_kib": base, "peak_kib": peak, "how": how}))
+print(json.dumps({"events": report.events, "seconds": seconds, "cpu": cpu, "base_kib": base, "peak_kib": peak,
+                  "how": how}))
 """
 
 
@@ -269,7 +270,8 @@ def run(workdir: str, quick: bool) -> list[dict[str, Any]]:
     growth = (child["peak_kib"] - child["base_kib"]) / 1024
     rows.append(row("offline rebuild of every projection", rate, "events/s", reference=5_400.0,
                     reference_name="eventsourcing follower (best)", note=f"{child['events']:,} events, "
-                    f"{child['seconds']:.1f}s", target="value >= 50000"))
+                    f"{child['seconds']:.1f}s ({child['cpu']:.1f}s of CPU: on busy cores, the steadier figure)",
+                    target="value >= 60000"))
     rows.append(row("rebuild: peak RSS growth over the child's baseline", growth, "MiB",
                     note=f"baseline {child['base_kib'] / 1024:.0f} MiB after open ({child['how']})", target="value <= 32"))
     sample = min(n, 20_000 if quick else 100_000)
