@@ -309,9 +309,9 @@ class ProjectionEngine:
         """Apply log events into `scratch`: `group` events per dispatch, `chunk` per
         transaction. Returns (last position, count)."""
         # Two sizes because they cost different things: the decoded events of one group
-        # are held in memory at once (about 1 KiB each), while a transaction's size sets
-        # how often the pages every event touches (heads, sessions, catalogue) are written
-        # out. Small groups leave the memory budget to the scratch page cache instead.
+        # are held in memory at once (about 1 KiB each, so small groups keep the peak
+        # low), while a transaction's size sets how often the pages that every event
+        # touches (heads, per-session counters, the catalogue) are written out.
         position = from_position - 1
         events = self.log.read_all(from_position, to_position=to_position, only_decode=dispatcher.decode_types)
         more = True
