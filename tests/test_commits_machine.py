@@ -34,7 +34,7 @@ from eventstore.commits import (
 from eventstore.leases import Acquired, SessionExecutionLeaseExpired, LeaseOwner
 from eventstore.queue import AgentFrameTask, QueuedWorkClaimSuperseded, QueuedWorkDraft
 from eventstore.commits import stamp_turn
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 SID = "s1"
 TTL_MS = 10_000

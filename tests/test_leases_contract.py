@@ -1,6 +1,6 @@
 """The session execution lease contract (laws 16-28) on the SQLite backend."""
 
-from tests.contract.leases import LeaseContract
+from eventstore.testing.contract.leases import LeaseContract
 
 
 class TestLeaseContractSqlite(LeaseContract):

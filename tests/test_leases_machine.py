@@ -24,7 +24,7 @@ from eventstore.leases import (
     require_live_fence,
 )
 from eventstore.leases import LeaseOwner, LocalProcessLiveness, OpaqueLiveness
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 SID = "s"
 START = 1_000  # every owner's process start time while it runs

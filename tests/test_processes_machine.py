@@ -35,7 +35,7 @@ from eventstore.processes import (
     HostScope,
 )
 from eventstore.leases import LeaseOwner
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 PIDS = ("p0", "p1", "p2")
 OWNERS = ("a", "b")

@@ -16,9 +16,9 @@ from eventstore.inputs import ActiveTurn, TurnInputDraft
 from eventstore.leases import LeaseOwner
 from eventstore.processes import AppendEventRequest, SessionScope
 from eventstore.queue import AgentFrameTask, ProcessWake, QueuedWorkDraft, SlotPolicy
-from tests.contract.processes import registration, wake_type
-from tests.contract.queue import QueueContract, fence_of
-from tests.helpers import assert_consistent
+from eventstore.testing.contract.processes import registration, wake_type
+from eventstore.testing.contract.queue import QueueContract, fence_of
+from eventstore.testing.helpers import assert_consistent
 
 
 class TestQueueContractSqlite(QueueContract):

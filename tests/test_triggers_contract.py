@@ -6,7 +6,7 @@ import json
 
 from eventstore.cli import main
 from eventstore.triggers import DeleteSubscription, RegisterSubscription, TriggerDefinition
-from tests.contract.triggers import PUSH, TriggerContract, push
+from eventstore.testing.contract.triggers import PUSH, TriggerContract, push
 
 
 class TestTriggerContractSqlite(TriggerContract):

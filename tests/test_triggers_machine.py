@@ -28,7 +28,7 @@ from eventstore.triggers import (
     SubscriptionNotDeleted, SubscriptionNotFound, SubscriptionRevisionConflict, SubscriptionTombstoned,
     TriggerConflict, TriggerDefinition, UpdateSubscription,
 )
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 SUBS = (("host", "a"), ("host:eu", "a"), ("session:s1", "a"), ("session:s2/frame:f", "a"))
 DEFS = (TriggerDefinition("webhook", "x", "p1"), TriggerDefinition("webhook", None, "p2", {"n": 1}),

@@ -80,7 +80,7 @@ from eventstore.triggers import (
 )
 from eventstore.commits import stamp_turn
 from tests import model_store as m
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 from tests.test_queue_machine import scratch_dir
 
 START = 1_000  # every local owner's process start time while it runs (model_store.SessionsModel.dead)

@@ -168,6 +168,7 @@ class _Transaction:
             if db.depth == 0:
                 conn.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
                 db.serial += 1
+                db.write_serial += self.write
                 db._write = self.write
             else:
                 self.name = f"sp{db.depth}"
@@ -240,6 +241,8 @@ class Database:
         """Serialises threads sharing this connection (held for a whole transaction)."""
         self.serial = 0
         """Counts outermost transactions begun on this connection."""
+        self.write_serial = 0
+        """Counts outermost write transactions begun on this connection."""
         self.on_commit: list[Any] = []
         """Callbacks run after each outermost COMMIT succeeds."""
         self.on_rollback: list[Any] = []

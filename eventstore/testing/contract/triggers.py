@@ -22,8 +22,8 @@ from eventstore.triggers import (
     ReviveSubscription, SubscriptionExists, SubscriptionNotDeleted, SubscriptionNotFound,
     SubscriptionRevisionConflict, SubscriptionTombstoned, TriggerDefinition, UpdateSubscription,
 )
-from tests.contract.processes import registration
-from tests.helpers import assert_consistent
+from eventstore.testing.contract.processes import registration
+from eventstore.testing.helpers import assert_consistent
 
 PUSH = TriggerDefinition("webhook", "github:push", "run-ci", {"branch": "main"})
 PUSH_V2 = TriggerDefinition("webhook", "github:push", "run-ci", {"branch": "release"})

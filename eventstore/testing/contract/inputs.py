@@ -14,7 +14,7 @@ from eventstore.inputs import (
     TurnInputClaimSuperseded, TurnInputCompletion, TurnInputDraft,
 )
 from eventstore.leases import Acquired, SessionExecutionLeaseExpired, LeaseOwner
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 AFTER_WORK, BEFORE_COMPLETION = CheckpointKind.AFTER_WORK, CheckpointKind.BEFORE_COMPLETION
 

@@ -10,7 +10,7 @@ from eventstore.sessions import SessionPurged
 from eventstore.sessions import (
     SessionDeleted, SessionMeta, SessionNotDeleted, SessionNotFound, SessionRelation, require_live_session,
 )
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 A = LeaseOwner("worker-a", "inc-1")
 B = LeaseOwner("worker-b", "inc-1")

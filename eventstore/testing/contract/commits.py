@@ -24,7 +24,7 @@ from eventstore.processes import Disposition, ExternalInput, HostScope, ProcessR
 from eventstore.queue import AgentFrameTask, QueuedWorkClaimSuperseded, QueuedWorkDraft
 from eventstore.sessions import SessionMeta, SessionRelation
 from eventstore.commits import stamp_turn, turn_commit_hash
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 MODEL = ModelConfig("anthropic", "claude-x")
 

@@ -13,8 +13,8 @@ from eventstore.commits import (
     UsageDelta,
 )
 from eventstore.inputs import ActiveTurn, InputState, TurnInputDraft
-from tests.contract.commits import CommitHelpers, append, fence_of, ids, node
-from tests.helpers import assert_consistent
+from eventstore.testing.contract.commits import CommitHelpers, append, fence_of, ids, node
+from eventstore.testing.helpers import assert_consistent
 
 
 class CommitBehaviourContract(CommitHelpers):

@@ -22,7 +22,7 @@ from eventstore.processes import (
     SessionScope, Success, TerminalSpec, UnknownProcess, WaitState, WakeSpec, WorkflowKey, process_stream,
 )
 from eventstore.leases import LeaseOwner
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 HOST = Provenance(HostScope())
 S1 = SessionScope("s1")

@@ -14,7 +14,7 @@ from eventstore.leases import (
 )
 from eventstore.leases import LeaseOwner, LeaseTimings, LocalProcessLiveness, OpaqueLiveness
 from eventstore.sessions import SessionDeleted, SessionNotFound
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 HOST, BOOT = "host-1", "boot-1"
 
