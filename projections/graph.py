@@ -17,7 +17,7 @@ stay in the log, append-only.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, cast, Iterable
 
 import attrs
 import msgpack
@@ -98,7 +98,7 @@ _frames_codec = codec.class_codec(AgentFrame)
 
 
 def _pack_frames(frames: Iterable[AgentFrame]) -> bytes:
-    return msgpack.packb([_frames_codec.to_plain(f) for f in frames], use_bin_type=True)
+    return cast("bytes", msgpack.packb([_frames_codec.to_plain(f) for f in frames], use_bin_type=True))
 
 
 def _unpack_frames(blob: bytes | None) -> tuple[AgentFrame, ...]:
@@ -172,7 +172,7 @@ def _committed(db: Any, ev: Any) -> None:
 
 
 def _skey(db: Any, session_id: str) -> int | None:
-    return db.scalar("SELECT skey FROM graph_heads WHERE session_id = ?", (session_id,))
+    return cast("int | None", db.scalar("SELECT skey FROM graph_heads WHERE session_id = ?", (session_id,)))
 
 
 @graph.on(NodesTombstoned)
@@ -281,7 +281,7 @@ def head(db: Any, session_id: str) -> HeadRow | None:
 
 def revision(db: Any, session_id: str) -> int:
     """The current head revision (0 when the session has never committed)."""
-    return db.scalar("SELECT revision FROM graph_heads WHERE session_id = ?", (session_id,), 0)
+    return cast("int", db.scalar("SELECT revision FROM graph_heads WHERE session_id = ?", (session_id,), 0))
 
 
 def node(db: Any, session_id: str, node_id: str) -> NodeRow | None:
@@ -314,7 +314,7 @@ def node_refs(db: Any, session_id: str) -> list[tuple[int, int]]:
     skey = _skey(db, session_id)
     if skey is None:
         return []
-    return db.query("SELECT position, idx FROM graph_nodes WHERE skey = ? AND tombstoned = 0 ORDER BY seq", (skey,))
+    return cast("list[tuple[int, int]]", db.query("SELECT position, idx FROM graph_nodes WHERE skey = ? AND tombstoned = 0 ORDER BY seq", (skey,)))
 
 
 def path_refs(db: Any, session_id: str, leaf: str) -> list[tuple[int, int]]:
@@ -338,7 +338,7 @@ def tombstoned_count(db: Any, session_id: str) -> int:
     skey = _skey(db, session_id)
     if skey is None:
         return 0
-    return db.scalar("SELECT count(*) FROM graph_nodes WHERE skey = ? AND tombstoned = 1", (skey,), 0)
+    return cast("int", db.scalar("SELECT count(*) FROM graph_nodes WHERE skey = ? AND tombstoned = 1", (skey,), 0))
 
 
 def usage_ledger(db: Any, session_id: str) -> list[UsageDelta]:
@@ -389,7 +389,7 @@ def artifact_ref(db: Any, namespace: str, name: str) -> str | None:
 def artifact_refs(db: Any, namespace: str | None = None) -> list[tuple[str, str, str]]:
     """(namespace, name, blob ref) of every pointer (of one namespace), ordered."""
     if namespace is None:
-        return db.query("SELECT namespace, artifact_ref, blob_ref FROM graph_artifact_refs ORDER BY 1, 2")
+        return cast("list[tuple[str, str, str]]", db.query("SELECT namespace, artifact_ref, blob_ref FROM graph_artifact_refs ORDER BY 1, 2"))
     return db.query("SELECT namespace, artifact_ref, blob_ref FROM graph_artifact_refs WHERE namespace = ? "
                     "ORDER BY 2", (namespace,))
 
@@ -402,7 +402,7 @@ def attachment_rows(db: Any, session_id: str | None = None, attachment_id: str |
         sql, params = sql + " WHERE session_id = ? AND attachment_id = ?", (session_id, attachment_id)
     elif session_id is not None:
         sql, params = sql + " WHERE session_id = ?", (session_id,)
-    return db.query(sql + " ORDER BY session_id, attachment_id", params)
+    return cast("list[tuple[Any, ...]]", db.query(sql + " ORDER BY session_id, attachment_id", params))
 
 
 def holds_ref(db: Any, session_id: str, blob_ref: str) -> bool:

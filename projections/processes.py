@@ -25,7 +25,7 @@ same transaction, so a rebuild skips their events and agrees with the live table
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from eventstore import codec
 from eventstore.leases.owners import LeaseOwner
@@ -425,7 +425,7 @@ def event_index(db: Any, process_id: str, after_sequence: int, limit: int | None
                "ORDER BY sequence")
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    return db.query(sql, (process_id, after_sequence))
+    return cast("list[tuple[int, int, int]]", db.query(sql, (process_id, after_sequence)))
 
 
 def recent_event_index(db: Any, process_id: str, limit: int) -> list[tuple[int, int, int]]:
@@ -433,7 +433,7 @@ def recent_event_index(db: Any, process_id: str, limit: int) -> list[tuple[int, 
     rows = db.query("SELECT sequence, position, version FROM processes_events WHERE process_id = ? "
                     "ORDER BY sequence DESC LIMIT ?", (process_id, limit))
     rows.reverse()
-    return rows
+    return cast("list[tuple[int, int, int]]", rows)
 
 
 def count_events_of_type(db: Any, process_id: str, event_type: str, through_sequence: int) -> int:
@@ -491,7 +491,7 @@ def grants_for_session(db: Any, session_id: str) -> list[HandleGrant]:
 
 def count_grants(db: Any, process_id: str) -> int:
     """How many scopes hold a grant on the process."""
-    return db.scalar("SELECT count(*) FROM processes_grants WHERE process_id = ?", (process_id,), 0)
+    return cast("int", db.scalar("SELECT count(*) FROM processes_grants WHERE process_id = ?", (process_id,), 0))
 
 
 def wake_targeted(db: Any, session_id: str) -> list[str]:
@@ -523,7 +523,7 @@ def handover_index(db: Any, process_id: str, segment_ordinal: int | None = None,
         sql += " AND segment_ordinal = ?"
         params.append(segment_ordinal)
     sql += " ORDER BY segment_ordinal DESC LIMIT 1" if latest else " ORDER BY segment_ordinal"
-    return db.query(sql, params)
+    return cast("list[tuple[int, int, str, int]]", db.query(sql, params))
 
 
 def prune_candidates(db: Any, cutoff_ms: int, flt: PruneFilter | None,

@@ -14,7 +14,7 @@ one write transaction, recording the run as an event.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, cast, Iterable
 
 import attrs
 
@@ -63,7 +63,7 @@ def decode_manifest(data: bytes, ref: str) -> CheckpointManifest:
         raise CheckpointDecodeError(
             f"checkpoint {ref}: unsupported schema_version {version} (this code reads {MANIFEST_SCHEMA_VERSION})")
     try:
-        return _manifest_codec.from_plain(plain)
+        return cast("CheckpointManifest", _manifest_codec.from_plain(plain))
     except codec.ShapeError as exc:
         raise CheckpointDecodeError(f"checkpoint {ref}: {exc}") from None
 

@@ -13,7 +13,7 @@ keeps a 1,000-node load close to a raw SQLite select of 1,000 rows.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, cast, Sequence
 
 import attrs
 
@@ -118,7 +118,7 @@ def _build_node(d: Any) -> SessionNode:
             _SET_AT(node, at)
             return node
     try:
-        return _node_codec.from_plain(d).to_node()
+        return cast("SessionNode", _node_codec.from_plain(d).to_node())
     except codec.ShapeError as exc:
         raise DecodeError(f"session.committed node: {exc}") from None
 

@@ -7,7 +7,7 @@ raises a typed error having written nothing. Commands refuse on time-travel view
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, cast, Sequence
 
 import attrs
 
@@ -316,7 +316,7 @@ class Inputs:
         """Every input row of the session in enqueue order, terminal ones included."""
         from projections import inputs as proj
 
-        return self._read(session_id, now_ms, lambda db, gen: proj.list_inputs(db, session_id, gen))
+        return cast("list[Any]", self._read(session_id, now_ms, lambda db, gen: proj.list_inputs(db, session_id, gen)))
 
     def list_pending(self, session_id: str, *, now_ms: int | None = None) -> list[Any]:
         """Pending and deferred inputs that no live claim holds (accepted ones whose claim

@@ -14,7 +14,7 @@ use, so renaming a Python class never changes a stored hash.
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar
+from typing import Any, cast, ClassVar
 
 import attrs
 
@@ -506,7 +506,7 @@ def json_form(value: Any) -> Any:
 
 def output_to_json(output: AwaitOutput) -> dict:
     """An await output as a JSON map (`{"type": "success", "value": ...}` and so on)."""
-    return json_form(output)
+    return cast("dict[Any, Any]", json_form(output))
 
 
 def output_from_json(value: Any) -> AwaitOutput | None:
@@ -538,5 +538,5 @@ def authority_to_json(authority: CompletionAuthority) -> dict:
     """A completion authority as recorded in the terminal event's payload."""
     out = json_form(authority)
     out["authority"] = out.pop("type")
-    return out
+    return cast("dict[Any, Any]", out)
 

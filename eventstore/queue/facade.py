@@ -15,7 +15,7 @@ The documented functions the runtime commit calls inside its own transaction are
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, cast, Sequence
 
 import attrs
 
@@ -421,7 +421,7 @@ class Queue:
         """
         from projections import queue as proj
 
-        return self._read(session_id, now_ms, lambda db, gen: proj.list_batches(db, session_id, gen))
+        return cast("list[Any]", self._read(session_id, now_ms, lambda db, gen: proj.list_batches(db, session_id, gen)))
 
     def list_pending(self, session_id: str, *, now_ms: int | None = None) -> list[Any]:
         """The session's batches that no live claim holds, in enqueue order (law 36)."""

@@ -21,7 +21,7 @@ import random
 import threading
 import stat
 import time
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, cast, Iterable, Iterator, Sequence
 
 import apsw
 
@@ -388,7 +388,7 @@ class Database:
         try:
             with self.lock:
                 for row in (self._conn or self._closed()).execute(sql, params):
-                    return row
+                    return cast("tuple[Any, ...] | None", row)
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise _translate(exc, _what(sql)) from None
         return None

@@ -10,7 +10,7 @@ operation id answers with the same conflict even after the subscription has chan
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -225,7 +225,7 @@ def check_owner_scope(value: Any, what: str = "owner_scope") -> str:
     if not _SCOPE.match(value):
         raise InvalidArgument(f"{what} {value!r} must be 'host', 'host:<name>', 'session:<id>' or "
                               f"'session:<id>/frame:<frame>'")
-    return value
+    return cast("str", value)
 
 
 def session_of_scope(owner_scope: str) -> str | None:
