@@ -113,7 +113,7 @@ class Attachments:
         self.ctx = ctx
 
     def _session(self, session_id: str, what: str) -> None:
-        from ..sessions.facade import check_session_id, require_live_session
+        from ..sessions import check_session_id, require_live_session
 
         check_session_id(session_id)
         self.ctx.require_fresh("graph")

@@ -103,7 +103,7 @@ def _opt_text(value: Any, what: str) -> None:
 
 def check_commit(c: Any) -> RuntimeCommit:
     """Validate a commit's shape (types, ids, bindings of frames); pure."""
-    from ..sessions.facade import check_session_id
+    from ..sessions import check_session_id
 
     if not isinstance(c, RuntimeCommit):
         raise InvalidArgument(f"commit must be a RuntimeCommit, got {type(c).__name__}")
@@ -192,11 +192,11 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
     """The commit algorithm (see the module docstring). `ctx` is the Store."""
     from projections import graph as gproj
 
-    from ..inputs.rules import check_input_completion, interrupt_events
-    from ..leases.facade import SessionExecutionLeaseExpired, require_live_fence
-    from ..queue.claims import check_queue_completion
-    from ..queue.enqueue import plan_enqueue
-    from ..sessions.facade import require_live_session
+    from ..inputs import check_input_completion, interrupt_events
+    from ..leases import SessionExecutionLeaseExpired, require_live_fence
+    from ..queue import check_queue_completion
+    from ..queue import plan_enqueue
+    from ..sessions import require_live_session
 
     ctx.require_writable("sessions.commit")
     c = check_commit(c)
@@ -212,7 +212,7 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
                 ctx.leases.release(c.lease)  # a stale fence is a silent no-op
             return replayed
         if c.lease is None:
-            from ..leases.owners import LeaseOwner
+            from ..leases import LeaseOwner
 
             raise SessionExecutionLeaseExpired(LeaseFence(sid, LeaseOwner("(none)", "(none)"), "", 0),
                                                "the commit carries no session lease fence", "commit")

@@ -60,7 +60,7 @@ def tombstone_nodes(ctx: StoreContext, session_id: str, node_ids: Sequence[str])
     """
     from projections import graph as gproj
 
-    from ..sessions.facade import check_session_id, require_live_session
+    from ..sessions import check_session_id, require_live_session
 
     ctx.require_writable("sessions.tombstone_nodes")
     check_session_id(session_id)
@@ -84,8 +84,8 @@ def vacuum(ctx: StoreContext, session_id: str) -> VacuumReport:
     """
     from projections import graph as gproj
 
-    from ..inputs.rules import vacuum_events
-    from ..sessions.facade import check_session_id, require_live_session
+    from ..inputs import vacuum_events
+    from ..sessions import check_session_id, require_live_session
 
     ctx.require_writable("sessions.vacuum")
     check_session_id(session_id)

@@ -87,7 +87,7 @@ class Inputs:
             self.ctx.append(session_stream(session_id), events, now_ms=now)
 
     def _claim(self, fence: LeaseFence, what: str, choose: Callable[[Any, int], Any]) -> TurnInputClaim | None:
-        from ..leases.facade import check_fence, require_live_fence
+        from ..leases import check_fence, require_live_fence
 
         self.ctx.require_writable(what)
         check_fence(fence)
@@ -110,7 +110,7 @@ class Inputs:
         or id names different content, SessionNotFound / SessionDeleted for an unknown or
         deleted session, InvalidArgument for a malformed draft; nothing is written then.
         """
-        from ..sessions.facade import require_live_session
+        from ..sessions import require_live_session
 
         self.ctx.require_writable("inputs.enqueue")
         check_input_draft(draft)
@@ -167,7 +167,7 @@ class Inputs:
     def _cancel(self, session_id: str, targets: Sequence[Any], what: str) -> tuple[InputCancel, ...]:
         from projections import inputs as proj
 
-        from ..sessions.facade import check_session_id
+        from ..sessions import check_session_id
 
         self.ctx.require_writable(what)
         check_session_id(session_id)
@@ -221,7 +221,7 @@ class Inputs:
         """
         from projections import inputs as proj
 
-        from ..sessions.facade import check_session_id
+        from ..sessions import check_session_id
 
         self.ctx.require_writable("inputs.cancel_from")
         check_session_id(session_id)
@@ -258,7 +258,7 @@ class Inputs:
         inputs are untouched. All in one transaction; a superseded completion raises
         TurnInputClaimSuperseded and nothing changes.
         """
-        from ..leases.facade import check_fence, require_live_fence
+        from ..leases import check_fence, require_live_fence
 
         self.ctx.require_writable("inputs.interrupt")
         check_fence(fence)
@@ -285,7 +285,7 @@ class Inputs:
         Afterwards their ids and source keys are unknown: cancel answers NotFound, and a
         source-key replay records a new input.
         """
-        from ..sessions.facade import check_session_id
+        from ..sessions import check_session_id
 
         self.ctx.require_writable("inputs.vacuum")
         check_session_id(session_id)
@@ -299,7 +299,7 @@ class Inputs:
     # --- reads ---
 
     def _read(self, session_id: str, now_ms: int | None, fn: Callable[[Any, int | None], Any]) -> Any:
-        from ..sessions.facade import check_session_id
+        from ..sessions import check_session_id
 
         check_session_id(session_id)
         if now_ms is not None:

@@ -225,7 +225,7 @@ def content_hash(draft: TurnInputDraft) -> str:
 
 def check_input_draft(draft: Any, what: str = "draft") -> str:
     """Validate a TurnInputDraft (naming the wrong field); returns its content hash."""
-    from ..sessions.facade import check_session_id
+    from ..sessions import check_session_id
 
     if not isinstance(draft, TurnInputDraft):
         raise InvalidArgument(f"{what} must be a TurnInputDraft, got {type(draft).__name__}")

@@ -306,8 +306,8 @@ class Processes(ProcessLeaseCommands, ProcessGrantCommands, ProcessHandoverComma
         (for example SessionNotFound for a target session that was never created), the
         event is not appended either.
         """
-        from ..queue.enqueue import QueuedWorkDraft
-        from ..queue.events import ProcessWake
+        from ..queue import QueuedWorkDraft
+        from ..queue import ProcessWake
 
         enqueued: list[Any] = []
 

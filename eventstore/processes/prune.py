@@ -109,7 +109,7 @@ class ProcessPruneCommands(ProcessFacadeBase):
             for pid in ids:
                 _drop_process_sessions(self.ctx, pid)
             # DOMAIN.md §5 prune step 3: trigger receipts older than the cutoff go too.
-            from ..triggers.commands import PruneTriggers
+            from ..triggers import PruneTriggers
 
             self.ctx.triggers.execute(f"processes.prune:{now}:{cutoff}:{ids[0]}", PruneTriggers(cutoff))
             return PruneReport(cutoff, tuple(ids), sum(r[1] for r in found), purged, False)

@@ -168,7 +168,7 @@ class Queue:
         return lease_proj.live_generation(self.ctx.db, session_id, now)
 
     def _claim(self, fence: LeaseFence, what: str, choose: Callable[[Any, int], tuple[list[Any], str]]) -> QueuedWorkClaim | None:
-        from ..leases.facade import check_fence, require_live_fence
+        from ..leases import check_fence, require_live_fence
 
         self.ctx.require_writable(what)
         check_fence(fence)
@@ -192,7 +192,7 @@ class Queue:
         other malformed field, SessionNotFound / SessionDeleted for an unknown or deleted
         session. Nothing is written in any of those cases.
         """
-        from ..sessions.facade import require_live_session
+        from ..sessions import require_live_session
 
         self.ctx.require_writable("queue.enqueue")
         check_draft(draft)
@@ -274,8 +274,8 @@ class Queue:
         stamped with the fence's generation (law 32).
         """
         from ..inputs import rules as inputs_mod
-        from ..inputs.events import CheckpointKind
-        from ..leases.facade import check_fence, require_live_fence
+        from ..inputs import CheckpointKind
+        from ..leases import check_fence, require_live_fence
 
         self.ctx.require_writable("queue.claim_checkpoint")
         check_fence(fence)
@@ -349,7 +349,7 @@ class Queue:
         """
         from projections import queue as proj
 
-        from ..sessions.facade import check_session_id
+        from ..sessions import check_session_id
 
         self.ctx.require_writable("queue.cancel")
         check_session_id(session_id)
@@ -384,7 +384,7 @@ class Queue:
         """Forget the session's source keys settled longer ago than the retention; returns how many."""
         from projections import queue as proj
 
-        from ..sessions.facade import check_session_id
+        from ..sessions import check_session_id
 
         self.ctx.require_writable("queue.forget_settled_source_keys")
         check_session_id(session_id)
@@ -403,7 +403,7 @@ class Queue:
     # --- reads ---
 
     def _read(self, session_id: str, now_ms: int | None, fn: Callable[[Any, int | None], Any]) -> Any:
-        from ..sessions.facade import check_session_id
+        from ..sessions import check_session_id
 
         check_session_id(session_id)
         if now_ms is not None:

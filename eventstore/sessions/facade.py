@@ -379,7 +379,7 @@ class Sessions:
         `auto_gc_every_commits = N` (> 0), every Nth commit through this handle runs GC
         after committing; a GC failure is logged, never raised (the commit stands).
         """
-        from ..commits.commit import run_commit
+        from ..commits import run_commit
 
         every = self.auto_gc_every_commits
         if isinstance(every, bool) or not isinstance(every, int) or every < 0:
@@ -403,7 +403,7 @@ class Sessions:
         `leaf` or the head's leaf, or "none"), as of now or, with `at`, as of that log
         position (the session's stream replayed with the same read code). A LoadedSession,
         or None when the session has never committed (at that position)."""
-        from ..commits.reads import load_session
+        from ..commits import load_session
 
         check_session_id(session_id)
         if at is not None and (isinstance(at, bool) or not isinstance(at, int) or at < 0):
@@ -416,26 +416,26 @@ class Sessions:
 
     def load_node(self, session_id: str, node_id: str) -> Any:
         """One live node by id, or None (tombstoned and unknown nodes read as None, law 60)."""
-        from ..commits.reads import load_node
+        from ..commits import load_node
 
         check_session_id(session_id)
         return load_node(self.ctx, session_id, node_id)
 
     def tombstone_nodes(self, session_id: str, node_ids: Any) -> int:
         """Hide nodes from reads until vacuum removes them; returns how many were hidden."""
-        from ..commits.maintenance import tombstone_nodes
+        from ..commits import tombstone_nodes
 
         return tombstone_nodes(self.ctx, session_id, node_ids)
 
     def vacuum(self, session_id: str) -> Any:
         """Remove tombstoned nodes and terminal turn inputs; a VacuumReport of what went (law 61)."""
-        from ..commits.maintenance import vacuum
+        from ..commits import vacuum
 
         return vacuum(self.ctx, session_id)
 
     def gc(self, *, dry_run: bool = False) -> Any:
         """Blob GC (mark and sweep from the projections' roots), recorded as an event; a GcReport."""
-        from ..commits.maintenance import gc
+        from ..commits import gc
 
         return gc(self.ctx, dry_run)
 
