@@ -23,6 +23,7 @@ from .errors import (
     StoreError,
     WrongExpectedVersion,
 )
+from .checks import check_utf8
 from .events import REGISTRY, EventRegistry
 
 __all__ = [
@@ -131,7 +132,7 @@ def validate_stream(stream: Any) -> str:
     """Check a stream name: a non-empty string of at most 512 UTF-8 bytes with no NUL."""
     if not isinstance(stream, str) or not stream:
         raise InvalidArgument(f"stream must be a non-empty string, got {stream!r}")
-    if len(stream.encode()) > MAX_STREAM_BYTES or "\x00" in stream:
+    if len(check_utf8(stream, "stream").encode()) > MAX_STREAM_BYTES or "\x00" in stream:
         raise InvalidArgument(f"stream {stream[:40]!r}...: at most {MAX_STREAM_BYTES} bytes and no NUL")
     return stream
 
@@ -266,6 +267,8 @@ class EventLog:
             _check_expected(expected_version)
         if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
             raise InvalidArgument(f"idempotency_key must be a non-empty string, got {idempotency_key!r}")
+        if idempotency_key is not None:
+            check_utf8(idempotency_key, "idempotency_key")
         encoded = self.encode(events)
         at = self.clock() if now_ms is None else now_ms
         if at.__class__ is not int and not isinstance(at, int):
@@ -518,7 +521,7 @@ class EventLog:
 
     # --- chain -------------------------------------------------------------------
 
-    def checkpoint(self) -> chain.Anchor:
+    def anchor(self) -> chain.Anchor:
         """The (position, hash) of the newest event, to keep outside the file."""
         row = self.db.one("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
         if row is None:
@@ -539,7 +542,7 @@ class EventLog:
                check_file: bool = True) -> chain.VerifyReport:
         """Walk the whole chain; report the first altered, missing or reordered row.
 
-        With an `anchor` from an earlier checkpoint(), also prove that the anchor is
+        With an `anchor` from an earlier anchor(), also prove that the anchor is
         still on the chain: a shorter log is 'truncated', a different hash 'rewritten'.
         Without one, a log that ends before the largest position SQLite's
         sqlite_sequence says was written is 'truncated' too.
@@ -609,6 +612,8 @@ def _check_names(value: Any, name: str) -> None:
     # A bare string would be read as a list of one-character names and match nothing.
     if value is not None and (isinstance(value, (str, bytes)) or not all(isinstance(v, str) for v in value)):
         raise InvalidArgument(f"{name} must be a list of names, got {value!r}")
+    for v in value or ():
+        check_utf8(v, name)
 
 
 def _check_position(value: Any, name: str, allow_zero: bool = False) -> None:

@@ -23,6 +23,7 @@ from .blobs import BlobStore
 from .chain import Anchor, VerifyReport
 from .clock import system_clock
 from .errors import FileError, InvalidArgument, NotAnEventStore, SchemaTooNew
+from .checks import guard_public_methods
 from .events import EventRegistry
 from .log import ANY, APPLICATION_ID, SCHEMA, SCHEMA_VERSION, AppendResult, EventLog, RecordedEvent
 
@@ -273,9 +274,18 @@ class Store(StoreContext):
         event at `position`; None for a row written before command marks existed."""
         return self.log.command_span(position)
 
+    def anchor(self) -> Anchor:
+        """(position, hash) of the newest event: keep it outside the file and pass it to
+        `verify(anchor)` later to prove the log up to it was neither changed nor cut off."""
+        return self.log.anchor()
+
     def checkpoint(self) -> Anchor:
-        """(position, hash) of the newest event: keep it outside the file as an anchor."""
-        return self.log.checkpoint()
+        """Deprecated alias of `anchor()` (a session's checkpoint is another thing)."""
+        import warnings
+
+        warnings.warn("Store.checkpoint() is renamed Store.anchor(); checkpoint() will be removed",
+                      DeprecationWarning, stacklevel=2)
+        return self.log.anchor()
 
     def verify(self, anchor: Anchor | str | None = None,
                progress: Callable[[int], None] | None = None, check_file: bool = True) -> VerifyReport:
@@ -320,7 +330,7 @@ class Store(StoreContext):
         from projections import catalogue
 
         streams, _events = catalogue.totals(self.db) if "catalogue" not in self.engine.stale else (0, 0)
-        head = self.checkpoint()
+        head = self.anchor()
         nblobs, _logical, stored = self.blobs.stats()
         size = 0
         if self.path != ":memory:":
@@ -370,6 +380,12 @@ class StoreView(StoreContext):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+# A lone surrogate in a stream name or key fails deep inside (chain hashing, SQLite);
+# the guard turns that UnicodeEncodeError into InvalidArgument naming the argument.
+guard_public_methods(Store)
+guard_public_methods(StoreView)
 
 
 def open(

@@ -40,7 +40,7 @@ from .awaits import (  # noqa: F401  (re-exported)
     RevocationReport,
 )
 from .envelopes import digest, json_value
-from .events import effect_stream
+from .events import EffectForgotten, effect_stream
 from .renewal import SCHEDULER
 from .leases import (  # noqa: F401  (re-exported)
     BeginOutcome,
@@ -50,7 +50,10 @@ from .leases import (  # noqa: F401  (re-exported)
     EffectLease,
     EffectLeaseLost,
     EffectMismatch,
+    EffectNotFinished,
+    EffectOutcomeNotJournaled,
     EffectReplayMissing,
+    OUTCOME_NOT_JOURNALED,
     check_scope_key,
     decide_begin,
     decide_complete,
@@ -64,8 +67,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AwaitResolution", "AwaitSessionRevoked", "AwaitTimeout", "AwaitTokenInvalid", "BeginOutcome", "EffectBusy",
-    "EffectError", "EffectFailed", "EffectLease", "EffectLeaseLost", "EffectMismatch", "EffectOptions",
-    "EffectReplayMissing", "Effects", "RevocationReport",
+    "EffectError", "EffectFailed", "EffectLease", "EffectLeaseLost", "EffectMismatch", "EffectNotFinished",
+    "EffectOptions", "EffectOutcomeNotJournaled", "EffectReplayMissing", "Effects", "RevocationReport",
 ]
 
 
@@ -343,6 +346,8 @@ class Effects(AwaitsMixin):
             delay = min(delay * 2, self.options.poll_interval_s)
 
     def _replay(self, entry: Any) -> Any:
+        if entry.status == "failed" and entry.error_type == OUTCOME_NOT_JOURNALED:
+            raise EffectOutcomeNotJournaled(entry.scope, entry.replay_key, entry.error_message, True)
         if entry.status == "failed":
             raise EffectFailed(entry.scope, entry.replay_key, entry.error_type, entry.error_message, True)
         return entry.outcome
@@ -364,8 +369,11 @@ class Effects(AwaitsMixin):
         try:
             outcome = json_value(value, "$", "outcome")
         except InvalidArgument as bad:
-            self.fail(lease, "eventstore.InvalidArgument", str(bad))
-            raise EffectFailed(lease.scope, lease.replay_key, "eventstore.InvalidArgument", str(bad), False) from bad
+            # The effect has run: recording it as not replayable (rather than leaving it in
+            # progress, which a successor would take over and run again) keeps "at most
+            # once" unless the caller chooses otherwise with forget().
+            self.fail(lease, OUTCOME_NOT_JOURNALED, str(bad))
+            raise EffectOutcomeNotJournaled(lease.scope, lease.replay_key, str(bad), False) from bad
         # _finish rather than complete(): the caller needs the outcome, not a re-read entry.
         self._finish(lease, "effects.complete", lambda entry, now: (None, decide_complete(entry, lease, outcome, now)))
         return outcome
@@ -384,6 +392,29 @@ class Effects(AwaitsMixin):
             if now >= due_ms:
                 return
             self._sleep(min((due_ms - now) / 1000, self.options.poll_interval_s))
+
+    def forget(self, scope: str, replay_key: str) -> bool:
+        """Remove a finished (completed or failed) entry, so that the next call runs the
+        effect again; True when an entry was forgotten, False when there was none.
+
+        The way out of an entry that replays a failure forever (EffectOutcomeNotJournaled,
+        or an error fixed since): the effect will run a second time. EffectNotFinished for
+        an entry in progress or waiting (its holder may still be running it).
+        """
+        check_scope_key(scope, replay_key)
+        self.ctx.require_writable("effects.forget")
+        with self.ctx.transaction():
+            now = self.ctx.now_ms()
+            self.ctx.require_fresh("effects")
+            entry = _projection().get_entry(self.ctx.db, scope, replay_key)
+            if entry is None:
+                return False
+            if entry.status not in ("completed", "failed"):
+                raise EffectNotFinished(f"effect {replay_key!r} in scope {scope!r} is {entry.status}: only a "
+                                        "completed or failed entry can be forgotten", scope, replay_key)
+            self.ctx.append(effect_stream(scope), [EffectForgotten(scope, replay_key, entry.status,
+                                                                   entry.error_type, now)], now_ms=now)
+        return True
 
     # --- reads -------------------------------------------------------------------
 

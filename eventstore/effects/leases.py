@@ -87,6 +87,31 @@ class EffectFailed(EffectError):
                          + (" (replayed from the journal)" if replayed else ""), scope, replay_key)
 
 
+OUTCOME_NOT_JOURNALED = "eventstore.EffectOutcomeNotJournaled"
+"""The error type journaled for an effect that ran but returned a value the journal cannot hold."""
+
+
+class EffectOutcomeNotJournaled(EffectFailed):
+    """The effect ran and returned, but its return value is not JSON-like (a set, an
+    object), so it could not be journaled. The entry records that (not as an error of the
+    function) and every replay raises this again: nothing is run twice behind the caller's
+    back. Fix the function, then `store.effects.forget(scope, replay_key)` to run it anew."""
+
+    def __init__(self, scope: str, replay_key: str, detail: str, replayed: bool) -> None:
+        self.error_type = OUTCOME_NOT_JOURNALED
+        self.error_message = detail
+        self.replayed = replayed
+        EffectError.__init__(
+            self, f"effect {replay_key!r} in scope {scope!r} ran, but its return value could not be "
+            f"journaled ({detail})" + (" (replayed from the journal)" if replayed else "")
+            + f"; return JSON-like values, then call store.effects.forget({scope!r}, {replay_key!r}) "
+            "to let the next call run it again", scope, replay_key)
+
+
+class EffectNotFinished(EffectError):
+    """`forget` was asked for an entry that is still in progress or waiting."""
+
+
 # --- records -------------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ pruned); a later ingest under a forgotten key records a new occurrence.
 
 from __future__ import annotations
 
+import datetime as _dt
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
@@ -254,8 +255,9 @@ class Triggers:
         """The forget cutoff: the explicit one (not in the future), or now - retention."""
         if older_than_ms is not None:
             if older_than_ms > now:
-                raise InvalidArgument(f"forget_occurrences: older_than_ms ({older_than_ms}) is in the future "
-                                      f"(now is {now})")
+                raise InvalidArgument(f"forget_occurrences: older_than_ms ({older_than_ms}, "
+                                      f"{_iso(older_than_ms)}) is in the future "
+                                      f"(now is {_iso(now)})")
             return older_than_ms
         return None if self._retention is None else max(0, now - self._retention)
 
@@ -363,6 +365,11 @@ def _check_request(r: Any) -> None:
     tc.check_name(r.idempotency_key, "OccurrenceRequest.idempotency_key")
     if r.session_id is not None:
         tc.check_name(r.session_id, "OccurrenceRequest.session_id")
+
+
+def _iso(ms: int) -> str:
+    """`2099-01-01T00:00:00.000Z` for an error message (the CLI's time format)."""
+    return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 register_facade("triggers", Triggers)
