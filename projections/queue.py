@@ -448,7 +448,7 @@ def candidate_rows(db: Any, session_id: str, batch_ids: Sequence[str]) -> list[C
 
 def claim_holdings(db: Any, session_id: str, claim_id: str) -> list[tuple[str, str, int]]:
     """(batch_id, lease token, generation) of every row the claim `claim_id` holds."""
-    return [tuple(r) for r in db.query(  # type: ignore[misc]
+    return [tuple(r) for r in db.query(
         # INDEXED BY: without statistics the planner prefers the primary key's session range.
         "SELECT batch_id, claim_token, claim_generation FROM queue_batches INDEXED BY queue_batches_by_claim "
         "WHERE session_id = ? AND claim_id = ?",

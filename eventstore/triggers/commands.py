@@ -329,9 +329,9 @@ def decide(current: Any, retired: tuple[int, int] | None, command: Any, operatio
         dhash = definition_hash(command.definition)
         if current is None:
             incarnation, revision = (retired[0] + 1, retired[1] + 1) if retired else (1, 1)
-            ev = SubscriptionRegistered(sid, command.owner_scope, command.subscription_key,
-                                        session_of_scope(command.owner_scope), command.definition, dhash,
-                                        incarnation, revision, command.enabled, operation_id, req_hash, now)
+            ev: SubscriptionRegistered | SubscriptionRevived | SubscriptionUpdated = SubscriptionRegistered(
+                sid, command.owner_scope, command.subscription_key, session_of_scope(command.owner_scope),
+                command.definition, dhash, incarnation, revision, command.enabled, operation_id, req_hash, now)
             return done("registered", ev, revision, incarnation)
         if current.deleted:
             return conflict(SubscriptionTombstoned, f"{where} is deleted (revision {current.revision}); "
