@@ -2,8 +2,10 @@
 
 from tests.contract.process_behaviour import ProcessBehaviourContract
 from tests.contract.process_handovers import ProcessHandoverContract
+from tests.contract.process_parity import ProcessParityContract
 from tests.contract.processes import ProcessContract
 
 
-class TestProcessContractSqlite(ProcessContract, ProcessBehaviourContract, ProcessHandoverContract):
+class TestProcessContractSqlite(ProcessContract, ProcessBehaviourContract, ProcessHandoverContract,
+                                ProcessParityContract):
     """Runs every process contract test with the `backend` fixture from tests/conftest.py."""

@@ -224,6 +224,14 @@ class CommitContract(CommitHelpers):
         assert ids(store.sessions.load("s1", graph="active_path", leaf="u1b")) == ["root", "u1b"]
         assert ids(store.sessions.load("s1", graph="active_path", leaf="missing")) == []
 
+    def test_law_07_an_explicit_leaf_is_the_reported_leaf(self, backend):
+        """Loading the active path from a requested leaf reports that leaf, not the head's."""
+        store = self.branched(backend)
+        assert store.sessions.load("s1").leaf_node_id == "a1b"
+        assert store.sessions.load("s1", graph="active_path", leaf="a1").leaf_node_id == "a1"
+        assert store.sessions.load("s1", graph="active_path", leaf="missing").leaf_node_id == "missing"
+        assert store.sessions.load("s1", graph="active_path").leaf_node_id == "a1b"
+
     # --- law 8 --------------------------------------------------------------------------
 
     def test_law_08_session_meta_round_trips(self, backend):
