@@ -488,6 +488,7 @@ templates({
                                            "{blob_ref:short}"),
     "session.attachment_intents_forgotten": ("{attachment_ids:count uncommitted attachment intent} of {session_id} "
                                              "forgotten"),
+    "session.attachments_committed": "{attachment_ids:count attachment} of {session_id} stamped committed",
     "store.blob_gc_ran": ("blob GC: {root_count:plural root}, {retained_blob_count} blobs kept, "
                           "{deleted_blob_count} deleted"),
     "effect.session_revoked": ("session {session_id} revoked for awaits ({reason}): {cancelled:count pending await} "

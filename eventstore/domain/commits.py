@@ -154,7 +154,7 @@ def _store_frames(blobs: Any, frames: Sequence[AgentFrame]) -> tuple[AgentFrame,
     out = []
     for f in frames:
         if f.execution_state_snapshot is not None:
-            f = attrs.evolve(f, execution_state_ref=blobs.put(f.execution_state_snapshot),
+            f = attrs.evolve(f, execution_state_ref=blobs.put(f.execution_state_snapshot, stamp=False),
                              execution_state_snapshot=None)
         out.append(f)
     return tuple(out)

@@ -430,11 +430,13 @@ class Sessions:
 
         return vacuum(self.ctx, session_id)
 
-    def gc(self, *, dry_run: bool = False) -> Any:
-        """Blob GC (mark and sweep from the projections' roots), recorded as an event; a GcReport."""
-        from .maintenance import gc
+    def gc(self, *, dry_run: bool = False, min_age_ms: int | None = None) -> Any:
+        """Blob GC (mark and sweep from the projections' roots), recorded as an event; a GcReport.
 
-        return gc(self.ctx, dry_run)
+        Unrooted blobs put less than `min_age_ms` ago (default 60 s) are spared."""
+        from .maintenance import DEFAULT_GC_MIN_AGE_MS, gc
+
+        return gc(self.ctx, dry_run, DEFAULT_GC_MIN_AGE_MS if min_age_ms is None else min_age_ms)
 
 
 register_facade("sessions", Sessions)

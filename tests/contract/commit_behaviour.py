@@ -113,13 +113,13 @@ class CommitBehaviourContract(CommitHelpers):
         store.artifacts.set("lashlang_module", "mod-1", kept)  # unchanged: nothing appended
         assert store.artifacts.list() == [("lashlang_module", "mod-1", kept)]
         before = store.last_position()
-        dry = store.sessions.gc(dry_run=True)
+        dry = store.sessions.gc(dry_run=True, min_age_ms=0)
         assert dry.dry_run and dry.deleted_refs == (loose,) and store.blobs.has(loose)
         assert store.last_position() == before
-        assert store.sessions.gc().deleted_refs == (loose,) and store.blobs.has(kept)
+        assert store.sessions.gc(min_age_ms=0).deleted_refs == (loose,) and store.blobs.has(kept)
         store.artifacts.set("lashlang_module", "mod-1", None)
         assert store.artifacts.get("lashlang_module", "mod-1") is None
-        assert store.sessions.gc().deleted_refs == (kept,)
+        assert store.sessions.gc(min_age_ms=0).deleted_refs == (kept,)
 
     def test_an_interrupt_in_a_commit_defers_the_turns_unaccepted_inputs(self, backend):
         store = self.setup_session(backend)
