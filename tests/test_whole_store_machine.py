@@ -98,6 +98,7 @@ from eventstore.domain.queue import (
     RefreshToolCatalog,
     SlotPolicy,
 )
+from eventstore.domain.session_events import SessionMeta
 from eventstore.domain.trigger_events import subscription_id_for
 from eventstore.domain.triggers import (
     DeleteSubscription,
@@ -285,10 +286,17 @@ class WholeStoreMachine(RuleBasedStateMachine):
 
     # --- sessions and leases --------------------------------------------------------------------
 
-    @rule(sid=sids, action=st.sampled_from(("create", "recreate", "recreate", "purge")))
+    @rule(sid=sids, action=st.sampled_from(("create", "recreate", "recreate", "purge", "save_meta")))
     def session_lifecycle(self, sid, action):
-        """Create (idempotent), recreate (a new generation of a deleted id), purge (a deleted id)."""
+        """Create (idempotent), recreate (a new generation of a deleted id), purge (a deleted id),
+        save_meta (an upsert of the meta; refused for a deleted id)."""
         ss = self.model.sessions
+        if action == "save_meta":
+            meta = SessionMeta(model=f"m-{self.now() % 7}")
+            ok, _kind, got = self.run(lambda: ss.save_meta(sid), lambda: self.store.sessions.save_meta(sid, meta))
+            if ok:
+                assert got.status == "active" and got.meta.model == meta.model
+            return
         if action == "purge":
             version = self.store.stream_version(f"session:{sid}")
             ok, purged, got = self.run(lambda: ss.purge(sid, version), lambda: self.store.sessions.purge(sid))
