@@ -70,6 +70,9 @@ def _check_filter(flt: Any) -> PruneFilter | None:
     if flt.input_kind is not None and flt.input_kind not in ("tool_call", "engine", "session_turn", "external"):
         raise InvalidArgument(f"processes.prune: filter.input_kind must be tool_call, engine, session_turn or external, "
                               f"got {flt.input_kind!r}")
+    if flt.caused_by is not None and (not isinstance(flt.caused_by, str) or not flt.caused_by):
+        raise InvalidArgument(f"processes.prune: filter.caused_by must be None or a non-empty string, "
+                              f"got {flt.caused_by!r}"[:300])
     return attrs.evolve(flt, statuses=tuple(flt.statuses))
 
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 
 from eventstore.errors import InvalidArgument
+from eventstore.domain.owners import LeaseOwner, LocalProcessLiveness
 from eventstore.domain.processes import (
     ExternalOwner,
+    HostScope,
     ProcessStatus,
+    Provenance,
     PruneFilter,
     Success,
     UnknownProcess,
@@ -65,3 +68,55 @@ class ProcessParityContract:
             with pytest.raises(InvalidArgument) as err:
                 procs.prune(**bad)
             assert "processes.prune" in str(err.value) and "trigger" not in str(err.value).lower()
+
+    # --- first start and abandon request: the caller's facts, written once ---------------------
+
+    def test_first_start_keeps_the_whole_owner_and_the_callers_time_once(self, backend):
+        """record_first_started stores owner id, incarnation and liveness and the given
+        started_at_ms; a later call changes nothing. A bare owner id still works."""
+        store, procs, clock = backend.store, backend.store.processes, backend.clock
+        procs.register(registration("p"))
+        starter = LeaseOwner("worker-a", "inc-7", LocalProcessLiveness("host", "boot", 4242, 99))
+        first = procs.record_first_started("p", starter, clock() - 5_000).first_started
+        assert (first.owner, first.owner_id, first.started_at_ms) == (starter, "worker-a", clock() - 5_000)
+        position = store.last_position()
+        clock.advance(10)
+        again = procs.record_first_started("p", LeaseOwner("worker-b", "inc-1"), clock()).first_started
+        assert again == first and store.last_position() == position
+        assert procs.get("p").updated_at_ms == clock() - 10  # the store's time of the change, not the caller's
+        procs.register(registration("q"))
+        bare = procs.record_first_started("q", "worker-c").first_started
+        assert (bare.owner_id, bare.owner, bare.started_at_ms) == ("worker-c", None, clock())
+        assert backend.reopen().processes.get("p").first_started == first
+        with pytest.raises(InvalidArgument, match="started_at_ms"):
+            backend.store.processes.record_first_started("q", starter, -1)
+        assert_consistent(backend.store)
+
+    def test_the_abandon_request_keeps_the_callers_time_once(self, backend):
+        """request_abandon stores requested_at_ms as given; the first request wins."""
+        procs, clock = backend.store.processes, backend.clock
+        procs.register(registration("p"))
+        first = procs.request_abandon("p", "ops", "stuck", requested_at_ms=clock() - 60_000).abandon_request
+        assert (first.requested_by, first.reason, first.requested_at_ms) == ("ops", "stuck", clock() - 60_000)
+        clock.advance(5)
+        assert procs.request_abandon("p", "other", requested_at_ms=clock()).abandon_request == first
+        procs.register(registration("q"))
+        assert procs.request_abandon("q", "ops").abandon_request.requested_at_ms == clock()
+        with pytest.raises(InvalidArgument, match="requested_at_ms"):
+            procs.request_abandon("q", "ops", requested_at_ms="yesterday")
+
+    # --- prune by cause ------------------------------------------------------------------------
+
+    def test_prune_filter_takes_only_processes_caused_by_a_subscription(self, backend):
+        """PruneFilter(caused_by=...) prunes only processes whose provenance names that cause."""
+        procs = backend.store.processes
+        for pid, cause in (("by-ci", "sub-ci"), ("by-cron", "sub-cron"), ("by-hand", None)):
+            procs.register(registration(pid, provenance=Provenance(HostScope(), caused_by=cause)))
+            procs.complete(pid, Success(pid), ExternalOwner("o"))
+        cutoff = backend.clock.advance(1)
+        assert procs.prune(cutoff, filter=PruneFilter(caused_by="sub-ci")).pruned_processes == ("by-ci",)
+        assert procs.prune(cutoff, filter=PruneFilter(caused_by="sub-ci")).pruned_processes == ()
+        assert procs.prune(cutoff).pruned_processes == ("by-cron", "by-hand")
+        with pytest.raises(InvalidArgument, match="caused_by"):
+            procs.prune(cutoff, filter=PruneFilter(caused_by=""))
+        assert_consistent(backend.store)
