@@ -185,6 +185,7 @@ def baseline(world: World, facade: str, method: str, param: str) -> Any:
         ("sessions", "node_ids"): lambda: ("n1",),
         ("leases", "session_id"): lambda: "s1",
         ("leases", "fence"): lambda: v["fence"],
+        ("leases", "lease"): lambda: v["observed"],
         ("queue", "claim"): lambda: v["queue_claim"],
         ("queue", "claims"): lambda: [v["queue_claim"]],
         ("queue", "completion"): lambda: v["queue_claim"].completion(),
