@@ -180,9 +180,12 @@ class InputCancel:
 class SuffixCancel:
     """A suffix cancel's answer: `anchor_found` False means AnchorNotFound (nothing changed)."""
 
-    anchor_input_id: str
+    anchor_input_id: str | None
+    """The anchor's input id (None when a source-key anchor names no input)."""
     anchor_found: bool
     cancels: tuple[InputCancel, ...] = ()
+    anchor_source_key: str | None = None
+    """The source key the anchor was given by, when it was a `BySourceKey`."""
 
 
 @attrs.frozen

@@ -209,8 +209,9 @@ class Inputs:
         target, duplicates and misses included (law 53)."""
         return self._cancel(session_id, targets, "inputs.cancel_many")
 
-    def cancel_from(self, session_id: str, anchor_input_id: str) -> SuffixCancel:
-        """Cancel the anchor and every later input of the session (law 54).
+    def cancel_from(self, session_id: str, anchor: str | BySourceKey) -> SuffixCancel:
+        """Cancel the anchor and every later input of the session (law 54). The anchor is
+        an input id or a `BySourceKey`, like every other cancel target.
 
         Inputs a live claim holds answer AlreadyClaimed; an unknown anchor answers
         `anchor_found=False` (AnchorNotFound) and changes nothing.
@@ -221,14 +222,20 @@ class Inputs:
 
         self.ctx.require_writable("inputs.cancel_from")
         check_session_id(session_id)
-        _check_text(anchor_input_id, "anchor_input_id")
+        by_key = isinstance(anchor, BySourceKey)
+        if by_key:
+            _check_text(anchor.source_key, "anchor.source_key")
+        else:
+            _check_text(anchor, "anchor_input_id")
+        key = anchor.source_key if by_key else None
         with self.ctx.transaction():  # the suffix and its cancels from one snapshot under the write lock
             self.ctx.require_fresh("inputs")
-            anchor = proj.row_by_id(self.ctx.db, session_id, anchor_input_id)
-            if anchor is None:
-                return SuffixCancel(anchor_input_id, False)
-            ids = [r.input_id for r in proj.rows_from(self.ctx.db, session_id, anchor.enqueue_seq)]
-            return SuffixCancel(anchor_input_id, True, self._cancel(session_id, ids, "inputs.cancel_from"))
+            row = (proj.row_by_source_key(self.ctx.db, session_id, anchor.source_key) if by_key
+                   else proj.row_by_id(self.ctx.db, session_id, anchor))
+            if row is None:
+                return SuffixCancel(None if by_key else anchor, False, (), key)
+            ids = [r.input_id for r in proj.rows_from(self.ctx.db, session_id, row.enqueue_seq)]
+            return SuffixCancel(row.input_id, True, self._cancel(session_id, ids, "inputs.cancel_from"), key)
 
     def complete(self, completion: TurnInputCompletion | TurnInputClaim) -> InputCompletionResult:
         """Consume a claim's inputs outside a runtime commit (they become COMPLETED).

@@ -131,3 +131,25 @@ class CommitBehaviourContract(CommitHelpers):
                     interrupted_turn_input_turn_id="t1")
         assert [(i.input, i.state) for i in store.inputs.list("s1")] == [
             ("taken", InputState.COMPLETED), ("late", InputState.DEFERRED_NEXT_TURN)]
+
+    def test_a_commit_result_returns_its_outbox_batches_and_a_replay_the_original_ones(self, backend):
+        """outbox_batches are the enqueued batches (ids, payloads, source keys) in draft order;
+        a replayed turn stamp returns the same batches even after they were claimed and settled."""
+        from eventstore.domain.queue import AgentFrameTask, QueuedWorkDraft
+        from eventstore.domain.turn_hash import stamp_turn
+
+        store = self.setup_session(backend)
+        fence = fence_of(store, "s1")
+        drafts = (QueuedWorkDraft("s1", (AgentFrameTask("f", "follow up"),), source_key="outbox-1"),
+                  QueuedWorkDraft("s1", (AgentFrameTask("f", "and this"),)))
+        c = stamp_turn(RuntimeCommit("s1", fence, append(node("u")), enqueued_queue_batches=drafts), "t1")
+        first = store.sessions.commit(c)
+        assert [b.batch_id for b in first.outbox_batches] == list(first.enqueued_batch_ids)
+        assert [b.source_key for b in first.outbox_batches] == ["outbox-1", None]
+        assert [[i.payload for i in b.items] for b in first.outbox_batches] == [[d.payloads[0]] for d in drafts]
+        assert first.outbox_batches == tuple(store.queue.get("s1", b) for b in first.enqueued_batch_ids)
+        claim = store.queue.claim_ready(fence, max_batches=2)
+        store.queue.complete(claim)  # settled: gone from the queue
+        again = backend.reopen().sessions.commit(c)
+        assert again.replayed and again.outbox_batches == first.outbox_batches
+        assert self.commit(backend.store, "s1", fence).outbox_batches == ()

@@ -200,7 +200,7 @@ def baseline(world: World, facade: str, method: str, param: str) -> Any:
         ("inputs", "checkpoint"): lambda: CheckpointKind.AFTER_WORK,
         ("inputs", "targets"): lambda: [v["input_id"]],
         ("inputs", "source_key"): lambda: "ui:1",
-        ("inputs", "anchor_input_id"): lambda: v["input_id"],
+        ("inputs", "anchor"): lambda: v["input_id"],
         ("processes", "process_id"): lambda: "p1",
         ("processes", "registration"): lambda: v["registration"],
         ("processes", "request"): lambda: v["append_request"],
