@@ -634,6 +634,16 @@ class SessionsModel:
             del s.inputs[i]
         return nodes, len(gone)
 
+    def vacuum_all(self) -> dict[str, tuple[int, int]]:
+        """Every active session vacuumed: {session id: (nodes, inputs)} for those with something removed."""
+        out = {}
+        for sid, s in sorted(self.sessions.items()):
+            if s.status == "active":
+                removed = self.vacuum(sid)
+                if any(removed):
+                    out[sid] = removed
+        return out
+
 
 # --- processes ---------------------------------------------------------------------------
 

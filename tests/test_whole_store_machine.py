@@ -606,11 +606,18 @@ class WholeStoreMachine(RuleBasedStateMachine):
         fence, sent = commit.store
         self._send_commit(fence, attrs.evolve(commit.model, release=release), attrs.evolve(sent, release_lease=release))
 
-    @rule(sid=sids, action=st.sampled_from(("tombstone", "tombstone", "vacuum", "gc")), pick=picks)
+    @rule(sid=sids, action=st.sampled_from(("tombstone", "tombstone", "vacuum", "gc", "vacuum_all")), pick=picks)
     def maintain_graph(self, sid, action, pick):
-        """Hide a node (or an unknown id), vacuum hidden nodes and terminal inputs, or blob GC."""
+        """Hide a node (or an unknown id), vacuum hidden nodes and terminal inputs (one session
+        or every active one), or blob GC."""
         if action == "gc":
             assert not self.store.sessions.gc().aborted
+            return
+        if action == "vacuum_all":
+            expected = self.model.sessions.vacuum_all()
+            got = self.store.sessions.vacuum_all()
+            assert {sid: (r.removed_node_count, r.removed_pending_turn_input_tombstone_count)
+                    for sid, r in got.sessions} == expected
             return
         if action == "vacuum":
             ok, removed, got = self.run(lambda: self.model.sessions.vacuum(sid),

@@ -39,6 +39,16 @@ class VacuumReport:
     removed_pending_turn_input_tombstone_count: int
 
 
+@attrs.frozen
+class StoreVacuumReport:
+    """What a store-wide vacuum removed: totals, and each session it removed something from."""
+
+    removed_node_count: int
+    removed_pending_turn_input_tombstone_count: int
+    sessions: tuple[tuple[str, VacuumReport], ...] = ()
+    """(session id, its VacuumReport) for every session with something removed, by id."""
+
+
 MAX_NAME_CHARS = 1024
 
 
@@ -98,6 +108,23 @@ def vacuum(ctx: Any, session_id: str) -> VacuumReport:
             ctx.append(f"session:{session_id}", [*input_events, SessionVacuumed(session_id, nodes, inputs)],
                        now_ms=now)
         return VacuumReport(nodes, inputs)
+
+
+def vacuum_all(ctx: Any) -> StoreVacuumReport:
+    """Vacuum every active session in one write transaction (see `vacuum`); sessions with
+    nothing to remove append nothing."""
+    from projections import sessions as sproj
+
+    ctx.require_writable("sessions.vacuum_all")
+    with ctx.transaction():
+        ctx.require_fresh("sessions")
+        done = []
+        for row in sproj.list_rows(ctx.db, sproj.ACTIVE):
+            report = vacuum(ctx, row.session_id)
+            if report.removed_node_count or report.removed_pending_turn_input_tombstone_count:
+                done.append((row.session_id, report))
+        return StoreVacuumReport(sum(r.removed_node_count for _, r in done),
+                                 sum(r.removed_pending_turn_input_tombstone_count for _, r in done), tuple(done))
 
 
 DEFAULT_GC_MIN_AGE_MS = 60_000
@@ -193,4 +220,5 @@ class Artifacts:
 
 register_facade("artifacts", Artifacts)
 
-__all__ = ["ARTIFACT_NAMESPACES", "Artifacts", "DEFAULT_GC_MIN_AGE_MS", "GC_STREAM", "VacuumReport", "gc", "tombstone_nodes", "vacuum"]
+__all__ = ["ARTIFACT_NAMESPACES", "Artifacts", "DEFAULT_GC_MIN_AGE_MS", "GC_STREAM", "StoreVacuumReport",
+           "VacuumReport", "gc", "tombstone_nodes", "vacuum", "vacuum_all"]

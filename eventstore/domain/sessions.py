@@ -472,6 +472,13 @@ class Sessions:
 
         return vacuum(self.ctx, session_id)
 
+    def vacuum_all(self) -> Any:
+        """Vacuum every active session in one transaction: a StoreVacuumReport (totals and
+        the sessions something was removed from)."""
+        from .maintenance import vacuum_all
+
+        return vacuum_all(self.ctx)
+
     def gc(self, *, dry_run: bool = False, min_age_ms: int | None = None) -> Any:
         """Blob GC (mark and sweep from the projections' roots), recorded as an event; a GcReport.
 

@@ -153,3 +153,26 @@ class CommitBehaviourContract(CommitHelpers):
         again = backend.reopen().sessions.commit(c)
         assert again.replayed and again.outbox_batches == first.outbox_batches
         assert self.commit(backend.store, "s1", fence).outbox_batches == ()
+
+    def test_a_store_wide_vacuum_covers_every_active_session_in_one_call(self, backend):
+        """vacuum_all removes tombstoned nodes and terminal inputs of every active session,
+        reports totals and the sessions it touched, and a repeat removes nothing."""
+        store = self.setup_session(backend)
+        for sid in ("s2", "quiet"):
+            store.sessions.create(sid)
+        for sid in ("s1", "s2"):
+            self.commit(store, sid, fence_of(store, sid), append(node("a"), node("b", "a")))
+        store.sessions.tombstone_nodes("s1", ["b"])
+        store.sessions.tombstone_nodes("s2", ["a", "b"])
+        gone = store.inputs.enqueue(TurnInputDraft("s2", "stale", ActiveTurn("t0"))).input
+        store.inputs.cancel("s2", gone.input_id)
+        report = store.sessions.vacuum_all()
+        assert (report.removed_node_count, report.removed_pending_turn_input_tombstone_count) == (3, 1)
+        assert [(sid, r.removed_node_count, r.removed_pending_turn_input_tombstone_count)
+                for sid, r in report.sessions] == [("s1", 1, 0), ("s2", 2, 1)]
+        position = store.last_position()
+        again = store.sessions.vacuum_all()
+        assert (again.removed_node_count, again.sessions) == (0, ()) and store.last_position() == position
+        assert store.sessions.vacuum("s1").removed_node_count == 0  # the per-session call stays
+        assert ids(store.sessions.load("s1")) == ["a"] and ids(store.sessions.load("s2")) == []
+        assert_consistent(store)
