@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Sequence
 import attrs
 
 from . import chain, codec
-from ._sqlite import Database, is_constraint_error
+from .storage import Storage as Database
 from .decoding import UNDECODED, RecordedEvent, RowDecoder
 from .errors import (
     IdempotencyConflict,
@@ -320,7 +320,7 @@ class EventLog:
             else:
                 db.executemany(_INSERT, rows)
         except Exception as exc:
-            if not is_constraint_error(exc):
+            if not self.db.is_constraint_error(exc):
                 raise
             if not retry:
                 # Under BEGIN IMMEDIATE this means the file was edited behind our back.
@@ -461,6 +461,19 @@ class EventLog:
         row = self.db.one(f"SELECT {_COLUMNS} FROM events WHERE position = ?", (position,))
         return None if row is None else self.decode_row(row, raw)
 
+    def stored_payloads(self, positions: Sequence[int]) -> Iterator[tuple[int, int, int, bytes | None]]:
+        """(position, schema, flags, stored payload bytes or None when purged) of the events
+        at `positions`, in no particular order; missing positions are left out.
+
+        For readers that decode one known class's plain payload themselves (the session
+        graph's node loader); anything else should use get() or read_all().
+        """
+        wanted = list(positions)
+        for start in range(0, len(wanted), 500):  # keep each statement's parameter list small
+            chunk = wanted[start:start + 500]
+            yield from self.db.query(f"SELECT position, schema, flags, payload FROM events "
+                                     f"WHERE position IN ({','.join('?' * len(chunk))})", chunk)
+
     def last_position(self) -> int:
         """The position of the newest event (0 for an empty log)."""
         return self.db.scalar("SELECT max(position) FROM events", (), 0)
@@ -556,15 +569,15 @@ class EventLog:
             # a log that ends before it lost its newest rows: caught without an anchor,
             # unless whoever deleted them also lowered the sequence (an anchor kept
             # outside the file still catches that).
-            seq = self.db.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'", (), None)
-            if isinstance(seq, int) and seq > report.last_position:
+            seq = self.db.highest_position_ever("events")
+            if seq is not None and seq > report.last_position:
                 return chain.VerifyReport(
                     False, report.checked, report.last_position, report.last_hash, report.last_position + 1,
                     "truncated", f"SQLite's sqlite_sequence records that position {seq} was written, but the "
                                  f"log ends at {report.last_position}: its newest rows were deleted")
         if report.ok and check_file:
-            problems = [r[0] for r in self.db.query("PRAGMA integrity_check(5)")]
-            if problems != ["ok"]:
+            problems = self.db.integrity_problems(5)
+            if problems:
                 return chain.VerifyReport(False, report.checked, report.last_position, report.last_hash,
                                           None, "corrupt_file", "; ".join(map(str, problems)))
         return report

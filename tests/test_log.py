@@ -419,7 +419,7 @@ def test_a_class_registered_again_replaces_the_old_one_for_appends_and_reads():
 
 
 def test_foreign_epoch_moves_for_other_connections_commits_only(tmp_path):
-    from eventstore._sqlite import Database
+    from eventstore.storage.sqlite import Database
 
     path = str(tmp_path / "e.db")
     a, b = Database(path), Database(path)

@@ -17,6 +17,7 @@ import attrs
 import pytest
 
 import eventstore
+from eventstore.demo import UserMessage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
@@ -72,12 +73,12 @@ def world(tmp_path):
 
 def _inconsistent(w: hostile.World) -> list[tuple[str, object]]:
     """(what, zero-argument call) pairs whose arguments contradict each other or the store."""
-    from eventstore.domain.commits import RuntimeCommit
-    from eventstore.domain.graph_model import AgentFrame, EventPayload, GraphAppend, GraphUnchanged, SessionNode
-    from eventstore.domain.inputs import TurnInputDraft
-    from eventstore.domain.owners import LeaseTimings
-    from eventstore.domain.processes import AppendEventRequest, ExternalOwner, Success, WorkflowKey
-    from eventstore.domain.queue import AgentFrameTask, QueuedWorkDraft, RefreshToolCatalog
+    from eventstore.commits import RuntimeCommit
+    from eventstore.commits import AgentFrame, EventPayload, GraphAppend, GraphUnchanged, SessionNode
+    from eventstore.inputs import TurnInputDraft
+    from eventstore.leases import LeaseTimings
+    from eventstore.processes import AppendEventRequest, ExternalOwner, Success, WorkflowKey
+    from eventstore.queue import AgentFrameTask, QueuedWorkDraft, RefreshToolCatalog
 
     s, v = w.store, w.values
     fence = v["fence"]
@@ -122,7 +123,7 @@ def _inconsistent(w: hostile.World) -> list[tuple[str, object]]:
         ("a forged await token", lambda: s.effects.resolve(v["await_token"][:-4] + "AAAA", {"ok": 1})),
         ("lease timings whose TTL is shorter than three renewals", lambda: LeaseTimings(1_000, 1_000)),
         ("a log append expecting a version the stream is not at",
-         lambda: s.append("session:s1", [eventstore.demo.UserMessage("x")], expected_version=1)),
+         lambda: s.append("session:s1", [UserMessage("x")], expected_version=1)),
         ("an external owner completing a process granted to no one",
          lambda: s.processes.complete("nope", Success(1), ExternalOwner("ci"))),
     ]
@@ -148,7 +149,7 @@ def test_inconsistent_arguments_raise_typed_errors_and_write_nothing(world):
 def test_a_trigger_conflict_writes_only_its_receipt(world):
     """By design (receipts make a conflict replayable), a refused trigger command records the
     answer; nothing else is written."""
-    from eventstore.domain.triggers import SubscriptionRevisionConflict, UpdateSubscription
+    from eventstore.triggers import SubscriptionRevisionConflict, UpdateSubscription
 
     s = world.store
     before = s.checkpoint()

@@ -183,7 +183,7 @@ def _gc(args: argparse.Namespace) -> int:
 
 
 def _vacuum(args: argparse.Namespace) -> int:
-    from ..domain.maintenance import VacuumReport
+    from ..commits import VacuumReport
 
     with open_existing(args.db) as store:
         if args.session:

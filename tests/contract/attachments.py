@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from eventstore.domain.attachments import BLOB_URI_PREFIX, AttachmentConflict
-from eventstore.domain.maintenance import DEFAULT_GC_MIN_AGE_MS
+from eventstore.attachments import BLOB_URI_PREFIX, AttachmentConflict
+from eventstore.commits import DEFAULT_GC_MIN_AGE_MS
 from eventstore.errors import InvalidArgument
 from tests.helpers import assert_consistent
 

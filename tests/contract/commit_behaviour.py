@@ -7,20 +7,12 @@ from __future__ import annotations
 import pytest
 
 import eventstore
-from eventstore.domain.commit_rules import InvalidGraphDelta
-from eventstore.domain.commits import RuntimeCommit
-from eventstore.domain.graph_model import (
-    Checkpoint,
-    EventPayload,
-    GraphReplace,
-    GraphUnchanged,
-    PluginPayload,
-    SessionNode,
-    TurnState,
+from eventstore.commits import InvalidGraphDelta, RuntimeCommit
+from eventstore.commits import (
+    Checkpoint, EventPayload, GraphReplace, GraphUnchanged, PluginPayload, SessionNode, TurnState,
     UsageDelta,
 )
-from eventstore.domain.input_events import ActiveTurn, InputState
-from eventstore.domain.inputs import TurnInputDraft
+from eventstore.inputs import ActiveTurn, InputState, TurnInputDraft
 from tests.contract.commits import CommitHelpers, append, fence_of, ids, node
 from tests.helpers import assert_consistent
 
@@ -135,8 +127,8 @@ class CommitBehaviourContract(CommitHelpers):
     def test_a_commit_result_returns_its_outbox_batches_and_a_replay_the_original_ones(self, backend):
         """outbox_batches are the enqueued batches (ids, payloads, source keys) in draft order;
         a replayed turn stamp returns the same batches even after they were claimed and settled."""
-        from eventstore.domain.queue import AgentFrameTask, QueuedWorkDraft
-        from eventstore.domain.turn_hash import stamp_turn
+        from eventstore.commits import stamp_turn
+        from eventstore.queue import AgentFrameTask, QueuedWorkDraft
 
         store = self.setup_session(backend)
         fence = fence_of(store, "s1")

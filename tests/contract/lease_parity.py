@@ -7,10 +7,9 @@ import time
 
 import pytest
 
-from eventstore.domain import leases as session_leases
-from eventstore.domain import process_leases
-from eventstore.domain.owners import Acquired, Busy, LeaseOwner, LeaseTimings, ObservedHolder
-from eventstore.domain.leases import SessionExecutionLeaseExpired
+from eventstore import leases as session_leases
+from eventstore import processes as process_leases
+from eventstore.leases import Acquired, Busy, LeaseOwner, LeaseTimings, ObservedHolder, SessionExecutionLeaseExpired
 from eventstore.errors import InvalidArgument
 from tests.contract.leases import FakeProc, acquired, local, new_session, opaque
 from tests.contract.processes import registration

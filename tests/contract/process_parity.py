@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from eventstore.errors import InvalidArgument
-from eventstore.domain.owners import LeaseOwner, LocalProcessLiveness
-from eventstore.domain.processes import (
+from eventstore.leases import LeaseOwner, LocalProcessLiveness
+from eventstore.processes import (
     ExternalOwner,
     HostScope,
     ProcessStatus,
