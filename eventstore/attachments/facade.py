@@ -110,7 +110,8 @@ def parse_target(value: Any, what: str = "blob_ref") -> tuple[str | None, str | 
     if value.startswith(BLOB_URI_PREFIX):
         ref = value[len(BLOB_URI_PREFIX):]
         if not _HEX.match(ref):
-            raise InvalidArgument(f"{what} {value!r}: an {BLOB_URI_PREFIX} URI ends in a 64-hex blob ref"[:300])
+            raise InvalidArgument(
+                f"{what} {value!r}: an {BLOB_URI_PREFIX} URI ends in a 64-hex blob ref"[:300])
         return ref, value
     return None, value
 

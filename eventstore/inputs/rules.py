@@ -142,6 +142,8 @@ class TurnInputClaim:
     turn_id: str | None
     checkpoint: CheckpointKind | None
     inputs: tuple[Any, ...]  # projections.inputs.PendingTurnInput
+    claimant: LeaseOwner | None = None
+    """Who took the claim: the caller's claimant, else the lease holder (`owner`)."""
 
     @property
     def input_ids(self) -> tuple[str, ...]:
@@ -429,7 +431,8 @@ def claim_from_event(db: Any, ev: TurnInputsClaimed) -> TurnInputClaim:
 
     rows = {r.input_id: r for r in proj.get_many(db, ev.session_id, ev.input_ids, ev.generation)}
     return TurnInputClaim(ev.session_id, ev.claim_id, ev.owner, ev.lease_token, ev.fencing_token, ev.generation,
-                          ev.claimed_at_ms, ev.mode, ev.turn_id, ev.checkpoint, tuple(rows[i] for i in ev.input_ids))
+                          ev.claimed_at_ms, ev.mode, ev.turn_id, ev.checkpoint, tuple(rows[i] for i in ev.input_ids),
+                          ev.claimant if ev.claimant is not None else ev.owner)
 
 
 def check_input_completion(db: Any, completion: TurnInputCompletion, now_ms: int) -> TurnInputsCompleted:

@@ -13,6 +13,7 @@ from eventstore.leases import Acquired, Busy, LeaseOwner, LeaseTimings, Observed
 from eventstore.errors import InvalidArgument
 from tests.contract.leases import FakeProc, acquired, local, new_session, opaque
 from tests.contract.processes import registration
+from tests.helpers import assert_consistent
 
 
 def wait_until(predicate, what: str, timeout_s: float = 20.0) -> None:
@@ -107,3 +108,34 @@ class LeaseParityContract:
         assert type(store.leases.claim(sid, opaque("next"), timings)) is Acquired
         with pytest.raises(InvalidArgument, match="lease"):
             store.leases.keep_alive("not a lease", timings)
+
+    def test_queue_and_input_claims_record_the_claimant_beside_the_lease_holder(self, backend):
+        """A claim names who took it (default: the lease holder) next to the holder whose
+        fence it was taken under; the claim event in the log keeps both."""
+        from eventstore.inputs import ActiveTurn, CheckpointKind, TurnInputDraft
+        from eventstore.queue import AgentFrameTask, QueuedWorkDraft
+
+        store = backend.store
+        sid = new_session(store)
+        holder, worker = opaque("runtime"), local("worker-7", "inc-3", 4242)
+        fence = acquired(store.leases.claim(sid, holder, 60_000)).lease.fence
+        for text in ("one", "two"):
+            store.queue.enqueue(QueuedWorkDraft(sid, (AgentFrameTask("f", text),)))
+            store.inputs.enqueue(TurnInputDraft(sid, text, ActiveTurn("t1")))
+        work = store.queue.claim_ready(fence, max_batches=1, claimant=worker)
+        assert (work.owner, work.claimant) == (holder, worker)
+        plain = store.queue.claim_ready(fence, max_batches=1)
+        assert plain.claimant == holder  # no claimant named: the lease holder took it
+        inputs = store.inputs.claim_active(fence, "t1", CheckpointKind.BEFORE_COMPLETION, max_inputs=1,
+                                           claimant=worker)
+        assert (inputs.owner, inputs.claimant) == (holder, worker)
+        both = store.queue.claim_checkpoint(fence, "t1", CheckpointKind.BEFORE_COMPLETION, claimant=worker)
+        assert both.inputs.claimant == worker
+        logged = [e.data for e in store.read_stream(f"session:{sid}") if e.type in ("queue.claimed", "inputs.claimed")]
+        assert [(e.owner, e.claimant) for e in logged] == [(holder, worker), (holder, None), (holder, worker),
+                                                            (holder, worker)]
+        with pytest.raises(InvalidArgument, match="claimant"):
+            store.queue.claim_ready(fence, claimant="worker-7")
+        with pytest.raises(InvalidArgument, match="claimant"):
+            store.inputs.claim_next_turn(fence, claimant=LeaseOwner("", "x"))
+        assert_consistent(store)
