@@ -23,6 +23,7 @@ from .errors import (
     StoreError,
     WrongExpectedVersion,
 )
+from .checks import check_utf8
 from .events import REGISTRY, EventRegistry
 
 __all__ = [
@@ -131,7 +132,7 @@ def validate_stream(stream: Any) -> str:
     """Check a stream name: a non-empty string of at most 512 UTF-8 bytes with no NUL."""
     if not isinstance(stream, str) or not stream:
         raise InvalidArgument(f"stream must be a non-empty string, got {stream!r}")
-    if len(stream.encode()) > MAX_STREAM_BYTES or "\x00" in stream:
+    if len(check_utf8(stream, "stream").encode()) > MAX_STREAM_BYTES or "\x00" in stream:
         raise InvalidArgument(f"stream {stream[:40]!r}...: at most {MAX_STREAM_BYTES} bytes and no NUL")
     return stream
 
@@ -266,6 +267,8 @@ class EventLog:
             _check_expected(expected_version)
         if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
             raise InvalidArgument(f"idempotency_key must be a non-empty string, got {idempotency_key!r}")
+        if idempotency_key is not None:
+            check_utf8(idempotency_key, "idempotency_key")
         encoded = self.encode(events)
         at = self.clock() if now_ms is None else now_ms
         if at.__class__ is not int and not isinstance(at, int):
@@ -518,69 +521,31 @@ class EventLog:
 
     # --- chain -------------------------------------------------------------------
 
-    def checkpoint(self) -> chain.Anchor:
+    def anchor(self) -> chain.Anchor:
         """The (position, hash) of the newest event, to keep outside the file."""
         row = self.db.one("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
         if row is None:
             return chain.Anchor(0, chain.GENESIS.hex())
         return chain.Anchor(row[0], row[1].hex())
 
-    # stream, type and payload are read as their stored bytes: the chain hashes bytes, and a
-    # tampered text that is not valid UTF-8 must be reported as altered, not crash the walk.
-    _VERIFY_SQL = (
-        "SELECT position, CAST(stream AS BLOB), version, CAST(type AS BLOB), schema, recorded_at_ms, "
-        "flags, CAST(payload AS BLOB), "
-        "CASE WHEN payload IS NULL THEN (SELECT digest FROM purged_payloads p WHERE p.position = e.position) END, "
-        "hash FROM events e WHERE position >= ? ORDER BY position LIMIT ?"
-    )
-
     def verify(self, anchor: chain.Anchor | str | None = None,
                progress: Callable[[int], None] | None = None, page_size: int = 5000,
-               check_file: bool = True) -> chain.VerifyReport:
-        """Walk the whole chain; report the first altered, missing or reordered row.
+               check_file: bool = True, check_blobs: bool = True) -> chain.VerifyReport:
+        """Walk the whole chain; report the first altered, missing, reordered or mistyped row,
+        then check the idempotency keys, the blobs (`check_blobs`) and the file (`check_file`).
 
-        With an `anchor` from an earlier checkpoint(), also prove that the anchor is
+        With an `anchor` from an earlier anchor(), also prove that the anchor is
         still on the chain: a shorter log is 'truncated', a different hash 'rewritten'.
         Without one, a log that ends before the largest position SQLite's
-        sqlite_sequence says was written is 'truncated' too.
-        With `check_file` (the default), a sound chain is followed by SQLite's
+        sqlite_sequence says was written is 'truncated' too. The file check is SQLite's
         `PRAGMA integrity_check`: the chain proves every event row, but a damaged index
-        page could still make an indexed read (a stream, a projection) answer wrongly,
-        and only the file check sees that ('corrupt_file').
+        page could still make an indexed read answer wrongly ('corrupt_file').
+        See eventstore/logverify.py for the order of the checks.
         """
-        if isinstance(anchor, str):
-            anchor = chain.Anchor.parse(anchor)
+        from . import logverify
 
-        def pages() -> Iterator[list[tuple]]:
-            position = 1
-            while True:
-                rows = self.db.query(self._VERIFY_SQL, (position, page_size))
-                if not rows:
-                    return
-                yield rows
-                position = rows[-1][0] + 1
-
-        def lookahead(position: int, n: int) -> list[tuple]:
-            return self.db.query(self._VERIFY_SQL, (position, n))
-
-        report = chain.walk(pages(), anchor, lookahead, progress)
-        if report.ok:
-            # AUTOINCREMENT keeps the largest position ever written in sqlite_sequence, so
-            # a log that ends before it lost its newest rows: caught without an anchor,
-            # unless whoever deleted them also lowered the sequence (an anchor kept
-            # outside the file still catches that).
-            seq = self.db.highest_position_ever("events")
-            if seq is not None and seq > report.last_position:
-                return chain.VerifyReport(
-                    False, report.checked, report.last_position, report.last_hash, report.last_position + 1,
-                    "truncated", f"SQLite's sqlite_sequence records that position {seq} was written, but the "
-                                 f"log ends at {report.last_position}: its newest rows were deleted")
-        if report.ok and check_file:
-            problems = self.db.integrity_problems(5)
-            if problems:
-                return chain.VerifyReport(False, report.checked, report.last_position, report.last_hash,
-                                          None, "corrupt_file", "; ".join(map(str, problems)))
-        return report
+        return logverify.verify(self.db, anchor, progress, page_size, check_file, check_blobs,
+                                self.limits.max_decompressed_bytes)
 
     def purge_payloads(self, stream: str) -> int:
         """Drop the payload bytes of every event of `stream`, keeping their digests.
@@ -609,6 +574,8 @@ def _check_names(value: Any, name: str) -> None:
     # A bare string would be read as a list of one-character names and match nothing.
     if value is not None and (isinstance(value, (str, bytes)) or not all(isinstance(v, str) for v in value)):
         raise InvalidArgument(f"{name} must be a list of names, got {value!r}")
+    for v in value or ():
+        check_utf8(v, name)
 
 
 def _check_position(value: Any, name: str, allow_zero: bool = False) -> None:

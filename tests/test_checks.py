@@ -36,11 +36,11 @@ def test_a_draft_available_beyond_the_integer_range_is_rejected_and_nothing_is_w
     """Regression: `available_at_ms=2**63` escaped as a raw OverflowError from the projection."""
     with eventstore.open(str(tmp_path / "s.db")) as store:
         store.sessions.create("s1")
-        before = store.checkpoint()
+        before = store.anchor()
         draft = QueuedWorkDraft("s1", (AgentFrameTask("frame", "work"),), available_at_ms=2**63)
         with pytest.raises(eventstore.InvalidArgument, match="available_at_ms"):
             store.queue.enqueue(draft)
-        assert store.checkpoint() == before
+        assert store.anchor() == before
 
 
 def test_a_trigger_retention_beyond_the_integer_range_is_a_typed_error(tmp_path):

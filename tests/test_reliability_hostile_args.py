@@ -132,7 +132,7 @@ def _inconsistent(w: hostile.World) -> list[tuple[str, object]]:
 def test_inconsistent_arguments_raise_typed_errors_and_write_nothing(world):
     failures = []
     for what, call in _inconsistent(world):
-        before = world.store.checkpoint()
+        before = world.store.anchor()
         try:
             call()
             failures.append(f"{what}: accepted")
@@ -141,7 +141,7 @@ def test_inconsistent_arguments_raise_typed_errors_and_write_nothing(world):
                 failures.append(f"{what}: {type(exc).__name__} without a message")
         except Exception as exc:
             failures.append(f"{what}: untyped {type(exc).__name__}: {exc}")
-        if world.store.checkpoint() != before:
+        if world.store.anchor() != before:
             failures.append(f"{what}: the log changed")
     assert not failures, "\n".join(failures)
 
@@ -152,7 +152,7 @@ def test_a_trigger_conflict_writes_only_its_receipt(world):
     from eventstore.triggers import SubscriptionRevisionConflict, UpdateSubscription
 
     s = world.store
-    before = s.checkpoint()
+    before = s.anchor()
     definition = world.values["trigger_command"].definition
     with pytest.raises(SubscriptionRevisionConflict):
         s.triggers.execute("op-stale", UpdateSubscription("host", "ci", 99, definition))

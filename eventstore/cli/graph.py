@@ -156,7 +156,9 @@ def _show(args: argparse.Namespace) -> int:
 
     active = {n.node_id for n in path.nodes}
     what = "active path" if args.active_path else f"{len(loaded.nodes)} live node(s)"
-    Console(highlight=False, soft_wrap=False).print(
+    # Piped, each node is one whole line (never folded or cut at a guessed width), so ids grep.
+    piped = not sys.stdout.isatty()
+    Console(highlight=False, soft_wrap=piped, width=100_000 if piped else None).print(
         graph_tree(loaded, active, f"graph: {what} (◆ leaf, ● active path, ○ other branches)"))
     return EXIT_OK
 
@@ -165,7 +167,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _gc(args: argparse.Namespace) -> int:
-    with open_existing(args.db) as store:
+    with open_existing(args.db, write=True) as store:
         report = store.sessions.gc(dry_run=args.dry_run, min_age_ms=args.min_age_ms)
     if args.json:
         sys.stdout.write(dumps(report) + "\n")
@@ -185,7 +187,7 @@ def _gc(args: argparse.Namespace) -> int:
 def _vacuum(args: argparse.Namespace) -> int:
     from ..commits import VacuumReport
 
-    with open_existing(args.db) as store:
+    with open_existing(args.db, write=True) as store:
         if args.session:
             reports = [(args.session, store.sessions.vacuum(args.session))]
         else:  # store-wide: every active session in one transaction

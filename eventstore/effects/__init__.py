@@ -9,6 +9,7 @@ from __future__ import annotations
 from .events import (
     EffectCompleted,
     EffectFailureRecorded,
+    EffectForgotten,
     EffectLeaseRenewed,
     EffectStarted,
     EffectTakenOver,
@@ -43,7 +44,10 @@ from .leases import (
     EffectLease,
     EffectLeaseLost,
     EffectMismatch,
+    EffectNotFinished,
+    EffectOutcomeNotJournaled,
     EffectReplayMissing,
+    OUTCOME_NOT_JOURNALED,
 )
 from .renewal import (
     SCHEDULER,
@@ -51,6 +55,10 @@ from .renewal import (
 )
 
 __all__ = [
+    "EffectOutcomeNotJournaled",
+    "EffectNotFinished",
+    "EffectForgotten",
+    "OUTCOME_NOT_JOURNALED",
     "AwaitCancelled",
     "AwaitRegistered",
     "AwaitResolution",

@@ -2,13 +2,13 @@
 
 Every side effect of an agent run (a model call, a tool call, a sleep, an awaited
 external event) is journaled under (scope, replay key), so that the run can be
-replayed for debugging without touching the world::
+replayed for debugging without repeating what it already did::
 
     @store.effects.journaled(scope="run-42", key="weather:{city}")
     def get_weather(city: str) -> dict:
         return weather_api(city)           # runs once; later calls replay the outcome
 
-    with store.effects.strict_replay():    # a missing entry is an error, nothing runs
+    with store.effects.strict_replay():    # a key the journal lacks is an error
         get_weather("Paris")
 
 First call: the entry is recorded in progress under a lease (`effect.started`), the
@@ -40,7 +40,7 @@ from .awaits import (  # noqa: F401  (re-exported)
     RevocationReport,
 )
 from .envelopes import digest, json_value
-from .events import effect_stream
+from .events import EffectForgotten, effect_stream
 from .renewal import SCHEDULER
 from .leases import (  # noqa: F401  (re-exported)
     BeginOutcome,
@@ -50,7 +50,10 @@ from .leases import (  # noqa: F401  (re-exported)
     EffectLease,
     EffectLeaseLost,
     EffectMismatch,
+    EffectNotFinished,
+    EffectOutcomeNotJournaled,
     EffectReplayMissing,
+    OUTCOME_NOT_JOURNALED,
     check_scope_key,
     decide_begin,
     decide_complete,
@@ -64,8 +67,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AwaitResolution", "AwaitSessionRevoked", "AwaitTimeout", "AwaitTokenInvalid", "BeginOutcome", "EffectBusy",
-    "EffectError", "EffectFailed", "EffectLease", "EffectLeaseLost", "EffectMismatch", "EffectOptions",
-    "EffectReplayMissing", "Effects", "RevocationReport",
+    "EffectError", "EffectFailed", "EffectLease", "EffectLeaseLost", "EffectMismatch", "EffectNotFinished",
+    "EffectOptions", "EffectOutcomeNotJournaled", "EffectReplayMissing", "Effects", "RevocationReport",
 ]
 
 
@@ -143,8 +146,10 @@ class Effects(AwaitsMixin):
 
     @contextlib.contextmanager
     def strict_replay(self) -> Iterator[None]:
-        """Within this block (this thread or task only), every effect must replay from the
-        journal: a missing or unfinished entry raises EffectReplayMissing and nothing runs."""
+        """Within this block (this thread or task only), every effect must be in the
+        journal: a key with no entry raises EffectReplayMissing and nothing runs. An entry
+        still in progress is waited for, or taken over once its lease expired, as outside
+        the block (on a read-only time-travel view that raises ReadOnlyView instead)."""
         token = self._strict_mode.set(True)
         try:
             yield
@@ -191,12 +196,12 @@ class Effects(AwaitsMixin):
         strict = self._strict()
         self.ctx.require_fresh("effects")
         # A finished entry never changes again, so it is replayed from a plain read,
-        # without the write lock; strict replay never writes, so it needs no lock either.
+        # without the write lock; a strict replay's missing entry is refused without one too.
         finished = p.get_finished(self.ctx.db, scope, replay_key)
         if finished is not None and finished.kind == kind and finished.envelope_hash == env_hash:
             return BeginOutcome("replay", entry=finished if light else p.get_entry(self.ctx.db, scope, replay_key))
         entry = p.get_entry(self.ctx.db, scope, replay_key)
-        if strict or finished is not None:  # missing in strict mode, or a mismatch: decide_begin raises
+        if finished is not None or (strict and entry is None):  # a mismatch, or missing: decide_begin raises
             outcome, _events = decide_begin(entry, scope, replay_key, kind, envelope, env_hash, owner,
                                             self.options.timings, self.ctx.now_ms(), strict, False, None)
             return outcome
@@ -209,8 +214,11 @@ class Effects(AwaitsMixin):
                     and entry.lease_expires_at_ms > now and not entry.holder.same_owner(owner)):
                 dead = definitely_dead(entry.holder, owner)  # the liveness proof: command side only
             due = now + duration_ms if kind == "sleep" else None
+            # `strict` again: under the lock the entry is read afresh, and strict replay still
+            # never claims a key the journal lacks (entries are never deleted, so this is
+            # the case above; it keeps the rule in one place, decide_begin).
             outcome, events = decide_begin(entry, scope, replay_key, kind, envelope, env_hash, owner,
-                                           self.options.timings, now, False, dead, due)
+                                           self.options.timings, now, strict, dead, due)
             if events:
                 self.ctx.append(effect_stream(scope), events, now_ms=now)
         return outcome
@@ -343,6 +351,8 @@ class Effects(AwaitsMixin):
             delay = min(delay * 2, self.options.poll_interval_s)
 
     def _replay(self, entry: Any) -> Any:
+        if entry.status == "failed" and entry.error_type == OUTCOME_NOT_JOURNALED:
+            raise EffectOutcomeNotJournaled(entry.scope, entry.replay_key, entry.error_message, True)
         if entry.status == "failed":
             raise EffectFailed(entry.scope, entry.replay_key, entry.error_type, entry.error_message, True)
         return entry.outcome
@@ -364,8 +374,11 @@ class Effects(AwaitsMixin):
         try:
             outcome = json_value(value, "$", "outcome")
         except InvalidArgument as bad:
-            self.fail(lease, "eventstore.InvalidArgument", str(bad))
-            raise EffectFailed(lease.scope, lease.replay_key, "eventstore.InvalidArgument", str(bad), False) from bad
+            # The effect has run: recording it as not replayable (rather than leaving it in
+            # progress, which a successor would take over and run again) keeps "at most
+            # once" unless the caller chooses otherwise with forget().
+            self.fail(lease, OUTCOME_NOT_JOURNALED, str(bad))
+            raise EffectOutcomeNotJournaled(lease.scope, lease.replay_key, str(bad), False) from bad
         # _finish rather than complete(): the caller needs the outcome, not a re-read entry.
         self._finish(lease, "effects.complete", lambda entry, now: (None, decide_complete(entry, lease, outcome, now)))
         return outcome
@@ -384,6 +397,29 @@ class Effects(AwaitsMixin):
             if now >= due_ms:
                 return
             self._sleep(min((due_ms - now) / 1000, self.options.poll_interval_s))
+
+    def forget(self, scope: str, replay_key: str) -> bool:
+        """Remove a finished (completed or failed) entry, so that the next call runs the
+        effect again; True when an entry was forgotten, False when there was none.
+
+        The way out of an entry that replays a failure forever (EffectOutcomeNotJournaled,
+        or an error fixed since): the effect will run a second time. EffectNotFinished for
+        an entry in progress or waiting (its holder may still be running it).
+        """
+        check_scope_key(scope, replay_key)
+        self.ctx.require_writable("effects.forget")
+        with self.ctx.transaction():
+            now = self.ctx.now_ms()
+            self.ctx.require_fresh("effects")
+            entry = _projection().get_entry(self.ctx.db, scope, replay_key)
+            if entry is None:
+                return False
+            if entry.status not in ("completed", "failed"):
+                raise EffectNotFinished(f"effect {replay_key!r} in scope {scope!r} is {entry.status}: only a "
+                                        "completed or failed entry can be forgotten", scope, replay_key)
+            self.ctx.append(effect_stream(scope), [EffectForgotten(scope, replay_key, entry.status,
+                                                                   entry.error_type, now)], now_ms=now)
+        return True
 
     # --- reads -------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from .facade import (
 from .keepalive import SessionLeaseKeepAlive
 from .owners import (
     check_observed,
+    MAX_OWNER_ID_BYTES,
     check_owner,
     holder_matches,
     ObservedHolder,
@@ -48,6 +49,7 @@ from .owners import (
 )
 
 __all__ = [
+    "MAX_OWNER_ID_BYTES",
     "Acquired",
     "Busy",
     "check_fence",

@@ -128,7 +128,8 @@ def _check_observed(observed: Any, session_id: str) -> ObservedHolder:
     seen = check_observed(observed)
     other = getattr(observed, "session_id", session_id)
     if other != session_id:
-        raise InvalidArgument(f"observed is a lease of session {other!r}, not {session_id!r}")
+        raise InvalidArgument(f"session_id {session_id!r}: observed is a lease of session {other!r}, not of the "
+                              f"session reclaimed")
     return seen
 
 

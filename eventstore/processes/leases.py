@@ -168,7 +168,8 @@ class ProcessLeaseCommands(ProcessFacadeBase):
         seen = check_observed(observed)
         other = getattr(observed, "process_id", process_id)
         if other != process_id:
-            raise InvalidArgument(f"observed is a lease of process {other!r}, not {process_id!r}")
+            raise InvalidArgument(f"process_id {process_id!r} is not observed.process_id {other!r}: the observed "
+                                  f"holder must be of the process reclaimed")
         observed = seen
         if not callable(read_start):
             raise InvalidArgument(f"read_start must be a callable pid -> start time, got {read_start!r}")

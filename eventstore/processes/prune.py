@@ -114,10 +114,10 @@ class ProcessPruneCommands(ProcessFacadeBase):
             # Trigger receipts older than the cutoff go too. Any cutoff is allowed here, even
             # one later than now; the trigger retention refuses a future cutoff, and no
             # receipt can be newer than now, so clamping to now removes the same receipts.
-            from ..triggers.commands import PruneTriggers
+            from ..triggers.commands import PruneTriggerHistory
 
             self.ctx.triggers.execute(f"processes.prune:{now}:{cutoff}:{ids[0]}",
-                                      PruneTriggers(min(cutoff, now)))
+                                      PruneTriggerHistory(min(cutoff, now)))
             return PruneReport(cutoff, tuple(ids), sum(r[1] for r in found), purged, False)
 
     def changes_since(self, cursor: int = 0, limit: int = 100) -> ChangePage:

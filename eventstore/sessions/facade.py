@@ -58,7 +58,13 @@ class SessionNotFound(SessionError):
     """No session with this id was ever created."""
 
     def __init__(self, session_id: str, what: str = "") -> None:
-        super().__init__(session_id, f"{what + ': ' if what else ''}no such session (create it first)")
+        # "create it first" is advice only for a command that works in a session; a
+        # delete, purge or vacuum of an unknown id just names it.
+        hint = "" if what in _NO_CREATE_HINT else " (create it first)"
+        super().__init__(session_id, f"{what + ': ' if what else ''}no such session{hint}")
+
+
+_NO_CREATE_HINT = frozenset({"delete", "purge", "vacuum"})
 
 
 class SessionDeleted(SessionError):

@@ -58,7 +58,7 @@ class ProcessParityContract:
         backend.clock.advance(10)
         report = procs.prune(backend.clock() + 1_000_000)
         assert report.pruned_processes == ("p",) and not report.dry_run
-        assert store.triggers.receipt("op-old") is None
+        assert store.triggers.receipt("host", "op-old") is None
         assert_consistent(store)
 
     def test_prune_errors_speak_of_processes(self, backend):
