@@ -2,8 +2,10 @@
 
 from eventstore.testing.contract.process_behaviour import ProcessBehaviourContract
 from eventstore.testing.contract.process_handovers import ProcessHandoverContract
+from eventstore.testing.contract.process_parity import ProcessParityContract
 from eventstore.testing.contract.processes import ProcessContract
 
 
-class TestProcessContractSqlite(ProcessContract, ProcessBehaviourContract, ProcessHandoverContract):
+class TestProcessContractSqlite(ProcessContract, ProcessBehaviourContract, ProcessHandoverContract,
+                                ProcessParityContract):
     """Runs every process contract test with the `backend` fixture from tests/conftest.py."""

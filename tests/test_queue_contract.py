@@ -49,8 +49,8 @@ class TestQueueContractSqlite(QueueContract):
         assert capsys.readouterr().out == ""  # position 1 created the session: no batch yet
         assert main(["queue", path, "--session", "s1", "--at", "2", "--json"]) == EXIT_OK
         assert [json.loads(line)["state"] for line in capsys.readouterr().out.splitlines()] == ["pending"]
-        assert main(["queue", path, "--session", "nope"]) == EXIT_OK
-        assert "0 batch(es)" in capsys.readouterr().out
+        assert main(["queue", path, "--session", "nope"]) == EXIT_ERROR  # an unknown session
+        assert capsys.readouterr().err.strip().endswith("no session 'nope' in " + path)
         assert main(["queue", str(tmp_path / "missing.db"), "--session", "s1"]) == EXIT_ERROR
 
     def test_cli_queue_shows_the_frame_a_wake_is_aimed_at_and_only_then(self, tmp_path, capsys, monkeypatch):

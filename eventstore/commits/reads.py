@@ -162,8 +162,10 @@ def load_session(ctx: StoreContext, session_id: str, graph: str = "full", leaf: 
         position = ctx.position if getattr(ctx, "position", None) is not None else ctx.log.last_position()
         checkpoint = checkpoints.load_checkpoint(ctx.blobs, head.checkpoint_ref)
         frames = _hydrate_frames(ctx.blobs, head.frames)
+    # An explicit leaf is the leaf the caller asked to see: report it, not the head's.
+    shown_leaf = leaf if leaf is not None else head.leaf_node_id
     return LoadedSession(session_id, head.revision, head.config, frames, head.current_agent_frame_id,
-                         head.checkpoint_ref, checkpoint, head.leaf_node_id, head.live_nodes, ledger, nodes,
+                         head.checkpoint_ref, checkpoint, shown_leaf, head.live_nodes, ledger, nodes,
                          position)
 
 

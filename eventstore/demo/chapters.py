@@ -141,7 +141,7 @@ def _processes_chapter(store: Any, say: Say) -> None:
         return
     lease = outcome.lease
     say(f"claimed the process lease: fence {lease.fencing_token}")
-    procs.record_first_started(pid, owner.owner_id)
+    procs.record_first_started(pid, owner)
     procs.append_event(pid, AppendEventRequest("tool.progress", {"message": "collected 120 tests"}, "progress-1"))
     woke = procs.append_event(pid, AppendEventRequest("tool.progress", {"message": "3 tests failed", "notify": True},
                                                       "progress-2"))

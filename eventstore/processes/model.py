@@ -18,6 +18,8 @@ from typing import Any, cast, ClassVar
 
 import attrs
 
+from ..leases.owners import LeaseOwner
+
 __all__ = [
     "AbandonEvidence", "AbandonRequest", "AbandonWriter", "Abandoned", "AwaitOutput", "Cancelled",
     "CompletionAuthority", "Const", "ConstDedupe", "DedupeKey", "Disposition", "EngineInput",
@@ -394,6 +396,10 @@ class FirstStart:
 
     owner_id: str
     started_at_ms: int
+    """The caller's start time (the store's clock when the caller gave none)."""
+    owner: LeaseOwner | None = None
+    """The whole starting owner (id, incarnation, liveness); None when only an id was given
+    (and in records written before it was kept)."""
 
 
 @attrs.frozen
@@ -403,6 +409,7 @@ class AbandonRequest:
     requested_by: str
     reason: str | None
     requested_at_ms: int
+    """The caller's request time (the store's clock when the caller gave none)."""
 
 
 @attrs.frozen
