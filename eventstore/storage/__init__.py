@@ -40,6 +40,8 @@ class Storage(Protocol):
     busy_timeout_ms: int
     serial: int
     """Counts outermost transactions begun on this connection."""
+    write_serial: int
+    """Counts outermost write transactions begun on this connection."""
     on_commit: list[Callable[[], None]]
     """Callbacks run after each outermost COMMIT succeeds."""
     on_rollback: list[Callable[[], None]]

@@ -23,7 +23,7 @@ import threading
 import stat
 import time
 import urllib.parse
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence, cast
 
 import apsw
 
@@ -174,6 +174,7 @@ class _Transaction:
             if db.depth == 0:
                 conn.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
                 db.serial += 1
+                db.write_serial += self.write
                 db._write = self.write
             else:
                 self.name = f"sp{db.depth}"
@@ -246,6 +247,8 @@ class Database:
         """Serialises threads sharing this connection (held for a whole transaction)."""
         self.serial = 0
         """Counts outermost transactions begun on this connection."""
+        self.write_serial = 0
+        """Counts outermost write transactions begun on this connection."""
         self.on_commit: list[Any] = []
         """Callbacks run after each outermost COMMIT succeeds."""
         self.on_rollback: list[Any] = []
@@ -461,7 +464,7 @@ class Database:
         try:
             with self.lock:
                 for row in (self._conn or self._closed()).execute(sql, params):
-                    return row
+                    return cast("tuple[Any, ...] | None", row)
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise self.translate(exc, _what(sql)) from None
         return None
