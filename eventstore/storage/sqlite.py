@@ -614,7 +614,7 @@ class PrivateScratch(Database):
         """The first row of a query, or None."""
         try:
             for row in (self._conn or self._closed()).execute(sql, params):
-                return row
+                return cast("tuple[Any, ...] | None", row)
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise self.translate(exc, _what(sql)) from None
         return None
