@@ -1,0 +1,146 @@
+"""Event classes of the LangGraph checkpoint saver (`eventstore.integrations.langgraph`).
+
+Every LangGraph thread is one stream, `langgraph:<thread_id>`. What goes there:
+
+* `langgraph.checkpoint_saved`: one checkpoint. It carries the checkpoint without its
+  channel values, the metadata, and one entry per channel whose version changed in this
+  step (never the unchanged ones). An entry is ``[channel, version, kind, data]``:
+
+  - ``"empty"`` (data None): the channel has no value at this version;
+  - ``"value"`` (data ``[type, bytes]``): the value as the saver's serde wrote it;
+  - ``"blob"`` (data ``[type, ref]``): the same, too large for an event, in `store.blobs`;
+  - ``"list"`` (data ``[item, ...]``): a list value, one serialized item each;
+  - ``"append"`` (data ``[base_position, base_index, keep, [item, ...]]``): a list value
+    that starts with the first `keep` items of the list held by entry `base_index` of the
+    event at `base_position`, followed by these items. A growing conversation therefore
+    stores each message once.
+
+  An item is ``[type, bytes]``, or ``[type, ref]`` (a str) when its bytes are in the
+  blob store.
+* `langgraph.writes_saved`: the pending writes of one task against one checkpoint, each
+  ``[channel, idx, type, bytes-or-ref]``.
+* `langgraph.checkpoints_removed`: checkpoints (and their writes) dropped by
+  `delete_for_runs` or `prune(keep_latest)`; the ids are listed, so applying needs
+  nothing but the event.
+* `langgraph.thread_deleted`: the tombstone written by `delete_thread` (or
+  `prune(strategy="delete")`). The thread's events stay in the log; its rows leave the
+  projection. The id may be used again afterwards.
+* `langgraph.thread_copied`: `copy_thread`, on the target's stream: the target gets a
+  copy of every checkpoint, value and write the source has at that position.
+
+This module imports only the log core (projections import it), never LangGraph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..describe import renderer, templates
+from ..events import event
+
+STREAM_PREFIX = "langgraph:"
+
+
+def thread_stream(thread_id: str) -> str:
+    """The stream holding one LangGraph thread: `langgraph:<thread_id>`."""
+    return STREAM_PREFIX + thread_id
+
+
+@event("langgraph.checkpoint_saved")
+class CheckpointSaved:
+    """One LangGraph checkpoint with the values of the channels that changed."""
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    parent_checkpoint_id: str | None
+    run_id: str | None
+    step: int | None
+    source: str | None
+    checkpoint: list[Any]
+    """[type, bytes]: the checkpoint without channel_values, as the serde wrote it."""
+    metadata: list[Any]
+    """[type, bytes]: the checkpoint metadata, as the serde wrote it."""
+    channels: list[Any]
+    """One [channel, version, kind, data] entry per channel whose version changed."""
+
+
+@event("langgraph.writes_saved")
+class WritesSaved:
+    """Pending writes of one task against one checkpoint."""
+
+    thread_id: str
+    checkpoint_ns: str
+    checkpoint_id: str
+    task_id: str
+    task_path: str
+    writes: list[Any]
+    """[channel, idx, type, bytes-or-ref] per write (idx < 0 for LangGraph's special channels)."""
+
+
+@event("langgraph.checkpoints_removed")
+class CheckpointsRemoved:
+    """Checkpoints of one thread dropped, with their pending writes."""
+
+    thread_id: str
+    checkpoints: list[Any]
+    """[checkpoint_ns, checkpoint_id] pairs."""
+    reason: str
+    """"delete_for_runs" or "prune"."""
+
+
+@event("langgraph.thread_deleted")
+class ThreadDeleted:
+    """The tombstone of one thread: every checkpoint and write of it leaves the projection."""
+
+    thread_id: str
+    reason: str
+    """"delete_thread" or "prune"."""
+
+
+@event("langgraph.thread_copied")
+class ThreadCopied:
+    """Every checkpoint and write of the source thread copied to the target thread."""
+
+    source_thread_id: str
+    target_thread_id: str
+    checkpoints: int
+    """How many checkpoints the source had (for the reader of the log)."""
+
+
+def _channel_summary(channels: list[Any]) -> str:
+    parts = []
+    for entry in channels:
+        name, kind, data = entry[0], entry[2], entry[3]
+        if kind == "append":
+            parts.append(f"{name} +{len(data[3])}")
+        elif kind == "list":
+            parts.append(f"{name} [{len(data)}]")
+        elif kind == "empty":
+            parts.append(f"{name} (empty)")
+        else:
+            parts.append(str(name))
+    return ", ".join(parts) if parts else "no channel changed"
+
+
+@renderer("langgraph.checkpoint_saved")
+def _checkpoint_saved(e: Any, ev: Any) -> str:
+    ns = f" ns {e.checkpoint_ns!r}" if e.checkpoint_ns else ""
+    step = f" step {e.step}" if e.step is not None else ""
+    source = f" ({e.source})" if e.source else ""
+    return (f"thread {e.thread_id}{ns} checkpoint {e.checkpoint_id}{step}{source}: "
+            f"{_channel_summary(e.channels)}")
+
+
+@renderer("langgraph.writes_saved")
+def _writes_saved(e: Any, ev: Any) -> str:
+    channels = ", ".join(str(w[0]) for w in e.writes) or "nothing"
+    return f"thread {e.thread_id} task {e.task_id} wrote {channels} after checkpoint {e.checkpoint_id}"
+
+
+templates({
+    "langgraph.checkpoints_removed": ("thread {thread_id}: {checkpoints:count checkpoint} removed by {reason}"),
+    "langgraph.thread_deleted": "thread {thread_id} deleted by {reason} (its events stay in the log)",
+    "langgraph.thread_copied": ("thread {source_thread_id} copied to {target_thread_id} "
+                                "({checkpoints:plural checkpoint})"),
+})
