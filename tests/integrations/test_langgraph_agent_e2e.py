@@ -106,3 +106,22 @@ def test_agent_killed_mid_turn_resumes_and_keeps_an_auditable_history(tmp_path: 
     assert verify_projections.returncode == 0, verify_projections.stdout + verify_projections.stderr
     replay = _cli("replay", db)
     assert "langgraph_checkpoints" in replay.stdout
+
+
+def test_threads_and_show_commands_list_a_langgraph_thread_readably(tmp_path: Any) -> None:
+    """`eventstore threads` lists the thread, `eventstore show DB THREAD` (and `threads DB
+    THREAD --at P`) print its checkpoints with the channels that changed; an unknown id is
+    one line on stderr with exit status 2."""
+    db = str(tmp_path / "agent.db")
+    answers = langgraph_agent.run(db, "t9", 1)
+    assert answers == ["the sum is 0"]
+    listing = _cli("threads", db)
+    assert listing.returncode == 0 and "t9" in listing.stdout and "checkpoint(s)" in listing.stdout
+    shown = _cli("show", db, "t9")
+    assert shown.returncode == 0, shown.stderr
+    assert "LangGraph thread t9: 5 checkpoint(s), newest first" in shown.stdout
+    early = _cli("threads", db, "t9", "--at", "1")
+    assert "LangGraph thread t9 at position 1: 1 checkpoint(s)" in early.stdout
+    missing = _cli("threads", db, "nope")
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr.count("\n") == 1 and "no LangGraph thread or Agents session 'nope'" in missing.stderr
