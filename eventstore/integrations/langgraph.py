@@ -84,14 +84,23 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
 
     # --- encoding ------------------------------------------------------------------
 
-    def _dump(self, value: Any) -> list[Any]:
-        """[type, bytes], or [type, ref] when the bytes go to the blob store."""
+    def _dump(self, value: Any) -> Any:
+        """The serde's bytes alone when its type is "msgpack" (the common case, so the tag is
+        not repeated in every item), else [type, bytes]; [type, ref] when the bytes went
+        to the blob store."""
         type_, data = self.serde.dumps_typed(value)
         if len(data) > self.blob_threshold:
             return [type_, self.store.blobs.put(data)]
-        return [type_, data]
+        return data if type_ == "msgpack" else [type_, data]
 
-    def _load(self, item: Sequence[Any]) -> Any:
+    def _dump_small(self, value: Any) -> Any:
+        """Like `_dump`, never to the blob store (checkpoint skeletons and metadata)."""
+        type_, data = self.serde.dumps_typed(value)
+        return data if type_ == "msgpack" else [type_, data]
+
+    def _load(self, item: Any) -> Any:
+        if isinstance(item, bytes):
+            return self.serde.loads_typed(("msgpack", item))
         type_, data = item[0], item[1]
         if isinstance(data, str):
             data = self.store.blobs.get(data)
@@ -103,7 +112,8 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         value = values[channel]
         if type(value) is not _List:
             dumped = self._dump(value)
-            return [channel, version, "blob" if isinstance(dumped[1], str) else "value", dumped]
+            kind = "blob" if isinstance(dumped, list) and isinstance(dumped[1], str) else "value"
+            return [channel, version, kind, dumped]
         items = tuple(self._dump(v) for v in value)
         base = self._base(thread_id, ns, channel, version)
         if base is not None:
@@ -184,13 +194,19 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             return False, None
         if kind in ("value", "blob"):
             return True, self._load(entry[3])
-        return True, [self._load(item) for item in self._list_items(position, index)]
+        items = self._list_items(position, index)
+        if all(type(item) is bytes for item in items):
+            # A msgpack array is its header followed by its items' encodings: one decode
+            # of the whole list instead of one per item.
+            return True, self._load(_array_header(len(items)) + b"".join(items))
+        return True, [self._load(item) for item in items]
 
     def _tuple(self, thread_id: str, ns: str, checkpoint_id: str, parent_id: str | None,
                position: int) -> CheckpointTuple:
         db = self.store.db
         ev: CheckpointSaved = self._event(position)
         checkpoint = self._load(ev.checkpoint)
+        checkpoint["id"] = ev.checkpoint_id
         values: dict[str, Any] = {}
         for channel, version in checkpoint["channel_versions"].items():
             where = rows.value_location(db, thread_id, ns, channel, version)
@@ -203,7 +219,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         writes = []
         for task_id, _idx, _path, wpos, windex in rows.write_rows(db, thread_id, ns, checkpoint_id):
             w = self._event(wpos).writes[windex]
-            writes.append((task_id, w[0], self._load(w[2:4])))
+            writes.append((task_id, w[0], self._load(w[2])))
         parent = ({"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent_id}}
                   if parent_id else None)
         return CheckpointTuple(
@@ -255,12 +271,13 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         parent_id = config["configurable"].get("checkpoint_id")
         c = dict(checkpoint)
         values: dict[str, Any] = c.pop("channel_values", {})  # type: ignore[assignment]
+        del c["id"]  # the event's checkpoint_id field holds it
         md = get_checkpoint_metadata(config, metadata)
         with self._lock:
             entries = [self._entry(thread_id, ns, ch, v, values) for ch, v in new_versions.items()]
             ev = CheckpointSaved(thread_id, ns, checkpoint["id"], parent_id, _str_or_none(md.get("run_id")),
                                  _int_or_none(md.get("step")), _str_or_none(md.get("source")),
-                                 _List(self.serde.dumps_typed(c)), _List(self.serde.dumps_typed(md)), entries)
+                                 self._dump_small(c), self._dump_small(md), entries)
             result = self.store.append(thread_stream(thread_id), [ev])
             position = result.first_position
             for i, entry in enumerate(entries):
@@ -285,7 +302,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                 idx = WRITES_IDX_MAP.get(channel, i)
                 if idx >= 0 and rows.has_write(self.store.db, thread_id, ns, checkpoint_id, task_id, idx):
                     continue
-                out.append([channel, idx, *self._dump(value)])
+                out.append([channel, idx, self._dump(value)])
             if out:
                 self.store.append(thread_stream(thread_id),
                                   [WritesSaved(thread_id, ns, checkpoint_id, task_id, task_path, out)])
@@ -382,6 +399,15 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Async `prune`."""
         await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
+
+
+def _array_header(n: int) -> bytes:
+    """The msgpack header of an array of n elements."""
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
 
 
 def _thread(config: RunnableConfig) -> str:

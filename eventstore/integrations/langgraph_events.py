@@ -7,18 +7,20 @@ Every LangGraph thread is one stream, `langgraph:<thread_id>`. What goes there:
   step (never the unchanged ones). An entry is ``[channel, version, kind, data]``:
 
   - ``"empty"`` (data None): the channel has no value at this version;
-  - ``"value"`` (data ``[type, bytes]``): the value as the saver's serde wrote it;
-  - ``"blob"`` (data ``[type, ref]``): the same, too large for an event, in `store.blobs`;
+  - ``"value"`` (data: a serialized value, see below);
+  - ``"blob"`` (data ``[type, ref]``): a value too large for an event, in `store.blobs`;
   - ``"list"`` (data ``[item, ...]``): a list value, one serialized item each;
   - ``"append"`` (data ``[base_position, base_index, keep, [item, ...]]``): a list value
     that starts with the first `keep` items of the list held by entry `base_index` of the
     event at `base_position`, followed by these items. A growing conversation therefore
     stores each message once.
 
-  An item is ``[type, bytes]``, or ``[type, ref]`` (a str) when its bytes are in the
-  blob store.
+  A serialized value or item is the serde's bytes alone when its type is "msgpack"
+  (LangGraph's default), else ``[type, bytes]``, or ``[type, ref]`` (a str) when the
+  bytes are in the blob store. The checkpoint and metadata fields are serialized the
+  same way (never in the blob store); the checkpoint lacks its id (the event has it).
 * `langgraph.writes_saved`: the pending writes of one task against one checkpoint, each
-  ``[channel, idx, type, bytes-or-ref]``.
+  ``[channel, idx, serialized value]``.
 * `langgraph.checkpoints_removed`: checkpoints (and their writes) dropped by
   `delete_for_runs` or `prune(keep_latest)`; the ids are listed, so applying needs
   nothing but the event.
@@ -57,10 +59,10 @@ class CheckpointSaved:
     run_id: str | None
     step: int | None
     source: str | None
-    checkpoint: list[Any]
-    """[type, bytes]: the checkpoint without channel_values, as the serde wrote it."""
-    metadata: list[Any]
-    """[type, bytes]: the checkpoint metadata, as the serde wrote it."""
+    checkpoint: Any
+    """The checkpoint without channel_values and id, serialized (see the module docstring)."""
+    metadata: Any
+    """The checkpoint metadata, serialized."""
     channels: list[Any]
     """One [channel, version, kind, data] entry per channel whose version changed."""
 
@@ -75,7 +77,7 @@ class WritesSaved:
     task_id: str
     task_path: str
     writes: list[Any]
-    """[channel, idx, type, bytes-or-ref] per write (idx < 0 for LangGraph's special channels)."""
+    """[channel, idx, serialized value] per write (idx < 0 for LangGraph's special channels)."""
 
 
 @event("langgraph.checkpoints_removed")
