@@ -111,6 +111,10 @@ def _short(text: str) -> str:
         item = json.loads(text)
     except ValueError:
         return text[:80]
-    if isinstance(item, dict) and isinstance(item.get("content"), str):
-        return f"{item.get('role') or item.get('type') or 'item'}: {item['content'][:70]}"
+    if isinstance(item, dict):
+        content = item.get("content")
+        if isinstance(content, list):
+            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+        if isinstance(content, str):
+            return f"{item.get('role') or item.get('type') or 'item'}: {content[:70]}"
     return text[:80]

@@ -63,6 +63,8 @@ def _item_summary(text: str) -> str:
     if isinstance(item, dict):
         role = item.get("role") or item.get("type") or "item"
         content = item.get("content")
+        if isinstance(content, list):  # output parts: [{"type": "output_text", "text": ...}, ...]
+            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict)) or None
         if isinstance(content, str):
             short = content if len(content) <= 40 else content[:39] + "…"
             return f"{role}: {short!r}"
