@@ -38,7 +38,7 @@ from langgraph.checkpoint.base import (
 from projections import langgraph_threads as rows
 
 from ..errors import CorruptStore, InvalidArgument
-from ..store import Store
+from ..store import Store, StoreView
 from .langgraph_events import (
     CheckpointSaved,
     CheckpointsRemoved,
@@ -62,14 +62,17 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
 
     The saver does not own the store: close the store yourself. One saver may be shared
     by threads and by an asyncio loop; its calls are serialized on the store's connection.
+    Given a time-travel view (`store.at(position)`) it reads the threads as they were
+    then and refuses writes with ReadOnlyView.
     """
 
-    def __init__(self, store: Store, *, serde: SerializerProtocol | None = None,
+    def __init__(self, store: Store | StoreView, *, serde: SerializerProtocol | None = None,
                  blob_threshold: int = BLOB_THRESHOLD, cache_size: int = 4096) -> None:
         super().__init__(serde=serde)
-        if not isinstance(store, Store):
+        if not isinstance(store, (Store, StoreView)):
             raise InvalidArgument(f"EventStoreSaver needs an eventstore Store, got {type(store).__name__}")
         self.store = store
+        self._log: Store = store.store if isinstance(store, StoreView) else store
         self.blob_threshold = blob_threshold
         # Why one lock: LangGraph's sync loop saves from a background thread while the
         # caller may read, and a Store is one connection whose transactions must not
@@ -148,7 +151,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
     def _event(self, position: int) -> Any:
         ev = self._events.get(position)
         if ev is None:
-            rec = self.store.get(position)
+            rec = self._log.get(position)
             if rec is None or rec.data is None:
                 raise CorruptStore(f"langgraph: the event at position {position} that a projection row points "
                                    f"at is missing or purged")
@@ -227,6 +230,11 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             checkpoint=checkpoint, metadata=self._load(ev.metadata), parent_config=parent,
             pending_writes=writes)
 
+    def _writing(self) -> Any:
+        """A write transaction on the store (ReadOnlyView on a time-travel view)."""
+        self.store.require_writable("langgraph saver write")
+        return self._log.transaction()
+
     # --- the sync method set -----------------------------------------------------
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
@@ -273,12 +281,13 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         values: dict[str, Any] = c.pop("channel_values", {})  # type: ignore[assignment]
         del c["id"]  # the event's checkpoint_id field holds it
         md = get_checkpoint_metadata(config, metadata)
+        self.store.require_writable("langgraph put")
         with self._lock:
             entries = [self._entry(thread_id, ns, ch, v, values) for ch, v in new_versions.items()]
             ev = CheckpointSaved(thread_id, ns, checkpoint["id"], parent_id, _str_or_none(md.get("run_id")),
                                  _int_or_none(md.get("step")), _str_or_none(md.get("source")),
                                  self._dump_small(c), self._dump_small(md), entries)
-            result = self.store.append(thread_stream(thread_id), [ev])
+            result = self._log.append(thread_stream(thread_id), [ev])
             position = result.first_position
             for i, entry in enumerate(entries):
                 if entry[2] in ("list", "append"):
@@ -295,7 +304,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         """Append the task's pending writes (those not already saved) as one event."""
         thread_id, ns = _thread(config), config["configurable"].get("checkpoint_ns", "")
         checkpoint_id = config["configurable"]["checkpoint_id"]
-        with self._lock, self.store.transaction():
+        with self._lock, self._writing():
             # Decided under the write lock, so two savers cannot both record one write.
             out = []
             for i, (channel, value) in enumerate(writes):
@@ -304,38 +313,38 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                     continue
                 out.append([channel, idx, self._dump(value)])
             if out:
-                self.store.append(thread_stream(thread_id),
+                self._log.append(thread_stream(thread_id),
                                   [WritesSaved(thread_id, ns, checkpoint_id, task_id, task_path, out)])
 
     def delete_thread(self, thread_id: str) -> None:
         """Tombstone a thread: its checkpoints and writes leave the projection (the events stay)."""
-        with self._lock, self.store.transaction():
+        with self._lock, self._writing():
             self._tombstone(thread_id, "delete_thread")
 
     def _tombstone(self, thread_id: str, reason: str) -> None:
-        if rows.thread_checkpoints(self.store.db, thread_id) or self.store.stream_version(thread_stream(thread_id)):
-            self.store.append(thread_stream(thread_id), [ThreadDeleted(thread_id, reason)])
+        if rows.thread_checkpoints(self.store.db, thread_id) or self._log.stream_version(thread_stream(thread_id)):
+            self._log.append(thread_stream(thread_id), [ThreadDeleted(thread_id, reason)])
         for key in [k for k in self._latest if k[0] == thread_id]:
             del self._latest[key]
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Remove every checkpoint made by one of `run_ids`, and its pending writes."""
-        with self._lock, self.store.transaction():
+        with self._lock, self._writing():
             by_thread: dict[str, _List[_List[str]]] = {}
             for thread_id, ns, checkpoint_id in rows.run_checkpoints(self.store.db, _List(run_ids)):
                 by_thread.setdefault(thread_id, []).append([ns, checkpoint_id])
             for thread_id, checkpoints in sorted(by_thread.items()):
-                self.store.append(thread_stream(thread_id),
+                self._log.append(thread_stream(thread_id),
                                   [CheckpointsRemoved(thread_id, checkpoints, "delete_for_runs")])
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Give the target thread a copy of every checkpoint and write of the source."""
         if source_thread_id == target_thread_id:
             raise InvalidArgument(f"copy_thread: source and target are the same thread {source_thread_id!r}")
-        with self._lock, self.store.transaction():
+        with self._lock, self._writing():
             n = len(rows.thread_checkpoints(self.store.db, source_thread_id))
             if n:
-                self.store.append(thread_stream(target_thread_id),
+                self._log.append(thread_stream(target_thread_id),
                                   [ThreadCopied(source_thread_id, target_thread_id, n)])
             for key in [k for k in self._latest if k[0] == target_thread_id]:
                 del self._latest[key]
@@ -346,7 +355,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         if strategy not in _PRUNE_STRATEGIES:
             raise InvalidArgument(f"prune: strategy must be one of {', '.join(_PRUNE_STRATEGIES)}, "
                                   f"got {strategy!r}")
-        with self._lock, self.store.transaction():
+        with self._lock, self._writing():
             for thread_id in thread_ids:
                 if strategy == "delete":
                     self._tombstone(thread_id, "prune")
@@ -357,7 +366,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                         drop.append([ns, checkpoint_id])
                     seen.add(ns)
                 if drop:
-                    self.store.append(thread_stream(thread_id), [CheckpointsRemoved(thread_id, drop, "prune")])
+                    self._log.append(thread_stream(thread_id), [CheckpointsRemoved(thread_id, drop, "prune")])
 
     # --- the async method set ----------------------------------------------------
     # Each call is one short local SQLite transaction; it runs in a worker thread so
