@@ -9,6 +9,8 @@ The saver (`eventstore.integrations.langgraph`) reads these rows to find the eve
   value is. Values outlive the checkpoints that `delete_for_runs` and `prune` remove
   (a later list value may be stored as an append to them); a thread tombstone drops them.
 * `langgraph_writes`: one row per (thread, namespace, checkpoint, task, idx).
+* `langgraph_blobs`: the blob refs a thread's events hold; blob GC keeps them (roots)
+  until the thread's tombstone.
 
 Versions are kept as their JSON text, so the int 1 and the string "1" stay distinct.
 """
@@ -32,7 +34,7 @@ threads = REGISTRY.register(
     Projection(
         name="langgraph",
         version=1,
-        tables=("langgraph_checkpoints", "langgraph_values", "langgraph_writes"),
+        tables=("langgraph_checkpoints", "langgraph_values", "langgraph_writes", "langgraph_blobs"),
         ddl=(
             """CREATE TABLE IF NOT EXISTS langgraph_checkpoints (
                 thread_id     TEXT NOT NULL,
@@ -66,6 +68,11 @@ threads = REGISTRY.register(
                 entry         INTEGER NOT NULL,
                 PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
             ) WITHOUT ROWID""",
+            """CREATE TABLE IF NOT EXISTS langgraph_blobs (
+                thread_id TEXT NOT NULL,
+                ref       TEXT NOT NULL,
+                PRIMARY KEY (thread_id, ref)
+            ) WITHOUT ROWID""",
         ),
     )
 )
@@ -84,6 +91,16 @@ def _saved(db: Any, ev: Any) -> None:
     for i, entry in enumerate(e.channels):
         db.execute("INSERT OR REPLACE INTO langgraph_values VALUES (?,?,?,?,?,?)",
                    (e.thread_id, e.checkpoint_ns, entry[0], version_key(entry[1]), ev.position, i))
+        kind, data = entry[2], entry[3]
+        items = [data] if kind == "blob" else data if kind == "list" else data[3] if kind == "append" else []
+        _blob_refs(db, e.thread_id, items)
+
+
+def _blob_refs(db: Any, thread_id: str, items: Any) -> None:
+    # A serialized value is bytes, [type, bytes] or [type, ref]: only the last names a blob.
+    for item in items:
+        if isinstance(item, list) and isinstance(item[1], str):
+            db.execute("INSERT OR IGNORE INTO langgraph_blobs VALUES (?, ?)", (thread_id, item[1]))
 
 
 @threads.on(WritesSaved)
@@ -97,6 +114,7 @@ def _writes(db: Any, ev: Any) -> None:
         db.execute(f"{verb} INTO langgraph_writes VALUES (?,?,?,?,?,?,?,?,?)",
                    (e.thread_id, e.checkpoint_ns, e.checkpoint_id, e.task_id, w[1], w[0], e.task_path,
                     ev.position, i))
+    _blob_refs(db, e.thread_id, [w[2] for w in e.writes])
 
 
 @threads.on(CheckpointsRemoved)
@@ -129,6 +147,8 @@ def _copied(db: Any, ev: Any) -> None:
                "entry FROM langgraph_values WHERE thread_id = ?", (dst, src))
     db.execute("INSERT OR REPLACE INTO langgraph_writes SELECT ?, checkpoint_ns, checkpoint_id, task_id, idx, "
                "channel, task_path, position, entry FROM langgraph_writes WHERE thread_id = ?", (dst, src))
+    db.execute("INSERT OR IGNORE INTO langgraph_blobs SELECT ?, ref FROM langgraph_blobs WHERE thread_id = ?",
+               (dst, src))
 
 
 # --- reads ---------------------------------------------------------------------------
@@ -198,6 +218,11 @@ def thread_checkpoints(db: Any, thread_id: str) -> list[tuple]:
     """(ns, checkpoint_id) of every checkpoint of a thread, newest id first per namespace."""
     return db.query("SELECT checkpoint_ns, checkpoint_id FROM langgraph_checkpoints WHERE thread_id = ? "
                     "ORDER BY checkpoint_ns, checkpoint_id DESC", (thread_id,))
+
+
+def blob_roots(db: Any) -> set[str]:
+    """Every blob ref a live thread's events hold (blob GC must keep them)."""
+    return {r[0] for r in db.query("SELECT DISTINCT ref FROM langgraph_blobs")}
 
 
 def thread_ids(db: Any) -> list[str]:

@@ -188,3 +188,17 @@ def test_bad_input_raises_typed_errors_and_writes_nothing(store: Any) -> None:
     with pytest.raises(eventstore.InvalidArgument, match="needs an eventstore Store"):
         EventStoreSaver("agent.db")  # type: ignore[arg-type]
     assert store.last_position() == before
+
+
+def test_blob_gc_keeps_a_live_threads_blobs_and_frees_a_deleted_ones(store: Any) -> None:
+    """store.sessions.gc() never deletes a blob a live LangGraph thread holds; after the
+    thread's tombstone the blob is collectable."""
+    saver = EventStoreSaver(store, blob_threshold=1024)
+    cfg = _put(saver, "t", 1, {"doc": "y" * 5000}, {"doc": 1})
+    ref = next(iter(store.read_stream("langgraph:t"))).data.channels[0][3][1]
+    store.sessions.gc()
+    assert store.blobs.has(ref)
+    assert saver.get_tuple(cfg).checkpoint["channel_values"]["doc"] == "y" * 5000
+    saver.delete_thread("t")
+    store.sessions.gc()
+    assert not store.blobs.has(ref)
