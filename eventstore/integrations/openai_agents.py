@@ -28,7 +28,7 @@ from typing import Any
 from agents.memory.session import SessionABC
 from agents.memory.session_settings import SessionSettings, coerce_session_settings, resolve_session_limit
 
-from projections import agent_sessions as rows
+from projections import openai_agents as rows
 
 from ..errors import CorruptStore, InvalidArgument
 from ..store import Store, StoreView
