@@ -14,7 +14,6 @@ This module imports only the log core (projections import it), never the SDK.
 
 from __future__ import annotations
 
-from ..describe import renderer, templates
 from ..events import event
 
 STREAM_PREFIX = "agents:"
@@ -51,35 +50,3 @@ class SessionCleared:
     session_id: str
     items: int
     """How many items the session held."""
-
-
-def _item_summary(text: str) -> str:
-    import json
-
-    try:
-        item = json.loads(text)
-    except ValueError:
-        return "?"
-    if isinstance(item, dict):
-        role = item.get("role") or item.get("type") or "item"
-        content = item.get("content")
-        if isinstance(content, list):  # output parts: [{"type": "output_text", "text": ...}, ...]
-            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict)) or None
-        if isinstance(content, str):
-            short = content if len(content) <= 40 else content[:39] + "…"
-            return f"{role}: {short!r}"
-        return str(role)
-    return type(item).__name__
-
-
-@renderer("agents.items_added")
-def _added(e: ItemsAdded, ev: object) -> str:
-    shown = "; ".join(_item_summary(t) for t in e.items[:3])
-    more = f" (+{len(e.items) - 3} more)" if len(e.items) > 3 else ""
-    return f"session {e.session_id}: {len(e.items)} item(s) added: {shown}{more}"
-
-
-templates({
-    "agents.item_popped": "session {session_id}: newest item popped (added at position {added_at})",
-    "agents.session_cleared": "session {session_id} cleared ({items:plural item} removed; events stay in the log)",
-})

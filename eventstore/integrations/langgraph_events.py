@@ -37,7 +37,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..describe import renderer, templates
 from ..events import event
 
 STREAM_PREFIX = "langgraph:"
@@ -108,41 +107,3 @@ class ThreadCopied:
     target_thread_id: str
     checkpoints: int
     """How many checkpoints the source had (for the reader of the log)."""
-
-
-def _channel_summary(channels: list[Any]) -> str:
-    parts = []
-    for entry in channels:
-        name, kind, data = entry[0], entry[2], entry[3]
-        if kind == "append":
-            parts.append(f"{name} +{len(data[3])}")
-        elif kind == "list":
-            parts.append(f"{name} [{len(data)}]")
-        elif kind == "empty":
-            parts.append(f"{name} (empty)")
-        else:
-            parts.append(str(name))
-    return ", ".join(parts) if parts else "no channel changed"
-
-
-@renderer("langgraph.checkpoint_saved")
-def _checkpoint_saved(e: Any, ev: Any) -> str:
-    ns = f" ns {e.checkpoint_ns!r}" if e.checkpoint_ns else ""
-    step = f" step {e.step}" if e.step is not None else ""
-    source = f" ({e.source})" if e.source else ""
-    return (f"thread {e.thread_id}{ns} checkpoint {e.checkpoint_id}{step}{source}: "
-            f"{_channel_summary(e.channels)}")
-
-
-@renderer("langgraph.writes_saved")
-def _writes_saved(e: Any, ev: Any) -> str:
-    channels = ", ".join(str(w[0]) for w in e.writes) or "nothing"
-    return f"thread {e.thread_id} task {e.task_id} wrote {channels} after checkpoint {e.checkpoint_id}"
-
-
-templates({
-    "langgraph.checkpoints_removed": ("thread {thread_id}: {checkpoints:count checkpoint} removed by {reason}"),
-    "langgraph.thread_deleted": "thread {thread_id} deleted by {reason} (its events stay in the log)",
-    "langgraph.thread_copied": ("thread {source_thread_id} copied to {target_thread_id} "
-                                "({checkpoints:plural checkpoint})"),
-})

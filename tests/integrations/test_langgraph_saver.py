@@ -15,7 +15,7 @@ from langgraph.checkpoint.base.id import uuid6
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 import eventstore
-from eventstore.describe import describe
+from eventstore.debug import describe
 from eventstore.integrations.langgraph import EventStoreSaver
 
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import eventstore
-from eventstore.describe import describe
+from eventstore.debug import describe
 from eventstore.integrations.openai_agents import EventStoreSession
 
 json_scalar = st.one_of(st.none(), st.booleans(), st.integers(-2**53, 2**53),
