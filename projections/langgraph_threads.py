@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from eventstore.integrations.langgraph_events import (
+from eventstore.integrations.events import (
     CheckpointSaved,
     CheckpointsRemoved,
     ThreadCopied,

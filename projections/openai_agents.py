@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventstore.integrations.agents_events import ItemPopped, ItemsAdded, SessionCleared
+from eventstore.integrations.events import ItemPopped, ItemsAdded, SessionCleared
 
 from .base import REGISTRY, Projection
 

@@ -7,7 +7,7 @@
     graph = builder.compile(checkpointer=EventStoreSaver(store))
 
 A thread is the stream `langgraph:<thread_id>`; what each event holds is described in
-`eventstore.integrations.langgraph_events`, and docs/integrations.md says why. Reads go
+`eventstore.integrations.events`, and docs/integrations.md says why. Reads go
 through the `langgraph` projection (`projections.langgraph_threads`), which points at the
 events that hold the bytes. Values are serialized by the saver's serde (LangGraph's
 `JsonPlusSerializer` unless another is passed): nothing is pickled unless it says so.
@@ -39,7 +39,7 @@ from projections import langgraph_threads as rows
 
 from ..errors import CorruptStore, InvalidArgument
 from ..store import Store, StoreView
-from .langgraph_events import (
+from .events import (
     CheckpointSaved,
     CheckpointsRemoved,
     ThreadCopied,

@@ -8,7 +8,7 @@
     result = await Runner.run(agent, "hi", session=EventStoreSession("user-42", store))
 
 Each call is an event on the stream `agents:<session_id>` (see
-`eventstore.integrations.agents_events`), so the history is auditable (`eventstore
+`eventstore.integrations.events`), so the history is auditable (`eventstore
 show`, `verify`) and time-travellable (`store.at(position)`). Reads go through the
 `agent_sessions` projection. Behaviour follows the SDK's `SQLiteSession`: items are
 stored as JSON text, `get_items(limit)` returns the newest `limit` in order (a negative
@@ -32,7 +32,7 @@ from projections import openai_agents as rows
 
 from ..errors import CorruptStore, InvalidArgument
 from ..store import Store, StoreView
-from .agents_events import ItemPopped, ItemsAdded, SessionCleared, session_stream
+from .events import ItemPopped, ItemsAdded, SessionCleared, session_stream
 
 __all__ = ["EventStoreSession"]
 

@@ -92,6 +92,22 @@ class Side:
     def grown(self) -> int:
         return _size(self.path, self.wal) - self.empty
 
+    def breakdown(self) -> dict[str, int]:
+        """Bytes per table group (the log, its index, the langgraph projection) via dbstat."""
+        if self.name != "ours":
+            return {}
+        self.wal()
+        rows = self.store.db.query("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")
+        out = {"log": 0, "log index": 0, "projection": 0}
+        for name, size in rows:
+            if name == "events":
+                out["log"] += size
+            elif name.startswith("sqlite_autoindex_events"):
+                out["log index"] += size
+            elif name.startswith("langgraph_"):
+                out["projection"] += size
+        return out
+
 
 def run_steps(side: Side, thread: str, work: list[tuple[dict, dict, dict]]) -> list[float]:
     """Put every step on `thread`; the latency of each put in microseconds."""
@@ -134,12 +150,13 @@ def run(workdir: str, quick: bool) -> list[dict]:
                 grown_small = side.grown()
                 puts = run_steps(side, "large", work_large)
                 grown_large = side.grown() - grown_small
+                parts = side.breakdown()
                 warm = get_latency(side.saver, "large", rounds)
                 cold_saver = EventStoreSaver(side.store) if name == "ours" else SqliteSaver(side.conn)
                 cold = get_latency(cold_saver, "large", 1)
             finally:
                 side.close()
-            results[name] = {"put": statistics.median(puts), "warm": warm, "cold": cold,
+            results[name] = {"put": statistics.median(puts), "warm": warm, "cold": cold, "parts": parts,
                              small: grown_small / final_bytes[small], large: grown_large / final_bytes[large]}
     finally:
         gc.enable()
@@ -156,10 +173,13 @@ def run(workdir: str, quick: bool) -> list[dict]:
          "reference": ref["cold"], "reference_name": REFERENCE,
          "note": "one read: ours reads every append of the conversation back from the log", "target": ""},
     ]
+    steps_total = small + large
+    per_step = ", ".join(f"{k} {v / steps_total:,.0f} B" for k, v in ours["parts"].items())
     for n in (small, large):
         rows.append({"work": f"storage after {n} steps / final state bytes", "value": ours[n], "unit": "x",
                      "reference": ref[n], "reference_name": REFERENCE,
-                     "note": f"final state {final_bytes[n]:,} B; file growth incl. indexes and projection rows",
+                     "note": f"final state {final_bytes[n]:,} B ({final_bytes[n] / n:,.0f} B per message); "
+                             f"file growth incl. indexes and projection rows; per step: {per_step}",
                      "target": "value <= 3"})
     for row in rows:
         if not row["target"]:
