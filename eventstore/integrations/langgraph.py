@@ -83,7 +83,9 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         self._events: OrderedDict[int, Any] = OrderedDict()
         self._items: OrderedDict[tuple[int, int], tuple[Any, ...]] = OrderedDict()
         self._cache_size = cache_size
-        self._latest: dict[tuple[str, str, str], tuple[int, int, tuple[Any, ...]]] = {}
+        # The newest list entry this saver wrote per (thread, ns, channel): what the next
+        # put of that channel appends to. Bounded like the caches (least recently used out).
+        self._latest: OrderedDict[tuple[str, str, str], tuple[int, int, tuple[Any, ...]]] = OrderedDict()
 
     # --- encoding ------------------------------------------------------------------
 
@@ -294,7 +296,13 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                     items = (tuple(entry[3]) if entry[2] == "list"
                              else self._list_items(entry[3][0], entry[3][1])[:entry[3][2]] + tuple(entry[3][3]))
                     self._items[(position, i)] = items
-                    self._latest[(thread_id, ns, entry[0])] = (position, i, items)
+                    while len(self._items) > self._cache_size:
+                        self._items.popitem(last=False)
+                    key = (thread_id, ns, entry[0])
+                    self._latest[key] = (position, i, items)
+                    self._latest.move_to_end(key)
+                    if len(self._latest) > self._cache_size:
+                        self._latest.popitem(last=False)
                 else:
                     self._latest.pop((thread_id, ns, entry[0]), None)
         return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}

@@ -202,3 +202,14 @@ def test_blob_gc_keeps_a_live_threads_blobs_and_frees_a_deleted_ones(store: Any)
     saver.delete_thread("t")
     store.sessions.gc()
     assert not store.blobs.has(ref)
+
+
+def test_caches_stay_bounded_and_evicted_entries_read_back_from_the_log(store: Any) -> None:
+    """With a cache of 2 entries, 5 threads each growing a list still read back exactly: what
+    fell out of the caches is read again from the events."""
+    saver = EventStoreSaver(store, cache_size=2)
+    configs = {t: _grow(saver, t, 3) for t in ("a", "b", "c", "d", "e")}
+    assert len(saver._latest) <= 2 and len(saver._items) <= 2 and len(saver._events) <= 2
+    for t, cfgs in configs.items():
+        for i, cfg in enumerate(cfgs, start=1):
+            assert saver.get_tuple(cfg).checkpoint["channel_values"]["messages"] == [f"m{k}" for k in range(i)]
