@@ -22,6 +22,7 @@ import threading
 from collections import OrderedDict
 from typing import Any, AsyncIterator, Iterator, Sequence
 
+import msgpack
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -119,18 +120,58 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             dumped = self._dump(value)
             kind = "blob" if isinstance(dumped, list) and isinstance(dumped[1], str) else "value"
             return [channel, version, kind, dumped]
-        items = tuple(self._dump(v) for v in value)
         base = self._base(thread_id, ns, channel, version)
-        if base is not None:
-            base_position, base_index, base_items = base
-            keep = 0
-            for a, b in zip(base_items, items):
-                if a != b:
-                    break
-                keep += 1
-            if keep:
-                return [channel, version, "append", [base_position, base_index, keep, _List(items[keep:])]]
+        split = self._split_list(value, base[2] if base is not None else ())
+        if split is None:  # not plain msgpack (another serde): one call per item
+            keep, items = 0, tuple(self._dump(v) for v in value)
+            if base is not None:
+                for a, b in zip(base[2], items):
+                    if a != b:
+                        break
+                    keep += 1
+                items = items[keep:]
+        else:
+            keep, items = split
+        if keep and base is not None:
+            return [channel, version, "append", [base[0], base[1], keep, _List(items)]]
         return [channel, version, "list", _List(items)]
+
+    def _split_list(self, value: list[Any], base_items: tuple[Any, ...]) -> tuple[int, tuple[Any, ...]] | None:
+        """(how many leading items equal `base_items`, the serialized items after them), from
+        one serialization of the whole list; None when the serde's type is not "msgpack".
+
+        A msgpack array is a header followed by each item's own encoding, so the list is
+        serialized in one call (as fast as LangGraph's own savers) and cut at item
+        boundaries; the prefix shared with the base list is found by comparing bytes, so
+        the old messages of a conversation are never cut or copied again.
+        """
+        type_, data = self.serde.dumps_typed(value)
+        if type_ != "msgpack":
+            return None
+        unpacker = msgpack.Unpacker()
+        unpacker.feed(data)
+        try:
+            n = unpacker.read_array_header()
+        except Exception:  # not an array: let the per-item path handle it
+            return None
+        offset = unpacker.tell()
+        keep = 0
+        for item in base_items:
+            if keep >= n or type(item) is not bytes or not data.startswith(item, offset):
+                break
+            offset += len(item)
+            keep += 1
+        unpacker = msgpack.Unpacker()  # offsets below count from the first item not kept
+        unpacker.feed(memoryview(data)[offset:])
+        items: _List[Any] = []
+        start = 0
+        for _ in range(n - keep):
+            unpacker.skip()
+            end = unpacker.tell()
+            chunk = data[offset + start:offset + end]
+            items.append(chunk if len(chunk) <= self.blob_threshold else ["msgpack", self.store.blobs.put(chunk)])
+            start = end
+        return keep, tuple(items)
 
     def _base(self, thread_id: str, ns: str, channel: str, version: Any) -> tuple[int, int, tuple[Any, ...]] | None:
         """A stored list entry of this channel to append to: the newest one this saver
@@ -283,8 +324,9 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         values: dict[str, Any] = c.pop("channel_values", {})  # type: ignore[assignment]
         del c["id"]  # the event's checkpoint_id field holds it
         md = get_checkpoint_metadata(config, metadata)
-        self.store.require_writable("langgraph put")
-        with self._lock:
+        # One write transaction: the blobs a large value needs commit with the event that
+        # refers to them, or neither does.
+        with self._lock, self._writing():
             entries = [self._entry(thread_id, ns, ch, v, values) for ch, v in new_versions.items()]
             ev = CheckpointSaved(thread_id, ns, checkpoint["id"], parent_id, _str_or_none(md.get("run_id")),
                                  _int_or_none(md.get("step")), _str_or_none(md.get("source")),
