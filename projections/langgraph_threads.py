@@ -86,11 +86,15 @@ def version_key(version: Any) -> str:
 @threads.on(CheckpointSaved)
 def _saved(db: Any, ev: Any) -> None:
     e: CheckpointSaved = ev.data
-    db.execute("INSERT OR REPLACE INTO langgraph_checkpoints VALUES (?,?,?,?,?,?)",
-               (e.thread_id, e.checkpoint_ns, e.checkpoint_id, e.parent_checkpoint_id, e.run_id, ev.position))
+    db.execute(
+        "INSERT OR REPLACE INTO langgraph_checkpoints VALUES (?,?,?,?,?,?)",
+        (e.thread_id, e.checkpoint_ns, e.checkpoint_id, e.parent_checkpoint_id, e.run_id, ev.position),
+    )
     for i, entry in enumerate(e.channels):
-        db.execute("INSERT OR REPLACE INTO langgraph_values VALUES (?,?,?,?,?,?)",
-                   (e.thread_id, e.checkpoint_ns, entry[0], version_key(entry[1]), ev.position, i))
+        db.execute(
+            "INSERT OR REPLACE INTO langgraph_values VALUES (?,?,?,?,?,?)",
+            (e.thread_id, e.checkpoint_ns, entry[0], version_key(entry[1]), ev.position, i),
+        )
         kind, data = entry[2], entry[3]
         items = [data] if kind == "blob" else data if kind == "list" else data[3] if kind == "append" else []
         _blob_refs(db, e.thread_id, items)
@@ -111,9 +115,20 @@ def _writes(db: Any, ev: Any) -> None:
         # repeating it changes nothing. LangGraph's special channels (idx < 0: error,
         # interrupt, resume, scheduled) keep the latest.
         verb = "INSERT OR REPLACE" if w[1] < 0 else "INSERT OR IGNORE"
-        db.execute(f"{verb} INTO langgraph_writes VALUES (?,?,?,?,?,?,?,?,?)",
-                   (e.thread_id, e.checkpoint_ns, e.checkpoint_id, e.task_id, w[1], w[0], e.task_path,
-                    ev.position, i))
+        db.execute(
+            f"{verb} INTO langgraph_writes VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                e.thread_id,
+                e.checkpoint_ns,
+                e.checkpoint_id,
+                e.task_id,
+                w[1],
+                w[0],
+                e.task_path,
+                ev.position,
+                i,
+            ),
+        )
     _blob_refs(db, e.thread_id, [w[2] for w in e.writes])
 
 
@@ -122,10 +137,15 @@ def _removed(db: Any, ev: Any) -> None:
     e: CheckpointsRemoved = ev.data
     for ns, checkpoint_id in e.checkpoints:
         key = (e.thread_id, ns, checkpoint_id)
-        db.execute("DELETE FROM langgraph_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
-                   "AND checkpoint_id = ?", key)
-        db.execute("DELETE FROM langgraph_writes WHERE thread_id = ? AND checkpoint_ns = ? "
-                   "AND checkpoint_id = ?", key)
+        db.execute(
+            "DELETE FROM langgraph_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+            "AND checkpoint_id = ?",
+            key,
+        )
+        db.execute(
+            "DELETE FROM langgraph_writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+            key,
+        )
 
 
 @threads.on(ThreadDeleted)
@@ -141,14 +161,25 @@ def _copied(db: Any, ev: Any) -> None:
     src, dst = e.source_thread_id, e.target_thread_id
     # The copies point at the source's events: the bytes are not duplicated, and the
     # events stay in the log whatever later happens to the source thread.
-    db.execute("INSERT OR REPLACE INTO langgraph_checkpoints SELECT ?, checkpoint_ns, checkpoint_id, parent_id, "
-               "run_id, position FROM langgraph_checkpoints WHERE thread_id = ?", (dst, src))
-    db.execute("INSERT OR REPLACE INTO langgraph_values SELECT ?, checkpoint_ns, channel, version, position, "
-               "entry FROM langgraph_values WHERE thread_id = ?", (dst, src))
-    db.execute("INSERT OR REPLACE INTO langgraph_writes SELECT ?, checkpoint_ns, checkpoint_id, task_id, idx, "
-               "channel, task_path, position, entry FROM langgraph_writes WHERE thread_id = ?", (dst, src))
-    db.execute("INSERT OR IGNORE INTO langgraph_blobs SELECT ?, ref FROM langgraph_blobs WHERE thread_id = ?",
-               (dst, src))
+    db.execute(
+        "INSERT OR REPLACE INTO langgraph_checkpoints SELECT ?, checkpoint_ns, checkpoint_id, parent_id, "
+        "run_id, position FROM langgraph_checkpoints WHERE thread_id = ?",
+        (dst, src),
+    )
+    db.execute(
+        "INSERT OR REPLACE INTO langgraph_values SELECT ?, checkpoint_ns, channel, version, position, "
+        "entry FROM langgraph_values WHERE thread_id = ?",
+        (dst, src),
+    )
+    db.execute(
+        "INSERT OR REPLACE INTO langgraph_writes SELECT ?, checkpoint_ns, checkpoint_id, task_id, idx, "
+        "channel, task_path, position, entry FROM langgraph_writes WHERE thread_id = ?",
+        (dst, src),
+    )
+    db.execute(
+        "INSERT OR IGNORE INTO langgraph_blobs SELECT ?, ref FROM langgraph_blobs WHERE thread_id = ?",
+        (dst, src),
+    )
 
 
 # --- reads ---------------------------------------------------------------------------
@@ -158,18 +189,29 @@ def checkpoint_row(db: Any, thread_id: str, ns: str, checkpoint_id: str | None) 
     """(checkpoint_id, parent_id, position) of one checkpoint, or of the thread's newest in
     `ns` when `checkpoint_id` is None; None when there is none."""
     if checkpoint_id is None:
-        return db.one("SELECT checkpoint_id, parent_id, position FROM langgraph_checkpoints WHERE thread_id = ? "
-                      "AND checkpoint_ns = ? ORDER BY checkpoint_id DESC LIMIT 1", (thread_id, ns))
-    return db.one("SELECT checkpoint_id, parent_id, position FROM langgraph_checkpoints WHERE thread_id = ? "
-                  "AND checkpoint_ns = ? AND checkpoint_id = ?", (thread_id, ns, checkpoint_id))
+        return db.one(
+            "SELECT checkpoint_id, parent_id, position FROM langgraph_checkpoints WHERE thread_id = ? "
+            "AND checkpoint_ns = ? ORDER BY checkpoint_id DESC LIMIT 1",
+            (thread_id, ns),
+        )
+    return db.one(
+        "SELECT checkpoint_id, parent_id, position FROM langgraph_checkpoints WHERE thread_id = ? "
+        "AND checkpoint_ns = ? AND checkpoint_id = ?",
+        (thread_id, ns, checkpoint_id),
+    )
 
 
-def checkpoint_rows(db: Any, thread_id: str | None, ns: str | None, checkpoint_id: str | None,
-                    before_id: str | None) -> list[tuple]:
+def checkpoint_rows(
+    db: Any, thread_id: str | None, ns: str | None, checkpoint_id: str | None, before_id: str | None
+) -> list[tuple]:
     """(thread_id, ns, checkpoint_id, parent_id, position) rows, newest checkpoint id first."""
     where, params = [], []
-    for clause, value in (("thread_id = ?", thread_id), ("checkpoint_ns = ?", ns),
-                          ("checkpoint_id = ?", checkpoint_id), ("checkpoint_id < ?", before_id)):
+    for clause, value in (
+        ("thread_id = ?", thread_id),
+        ("checkpoint_ns = ?", ns),
+        ("checkpoint_id = ?", checkpoint_id),
+        ("checkpoint_id < ?", before_id),
+    ):
         if value is not None:
             where.append(clause)
             params.append(value)
@@ -181,43 +223,62 @@ def checkpoint_rows(db: Any, thread_id: str | None, ns: str | None, checkpoint_i
 
 def value_location(db: Any, thread_id: str, ns: str, channel: str, version: Any) -> tuple | None:
     """(position, entry) of the event entry holding one channel version, or None."""
-    return db.one("SELECT position, entry FROM langgraph_values WHERE thread_id = ? AND checkpoint_ns = ? "
-                  "AND channel = ? AND version = ?", (thread_id, ns, channel, version_key(version)))
+    return db.one(
+        "SELECT position, entry FROM langgraph_values WHERE thread_id = ? AND checkpoint_ns = ? "
+        "AND channel = ? AND version = ?",
+        (thread_id, ns, channel, version_key(version)),
+    )
 
 
 def latest_value(db: Any, thread_id: str, ns: str, channel: str) -> tuple | None:
     """(position, entry, version text) of the newest stored version of a channel, or None."""
-    return db.one("SELECT position, entry, version FROM langgraph_values WHERE thread_id = ? AND checkpoint_ns = ? "
-                  "AND channel = ? ORDER BY position DESC, entry DESC LIMIT 1", (thread_id, ns, channel))
+    return db.one(
+        "SELECT position, entry, version FROM langgraph_values WHERE thread_id = ? AND checkpoint_ns = ? "
+        "AND channel = ? ORDER BY position DESC, entry DESC LIMIT 1",
+        (thread_id, ns, channel),
+    )
 
 
 def write_rows(db: Any, thread_id: str, ns: str, checkpoint_id: str) -> list[tuple]:
     """(task_id, idx, task_path, position, entry) of a checkpoint's pending writes, in
     LangGraph's order (task path, task id, idx)."""
-    return db.query("SELECT task_id, idx, task_path, position, entry FROM langgraph_writes WHERE thread_id = ? "
-                    "AND checkpoint_ns = ? AND checkpoint_id = ? ORDER BY task_path, task_id, idx",
-                    (thread_id, ns, checkpoint_id))
+    return db.query(
+        "SELECT task_id, idx, task_path, position, entry FROM langgraph_writes WHERE thread_id = ? "
+        "AND checkpoint_ns = ? AND checkpoint_id = ? ORDER BY task_path, task_id, idx",
+        (thread_id, ns, checkpoint_id),
+    )
 
 
 def has_write(db: Any, thread_id: str, ns: str, checkpoint_id: str, task_id: str, idx: int) -> bool:
     """True when a write (task, idx) is already saved against this checkpoint."""
-    return db.one("SELECT 1 FROM langgraph_writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ? "
-                  "AND task_id = ? AND idx = ?", (thread_id, ns, checkpoint_id, task_id, idx)) is not None
+    return (
+        db.one(
+            "SELECT 1 FROM langgraph_writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ? "
+            "AND task_id = ? AND idx = ?",
+            (thread_id, ns, checkpoint_id, task_id, idx),
+        )
+        is not None
+    )
 
 
 def run_checkpoints(db: Any, run_ids: list[str]) -> list[tuple]:
     """(thread_id, ns, checkpoint_id) of every checkpoint made by one of these runs."""
     out: list[tuple] = []
     for run_id in run_ids:
-        out += db.query("SELECT thread_id, checkpoint_ns, checkpoint_id FROM langgraph_checkpoints "
-                        "WHERE run_id = ?", (run_id,))
+        out += db.query(
+            "SELECT thread_id, checkpoint_ns, checkpoint_id FROM langgraph_checkpoints WHERE run_id = ?",
+            (run_id,),
+        )
     return out
 
 
 def thread_checkpoints(db: Any, thread_id: str) -> list[tuple]:
     """(ns, checkpoint_id) of every checkpoint of a thread, newest id first per namespace."""
-    return db.query("SELECT checkpoint_ns, checkpoint_id FROM langgraph_checkpoints WHERE thread_id = ? "
-                    "ORDER BY checkpoint_ns, checkpoint_id DESC", (thread_id,))
+    return db.query(
+        "SELECT checkpoint_ns, checkpoint_id FROM langgraph_checkpoints WHERE thread_id = ? "
+        "ORDER BY checkpoint_ns, checkpoint_id DESC",
+        (thread_id,),
+    )
 
 
 def blob_roots(db: Any) -> set[str]:

@@ -29,13 +29,27 @@ from eventstore.integrations.openai_agents import EventStoreSession
 class EchoModel(Model):
     """A deterministic model: replies with the turn number and the last user message."""
 
-    async def get_response(self, system_instructions: str | None, input: Any, model_settings: Any, tools: Any,
-                           output_schema: Any, handoffs: Any, tracing: Any, **kwargs: Any) -> ModelResponse:
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: Any,
+        model_settings: Any,
+        tools: Any,
+        output_schema: Any,
+        handoffs: Any,
+        tracing: Any,
+        **kwargs: Any,
+    ) -> ModelResponse:
         items = [{"role": "user", "content": input}] if isinstance(input, str) else list(input)
         users = [i for i in items if isinstance(i, dict) and i.get("role") == "user"]
         text = f"turn {len(users)}: you said {users[-1]['content']!r}" if users else "hello"
-        message = ResponseOutputMessage(id=f"msg-{len(items)}", type="message", role="assistant", status="completed",
-                                        content=[ResponseOutputText(text=text, type="output_text", annotations=[])])
+        message = ResponseOutputMessage(
+            id=f"msg-{len(items)}",
+            type="message",
+            role="assistant",
+            status="completed",
+            content=[ResponseOutputText(text=text, type="output_text", annotations=[])],
+        )
         return ModelResponse(output=[message], usage=Usage(), response_id=None)
 
     def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:

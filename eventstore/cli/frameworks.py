@@ -27,7 +27,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("threads", help="LangGraph threads and Agents SDK sessions: list, or one's history")
     add_db(p)
     p.add_argument("thread", metavar="THREAD", nargs="?", help="a LangGraph thread id or Agents session id")
-    p.add_argument("--at", type=whole_number(0), metavar="P", help="as it was at log position P (time travel)")
+    p.add_argument(
+        "--at", type=whole_number(0), metavar="P", help="as it was at log position P (time travel)"
+    )
     p.set_defaults(func=_threads)
 
 
@@ -38,8 +40,10 @@ def _threads(args: argparse.Namespace) -> int:
             return EXIT_OK
         if show_thread(store, args.thread, args.at):
             return EXIT_OK
-    print(f"eventstore threads: error: no LangGraph thread or Agents session {args.thread!r} in {args.db}",
-          file=sys.stderr)
+    print(
+        f"eventstore threads: error: no LangGraph thread or Agents session {args.thread!r} in {args.db}",
+        file=sys.stderr,
+    )
     return EXIT_ERROR
 
 
@@ -51,8 +55,10 @@ def _list_all(store: Any, at: int | None) -> None:
     view = _view(store, at)
     db = view.db if view is not None else store.db
     try:
-        lg = db.query("SELECT thread_id, count(*), count(DISTINCT checkpoint_ns) FROM langgraph_checkpoints "
-                      "GROUP BY thread_id ORDER BY thread_id")
+        lg = db.query(
+            "SELECT thread_id, count(*), count(DISTINCT checkpoint_ns) FROM langgraph_checkpoints "
+            "GROUP BY thread_id ORDER BY thread_id"
+        )
         ag = db.query("SELECT session_id, count(*) FROM agents_items GROUP BY session_id ORDER BY session_id")
     finally:
         if view is not None:
@@ -73,24 +79,48 @@ def show_thread(store: Any, thread: str, at: int | None) -> bool:
     when = f" at position {at}" if at is not None else ""
     try:
         if lg_stream in found:
-            rows = db.query("SELECT checkpoint_ns, checkpoint_id, parent_id, position FROM langgraph_checkpoints "
-                            "WHERE thread_id = ? ORDER BY checkpoint_id DESC", (thread,))
+            rows = db.query(
+                "SELECT checkpoint_ns, checkpoint_id, parent_id, position FROM langgraph_checkpoints "
+                "WHERE thread_id = ? ORDER BY checkpoint_id DESC",
+                (thread,),
+            )
             table = []
             for ns, checkpoint_id, parent_id, position in rows:
                 ev = store.get(position).data
-                writes = db.scalar("SELECT count(*) FROM langgraph_writes WHERE thread_id = ? AND checkpoint_ns = ? "
-                                   "AND checkpoint_id = ?", (thread, ns, checkpoint_id), 0)
+                writes = db.scalar(
+                    "SELECT count(*) FROM langgraph_writes WHERE thread_id = ? AND checkpoint_ns = ? "
+                    "AND checkpoint_id = ?",
+                    (thread, ns, checkpoint_id),
+                    0,
+                )
                 changed = ", ".join(f"{e[0]}{_delta(e)}" for e in ev.channels)
-                table.append([position, printable(ns) or "-", checkpoint_id, "" if ev.step is None else ev.step,
-                              ev.source or "", printable(changed), writes])
-            print_table(["pos", "ns", "checkpoint", "step", "source", "changed", "writes"], table,
-                        title=f"LangGraph thread {printable(thread)}{when}: {len(rows)} checkpoint(s), newest first")
+                table.append(
+                    [
+                        position,
+                        printable(ns) or "-",
+                        checkpoint_id,
+                        "" if ev.step is None else ev.step,
+                        ev.source or "",
+                        printable(changed),
+                        writes,
+                    ]
+                )
+            print_table(
+                ["pos", "ns", "checkpoint", "step", "source", "changed", "writes"],
+                table,
+                title=f"LangGraph thread {printable(thread)}{when}: {len(rows)} checkpoint(s), newest first",
+            )
         if ag_stream in found:
-            rows = db.query("SELECT position, idx FROM agents_items WHERE session_id = ? ORDER BY position, idx",
-                            (thread,))
+            rows = db.query(
+                "SELECT position, idx FROM agents_items WHERE session_id = ? ORDER BY position, idx",
+                (thread,),
+            )
             table = [[p, i, printable(_short(store.get(p).data.items[i]))] for p, i in rows]
-            print_table(["added at", "#", "item"], table,
-                        title=f"Agents session {printable(thread)}{when}: {len(rows)} item(s)")
+            print_table(
+                ["added at", "#", "item"],
+                table,
+                title=f"Agents session {printable(thread)}{when}: {len(rows)} item(s)",
+            )
     finally:
         if view is not None:
             view.close()

@@ -34,8 +34,9 @@ def _checkpoint_saved(e: Any, ev: Any) -> str:
     ns = f" ns {e.checkpoint_ns!r}" if e.checkpoint_ns else ""
     step = f" step {e.step}" if e.step is not None else ""
     source = f" ({e.source})" if e.source else ""
-    return (f"thread {e.thread_id}{ns} checkpoint {e.checkpoint_id}{step}{source}: "
-            f"{_channel_summary(e.channels)}")
+    return (
+        f"thread {e.thread_id}{ns} checkpoint {e.checkpoint_id}{step}{source}: {_channel_summary(e.channels)}"
+    )
 
 
 @renderer("langgraph.writes_saved")
@@ -44,12 +45,17 @@ def _writes_saved(e: Any, ev: Any) -> str:
     return f"thread {e.thread_id} task {e.task_id} wrote {channels} after checkpoint {e.checkpoint_id}"
 
 
-templates({
-    "langgraph.checkpoints_removed": ("thread {thread_id}: {checkpoints:count checkpoint} removed by {reason}"),
-    "langgraph.thread_deleted": "thread {thread_id} deleted by {reason} (its events stay in the log)",
-    "langgraph.thread_copied": ("thread {source_thread_id} copied to {target_thread_id} "
-                                "({checkpoints:plural checkpoint})"),
-})
+templates(
+    {
+        "langgraph.checkpoints_removed": (
+            "thread {thread_id}: {checkpoints:count checkpoint} removed by {reason}"
+        ),
+        "langgraph.thread_deleted": "thread {thread_id} deleted by {reason} (its events stay in the log)",
+        "langgraph.thread_copied": (
+            "thread {source_thread_id} copied to {target_thread_id} ({checkpoints:plural checkpoint})"
+        ),
+    }
+)
 
 
 def _item_summary(text: str) -> str:
@@ -76,7 +82,11 @@ def _added(e: Any, ev: Any) -> str:
     return f"session {e.session_id}: {len(e.items)} item(s) added: {shown}{more}"
 
 
-templates({
-    "agents.item_popped": "session {session_id}: newest item popped (added at position {added_at})",
-    "agents.session_cleared": "session {session_id} cleared ({items:plural item} removed; events stay in the log)",
-})
+templates(
+    {
+        "agents.item_popped": "session {session_id}: newest item popped (added at position {added_at})",
+        "agents.session_cleared": (
+            "session {session_id} cleared ({items:plural item} removed; events stay in the log)"
+        ),
+    }
+)

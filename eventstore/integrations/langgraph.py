@@ -67,8 +67,14 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
     then and refuses writes with ReadOnlyView.
     """
 
-    def __init__(self, store: Store | StoreView, *, serde: SerializerProtocol | None = None,
-                 blob_threshold: int = BLOB_THRESHOLD, cache_size: int = 4096) -> None:
+    def __init__(
+        self,
+        store: Store | StoreView,
+        *,
+        serde: SerializerProtocol | None = None,
+        blob_threshold: int = BLOB_THRESHOLD,
+        cache_size: int = 4096,
+    ) -> None:
         super().__init__(serde=serde)
         if not isinstance(store, (Store, StoreView)):
             raise InvalidArgument(f"EventStoreSaver needs an eventstore Store, got {type(store).__name__}")
@@ -112,7 +118,9 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             data = self.store.blobs.get(data)
         return self.serde.loads_typed((type_, data))
 
-    def _entry(self, thread_id: str, ns: str, channel: str, version: Any, values: dict[str, Any]) -> list[Any]:
+    def _entry(
+        self, thread_id: str, ns: str, channel: str, version: Any, values: dict[str, Any]
+    ) -> list[Any]:
         if channel not in values:
             return [channel, version, "empty", None]
         value = values[channel]
@@ -136,7 +144,9 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             return [channel, version, "append", [base[0], base[1], keep, _List(items)]]
         return [channel, version, "list", _List(items)]
 
-    def _split_list(self, value: list[Any], base_items: tuple[Any, ...]) -> tuple[int, tuple[Any, ...]] | None:
+    def _split_list(
+        self, value: list[Any], base_items: tuple[Any, ...]
+    ) -> tuple[int, tuple[Any, ...]] | None:
         """(how many leading items equal `base_items`, the serialized items after them), from
         one serialization of the whole list; None when the serde's type is not "msgpack".
 
@@ -168,12 +178,16 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         for _ in range(n - keep):
             unpacker.skip()
             end = unpacker.tell()
-            chunk = data[offset + start:offset + end]
-            items.append(chunk if len(chunk) <= self.blob_threshold else ["msgpack", self.store.blobs.put(chunk)])
+            chunk = data[offset + start : offset + end]
+            items.append(
+                chunk if len(chunk) <= self.blob_threshold else ["msgpack", self.store.blobs.put(chunk)]
+            )
             start = end
         return keep, tuple(items)
 
-    def _base(self, thread_id: str, ns: str, channel: str, version: Any) -> tuple[int, int, tuple[Any, ...]] | None:
+    def _base(
+        self, thread_id: str, ns: str, channel: str, version: Any
+    ) -> tuple[int, int, tuple[Any, ...]] | None:
         """A stored list entry of this channel to append to: the newest one this saver
         wrote, else the newest in the projection (a list only)."""
         key = (thread_id, ns, channel)
@@ -196,8 +210,10 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         if ev is None:
             rec = self._log.get(position)
             if rec is None or rec.data is None:
-                raise CorruptStore(f"langgraph: the event at position {position} that a projection row points "
-                                   f"at is missing or purged")
+                raise CorruptStore(
+                    f"langgraph: the event at position {position} that a projection row points "
+                    f"at is missing or purged"
+                )
             ev = rec.data
             self._events[position] = ev
             if len(self._events) > self._cache_size:
@@ -247,8 +263,9 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             return True, self._load(_array_header(len(items)) + b"".join(items))
         return True, [self._load(item) for item in items]
 
-    def _tuple(self, thread_id: str, ns: str, checkpoint_id: str, parent_id: str | None,
-               position: int) -> CheckpointTuple:
+    def _tuple(
+        self, thread_id: str, ns: str, checkpoint_id: str, parent_id: str | None, position: int
+    ) -> CheckpointTuple:
         db = self.store.db
         ev: CheckpointSaved = self._event(position)
         checkpoint = self._load(ev.checkpoint)
@@ -266,12 +283,20 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         for task_id, _idx, _path, wpos, windex in rows.write_rows(db, thread_id, ns, checkpoint_id):
             w = self._event(wpos).writes[windex]
             writes.append((task_id, w[0], self._load(w[2])))
-        parent = ({"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent_id}}
-                  if parent_id else None)
+        parent = (
+            {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent_id}}
+            if parent_id
+            else None
+        )
         return CheckpointTuple(
-            config={"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}},
-            checkpoint=checkpoint, metadata=self._load(ev.metadata), parent_config=parent,
-            pending_writes=writes)
+            config={
+                "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}
+            },
+            checkpoint=checkpoint,
+            metadata=self._load(ev.metadata),
+            parent_config=parent,
+            pending_writes=writes,
+        )
 
     def _writing(self) -> Any:
         """A write transaction on the store (ReadOnlyView on a time-travel view)."""
@@ -290,8 +315,14 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                 return None
             return self._tuple(thread_id, ns, row[0], row[1], row[2])
 
-    def list(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
-             before: RunnableConfig | None = None, limit: int | None = None) -> Iterator[CheckpointTuple]:
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
         """Checkpoints newest first: of one thread (and namespace, if the config names
         one) or of all threads, metadata matching `filter`, older than `before`."""
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
@@ -300,8 +331,13 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         before_id = get_checkpoint_id(before) if before else None
         with self._lock, self.store.read_transaction():
             self.store.require_fresh("langgraph")
-            found = rows.checkpoint_rows(self.store.db, conf.get("thread_id"), conf.get("checkpoint_ns"),
-                                         conf.get("checkpoint_id"), before_id)
+            found = rows.checkpoint_rows(
+                self.store.db,
+                conf.get("thread_id"),
+                conf.get("checkpoint_ns"),
+                conf.get("checkpoint_id"),
+                before_id,
+            )
             out: _List[CheckpointTuple] = []
             for thread_id, ns, checkpoint_id, parent_id, position in found:
                 if limit is not None and len(out) >= limit:
@@ -314,8 +350,13 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         # Built inside one read transaction (a consistent snapshot), handed out after it.
         return iter(out)
 
-    def put(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
-            new_versions: ChannelVersions) -> RunnableConfig:
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
         """Append one `langgraph.checkpoint_saved` event: the checkpoint, its metadata and
         the values of the channels in `new_versions` only."""
         thread_id, ns = _thread(config), config["configurable"].get("checkpoint_ns", "")
@@ -328,15 +369,27 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         # refers to them, or neither does.
         with self._lock, self._writing():
             entries = [self._entry(thread_id, ns, ch, v, values) for ch, v in new_versions.items()]
-            ev = CheckpointSaved(thread_id, ns, checkpoint["id"], parent_id, _str_or_none(md.get("run_id")),
-                                 _int_or_none(md.get("step")), _str_or_none(md.get("source")),
-                                 self._dump_small(c), self._dump_small(md), entries)
+            ev = CheckpointSaved(
+                thread_id,
+                ns,
+                checkpoint["id"],
+                parent_id,
+                _str_or_none(md.get("run_id")),
+                _int_or_none(md.get("step")),
+                _str_or_none(md.get("source")),
+                self._dump_small(c),
+                self._dump_small(md),
+                entries,
+            )
             result = self._log.append(thread_stream(thread_id), [ev])
             position = result.first_position
             for i, entry in enumerate(entries):
                 if entry[2] in ("list", "append"):
-                    items = (tuple(entry[3]) if entry[2] == "list"
-                             else self._list_items(entry[3][0], entry[3][1])[:entry[3][2]] + tuple(entry[3][3]))
+                    items = (
+                        tuple(entry[3])
+                        if entry[2] == "list"
+                        else self._list_items(entry[3][0], entry[3][1])[: entry[3][2]] + tuple(entry[3][3])
+                    )
                     self._items[(position, i)] = items
                     while len(self._items) > self._cache_size:
                         self._items.popitem(last=False)
@@ -347,10 +400,13 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                         self._latest.popitem(last=False)
                 else:
                     self._latest.pop((thread_id, ns, entry[0]), None)
-        return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}}
+        return {
+            "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}
+        }
 
-    def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
-                   task_path: str = "") -> None:
+    def put_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
         """Append the task's pending writes (those not already saved) as one event."""
         thread_id, ns = _thread(config), config["configurable"].get("checkpoint_ns", "")
         checkpoint_id = config["configurable"]["checkpoint_id"]
@@ -363,8 +419,10 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                     continue
                 out.append([channel, idx, self._dump(value)])
             if out:
-                self._log.append(thread_stream(thread_id),
-                                  [WritesSaved(thread_id, ns, checkpoint_id, task_id, task_path, out)])
+                self._log.append(
+                    thread_stream(thread_id),
+                    [WritesSaved(thread_id, ns, checkpoint_id, task_id, task_path, out)],
+                )
 
     def delete_thread(self, thread_id: str) -> None:
         """Tombstone a thread: its checkpoints and writes leave the projection (the events stay)."""
@@ -372,7 +430,9 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             self._tombstone(thread_id, "delete_thread")
 
     def _tombstone(self, thread_id: str, reason: str) -> None:
-        if rows.thread_checkpoints(self.store.db, thread_id) or self._log.stream_version(thread_stream(thread_id)):
+        if rows.thread_checkpoints(self.store.db, thread_id) or self._log.stream_version(
+            thread_stream(thread_id)
+        ):
             self._log.append(thread_stream(thread_id), [ThreadDeleted(thread_id, reason)])
         for key in [k for k in self._latest if k[0] == thread_id]:
             del self._latest[key]
@@ -384,8 +444,9 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             for thread_id, ns, checkpoint_id in rows.run_checkpoints(self.store.db, _List(run_ids)):
                 by_thread.setdefault(thread_id, []).append([ns, checkpoint_id])
             for thread_id, checkpoints in sorted(by_thread.items()):
-                self._log.append(thread_stream(thread_id),
-                                  [CheckpointsRemoved(thread_id, checkpoints, "delete_for_runs")])
+                self._log.append(
+                    thread_stream(thread_id), [CheckpointsRemoved(thread_id, checkpoints, "delete_for_runs")]
+                )
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Give the target thread a copy of every checkpoint and write of the source."""
@@ -394,17 +455,19 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         with self._lock, self._writing():
             n = len(rows.thread_checkpoints(self.store.db, source_thread_id))
             if n:
-                self._log.append(thread_stream(target_thread_id),
-                                  [ThreadCopied(source_thread_id, target_thread_id, n)])
+                self._log.append(
+                    thread_stream(target_thread_id), [ThreadCopied(source_thread_id, target_thread_id, n)]
+                )
             for key in [k for k in self._latest if k[0] == target_thread_id]:
                 del self._latest[key]
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        """"keep_latest": keep each namespace's newest checkpoint per thread; "delete":
+        """ "keep_latest": keep each namespace's newest checkpoint per thread; "delete":
         tombstone the threads."""
         if strategy not in _PRUNE_STRATEGIES:
-            raise InvalidArgument(f"prune: strategy must be one of {', '.join(_PRUNE_STRATEGIES)}, "
-                                  f"got {strategy!r}")
+            raise InvalidArgument(
+                f"prune: strategy must be one of {', '.join(_PRUNE_STRATEGIES)}, got {strategy!r}"
+            )
         with self._lock, self._writing():
             for thread_id in thread_ids:
                 if strategy == "delete":
@@ -426,20 +489,34 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         """Async `get_tuple`."""
         return await asyncio.to_thread(self.get_tuple, config)
 
-    async def alist(self, config: RunnableConfig | None, *, filter: dict[str, Any] | None = None,
-                    before: RunnableConfig | None = None, limit: int | None = None) -> AsyncIterator[CheckpointTuple]:
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
         """Async `list`."""
-        found = await asyncio.to_thread(lambda: _List(self.list(config, filter=filter, before=before, limit=limit)))
+        found = await asyncio.to_thread(
+            lambda: _List(self.list(config, filter=filter, before=before, limit=limit))
+        )
         for item in found:
             yield item
 
-    async def aput(self, config: RunnableConfig, checkpoint: Checkpoint, metadata: CheckpointMetadata,
-                   new_versions: ChannelVersions) -> RunnableConfig:
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
         """Async `put`."""
         return await asyncio.to_thread(self.put, config, checkpoint, metadata, new_versions)
 
-    async def aput_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str,
-                          task_path: str = "") -> None:
+    async def aput_writes(
+        self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
+    ) -> None:
         """Async `put_writes`."""
         await asyncio.to_thread(self.put_writes, config, writes, task_id, task_path)
 

@@ -44,8 +44,12 @@ class EventStoreSession(SessionABC):
     view (`store.at(position)`) it reads the history as it was then and refuses writes.
     """
 
-    def __init__(self, session_id: str, store: Store | StoreView,
-                 session_settings: SessionSettings | dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        store: Store | StoreView,
+        session_settings: SessionSettings | dict[str, Any] | None = None,
+    ) -> None:
         if not isinstance(session_id, str) or not session_id:
             raise InvalidArgument(f"session_id must be a non-empty string, got {session_id!r}")
         if not isinstance(store, (Store, StoreView)):
@@ -53,8 +57,9 @@ class EventStoreSession(SessionABC):
         self.session_id = session_id
         self.store = store
         self._log = store.store if isinstance(store, StoreView) else store
-        self.session_settings = (coerce_session_settings(session_settings) if session_settings is not None
-                                 else SessionSettings())
+        self.session_settings = (
+            coerce_session_settings(session_settings) if session_settings is not None else SessionSettings()
+        )
         self._stream = session_stream(session_id)
         # Why a lock: the SDK awaits these from one loop, but each runs in a worker
         # thread, and the Store's one connection must not interleave transactions.
@@ -68,8 +73,10 @@ class EventStoreSession(SessionABC):
         if texts is None:
             rec = self._log.get(position)
             if rec is None or rec.data is None:
-                raise CorruptStore(f"agents session {self.session_id}: the event at position {position} "
-                                   f"holding its items is missing or purged")
+                raise CorruptStore(
+                    f"agents session {self.session_id}: the event at position {position} "
+                    f"holding its items is missing or purged"
+                )
             texts = self._events[position] = rec.data.items
             if len(self._events) > 1024:
                 self._events.popitem(last=False)
@@ -92,7 +99,9 @@ class EventStoreSession(SessionABC):
         try:
             texts = [json.dumps(item) for item in items]
         except (TypeError, ValueError) as exc:
-            raise InvalidArgument(f"add_items on session {self.session_id}: an item is not JSON: {exc}") from None
+            raise InvalidArgument(
+                f"add_items on session {self.session_id}: an item is not JSON: {exc}"
+            ) from None
         self.store.require_writable("agents session add_items")
         with self._lock:
             self._log.append(self._stream, [ItemsAdded(self.session_id, texts)])

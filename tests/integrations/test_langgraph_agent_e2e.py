@@ -24,15 +24,21 @@ import langgraph_agent  # noqa: E402  (the example module itself)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "eventstore", *args], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "eventstore", *args], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
 
 
 def _kill_mid_turn(db: str) -> None:
     """Start the example with a slow tool; SIGKILL it while the tool of turn 1 runs."""
     env = {**os.environ, "ADD_TOOL_DELAY": "30"}
-    proc = subprocess.Popen([sys.executable, str(EXAMPLE), db, "--thread", "t1", "--turns", "4"],
-                            stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, str(EXAMPLE), db, "--thread", "t1", "--turns", "4"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     assert proc.stdout is not None
     seen = []
     deadline = time.monotonic() + 120
@@ -64,11 +70,23 @@ def test_agent_killed_mid_turn_resumes_and_keeps_an_auditable_history(tmp_path: 
         interrupted = graph.get_state({"configurable": {"thread_id": "t1"}})
         assert interrupted.next == ("tools",)
 
-    done = subprocess.run([sys.executable, str(EXAMPLE), db, "--thread", "t1", "--turns", "4"],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE), db, "--thread", "t1", "--turns", "4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["resuming at tools", "turn 2 done", "turn 3 done", "the sum is 0",
-                                        "the sum is 11", "the sum is 22", "the sum is 33"]
+    assert done.stdout.splitlines() == [
+        "resuming at tools",
+        "turn 2 done",
+        "turn 3 done",
+        "the sum is 0",
+        "the sum is 11",
+        "the sum is 22",
+        "the sum is 33",
+    ]
 
     with eventstore.open(db) as store:
         graph = langgraph_agent.build_graph(EventStoreSaver(store))
@@ -80,18 +98,25 @@ def test_agent_killed_mid_turn_resumes_and_keeps_an_auditable_history(tmp_path: 
         # History, newest first; time travel to the end of turn 0 (its answer is the last message).
         history = list(graph.get_state_history(config))
         assert len(history) >= 4 * 4
-        end_of_turn0 = next(s for s in reversed(history)
-                            if s.values.get("messages") and s.values["messages"][-1].content == "the sum is 0")
+        end_of_turn0 = next(
+            s
+            for s in reversed(history)
+            if s.values.get("messages") and s.values["messages"][-1].content == "the sum is 0"
+        )
         assert [m.content for m in end_of_turn0.values["messages"]][0] == "what is 0 + 0?"
         assert len(end_of_turn0.values["messages"]) == 4
 
         # Fork from there: a different second question; the branch's parent is that checkpoint.
         forked = graph.invoke({"messages": [HumanMessage("what is 5 + 5?")]}, end_of_turn0.config)
         assert [m.content for m in forked["messages"] if isinstance(m, AIMessage) and m.content] == [
-            "the sum is 0", "the sum is 10"]
+            "the sum is 0",
+            "the sum is 10",
+        ]
         branch = list(graph.get_state_history(config))
-        assert any(s.config["configurable"]["checkpoint_id"] == end_of_turn0.config["configurable"]["checkpoint_id"]
-                   for s in branch)
+        assert any(
+            s.config["configurable"]["checkpoint_id"] == end_of_turn0.config["configurable"]["checkpoint_id"]
+            for s in branch
+        )
         assert len(branch) > len(history)
         head_before_fork = history[0].config
         assert graph.get_state(head_before_fork).values["messages"][-1].content == "the sum is 33"
@@ -124,4 +149,6 @@ def test_threads_and_show_commands_list_a_langgraph_thread_readably(tmp_path: An
     assert "LangGraph thread t9 at position 1: 1 checkpoint(s)" in early.stdout
     missing = _cli("threads", db, "nope")
     assert missing.returncode == 2 and missing.stdout == ""
-    assert missing.stderr.count("\n") == 1 and "no LangGraph thread or Agents session 'nope'" in missing.stderr
+    assert (
+        missing.stderr.count("\n") == 1 and "no LangGraph thread or Agents session 'nope'" in missing.stderr
+    )

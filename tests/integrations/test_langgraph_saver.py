@@ -19,8 +19,9 @@ from eventstore.debug import describe
 from eventstore.integrations.langgraph import EventStoreSaver
 
 
-def _put(saver: EventStoreSaver, thread: str, i: int, values: dict, versions: dict,
-         parent: str | None = None) -> dict:
+def _put(
+    saver: EventStoreSaver, thread: str, i: int, values: dict, versions: dict, parent: str | None = None
+) -> dict:
     c = empty_checkpoint()
     c["id"] = str(uuid6(clock_seq=i))
     c["channel_values"] = values
@@ -34,8 +35,14 @@ def _put(saver: EventStoreSaver, thread: str, i: int, values: dict, versions: di
 def _grow(saver: EventStoreSaver, thread: str, steps: int) -> list[dict]:
     configs, parent = [], None
     for i in range(1, steps + 1):
-        cfg = _put(saver, thread, i, {"messages": [f"m{k}" for k in range(i)], "step": i},
-                   {"messages": i, "step": i}, parent)
+        cfg = _put(
+            saver,
+            thread,
+            i,
+            {"messages": [f"m{k}" for k in range(i)], "step": i},
+            {"messages": i, "step": i},
+            parent,
+        )
         parent = cfg["configurable"]["checkpoint_id"]
         configs.append(cfg)
     return configs
@@ -58,14 +65,19 @@ def test_put_records_only_changed_channels_and_each_message_once(store: Any) -> 
     assert kinds[6] == [("step", "value")]
     assert all(len(ev.channels[0][3][3]) == 1 for ev in events[1:6])
     for i, cfg in enumerate(configs, start=1):
-        assert saver.get_tuple(cfg).checkpoint["channel_values"] == {"messages": [f"m{k}" for k in range(i)],
-                                                                    "step": i}
+        assert saver.get_tuple(cfg).checkpoint["channel_values"] == {
+            "messages": [f"m{k}" for k in range(i)],
+            "step": i,
+        }
     latest = saver.get_tuple({"configurable": {"thread_id": "t"}})
     assert latest.checkpoint["channel_values"] == {"messages": [f"m{k}" for k in range(6)], "step": 7}
 
 
-@given(lists=st.lists(st.lists(st.sampled_from(["a", "b", "c", "long " * 10]), max_size=8), min_size=1,
-                      max_size=8))
+@given(
+    lists=st.lists(
+        st.lists(st.sampled_from(["a", "b", "c", "long " * 10]), max_size=8), min_size=1, max_size=8
+    )
+)
 def test_any_sequence_of_list_values_reads_back_exactly(tmp_path_factory: Any, lists: list) -> None:
     """Whatever edits a list channel goes through (appends, removals, rewrites), every
     checkpoint reads back its own value, from the writing saver and from a fresh one."""
@@ -127,8 +139,10 @@ def test_prune_copy_and_delete_for_runs_are_events_with_readable_lines(store: An
     saver.put(run_cfg, c, {"run_id": "run-1"}, {})
     saver.delete_for_runs(["run-1"])
     assert saver.get_tuple({"configurable": {"thread_id": "r"}}) is None
-    assert describe(list(store.read_stream("langgraph:r"))[-1]) == \
-        "thread r: 1 checkpoint removed by delete_for_runs"
+    assert (
+        describe(list(store.read_stream("langgraph:r"))[-1])
+        == "thread r: 1 checkpoint removed by delete_for_runs"
+    )
 
 
 def test_time_travel_view_reads_the_past_and_refuses_writes(store: Any) -> None:
@@ -212,4 +226,6 @@ def test_caches_stay_bounded_and_evicted_entries_read_back_from_the_log(store: A
     assert len(saver._latest) <= 2 and len(saver._items) <= 2 and len(saver._events) <= 2
     for t, cfgs in configs.items():
         for i, cfg in enumerate(cfgs, start=1):
-            assert saver.get_tuple(cfg).checkpoint["channel_values"]["messages"] == [f"m{k}" for k in range(i)]
+            assert saver.get_tuple(cfg).checkpoint["channel_values"]["messages"] == [
+                f"m{k}" for k in range(i)
+            ]

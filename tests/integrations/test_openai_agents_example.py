@@ -29,8 +29,11 @@ def test_runner_continues_the_conversation_from_the_store_and_the_cli_shows_it(t
         items = asyncio.run(EventStoreSession("u1", store).get_items())
         assert [i.get("role") for i in items] == ["user", "assistant"] * 3
         assert store.verify().ok and store.verify_projections().ok
-    log = subprocess.run([sys.executable, "-m", "eventstore", "log", db], capture_output=True, text=True, cwd=ROOT)
+    log = subprocess.run(
+        [sys.executable, "-m", "eventstore", "log", db], capture_output=True, text=True, cwd=ROOT
+    )
     assert "session u1: 1 item(s) added: assistant: \"turn 3: you said 'again'\"" in log.stdout
-    shown = subprocess.run([sys.executable, "-m", "eventstore", "show", db, "u1"], capture_output=True, text=True,
-                           cwd=ROOT)
+    shown = subprocess.run(
+        [sys.executable, "-m", "eventstore", "show", db, "u1"], capture_output=True, text=True, cwd=ROOT
+    )
     assert shown.returncode == 0 and "Agents session u1: 6 item(s)" in shown.stdout

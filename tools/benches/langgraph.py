@@ -42,7 +42,11 @@ REFERENCE = "LangGraph SqliteSaver"
 def message(i: int) -> dict:
     """One ~200-byte chat message."""
     role = "user" if i % 2 == 0 else "assistant"
-    return {"role": role, "id": f"msg-{i:06d}", "content": (f"message {i}: " + "lorem ipsum dolor sit amet " * 7)[:170]}
+    return {
+        "role": role,
+        "id": f"msg-{i:06d}",
+        "content": (f"message {i}: " + "lorem ipsum dolor sit amet " * 7)[:170],
+    }
 
 
 def steps(n: int) -> list[tuple[dict, dict, dict]]:
@@ -138,8 +142,10 @@ def run(workdir: str, quick: bool) -> list[dict]:
     rounds = 20 if quick else 200
     work_small, work_large = steps(small), steps(large)
     serde = EventStoreSaver.serde
-    final_bytes = {n: len(serde.dumps_typed(w[-1][0]["channel_values"]["messages"])[1])
-                   for n, w in ((small, work_small), (large, work_large))}
+    final_bytes = {
+        n: len(serde.dumps_typed(w[-1][0]["channel_values"]["messages"])[1])
+        for n, w in ((small, work_small), (large, work_large))
+    }
     results: dict[str, dict[str, Any]] = {}
     gc.disable()
     try:
@@ -156,31 +162,62 @@ def run(workdir: str, quick: bool) -> list[dict]:
                 cold = get_latency(cold_saver, "large", 1)
             finally:
                 side.close()
-            results[name] = {"put": statistics.median(puts), "warm": warm, "cold": cold, "parts": parts,
-                             small: grown_small / final_bytes[small], large: grown_large / final_bytes[large]}
+            results[name] = {
+                "put": statistics.median(puts),
+                "warm": warm,
+                "cold": cold,
+                "parts": parts,
+                small: grown_small / final_bytes[small],
+                large: grown_large / final_bytes[large],
+            }
     finally:
         gc.enable()
     ours, ref = results["ours"], results["sqlite"]
     note_d = "same checkpoints, WAL + synchronous=FULL on both; median over every step (state growing)"
     rows = [
-        {"work": f"put, {large}-step growing conversation", "value": ours["put"], "unit": "us/op",
-         "reference": ref["put"], "reference_name": REFERENCE, "note": note_d, "target": "ratio <= 1"},
-        {"work": f"get_tuple latest, {large} messages (saver that wrote it)", "value": ours["warm"], "unit": "us",
-         "reference": ref["warm"], "reference_name": REFERENCE,
-         "note": f"median of {rounds}; ours serves list items from its position-keyed cache",
-         "target": "ratio <= 2"},
-        {"work": f"get_tuple latest, {large} messages (fresh saver, cold)", "value": ours["cold"], "unit": "us",
-         "reference": ref["cold"], "reference_name": REFERENCE,
-         "note": "one read: ours reads every append of the conversation back from the log", "target": ""},
+        {
+            "work": f"put, {large}-step growing conversation",
+            "value": ours["put"],
+            "unit": "us/op",
+            "reference": ref["put"],
+            "reference_name": REFERENCE,
+            "note": note_d,
+            "target": "ratio <= 1",
+        },
+        {
+            "work": f"get_tuple latest, {large} messages (saver that wrote it)",
+            "value": ours["warm"],
+            "unit": "us",
+            "reference": ref["warm"],
+            "reference_name": REFERENCE,
+            "note": f"median of {rounds}; ours serves list items from its position-keyed cache",
+            "target": "ratio <= 2",
+        },
+        {
+            "work": f"get_tuple latest, {large} messages (fresh saver, cold)",
+            "value": ours["cold"],
+            "unit": "us",
+            "reference": ref["cold"],
+            "reference_name": REFERENCE,
+            "note": "one read: ours reads every append of the conversation back from the log",
+            "target": "",
+        },
     ]
     steps_total = small + large
     per_step = ", ".join(f"{k} {v / steps_total:,.0f} B" for k, v in ours["parts"].items())
     for n in (small, large):
-        rows.append({"work": f"storage after {n} steps / final state bytes", "value": ours[n], "unit": "x",
-                     "reference": ref[n], "reference_name": REFERENCE,
-                     "note": f"final state {final_bytes[n]:,} B ({final_bytes[n] / n:,.0f} B per message); "
-                             f"file growth incl. indexes and projection rows; per step: {per_step}",
-                     "target": "value <= 3"})
+        rows.append(
+            {
+                "work": f"storage after {n} steps / final state bytes",
+                "value": ours[n],
+                "unit": "x",
+                "reference": ref[n],
+                "reference_name": REFERENCE,
+                "note": f"final state {final_bytes[n]:,} B ({final_bytes[n] / n:,.0f} B per message); "
+                f"file growth incl. indexes and projection rows; per step: {per_step}",
+                "target": "value <= 3",
+            }
+        )
     for row in rows:
         if not row["target"]:
             del row["target"]
