@@ -28,6 +28,7 @@ from eventstore.integrations.events import (
     WritesSaved,
 )
 
+from ._select import select_where
 from .base import REGISTRY, Projection
 
 threads = REGISTRY.register(
@@ -107,6 +108,10 @@ def _blob_refs(db: Any, thread_id: str, items: Any) -> None:
             db.execute("INSERT OR IGNORE INTO langgraph_blobs VALUES (?, ?)", (thread_id, item[1]))
 
 
+_REPLACE_WRITE = "INSERT OR REPLACE INTO langgraph_writes VALUES (?,?,?,?,?,?,?,?,?)"
+_KEEP_WRITE = "INSERT OR IGNORE INTO langgraph_writes VALUES (?,?,?,?,?,?,?,?,?)"
+
+
 @threads.on(WritesSaved)
 def _writes(db: Any, ev: Any) -> None:
     e: WritesSaved = ev.data
@@ -114,9 +119,8 @@ def _writes(db: Any, ev: Any) -> None:
         # A write of a regular channel is saved once per (task, idx): a retried task
         # repeating it changes nothing. LangGraph's special channels (idx < 0: error,
         # interrupt, resume, scheduled) keep the latest.
-        verb = "INSERT OR REPLACE" if w[1] < 0 else "INSERT OR IGNORE"
         db.execute(
-            f"{verb} INTO langgraph_writes VALUES (?,?,?,?,?,?,?,?,?)",
+            _REPLACE_WRITE if w[1] < 0 else _KEEP_WRITE,
             (
                 e.thread_id,
                 e.checkpoint_ns,
@@ -205,20 +209,15 @@ def checkpoint_rows(
     db: Any, thread_id: str | None, ns: str | None, checkpoint_id: str | None, before_id: str | None
 ) -> list[tuple]:
     """(thread_id, ns, checkpoint_id, parent_id, position) rows, newest checkpoint id first."""
-    where, params = [], []
-    for clause, value in (
+    sql, params = select_where(
+        "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_id, position FROM langgraph_checkpoints",
         ("thread_id = ?", thread_id),
         ("checkpoint_ns = ?", ns),
         ("checkpoint_id = ?", checkpoint_id),
         ("checkpoint_id < ?", before_id),
-    ):
-        if value is not None:
-            where.append(clause)
-            params.append(value)
-    sql = "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_id, position FROM langgraph_checkpoints"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return db.query(sql + " ORDER BY checkpoint_id DESC, thread_id, checkpoint_ns", params)
+        order_by="checkpoint_id DESC, thread_id, checkpoint_ns",
+    )
+    return db.query(sql, params)
 
 
 def value_location(db: Any, thread_id: str, ns: str, channel: str, version: Any) -> tuple | None:

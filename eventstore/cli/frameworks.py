@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from . import EXIT_ERROR, EXIT_OK
-from ._common import add_db, open_existing, print_table, printable, whole_number
+from ._common import add_db, open_existing, print_json_lines, print_table, printable, whole_number
 
 
 def register(sub: Any) -> None:
@@ -30,15 +30,21 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--at", type=whole_number(0), metavar="P", help="as it was at log position P (time travel)"
     )
+    p.add_argument("--json", action="store_true", help="JSON lines, one per thread, checkpoint or item")
     p.set_defaults(func=_threads)
 
 
 def _threads(args: argparse.Namespace) -> int:
     with open_existing(args.db) as store:
         if args.thread is None:
-            _list_all(store, args.at)
+            rows = list_threads(store, args.at)
+            if args.json:
+                print_json_lines(rows)
+            else:
+                table = [[r["framework"], printable(r["id"]), r["holds"]] for r in rows]
+                print_table(["framework", "thread / session", "holds"], table, title="framework threads")
             return EXIT_OK
-        if show_thread(store, args.thread, args.at):
+        if show_thread(store, args.thread, args.at, args.json):
             return EXIT_OK
     print(
         f"eventstore threads: error: no LangGraph thread or Agents session {args.thread!r} in {args.db}",
@@ -51,7 +57,8 @@ def _view(store: Any, at: int | None, streams: list[str] | None = None) -> Any:
     return store.at(at, streams=streams) if at is not None else None
 
 
-def _list_all(store: Any, at: int | None) -> None:
+def list_threads(store: Any, at: int | None) -> list[dict[str, Any]]:
+    """One dict per LangGraph thread and per Agents session: framework, id, what it holds."""
     view = _view(store, at)
     db = view.db if view is not None else store.db
     try:
@@ -63,29 +70,37 @@ def _list_all(store: Any, at: int | None) -> None:
     finally:
         if view is not None:
             view.close()
-    rows = [["langgraph", printable(t), f"{n} checkpoint(s)", f"{ns} namespace(s)"] for t, n, ns in lg]
-    rows += [["openai-agents", printable(s), f"{n} item(s)", ""] for s, n in ag]
-    print_table(["framework", "thread / session", "holds", ""], rows, title="framework threads")
+    rows = [
+        {
+            "framework": "langgraph",
+            "id": t,
+            "holds": f"{n} checkpoint(s) in {ns} namespace(s)",
+            "checkpoints": n,
+        }
+        for t, n, ns in lg
+    ]
+    rows += [{"framework": "openai-agents", "id": s, "holds": f"{n} item(s)", "items": n} for s, n in ag]
+    return rows
 
 
-def show_thread(store: Any, thread: str, at: int | None) -> bool:
-    """Print one LangGraph thread or Agents session; False when the store has neither."""
+def thread_rows(store: Any, thread: str, at: int | None) -> dict[str, list[dict[str, Any]]] | None:
+    """{"langgraph": checkpoints newest first, "openai-agents": items oldest first} of one id
+    (only the frameworks that have it); None when neither has it."""
     lg_stream, ag_stream = f"langgraph:{thread}", f"agents:{thread}"
     found = [s for s in (lg_stream, ag_stream) if store.stream_info(s) is not None]
     if not found:
-        return False
+        return None
     view = _view(store, at, found)
     db = view.db if view is not None else store.db
-    when = f" at position {at}" if at is not None else ""
+    out: dict[str, list[dict[str, Any]]] = {}
     try:
         if lg_stream in found:
-            rows = db.query(
+            out["langgraph"] = []
+            for ns, checkpoint_id, parent_id, position in db.query(
                 "SELECT checkpoint_ns, checkpoint_id, parent_id, position FROM langgraph_checkpoints "
                 "WHERE thread_id = ? ORDER BY checkpoint_id DESC",
                 (thread,),
-            )
-            table = []
-            for ns, checkpoint_id, parent_id, position in rows:
+            ):
                 ev = store.get(position).data
                 writes = db.scalar(
                     "SELECT count(*) FROM langgraph_writes WHERE thread_id = ? AND checkpoint_ns = ? "
@@ -93,37 +108,69 @@ def show_thread(store: Any, thread: str, at: int | None) -> bool:
                     (thread, ns, checkpoint_id),
                     0,
                 )
-                changed = ", ".join(f"{e[0]}{_delta(e)}" for e in ev.channels)
-                table.append(
-                    [
-                        position,
-                        printable(ns) or "-",
-                        checkpoint_id,
-                        "" if ev.step is None else ev.step,
-                        ev.source or "",
-                        printable(changed),
-                        writes,
-                    ]
+                out["langgraph"].append(
+                    {
+                        "position": position,
+                        "checkpoint_ns": ns,
+                        "checkpoint_id": checkpoint_id,
+                        "parent_checkpoint_id": parent_id,
+                        "step": ev.step,
+                        "source": ev.source,
+                        "changed": [f"{e[0]}{_delta(e)}" for e in ev.channels],
+                        "pending_writes": writes,
+                    }
                 )
-            print_table(
-                ["pos", "ns", "checkpoint", "step", "source", "changed", "writes"],
-                table,
-                title=f"LangGraph thread {printable(thread)}{when}: {len(rows)} checkpoint(s), newest first",
-            )
         if ag_stream in found:
-            rows = db.query(
-                "SELECT position, idx FROM agents_items WHERE session_id = ? ORDER BY position, idx",
-                (thread,),
-            )
-            table = [[p, i, printable(_short(store.get(p).data.items[i]))] for p, i in rows]
-            print_table(
-                ["added at", "#", "item"],
-                table,
-                title=f"Agents session {printable(thread)}{when}: {len(rows)} item(s)",
-            )
+            out["openai-agents"] = [
+                {"added_at": p, "index": i, "item": store.get(p).data.items[i]}
+                for p, i in db.query(
+                    "SELECT position, idx FROM agents_items WHERE session_id = ? ORDER BY position, idx",
+                    (thread,),
+                )
+            ]
     finally:
         if view is not None:
             view.close()
+    return out
+
+
+def show_thread(store: Any, thread: str, at: int | None, as_json: bool = False) -> bool:
+    """Print one LangGraph thread or Agents session (a table, or JSON lines); False when the
+    store has neither."""
+    found = thread_rows(store, thread, at)
+    if found is None:
+        return False
+    if as_json:
+        print_json_lines({"framework": k, **row} for k, rows in found.items() for row in rows)
+        return True
+    when = f" at position {at}" if at is not None else ""
+    if "langgraph" in found:
+        rows = found["langgraph"]
+        table = [
+            [
+                r["position"],
+                printable(r["checkpoint_ns"]) or "-",
+                r["checkpoint_id"],
+                "" if r["step"] is None else r["step"],
+                r["source"] or "",
+                printable(", ".join(r["changed"])),
+                r["pending_writes"],
+            ]
+            for r in rows
+        ]
+        print_table(
+            ["pos", "ns", "checkpoint", "step", "source", "changed", "writes"],
+            table,
+            title=f"LangGraph thread {printable(thread)}{when}: {len(rows)} checkpoint(s), newest first",
+        )
+    if "openai-agents" in found:
+        items = found["openai-agents"]
+        table = [[r["added_at"], r["index"], printable(_short(r["item"]))] for r in items]
+        print_table(
+            ["added at", "#", "item"],
+            table,
+            title=f"Agents session {printable(thread)}{when}: {len(items)} item(s)",
+        )
     return True
 
 

@@ -137,7 +137,7 @@ def _show(args: argparse.Namespace) -> int:
         if info is None:
             from .frameworks import show_thread
 
-            if show_thread(store, args.session, args.at):  # a LangGraph thread or Agents session
+            if show_thread(store, args.session, args.at, args.json):  # a LangGraph thread or Agents session
                 return EXIT_OK
             print(f"eventstore show: error: no session {args.session!r} in {args.db}", file=sys.stderr)
             return EXIT_ERROR

@@ -152,3 +152,21 @@ def test_threads_and_show_commands_list_a_langgraph_thread_readably(tmp_path: An
     assert (
         missing.stderr.count("\n") == 1 and "no LangGraph thread or Agents session 'nope'" in missing.stderr
     )
+
+
+def test_threads_json_lines_describe_each_checkpoint(tmp_path: Any) -> None:
+    """`eventstore threads DB THREAD --json` prints one JSON object per checkpoint, newest first,
+    with its step, source, changed channels and pending writes; the listing's JSON names the thread."""
+    import json
+
+    db = str(tmp_path / "agent.db")
+    langgraph_agent.run(db, "t7", 1)
+    out = _cli("threads", db, "t7", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["step"] for r in rows] == [3, 2, 1, 0, -1]
+    assert rows[0]["framework"] == "langgraph" and rows[0]["changed"][0] == "messages +1"
+    assert rows[-1]["source"] == "input"
+    listing = [json.loads(line) for line in _cli("threads", db, "--json").stdout.splitlines()]
+    assert listing == [{"framework": "langgraph", "id": "t7", "holds": "5 checkpoint(s) in 1 namespace(s)",
+                        "checkpoints": 5}]
