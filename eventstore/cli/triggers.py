@@ -142,7 +142,7 @@ def _prune_trigger_history(args: argparse.Namespace) -> int:
 def _forget_occurrences(args: argparse.Namespace) -> int:
     if args.older_than is not None and args.older_than < 0:
         raise InvalidArgument("--older-than must not be before 1970")
-    with open_existing(args.db) as store:
+    with open_existing(args.db, write=True) as store:
         if args.older_than is not None and args.older_than > store.now_ms():
             raise InvalidArgument(f"--older-than {fmt_ms(args.older_than)} is in the future (now is "
                                   f"{fmt_ms(store.now_ms())}): nothing ingested then can be forgotten")
@@ -160,7 +160,7 @@ def _forget_occurrences(args: argparse.Namespace) -> int:
 
 
 def _forget_effect(args: argparse.Namespace) -> int:
-    with open_existing(args.db) as store:
+    with open_existing(args.db, write=True) as store:
         if store.effects.get(args.scope, args.key) is None:
             raise NotFound(f"no effect {args.key!r} in scope {args.scope!r} in {args.db}")
         forgotten = store.effects.forget(args.scope, args.key)
