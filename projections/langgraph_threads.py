@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from eventstore.storage import Storage
+
 from eventstore.integrations.events import (
     CheckpointSaved,
     CheckpointsRemoved,
@@ -85,7 +87,7 @@ def version_key(version: Any) -> str:
 
 
 @threads.on(CheckpointSaved)
-def _saved(db: Any, ev: Any) -> None:
+def _saved(db: Storage, ev: Any) -> None:
     e: CheckpointSaved = ev.data
     db.execute(
         "INSERT OR REPLACE INTO langgraph_checkpoints VALUES (?,?,?,?,?,?)",
@@ -101,7 +103,7 @@ def _saved(db: Any, ev: Any) -> None:
         _blob_refs(db, e.thread_id, items)
 
 
-def _blob_refs(db: Any, thread_id: str, items: Any) -> None:
+def _blob_refs(db: Storage, thread_id: str, items: Any) -> None:
     # A serialized value is bytes, [type, bytes] or [type, ref]: only the last names a blob.
     for item in items:
         if isinstance(item, list) and isinstance(item[1], str):
@@ -113,7 +115,7 @@ _KEEP_WRITE = "INSERT OR IGNORE INTO langgraph_writes VALUES (?,?,?,?,?,?,?,?,?)
 
 
 @threads.on(WritesSaved)
-def _writes(db: Any, ev: Any) -> None:
+def _writes(db: Storage, ev: Any) -> None:
     e: WritesSaved = ev.data
     for i, w in enumerate(e.writes):
         # A write of a regular channel is saved once per (task, idx): a retried task
@@ -137,7 +139,7 @@ def _writes(db: Any, ev: Any) -> None:
 
 
 @threads.on(CheckpointsRemoved)
-def _removed(db: Any, ev: Any) -> None:
+def _removed(db: Storage, ev: Any) -> None:
     e: CheckpointsRemoved = ev.data
     for ns, checkpoint_id in e.checkpoints:
         key = (e.thread_id, ns, checkpoint_id)
@@ -153,14 +155,14 @@ def _removed(db: Any, ev: Any) -> None:
 
 
 @threads.on(ThreadDeleted)
-def _deleted(db: Any, ev: Any) -> None:
+def _deleted(db: Storage, ev: Any) -> None:
     tid = ev.data.thread_id
     for table in threads.tables:
         db.execute(f"DELETE FROM {table} WHERE thread_id = ?", (tid,))
 
 
 @threads.on(ThreadCopied)
-def _copied(db: Any, ev: Any) -> None:
+def _copied(db: Storage, ev: Any) -> None:
     e: ThreadCopied = ev.data
     src, dst = e.source_thread_id, e.target_thread_id
     # The copies point at the source's events: the bytes are not duplicated, and the
@@ -189,7 +191,7 @@ def _copied(db: Any, ev: Any) -> None:
 # --- reads ---------------------------------------------------------------------------
 
 
-def checkpoint_row(db: Any, thread_id: str, ns: str, checkpoint_id: str | None) -> tuple | None:
+def checkpoint_row(db: Storage, thread_id: str, ns: str, checkpoint_id: str | None) -> tuple | None:
     """(checkpoint_id, parent_id, position) of one checkpoint, or of the thread's newest in
     `ns` when `checkpoint_id` is None; None when there is none."""
     if checkpoint_id is None:
@@ -206,7 +208,7 @@ def checkpoint_row(db: Any, thread_id: str, ns: str, checkpoint_id: str | None) 
 
 
 def checkpoint_rows(
-    db: Any, thread_id: str | None, ns: str | None, checkpoint_id: str | None, before_id: str | None
+    db: Storage, thread_id: str | None, ns: str | None, checkpoint_id: str | None, before_id: str | None
 ) -> list[tuple]:
     """(thread_id, ns, checkpoint_id, parent_id, position) rows, newest checkpoint id first."""
     sql, params = select_where(
@@ -220,7 +222,7 @@ def checkpoint_rows(
     return db.query(sql, params)
 
 
-def value_location(db: Any, thread_id: str, ns: str, channel: str, version: Any) -> tuple | None:
+def value_location(db: Storage, thread_id: str, ns: str, channel: str, version: Any) -> tuple | None:
     """(position, entry) of the event entry holding one channel version, or None."""
     return db.one(
         "SELECT position, entry FROM langgraph_values WHERE thread_id = ? AND checkpoint_ns = ? "
@@ -229,7 +231,7 @@ def value_location(db: Any, thread_id: str, ns: str, channel: str, version: Any)
     )
 
 
-def latest_value(db: Any, thread_id: str, ns: str, channel: str) -> tuple | None:
+def latest_value(db: Storage, thread_id: str, ns: str, channel: str) -> tuple | None:
     """(position, entry, version text) of the newest stored version of a channel, or None."""
     return db.one(
         "SELECT position, entry, version FROM langgraph_values WHERE thread_id = ? AND checkpoint_ns = ? "
@@ -238,7 +240,7 @@ def latest_value(db: Any, thread_id: str, ns: str, channel: str) -> tuple | None
     )
 
 
-def write_rows(db: Any, thread_id: str, ns: str, checkpoint_id: str) -> list[tuple]:
+def write_rows(db: Storage, thread_id: str, ns: str, checkpoint_id: str) -> list[tuple]:
     """(task_id, idx, task_path, position, entry) of a checkpoint's pending writes, in
     LangGraph's order (task path, task id, idx)."""
     return db.query(
@@ -248,7 +250,7 @@ def write_rows(db: Any, thread_id: str, ns: str, checkpoint_id: str) -> list[tup
     )
 
 
-def has_write(db: Any, thread_id: str, ns: str, checkpoint_id: str, task_id: str, idx: int) -> bool:
+def has_write(db: Storage, thread_id: str, ns: str, checkpoint_id: str, task_id: str, idx: int) -> bool:
     """True when a write (task, idx) is already saved against this checkpoint."""
     return (
         db.one(
@@ -260,7 +262,7 @@ def has_write(db: Any, thread_id: str, ns: str, checkpoint_id: str, task_id: str
     )
 
 
-def run_checkpoints(db: Any, run_ids: list[str]) -> list[tuple]:
+def run_checkpoints(db: Storage, run_ids: list[str]) -> list[tuple]:
     """(thread_id, ns, checkpoint_id) of every checkpoint made by one of these runs."""
     out: list[tuple] = []
     for run_id in run_ids:
@@ -271,7 +273,7 @@ def run_checkpoints(db: Any, run_ids: list[str]) -> list[tuple]:
     return out
 
 
-def thread_checkpoints(db: Any, thread_id: str) -> list[tuple]:
+def thread_checkpoints(db: Storage, thread_id: str) -> list[tuple]:
     """(ns, checkpoint_id) of every checkpoint of a thread, newest id first per namespace."""
     return db.query(
         "SELECT checkpoint_ns, checkpoint_id FROM langgraph_checkpoints WHERE thread_id = ? "
@@ -280,11 +282,11 @@ def thread_checkpoints(db: Any, thread_id: str) -> list[tuple]:
     )
 
 
-def blob_roots(db: Any) -> set[str]:
+def blob_roots(db: Storage) -> set[str]:
     """Every blob ref a live thread's events hold (blob GC must keep them)."""
     return {r[0] for r in db.query("SELECT DISTINCT ref FROM langgraph_blobs")}
 
 
-def thread_ids(db: Any) -> list[str]:
+def thread_ids(db: Storage) -> list[str]:
     """Every thread id with at least one checkpoint, sorted."""
     return [r[0] for r in db.query("SELECT DISTINCT thread_id FROM langgraph_checkpoints ORDER BY 1")]

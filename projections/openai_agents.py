@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from eventstore.storage import Storage
+
 from eventstore.integrations.events import ItemPopped, ItemsAdded, SessionCleared
 
 from .base import REGISTRY, Projection
@@ -31,28 +33,28 @@ sessions = REGISTRY.register(
 
 
 @sessions.on(ItemsAdded)
-def _added(db: Any, ev: Any) -> None:
+def _added(db: Storage, ev: Any) -> None:
     e: ItemsAdded = ev.data
     db.executemany("INSERT INTO agents_items VALUES (?,?,?)",
                    [(e.session_id, ev.position, i) for i in range(len(e.items))])
 
 
 @sessions.on(ItemPopped)
-def _popped(db: Any, ev: Any) -> None:
+def _popped(db: Storage, ev: Any) -> None:
     e: ItemPopped = ev.data
     db.execute("DELETE FROM agents_items WHERE session_id = ? AND position = ? AND idx = ?",
                (e.session_id, e.added_at, e.index))
 
 
 @sessions.on(SessionCleared)
-def _cleared(db: Any, ev: Any) -> None:
+def _cleared(db: Storage, ev: Any) -> None:
     db.execute("DELETE FROM agents_items WHERE session_id = ?", (ev.data.session_id,))
 
 
 # --- reads ---------------------------------------------------------------------------
 
 
-def newest(db: Any, session_id: str, limit: int | None) -> list[tuple[int, int]]:
+def newest(db: Storage, session_id: str, limit: int | None) -> list[tuple[int, int]]:
     """(position, index) of the session's items, oldest first; only the newest `limit`
     when it is given."""
     if limit is None:
@@ -63,6 +65,6 @@ def newest(db: Any, session_id: str, limit: int | None) -> list[tuple[int, int]]
     return rows[::-1]
 
 
-def count(db: Any, session_id: str) -> int:
+def count(db: Storage, session_id: str) -> int:
     """How many items the session holds."""
-    return db.scalar("SELECT count(*) FROM agents_items WHERE session_id = ?", (session_id,), 0)
+    return int(db.scalar("SELECT count(*) FROM agents_items WHERE session_id = ?", (session_id,), 0))

@@ -283,7 +283,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         for task_id, _idx, _path, wpos, windex in rows.write_rows(db, thread_id, ns, checkpoint_id):
             w = self._event(wpos).writes[windex]
             writes.append((task_id, w[0], self._load(w[2])))
-        parent = (
+        parent: RunnableConfig | None = (
             {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent_id}}
             if parent_id
             else None
