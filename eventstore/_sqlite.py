@@ -2,7 +2,7 @@
 
 Nothing outside this module imports apsw. A second backend (PostgreSQL) would provide
 a class with the same small surface as `Database`: execute, executemany, query, one,
-scalar, transaction, attach/detach, close.
+scalar, transaction, write, attach/detach, close.
 
 Transactions (why they look like this):
 * apsw never opens a transaction behind our back, so every write path says
@@ -11,6 +11,10 @@ Transactions (why they look like this):
   SQLITE_BUSY_SNAPSHOT failure at the first write.
 * A nested `transaction()` becomes a SAVEPOINT, so a domain command can wrap several
   appends and an inner failure undoes only its own part when the caller catches it.
+* A thread's outermost write transaction (and `write(fn)`) is one *command* of a group:
+  commands of concurrent threads share one BEGIN IMMEDIATE ... COMMIT, each in its own
+  savepoint (eventstore/_group.py). `lock` is the Baton that group hands from thread to
+  thread, so no other thread's statement runs inside (or sees) an open transaction.
 """
 
 from __future__ import annotations

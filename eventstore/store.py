@@ -143,7 +143,9 @@ class Store(_Reads):
     def transaction(self) -> Any:
         """A write transaction (BEGIN IMMEDIATE); appends inside it commit together.
 
-        Nested use becomes a savepoint. Domain commands read projections and append
+        The outermost one of a thread is one command: while other threads of this handle
+        are writing it joins their transaction in a savepoint of its own (group commit),
+        and it returns only once that transaction is durable. Nested use becomes a savepoint. Domain commands read projections and append
         inside one of these so that their decision and its events are atomic.
         """
         return self.db.transaction(write=True)
@@ -177,7 +179,7 @@ class Store(_Reads):
         return self.log.last_position()
 
     def command_span(self, position: int) -> tuple[int, int] | None:
-        """(first, last) position of the command (write transaction) that appended the
+        """(first, last) position of the command (one caller's write) that appended the
         event at `position`; None for a row written before command marks existed."""
         return self.log.command_span(position)
 
