@@ -16,6 +16,7 @@ why it is built this way.
 from __future__ import annotations
 
 import contextvars
+import logging
 import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
@@ -116,7 +117,11 @@ class Ticket(Generic[T]):
         """Give the ticket its role and wake its thread (or call its notify for DONE)."""
         self.role = role
         if role == DONE and self.notify is not None:
-            self.notify(self)
+            try:
+                self.notify(self)
+            except Exception:  # noqa: BLE001 - e.g. its event loop closed: the others still get theirs
+                logging.getLogger("eventstore.group").warning("a command's completion callback failed",
+                                                              exc_info=True)
         else:
             self.wake.release()
 
@@ -296,7 +301,7 @@ class GroupCommit:
             self._abort_alone()
             t.error = exc
             if t.notify is not None:
-                t.notify(t)
+                t.signal(DONE)
             return
         self.members.append(t)
         self._drive(t)  # sets t.outcome (the committer does, whichever thread that is)
@@ -338,8 +343,7 @@ class GroupCommit:
             if t is not me:
                 t.signal(DONE)
             elif t.notify is not None:
-                t.role = DONE
-                t.notify(t)
+                t.signal(DONE)
         return error
 
     def _pass_lead(self) -> None:
@@ -379,7 +383,7 @@ class GroupCommit:
         """Stop the writer thread (after the groups it leads are done)."""
         with self._leads_ready:
             writer = self._writer
-            if writer is None:
+            if writer is None or writer is threading.current_thread():
                 return
             self._leads.append(None)
             self._leads_ready.notify()
