@@ -218,10 +218,46 @@ class GroupCommit:
     def run(self, fn: Callable[[], T]) -> T:
         """Run `fn` as one command (it must only touch the database, and not block);
         return its result once its group is durable."""
-        t: Ticket[T] = Ticket(fn, _get_ident())
-        if self._enqueue(t) or self._await_role(t) == LEAD:
-            self._lead_closure(t)
-        return t.value()
+        queued: Ticket[T] | None = None
+        with self.mu:
+            if self.active:
+                queued = Ticket(fn, _get_ident())
+                self.queue.append(queued)
+            else:
+                self.active = True
+        if queued is None:
+            # The common case of a caller alone, written out: no ticket, no group list.
+            db = self.db
+            db.lock.acquire()
+            try:
+                db.begin_group()
+            except BaseException:
+                db.lock.release()
+                self._pass_lead()
+                raise
+            try:
+                result = fn()
+            except BaseException:
+                self._abort_alone()
+                raise
+            if not self.queue:  # a command queued after this look leads the next group instead
+                error = db.commit_group()
+                db.lock.release()
+                self._pass_lead()
+                if error is not None:
+                    raise error
+                self.groups += 1
+                self.commands += 1
+                return result
+            t: Ticket[T] = Ticket(fn, _get_ident())
+            t.result = result
+            t.leader = True
+            self.members = [t]
+            self._drive(t)
+            return t.value()
+        if self._await_role(queued) == LEAD:
+            self._lead_closure(queued)
+        return queued.value()
 
     def submit(self, fn: Callable[[], T], notify: Callable[[Ticket[T]], None]) -> Ticket[T]:
         """Queue `fn` as one command without waiting; `notify(ticket)` is called from a

@@ -416,40 +416,56 @@ class Database:
     def _closed() -> apsw.Connection:
         raise StoreClosed("the store is closed")
 
+    # Each statement method runs straight through when the calling thread holds the
+    # connection (every statement inside a transaction: the hot path), and otherwise takes
+    # it for the one statement (through the same method again).
+
     def execute(self, sql: str, params: Sequence[Any] | dict = ()) -> None:
         """Run one statement (or several separated by ';' when params is empty)."""
+        lock = self.lock
+        if lock.owner != _get_ident():
+            with lock:
+                return self.execute(sql, params)
         try:
-            with self.lock:
-                for _ in (self._conn or self._closed()).execute(sql, params):
-                    pass
+            for _ in (self._conn or self._closed()).execute(sql, params):
+                pass
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise _translate(exc, _what(sql)) from None
 
     def execute_changes(self, sql: str, params: Sequence[Any] | dict = ()) -> int:
         """Run one write statement and return how many rows it changed."""
+        lock = self.lock
+        if lock.owner != _get_ident():
+            with lock:
+                return self.execute_changes(sql, params)
         try:
-            with self.lock:
-                conn = (self._conn or self._closed())
-                for _ in conn.execute(sql, params):
-                    pass
-                return conn.changes()
+            conn = (self._conn or self._closed())
+            for _ in conn.execute(sql, params):
+                pass
+            return conn.changes()
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise _translate(exc, _what(sql)) from None
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run one statement once per parameter row."""
+        lock = self.lock
+        if lock.owner != _get_ident():
+            with lock:
+                return self.executemany(sql, rows)
         try:
-            with self.lock:
-                for _ in (self._conn or self._closed()).executemany(sql, rows):
-                    pass
+            for _ in (self._conn or self._closed()).executemany(sql, rows):
+                pass
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise _translate(exc, _what(sql)) from None
 
     def query(self, sql: str, params: Sequence[Any] | dict = ()) -> list[tuple]:
         """Run a query and return all rows as tuples."""
+        lock = self.lock
+        if lock.owner != _get_ident():
+            with lock:
+                return self.query(sql, params)
         try:
-            with self.lock:
-                return (self._conn or self._closed()).execute(sql, params).fetchall()
+            return (self._conn or self._closed()).execute(sql, params).fetchall()
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise _translate(exc, _what(sql)) from None
 
@@ -469,10 +485,13 @@ class Database:
 
     def one(self, sql: str, params: Sequence[Any] | dict = ()) -> tuple | None:
         """The first row of a query, or None."""
+        lock = self.lock
+        if lock.owner != _get_ident():
+            with lock:
+                return self.one(sql, params)
         try:
-            with self.lock:
-                for row in (self._conn or self._closed()).execute(sql, params):
-                    return row
+            for row in (self._conn or self._closed()).execute(sql, params):
+                return row  # type: ignore[no-any-return]
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise _translate(exc, _what(sql)) from None
         return None
