@@ -42,7 +42,8 @@ class _Holder:
 
         def run() -> None:
             with store.transaction():
-                store.append(stream, _note("held"))
+                if store.log.registry is gen.EVENTS:
+                    store.append(stream, _note("held"))
                 self.entered.set()
                 self.release.wait(30)
 
@@ -216,3 +217,20 @@ async def test_memory_store_reads_share_the_one_connection(tmp_path):
         await asyncio.gather(*[store.append("m", _note(f"{k}")) for k in range(5)])
         assert await store.stream_version("m") == 5
         assert (await store.verify(check_file=False)).ok
+
+
+async def test_a_facade_command_cancelled_while_it_waits_in_its_thread_still_commits_wholly(tmp_path):
+    """A domain command already running in its worker thread finishes (and commits) after its
+    await is cancelled; closing the store waits for it."""
+    path = str(tmp_path / "c.db")
+    async with eventstore.aio.open(path) as store:
+        holder = _Holder(store.sync)
+        task = asyncio.create_task(store.sessions.create("late"))
+        await _until(lambda: len(store.sync.db.group.queue) == 1)  # its transaction is queued
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        holder.done()
+    with eventstore.open(path) as again:
+        info = again.sessions.get("late")
+        assert info is not None and info.event_count == 1
