@@ -55,7 +55,10 @@ def work(t):
 for t in range(threads):
     threading.Thread(target=work, args=(t,), daemon=True).start()
 os.write(fd, b"started\n")
-threading.Event().wait()
+while True:  # how many commands shared their groups so far
+    threading.Event().wait(0.02)
+    g = store.db.group
+    os.write(fd, f"stats {g.groups} {g.commands}\n".encode())
 """
 
 
@@ -94,6 +97,7 @@ def test_sigkill_during_group_commits_loses_no_acknowledged_command(tmp_path):
     rng = random.Random(17)
     acks: list[tuple[str, int, int]] = []
     held = 0
+    shared = False  # some groups held more than one command
     for rnd in range(ROUNDS):
         open(ack_path, "w").close()
         child = subprocess.Popen([sys.executable, "-c", _CHILD, ROOT, path, ack_path, str(rnd), str(THREADS)],
@@ -112,9 +116,12 @@ def test_sigkill_during_group_commits_loses_no_acknowledged_command(tmp_path):
                 child.stderr.close()
         for line in open(ack_path).read().splitlines():
             parts = line.split()
-            if len(parts) == 3:
+            if parts[0] == "stats":
+                shared = shared or int(parts[2]) > int(parts[1])
+            elif len(parts) == 3:
                 acks.append((parts[0], int(parts[1]), int(parts[2])))
         held_now = _audit(path, acks)
         assert held_now >= held
         held = held_now
     assert len(acks) > ROUNDS  # the kills did land among running commands
+    assert shared  # ...and among groups of several commands
