@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # the projections package imports the core, so the core impor
     from projections.catalogue import StreamInfo
     from projections.engine import ProjectionEngine, ProjectionStatus, ProjectionVerifyReport, RebuildReport
 
-__all__ = ["Store", "StoreInfo", "StoreView", "open", "register_facade"]
+__all__ = ["Store", "StoreInfo", "StoreView", "load_domains", "open", "register_facade"]
 
 
 @attrs.frozen
@@ -300,11 +300,10 @@ def open(
     A newer schema, a foreign SQLite file, garbage or a truncated file raise typed
     errors and leave the file untouched.
     """
-    from . import domain
     from projections import REGISTRY as PROJECTIONS
     from projections.engine import ProjectionEngine
 
-    domain.load()
+    load_domains()
     if profile not in codec.PROFILES:
         raise InvalidArgument(f"profile must be one of {sorted(codec.PROFILES)}, got {profile!r}")
     if synchronous not in ("full", "normal"):
@@ -353,6 +352,17 @@ def open(
     except BaseException:
         db.close()
         raise
+
+
+def load_domains() -> None:
+    """Import every domain package: registers their event classes, projections and facades.
+
+    The log core knows no domain; this, called by `open()`, is the one place that lists
+    them. Importing an already imported package is a dictionary lookup.
+    """
+    import projections  # noqa: F401  (registers every projection and, through them, most events)
+
+    from . import attachments, commits, effects, inputs, leases, processes, queue, sessions, triggers  # noqa: F401
 
 
 def _identify(db: Database, path: str) -> bool:

@@ -5,8 +5,8 @@ A projection is declared with `Projection(...)`, its appliers attached with
 inline, rebuilds it, replays it into memory for time travel, and verifies it.
 """
 
-from .base import ALL_EVENTS, REGISTRY, Projection, ProjectionRegistry
-from .engine import (
+from projections.base import ALL_EVENTS, REGISTRY, Projection, ProjectionRegistry
+from projections.engine import (
     Dispatcher,
     ProjectionDifference,
     ProjectionEngine,

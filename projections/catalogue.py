@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from .base import REGISTRY, Projection
+from projections.base import REGISTRY, Projection
 
 catalogue = REGISTRY.register(
     Projection(

@@ -19,20 +19,20 @@ from typing import Any
 
 import attrs
 
-from eventstore.domain.await_events import AwaitCancelled, AwaitRegistered, AwaitResolved, SessionAwaitsRevoked
-from eventstore.domain.effect_envelopes import canonical_json
-from eventstore.domain.effect_events import (
+from eventstore.effects.await_events import AwaitCancelled, AwaitRegistered, AwaitResolved, SessionAwaitsRevoked
+from eventstore.effects.envelopes import canonical_json
+from eventstore.effects.events import (
     EffectCompleted,
     EffectFailureRecorded,
     EffectLeaseRenewed,
     EffectStarted,
     EffectTakenOver,
 )
-from eventstore.domain.owners import LeaseOwner, LocalProcessLiveness, OpaqueLiveness
+from eventstore.leases.owners import LeaseOwner, LocalProcessLiveness, OpaqueLiveness
 
-from .base import REGISTRY, Projection
-from ._rows import row_reader
-from ._select import select_where
+from projections.base import REGISTRY, Projection
+from projections._rows import row_reader
+from projections._select import select_where
 
 effects = REGISTRY.register(Projection(
     name="effects",

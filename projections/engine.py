@@ -21,7 +21,7 @@ import attrs
 from eventstore._sqlite import Database, create_private_file
 from eventstore.errors import InvalidArgument, ProjectionStale, StoreError
 
-from .base import ALL_EVENTS, Applier, Projection
+from projections.base import ALL_EVENTS, Applier, Projection
 
 STATE_DDL = (
     "CREATE TABLE IF NOT EXISTS projection_state ("

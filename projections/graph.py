@@ -23,7 +23,7 @@ import attrs
 import msgpack
 
 from eventstore import codec
-from eventstore.domain.commit_events import (
+from eventstore.commits.events import (
     ArtifactRefSet,
     AttachmentIntentRecorded,
     AttachmentIntentsForgotten,
@@ -32,10 +32,10 @@ from eventstore.domain.commit_events import (
     SessionVacuumed,
     session_of,
 )
-from eventstore.domain.graph_model import AgentFrame, ModelConfig, UsageDelta
-from eventstore.domain.session_events import SessionDeletedEvent, SessionPurged
+from eventstore.commits.model import AgentFrame, ModelConfig, UsageDelta
+from eventstore.sessions.events import SessionDeletedEvent, SessionPurged
 
-from .base import REGISTRY, Projection
+from projections.base import REGISTRY, Projection
 
 graph = REGISTRY.register(
     Projection(

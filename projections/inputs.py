@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import attrs
 
 from eventstore import codec
-from eventstore.domain.input_events import (
+from eventstore.inputs.events import (
     ActiveTurn,
     CheckpointKind,
     InputState,
@@ -31,11 +31,11 @@ from eventstore.domain.input_events import (
     TurnInputsDeferred,
     TurnInputsVacuumed,
 )
-from eventstore.domain.session_events import SessionDeletedEvent, SessionPurged
+from eventstore.sessions.events import SessionDeletedEvent, SessionPurged
 
-from ._claims import CLEAR_CLAIM, SET_CLAIM, claim_values
-from .base import REGISTRY, Projection
-from ._rows import row_reader
+from projections._claims import CLEAR_CLAIM, SET_CLAIM, claim_values
+from projections.base import REGISTRY, Projection
+from projections._rows import row_reader
 
 inputs = REGISTRY.register(
     Projection(

@@ -13,18 +13,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from eventstore.domain.lease_events import (
+from eventstore.leases.events import (
     SessionExecutionLease,
     SessionLeaseAcquired,
     SessionLeaseReleased,
     SessionLeaseRenewed,
     SessionLeaseState,
 )
-from eventstore.domain.owners import LeaseOwner, LocalProcessLiveness, OpaqueLiveness
-from eventstore.domain.session_events import SessionDeletedEvent, SessionPurged
+from eventstore.leases.owners import LeaseOwner, LocalProcessLiveness, OpaqueLiveness
+from eventstore.sessions.events import SessionDeletedEvent, SessionPurged
 
-from .base import REGISTRY, Projection
-from ._rows import row_reader
+from projections.base import REGISTRY, Projection
+from projections._rows import row_reader
 
 leases = REGISTRY.register(
     Projection(

@@ -28,8 +28,8 @@ from __future__ import annotations
 from typing import Any
 
 from eventstore import codec
-from eventstore.domain.owners import LeaseOwner
-from eventstore.domain.process_events import (
+from eventstore.leases.owners import LeaseOwner
+from eventstore.processes.events import (
     ProcessAbandonRequested,
     ProcessEventAppended,
     ProcessesPruned,
@@ -51,7 +51,7 @@ from eventstore.domain.process_events import (
     ProcessWakeAcked,
     PruneFilter,
 )
-from eventstore.domain.process_model import (
+from eventstore.processes.model import (
     Abandoned,
     AbandonRequest,
     Cancelled,
@@ -68,9 +68,9 @@ from eventstore.domain.process_model import (
     WaitState,
 )
 
-from .base import REGISTRY, Projection
-from ._rows import row_reader
-from ._select import select_where
+from projections.base import REGISTRY, Projection
+from projections._rows import row_reader
+from projections._select import select_where
 
 processes = REGISTRY.register(
     Projection(

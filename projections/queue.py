@@ -26,8 +26,8 @@ from typing import Any, Iterable, Sequence
 import attrs
 
 from eventstore import codec
-from eventstore.domain.process_events import ProcessesPruned
-from eventstore.domain.queue_events import (
+from eventstore.processes.events import ProcessesPruned
+from eventstore.queue.events import (
     DeliveryPolicy,
     MergeKey,
     Payload,
@@ -43,11 +43,11 @@ from eventstore.domain.queue_events import (
     item_id,
     wake_source_key_prefix,
 )
-from eventstore.domain.session_events import SessionDeletedEvent, SessionPurged
+from eventstore.sessions.events import SessionDeletedEvent, SessionPurged
 
-from ._claims import CLEAR_CLAIM, SET_CLAIM, claim_values
-from .base import REGISTRY, Projection
-from ._rows import row_reader
+from projections._claims import CLEAR_CLAIM, SET_CLAIM, claim_values
+from projections.base import REGISTRY, Projection
+from projections._rows import row_reader
 
 PRESENT = "present"
 COMPLETED = "completed"

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from eventstore.domain.session_events import (
+from eventstore.sessions.events import (
     SessionCreated,
     SessionDeletedEvent,
     SessionMeta,
@@ -25,9 +25,9 @@ from eventstore.domain.session_events import (
     SessionRelation,
 )
 
-from .base import REGISTRY, Projection
-from ._rows import row_reader, text
-from ._select import select_where
+from projections.base import REGISTRY, Projection
+from projections._rows import row_reader, text
+from projections._select import select_where
 
 ACTIVE = "active"
 DELETED = "deleted"

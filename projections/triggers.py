@@ -24,8 +24,8 @@ from typing import Any
 
 import attrs
 
-from eventstore.domain.effect_envelopes import canonical_json
-from eventstore.domain.trigger_events import (
+from eventstore.effects.envelopes import canonical_json
+from eventstore.triggers.events import (
     CommandAnswered,
     DeliveryReserved,
     OccurrenceRecorded,
@@ -40,11 +40,11 @@ from eventstore.domain.trigger_events import (
     TriggersPruned,
 )
 
-from eventstore.domain.process_events import ProcessesPruned
+from eventstore.processes.events import ProcessesPruned
 
-from .base import REGISTRY, Projection
-from ._rows import row_reader
-from ._select import select_where
+from projections.base import REGISTRY, Projection
+from projections._rows import row_reader
+from projections._select import select_where
 
 triggers = REGISTRY.register(Projection(
     name="triggers",

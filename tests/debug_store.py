@@ -9,12 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import eventstore
-from eventstore.domain.commits import RuntimeCommit
-from eventstore.domain.graph_model import Checkpoint, EventPayload, GraphAppend, SessionNode, UsageDelta
-from eventstore.domain.inputs import NextTurn, TurnInputDraft
-from eventstore.domain.owners import LeaseOwner
-from eventstore.domain.queue import AgentFrameTask, QueuedWorkDraft
-from eventstore.domain.sessions import SessionMeta
+from eventstore.commits import RuntimeCommit, Checkpoint, EventPayload, GraphAppend, SessionNode, UsageDelta
+from eventstore.inputs import NextTurn, TurnInputDraft
+from eventstore.leases import LeaseOwner
+from eventstore.queue import AgentFrameTask, QueuedWorkDraft
+from eventstore.sessions import SessionMeta
 
 RUNTIME_A = LeaseOwner("runtime-a", "inc-1")
 RUNTIME_B = LeaseOwner("runtime-b", "inc-7")

@@ -45,7 +45,7 @@ from typing import Any
 
 import attrs
 
-from eventstore.domain.trigger_events import occurrence_id_for, subscription_id_for
+from eventstore.triggers import occurrence_id_for, subscription_id_for
 
 RETENTION_MS = 7 * 86_400_000
 """How long a settled batch's source key is remembered (the queue's default)."""

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import eventstore
 from eventstore import codec
 from eventstore.cli import main
-from eventstore.inspection import COMMAND_LIMIT, why
+from eventstore.debug.inspection import COMMAND_LIMIT, why
 from tests import strategies as gen
 
 START, CONTINUES = codec.FLAG_COMMAND_START, codec.FLAG_COMMAND_CONTINUES

@@ -3,9 +3,7 @@ checks that reach into the SQLite file (stored flags, a damaged blob)."""
 
 import pytest
 
-from eventstore.domain.checkpoints import CheckpointDecodeError
-from eventstore.domain.commits import RuntimeCommit
-from eventstore.domain.graph_model import Checkpoint, TurnState
+from eventstore.commits import CheckpointDecodeError, RuntimeCommit, Checkpoint, TurnState
 from tests.contract.commit_behaviour import CommitBehaviourContract
 from tests.contract.commits import CommitContract, append, fence_of, node
 

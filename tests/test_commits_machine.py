@@ -25,23 +25,15 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import eventstore
 from eventstore.blobs import ref_of
-from eventstore.domain.commit_rules import HeadRevisionConflict, InvalidGraphDelta, RuntimeTurnCommitConflict
-from eventstore.domain.commits import RuntimeCommit
-from eventstore.domain.graph_model import (
-    AgentFrame,
-    Checkpoint,
-    EventPayload,
-    GraphAppend,
-    GraphReplace,
-    GraphUnchanged,
-    SessionNode,
-    TurnState,
+from eventstore.commits import HeadRevisionConflict, InvalidGraphDelta, RuntimeTurnCommitConflict
+from eventstore.commits import RuntimeCommit
+from eventstore.commits import (
+    AgentFrame, Checkpoint, EventPayload, GraphAppend, GraphReplace, GraphUnchanged, SessionNode, TurnState,
     UsageDelta,
 )
-from eventstore.domain.leases import Acquired, SessionExecutionLeaseExpired
-from eventstore.domain.owners import LeaseOwner
-from eventstore.domain.queue import AgentFrameTask, QueuedWorkClaimSuperseded, QueuedWorkDraft
-from eventstore.domain.turn_hash import stamp_turn
+from eventstore.leases import Acquired, SessionExecutionLeaseExpired, LeaseOwner
+from eventstore.queue import AgentFrameTask, QueuedWorkClaimSuperseded, QueuedWorkDraft
+from eventstore.commits import stamp_turn
 from tests.helpers import assert_consistent
 
 SID = "s1"

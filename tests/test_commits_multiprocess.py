@@ -15,11 +15,8 @@ import multiprocessing
 import queue as queue_module
 
 import eventstore
-from eventstore.domain.commit_rules import HeadRevisionConflict
-from eventstore.domain.commits import RuntimeCommit
-from eventstore.domain.graph_model import EventPayload, GraphAppend, SessionNode
-from eventstore.domain.leases import Acquired
-from eventstore.domain.owners import LeaseOwner
+from eventstore.commits import HeadRevisionConflict, RuntimeCommit, EventPayload, GraphAppend, SessionNode
+from eventstore.leases import Acquired, LeaseOwner
 from tests.helpers import assert_consistent
 
 SESSION = "race"

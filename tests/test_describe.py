@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 import eventstore
-from eventstore import describe as describe_module
-from eventstore.describe import describe, short
-from eventstore.domain.processes import handover_hash, process_stream
+from eventstore.debug import describe_events as describe_module
+from eventstore.debug.describe_events import describe, short
+from eventstore.processes import handover_hash, process_stream
 from eventstore.errors import InvalidArgument
 from eventstore.events import event
-from eventstore.inspection import state_at
+from eventstore.debug.inspection import state_at
 from eventstore.log import UNDECODED, RecordedEvent
-from eventstore.statediff import diff
+from eventstore.debug.statediff import diff
 from projections.base import REGISTRY as PROJECTIONS
 from projections.base import Projection
 from tests import debug_store
@@ -195,7 +195,7 @@ def test_a_domain_this_code_does_not_know_shows_up_in_replays_and_diffs(tmp_path
 
 
 def test_forgotten_trigger_occurrences_read_as_a_sentence():
-    from eventstore.domain.trigger_events import OccurrencesForgotten
+    from eventstore.triggers import OccurrencesForgotten
 
     ev = RecordedEvent(9, "triggers:maintenance", 1, "trigger.occurrences_forgotten", 1, 5_000,
                        OccurrencesForgotten(older_than_ms=1_000, forgotten=2, at_ms=5_000))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import eventstore
-from eventstore import describe as describe_module
-from eventstore.describe import describe, templates
+from eventstore.debug import describe_events as describe_module
+from eventstore.debug.describe_events import describe, templates
 from eventstore.errors import InvalidArgument
 from eventstore.log import RecordedEvent
 from tests import debug_store

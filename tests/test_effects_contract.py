@@ -36,7 +36,7 @@ def _race(path: str, keys: int, offset: int, start: object, queue: "multiprocess
     import time
 
     import eventstore
-    from eventstore.domain.owners import LeaseTimings
+    from eventstore.leases import LeaseTimings
 
     ran: list[int] = []
     seen: dict[int, object] = {}

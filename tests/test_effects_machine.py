@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import eventstore
-from eventstore.domain.effects import EffectBusy, EffectFailed, EffectLeaseLost, EffectMismatch, EffectReplayMissing
-from eventstore.domain.owners import LeaseOwner, LeaseTimings, OpaqueLiveness
+from eventstore.effects import EffectBusy, EffectFailed, EffectLeaseLost, EffectMismatch, EffectReplayMissing
+from eventstore.leases import LeaseOwner, LeaseTimings, OpaqueLiveness
 from tests.helpers import assert_consistent
 
 TTL = 300

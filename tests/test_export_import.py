@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 import eventstore
 from eventstore import chain
 from eventstore.errors import NotAnEventStore
-from eventstore.export import (BadExportLine, ExportError, ImportTargetNotEmpty, export_store, export_to_path,
+from eventstore.debug.export import (BadExportLine, ExportError, ImportTargetNotEmpty, export_store, export_to_path,
                                line_check, split_check)
-from eventstore.importer import import_store
+from eventstore.debug.importer import import_store
 from projections.engine import _compare
 from tests import debug_store
 

@@ -10,21 +10,12 @@ import pytest
 import eventstore
 from eventstore import demo
 from eventstore.cli import EXIT_ERROR, EXIT_OK, main
-from eventstore.domain.commits import RuntimeCommit
-from eventstore.domain.graph_model import (
-    Checkpoint,
-    EventPayload,
-    GraphAppend,
-    ModelConfig,
-    PluginPayload,
-    SessionNode,
-    TurnState,
-    UsageDelta,
+from eventstore.commits import RuntimeCommit
+from eventstore.commits import (
+    Checkpoint, EventPayload, GraphAppend, ModelConfig, PluginPayload, SessionNode, TurnState, UsageDelta,
 )
-from eventstore.domain.input_events import ActiveTurn
-from eventstore.domain.inputs import TurnInputDraft
-from eventstore.domain.leases import Acquired
-from eventstore.domain.owners import LeaseOwner
+from eventstore.inputs import ActiveTurn, TurnInputDraft
+from eventstore.leases import Acquired, LeaseOwner
 
 
 def msg(nid: str, parent: str | None, role: str, text: str) -> SessionNode:

@@ -23,15 +23,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import eventstore
-from eventstore.domain.input_events import ActiveTurn, CheckpointKind, InputState, NextTurn
-from eventstore.domain.inputs import (
-    CancelOutcome,
-    PendingTurnInputSourceKeyConflict,
-    TurnInputClaimSuperseded,
-    TurnInputDraft,
+from eventstore.inputs import ActiveTurn, CheckpointKind, InputState, NextTurn
+from eventstore.inputs import (
+    CancelOutcome, PendingTurnInputSourceKeyConflict, TurnInputClaimSuperseded, TurnInputDraft,
     check_input_completion,
 )
-from eventstore.domain.leases import Acquired
+from eventstore.leases import Acquired
 from tests.helpers import assert_consistent
 from tests.test_queue_machine import owner, scratch_dir
 

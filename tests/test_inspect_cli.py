@@ -18,7 +18,7 @@ import pytest
 
 import eventstore
 from eventstore.cli import main
-from eventstore.export import export_to_path
+from eventstore.debug.export import export_to_path
 from tests import debug_store
 from tests.strategies import edit_file
 

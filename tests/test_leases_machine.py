@@ -19,15 +19,11 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 import eventstore
-from eventstore.domain.leases import (
-    Acquired,
-    Busy,
-    SessionExecutionLease,
-    SessionExecutionLeaseExpired,
-    is_generation_live,
+from eventstore.leases import (
+    Acquired, Busy, SessionExecutionLease, SessionExecutionLeaseExpired, is_generation_live,
     require_live_fence,
 )
-from eventstore.domain.owners import LeaseOwner, LocalProcessLiveness, OpaqueLiveness
+from eventstore.leases import LeaseOwner, LocalProcessLiveness, OpaqueLiveness
 from tests.helpers import assert_consistent
 
 SID = "s"

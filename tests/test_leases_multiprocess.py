@@ -12,8 +12,7 @@ import uuid
 from typing import Any
 
 import eventstore
-from eventstore.domain.leases import Acquired
-from eventstore.domain.owners import LeaseOwner, read_process_start, this_process
+from eventstore.leases import Acquired, LeaseOwner, read_process_start, this_process
 
 CTX = multiprocessing.get_context("spawn")
 ROUNDS = 5

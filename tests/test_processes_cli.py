@@ -9,23 +9,11 @@ import pytest
 import eventstore
 from eventstore.cli import EXIT_ERROR, EXIT_OK, main
 from eventstore.cli.processes import parse_date
-from eventstore.domain.processes import (
-    AppendEventRequest,
-    Disposition,
-    EventTypeSpec,
-    ExternalInput,
-    ExternalOwner,
-    HandleDescriptor,
-    LeaseOwner,
-    Pointer,
-    ProcessRegistration,
-    Provenance,
-    SessionScope,
-    Success,
-    ToolCallInput,
-    WakeSpec,
-    process_stream,
+from eventstore.processes import (
+    AppendEventRequest, Disposition, EventTypeSpec, ExternalInput, ExternalOwner, HandleDescriptor, Pointer,
+    ProcessRegistration, Provenance, SessionScope, Success, ToolCallInput, WakeSpec, process_stream,
 )
+from eventstore.leases import LeaseOwner
 
 DAY_MS = 86_400_000
 T0 = 1_700_000_000_000  # 2023-11-14T22:13:20Z

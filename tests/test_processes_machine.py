@@ -27,34 +27,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import eventstore
-from eventstore.domain.processes import (
-    Acquired,
-    AppendEventRequest,
-    Busy,
-    CompletionAuthorityRejected,
-    Disposition,
-    EngineInput,
-    EventTypeSpec,
-    ExternalInput,
-    ExternalOwner,
-    HandoverConflict,
-    LeaseOwner,
-    Pointer,
-    ProcessAlreadyTerminal,
-    ProcessLeaseExpired,
-    ProcessRegistration,
-    ProcessStatus,
-    Provenance,
-    RegistrationConflict,
-    ReplayKeyConflict,
-    ReplayKeyRequired,
-    SessionScope,
-    Success,
-    UnknownProcess,
-    WakeSpec,
-    WorkflowKey,
+from eventstore.processes import (
+    Acquired, AppendEventRequest, Busy, CompletionAuthorityRejected, Disposition, EngineInput,
+    EventTypeSpec, ExternalInput, ExternalOwner, HandoverConflict, Pointer, ProcessAlreadyTerminal,
+    ProcessLeaseExpired, ProcessRegistration, ProcessStatus, Provenance, RegistrationConflict,
+    ReplayKeyConflict, ReplayKeyRequired, SessionScope, Success, UnknownProcess, WakeSpec, WorkflowKey,
     HostScope,
 )
+from eventstore.leases import LeaseOwner
 from tests.helpers import assert_consistent
 
 PIDS = ("p0", "p1", "p2")

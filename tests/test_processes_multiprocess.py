@@ -18,21 +18,11 @@ import os
 import time
 
 import eventstore
-from eventstore.domain.processes import (
-    Acquired,
-    AppendEventRequest,
-    Disposition,
-    EngineInput,
-    EventTypeSpec,
-    ExternalInput,
-    ExternalOwner,
-    HandoverConflict,
-    HostScope,
-    ProcessRegistration,
-    Provenance,
-    Success,
-    this_process,
+from eventstore.processes import (
+    Acquired, AppendEventRequest, Disposition, EngineInput, EventTypeSpec, ExternalInput, ExternalOwner,
+    HandoverConflict, HostScope, ProcessRegistration, Provenance, Success,
 )
+from eventstore.leases import this_process
 
 CTX = mp.get_context("spawn")
 WAIT_S = 60

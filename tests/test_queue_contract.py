@@ -7,21 +7,15 @@ import pytest
 
 import eventstore
 from eventstore.cli import EXIT_ERROR, EXIT_OK, main
-from eventstore.describe import describe
-from eventstore.domain.queue_events import (
-    DeliveryPolicy,
-    MergeKey,
-    QueuedWorkEnqueued,
-    WorkClass,
-    describe_wake_frames,
-    frame_of_scope,
+from eventstore.debug.describe_events import describe
+from eventstore.queue import (
+    DeliveryPolicy, MergeKey, QueuedWorkEnqueued, WorkClass, describe_wake_frames, frame_of_scope,
 )
 from eventstore.events import EventRegistry, event
-from eventstore.domain.input_events import ActiveTurn
-from eventstore.domain.inputs import TurnInputDraft
-from eventstore.domain.owners import LeaseOwner
-from eventstore.domain.processes import AppendEventRequest, SessionScope
-from eventstore.domain.queue import AgentFrameTask, ProcessWake, QueuedWorkDraft, SlotPolicy
+from eventstore.inputs import ActiveTurn, TurnInputDraft
+from eventstore.leases import LeaseOwner
+from eventstore.processes import AppendEventRequest, SessionScope
+from eventstore.queue import AgentFrameTask, ProcessWake, QueuedWorkDraft, SlotPolicy
 from tests.contract.processes import registration, wake_type
 from tests.contract.queue import QueueContract, fence_of
 from tests.helpers import assert_consistent

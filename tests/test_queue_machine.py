@@ -20,19 +20,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import eventstore
-from eventstore.domain.leases import Acquired
-from eventstore.domain.owners import LeaseOwner, LocalProcessLiveness
-from eventstore.domain.queue import (
-    AgentFrameTask,
-    ClaimBoundary,
-    DeliveryPolicy,
-    MergeKey,
-    ProcessWake,
-    QueuedWorkClaimSuperseded,
-    QueuedWorkDraft,
-    RefreshToolCatalog,
-    SlotPolicy,
-    check_queue_completion,
+from eventstore.leases import Acquired, LeaseOwner, LocalProcessLiveness
+from eventstore.queue import (
+    AgentFrameTask, ClaimBoundary, DeliveryPolicy, MergeKey, ProcessWake, QueuedWorkClaimSuperseded,
+    QueuedWorkDraft, RefreshToolCatalog, SlotPolicy, check_queue_completion,
 )
 from tests.helpers import assert_consistent
 

@@ -20,16 +20,10 @@ import random
 import time
 
 import eventstore
-from eventstore.domain.leases import Acquired, SessionExecutionLeaseExpired
-from eventstore.domain.owners import this_process
-from eventstore.domain.queue import (
-    AgentFrameTask,
-    DeliveryPolicy,
-    QueuedWorkClaimSuperseded,
-    QueuedWorkDraft,
-    RefreshToolCatalog,
-    SlotPolicy,
-    plan_enqueue,
+from eventstore.leases import Acquired, SessionExecutionLeaseExpired, this_process
+from eventstore.queue import (
+    AgentFrameTask, DeliveryPolicy, QueuedWorkClaimSuperseded, QueuedWorkDraft, RefreshToolCatalog,
+    SlotPolicy, plan_enqueue,
 )
 from tests.helpers import assert_consistent
 

@@ -41,9 +41,9 @@ def planter():
 def _types() -> list[str]:
     global TYPES
     if TYPES is None:
-        from eventstore import domain
+        from eventstore.store import load_domains
 
-        domain.load()
+        load_domains()
         TYPES = sorted(eventstore.EVENTS.names())
     return TYPES
 

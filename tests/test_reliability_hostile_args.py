@@ -72,12 +72,12 @@ def world(tmp_path):
 
 def _inconsistent(w: hostile.World) -> list[tuple[str, object]]:
     """(what, zero-argument call) pairs whose arguments contradict each other or the store."""
-    from eventstore.domain.commits import RuntimeCommit
-    from eventstore.domain.graph_model import AgentFrame, EventPayload, GraphAppend, GraphUnchanged, SessionNode
-    from eventstore.domain.inputs import TurnInputDraft
-    from eventstore.domain.owners import LeaseTimings
-    from eventstore.domain.processes import AppendEventRequest, ExternalOwner, Success, WorkflowKey
-    from eventstore.domain.queue import AgentFrameTask, QueuedWorkDraft, RefreshToolCatalog
+    from eventstore.commits import RuntimeCommit
+    from eventstore.commits import AgentFrame, EventPayload, GraphAppend, GraphUnchanged, SessionNode
+    from eventstore.inputs import TurnInputDraft
+    from eventstore.leases import LeaseTimings
+    from eventstore.processes import AppendEventRequest, ExternalOwner, Success, WorkflowKey
+    from eventstore.queue import AgentFrameTask, QueuedWorkDraft, RefreshToolCatalog
 
     s, v = w.store, w.values
     fence = v["fence"]
@@ -148,7 +148,7 @@ def test_inconsistent_arguments_raise_typed_errors_and_write_nothing(world):
 def test_a_trigger_conflict_writes_only_its_receipt(world):
     """By design (receipts make a conflict replayable), a refused trigger command records the
     answer; nothing else is written."""
-    from eventstore.domain.triggers import SubscriptionRevisionConflict, UpdateSubscription
+    from eventstore.triggers import SubscriptionRevisionConflict, UpdateSubscription
 
     s = world.store
     before = s.checkpoint()

@@ -9,9 +9,8 @@ import pytest
 import eventstore
 from eventstore import demo
 from eventstore.cli import EXIT_ERROR, EXIT_OK, main
-from eventstore.domain.leases import Acquired
-from eventstore.domain.owners import LeaseOwner
-from eventstore.domain.sessions import SessionMeta, SessionRelation
+from eventstore.leases import Acquired, LeaseOwner
+from eventstore.sessions import SessionMeta, SessionRelation
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 import eventstore
 from eventstore._sqlite import Database
 from eventstore.errors import InvalidArgument
-from eventstore.timetravel import cache_dir_of, clear_cache, view_at
+from eventstore.debug.timetravel import cache_dir_of, clear_cache, view_at
 from projections.base import REGISTRY as PROJECTIONS
 from projections.engine import _compare
 from tests import debug_store
@@ -125,7 +125,7 @@ def test_bad_positions_are_refused(three):
 
 
 def test_a_long_filter_gets_a_bounded_number_of_snapshots(three):
-    from eventstore.timetravel import MAX_PER_FILTER
+    from eventstore.debug.timetravel import MAX_PER_FILTER
 
     view_at(three, None, every=1).close()  # 75 events: the interval doubles to 2
     names = _snapshots(three)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from eventstore.cli import main
-from eventstore.domain.triggers import DeleteSubscription, RegisterSubscription, TriggerDefinition
+from eventstore.triggers import DeleteSubscription, RegisterSubscription, TriggerDefinition
 from tests.contract.triggers import PUSH, TriggerContract, push
 
 

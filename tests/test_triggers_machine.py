@@ -21,26 +21,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import eventstore
-from eventstore.domain.trigger_commands import session_of_scope
-from eventstore.domain.trigger_events import occurrence_id_for, subscription_id_for
-from eventstore.domain.triggers import (
-    DeleteSubscription,
-    DisableSubscription,
-    EnableSubscription,
-    OccurrenceConflict,
-    OccurrenceRequest,
-    OperationIdConflict,
-    PruneTriggers,
-    RegisterSubscription,
-    ReviveSubscription,
-    SubscriptionExists,
-    SubscriptionNotDeleted,
-    SubscriptionNotFound,
-    SubscriptionRevisionConflict,
-    SubscriptionTombstoned,
-    TriggerConflict,
-    TriggerDefinition,
-    UpdateSubscription,
+from eventstore.triggers import session_of_scope, occurrence_id_for, subscription_id_for
+from eventstore.triggers import (
+    DeleteSubscription, DisableSubscription, EnableSubscription, OccurrenceConflict, OccurrenceRequest,
+    OperationIdConflict, PruneTriggers, RegisterSubscription, ReviveSubscription, SubscriptionExists,
+    SubscriptionNotDeleted, SubscriptionNotFound, SubscriptionRevisionConflict, SubscriptionTombstoned,
+    TriggerConflict, TriggerDefinition, UpdateSubscription,
 )
 from tests.helpers import assert_consistent
 

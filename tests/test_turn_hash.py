@@ -6,23 +6,14 @@ import attrs
 import pytest
 
 import eventstore
-from eventstore.domain.commits import RuntimeCommit
-from eventstore.domain.graph_model import (
-    AgentFrame,
-    Checkpoint,
-    EventPayload,
-    GraphAppend,
-    GraphReplace,
-    ModelConfig,
-    SessionNode,
-    TurnStamp,
-    TurnState,
-    UsageDelta,
+from eventstore.commits import RuntimeCommit
+from eventstore.commits import (
+    AgentFrame, Checkpoint, EventPayload, GraphAppend, GraphReplace, ModelConfig, SessionNode, TurnStamp,
+    TurnState, UsageDelta,
 )
-from eventstore.domain.lease_events import LeaseFence
-from eventstore.domain.owners import LeaseOwner
-from eventstore.domain.queue import AgentFrameTask, QueuedWorkDraft
-from eventstore.domain.turn_hash import stamp_turn, turn_commit_hash
+from eventstore.leases import LeaseFence, LeaseOwner
+from eventstore.queue import AgentFrameTask, QueuedWorkDraft
+from eventstore.commits import stamp_turn, turn_commit_hash
 
 FENCE = LeaseFence("s1", LeaseOwner("runtime", "i1"), "token", 3)
 

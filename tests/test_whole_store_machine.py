@@ -59,58 +59,26 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, multiple, rule
 
 import eventstore
-from eventstore.domain.commits import RuntimeCommit
-from eventstore.domain.effects import EffectBusy, EffectFailed, EffectReplayMissing
-from eventstore.domain.graph_model import (
-    Checkpoint,
-    EventPayload,
-    GraphAppend,
-    GraphReplace,
-    GraphUnchanged,
-    SessionNode,
-    TurnState,
-    UsageDelta,
+from eventstore.commits import RuntimeCommit
+from eventstore.effects import EffectBusy, EffectFailed, EffectReplayMissing
+from eventstore.commits import (
+    Checkpoint, EventPayload, GraphAppend, GraphReplace, GraphUnchanged, SessionNode, TurnState, UsageDelta,
 )
-from eventstore.domain.input_events import ActiveTurn, CheckpointKind, NextTurn
-from eventstore.domain.inputs import TurnInputClaimSuperseded, TurnInputDraft
-from eventstore.domain.leases import Acquired, Busy
-from eventstore.domain.owners import LeaseOwner, LeaseTimings, LocalProcessLiveness, OpaqueLiveness
-from eventstore.domain.processes import (
-    AppendEventRequest,
-    Disposition,
-    EngineInput,
-    EventTypeSpec,
-    ExternalInput,
-    ExternalOwner,
-    HostScope,
-    Pointer,
-    ProcessRegistration,
-    Provenance,
-    SessionScope,
-    Success,
-    WakeSpec,
-    WorkflowKey,
+from eventstore.inputs import ActiveTurn, CheckpointKind, NextTurn, TurnInputClaimSuperseded, TurnInputDraft
+from eventstore.leases import Acquired, Busy, LeaseOwner, LeaseTimings, LocalProcessLiveness, OpaqueLiveness
+from eventstore.processes import (
+    AppendEventRequest, Disposition, EngineInput, EventTypeSpec, ExternalInput, ExternalOwner, HostScope,
+    Pointer, ProcessRegistration, Provenance, SessionScope, Success, WakeSpec, WorkflowKey,
 )
-from eventstore.domain.queue import (
-    AgentFrameTask,
-    QueuedWorkClaimSuperseded,
-    QueuedWorkDraft,
-    RefreshToolCatalog,
-    SlotPolicy,
+from eventstore.queue import (
+    AgentFrameTask, QueuedWorkClaimSuperseded, QueuedWorkDraft, RefreshToolCatalog, SlotPolicy,
 )
-from eventstore.domain.trigger_events import subscription_id_for
-from eventstore.domain.triggers import (
-    DeleteSubscription,
-    DisableSubscription,
-    EnableSubscription,
-    OccurrenceRequest,
-    RegisterSubscription,
-    ReviveSubscription,
-    TriggerConflict,
-    TriggerDefinition,
-    UpdateSubscription,
+from eventstore.triggers import subscription_id_for
+from eventstore.triggers import (
+    DeleteSubscription, DisableSubscription, EnableSubscription, OccurrenceRequest, RegisterSubscription,
+    ReviveSubscription, TriggerConflict, TriggerDefinition, UpdateSubscription,
 )
-from eventstore.domain.turn_hash import stamp_turn
+from eventstore.commits import stamp_turn
 from tests import model_store as m
 from tests.helpers import assert_consistent
 from tests.test_queue_machine import scratch_dir

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import attrs
 
-from ..describe import timestamp
+from ..debug.describe_events import timestamp
 from ..errors import FileError
 from ..store import Store, open as open_store
 

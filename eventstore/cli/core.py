@@ -8,7 +8,7 @@ from typing import Any
 
 from ..chain import Anchor
 from . import EXIT_FAILED, EXIT_OK
-from ..describe import describe
+from ..debug.describe_events import describe
 from ..errors import InvalidArgument
 from ._common import add_db, dumps, fmt_ms, open_existing, print_table, printable, progress_bar, whole_number
 

@@ -75,7 +75,7 @@ def _add_streams(p: Any) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from ..inspection import state_at
+    from ..debug.inspection import state_at
 
     with open_existing(args.db) as store:
         summary = state_at(store, args.position, args.streams, cache=not args.no_cache)
@@ -130,7 +130,7 @@ def _print_session(out: Any, s: Any) -> None:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from ..statediff import diff
+    from ..debug.statediff import diff
 
     with open_existing(args.db) as store:
         to = store.last_position() if args.to_position is None else args.to_position
@@ -165,7 +165,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _why(args: argparse.Namespace) -> int:
-    from ..inspection import why
+    from ..debug.inspection import why
 
     with open_existing(args.db) as store:
         r = why(store, args.stream, args.version, around=args.around)
@@ -199,7 +199,7 @@ def _why(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..export import export_store, export_to_path
+    from ..debug.export import export_store, export_to_path
 
     with open_existing(args.db) as store:
         total = store.last_position()
@@ -215,7 +215,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from ..importer import import_store
+    from ..debug.importer import import_store
 
     source = sys.stdin.buffer if args.source == "-" else args.source
     with progress_bar("import", True) as progress:

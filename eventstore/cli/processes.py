@@ -134,8 +134,8 @@ def _process(args: argparse.Namespace) -> int:
 
 
 def _prune(args: argparse.Namespace) -> int:
-    from ..domain.process_events import PruneFilter
-    from ..domain.process_model import ProcessStatus
+    from ..processes.events import PruneFilter
+    from ..processes.model import ProcessStatus
 
     flt = None
     if args.statuses or args.scope:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable, Sequence
 
-from ..domain.queue_events import describe_wake_frames
+from ..queue.events import describe_wake_frames
 from . import EXIT_OK
 from ._common import add_db, dumps, fmt_ms, open_existing, print_json_lines, print_table, whole_number
 

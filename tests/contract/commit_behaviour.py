@@ -7,20 +7,12 @@ from __future__ import annotations
 import pytest
 
 import eventstore
-from eventstore.domain.commit_rules import InvalidGraphDelta
-from eventstore.domain.commits import RuntimeCommit
-from eventstore.domain.graph_model import (
-    Checkpoint,
-    EventPayload,
-    GraphReplace,
-    GraphUnchanged,
-    PluginPayload,
-    SessionNode,
-    TurnState,
+from eventstore.commits import InvalidGraphDelta, RuntimeCommit
+from eventstore.commits import (
+    Checkpoint, EventPayload, GraphReplace, GraphUnchanged, PluginPayload, SessionNode, TurnState,
     UsageDelta,
 )
-from eventstore.domain.input_events import ActiveTurn, InputState
-from eventstore.domain.inputs import TurnInputDraft
+from eventstore.inputs import ActiveTurn, InputState, TurnInputDraft
 from tests.contract.commits import CommitHelpers, append, fence_of, ids, node
 from tests.helpers import assert_consistent
 

@@ -9,33 +9,21 @@ import attrs
 import pytest
 
 import eventstore
-from eventstore.domain.attachments import AttachmentConflict
-from eventstore.domain.commit_rules import (
-    HeadRevisionConflict,
-    InvalidGraphDelta,
-    RuntimeTurnCommitConflict,
-    SessionBindingMismatch,
+from eventstore.attachments import AttachmentConflict
+from eventstore.commits import (
+    HeadRevisionConflict, InvalidGraphDelta, RuntimeTurnCommitConflict, SessionBindingMismatch,
 )
-from eventstore.domain.commits import RuntimeCommit
-from eventstore.domain.graph_model import (
-    AgentFrame,
-    Checkpoint,
-    EventPayload,
-    GraphAppend,
-    GraphUnchanged,
-    ModelConfig,
-    SessionNode,
-    TurnState,
+from eventstore.commits import RuntimeCommit
+from eventstore.commits import (
+    AgentFrame, Checkpoint, EventPayload, GraphAppend, GraphUnchanged, ModelConfig, SessionNode, TurnState,
     UsageDelta,
 )
-from eventstore.domain.input_events import ActiveTurn, InputState
-from eventstore.domain.inputs import TurnInputClaimSuperseded, TurnInputDraft
-from eventstore.domain.leases import Acquired, SessionExecutionLeaseExpired
-from eventstore.domain.owners import LeaseOwner
-from eventstore.domain.process_model import Disposition, ExternalInput, HostScope, ProcessRegistration, Provenance
-from eventstore.domain.queue import AgentFrameTask, QueuedWorkClaimSuperseded, QueuedWorkDraft
-from eventstore.domain.session_events import SessionMeta, SessionRelation
-from eventstore.domain.turn_hash import stamp_turn, turn_commit_hash
+from eventstore.inputs import ActiveTurn, InputState, TurnInputClaimSuperseded, TurnInputDraft
+from eventstore.leases import Acquired, SessionExecutionLeaseExpired, LeaseOwner
+from eventstore.processes import Disposition, ExternalInput, HostScope, ProcessRegistration, Provenance
+from eventstore.queue import AgentFrameTask, QueuedWorkClaimSuperseded, QueuedWorkDraft
+from eventstore.sessions import SessionMeta, SessionRelation
+from eventstore.commits import stamp_turn, turn_commit_hash
 from tests.helpers import assert_consistent
 
 MODEL = ModelConfig("anthropic", "claude-x")

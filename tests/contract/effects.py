@@ -13,18 +13,12 @@ import time
 import pytest
 
 import eventstore
-from eventstore.domain.effects import (
-    AwaitSessionRevoked,
-    AwaitTimeout,
-    AwaitTokenInvalid,
-    EffectBusy,
-    EffectFailed,
-    EffectLeaseLost,
-    EffectMismatch,
-    EffectReplayMissing,
+from eventstore.effects import (
+    AwaitSessionRevoked, AwaitTimeout, AwaitTokenInvalid, EffectBusy, EffectFailed, EffectLeaseLost,
+    EffectMismatch, EffectReplayMissing,
 )
-from eventstore.domain.effect_renewal import SCHEDULER, THREAD_NAME
-from eventstore.domain.owners import LeaseOwner, LeaseTimings, LocalProcessLiveness, OpaqueLiveness, this_process
+from eventstore.effects import SCHEDULER, THREAD_NAME
+from eventstore.leases import LeaseOwner, LeaseTimings, LocalProcessLiveness, OpaqueLiveness, this_process
 from tests.helpers import assert_consistent
 
 TIMINGS = LeaseTimings(ttl_ms=300, renew_every_ms=100)

@@ -8,18 +8,12 @@ from typing import Any
 import pytest
 
 import eventstore
-from eventstore.domain.input_events import ActiveTurn, CheckpointKind, InputState, NextTurn
-from eventstore.domain.inputs import (
-    BySourceKey,
-    CancelOutcome,
-    PendingTurnInputIdConflict,
-    PendingTurnInputSourceKeyConflict,
-    TurnInputClaimSuperseded,
-    TurnInputCompletion,
-    TurnInputDraft,
+from eventstore.inputs import ActiveTurn, CheckpointKind, InputState, NextTurn
+from eventstore.inputs import (
+    BySourceKey, CancelOutcome, PendingTurnInputIdConflict, PendingTurnInputSourceKeyConflict,
+    TurnInputClaimSuperseded, TurnInputCompletion, TurnInputDraft,
 )
-from eventstore.domain.leases import Acquired, SessionExecutionLeaseExpired
-from eventstore.domain.owners import LeaseOwner
+from eventstore.leases import Acquired, SessionExecutionLeaseExpired, LeaseOwner
 from tests.helpers import assert_consistent
 
 AFTER_WORK, BEFORE_COMPLETION = CheckpointKind.AFTER_WORK, CheckpointKind.BEFORE_COMPLETION
@@ -325,7 +319,7 @@ class InputContract:
             store.inputs.enqueue(draft("y", input_id="mine"))
 
     def test_enqueue_is_refused_for_unknown_or_deleted_sessions_and_delete_wipes_inputs(self, backend):
-        from eventstore.domain.sessions import SessionDeleted, SessionNotFound
+        from eventstore.sessions import SessionDeleted, SessionNotFound
 
         store = self.setup_session(backend)
         with pytest.raises(SessionNotFound):
@@ -368,8 +362,9 @@ class InputContract:
         assert store.last_position() == before
 
     def test_runtime_commit_functions_work_inside_the_callers_transaction(self, backend):
-        from eventstore.domain.inputs import (check_input_completion, interrupt_events, plan_input_enqueue,
-                                              vacuum_events)
+        from eventstore.inputs import (
+            check_input_completion, interrupt_events, plan_input_enqueue, vacuum_events,
+        )
 
         store = self.setup_session(backend)
         now = backend.clock()

@@ -7,18 +7,13 @@ import threading
 import pytest
 
 import eventstore
-from eventstore.domain.lease_events import SessionLeaseAcquired
-from eventstore.domain.leases import (
-    Acquired,
-    Busy,
-    LeaseFence,
-    SessionExecutionLeaseExpired,
-    is_generation_live,
-    live_generation,
+from eventstore.leases import SessionLeaseAcquired
+from eventstore.leases import (
+    Acquired, Busy, LeaseFence, SessionExecutionLeaseExpired, is_generation_live, live_generation,
     require_live_fence,
 )
-from eventstore.domain.owners import LeaseOwner, LeaseTimings, LocalProcessLiveness, OpaqueLiveness
-from eventstore.domain.sessions import SessionDeleted, SessionNotFound
+from eventstore.leases import LeaseOwner, LeaseTimings, LocalProcessLiveness, OpaqueLiveness
+from eventstore.sessions import SessionDeleted, SessionNotFound
 from tests.helpers import assert_consistent
 
 HOST, BOOT = "host-1", "boot-1"

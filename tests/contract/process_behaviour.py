@@ -7,38 +7,14 @@ from __future__ import annotations
 import pytest
 
 import eventstore
-from eventstore.domain.processes import (
-    AppendEventRequest,
-    AwaitTimeout,
-    Cancelled,
-    ConstDedupe,
-    Disposition,
-    EventTypeSpec,
-    ExternalInput,
-    ExternalOwner,
-    Failure,
-    HandleDescriptor,
-    HandleNotGranted,
-    HostScope,
-    InvalidProcessEvent,
-    InvalidRegistration,
-    PayloadSchema,
-    Pointer,
-    ProcessRegistration,
-    ProcessStatus,
-    Provenance,
-    ReplayKeyConflict,
-    SelectorDedupe,
-    SessionScope,
-    Success,
-    Template,
-    TerminalSpec,
-    ToolCallInput,
-    UnknownProcess,
-    WakeSpec,
-    process_stream,
+from eventstore.processes import (
+    AppendEventRequest, AwaitTimeout, Cancelled, ConstDedupe, Disposition, EventTypeSpec, ExternalInput,
+    ExternalOwner, Failure, HandleDescriptor, HandleNotGranted, HostScope, InvalidProcessEvent,
+    InvalidRegistration, PayloadSchema, Pointer, ProcessRegistration, ProcessStatus, Provenance,
+    ReplayKeyConflict, SelectorDedupe, SessionScope, Success, Template, TerminalSpec, ToolCallInput,
+    UnknownProcess, WakeSpec, process_stream,
 )
-from eventstore.domain.process_rules import wake_id
+from eventstore.processes import wake_id
 from tests.contract.processes import HOST, S1, S2, owner, plain_type, registration, wake_type
 from tests.helpers import assert_consistent
 

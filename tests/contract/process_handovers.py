@@ -8,15 +8,9 @@ from __future__ import annotations
 import pytest
 
 import eventstore
-from eventstore.domain.processes import (
-    AppendEventRequest,
-    ExternalOwner,
-    HandoverConflict,
-    ProcessAlreadyTerminal,
-    Success,
-    UnknownProcess,
-    handover_hash,
-    process_stream,
+from eventstore.processes import (
+    AppendEventRequest, ExternalOwner, HandoverConflict, ProcessAlreadyTerminal, Success, UnknownProcess,
+    handover_hash, process_stream,
 )
 from tests.contract.processes import plain_type, registration
 from tests.helpers import assert_consistent

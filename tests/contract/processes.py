@@ -12,48 +12,16 @@ import os
 import pytest
 
 import eventstore
-from eventstore.domain.owners import LocalProcessLiveness, read_process_start, this_process
-from eventstore.domain.processes import (
-    Abandoned,
-    AbandonEvidence,
-    AbandonWriter,
-    Acquired,
-    AppendEventRequest,
-    Busy,
-    Cancelled,
-    CompletionAuthorityRejected,
-    Disposition,
-    EngineInput,
-    EventTypeSpec,
-    ExternalInput,
-    ExternalOwner,
-    ExternalRef,
-    ExternalRefConflict,
-    Failure,
-    HandleDescriptor,
-    HostScope,
-    LeaseOwner,
-    Pointer,
-    Present,
-    ProcessAlreadyTerminal,
-    ProcessLeaseExpired,
-    ProcessRegistration,
-    ProcessStatus,
-    Provenance,
-    PruneFilter,
-    ReconciledAbandon,
-    RegistrationConflict,
-    ReplayKeyConflict,
-    ReplayKeyRequired,
-    SessionScope,
-    Success,
-    TerminalSpec,
-    UnknownProcess,
-    WaitState,
-    WakeSpec,
-    WorkflowKey,
-    process_stream,
+from eventstore.leases import LocalProcessLiveness, read_process_start, this_process
+from eventstore.processes import (
+    Abandoned, AbandonEvidence, AbandonWriter, Acquired, AppendEventRequest, Busy, Cancelled,
+    CompletionAuthorityRejected, Disposition, EngineInput, EventTypeSpec, ExternalInput, ExternalOwner,
+    ExternalRef, ExternalRefConflict, Failure, HandleDescriptor, HostScope, Pointer, Present,
+    ProcessAlreadyTerminal, ProcessLeaseExpired, ProcessRegistration, ProcessStatus, Provenance,
+    PruneFilter, ReconciledAbandon, RegistrationConflict, ReplayKeyConflict, ReplayKeyRequired,
+    SessionScope, Success, TerminalSpec, UnknownProcess, WaitState, WakeSpec, WorkflowKey, process_stream,
 )
+from eventstore.leases import LeaseOwner
 from tests.helpers import assert_consistent
 
 HOST = Provenance(HostScope())

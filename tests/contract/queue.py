@@ -10,22 +10,12 @@ from typing import Any, Iterator
 import pytest
 
 import eventstore
-from eventstore.domain.input_events import ActiveTurn, CheckpointKind
-from eventstore.domain.inputs import TurnInputDraft
-from eventstore.domain.leases import Acquired, SessionExecutionLeaseExpired
-from eventstore.domain.owners import LeaseOwner, LocalProcessLiveness
-from eventstore.domain.processes import AppendEventRequest, ExternalOwner, SessionScope, Success
-from eventstore.domain.queue import (
-    AgentFrameTask,
-    ClaimBoundary,
-    DeliveryPolicy,
-    MergeKey,
-    ProcessWake,
-    QueuedWorkClaimSuperseded,
-    QueuedWorkCompletion,
-    QueuedWorkDraft,
-    RefreshToolCatalog,
-    SlotPolicy,
+from eventstore.inputs import ActiveTurn, CheckpointKind, TurnInputDraft
+from eventstore.leases import Acquired, SessionExecutionLeaseExpired, LeaseOwner, LocalProcessLiveness
+from eventstore.processes import AppendEventRequest, ExternalOwner, SessionScope, Success
+from eventstore.queue import (
+    AgentFrameTask, ClaimBoundary, DeliveryPolicy, MergeKey, ProcessWake, QueuedWorkClaimSuperseded,
+    QueuedWorkCompletion, QueuedWorkDraft, RefreshToolCatalog, SlotPolicy,
 )
 from tests.contract.processes import S1, registration, wake_type
 from tests.helpers import assert_consistent
@@ -490,7 +480,7 @@ class QueueContract:
     # --- beyond the reference ------------------------------------------------------------
 
     def test_an_empty_or_mixed_batch_is_refused_at_enqueue_and_nothing_is_written(self, backend):
-        from eventstore.domain.queue import InvalidBatchPayloads
+        from eventstore.queue import InvalidBatchPayloads
 
         store = self.setup_session(backend)
         before = store.last_position()
@@ -674,7 +664,7 @@ class QueueContract:
         assert claim.lease_token == hashlib.sha256(token_seed.encode()).hexdigest()
 
     def test_enqueue_is_refused_for_an_unknown_or_deleted_session(self, backend):
-        from eventstore.domain.sessions import SessionDeleted, SessionNotFound
+        from eventstore.sessions import SessionDeleted, SessionNotFound
 
         store = self.setup_session(backend)
         with pytest.raises(SessionNotFound):
@@ -738,7 +728,7 @@ class QueueContract:
                 call()
 
     def test_runtime_commit_functions_plan_and_settle_inside_the_callers_transaction(self, backend):
-        from eventstore.domain.queue import check_queue_completion, plan_enqueue
+        from eventstore.queue import check_queue_completion, plan_enqueue
 
         store = self.setup_session(backend)
         now = backend.clock()

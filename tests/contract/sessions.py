@@ -5,16 +5,10 @@ from __future__ import annotations
 import pytest
 
 import eventstore
-from eventstore.domain.leases import Acquired, require_live_fence
-from eventstore.domain.owners import LeaseOwner
-from eventstore.domain.session_events import SessionPurged
-from eventstore.domain.sessions import (
-    SessionDeleted,
-    SessionMeta,
-    SessionNotDeleted,
-    SessionNotFound,
-    SessionRelation,
-    require_live_session,
+from eventstore.leases import Acquired, require_live_fence, LeaseOwner
+from eventstore.sessions import SessionPurged
+from eventstore.sessions import (
+    SessionDeleted, SessionMeta, SessionNotDeleted, SessionNotFound, SessionRelation, require_live_session,
 )
 from tests.helpers import assert_consistent
 

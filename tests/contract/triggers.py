@@ -12,32 +12,15 @@ import attrs
 import pytest
 
 import eventstore
-from eventstore.domain.processes import ExternalOwner, Success
-from eventstore.domain.trigger_events import (
-    MAINTENANCE_STREAM,
-    DeliveryReserved,
-    OccurrenceRecorded,
-    OccurrencesForgotten,
-    SubscriptionRegistered,
+from eventstore.processes import ExternalOwner, Success
+from eventstore.triggers import (
+    MAINTENANCE_STREAM, DeliveryReserved, OccurrenceRecorded, OccurrencesForgotten, SubscriptionRegistered,
 )
-from eventstore.domain.triggers import (
-    DEFAULT_OCCURRENCE_RETENTION_MS,
-    DeleteSubscription,
-    DisableSubscription,
-    EnableSubscription,
-    OccurrenceConflict,
-    OccurrenceRequest,
-    OperationIdConflict,
-    PruneTriggers,
-    RegisterSubscription,
-    ReviveSubscription,
-    SubscriptionExists,
-    SubscriptionNotDeleted,
-    SubscriptionNotFound,
-    SubscriptionRevisionConflict,
-    SubscriptionTombstoned,
-    TriggerDefinition,
-    UpdateSubscription,
+from eventstore.triggers import (
+    DEFAULT_OCCURRENCE_RETENTION_MS, DeleteSubscription, DisableSubscription, EnableSubscription,
+    OccurrenceConflict, OccurrenceRequest, OperationIdConflict, PruneTriggers, RegisterSubscription,
+    ReviveSubscription, SubscriptionExists, SubscriptionNotDeleted, SubscriptionNotFound,
+    SubscriptionRevisionConflict, SubscriptionTombstoned, TriggerDefinition, UpdateSubscription,
 )
 from tests.contract.processes import registration
 from tests.helpers import assert_consistent

@@ -38,18 +38,11 @@ from typing import Any, Callable
 import msgpack
 
 import eventstore
-from eventstore.domain.commits import RuntimeCommit
-from eventstore.domain.graph_model import (
-    Checkpoint,
-    EventPayload,
-    GraphAppend,
-    ModelConfig,
-    SessionNode,
-    TurnState,
-    UsageDelta,
+from eventstore.commits import RuntimeCommit
+from eventstore.commits import (
+    Checkpoint, EventPayload, GraphAppend, ModelConfig, SessionNode, TurnState, UsageDelta,
 )
-from eventstore.domain.leases import Acquired
-from eventstore.domain.owners import LeaseOwner
+from eventstore.leases import Acquired, LeaseOwner
 
 TITLE = "Runtime commits (session graph)"
 MODEL = ModelConfig("anthropic", "claude-x")

@@ -27,8 +27,8 @@ import time
 from typing import Any, Callable
 
 import eventstore
-from eventstore.domain.effect_envelopes import digest
-from eventstore.domain.triggers import OccurrenceRequest, RegisterSubscription, TriggerDefinition
+from eventstore.effects import digest
+from eventstore.triggers import OccurrenceRequest, RegisterSubscription, TriggerDefinition
 
 TITLE = "Effect replay journal"
 REFERENCE = "raw sqlite3 journal table"

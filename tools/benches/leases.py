@@ -24,9 +24,8 @@ import time
 from typing import Any, Callable
 
 import eventstore
-from eventstore.domain.leases import Acquired, require_live_fence
-from eventstore.domain.owners import LeaseOwner
-from eventstore.domain.sessions import SessionMeta
+from eventstore.leases import Acquired, require_live_fence, LeaseOwner
+from eventstore.sessions import SessionMeta
 
 TITLE = "Sessions and execution leases"
 REFERENCE = "raw sqlite3 mutable table"

@@ -25,18 +25,9 @@ import apsw
 import msgpack
 
 import eventstore
-from eventstore.domain.processes import (
-    AppendEventRequest,
-    Disposition,
-    EventTypeSpec,
-    ExternalInput,
-    ExternalOwner,
-    HostScope,
-    PayloadSchema,
-    ProcessRegistration,
-    Provenance,
-    SessionScope,
-    Success,
+from eventstore.processes import (
+    AppendEventRequest, Disposition, EventTypeSpec, ExternalInput, ExternalOwner, HostScope, PayloadSchema,
+    ProcessRegistration, Provenance, SessionScope, Success,
 )
 
 TITLE = "Process registry: event appends, change feed, await latency"

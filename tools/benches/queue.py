@@ -29,9 +29,8 @@ import time
 from typing import Any
 
 import eventstore
-from eventstore.domain.leases import Acquired
-from eventstore.domain.owners import LeaseOwner
-from eventstore.domain.queue import AgentFrameTask, QueuedWorkDraft, SlotPolicy, plan_enqueue
+from eventstore.leases import Acquired, LeaseOwner
+from eventstore.queue import AgentFrameTask, QueuedWorkDraft, SlotPolicy, plan_enqueue
 
 TITLE = "Queued work: enqueue, claim + complete, claim latency against the backlog"
 REFERENCE = "raw sqlite3 mutable queue table"

@@ -4,7 +4,7 @@ export and import.
 * time travel: the state of one 10,000-event session (sessions, leases, queue, inputs,
   runtime commits and processes, written through the facades) at 20 random positions:
   `store.at(p, streams=[s])` (a fast replay of the session's stream from position 1)
-  against `eventstore.timetravel.view_at` (the same replay from the nearest cached
+  against `eventstore.debug.timetravel.view_at` (the same replay from the nearest cached
   snapshot, one every 1,000 events; its first call, which writes the snapshots, is
   reported apart). Target: at most 50 ms at any position.
 * offline rebuild: `store.rebuild()` of every projection over a log of realistic domain
@@ -30,12 +30,11 @@ from typing import Any
 
 import eventstore
 from eventstore import chain, codec
-from eventstore.domain.commits import RuntimeCommit
-from eventstore.domain.graph_model import EventPayload, GraphAppend, SessionNode, UsageDelta
-from eventstore.domain.inputs import NextTurn, TurnInputDraft
-from eventstore.domain.owners import LeaseOwner
-from eventstore.domain.queue import AgentFrameTask, QueuedWorkDraft
-from eventstore.domain.sessions import SessionMeta
+from eventstore.commits import RuntimeCommit, EventPayload, GraphAppend, SessionNode, UsageDelta
+from eventstore.inputs import NextTurn, TurnInputDraft
+from eventstore.leases import LeaseOwner
+from eventstore.queue import AgentFrameTask, QueuedWorkDraft
+from eventstore.sessions import SessionMeta
 
 from benches import row
 
@@ -82,7 +81,7 @@ print(json.dumps({"events": report.events, "seconds": seconds, "base_kib": base,
 def _processes_api() -> Any:
     """The processes domain module, or None when this code has none."""
     try:
-        from eventstore.domain import processes
+        from eventstore.processes import facade as processes
     except ImportError:
         return None
     return processes
@@ -207,7 +206,7 @@ def _rebuild_in_child(path: str) -> dict:
 
 
 def _time_travel(path: str, quick: bool) -> tuple[list[dict], list[tuple]]:
-    from eventstore.timetravel import clear_cache, view_at
+    from eventstore.debug.timetravel import clear_cache, view_at
 
     clock = eventstore.ManualClock(1_700_000_000_000)
     rows = []
@@ -248,8 +247,8 @@ def _time_travel(path: str, quick: bool) -> tuple[list[dict], list[tuple]]:
 
 def run(workdir: str, quick: bool) -> list[dict[str, Any]]:
     """The benchmark rows (see the module docstring)."""
-    from eventstore.export import export_to_path
-    from eventstore.importer import import_store
+    from eventstore.debug.export import export_to_path
+    from eventstore.debug.importer import import_store
 
     rows, template = _time_travel(os.path.join(workdir, "session.db"), quick)
     total = 60_000 if quick else 1_000_000

@@ -50,15 +50,15 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("eventstore/log.py", "' AND '.join(where)"):
         "fragments that are literals with ? placeholders, or an int() cast (read_all)",
     ("eventstore/log.py", "upper"): "'' or ' AND version <= ' + an int() cast (read_stream)",
-    ("eventstore/inspection.py", "where"):
+    ("eventstore/debug/inspection.py", "where"):
         "row_dict's where clause; every caller passes a literal with ? placeholders",
-    ("eventstore/inspection.py", "by"): "a column name chosen from the fixed tuple ('status', 'state')",
-    ("eventstore/statediff.py", "where"): "'' or a literal condition (no values)",
-    ("eventstore/statediff.py", "order"): "the table's primary key column names, read from PRAGMA table_info",
-    ("eventstore/describe.py", "len(v)"): "not SQL: display text '<N bytes>'",
-    ("eventstore/statediff.py", "len(v)"): "not SQL: display text '<N bytes>'",
-    ("eventstore/domain/effect_envelopes.py", "child_path(path, k)"): "not SQL: a mismatch report 'path: a != b'",
-    ("eventstore/domain/effect_envelopes.py", "_show(a[k])"): "not SQL: a mismatch report 'path: a != b'",
+    ("eventstore/debug/inspection.py", "by"): "a column name chosen from the fixed tuple ('status', 'state')",
+    ("eventstore/debug/statediff.py", "where"): "'' or a literal condition (no values)",
+    ("eventstore/debug/statediff.py", "order"): "the table's primary key column names, read from PRAGMA table_info",
+    ("eventstore/debug/describe_events.py", "len(v)"): "not SQL: display text '<N bytes>'",
+    ("eventstore/debug/statediff.py", "len(v)"): "not SQL: display text '<N bytes>'",
+    ("eventstore/effects/envelopes.py", "child_path(path, k)"): "not SQL: a mismatch report 'path: a != b'",
+    ("eventstore/effects/envelopes.py", "_show(a[k])"): "not SQL: a mismatch report 'path: a != b'",
     ("projections/engine.py", "order"): "column ordinals '1, 2, ...' computed from PRAGMA table_info",
     ("projections/_select.py", "' AND '.join(where)"):
         "conditions the callers pass as literals with ? placeholders (values go to params)",
@@ -219,13 +219,15 @@ def hostile_store(path: str) -> dict[str, str]:
     returns the ids the CLI commands need."""
     import eventstore
     from eventstore.demo import ToolCalled, UserMessage
-    from eventstore.domain.inputs import NextTurn, TurnInputDraft
-    from eventstore.domain.owners import LeaseOwner
-    from eventstore.domain.processes import (AppendEventRequest, Disposition, EventTypeSpec, ExternalInput,
-                                             PayloadSchema, ProcessRegistration, Provenance, SessionScope)
-    from eventstore.domain.queue import AgentFrameTask, QueuedWorkDraft
-    from eventstore.domain.sessions import SessionMeta
-    from eventstore.domain.triggers import RegisterSubscription, TriggerDefinition
+    from eventstore.inputs import NextTurn, TurnInputDraft
+    from eventstore.leases import LeaseOwner
+    from eventstore.processes import (
+        AppendEventRequest, Disposition, EventTypeSpec, ExternalInput, PayloadSchema,
+        ProcessRegistration, Provenance, SessionScope,
+    )
+    from eventstore.queue import AgentFrameTask, QueuedWorkDraft
+    from eventstore.sessions import SessionMeta
+    from eventstore.triggers import RegisterSubscription, TriggerDefinition
 
     h = HOSTILE_TEXT
     with eventstore.open(path) as store:

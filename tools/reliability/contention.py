@@ -29,13 +29,8 @@ import time
 from typing import Any, Callable
 
 import eventstore
-from eventstore.domain.queue import (
-    AgentFrameTask,
-    DeliveryPolicy,
-    QueuedWorkDraft,
-    RefreshToolCatalog,
-    SlotPolicy,
-    plan_enqueue,
+from eventstore.queue import (
+    AgentFrameTask, DeliveryPolicy, QueuedWorkDraft, RefreshToolCatalog, SlotPolicy, plan_enqueue,
 )
 
 from .common import Budget, Result, remove_store, start_worker, worker_stderr

@@ -32,11 +32,9 @@ import traceback
 from typing import Any
 
 import eventstore
-from eventstore.domain.commits import RuntimeCommit
-from eventstore.domain.graph_model import EventPayload, GraphAppend, SessionNode
-from eventstore.domain.leases import Acquired, SessionExecutionLeaseExpired
-from eventstore.domain.owners import LeaseOwner
-from eventstore.domain.queue import QueuedWorkClaimSuperseded
+from eventstore.commits import RuntimeCommit, EventPayload, GraphAppend, SessionNode
+from eventstore.leases import Acquired, SessionExecutionLeaseExpired, LeaseOwner
+from eventstore.queue import QueuedWorkClaimSuperseded
 
 from .workload import Workload, raw_event, raw_tag
 
@@ -119,7 +117,7 @@ def role_queue(store: eventstore.Store, args: Any, rng: random.Random, end: floa
 
 def role_commit(store: eventstore.Store, args: Any, rng: random.Random, end: float) -> dict:
     """Race commits on one session, each expecting the revision it just read."""
-    from eventstore.domain.commit_rules import HeadRevisionConflict
+    from eventstore.commits import HeadRevisionConflict
 
     wins, losses = [], 0
     n = 0

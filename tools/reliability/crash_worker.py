@@ -190,7 +190,7 @@ def run_gc(store: eventstore.Store, acks: AckLog, prefix: str, seed: int, limit_
 
 def run_purge(store: eventstore.Store, acks: AckLog, prefix: str, seed: int, limit_s: float) -> None:
     """Sessions created, filled with hundreds of events, deleted and purged, until killed."""
-    from eventstore.domain.queue import AgentFrameTask, QueuedWorkDraft, plan_enqueue
+    from eventstore.queue import AgentFrameTask, QueuedWorkDraft, plan_enqueue
 
     rng = random.Random(seed)
     runner = AckedRunner(store, acks, prefix)

@@ -290,9 +290,9 @@ def run_atheris(workdir: str, seconds: float) -> Result:
     if missing is not None:
         return Result("fuzz", "atheris (libFuzzer) on the decoder", 0, "runs", detail=f"not run: atheris does not "
                       f"import here ({missing}); install it with `pip install atheris`")
-    from eventstore import domain
+    from eventstore.store import load_domains
 
-    domain.load()  # the target indexes the same sorted list of every registered type
+    load_domains()  # the target indexes the same sorted list of every registered type
     corpus = os.path.join(workdir, "corpus")
     seed_corpus(corpus, sorted(eventstore.EVENTS.names()))
     seeds = len(os.listdir(corpus))

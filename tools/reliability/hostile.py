@@ -102,15 +102,16 @@ class World:
 
     def build(self) -> None:
         """Create the state every baseline argument refers to."""
-        from eventstore.domain.commits import RuntimeCommit
-        from eventstore.domain.graph_model import EventPayload, GraphAppend, SessionNode
-        from eventstore.domain.inputs import ActiveTurn, CheckpointKind, TurnInputDraft
-        from eventstore.domain.owners import LeaseOwner, LeaseTimings
-        from eventstore.domain.processes import (AppendEventRequest, Disposition, EventTypeSpec, ExternalInput,
-                                                 PayloadSchema, ProcessRegistration, Provenance, SessionScope)
-        from eventstore.domain.queue import AgentFrameTask, QueuedWorkDraft
-        from eventstore.domain.sessions import SessionMeta
-        from eventstore.domain.triggers import OccurrenceRequest, RegisterSubscription, TriggerDefinition
+        from eventstore.commits import RuntimeCommit, EventPayload, GraphAppend, SessionNode
+        from eventstore.inputs import ActiveTurn, CheckpointKind, TurnInputDraft
+        from eventstore.leases import LeaseOwner, LeaseTimings
+        from eventstore.processes import (
+            AppendEventRequest, Disposition, EventTypeSpec, ExternalInput, PayloadSchema,
+            ProcessRegistration, Provenance, SessionScope,
+        )
+        from eventstore.queue import AgentFrameTask, QueuedWorkDraft
+        from eventstore.sessions import SessionMeta
+        from eventstore.triggers import OccurrenceRequest, RegisterSubscription, TriggerDefinition
 
         s = self.store
         v = self.values
@@ -166,13 +167,13 @@ class World:
 
 def baseline(world: World, facade: str, method: str, param: str) -> Any:
     """A valid value for `param` of `facade.method` in `world` (KeyError when unknown)."""
-    from eventstore.domain.commits import RuntimeCommit
-    from eventstore.domain.graph_model import EventPayload, GraphAppend, SessionNode
-    from eventstore.domain.inputs import CheckpointKind
-    from eventstore.domain.processes import (ExternalRef, ExternalOwner, HandleDescriptor, PruneFilter,
-                                             SessionScope, Success, WaitState)
-    from eventstore.domain.queue import ClaimBoundary
-    from eventstore.domain.sessions import SessionMeta
+    from eventstore.commits import RuntimeCommit, EventPayload, GraphAppend, SessionNode
+    from eventstore.inputs import CheckpointKind
+    from eventstore.processes import (
+        ExternalRef, ExternalOwner, HandleDescriptor, PruneFilter, SessionScope, Success, WaitState,
+    )
+    from eventstore.queue import ClaimBoundary
+    from eventstore.sessions import SessionMeta
 
     v = world.values
     specific: dict[tuple[str, str], Callable[[], Any]] = {
@@ -351,9 +352,9 @@ def hostile_values(param: inspect.Parameter, annotation: str) -> Iterator[tuple[
 
 def methods() -> Iterator[tuple[str, str, Any]]:
     """(facade name, method name, function) for every public method of every facade."""
-    from eventstore import domain
+    from eventstore.store import load_domains
 
-    domain.load()
+    load_domains()
     for name in sorted(FACADES):
         cls = FACADES[name]
         for mname, fn in sorted(inspect.getmembers(cls, inspect.isfunction)):

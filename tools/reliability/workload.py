@@ -25,31 +25,16 @@ import attrs
 
 import eventstore
 from eventstore.demo import ModelReply, ToolCalled, UserMessage
-from eventstore.domain.commits import RuntimeCommit
-from eventstore.domain.graph_model import (
-    Checkpoint,
-    EventPayload,
-    GraphAppend,
-    SessionNode,
-    TurnState,
-    UsageDelta,
+from eventstore.commits import RuntimeCommit
+from eventstore.commits import Checkpoint, EventPayload, GraphAppend, SessionNode, TurnState, UsageDelta
+from eventstore.inputs import ActiveTurn, NextTurn, TurnInputDraft
+from eventstore.leases import Acquired, LeaseOwner
+from eventstore.processes import (
+    AppendEventRequest, Disposition, EventTypeSpec, ExternalInput, PayloadSchema, ProcessRegistration,
+    Provenance, SessionScope, Success,
 )
-from eventstore.domain.inputs import ActiveTurn, NextTurn, TurnInputDraft
-from eventstore.domain.leases import Acquired
-from eventstore.domain.owners import LeaseOwner
-from eventstore.domain.processes import (
-    AppendEventRequest,
-    Disposition,
-    EventTypeSpec,
-    ExternalInput,
-    PayloadSchema,
-    ProcessRegistration,
-    Provenance,
-    SessionScope,
-    Success,
-)
-from eventstore.domain.queue import AgentFrameTask, ProcessWake, QueuedWorkDraft
-from eventstore.domain.triggers import OccurrenceRequest, RegisterSubscription, TriggerDefinition
+from eventstore.queue import AgentFrameTask, ProcessWake, QueuedWorkDraft
+from eventstore.triggers import OccurrenceRequest, RegisterSubscription, TriggerDefinition
 
 RAW_STREAM_PREFIX = "torture-raw:"
 """Plain multi-event commands go to `torture-raw:<prefix>`; their events carry their op id."""

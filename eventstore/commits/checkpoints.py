@@ -1,0 +1,138 @@
+"""Checkpoints as content-addressed blobs, and blob GC (mark and sweep).
+
+A checkpoint is stored as blobs: each inline snapshot (tool state, plugin snapshot,
+execution state) becomes its own blob, then a manifest naming them is stored as a blob
+too; the checkpoint ref is the manifest's hash. Identical snapshots across turns or
+sessions cost nothing extra.
+
+GC marks from the roots the projections hold (each session head's checkpoint and its
+children, agent frames' execution-state refs, named artifact pointers, attachment
+refs, and any root provider another domain registers) and sweeps every other blob, in
+one write transaction, recording the run as an event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable, Iterable
+
+import attrs
+
+from .. import codec
+from ..errors import StoreError
+from .model import Checkpoint, CheckpointManifest
+
+MANIFEST_SCHEMA_VERSION = 1
+
+_manifest_codec = codec.class_codec(CheckpointManifest)
+
+
+class CheckpointDecodeError(StoreError):
+    """A checkpoint manifest blob cannot be decoded (or has an unsupported schema_version)."""
+
+
+def store_checkpoint(blobs: Any, checkpoint: Checkpoint) -> tuple[str, CheckpointManifest]:
+    """Write the snapshots and the manifest as blobs; returns (checkpoint ref, manifest).
+
+    Must run inside the commit's write transaction, so that GC (which takes the same
+    lock) can never see the blobs before the head that roots them.
+    """
+    tool_ref = blobs.put(checkpoint.tool_state) if checkpoint.tool_state is not None else checkpoint.tool_state_ref
+    plugin_ref = (blobs.put(checkpoint.plugin_snapshot) if checkpoint.plugin_snapshot is not None
+                  else checkpoint.plugin_snapshot_ref)
+    exec_ref = (blobs.put(checkpoint.execution_state) if checkpoint.execution_state is not None
+                else checkpoint.execution_state_ref)
+    manifest = CheckpointManifest(MANIFEST_SCHEMA_VERSION, checkpoint.turn_state, tool_ref, plugin_ref,
+                                  checkpoint.plugin_snapshot_revision, exec_ref)
+    ref = blobs.put(codec.pack(_manifest_codec.to_plain(manifest)))
+    return ref, manifest
+
+
+def decode_manifest(data: bytes, ref: str) -> CheckpointManifest:
+    """Decode a manifest blob, with typed errors for a bad shape or schema_version."""
+    try:
+        plain = codec.unpack(data)
+    except codec.ShapeError as exc:
+        raise CheckpointDecodeError(f"checkpoint {ref}: {exc}") from None
+    if not isinstance(plain, dict) or "schema_version" not in plain:
+        raise CheckpointDecodeError(f"checkpoint {ref}: missing schema_version")
+    version = plain["schema_version"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointDecodeError(f"checkpoint {ref}: invalid schema_version {version!r}")
+    if version != MANIFEST_SCHEMA_VERSION:
+        raise CheckpointDecodeError(
+            f"checkpoint {ref}: unsupported schema_version {version} (this code reads {MANIFEST_SCHEMA_VERSION})")
+    try:
+        return _manifest_codec.from_plain(plain)
+    except codec.ShapeError as exc:
+        raise CheckpointDecodeError(f"checkpoint {ref}: {exc}") from None
+
+
+def load_checkpoint(blobs: Any, ref: str | None) -> Checkpoint | None:
+    """Hydrate a checkpoint: the manifest and its children (a missing child is None)."""
+    if ref is None or not blobs.has(ref):
+        return None
+    manifest = decode_manifest(blobs.get(ref), ref)
+
+    def child(child_ref: str | None) -> bytes | None:
+        return blobs.get(child_ref) if child_ref is not None and blobs.has(child_ref) else None
+
+    return Checkpoint(
+        turn_state=manifest.turn_state,
+        tool_state=child(manifest.tool_state_ref),
+        tool_state_ref=manifest.tool_state_ref,
+        plugin_snapshot=child(manifest.plugin_snapshot_ref),
+        plugin_snapshot_ref=manifest.plugin_snapshot_ref,
+        plugin_snapshot_revision=manifest.plugin_snapshot_revision,
+        execution_state=child(manifest.execution_state_ref),
+        execution_state_ref=manifest.execution_state_ref,
+    )
+
+
+# --- GC ----------------------------------------------------------------------------------
+
+RootProvider = Callable[[Any], Iterable[str]]
+_ROOT_PROVIDERS: dict[str, RootProvider] = {}
+
+
+def register_gc_roots(name: str, provider: RootProvider) -> None:
+    """Let another domain add GC roots: `provider(db)` yields blob refs to keep."""
+    _ROOT_PROVIDERS[name] = provider
+
+
+@attrs.frozen
+class GcReport:
+    """What a GC run found and did."""
+
+    root_count: int
+    retained_blob_count: int
+    deleted_blob_count: int
+    deleted_refs: tuple[str, ...] = ()
+    """The refs deleted (or, for a dry run, that would be deleted), sorted."""
+    dry_run: bool = False
+    aborted: str | None = None
+    """Why the run kept everything (a rooted manifest that cannot be decoded), or None."""
+
+
+def mark_and_sweep(db: Any, blobs: Any, manifests: set[str], others: set[str]) -> tuple[set[str], list[str]]:
+    """Return (marked refs, unmarked refs). Raises CheckpointDecodeError when a rooted
+    manifest is present but undecodable: GC must then keep everything."""
+    for _name, provider in _ROOT_PROVIDERS.items():
+        others |= set(provider(db))
+    marked: set[str] = set()
+    for ref in manifests:
+        if not blobs.has(ref):
+            continue  # a missing rooted manifest is skipped (DOMAIN.md §2)
+        marked.add(ref)
+        m = decode_manifest(blobs.get(ref), ref)
+        for child in (m.tool_state_ref, m.plugin_snapshot_ref, m.execution_state_ref):
+            if child is not None:
+                marked.add(child)
+    marked |= others
+    unmarked = [ref for ref in blobs.refs() if ref not in marked]
+    return marked, unmarked
+
+
+def deleted_digest(refs: Iterable[str]) -> str:
+    """SHA-256 of the sorted refs joined by newlines (what the GC event records)."""
+    return hashlib.sha256("\n".join(sorted(refs)).encode()).hexdigest()

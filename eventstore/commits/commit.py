@@ -1,0 +1,267 @@
+"""The runtime commit: one turn's results land as one atomic append (DOMAIN.md §1).
+
+`store.sessions.commit(RuntimeCommit(...))` runs the reference's commit algorithm under
+one `BEGIN IMMEDIATE` transaction. Every check passes before anything is written, or a
+typed error says which failed and nothing changes:
+
+1. the session exists and is not deleted (SessionNotFound / SessionDeleted); frames
+   belong to it (SessionBindingMismatch);
+2. a turn stamp for another session is a RuntimeTurnCommitConflict; an already
+   committed turn id with the same hash returns the stored result (no lease check; a
+   requested release is still applied, laws 9 and 15); with another hash,
+   RuntimeTurnCommitConflict (law 11);
+3. the fence must be the live session lease (SessionExecutionLeaseExpired, law 12);
+4. head CAS: `expected_head_revision` (None skips) must equal the stored revision
+   (HeadRevisionConflict, law 2);
+5. every queue and turn-input completion must still own its claims
+   (QueuedWorkClaimSuperseded / TurnInputClaimSuperseded, law 13);
+6. the graph delta must keep the tree sound (InvalidGraphDelta), outbox batches must
+   target this session (SessionBindingMismatch, law 14);
+
+then the checkpoint blobs are written and one append carries the commit event, the
+claim settlements, the interrupt and the outbox; an optional lease release follows in
+the same transaction. Blobs are written inside the transaction, so GC (which takes the
+same write lock) never sees them before the head that roots them, and a failed append
+rolls them back too.
+
+Not checked here: the reference core's `validate_claim_settlement` (content derived
+from a claim must settle that claim). Which nodes derive from which claim is known to
+the runtime, not to the store; the store's part is that every completion a commit
+carries is checked and settled atomically with it (see docs/api.md, "Runtime commit").
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import attrs
+
+from ..errors import InvalidArgument
+from . import checkpoints
+from .rules import (
+    HeadRevisionConflict,
+    RuntimeTurnCommitConflict,
+    SessionBindingMismatch,
+    check_graph_delta,
+    check_text_ids,
+    check_usage,
+    commit_event,
+    head_fingerprint,
+)
+from .model import (
+    AgentFrame,
+    Checkpoint,
+    GraphAppend,
+    GraphReplace,
+    GraphUnchanged,
+    ModelConfig,
+    RuntimeCommitResult,
+    TurnStamp,
+    UsageDelta,
+)
+from ..inputs.rules import TurnInputCompletion
+from ..leases.events import LeaseFence
+from ..queue.claims import QueuedWorkCompletion
+from ..queue.enqueue import QueuedWorkDraft
+
+
+@attrs.frozen
+class RuntimeCommit:
+    """Everything one turn commits (DOMAIN.md §1's RuntimeCommit).
+
+    `config` None carries the previous config forward; `agent_frames` and
+    `current_agent_frame_id` are the full new values (as in the reference);
+    `checkpoint` None carries the previous checkpoint forward.
+    """
+
+    session_id: str
+    lease: LeaseFence | None
+    """The session lease fence; required unless the turn stamp was already committed."""
+    graph: GraphUnchanged | GraphAppend | GraphReplace = GraphUnchanged()
+    expected_head_revision: int | None = None
+    release_lease: bool = False
+    config: ModelConfig | None = None
+    agent_frames: tuple[AgentFrame, ...] = ()
+    current_agent_frame_id: str | None = None
+    checkpoint: Checkpoint | None = None
+    usage_deltas: tuple[UsageDelta, ...] = ()
+    turn_commit: TurnStamp | None = None
+    completed_queue_claims: tuple[QueuedWorkCompletion, ...] = ()
+    completed_turn_input_claims: tuple[TurnInputCompletion, ...] = ()
+    enqueued_queue_batches: tuple[QueuedWorkDraft, ...] = ()
+    interrupted_turn_input_turn_id: str | None = None
+    committed_attachment_ids: tuple[str, ...] = ()
+
+
+def _opt_text(value: Any, what: str) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise InvalidArgument(f"{what} must be None or a non-empty string, got {value!r}")
+
+
+def check_commit(c: Any) -> RuntimeCommit:
+    """Validate a commit's shape (types, ids, bindings of frames); pure."""
+    from ..sessions.facade import check_session_id
+
+    if not isinstance(c, RuntimeCommit):
+        raise InvalidArgument(f"commit must be a RuntimeCommit, got {type(c).__name__}")
+    sid = check_session_id(c.session_id, "commit.session_id")
+    where = f"session {sid!r}: commit"
+    rev = c.expected_head_revision
+    if rev is not None and (isinstance(rev, bool) or not isinstance(rev, int) or rev < 0):
+        raise InvalidArgument(f"{where}.expected_head_revision must be None or an integer >= 0, got {rev!r}")
+    if c.lease is not None and not isinstance(c.lease, LeaseFence):
+        raise InvalidArgument(f"{where}.lease must be a LeaseFence (SessionExecutionLease.fence) or None")
+    if not isinstance(c.release_lease, bool):
+        raise InvalidArgument(f"{where}.release_lease must be True or False, got {c.release_lease!r}")
+    if c.config is not None and not isinstance(c.config, ModelConfig):
+        raise InvalidArgument(f"{where}.config must be a ModelConfig or None")
+    if c.checkpoint is not None and not isinstance(c.checkpoint, Checkpoint):
+        raise InvalidArgument(f"{where}.checkpoint must be a Checkpoint or None")
+    for name, cls in (("agent_frames", AgentFrame), ("completed_queue_claims", QueuedWorkCompletion),
+                      ("completed_turn_input_claims", TurnInputCompletion),
+                      ("enqueued_queue_batches", QueuedWorkDraft)):
+        items = getattr(c, name)
+        if isinstance(items, (str, bytes)) or not isinstance(items, (tuple, list)):
+            raise InvalidArgument(f"{where}.{name} must be a tuple")
+        for i, item in enumerate(items):
+            if not isinstance(item, cls):
+                raise InvalidArgument(f"{where}.{name}[{i}] must be a {cls.__name__}, got {type(item).__name__}")
+    seen: set[str] = set()
+    for i, frame in enumerate(c.agent_frames):
+        if frame.session_id != sid:
+            raise SessionBindingMismatch(
+                f"{where}.agent_frames[{i}] ({frame.frame_id!r}) belongs to session {frame.session_id!r}")
+        if not isinstance(frame.frame_id, str) or not frame.frame_id or frame.frame_id in seen:
+            raise InvalidArgument(f"{where}.agent_frames[{i}]: frame_id {frame.frame_id!r} is empty or repeated")
+        seen.add(frame.frame_id)
+    _opt_text(c.current_agent_frame_id, f"{where}.current_agent_frame_id")
+    _opt_text(c.interrupted_turn_input_turn_id, f"{where}.interrupted_turn_input_turn_id")
+    if c.turn_commit is not None:
+        t = c.turn_commit
+        if not isinstance(t, TurnStamp):
+            raise InvalidArgument(f"{where}.turn_commit must be a TurnStamp or None")
+        for name in ("session_id", "turn_id", "turn_commit_hash"):
+            if not isinstance(getattr(t, name), str) or not getattr(t, name):
+                raise InvalidArgument(f"{where}.turn_commit.{name} must be a non-empty string")
+    check_usage(sid, c.usage_deltas)
+    check_text_ids(sid, c.committed_attachment_ids, "commit.committed_attachment_ids")
+    head_fingerprint(c.config, c.agent_frames, c.current_agent_frame_id)  # field types of the head, early
+    return c
+
+
+def _store_frames(blobs: Any, frames: Sequence[AgentFrame]) -> tuple[AgentFrame, ...]:
+    """Move inline execution-state snapshots into blobs; the head keeps only refs."""
+    out = []
+    for f in frames:
+        if f.execution_state_snapshot is not None:
+            f = attrs.evolve(f, execution_state_ref=blobs.put(f.execution_state_snapshot),
+                             execution_state_snapshot=None)
+        out.append(f)
+    return tuple(out)
+
+
+def _require_fresh(ctx: Any) -> None:
+    for name in ("graph", "sessions", "leases", "queue", "inputs"):
+        ctx.require_fresh(name)
+
+
+def _replayed_turn(ctx: Any, c: RuntimeCommit) -> RuntimeCommitResult | None:
+    """Step 2: the stored result of an already committed turn stamp, or None."""
+    from projections import graph as gproj
+
+    stamp = c.turn_commit
+    if stamp is None:
+        return None
+    sid = c.session_id
+    if stamp.session_id != sid:
+        raise RuntimeTurnCommitConflict(f"session {sid!r}: the turn stamp names session {stamp.session_id!r}")
+    stored = gproj.turn_commit(ctx.db, sid, stamp.turn_id)
+    if stored is None:
+        return None
+    if stored[0] != stamp.turn_commit_hash:
+        raise RuntimeTurnCommitConflict(
+            f"session {sid!r}: turn {stamp.turn_id!r} was committed with hash {stored[0]}, "
+            f"not {stamp.turn_commit_hash}")
+    return RuntimeCommitResult(stored[1], stored[2], stored[3], replayed=True)
+
+
+def run_commit(ctx: Any, c: RuntimeCommit) -> RuntimeCommitResult:
+    """The commit algorithm (see the module docstring). `ctx` is the Store."""
+    from projections import graph as gproj
+
+    from ..inputs.rules import check_input_completion, interrupt_events
+    from ..leases.facade import SessionExecutionLeaseExpired, require_live_fence
+    from ..queue.claims import check_queue_completion
+    from ..queue.enqueue import plan_enqueue
+    from ..sessions.facade import require_live_session
+
+    ctx.require_writable("sessions.commit")
+    c = check_commit(c)
+    sid = c.session_id
+    db = ctx.db
+    with ctx.transaction():
+        now = ctx.now_ms()
+        _require_fresh(ctx)
+        require_live_session(db, sid, "commit")
+        replayed = _replayed_turn(ctx, c)
+        if replayed is not None:
+            if c.release_lease and c.lease is not None and c.lease.session_id == sid:
+                ctx.leases.release(c.lease)  # a stale fence is a silent no-op
+            return replayed
+        if c.lease is None:
+            from ..leases.owners import LeaseOwner
+
+            raise SessionExecutionLeaseExpired(LeaseFence(sid, LeaseOwner("(none)", "(none)"), "", 0),
+                                               "the commit carries no session lease fence", "commit")
+        if c.lease.session_id != sid:
+            raise SessionBindingMismatch(
+                f"session {sid!r}: the commit carries a lease fence of session {c.lease.session_id!r}")
+        require_live_fence(db, c.lease, now, "commit")
+        head = gproj.head(db, sid)
+        actual = head.revision if head is not None else 0
+        if c.expected_head_revision is not None and c.expected_head_revision != actual:
+            raise HeadRevisionConflict(sid, c.expected_head_revision, actual)
+        settle: list[Any] = []
+        for i, qc in enumerate(c.completed_queue_claims):
+            if qc.session_id != sid:
+                raise SessionBindingMismatch(
+                    f"session {sid!r}: commit.completed_queue_claims[{i}] is for session {qc.session_id!r}")
+            settle.append(check_queue_completion(db, qc, now))
+        completing: list[str] = []
+        for i, ic in enumerate(c.completed_turn_input_claims):
+            if ic.session_id != sid:
+                raise SessionBindingMismatch(
+                    f"session {sid!r}: commit.completed_turn_input_claims[{i}] is for session {ic.session_id!r}")
+            settle.append(check_input_completion(db, ic, now))
+            completing.extend(ic.input_ids)
+        check_graph_delta(sid, c.graph, lambda n: gproj.node_exists(db, sid, n),
+                          lambda n: gproj.node_exists(db, sid, n, include_tombstoned=False))
+        for i, draft in enumerate(c.enqueued_queue_batches):
+            if draft.session_id != sid:
+                raise SessionBindingMismatch(
+                    f"session {sid!r}: commit.enqueued_queue_batches[{i}] targets session {draft.session_id!r}")
+        plan = plan_enqueue(db, list(c.enqueued_queue_batches), now, ctx.queue.completed_source_key_retention_ms)
+        interrupt = (interrupt_events(db, sid, c.interrupted_turn_input_turn_id, now, completing)
+                     if c.interrupted_turn_input_turn_id is not None else [])
+        # Every check has passed. Writes start here: blobs first (inside this transaction,
+        # so GC cannot see them unrooted), then every event in one append.
+        previous_ref = head.checkpoint_ref if head is not None else None
+        checkpoint_ref = previous_ref
+        if c.checkpoint is not None:
+            checkpoint_ref, _manifest = checkpoints.store_checkpoint(ctx.blobs, c.checkpoint)
+        frames = _store_frames(ctx.blobs, c.agent_frames)
+        config = c.config if c.config is not None else (head.config if head is not None else None)
+        new_head = (config, frames, c.current_agent_frame_id)
+        old_head = (head.config, head.frames, head.current_agent_frame_id) if head is not None else (None, (), None)
+        changed = head_fingerprint(*new_head) != head_fingerprint(*old_head)
+        batch_ids = tuple(r.batch.batch_id for r in plan.results)
+        event = commit_event(actual + 1, c.graph, head.leaf_node_id if head is not None else None,
+                             checkpoint_ref, previous_ref, new_head if changed else None,
+                             c.usage_deltas, c.turn_commit, batch_ids, tuple(c.committed_attachment_ids))
+        ctx.append(f"session:{sid}", [event, *settle, *interrupt, *plan.events], now_ms=now)
+        if c.release_lease:
+            ctx.leases.release(c.lease)
+        return RuntimeCommitResult(actual + 1, checkpoint_ref, batch_ids)
+
+
+__all__ = ["RuntimeCommit", "check_commit", "run_commit"]

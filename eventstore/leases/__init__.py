@@ -1,0 +1,77 @@
+"""Session execution leases: claim, renew, release and reclaim with fencing tokens; lease owners
+and their liveness evidence.
+
+This module is the domain's public API: import from `eventstore.leases`, not its submodules.
+"""
+
+from __future__ import annotations
+
+from .events import (
+    LeaseFence,
+    SessionExecutionLease,
+    SessionLeaseAcquired,
+    SessionLeaseReleased,
+    SessionLeaseRenewed,
+    SessionLeaseState,
+)
+from .facade import (
+    Acquired,
+    Busy,
+    check_fence,
+    check_ttl,
+    ClaimOutcome,
+    decide_claim,
+    decide_reclaim,
+    decide_release,
+    decide_renew,
+    is_generation_live,
+    lease_token,
+    Leases,
+    live_generation,
+    ReleaseResult,
+    require_live_fence,
+    SessionExecutionLeaseExpired,
+)
+from .owners import (
+    check_owner,
+    definitely_dead,
+    LeaseOwner,
+    LeaseTimings,
+    LocalProcessLiveness,
+    OpaqueLiveness,
+    read_process_start,
+    this_process,
+)
+
+__all__ = [
+    "Acquired",
+    "Busy",
+    "check_fence",
+    "check_owner",
+    "check_ttl",
+    "ClaimOutcome",
+    "decide_claim",
+    "decide_reclaim",
+    "decide_release",
+    "decide_renew",
+    "definitely_dead",
+    "is_generation_live",
+    "lease_token",
+    "LeaseFence",
+    "LeaseOwner",
+    "Leases",
+    "LeaseTimings",
+    "live_generation",
+    "LocalProcessLiveness",
+    "OpaqueLiveness",
+    "read_process_start",
+    "ReleaseResult",
+    "require_live_fence",
+    "SessionExecutionLease",
+    "SessionExecutionLeaseExpired",
+    "SessionLeaseAcquired",
+    "SessionLeaseReleased",
+    "SessionLeaseRenewed",
+    "SessionLeaseState",
+    "this_process",
+]

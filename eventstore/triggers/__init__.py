@@ -1,0 +1,93 @@
+"""Triggers: subscriptions (register, update, disable, revive, delete), occurrences and their
+deliveries.
+
+This module is the domain's public API: import from `eventstore.triggers`, not its submodules.
+"""
+
+from __future__ import annotations
+
+from .events import (
+    CommandAnswered,
+    DeliveryReserved,
+    MAINTENANCE_STREAM,
+    occurrence_id_for,
+    OccurrenceRecorded,
+    OccurrencesForgotten,
+    subscription_id_for,
+    SubscriptionDeleted,
+    SubscriptionDisabled,
+    SubscriptionEnabled,
+    SubscriptionRegistered,
+    SubscriptionRevived,
+    SubscriptionUpdated,
+    TriggerDefinition,
+    TriggersPruned,
+)
+from .commands import (
+    DeleteSubscription,
+    DisableSubscription,
+    EnableSubscription,
+    OccurrenceConflict,
+    OperationIdConflict,
+    PruneTriggers,
+    RegisterSubscription,
+    ReviveSubscription,
+    session_of_scope,
+    SubscriptionExists,
+    SubscriptionNotDeleted,
+    SubscriptionNotFound,
+    SubscriptionRevisionConflict,
+    SubscriptionTombstoned,
+    TriggerCommandResult,
+    TriggerConflict,
+    TriggerError,
+    UpdateSubscription,
+)
+from .facade import (
+    DEFAULT_OCCURRENCE_RETENTION_MS,
+    IngestResult,
+    OccurrenceRequest,
+    SessionCleanupReport,
+    Triggers,
+)
+
+__all__ = [
+    "CommandAnswered",
+    "DEFAULT_OCCURRENCE_RETENTION_MS",
+    "DeleteSubscription",
+    "DeliveryReserved",
+    "DisableSubscription",
+    "EnableSubscription",
+    "IngestResult",
+    "MAINTENANCE_STREAM",
+    "occurrence_id_for",
+    "OccurrenceConflict",
+    "OccurrenceRecorded",
+    "OccurrenceRequest",
+    "OccurrencesForgotten",
+    "OperationIdConflict",
+    "PruneTriggers",
+    "RegisterSubscription",
+    "ReviveSubscription",
+    "session_of_scope",
+    "SessionCleanupReport",
+    "subscription_id_for",
+    "SubscriptionDeleted",
+    "SubscriptionDisabled",
+    "SubscriptionEnabled",
+    "SubscriptionExists",
+    "SubscriptionNotDeleted",
+    "SubscriptionNotFound",
+    "SubscriptionRegistered",
+    "SubscriptionRevisionConflict",
+    "SubscriptionRevived",
+    "SubscriptionTombstoned",
+    "SubscriptionUpdated",
+    "TriggerCommandResult",
+    "TriggerConflict",
+    "TriggerDefinition",
+    "TriggerError",
+    "Triggers",
+    "TriggersPruned",
+    "UpdateSubscription",
+]
