@@ -16,9 +16,8 @@ import pytest
 
 import eventstore
 import eventstore.aio
-from eventstore.domain.leases import Acquired, Busy
-from eventstore.domain.owners import LeaseOwner
-from eventstore.domain.queue import AgentFrameTask, QueuedWorkDraft
+from eventstore.leases import Acquired, Busy, LeaseOwner
+from eventstore.queue import AgentFrameTask, QueuedWorkDraft
 from eventstore.errors import StoreClosed, WrongExpectedVersion
 from eventstore.facades import FACADES
 from tests import strategies as gen

@@ -218,8 +218,7 @@ def test_many_threads_appending_with_expected_versions_lose_nothing(tmp_path):
 
 def test_domain_commands_from_threads_join_groups(tmp_path):
     """Lease claims racing from threads: exactly one Acquired per session, the rest Busy."""
-    from eventstore.domain.leases import Acquired, Busy
-    from eventstore.domain.owners import LeaseOwner
+    from eventstore.leases import Acquired, Busy, LeaseOwner
 
     with eventstore.open(str(tmp_path / "g.db")) as store:
         for s in range(3):

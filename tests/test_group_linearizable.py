@@ -22,10 +22,9 @@ from hypothesis import strategies as st
 
 import eventstore
 from eventstore.demo import UserMessage
-from eventstore.domain.commits import RuntimeCommit
-from eventstore.domain.graph_model import EventPayload, GraphAppend, SessionNode
-from eventstore.domain.owners import LeaseOwner
-from eventstore.domain.queue import AgentFrameTask, QueuedWorkDraft
+from eventstore.commits import EventPayload, GraphAppend, RuntimeCommit, SessionNode
+from eventstore.leases import LeaseOwner
+from eventstore.queue import AgentFrameTask, QueuedWorkDraft
 from eventstore.errors import StoreError
 
 SESSIONS = ("s0", "s1")

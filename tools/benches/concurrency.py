@@ -184,7 +184,7 @@ def _targets(callers: int, sync: str) -> str | None:
 
 
 def _mix_setup(store: eventstore.Store, callers: int) -> list[Any]:
-    from eventstore.domain.owners import LeaseOwner
+    from eventstore.leases import LeaseOwner
 
     fences = []
     for k in range(callers):
@@ -195,9 +195,8 @@ def _mix_setup(store: eventstore.Store, callers: int) -> list[Any]:
 
 def _mix_commands(k: int, i: int, fences: list[Any]) -> list[tuple[str, str, tuple[Any, ...]]]:
     """The realistic mix of one step: (facade, method, args) x 3."""
-    from eventstore.domain.commits import RuntimeCommit
-    from eventstore.domain.graph_model import EventPayload, GraphAppend, SessionNode
-    from eventstore.domain.queue import AgentFrameTask, QueuedWorkDraft
+    from eventstore.commits import EventPayload, GraphAppend, RuntimeCommit, SessionNode
+    from eventstore.queue import AgentFrameTask, QueuedWorkDraft
 
     node = SessionNode(f"n{k}-{i}", EventPayload({"role": "assistant", "parts": [
         {"kind": "text", "content": "the refund policy allows annual plans within 30 days"}]}),
