@@ -80,7 +80,8 @@ class AsyncFacade:
         sync = getattr(self._owner.sync, self._name)
         target = getattr(sync, method)  # AttributeError for an unknown name, as on the Store
         if not callable(target):
-            raise AttributeError(f"{self._name}.{method} is not a method: use store.sync.{self._name}.{method}")
+            raise AttributeError(f"{self._name}.{method} is not a method: "
+                                 f"use store.sync.{self._name}.{method}")
         name, read = self._name, method in self._reads
         owner = self._owner
 
@@ -110,7 +111,8 @@ class AsyncStore:
         """The synchronous Store underneath (same connection, same groups)."""
         # Commands block their thread until their group is durable, so the pool must be as
         # large as the number of commands that should share one fsync.
-        self._workers = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="eventstore-aio-cmd")
+        self._workers = concurrent.futures.ThreadPoolExecutor(workers,
+                                                              thread_name_prefix="eventstore-aio-cmd")
         memory = store.path == ":memory:"  # one connection only: reads share it
         self._readers = (concurrent.futures.ThreadPoolExecutor(
             readers, thread_name_prefix="eventstore-aio-read", initializer=self._open_reader)

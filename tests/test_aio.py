@@ -67,7 +67,8 @@ async def test_appends_from_many_tasks_share_one_group_and_each_get_their_result
     async with _open(tmp_path) as store:
         group = store.sync.db.group
         holder = _Holder(store.sync)
-        tasks = [asyncio.create_task(store.append(f"t{k}", _note(f"{k}"), expected_version=0)) for k in range(6)]
+        tasks = [asyncio.create_task(store.append(f"t{k}", _note(f"{k}"), expected_version=0))
+                 for k in range(6)]
         await _until(lambda: len(group.queue) == 6)
         before = group.groups
         holder.done()
@@ -97,14 +98,17 @@ async def test_facade_methods_have_the_same_names_and_results_as_the_sync_ones(t
     async with eventstore.aio.open(str(tmp_path / "d.db")) as store:
         created = await store.sessions.create("s1")
         assert created.created and created.session.session_id == "s1"
-        got = await asyncio.gather(*[store.leases.claim("s1", LeaseOwner(f"o{k}", "i"), 60_000) for k in range(4)])
+        got = await asyncio.gather(*[store.leases.claim("s1", LeaseOwner(f"o{k}", "i"), 60_000)
+                                     for k in range(4)])
         assert sum(isinstance(g, Acquired) for g in got) == 1 and sum(isinstance(g, Busy) for g in got) == 3
         enq = await store.queue.enqueue(QueuedWorkDraft("s1", (AgentFrameTask("f1", "x"),)))
-        assert await store.queue.get("s1", enq.batch.batch_id) == store.sync.queue.get("s1", enq.batch.batch_id)
+        batch = enq.batch.batch_id
+        assert await store.queue.get("s1", batch) == store.sync.queue.get("s1", batch)
         assert await store.sessions.get("s1") == store.sync.sessions.get("s1")
         assert await store.leases.get("s1") == store.sync.leases.get("s1")
+        sync = store.sync.sessions
         assert sorted(dir(store.sessions)) == sorted(
-            m for m in dir(store.sync.sessions) if not m.startswith("_") and callable(getattr(store.sync.sessions, m)))
+            m for m in dir(sync) if not m.startswith("_") and callable(getattr(sync, m)))
         with pytest.raises(AttributeError):
             store.sessions.no_such_method
 
@@ -176,7 +180,8 @@ async def test_an_append_cancelled_after_it_ran_commits_wholly_and_its_key_tells
                 loop.call_soon_threadsafe(victim[0].cancel)  # arrives before the group's result
 
         log.on_append = hooked
-        victim.append(asyncio.create_task(store.append("victim", _note("a") + _note("b"), idempotency_key="k1")))
+        first = store.append("victim", _note("a") + _note("b"), idempotency_key="k1")
+        victim.append(asyncio.create_task(first))
         with pytest.raises(asyncio.CancelledError):
             await victim[0]
         log.on_append = inline

@@ -54,7 +54,8 @@ def _wait_queued(store: eventstore.Store, n: int) -> None:
 
 
 def _group_behind_holder(store: eventstore.Store, calls: list[Callable[[], Any]],
-                         inside: Callable[[], Any] = lambda: None, holder_fails: bool = False) -> list[_Caller]:
+                         inside: Callable[[], Any] = lambda: None,
+                         holder_fails: bool = False) -> list[_Caller]:
     """Hold a command open (running `inside` in it), queue `calls` behind it, then let go."""
     release = threading.Event()
     entered = threading.Event()
@@ -86,7 +87,8 @@ def test_queued_commands_commit_in_one_transaction_with_their_own_results(tmp_pa
     """Commands waiting while the writer is busy form one group: one COMMIT, each its own result."""
     with gen.open_store(str(tmp_path / "g.db")) as store:
         groups = store.db.group.groups
-        callers = _group_behind_holder(store, [lambda k=k: store.append(f"s{k}", _notes(2)) for k in range(4)],
+        appends = [lambda k=k: store.append(f"s{k}", _notes(2)) for k in range(4)]
+        callers = _group_behind_holder(store, appends,
                                        inside=lambda: store.append("h", _notes(1)))
         assert [c.error for c in callers] == [None] * 4
         assert [(c.result.first_position, c.result.stream_version) for c in callers] == [

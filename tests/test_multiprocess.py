@@ -135,7 +135,8 @@ def test_processes_with_several_threads_each_share_groups_and_lose_nothing(tmp_p
     path = str(tmp_path / "mpt.db")
     gen.open_store(path).close()
     procs = [subprocess.Popen([sys.executable, "-c", _THREADED_WORKER, ROOT, path, str(w), str(THREADS),
-                               str(THREAD_APPENDS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               str(THREAD_APPENDS)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for w in range(THREADED_WORKERS)]
     try:
         deadline = time.monotonic() + 60

@@ -201,7 +201,8 @@ def _mix_commands(k: int, i: int, fences: list[Any]) -> list[tuple[str, str, tup
     node = SessionNode(f"n{k}-{i}", EventPayload({"role": "assistant", "parts": [
         {"kind": "text", "content": "the refund policy allows annual plans within 30 days"}]}),
         f"n{k}-{i - 1}" if i else None, timestamp="2026-01-01T00:00:00Z")
-    return [("sessions", "commit", (RuntimeCommit(f"mix{k}", fences[k], GraphAppend((node,), node.node_id)),)),
+    commit = RuntimeCommit(f"mix{k}", fences[k], GraphAppend((node,), node.node_id))
+    return [("sessions", "commit", (commit,)),
             ("queue", "enqueue", (QueuedWorkDraft(f"mix{k}", (AgentFrameTask(f"f{k}-{i}", "x"),)),)),
             ("leases", "renew", (fences[k], 3_600_000))]
 
@@ -230,12 +231,14 @@ def run(workdir: str, quick: bool) -> list[dict]:
                 t = time.perf_counter()
                 store.append("solo", [make_event(i)])
                 solo[i] = time.perf_counter() - t
-            rows.append(row(f"one caller alone, p50 latency, {sync.upper()}", statistics.median(solo) * 1e6, "us",
-                            old * 1e6, "append before group commit", target="ratio <= 1.1"))
+            rows.append(row(f"one caller alone, p50 latency, {sync.upper()}", statistics.median(solo) * 1e6,
+                            "us", old * 1e6, "append before group commit", target="ratio <= 1.1"))
             for callers in counts:
-                rate, lat = _threads(callers, n, lambda k, i: store.append(f"th{callers}-{k}", [make_event(i)]))
+                rate, lat = _threads(callers, n,
+                                     lambda k, i: store.append(f"th{callers}-{k}", [make_event(i)]))
                 rows.append(row(f"{callers} threads, 1-event appends, {sync.upper()}", rate, reference=raw1,
-                                reference_name="raw, 1 writer", note=_note(lat), target=_targets(callers, sync)))
+                                reference_name="raw, 1 writer", note=_note(lat),
+                                target=_targets(callers, sync)))
         path = os.path.join(workdir, f"aio-{sync}.db")
         for callers in counts:
             astore = eventstore.aio.AsyncStore(eventstore.open(path, synchronous=sync), readers=0,
@@ -271,6 +274,7 @@ def run(workdir: str, quick: bool) -> list[dict]:
 
             rate, lat = _tasks(callers, steps, amix)
             asyncio.run(astore.close())
-            rows.append(row(f"mix (commit + enqueue + renew), {callers} asyncio tasks, {sync.upper()}", rate * 3,
-                            "commands/s", base, "mix, 1 caller", note=_note(lat).replace("call", "step")))
+            rows.append(row(f"mix (commit + enqueue + renew), {callers} asyncio tasks, {sync.upper()}",
+                            rate * 3, "commands/s", base, "mix, 1 caller",
+                            note=_note(lat).replace("call", "step")))
     return rows
