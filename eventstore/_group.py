@@ -259,10 +259,13 @@ class GroupCommit:
             self._lead_closure(queued)
         return queued.value()
 
-    def submit(self, fn: Callable[[], T], notify: Callable[[Ticket[T]], None]) -> Ticket[T]:
+    def submit(self, fn: Callable[[], T], notify: Callable[[Ticket[T]], None],
+               keep_context: bool = True) -> Ticket[T]:
         """Queue `fn` as one command without waiting; `notify(ticket)` is called from a
-        writer thread once its group is durable (or it failed). Used by eventstore.aio."""
-        t: Ticket[T] = Ticket(fn, 0, notify, contextvars.copy_context())
+        writer thread once its group is durable (or it failed). Used by eventstore.aio.
+
+        With `keep_context`, `fn` runs in a copy of the caller's context variables."""
+        t: Ticket[T] = Ticket(fn, 0, notify, contextvars.copy_context() if keep_context else None)
         if self._enqueue(t):
             self._lead_in_writer(t)
         return t

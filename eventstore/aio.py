@@ -14,6 +14,7 @@ the event loop nor wait for the writer. See docs/api.md.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextvars
 import functools
@@ -121,6 +122,14 @@ class AsyncStore:
         self._reader_handles: list[_store.Store] = []
         self._handles_lock = threading.Lock()
         self._inflight: set[asyncio.Future[Any]] = set()
+        """Calls running in the thread pools."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queued = 0
+        """Commands queued into the write groups by `_submit` and not yet delivered."""
+        self._drained: asyncio.Event | None = None
+        self._deliveries: collections.deque[tuple[asyncio.Future[Any], Ticket[Any]]] = collections.deque()
+        self._wake_lock = threading.Lock()
+        self._flush_due = False
         self._closing = False
         self._facades: dict[str, AsyncFacade] = {}
 
@@ -174,7 +183,7 @@ class AsyncStore:
         except ReadOnlyView:
             return await self._command(lambda: fn(self.sync))
 
-    async def _submit(self, fn: Callable[[], R]) -> R:
+    async def _submit(self, fn: Callable[[], R], keep_context: bool = True) -> R:
         """Queue `fn` into the write groups from the event loop; its result once durable.
 
         Cancelled while queued, the command is withdrawn (it never runs); cancelled
@@ -182,25 +191,53 @@ class AsyncStore:
         """
         self._check_open()
         loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._bind(loop)
         done: asyncio.Future[Ticket[R]] = loop.create_future()
-
-        def deliver(t: Ticket[R]) -> None:
-            if not done.done():
-                done.set_result(t)
+        deliveries, wake = self._deliveries, self._wake_lock
 
         def notify(t: Ticket[R]) -> None:  # on the thread that committed the group
-            loop.call_soon_threadsafe(deliver, t)
+            # Why batched: one call_soon_threadsafe (a pipe write and a loop turn) per
+            # group rather than per command; the loop thread is what limits a busy store.
+            with wake:
+                deliveries.append((done, t))
+                if self._flush_due:
+                    return
+                self._flush_due = True
+            loop.call_soon_threadsafe(self._flush)
 
-        ticket = self.sync.db.group.submit(fn, notify)
-        self._inflight.add(done)
-        done.add_done_callback(self._inflight.discard)
+        ticket = self.sync.db.group.submit(fn, notify, keep_context)
+        self._queued += 1
         try:
-            t = await asyncio.shield(done)
+            t = await done
         except asyncio.CancelledError:
             if self.sync.db.group.withdraw(ticket):
-                done.cancel()  # it will never run: nothing to wait for when draining
+                self._settled(1)  # it will never run: nothing to wait for when draining
             raise
         return t.value()
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._loop is not None and self._queued:
+            raise InvalidArgument("an AsyncStore serves one event loop at a time; this one has "
+                                  "commands under way on another")
+        self._loop = loop
+        self._drained = asyncio.Event()
+
+    def _flush(self) -> None:
+        """On the loop: hand every delivered ticket to its awaiting task."""
+        with self._wake_lock:
+            batch = list(self._deliveries)
+            self._deliveries.clear()
+            self._flush_due = False
+        for done, t in batch:
+            if not done.done():  # a cancelled await already has its answer
+                done.set_result(t)
+        self._settled(len(batch))
+
+    def _settled(self, n: int) -> None:
+        self._queued -= n
+        if self._queued == 0 and self._drained is not None:
+            self._drained.set()
 
     # --- the log -----------------------------------------------------------------------
 
@@ -213,7 +250,7 @@ class AsyncStore:
         """
         fn = self.sync.log.prepare_append(stream, events, expected_version=expected_version,
                                           idempotency_key=idempotency_key, now_ms=now_ms)
-        return await self._submit(fn)
+        return await self._submit(fn, keep_context=False)  # an append reads no context variable
 
     async def read_stream(self, stream: str, from_version: int = 1, **kw: Any) -> list[RecordedEvent]:
         """One stream's events in version order, as a list (see Store.read_stream)."""
@@ -289,8 +326,13 @@ class AsyncStore:
         if self._closing and not self._inflight and self.sync.db.closed:
             return
         self._closing = True
-        while self._inflight:
-            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+        while self._inflight or self._queued:
+            if self._inflight:
+                await asyncio.gather(*list(self._inflight), return_exceptions=True)
+            if self._queued and self._drained is not None:
+                self._drained.clear()
+                if self._queued:
+                    await self._drained.wait()
         await asyncio.to_thread(self._shutdown)
 
     def _shutdown(self) -> None:
