@@ -242,12 +242,13 @@ class GroupCommit:
                 raise
             if not self.queue:  # a command queued after this look leads the next group instead
                 error = db.commit_group()
+                if error is None:  # counted while the connection is still ours
+                    self.groups += 1
+                    self.commands += 1
                 db.lock.release()
                 self._pass_lead()
                 if error is not None:
                     raise error
-                self.groups += 1
-                self.commands += 1
                 return result
             t: Ticket[T] = Ticket(fn, _get_ident())
             t.result = result
@@ -370,10 +371,10 @@ class GroupCommit:
     def _commit(self, me: Ticket[Any] | None) -> BaseException | None:
         members, self.members = self.members, []
         error = self.db.commit_group()
-        self.db.lock.release()
-        if error is None:
+        if error is None:  # counted while the connection is still ours
             self.groups += 1
             self.commands += len(members)
+        self.db.lock.release()
         # Why the next group starts before the members wake: their wake-ups need the
         # GIL one after the other, and the next group's fsync can overlap them.
         self._pass_lead()
