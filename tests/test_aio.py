@@ -238,3 +238,13 @@ async def test_a_facade_command_cancelled_while_it_waits_in_its_thread_still_com
     with eventstore.open(path) as again:
         info = again.sessions.get("late")
         assert info is not None and info.event_count == 1
+
+
+async def test_a_method_listed_as_a_read_that_needs_to_write_runs_again_as_a_command(tmp_path, monkeypatch):
+    """A listed read that calls require_writable is refused on the reader's connection before
+    writing anything, then runs on the store's connection as a command."""
+    monkeypatch.setitem(eventstore.aio.READS, "sessions", eventstore.aio.READS["sessions"] | {"create"})
+    async with eventstore.aio.open(str(tmp_path / "r.db")) as store:
+        result = await store.sessions.create("s1")
+        assert result.created
+        assert store.sync.sessions.get("s1") is not None
