@@ -22,7 +22,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from ._sqlite import Database
+    from .storage.sqlite import Database
 
 __all__ = ["Baton", "GroupCommit", "Ticket"]
 

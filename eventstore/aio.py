@@ -23,8 +23,8 @@ import threading
 from typing import Any, Awaitable, Callable, Generator, ParamSpec, Sequence, TypeVar
 
 from . import store as _store
-from ._group import Ticket
-from ._sqlite import Database
+from ._group import GroupCommit, Ticket
+from .storage.sqlite import Database
 from .blobs import BlobStore
 from .chain import Anchor, VerifyReport
 from .decoding import RecordedEvent
@@ -110,6 +110,11 @@ class AsyncStore:
             raise InvalidArgument(f"workers must be an integer >= 1, got {workers!r}")
         self.sync = store
         """The synchronous Store underneath (same connection, same groups)."""
+        group = getattr(store.db, "group", None)
+        if not isinstance(group, GroupCommit):
+            raise InvalidArgument(f"eventstore.aio needs a store whose storage has group commit "
+                                  f"(the SQLite backend); {type(store.db).__name__} has none")
+        self._group: GroupCommit = group
         # Commands block their thread until their group is durable, so the pool must be as
         # large as the number of commands that should share one fsync.
         self._workers = concurrent.futures.ThreadPoolExecutor(workers,
@@ -206,12 +211,12 @@ class AsyncStore:
                 self._flush_due = True
             loop.call_soon_threadsafe(self._flush)
 
-        ticket = self.sync.db.group.submit(fn, notify, keep_context)
+        ticket = self._group.submit(fn, notify, keep_context)
         self._queued += 1
         try:
             t = await done
         except asyncio.CancelledError:
-            if self.sync.db.group.withdraw(ticket):
+            if self._group.withdraw(ticket):
                 self._settled(1)  # it will never run: nothing to wait for when draining
             raise
         return t.value()
@@ -276,9 +281,9 @@ class AsyncStore:
         """(first, last) position of the command that appended the event at `position`."""
         return await self._read(lambda h: h.command_span(position))
 
-    async def checkpoint(self) -> Anchor:
-        """(position, hash) of the newest event."""
-        return await self._read(lambda h: h.checkpoint())
+    async def anchor(self) -> Anchor:
+        """(position, hash) of the newest event (see Store.anchor)."""
+        return await self._read(lambda h: h.anchor())
 
     async def verify(self, anchor: Anchor | str | None = None, check_file: bool = True) -> VerifyReport:
         """Walk the hash chain (see Store.verify)."""
@@ -345,7 +350,7 @@ class AsyncStore:
             handles, self._reader_handles = self._reader_handles, []
         for h in handles:
             h.close()
-        self.sync.db.group.stop_writer()
+        self._group.stop_writer()
         self.sync.close()
 
     async def __aenter__(self) -> "AsyncStore":

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 import attrs
 
 from . import codec
-from ._sqlite import Database
+from .storage import Storage as Database
 from .errors import BlobNotFound, CorruptStore, InvalidArgument, PayloadTooLarge
 
 SCHEMA = """

@@ -54,7 +54,7 @@ class Anchor:
 
     @classmethod
     def parse(cls, text: str) -> "Anchor":
-        """Parse 'POSITION:HEXHASH' as printed by `eventstore checkpoint`."""
+        """Parse 'POSITION:HEXHASH' as printed by `eventstore anchor`."""
         from .errors import InvalidArgument
 
         pos, sep, h = text.partition(":")

@@ -97,6 +97,10 @@ class IdempotencyConflict(StoreError):
         )
 
 
+class NotFound(StoreError, LookupError):
+    """A named stream or session does not exist in the store (the command line's lookups)."""
+
+
 class InvalidArgument(StoreError, ValueError):
     """An argument has the wrong type, shape or value; the message names it."""
 

@@ -19,8 +19,9 @@ upcaster from the old version; reading an old row runs the upcasters in order::
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar, dataclass_transform
 
+import attr
 import attrs
 
 from . import codec
@@ -165,16 +166,22 @@ REGISTRY = EventRegistry()
 """The default registry that `@event` writes to and stores read from."""
 
 
-def event(name: str, schema: int = 1, *, registry: EventRegistry | None = None) -> Callable[[type], type]:
+_C = TypeVar("_C", bound=type)
+
+
+# dataclass_transform tells type checkers that the decorated class gets an attrs-made
+# __init__ from its annotated fields (frozen), so `NoteAdded("hello")` type-checks.
+@dataclass_transform(frozen_default=True, field_specifiers=(attrs.field, attr.ib))
+def event(name: str, schema: int = 1, *, registry: EventRegistry | None = None) -> Callable[[_C], _C]:
     """Class decorator: make the class attrs-frozen (if it is not already) and register it."""
 
-    def deco(cls: type) -> type:
+    def deco(cls: _C) -> _C:
         if not attrs.has(cls):
             # Dict-backed rather than slotted: decoding can then adopt msgpack's map as the
             # instance's __dict__ in one step (see codec.ClassCodec), which is most of what
             # reading an event costs beyond msgpack itself.
             cls = attrs.frozen(cls, slots=False)
-            cls.__eventstore_plain_dict__ = cls
+            setattr(cls, "__eventstore_plain_dict__", cls)
         (registry or REGISTRY).register(cls, name, schema)
         return cls
 

@@ -17,4 +17,10 @@ def register_facade(name: str, factory: Callable[[Any], Any]) -> None:
     The factory receives the Store, or a read-only StoreView for time travel; a facade
     must refuse commands when `ctx.readonly` is True.
     """
+    if isinstance(factory, type):
+        # Why here: every facade method takes ids that reach SQLite, hashing or msgpack, all
+        # of which encode text as UTF-8; one wrapper names the argument a lone surrogate is in.
+        from .checks import guard_public_methods
+
+        guard_public_methods(factory)
     FACADES[name] = factory

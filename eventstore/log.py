@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Sequence
 import attrs
 
 from . import chain, codec
-from ._sqlite import Database, is_constraint_error
+from .storage import Storage as Database
 from .decoding import UNDECODED, RecordedEvent, RowDecoder
 from .errors import (
     IdempotencyConflict,
@@ -23,6 +23,7 @@ from .errors import (
     StoreError,
     WrongExpectedVersion,
 )
+from .checks import check_utf8
 from .events import REGISTRY, EventRegistry
 
 __all__ = [
@@ -131,7 +132,7 @@ def validate_stream(stream: Any) -> str:
     """Check a stream name: a non-empty string of at most 512 UTF-8 bytes with no NUL."""
     if not isinstance(stream, str) or not stream:
         raise InvalidArgument(f"stream must be a non-empty string, got {stream!r}")
-    if len(stream.encode()) > MAX_STREAM_BYTES or "\x00" in stream:
+    if len(check_utf8(stream, "stream").encode()) > MAX_STREAM_BYTES or "\x00" in stream:
         raise InvalidArgument(f"stream {stream[:40]!r}...: at most {MAX_STREAM_BYTES} bytes and no NUL")
     return stream
 
@@ -276,6 +277,8 @@ class EventLog:
             _check_expected(expected_version)
         if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key):
             raise InvalidArgument(f"idempotency_key must be a non-empty string, got {idempotency_key!r}")
+        if idempotency_key is not None:
+            check_utf8(idempotency_key, "idempotency_key")
         encoded = self.encode(events)
         at = self.clock() if now_ms is None else now_ms
         if at.__class__ is not int and not isinstance(at, int):
@@ -330,7 +333,7 @@ class EventLog:
             else:
                 db.executemany(_INSERT, rows)
         except Exception as exc:
-            if not is_constraint_error(exc):
+            if not self.db.is_constraint_error(exc):
                 raise
             if not retry:
                 # Under BEGIN IMMEDIATE this means the file was edited behind our back.
@@ -473,6 +476,19 @@ class EventLog:
         row = self.db.one(f"SELECT {_COLUMNS} FROM events WHERE position = ?", (position,))
         return None if row is None else self.decode_row(row, raw)
 
+    def stored_payloads(self, positions: Sequence[int]) -> Iterator[tuple[int, int, int, bytes | None]]:
+        """(position, schema, flags, stored payload bytes or None when purged) of the events
+        at `positions`, in no particular order; missing positions are left out.
+
+        For readers that decode one known class's plain payload themselves (the session
+        graph's node loader); anything else should use get() or read_all().
+        """
+        wanted = list(positions)
+        for start in range(0, len(wanted), 500):  # keep each statement's parameter list small
+            chunk = wanted[start:start + 500]
+            yield from self.db.query(f"SELECT position, schema, flags, payload FROM events "
+                                     f"WHERE position IN ({','.join('?' * len(chunk))})", chunk)
+
     def last_position(self) -> int:
         """The position of the newest event (0 for an empty log)."""
         return self.db.scalar("SELECT max(position) FROM events", (), 0)
@@ -517,7 +533,7 @@ class EventLog:
 
     # --- chain -------------------------------------------------------------------
 
-    def checkpoint(self) -> chain.Anchor:
+    def anchor(self) -> chain.Anchor:
         """The (position, hash) of the newest event, to keep outside the file."""
         row = self.db.one("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
         if row is None:
@@ -538,7 +554,7 @@ class EventLog:
                check_file: bool = True) -> chain.VerifyReport:
         """Walk the whole chain; report the first altered, missing or reordered row.
 
-        With an `anchor` from an earlier checkpoint(), also prove that the anchor is
+        With an `anchor` from an earlier anchor(), also prove that the anchor is
         still on the chain: a shorter log is 'truncated', a different hash 'rewritten'.
         Without one, a log that ends before the largest position SQLite's
         sqlite_sequence says was written is 'truncated' too.
@@ -568,15 +584,15 @@ class EventLog:
             # a log that ends before it lost its newest rows: caught without an anchor,
             # unless whoever deleted them also lowered the sequence (an anchor kept
             # outside the file still catches that).
-            seq = self.db.scalar("SELECT seq FROM sqlite_sequence WHERE name = 'events'", (), None)
-            if isinstance(seq, int) and seq > report.last_position:
+            seq = self.db.highest_position_ever("events")
+            if seq is not None and seq > report.last_position:
                 return chain.VerifyReport(
                     False, report.checked, report.last_position, report.last_hash, report.last_position + 1,
                     "truncated", f"SQLite's sqlite_sequence records that position {seq} was written, but the "
                                  f"log ends at {report.last_position}: its newest rows were deleted")
         if report.ok and check_file:
-            problems = [r[0] for r in self.db.query("PRAGMA integrity_check(5)")]
-            if problems != ["ok"]:
+            problems = self.db.integrity_problems(5)
+            if problems:
                 return chain.VerifyReport(False, report.checked, report.last_position, report.last_hash,
                                           None, "corrupt_file", "; ".join(map(str, problems)))
         return report
@@ -608,6 +624,8 @@ def _check_names(value: Any, name: str) -> None:
     # A bare string would be read as a list of one-character names and match nothing.
     if value is not None and (isinstance(value, (str, bytes)) or not all(isinstance(v, str) for v in value)):
         raise InvalidArgument(f"{name} must be a list of names, got {value!r}")
+    for v in value or ():
+        check_utf8(v, name)
 
 
 def _check_position(value: Any, name: str, allow_zero: bool = False) -> None:

@@ -1,37 +1,51 @@
 """The public entry point: `open()` and the `Store` it returns.
 
 A Store is one SQLite connection, its event log, its blob table, the projection engine,
-and the domain facades (`store.sessions`, `store.leases`, ...) that domain modules
-register with `register_facade`. `store.at(position)` returns a read-only view of the
-same facades over projections replayed up to that position (time travel).
+and the domain facades (`store.sessions`, `store.leases`, ...): typed properties, each
+built on first use. `store.at(position)` returns a read-only view of the same facades
+over projections replayed up to that position (time travel). Facades registered by
+other packages with `register_facade` are reached with `store.facade(name)`.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Sequence
 
 import attrs
 
 from . import codec
-from ._sqlite import Database, check_file, create_private_file
+from .storage import Storage
+from .storage.sqlite import Database, check_file, create_private_file
 from .blobs import SCHEMA as BLOB_SCHEMA
 from .blobs import BlobStore
 from .chain import Anchor, VerifyReport
 from .clock import system_clock
 from .errors import FileError, InvalidArgument, NotAnEventStore, SchemaTooNew
+from .checks import guard_public_methods
 from .events import EventRegistry
 from .log import ANY, APPLICATION_ID, SCHEMA, SCHEMA_VERSION, AppendResult, EventLog, RecordedEvent
 
 from .facades import FACADES as _FACADES
 from .facades import register_facade
 
-if TYPE_CHECKING:  # the projections package imports the core, so the core imports it lazily
+if TYPE_CHECKING:  # the projections and the domains import the core, so it imports them lazily
     from projections.base import Projection
     from projections.catalogue import StreamInfo
     from projections.engine import ProjectionEngine, ProjectionStatus, ProjectionVerifyReport, RebuildReport
 
-__all__ = ["Store", "StoreInfo", "StoreView", "load_domains", "open", "register_facade"]
+    from .attachments import Attachments
+    from .commits import Artifacts
+    from .effects import Effects
+    from .inputs import Inputs
+    from .leases import Leases
+    from .processes import Processes
+    from .queue import Queue
+    from .sessions import Sessions
+    from .triggers import Triggers
+
+__all__ = ["Store", "StoreContext", "StoreInfo", "StoreView", "load_domains", "open", "register_facade"]
 
 
 @attrs.frozen
@@ -52,32 +66,137 @@ class StoreInfo:
     projections: tuple["ProjectionStatus", ...]
 
 
-class _Reads:
-    """Shared read-side plumbing for a Store and its time-travel views."""
+class StoreContext:
+    """What a domain facade works on: a Store, or a read-only StoreView for time travel.
 
-    db: Database
+    The facades are typed properties, built once per store or view on first use (the
+    import happens then too: a domain package loads only when it is used or the store opens).
+    """
+
+    db: Storage
     log: EventLog
     engine: "ProjectionEngine"
+    blobs: BlobStore
     readonly: bool
+    clock: Callable[[], int]
+    profile: str
+    position: int | None = None
+    """The position a time-travel view shows; None on a Store (it shows the present)."""
+
+    # --- the domain facades ---------------------------------------------------------
+
+    @cached_property
+    def sessions(self) -> Sessions:
+        """Sessions: create, list, delete, purge, and the runtime commit (`commit`)."""
+        from .sessions import Sessions
+
+        return Sessions(self)
+
+    @cached_property
+    def leases(self) -> Leases:
+        """Session execution leases: claim, renew, release, reclaim."""
+        from .leases import Leases
+
+        return Leases(self)
+
+    @cached_property
+    def queue(self) -> Queue:
+        """Queued work: enqueue, claim, complete, cancel, list."""
+        from .queue import Queue
+
+        return Queue(self)
+
+    @cached_property
+    def inputs(self) -> Inputs:
+        """Pending turn inputs: enqueue, claim, complete, defer, cancel, interrupt."""
+        from .inputs import Inputs
+
+        return Inputs(self)
+
+    @cached_property
+    def attachments(self) -> Attachments:
+        """The attachments manifest: record and forget attachment intents."""
+        from .attachments import Attachments
+
+        return Attachments(self)
+
+    @cached_property
+    def artifacts(self) -> Artifacts:
+        """Session artifacts and maintenance: tombstones, vacuum, blob GC."""
+        from .commits import Artifacts
+
+        return Artifacts(self)
+
+    @cached_property
+    def processes(self) -> Processes:
+        """The process registry: register, events, wakes, grants, leases, prune, change feed."""
+        from .processes import Processes
+
+        return Processes(self)
+
+    @cached_property
+    def triggers(self) -> Triggers:
+        """Triggers: subscriptions, occurrences and their deliveries."""
+        from .triggers import Triggers
+
+        return Triggers(self)
+
+    @cached_property
+    def effects(self) -> Effects:
+        """The effect replay journal: journaled calls, strict replay, awaits."""
+        from .effects import Effects
+
+        return Effects(self)
+
+    def facade(self, name: str) -> Any:
+        """A facade registered with `register_facade(name, factory)`, built once per store."""
+        built = self._facades.get(name)
+        if built is None:
+            factory = _FACADES.get(name)
+            if factory is None:
+                raise InvalidArgument(f"no facade named {name!r} is registered (known: {sorted(_FACADES)})")
+            built = self._facades[name] = factory(self)
+        return built
+
+    # --- shared plumbing ------------------------------------------------------------
+
     _facades: dict[str, Any]
 
-    def __getattr__(self, name: str) -> Any:
-        factory = _FACADES.get(name)
-        if factory is None or name.startswith("_"):
-            raise AttributeError(f"{type(self).__name__!s} has no attribute {name!r}")
-        facade = self._facades.get(name)
-        if facade is None:
-            facade = self._facades[name] = factory(self)
-        return facade
+    @property
+    def path(self) -> str:
+        """The file this store was opened on."""
+        return self.db.path
 
-    def __dir__(self) -> list[str]:
-        return sorted(set(super().__dir__()) | set(_FACADES))
+    def now_ms(self) -> int:
+        """The injected clock's current time in milliseconds."""
+        return self.clock()
+
+    def transaction(self) -> ContextManager[Any]:
+        """A write transaction (BEGIN IMMEDIATE); appends inside it commit together.
+
+        The outermost one of a thread is one command: while other threads of this handle
+        are writing, it joins their transaction in a savepoint of its own (group commit)
+        and returns only once that transaction is durable. Nested use becomes a savepoint.
+        Domain commands read projections and append inside one of these so that their
+        decision and its events are atomic.
+        """
+        return self.db.transaction(write=True)
+
+    def append(self, stream: str, events: Sequence[Any], *, expected_version: int | str = ANY,
+               idempotency_key: str | None = None, now_ms: int | None = None) -> AppendResult:
+        """Append events to one stream atomically; see EventLog.append."""
+        return self.log.append(stream, events, expected_version=expected_version,
+                               idempotency_key=idempotency_key, now_ms=now_ms)
+
+    def stream_version(self, stream: str) -> int:
+        """A stream's current version (0 when it has no events)."""
+        return self.log.stream_version(stream)
 
     def require_fresh(self, projection: str) -> None:
         """Raise ProjectionStale if `projection` must be rebuilt before it is read."""
         self.engine.require_fresh(projection)
 
-    def read_transaction(self) -> Any:
+    def read_transaction(self) -> ContextManager[Any]:
         """A read transaction: every read inside sees one consistent snapshot."""
         return self.db.transaction(write=False)
 
@@ -104,10 +223,10 @@ class _Reads:
         return catalogue.list_streams(self.db, prefix, limit)
 
 
-class Store(_Reads):
+class Store(StoreContext):
     """An open event store file. Use as a context manager, or call close()."""
 
-    def __init__(self, db: Database, log: EventLog, engine: "ProjectionEngine", blobs: BlobStore,
+    def __init__(self, db: Storage, log: EventLog, engine: "ProjectionEngine", blobs: BlobStore,
                  profile: str, clock: Callable[[], int]) -> None:
         self.db = db
         self.log = log
@@ -121,11 +240,6 @@ class Store(_Reads):
 
     # --- lifecycle ---------------------------------------------------------------
 
-    @property
-    def path(self) -> str:
-        """The file this store was opened on."""
-        return self.db.path
-
     def close(self) -> None:
         """Close the connection. Closing twice is harmless."""
         self.db.close()
@@ -136,27 +250,7 @@ class Store(_Reads):
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def now_ms(self) -> int:
-        """The injected clock's current time in milliseconds."""
-        return self.clock()
-
-    def transaction(self) -> Any:
-        """A write transaction (BEGIN IMMEDIATE); appends inside it commit together.
-
-        The outermost one of a thread is one command: while other threads of this handle
-        are writing it joins their transaction in a savepoint of its own (group commit),
-        and it returns only once that transaction is durable. Nested use becomes a savepoint. Domain commands read projections and append
-        inside one of these so that their decision and its events are atomic.
-        """
-        return self.db.transaction(write=True)
-
     # --- the log -----------------------------------------------------------------
-
-    def append(self, stream: str, events: Sequence[Any], *, expected_version: int | str = ANY,
-               idempotency_key: str | None = None, now_ms: int | None = None) -> AppendResult:
-        """Append events to one stream atomically; see EventLog.append."""
-        return self.log.append(stream, events, expected_version=expected_version,
-                               idempotency_key=idempotency_key, now_ms=now_ms)
 
     def read_stream(self, stream: str, from_version: int = 1, **kw: Any) -> Iterator[RecordedEvent]:
         """Yield one stream's events in version order (lazy, paged)."""
@@ -183,13 +277,18 @@ class Store(_Reads):
         event at `position`; None for a row written before command marks existed."""
         return self.log.command_span(position)
 
-    def stream_version(self, stream: str) -> int:
-        """A stream's current version (0 when it has no events)."""
-        return self.log.stream_version(stream)
+    def anchor(self) -> Anchor:
+        """(position, hash) of the newest event: keep it outside the file and pass it to
+        `verify(anchor)` later to prove the log up to it was neither changed nor cut off."""
+        return self.log.anchor()
 
     def checkpoint(self) -> Anchor:
-        """(position, hash) of the newest event: keep it outside the file as an anchor."""
-        return self.log.checkpoint()
+        """Deprecated alias of `anchor()` (a session's checkpoint is another thing)."""
+        import warnings
+
+        warnings.warn("Store.checkpoint() is renamed Store.anchor(); checkpoint() will be removed",
+                      DeprecationWarning, stacklevel=2)
+        return self.log.anchor()
 
     def verify(self, anchor: Anchor | str | None = None,
                progress: Callable[[int], None] | None = None, check_file: bool = True) -> VerifyReport:
@@ -234,7 +333,7 @@ class Store(_Reads):
         from projections import catalogue
 
         streams, _events = catalogue.totals(self.db) if "catalogue" not in self.engine.stale else (0, 0)
-        head = self.checkpoint()
+        head = self.anchor()
         nblobs, _logical, stored = self.blobs.stats()
         size = 0
         if self.path != ":memory:":
@@ -248,18 +347,25 @@ class Store(_Reads):
                          tuple(self.projection_status()))
 
 
-class StoreView(_Reads):
+class StoreView(StoreContext):
     """A read-only view over projections replayed to a position (from `Store.at`)."""
 
-    def __init__(self, store: Store, db: Database, position: int) -> None:
+    def __init__(self, store: Store, db: Storage, position: int) -> None:
         self.store = store
         self.db = db
         self.log = store.log
         self.engine = store.engine
         self.blobs = store.blobs
+        self.clock = store.clock
+        self.profile = store.profile
         self.position = position
         self.readonly = True
         self._facades = {}
+
+    @property
+    def path(self) -> str:
+        """The file of the store this view was taken from."""
+        return self.store.path
 
     def require_fresh(self, projection: str) -> None:
         """A replayed view is always fresh: it was built by the current code."""
@@ -277,6 +383,12 @@ class StoreView(_Reads):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+# A lone surrogate in a stream name or key fails deep inside (chain hashing, SQLite);
+# the guard turns that UnicodeEncodeError into InvalidArgument naming the argument.
+guard_public_methods(Store)
+guard_public_methods(StoreView)
 
 
 def open(
@@ -336,14 +448,13 @@ def open(
             if _identify(db, path):
                 db.execute(SCHEMA)
                 db.execute(BLOB_SCHEMA)
-                db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif db.scalar("PRAGMA user_version", (), 0) < SCHEMA_VERSION:
+                db.write_stamp(APPLICATION_ID, SCHEMA_VERSION)
+            elif db.read_stamp()[1] < SCHEMA_VERSION:
                 # Version 1 -> 2 (the command marks in `flags`) needs no data change: the
                 # rows already written keep flags without marks, and `why` falls back to
                 # its heuristic for them. Stamped so that older code refuses the file
                 # rather than misread the new flags.
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.write_stamp(None, SCHEMA_VERSION)
             engine.open(log.last_position())
         store = Store(db, log, engine, BlobStore(db, threshold, limits), profile, clock or system_clock)
         if rebuild_stale and engine.stale:
@@ -365,17 +476,15 @@ def load_domains() -> None:
     from . import attachments, commits, effects, inputs, leases, processes, queue, sessions, triggers  # noqa: F401
 
 
-def _identify(db: Database, path: str) -> bool:
+def _identify(db: Storage, path: str) -> bool:
     """Read the file's identity without writing. True when it is new (empty)."""
-    app_id = db.scalar("PRAGMA application_id", (), 0)
-    version = db.scalar("PRAGMA user_version", (), 0)
+    app_id, version, objects = db.read_stamp()
     if app_id == APPLICATION_ID:
         if version > SCHEMA_VERSION:
             raise SchemaTooNew(path, version, SCHEMA_VERSION)
         if version < 1:
             raise NotAnEventStore(path, f"event store stamp present but schema version is {version}")
         return False
-    objects = db.scalar("SELECT count(*) FROM sqlite_schema", (), 0)
     if app_id == 0 and version == 0 and objects == 0:
         return True
     raise NotAnEventStore(

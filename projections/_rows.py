@@ -26,8 +26,8 @@ def row_reader(table: str) -> Callable[[F], F]:
         def read(*args: Any, **kw: Any) -> Any:
             try:
                 return fn(*args, **kw)
-            except StoreError:
-                raise
+            except (StoreError, UnicodeEncodeError):
+                raise  # UnicodeEncodeError: an argument (a lone surrogate), never a stored row
             except (ValueError, TypeError, KeyError, IndexError, AttributeError, codec.ShapeError) as exc:
                 raise CorruptStore(
                     f"projection table {table}: a stored row cannot be read ({type(exc).__name__}: {exc}); "

@@ -20,10 +20,11 @@ from typing import Any
 import attrs
 
 from eventstore.effects.await_events import AwaitCancelled, AwaitRegistered, AwaitResolved, SessionAwaitsRevoked
-from eventstore.effects.envelopes import canonical_json
+from eventstore.checks import canonical_json
 from eventstore.effects.events import (
     EffectCompleted,
     EffectFailureRecorded,
+    EffectForgotten,
     EffectLeaseRenewed,
     EffectStarted,
     EffectTakenOver,
@@ -148,6 +149,12 @@ def _completed(db: Any, ev: Any) -> None:
 @effects.on(EffectFailureRecorded)
 def _failed(db: Any, ev: Any) -> None:
     _finish_with_error(db, ev.data, "failed", ev.data.error_type, ev.data.error_message)
+
+
+@effects.on(EffectForgotten)
+def _forgotten(db: Any, ev: Any) -> None:
+    e = ev.data
+    db.execute("DELETE FROM effects_entries WHERE scope=? AND replay_key=?", (e.scope, e.replay_key))
 
 
 @effects.on(AwaitRegistered)

@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import attrs
 
-from eventstore._sqlite import Database, create_private_file
+from eventstore.storage import Storage as Database
+from eventstore.storage.sqlite import create_private_file
 from eventstore.errors import InvalidArgument, ProjectionStale, StoreError
 
 from projections.base import ALL_EVENTS, Applier, Projection
@@ -319,7 +320,7 @@ class ProjectionEngine:
         started = time.monotonic()
         path = self._scratch_path("rebuild")
         create_private_file(path)  # 0600 like the store: it holds the same data
-        scratch = Database(path, scratch=True)
+        scratch = self.db.open_scratch(path)
         try:
             dispatcher = Dispatcher(targets)
             with scratch.transaction():
@@ -370,7 +371,7 @@ class ProjectionEngine:
         """Time travel: a fresh in-memory database holding the projections as they were
         at `to_position` (only the given streams' events, when `streams` is set)."""
         targets = self._select(names)
-        mem = Database(":memory:", scratch=True)
+        mem = self.db.open_scratch(":memory:")
         dispatcher = Dispatcher(targets)
         with mem.transaction():
             dispatcher.create_tables(mem)
@@ -396,7 +397,7 @@ class ProjectionEngine:
         targets = [p for p in self._select(names) if p.name not in self.stale]
         path = self._scratch_path("verify")
         create_private_file(path)  # 0600 like the store: it holds the same data
-        scratch = Database(path, scratch=True)
+        scratch = self.db.open_scratch(path)
         try:
             dispatcher = Dispatcher(targets)
             with scratch.transaction():
@@ -420,7 +421,7 @@ class ProjectionEngine:
 
 def _compare(live: Database, rebuilt: Database, table: str) -> tuple[tuple | None, tuple | None] | None:
     """Compare two tables row by row in a total order; the first differing pair, or None."""
-    ncols = len(rebuilt.query(f"PRAGMA table_info({table})"))
+    ncols = len(rebuilt.table_columns(table))
     order = ", ".join(str(i) for i in range(1, ncols + 1))
     sql = f"SELECT * FROM {table} ORDER BY {order}"
     a = live.iterate(sql)

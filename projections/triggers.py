@@ -24,7 +24,7 @@ from typing import Any
 
 import attrs
 
-from eventstore.effects.envelopes import canonical_json
+from eventstore.checks import canonical_json
 from eventstore.triggers.events import (
     CommandAnswered,
     DeliveryReserved,

@@ -209,7 +209,7 @@ async def test_awaiting_open_gives_a_store_to_close_yourself(tmp_path):
     """`await eventstore.aio.open(...)` works without `async with`; close() twice is harmless."""
     store = await _open(tmp_path, readers=0)
     await store.append("s", _note("x"))
-    assert await store.get(1) is not None and (await store.checkpoint()).position == 1
+    assert await store.get(1) is not None and (await store.anchor()).position == 1
     assert await store.call(store.sync.stream_version, "s") == 1
     await store.close()
     await store.close()

@@ -67,7 +67,7 @@ def small_log(tmp_path) -> Iterator[SmallLog]:
     surgeon = tamper.Surgeon(path)
     try:
         with gen.open_store(path) as store:
-            yield SmallLog(store, surgeon, store.checkpoint(), surgeon.rows())
+            yield SmallLog(store, surgeon, store.anchor(), surgeon.rows())
     finally:
         surgeon.close()
 
@@ -149,7 +149,7 @@ def test_sampled_tampering_of_a_larger_log_is_caught_at_its_row(batches, data):
             store.append("base", [gen.CounterChanged("n", i) for i in range(10)])  # at least 10 rows
             for b in batches:
                 store.append(b.stream, list(b.events))
-            anchor = store.checkpoint()
+            anchor = store.anchor()
             surgeon = tamper.Surgeon(path)
             try:
                 rows = surgeon.rows()
@@ -191,7 +191,7 @@ def _log_of(path: str, n: int) -> eventstore.Store:
 def test_anchor_detects_truncation_of_the_tail(tmp_path):
     path = str(tmp_path / "s.db")
     with _log_of(path, 6) as store:
-        anchor = store.checkpoint()
+        anchor = store.anchor()
         assert anchor.position == 6 and store.verify(anchor=anchor).ok
         assert store.verify(anchor=str(anchor)).ok
         gen.edit_file(path, "DELETE FROM events WHERE position > 3")
@@ -203,7 +203,7 @@ def test_anchor_detects_truncation_of_the_tail(tmp_path):
 def test_anchor_detects_a_rewritten_tail_even_when_it_is_as_long(tmp_path):
     path = str(tmp_path / "s.db")
     with _log_of(path, 6) as store:
-        anchor = store.checkpoint()
+        anchor = store.anchor()
         older = store.verify()
         gen.edit_file(path, "DELETE FROM events WHERE position > 3")
         for i in range(4):  # a different history, longer than the original
@@ -216,7 +216,7 @@ def test_anchor_detects_a_rewritten_tail_even_when_it_is_as_long(tmp_path):
 
 def test_anchor_below_the_head_stays_valid_as_the_log_grows(tmp_path):
     with _log_of(str(tmp_path / "s.db"), 3) as store:
-        anchor = store.checkpoint()
+        anchor = store.anchor()
         store.append("s:9", [gen.NoteAdded("more")])
         assert store.verify(anchor=anchor).ok
         wrong = Anchor(2, anchor.hash)
@@ -226,8 +226,8 @@ def test_anchor_below_the_head_stays_valid_as_the_log_grows(tmp_path):
 
 def test_anchor_at_position_zero_is_the_genesis(tmp_path):
     with gen.open_store(str(tmp_path / "s.db")) as store:
-        assert store.checkpoint() == Anchor(0, GENESIS.hex())
-        assert store.verify(anchor=store.checkpoint()).ok
+        assert store.anchor() == Anchor(0, GENESIS.hex())
+        assert store.verify(anchor=store.anchor()).ok
         store.append("s", [gen.NoteAdded("x")])
         assert store.verify(anchor=Anchor(0, GENESIS.hex())).ok
         report = store.verify(anchor=Anchor(0, "ab" * 32))
@@ -249,7 +249,7 @@ def test_purged_payloads_keep_the_chain_verifiable_and_tampering_still_shows(tmp
         store.append("keep", [gen.NoteAdded("a")])
         store.append("gone", [gen.NoteAdded("secret"), gen.PayloadAttached("p", b"x" * 3000)])
         store.append("keep", [gen.NoteAdded("b")])
-        anchor = store.checkpoint()
+        anchor = store.anchor()
         with store.transaction():
             assert store.log.purge_payloads("gone") == 2
         assert store.verify(anchor=anchor).ok

@@ -51,7 +51,7 @@ def test_import_reproduces_every_row_blob_key_and_the_checkpoint(source, tmp_pat
     target = str(tmp_path / "copy.db")
     report = import_store(_write(tmp_path, text), target)
     with eventstore.open(path) as a, eventstore.open(target) as b:
-        assert report.checkpoint == str(a.checkpoint()) == str(b.checkpoint())
+        assert report.anchor == str(a.anchor()) == str(b.anchor())
         for sql in ("SELECT * FROM events ORDER BY position", "SELECT * FROM purged_payloads ORDER BY position",
                     "SELECT * FROM append_keys ORDER BY stream, key", "SELECT * FROM blobs ORDER BY ref"):
             assert _all_rows(a.db, sql) == _all_rows(b.db, sql), sql
@@ -83,11 +83,11 @@ def test_import_into_a_store_with_events_is_refused_and_changes_nothing(source, 
     target = str(tmp_path / "busy.db")
     debug_store.session_store(target)
     with eventstore.open(target) as store:
-        before = store.checkpoint()
+        before = store.anchor()
     with pytest.raises(ImportTargetNotEmpty, match="not empty"):
         import_store(_write(tmp_path, text), target)
     with eventstore.open(target) as store:
-        assert store.checkpoint() == before
+        assert store.anchor() == before
 
 
 def test_import_into_an_existing_empty_store_works(source, tmp_path):
@@ -202,7 +202,7 @@ def _forge(text: str, position: int) -> str:
 def test_a_full_forgery_is_caught_only_by_an_anchor_kept_elsewhere(source, tmp_path):
     path, text = source
     with eventstore.open(path) as store:
-        anchor = store.checkpoint()
+        anchor = store.anchor()
     forged = _write(tmp_path, _forge(text, 5))
     assert import_store(forged, str(tmp_path / "fooled.db")).events == 32  # consistent: undetectable alone
     with pytest.raises(BadExportLine, match="anchor") as info:

@@ -209,7 +209,7 @@ for i in range(int(sys.argv[3])):
 
 
 def test_a_sound_file_being_checkpointed_by_another_process_never_looks_truncated(tmp_path):
-    from eventstore._sqlite import check_file
+    from eventstore.storage.sqlite import check_file
 
     path = str(tmp_path / "busy.db")
     gen.open_store(path).close()

@@ -159,8 +159,8 @@ def test_export_to_standard_output_imports_with_the_same_checkpoint(triage, tmp_
     code, out, _ = run(capsys, "import", str(dump), str(tmp_path / "copy.db"))
     assert code == 0
     with eventstore.open(triage) as a, eventstore.open(str(tmp_path / "copy.db")) as b:
-        assert a.checkpoint() == b.checkpoint()
-        assert f"checkpoint {a.checkpoint()}" in out
+        assert a.anchor() == b.anchor()
+        assert f"anchor {a.anchor()}" in out
 
 
 def test_import_of_a_tampered_export_exits_2_naming_the_line(triage, tmp_path, capsys):

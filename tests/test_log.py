@@ -143,7 +143,7 @@ def test_expected_version_modes(existing, expected, ok):
         store.append("other", [gen.NoteAdded("o")])
         for i in range(existing):
             store.append("s", [gen.NoteAdded(str(i))])
-        before = (store.last_position(), store.checkpoint(), store.stream_info("s"))
+        before = (store.last_position(), store.anchor(), store.stream_info("s"))
         if ok:
             r = store.append("s", [gen.NoteAdded("new"), gen.NoteAdded("new2")], expected_version=expected)
             assert r.stream_version == existing + 2
@@ -153,7 +153,7 @@ def test_expected_version_modes(existing, expected, ok):
         e = info.value
         assert (e.stream, e.expected, e.actual) == ("s", expected, existing)
         assert f"expected version {expected}" in str(e) and f"at version {existing}" in str(e)
-        assert (store.last_position(), store.checkpoint(), store.stream_info("s")) == before
+        assert (store.last_position(), store.anchor(), store.stream_info("s")) == before
         assert store.verify().ok
 
 
@@ -186,12 +186,12 @@ def test_retry_with_the_same_key_and_events_returns_the_original_positions_and_w
         first = store.append("s", events, idempotency_key="req-1")
         store.append("s", [gen.NoteAdded("later")])
         store.append("t", [gen.NoteAdded("elsewhere")])
-        head = store.checkpoint()
+        head = store.anchor()
         retry = store.append("s", events, idempotency_key="req-1", expected_version=eventstore.NO_STREAM)
         assert retry.replayed
         assert (retry.first_position, retry.last_position, retry.stream_version) == (1, 2, 2)
         assert attrs.evolve(retry, replayed=False) == first
-        assert store.checkpoint() == head
+        assert store.anchor() == head
         assert store.stream_info("s").event_count == 3
 
 
@@ -199,13 +199,13 @@ def test_same_key_with_different_events_is_a_conflict_and_writes_nothing():
     with gen.open_store(":memory:") as store:
         store.append("s", [gen.NoteAdded("a")])
         store.append("s", [gen.NoteAdded("b")], idempotency_key="k")
-        head = store.checkpoint()
+        head = store.anchor()
         for different in ([gen.NoteAdded("B")], [gen.NoteAdded("b"), gen.NoteAdded("b")], [gen.CounterChanged("b", 0)]):
             with pytest.raises(eventstore.IdempotencyConflict) as info:
                 store.append("s", different, idempotency_key="k")
             assert (info.value.stream, info.value.key, info.value.first_position) == ("s", "k", 2)
             assert "'k'" in str(info.value) and "position 2" in str(info.value)
-        assert store.checkpoint() == head
+        assert store.anchor() == head
 
 
 def test_idempotency_keys_are_scoped_to_their_stream():
@@ -419,7 +419,7 @@ def test_a_class_registered_again_replaces_the_old_one_for_appends_and_reads():
 
 
 def test_foreign_epoch_moves_for_other_connections_commits_only(tmp_path):
-    from eventstore._sqlite import Database
+    from eventstore.storage.sqlite import Database
 
     path = str(tmp_path / "e.db")
     a, b = Database(path), Database(path)

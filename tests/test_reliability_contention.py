@@ -89,10 +89,10 @@ def test_store_busy_message_says_the_lock_was_held_past_the_busy_timeout(tmp_pat
     thread.start()
     try:
         assert held.wait(10)
-        before = waiter.checkpoint()
+        before = waiter.anchor()
         with pytest.raises(eventstore.StoreBusy, match="locked past the busy timeout"):
             waiter.append("b", [UserMessage("waits 20 ms, then gives up")])
-        assert waiter.checkpoint() == before
+        assert waiter.anchor() == before
     finally:
         release.set()
         thread.join(10)

@@ -45,14 +45,14 @@ def _store_with_two_ops(path: str) -> tuple[eventstore.Store, list[dict]]:
     rng = random.Random(1)
     records = [{"phase": "start", "last": 0}, {"phase": "intent", "op": 1, "kind": "log.append", "raw": 2}]
     r = store.append("torture-raw:t", [raw_event(1, 0, 2, rng), raw_event(1, 1, 2, rng)])
-    head = store.checkpoint()
+    head = store.anchor()
     records.append({"phase": "ack", "op": 1, "first": r.first_position, "last": r.last_position, "marker": None,
                     "head": head.position, "hash": head.hash, "outcome": "ok"})
     records.append({"phase": "intent", "op": 2, "kind": "sessions.create", "raw": None})
     with store.transaction():
         store.sessions.create("s1")
         m = store.append("torture-ops:t", [marker_event(2, 3, 3)]).last_position
-    head = store.checkpoint()
+    head = store.anchor()
     records.append({"phase": "ack", "op": 2, "first": 3, "last": 3, "marker": m, "head": head.position,
                     "hash": head.hash, "outcome": "ok"})
     return store, records
@@ -163,7 +163,7 @@ def test_a_store_killed_in_the_middle_of_a_checkpoint_reopens_with_everything_co
         store.db.execute("PRAGMA wal_autocheckpoint=0")  # everything below stays in the WAL
         for i in range(300):
             store.append("grow", [UserMessage(f"{i} " + "x" * 2000)])
-        expected = store.checkpoint()
+        expected = store.anchor()
         image = str(tmp_path / "image.db")
         for suffix in ("", "-wal"):  # a crash image: the files as the killed process left them
             shutil.copyfile(live + suffix, image + suffix)
@@ -176,6 +176,6 @@ def test_a_store_killed_in_the_middle_of_a_checkpoint_reopens_with_everything_co
     assert os.path.getsize(image) < header_pages * page_size  # the header claims pages not yet written
 
     with eventstore.open(image, synchronous="normal") as reopened:
-        assert reopened.checkpoint() == expected
+        assert reopened.anchor() == expected
         assert reopened.verify().ok and reopened.verify_projections().ok
         assert reopened.stream_version("grow") == 300

@@ -114,10 +114,10 @@ def test_unknown_type_names_and_newer_schemas_are_typed_errors(planter):
 def test_an_event_over_the_payload_limit_is_refused_before_anything_is_written(planter):
     from eventstore.demo import UserMessage
 
-    before = planter.store.checkpoint()
+    before = planter.store.anchor()
     with pytest.raises(eventstore.PayloadTooLarge):
         planter.store.append("big", [UserMessage("x" * (fuzz.LIMIT + 1))])
-    assert planter.store.checkpoint() == before
+    assert planter.store.anchor() == before
 
 
 def test_a_stored_payload_over_the_limit_is_refused_on_read_even_uncompressed(planter):

@@ -17,6 +17,7 @@ import attrs
 import pytest
 
 import eventstore
+from eventstore.demo import UserMessage
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
@@ -122,7 +123,7 @@ def _inconsistent(w: hostile.World) -> list[tuple[str, object]]:
         ("a forged await token", lambda: s.effects.resolve(v["await_token"][:-4] + "AAAA", {"ok": 1})),
         ("lease timings whose TTL is shorter than three renewals", lambda: LeaseTimings(1_000, 1_000)),
         ("a log append expecting a version the stream is not at",
-         lambda: s.append("session:s1", [eventstore.demo.UserMessage("x")], expected_version=1)),
+         lambda: s.append("session:s1", [UserMessage("x")], expected_version=1)),
         ("an external owner completing a process granted to no one",
          lambda: s.processes.complete("nope", Success(1), ExternalOwner("ci"))),
     ]
@@ -131,7 +132,7 @@ def _inconsistent(w: hostile.World) -> list[tuple[str, object]]:
 def test_inconsistent_arguments_raise_typed_errors_and_write_nothing(world):
     failures = []
     for what, call in _inconsistent(world):
-        before = world.store.checkpoint()
+        before = world.store.anchor()
         try:
             call()
             failures.append(f"{what}: accepted")
@@ -140,7 +141,7 @@ def test_inconsistent_arguments_raise_typed_errors_and_write_nothing(world):
                 failures.append(f"{what}: {type(exc).__name__} without a message")
         except Exception as exc:
             failures.append(f"{what}: untyped {type(exc).__name__}: {exc}")
-        if world.store.checkpoint() != before:
+        if world.store.anchor() != before:
             failures.append(f"{what}: the log changed")
     assert not failures, "\n".join(failures)
 
@@ -151,7 +152,7 @@ def test_a_trigger_conflict_writes_only_its_receipt(world):
     from eventstore.triggers import SubscriptionRevisionConflict, UpdateSubscription
 
     s = world.store
-    before = s.checkpoint()
+    before = s.anchor()
     definition = world.values["trigger_command"].definition
     with pytest.raises(SubscriptionRevisionConflict):
         s.triggers.execute("op-stale", UpdateSubscription("host", "ci", 99, definition))

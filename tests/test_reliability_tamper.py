@@ -60,7 +60,7 @@ def test_the_tamper_check_itself_reports_a_modification_verify_would_miss(tmp_pa
             noop = tamper.Tampering("byte", "no-op", (("UPDATE events SET flags = flags WHERE position = 1", ()),),
                                     (), "altered", 1)
             tally = tamper.Tally()
-            tamper.check(store, surgeon, noop, store.checkpoint(), tally)
+            tamper.check(store, surgeon, noop, store.anchor(), tally)
             assert tally.missed == 1
     finally:
         surgeon.close()

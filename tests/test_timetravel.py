@@ -10,7 +10,7 @@ import attrs
 import pytest
 
 import eventstore
-from eventstore._sqlite import Database
+from eventstore.storage.sqlite import Database
 from eventstore.errors import InvalidArgument
 from eventstore.debug.timetravel import cache_dir_of, clear_cache, view_at
 from projections.base import REGISTRY as PROJECTIONS

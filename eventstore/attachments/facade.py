@@ -22,13 +22,16 @@ manifest holds it (law 64). Intents and commits are both GC roots (`list_refs`).
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import attrs
 
 from ..errors import InvalidArgument, StoreError
 from ..facades import register_facade
 from ..commits.events import AttachmentIntentRecorded, AttachmentIntentsForgotten
+
+if TYPE_CHECKING:
+    from ..store import StoreContext
 
 log = logging.getLogger("eventstore.attachments")
 
@@ -106,7 +109,7 @@ def decide_forget_aged(rows: Sequence[AttachmentRef], cutoff_ms: int, turn_super
 class Attachments:
     """`store.attachments`: see the module docstring."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
 
     def _session(self, session_id: str, what: str) -> None:

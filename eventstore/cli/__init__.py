@@ -42,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (also used by the console script)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # parse_args would report them with the top-level usage; the subcommand's usage is
+        # the one that lists the options the user can give instead.
+        _subparser(parser, args.command).error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         status = args.func(args)
     except StoreError as exc:
@@ -54,6 +58,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"eventstore {args.command}: interrupted", file=sys.stderr)
         return 130
     return EXIT_OK if status is None else int(status)
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of subcommand `command` (or `parser` itself if there is none)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices.get(command, parser)
+            return found
+    return parser
 
 
 def run() -> None:

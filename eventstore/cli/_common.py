@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import attrs
 
 from ..debug.describe_events import timestamp
-from ..errors import FileError
+from ..errors import FileError, NotFound
 from ..store import Store, open as open_store
 
 
@@ -42,6 +42,19 @@ def open_existing(path: str, **kw: Any) -> Store:
     if not os.path.exists(path):
         raise FileError(path, "no such file")
     return open_store(path, create=False, **kw)
+
+
+def require_streams(store: Store, streams: Sequence[str] | None, db: str) -> None:
+    """NotFound (exit 2, one line) for a named stream that holds no event."""
+    for stream in streams or ():
+        if store.stream_version(stream) == 0:
+            raise NotFound(f"no stream {printable(stream)!r} in {db}")
+
+
+def require_session(store: Store, session_id: str, db: str) -> None:
+    """NotFound (exit 2, one line) for a session id that was never created (deleted ones exist)."""
+    if store.sessions.get(session_id) is None:
+        raise NotFound(f"no session {printable(session_id)!r} in {db}")
 
 
 def printable(text: str) -> str:
@@ -101,17 +114,57 @@ def summarize(value: Any, width: int = 100) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+ID_COLUMNS = frozenset({
+    "session", "process", "batch", "input", "id", "key", "scope", "owner scope", "replay key", "stream",
+    "subscription", "holder", "holder (incarnation)", "claim owner", "source key", "node", "ref", "blob",
+    "projection"})
+"""Column names whose cells are identifiers: a terminal table never wraps or cuts them."""
+
+MAX_WORD = 64
+"""Longer words in other columns may be folded on a terminal (ids, times and hashes are shorter)."""
+
+
 def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
-    """Print rows as a table (rich), escaping every cell."""
+    """Print rows, escaping every cell: a table (rich) on a terminal, plain lines otherwise.
+
+    Piped or redirected (`eventstore sessions DB | grep ID`), the output is one line per
+    row, cells separated by a tab, after a header line (and the title as a `# ` line), so
+    that no cell is ever wrapped. On a terminal, identifier columns (ID_COLUMNS) and
+    columns of single words never wrap, text columns wrap between words, and a table too
+    wide for the terminal is drawn wider (the terminal wraps its lines, ids stay whole).
+    """
+    cells = [[printable("" if v is None else str(v)) for v in row] for row in rows]
+    out = sys.stdout
+    if not out.isatty():
+        if title:
+            out.write(f"# {printable(title)}\n")
+        for line in ([printable(c) for c in columns], *cells):
+            out.write("\t".join(line) + "\n")
+        return
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title, show_lines=False, header_style="bold")
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*(printable("" if v is None else str(v)) for v in row))
-    Console(highlight=False, soft_wrap=False).print(table)
+    needed = 1  # the left border; each column adds its cells' padding and a border
+    for i, col in enumerate(columns):
+        column = [col] + [row[i] for row in cells if i < len(row)]
+        longest_word = max(len(word) for cell in column for word in cell.split() or [""])
+        if col in ID_COLUMNS or col.endswith(" id") or all(len(cell.split()) <= 1 for cell in column[1:]):
+            # ids, and columns of single words (times, numbers, states, paths): never wrapped
+            width = max(len(cell) for cell in column)
+            table.add_column(col, no_wrap=True, overflow="ignore", min_width=width)
+        else:  # wrapped between words, never inside one (unless a word is absurdly long)
+            width = min(longest_word, MAX_WORD)
+            table.add_column(col, overflow="fold", min_width=width)
+        needed += width + 3
+    for row in cells:
+        table.add_row(*row)
+    console = Console(highlight=False, soft_wrap=False)
+    if console.width < needed:
+        # Too narrow for whole ids and readable columns: draw it wider and let the terminal
+        # wrap the lines (a soft wrap: copying an id still copies it whole).
+        console = Console(highlight=False, soft_wrap=False, width=needed)
+    console.print(table)
 
 
 @contextlib.contextmanager

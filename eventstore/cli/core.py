@@ -1,4 +1,4 @@
-"""Core subcommands: demo, info, log, verify, rebuild, checkpoint."""
+"""Core subcommands: demo, info, log, verify, rebuild, anchor (alias: checkpoint)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,17 @@ from ..chain import Anchor
 from . import EXIT_FAILED, EXIT_OK
 from ..debug.describe_events import describe
 from ..errors import InvalidArgument
-from ._common import add_db, dumps, fmt_ms, open_existing, print_table, printable, progress_bar, whole_number
+from ._common import (add_db, dumps, fmt_ms, open_existing, print_table, printable, progress_bar,
+                      require_streams, whole_number)
 
 
 def register(sub: Any) -> None:
     """Add the core subcommands to the parser."""
     p = sub.add_parser("demo", help="run a realistic agent session on a SQLite file, ending with a verify")
     p.add_argument("db", nargs="?", metavar="DB", help="store file (default: a new temporary file)")
+    p.add_argument("--seed", type=whole_number(0), metavar="N",
+                   help="derive the session ids and scopes from N (default: the number of events already "
+                        "in DB, so a new file always gets the ids the docs use)")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("info", help="summarise a store file")
@@ -40,19 +44,25 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("verify", help="verify the hash chain (exit 0 sound, 1 not)")
     add_db(p)
-    p.add_argument("--anchor", metavar="POSITION:HASH", help="an anchor from `eventstore checkpoint`")
+    p.add_argument("--anchor", metavar="POSITION:HASH", help="an anchor from `eventstore anchor`")
     p.add_argument("--projections", action="store_true", help="also compare projections with a rebuild")
+    p.add_argument("--json", action="store_true",
+                   help='print {"ok", "chain", "projections"} as one JSON object')
     p.set_defaults(func=_verify)
 
     p = sub.add_parser("rebuild", help="rebuild projections from the log and swap them in")
     add_db(p)
     p.add_argument("--projection", action="append", dest="projections", metavar="NAME",
                    help="only this projection (repeatable; default all)")
+    p.add_argument("--json", action="store_true", help="print the RebuildReport as JSON")
     p.set_defaults(func=_rebuild)
 
-    p = sub.add_parser("checkpoint", help="print POSITION:HASH of the newest event, to keep as an anchor")
+    # `checkpoint` was this command's first name; a session's checkpoint is another thing.
+    p = sub.add_parser("anchor", aliases=["checkpoint"], help="print POSITION:HASH of the newest event, "
+                       "to keep outside the file for verify --anchor")
     add_db(p)
-    p.set_defaults(func=_checkpoint)
+    p.add_argument("--json", action="store_true", help='print {"position", "hash", "anchor"}')
+    p.set_defaults(func=_anchor)
 
 
 _positive = whole_number(1)
@@ -72,7 +82,7 @@ def _seconds(text: str) -> float:
 def _demo(args: argparse.Namespace) -> int:
     from ..demo import run
 
-    return run(args.db)
+    return run(args.db, seed=args.seed)
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -96,6 +106,8 @@ def _log(args: argparse.Namespace) -> int:
     if args.idle_timeout is not None and not args.follow:
         raise InvalidArgument("--idle-timeout only applies with --follow")
     with open_existing(args.db) as store:
+        if args.stream and not args.follow:
+            require_streams(store, [args.stream], args.db)
         if args.follow:
             # follow() reads what is there, then waits for commits from any process; the
             # stream filter is applied here (follow filters by type only).
@@ -137,17 +149,22 @@ def _print_events(args: argparse.Namespace, events: Any) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     anchor = Anchor.parse(args.anchor) if args.anchor else None
+    check = None
     with open_existing(args.db) as store:
         total = store.last_position()
         with progress_bar("verify", total > 50_000) as progress:
             report = store.verify(anchor, progress=lambda done: progress(done, total))
-        print(str(report))
+        if not args.json:
+            print(str(report))
         ok = report.ok
         if args.projections and ok:
             with progress_bar("rebuild into scratch", total > 50_000) as progress:
                 check = store.verify_projections(progress=progress)
-            print(f"projections {check}")
+            if not args.json:
+                print(f"projections {check}")
             ok = check.ok
+    if args.json:
+        print(dumps({"ok": ok, "chain": report, "projections": check}))
     return EXIT_OK if ok else EXIT_FAILED
 
 
@@ -156,12 +173,19 @@ def _rebuild(args: argparse.Namespace) -> int:
         total = store.last_position()
         with progress_bar("rebuild", total > 10_000) as progress:
             report = store.rebuild(args.projections, progress)
+    if args.json:
+        print(dumps(report))
+        return EXIT_OK
     print(f"rebuilt {', '.join(report.projections)} from {report.events:,} events "
           f"up to position {report.position} in {report.seconds:.2f}s")
     return EXIT_OK
 
 
-def _checkpoint(args: argparse.Namespace) -> int:
+def _anchor(args: argparse.Namespace) -> int:
     with open_existing(args.db) as store:
-        print(store.checkpoint())
+        anchor = store.anchor()
+    if args.json:
+        print(dumps({"position": anchor.position, "hash": anchor.hash, "anchor": str(anchor)}))
+    else:
+        print(anchor)
     return EXIT_OK

@@ -153,7 +153,9 @@ def _show(args: argparse.Namespace) -> int:
 
     active = {n.node_id for n in path.nodes}
     what = "active path" if args.active_path else f"{len(loaded.nodes)} live node(s)"
-    Console(highlight=False, soft_wrap=False).print(
+    # Piped, each node is one whole line (never folded or cut at a guessed width), so ids grep.
+    piped = not sys.stdout.isatty()
+    Console(highlight=False, soft_wrap=piped, width=100_000 if piped else None).print(
         graph_tree(loaded, active, f"graph: {what} (◆ leaf, ● active path, ○ other branches)"))
     return EXIT_OK
 

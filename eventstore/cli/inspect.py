@@ -12,11 +12,14 @@ All but `import` only read. `replay` and `diff` keep time-travel snapshots in
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
+from ..errors import FileError
 from . import EXIT_OK
-from ._common import add_db, dumps, fmt_ms, open_existing, printable, progress_bar, whole_number
+from ._common import (add_db, dumps, fmt_ms, open_existing, printable, progress_bar, require_streams,
+                      whole_number)
 
 
 def register(sub: Any) -> None:
@@ -32,7 +35,8 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("diff", help="what changed between two log positions, as domain facts")
     add_db(p)
-    p.add_argument("--from", type=_position, required=True, dest="from_position", metavar="P1")
+    p.add_argument("--from", type=_position, required=True, dest="from_position", metavar="P1",
+                   help="the log position to compare from (0: the empty store)")
     p.add_argument("--to", type=_position, dest="to_position", metavar="P2", help="default: the head")
     _add_streams(p)
     p.add_argument("--limit", type=_position, default=200, metavar="N", help="list at most N events (default 200)")
@@ -42,7 +46,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("why", help="an event, the command that appended it, and its neighbours")
     add_db(p)
-    p.add_argument("--stream", required=True, metavar="S")
+    p.add_argument("--stream", required=True, metavar="S", help="the stream the event is on")
     p.add_argument("--version", required=True, type=_position, metavar="V", help="the event's stream version")
     p.add_argument("--around", type=_position, default=3, metavar="N", help="neighbours on each side (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -60,6 +64,7 @@ def register(sub: Any) -> None:
     p.add_argument("--no-chain", action="store_true",
                    help="append the events afresh (new positions and hashes): for a --stream extract")
     p.add_argument("--anchor", metavar="POSITION:HASH", help="an anchor that must lie on the imported chain")
+    p.add_argument("--json", action="store_true", help="print the ImportReport as JSON")
     p.set_defaults(func=_import)
 
 
@@ -78,6 +83,7 @@ def _replay(args: argparse.Namespace) -> int:
     from ..debug.inspection import state_at
 
     with open_existing(args.db) as store:
+        require_streams(store, args.streams, args.db)
         summary = state_at(store, args.position, args.streams, cache=not args.no_cache)
     if args.json:
         print(dumps(summary))
@@ -133,6 +139,7 @@ def _diff(args: argparse.Namespace) -> int:
     from ..debug.statediff import diff
 
     with open_existing(args.db) as store:
+        require_streams(store, args.streams, args.db)
         to = store.last_position() if args.to_position is None else args.to_position
         d = diff(store, args.from_position, to, args.streams, cache=not args.no_cache, event_limit=args.limit)
     if args.json:
@@ -158,6 +165,9 @@ def _diff(args: argparse.Namespace) -> int:
             out.write(f"  {t.table}: {counts}\n")
             for ex in t.examples:
                 out.write(f"    {printable(ex)}\n")
+            hidden = t.added + t.removed + t.changed - len(t.examples)
+            if hidden > 0:
+                out.write(f"    ... and {hidden} more {'row' if hidden == 1 else 'rows'}\n")
     return EXIT_OK
 
 
@@ -168,6 +178,7 @@ def _why(args: argparse.Namespace) -> int:
     from ..debug.inspection import why
 
     with open_existing(args.db) as store:
+        require_streams(store, [args.stream], args.db)
         r = why(store, args.stream, args.version, around=args.around)
     if args.json:
         print(dumps(r))
@@ -201,17 +212,31 @@ def _why(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from ..debug.export import export_store, export_to_path
 
+    if args.output:
+        _check_output(args.output)
     with open_existing(args.db) as store:
         total = store.last_position()
         with progress_bar("export", total > 50_000) as progress:
             if args.output:
-                report = export_to_path(store, args.output, stream=args.stream, progress=progress)
+                try:
+                    report = export_to_path(store, args.output, stream=args.stream, progress=progress)
+                except OSError as exc:  # a full disk, a permission denied: one line, exit 2
+                    raise FileError(args.output, exc.strerror or str(exc)) from None
             else:
                 report = export_store(store, sys.stdout, stream=args.stream, progress=progress)
                 sys.stdout.flush()
     print(f"exported {report.events:,} events, {report.append_keys:,} keys and {report.blobs:,} blobs "
-          f"({report.lines:,} lines), source checkpoint {report.checkpoint}", file=sys.stderr)
+          f"({report.lines:,} lines), source anchor {report.anchor}", file=sys.stderr)
     return EXIT_OK
+
+
+def _check_output(path: str) -> None:
+    """FileError (one line, exit 2) for an output path that is a directory or in no directory."""
+    if os.path.isdir(path):
+        raise FileError(path, "is a directory: give the path of the file to write")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileError(path, f"no such directory {folder!r}: create it first")
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -221,7 +246,10 @@ def _import(args: argparse.Namespace) -> int:
     with progress_bar("import", True) as progress:
         report = import_store(source, args.db, chain_mode=not args.no_chain, anchor=args.anchor,
                               progress=progress)
+    if args.json:
+        print(dumps(report))
+        return EXIT_OK
     how = "chain reproduced" if report.chained else "appended afresh (new chain)"
     print(f"imported {report.events:,} events, {report.append_keys:,} keys and {report.blobs:,} blobs into "
-          f"{report.path} ({how}); checkpoint {report.checkpoint}")
+          f"{report.path} ({how}); anchor {report.anchor}")
     return EXIT_OK

@@ -12,7 +12,8 @@ from typing import Any, Callable, Sequence
 
 from ..queue.events import describe_wake_frames
 from . import EXIT_OK
-from ._common import add_db, dumps, fmt_ms, open_existing, print_json_lines, print_table, whole_number
+from ._common import (add_db, dumps, fmt_ms, open_existing, print_json_lines, print_table, require_session,
+                      whole_number)
 
 
 def register(sub: Any) -> None:
@@ -41,6 +42,7 @@ _position = whole_number(1)
 def _read(args: argparse.Namespace, facade: str) -> tuple[list[Any], int, int | None]:
     """(rows, the time liveness was judged at, the live lease generation) for the command."""
     with open_existing(args.db) as store:
+        require_session(store, args.session, args.db)
         view: Any = store
         now = store.now_ms()
         if args.at is not None:

@@ -10,7 +10,7 @@ import argparse
 from typing import Any
 
 from . import EXIT_OK
-from ._common import add_db, fmt_ms, open_existing, print_json_lines, print_table
+from ._common import add_db, fmt_ms, open_existing, print_json_lines, print_table, require_session
 
 
 def register(sub: Any) -> None:
@@ -53,6 +53,8 @@ def _lease_status(state: Any, now_ms: int) -> str:
 
 def _leases(args: argparse.Namespace) -> int:
     with open_existing(args.db) as store:
+        if args.session is not None:
+            require_session(store, args.session, args.db)
         states = store.leases.list(args.session)
         now = store.now_ms()
     if args.json:

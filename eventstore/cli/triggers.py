@@ -1,5 +1,5 @@
 """Trigger and effect subcommands: `eventstore triggers DB`, `eventstore forget-occurrences
-DB` and `eventstore effects DB`.
+DB`, `eventstore effects DB` and `eventstore forget-effect DB --scope S --key K`.
 
 `triggers` and `effects` only read the projections; `forget-occurrences` is
 `store.triggers.forget_occurrences` (occurrence retention), with a `--dry-run`. `effects` shows each journaled effect's status,
@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, NotFound
 from . import EXIT_OK
 from ._common import add_db, dumps, fmt_ms, open_existing, print_table, summarize
 from .processes import parse_date
@@ -44,6 +44,14 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="JSON lines, one effect per line")
     p.set_defaults(func=_effects)
 
+    p = sub.add_parser("forget-effect", help="forget a finished journaled effect, so that its next call runs "
+                       "it again (store.effects.forget)")
+    add_db(p)
+    p.add_argument("--scope", required=True, metavar="S", help="the effect's execution scope")
+    p.add_argument("--key", required=True, metavar="K", help="the effect's replay key")
+    p.add_argument("--json", action="store_true", help='print {"scope", "replay_key", "forgotten"}')
+    p.set_defaults(func=_forget_effect)
+
 
 def _triggers(args: argparse.Namespace) -> int:
     with open_existing(args.db) as store:
@@ -74,6 +82,9 @@ def _forget_occurrences(args: argparse.Namespace) -> int:
     if args.older_than is not None and args.older_than < 0:
         raise InvalidArgument("--older-than must not be before 1970")
     with open_existing(args.db) as store:
+        if args.older_than is not None and args.older_than > store.now_ms():
+            raise InvalidArgument(f"--older-than {fmt_ms(args.older_than)} is in the future (now is "
+                                  f"{fmt_ms(store.now_ms())}): nothing ingested then can be forgotten")
         t = store.triggers
         # The cutoff is fixed here so the report names the one the command used.
         cutoff = args.older_than if args.older_than is not None else max(
@@ -84,6 +95,18 @@ def _forget_occurrences(args: argparse.Namespace) -> int:
         return EXIT_OK
     verb = "would forget" if args.dry_run else "forgot"
     print(f"{verb} {n} occurrence(s) ingested before {fmt_ms(cutoff)} with no delivery left")
+    return EXIT_OK
+
+
+def _forget_effect(args: argparse.Namespace) -> int:
+    with open_existing(args.db) as store:
+        if store.effects.get(args.scope, args.key) is None:
+            raise NotFound(f"no effect {args.key!r} in scope {args.scope!r} in {args.db}")
+        forgotten = store.effects.forget(args.scope, args.key)
+    if args.json:
+        print(dumps({"scope": args.scope, "replay_key": args.key, "forgotten": forgotten}))
+    else:
+        print(f"forgot effect {args.key!r} in scope {args.scope!r}: its next call runs it again")
     return EXIT_OK
 
 

@@ -32,7 +32,7 @@ carries is checked and settled atomically with it (see docs/api.md, "Runtime com
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import attrs
 
@@ -63,6 +63,9 @@ from ..inputs.rules import TurnInputCompletion
 from ..leases.events import LeaseFence
 from ..queue.claims import QueuedWorkCompletion
 from ..queue.enqueue import QueuedWorkDraft
+
+if TYPE_CHECKING:
+    from ..store import StoreContext
 
 
 @attrs.frozen
@@ -160,12 +163,12 @@ def _store_frames(blobs: Any, frames: Sequence[AgentFrame]) -> tuple[AgentFrame,
     return tuple(out)
 
 
-def _require_fresh(ctx: Any) -> None:
+def _require_fresh(ctx: StoreContext) -> None:
     for name in ("graph", "sessions", "leases", "queue", "inputs"):
         ctx.require_fresh(name)
 
 
-def _replayed_turn(ctx: Any, c: RuntimeCommit) -> RuntimeCommitResult | None:
+def _replayed_turn(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult | None:
     """Step 2: the stored result of an already committed turn stamp, or None."""
     from projections import graph as gproj
 
@@ -185,7 +188,7 @@ def _replayed_turn(ctx: Any, c: RuntimeCommit) -> RuntimeCommitResult | None:
     return RuntimeCommitResult(stored[1], stored[2], stored[3], replayed=True)
 
 
-def run_commit(ctx: Any, c: RuntimeCommit) -> RuntimeCommitResult:
+def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
     """The commit algorithm (see the module docstring). `ctx` is the Store."""
     from projections import graph as gproj
 

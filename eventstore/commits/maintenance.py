@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import attrs
 
@@ -21,6 +21,9 @@ from ..errors import CorruptStore, InvalidArgument
 from ..facades import register_facade
 from . import checkpoints
 from .events import ArtifactRefSet, BlobGcRan, NodesTombstoned, SessionVacuumed
+
+if TYPE_CHECKING:
+    from ..store import StoreContext
 
 log = logging.getLogger("eventstore.gc")
 
@@ -50,7 +53,7 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
-def tombstone_nodes(ctx: Any, session_id: str, node_ids: Sequence[str]) -> int:
+def tombstone_nodes(ctx: StoreContext, session_id: str, node_ids: Sequence[str]) -> int:
     """Hide live nodes from reads; returns how many were live and are now hidden.
 
     Unknown and already hidden ids are ignored (the call is idempotent).
@@ -74,7 +77,7 @@ def tombstone_nodes(ctx: Any, session_id: str, node_ids: Sequence[str]) -> int:
         return len(live)
 
 
-def vacuum(ctx: Any, session_id: str) -> VacuumReport:
+def vacuum(ctx: StoreContext, session_id: str) -> VacuumReport:
     """Physically drop tombstoned nodes and terminal turn inputs from the projections.
 
     Appends nothing (and reports zeros) when there is nothing to remove.
@@ -100,7 +103,7 @@ def vacuum(ctx: Any, session_id: str) -> VacuumReport:
         return VacuumReport(nodes, inputs)
 
 
-def gc(ctx: Any, dry_run: bool = False) -> checkpoints.GcReport:
+def gc(ctx: StoreContext, dry_run: bool = False) -> checkpoints.GcReport:
     """Mark and sweep the blob table; see the module docstring. Safe to call any time.
 
     With `dry_run`, nothing is deleted or recorded and the report says what would go.
@@ -139,7 +142,7 @@ def gc(ctx: Any, dry_run: bool = False) -> checkpoints.GcReport:
 class Artifacts:
     """`store.artifacts`: named pointers (namespace, name) -> blob ref, each a GC root."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
 
     def set(self, namespace: str, name: str, blob_ref: str | None) -> None:

@@ -13,7 +13,7 @@ keeps a 1,000-node load close to a raw SQLite select of 1,000 rows.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import attrs
 
@@ -23,11 +23,13 @@ from . import checkpoints
 from .events import SessionCommitted, StoredNode
 from .model import AgentFrame, Checkpoint, EventPayload, ModelConfig, SessionNode, UsageDelta
 
+if TYPE_CHECKING:
+    from ..store import StoreContext
+
 GRAPH_MODES = ("full", "active_path", "none")
 
 _node_codec = codec.class_codec(StoredNode)
 _unpackb = codec.msgpack.unpackb
-_CHUNK = 500
 
 
 @attrs.frozen
@@ -54,33 +56,29 @@ class LoadedSession:
     """The log position this state is as of."""
 
 
-def nodes_at(ctx: Any, refs: Sequence[tuple[int, int]]) -> list[SessionNode]:
+def nodes_at(ctx: StoreContext, refs: Sequence[tuple[int, int]]) -> list[SessionNode]:
     """The nodes stored at (event position, index in the event), in the order given.
 
     Refs whose event payload was purged are left out.
     """
     if not refs:
         return []
-    log = ctx.log
-    db = log.db  # the events table lives in the store file, also for a time-travel view
+    log = ctx.log  # the log of the store file, also for a time-travel view
     schema = log.registry.for_class(SessionCommitted).schema
-    wanted = sorted({p for p, _ in refs})
     events: dict[int, list[Any]] = {}
-    for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start:start + _CHUNK]
-        rows = db.query(f"SELECT position, schema, flags, payload FROM events "
-                        f"WHERE position IN ({','.join('?' * len(chunk))})", chunk)
-        for position, row_schema, flags, payload in rows:
-            if payload is None:
-                continue  # purged
-            if not flags & ~codec.COMMAND_FLAGS and row_schema == schema:  # plain: no lz4, no unknown bit
-                try:
-                    events[position] = _unpackb(payload, raw=False, strict_map_key=False)["nodes"]
-                    continue
-                except Exception:  # malformed: the log's own decoder raises the typed error
-                    pass
-            # compressed, written at an older schema (upcasters), or malformed: the log's full path
-            events[position] = list(log.get(position).data.nodes)
+    for position, row_schema, flags, payload in log.stored_payloads(sorted({p for p, _ in refs})):
+        if payload is None:
+            continue  # purged
+        if not flags & ~codec.COMMAND_FLAGS and row_schema == schema:  # plain: no lz4, no unknown bit
+            try:
+                events[position] = _unpackb(payload, raw=False, strict_map_key=False)["nodes"]
+                continue
+            except Exception:  # malformed: the log's own decoder raises the typed error
+                pass
+        # compressed, written at an older schema (upcasters), or malformed: the log's full path
+        recorded = log.get(position)
+        assert recorded is not None  # stored_payloads just returned this position
+        events[position] = list(recorded.data.nodes)
     out = []
     for position, idx in refs:
         plain = events.get(position)
@@ -135,7 +133,7 @@ def _hydrate_frames(blobs: Any, frames: Sequence[AgentFrame]) -> tuple[AgentFram
     return tuple(out)
 
 
-def load_session(ctx: Any, session_id: str, graph: str = "full", leaf: str | None = None) -> LoadedSession | None:
+def load_session(ctx: StoreContext, session_id: str, graph: str = "full", leaf: str | None = None) -> LoadedSession | None:
     """Read a session's state from `ctx` (the store, or a time-travel view); None when the
     session has never committed. `graph` is "full", "active_path" (from `leaf`, or the
     head's leaf, up to the root) or "none"."""
@@ -169,7 +167,7 @@ def load_session(ctx: Any, session_id: str, graph: str = "full", leaf: str | Non
                          position)
 
 
-def load_node(ctx: Any, session_id: str, node_id: str) -> SessionNode | None:
+def load_node(ctx: StoreContext, session_id: str, node_id: str) -> SessionNode | None:
     """One live node by id; tombstoned (and vacuumed, and unknown) nodes read as None (law 60)."""
     from projections import graph as gproj
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
+from ..checks import check_int
 from ..errors import InvalidArgument, StoreError
 from .events import CommitDetails, HeadChange, SessionCommitted, StoredNode
 from .model import (
@@ -103,9 +104,7 @@ def check_usage(session_id: str, usage: Sequence[Any]) -> None:
                 raise InvalidArgument(f"session {session_id!r}: commit.usage_deltas[{i}].{name} must be a string")
         for name in ("input", "output", "cache_read_input", "cache_write_input", "reasoning_output"):
             value = getattr(u, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value >= 2**63:
-                raise InvalidArgument(f"session {session_id!r}: commit.usage_deltas[{i}].{name} must be an "
-                                      f"integer >= 0, got {value!r}")
+            check_int(value, f"session {session_id!r}: commit.usage_deltas[{i}].{name}")
 
 
 def check_text_ids(session_id: str, ids: Sequence[Any], what: str) -> tuple[str, ...]:

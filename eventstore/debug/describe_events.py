@@ -129,6 +129,9 @@ def value(v: Any, depth: int = 0) -> str:
                           if getattr(v, f.name) not in (None, (), ""))
         return f"{type(v).__name__}({inner})"
     if isinstance(v, dict):
+        said = message_text(v)
+        if said is not None:
+            return said
         parts = [f"{k}: {value(x, depth + 1)}" for k, x in list(v.items())[:4]]
         return "{" + ", ".join(parts) + (", …" if len(v) > 4 else "") + "}"
     if isinstance(v, (list, tuple, set, frozenset)):
@@ -400,6 +403,32 @@ def _inputs_claimed(e: Any, ev: Any) -> str:
 # --- the runtime commit ---------------------------------------------------------------------
 
 
+def message_text(v: Any) -> str | None:
+    """`role: 'text'` for a chat message (`{"role", "parts": [...]}` with text parts, or
+    `{"role", "content": str}`, or `text` for content); None for anything else.
+
+    The text parts are joined with a space; a part of another kind shows as `[kind]`.
+    """
+    if not isinstance(v, dict):
+        return None
+    role = v.get("role")
+    if not isinstance(role, str):
+        return None
+    parts = v.get("parts")
+    if isinstance(parts, (list, tuple)):
+        pieces = []
+        for part in parts:
+            if isinstance(part, dict) and isinstance(part.get("content", part.get("text")), str):
+                pieces.append(part.get("content", part.get("text")))
+            elif isinstance(part, dict):
+                pieces.append(f"[{part.get('kind') or part.get('type') or 'part'}]")
+        return f"{role}: {value(' '.join(pieces))}" if pieces else f"{role}: (no parts)"
+    text = v.get("content", v.get("text"))
+    if isinstance(text, str):
+        return f"{role}: {value(text)}"
+    return None
+
+
 def _node_text(node: Any) -> str:
     """`role: text` of a conversation node (a SessionNode, or the commit event's stored form)."""
     if hasattr(node, "to_node"):
@@ -408,6 +437,9 @@ def _node_text(node: Any) -> str:
     if kind(payload) == "PluginPayload":
         return f"plugin {payload.plugin_type}: {value(payload.body)}"
     event = getattr(payload, "event", payload)
+    said = message_text(event)
+    if said is not None:
+        return said
     if isinstance(event, dict):
         role = event.get("role") or event.get("type") or event.get("kind")
         text = event.get("text") or event.get("content")

@@ -24,7 +24,7 @@ Every line ends with `"check"`: the first 32 hex digits of SHA-256(previous line
 dropped, added or reordered line therefore fails its own check or the next one, and
 the importer names it. The check chain catches accidents and naive edits; someone who
 rewrites a file on purpose can recompute it, as they can the event chain. To prove an
-export holds the chain you trust, keep an anchor (`eventstore checkpoint`) elsewhere
+export holds the chain you trust, keep an anchor (`eventstore anchor`) elsewhere
 and pass it to the import.
 
 Not exported: the projections (an import rebuilds them from the events) and the
@@ -106,8 +106,8 @@ class ExportReport:
     events: int
     append_keys: int
     blobs: int
-    checkpoint: str
-    """The source checkpoint `POSITION:HASH` recorded in the header."""
+    anchor: str
+    """The source's anchor `POSITION:HASH` (its newest event), recorded in the header as `checkpoint`."""
     stream: str | None
 
 
@@ -173,7 +173,7 @@ def export_store(store: Store, out: IO[str], *, stream: str | None = None,
     w = LineWriter(out)
     db = store.db
     with store.read_transaction():
-        anchor = store.checkpoint()
+        anchor = store.anchor()
         total = anchor.position if stream is None else db.scalar(
             "SELECT count(*) FROM events WHERE stream = ?", (stream,), 0)
         if stream is not None and total == 0:

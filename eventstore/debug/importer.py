@@ -49,8 +49,8 @@ class ImportReport:
     events: int
     append_keys: int
     blobs: int
-    checkpoint: str
-    """The target's checkpoint after the import (equal to the source's for a chained import)."""
+    anchor: str
+    """The target's anchor `POSITION:HASH` after the import (equal to the source's for a chained import)."""
     chained: bool
     """True when the source chain was reproduced; False for a `chain=False` extract."""
 
@@ -64,7 +64,7 @@ def import_store(source: str | IO[bytes], target: str, *, chain_mode: bool = Tru
     (ImportTargetNotEmpty otherwise). Any bad line raises BadExportLine naming it, and
     the target is left unchanged. With `chain_mode=False` the events are appended afresh
     (new positions and hashes), which is how a stream-filtered export is imported.
-    `anchor` ("POSITION:HASH" from `eventstore checkpoint`) must lie on the imported chain.
+    `anchor` ("POSITION:HASH" from `eventstore anchor`) must lie on the imported chain.
     """
     if isinstance(anchor, str):
         anchor = Anchor.parse(anchor)
@@ -150,7 +150,7 @@ class _Importer:
         if not ended:
             self._bad(f"the export ends without its end line (truncated after line {self.line})",
                       line=self.line + 1)
-        anchor = self.store.checkpoint()
+        anchor = self.store.anchor()
         return ImportReport(self.store.path, self.line, self.counts["event"], self.counts["append_key"],
                             self.counts["blob"], str(anchor), self.chain_mode)
 

@@ -37,14 +37,12 @@ SESSION_LIMIT = 200
 
 def columns(db: Any, table: str) -> list[str]:
     """The column names of a table (empty when it does not exist)."""
-    return [r[1] for r in db.query(f"PRAGMA table_info({table})")]
+    return db.table_columns(table)
 
 
 def primary_key(db: Any, table: str) -> list[str]:
     """The primary key columns of a table, in key order (all columns when it has none)."""
-    info = db.query(f"PRAGMA table_info({table})")
-    pk = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
-    return pk or [r[1] for r in info]
+    return db.table_primary_key(table)
 
 
 def row_dict(db: Any, table: str, where: str, params: Sequence[Any] = ()) -> dict | None:

@@ -18,7 +18,7 @@ diff walks both tables in key order and holds only a few example rows in memory.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import attrs
 
@@ -243,6 +243,7 @@ def table_change(a: Any, b: Any, projection: str, table: str) -> TableChange | N
     if not names:
         return None
     pk = primary_key(b, table)
+    key_text = _key_renderer(a, b, names, pk)
     added = removed = changed = 0
     examples: list[str] = []
     for x, y in _pairs(a, b, table, pk):
@@ -251,16 +252,16 @@ def table_change(a: Any, b: Any, projection: str, table: str) -> TableChange | N
         if x is None:
             added += 1
             if added <= EXAMPLES:
-                examples.append(f"+ {_key_text(y, names, pk)}")
+                examples.append(f"+ {key_text(y)}")
         elif y is None:
             removed += 1
             if removed <= EXAMPLES:
-                examples.append(f"- {_key_text(x, names, pk)}")
+                examples.append(f"- {key_text(x)}")
         else:
             changed += 1
             if changed <= EXAMPLES:
                 cols = [f"{n} {_cell(u)} -> {_cell(v)}" for n, u, v in zip(names, x, y) if u != v]
-                examples.append(f"~ {_key_text(y, names, pk)}: {', '.join(cols[:4])}")
+                examples.append(f"~ {key_text(y)}: {', '.join(cols[:4])}")
     if not (added or removed or changed):
         return None
     return TableChange(projection, table, added, removed, changed, tuple(examples))
@@ -307,7 +308,34 @@ def _sort_key(values: list[Any]) -> tuple:
 
 
 def _key_text(row: tuple, names: list[str], pk: list[str]) -> str:
-    return "(" + ", ".join(_cell(row[names.index(k)]) for k in pk) + ")"
+    return "(" + ", ".join(_key_cell(row[names.index(k)]) for k in pk) + ")"
+
+
+def _key_renderer(a: Any, b: Any, names: list[str], pk: list[str]) -> Callable[[tuple[Any, ...]], str]:
+    """A row's key as a person knows it: the graph tables key their rows by `skey` (an
+    internal number per session head) and `seq` (per node); shown as the session id and
+    the node id instead."""
+    if "skey" not in pk:
+        return lambda row: _key_text(row, names, pk)
+    sessions: dict[int, str] = {}
+    for db in (a, b):
+        if columns(db, "graph_heads"):
+            sessions.update(db.iterate("SELECT skey, session_id FROM graph_heads"))
+    shown = [("node_id" if k == "seq" and "node_id" in names else k) for k in pk]
+
+    def render(row: tuple[Any, ...]) -> str:
+        cells = []
+        for k in shown:
+            v = row[names.index(k)]
+            cells.append(sessions.get(v, f"skey {v}") if k == "skey" else _key_cell(v))
+        return "(" + ", ".join(cells) + ")"
+
+    return render
+
+
+def _key_cell(v: Any) -> str:
+    # Keys are ids: shortened only where a long hex tail would be (short()), never cut.
+    return short(v) if isinstance(v, str) else _cell(v)
 
 
 def _cell(v: Any) -> str:

@@ -32,7 +32,8 @@ import os
 import time
 from typing import Any, Sequence
 
-from .._sqlite import Database, create_private_file
+from ..storage import Storage as Database
+from ..storage.sqlite import create_private_file
 from ..errors import InvalidArgument, StoreError
 from ..store import Store, StoreView
 
@@ -123,7 +124,7 @@ class SnapshotReplay:
     def _fresh(self) -> Database:
         from projections.engine import STATE_DDL
 
-        mem = Database(":memory:", scratch=True)
+        mem = self.store.db.open_scratch(":memory:")
         with mem.transaction():
             self.dispatcher.create_tables(mem)
             mem.execute(STATE_DDL)
@@ -229,7 +230,7 @@ class SnapshotReplay:
             return
         tmp = f"{path}.{os.getpid()}-{time.monotonic_ns()}.tmp"
         try:
-            size = mem.scalar("PRAGMA page_count", (), 0) * mem.scalar("PRAGMA page_size", (), 0)
+            size = mem.storage_bytes()
             if size > MAX_SNAPSHOT_BYTES:
                 return
             os.makedirs(self.directory, mode=0o700, exist_ok=True)

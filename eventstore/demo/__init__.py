@@ -12,6 +12,7 @@ register the demo's event types; importing this package (as `eventstore demo` do
 from __future__ import annotations
 
 import os
+import random
 import tempfile
 import threading
 import time
@@ -25,6 +26,13 @@ from ..store import open as open_store
 Say = Callable[[str], None]
 _CHAPTERS: list[tuple[int, str, Callable[[Store, Say], None]]] = []
 _SUGGESTIONS: list[str] = []
+_IDS = random.Random(0)
+
+
+def demo_id(digits: int = 8) -> str:
+    """A hex id for a chapter's sessions, scopes and nodes: the same in every run with the
+    same seed (see `run`), so that documented commands name ids that exist."""
+    return f"{_IDS.getrandbits(4 * digits):0{digits}x}"
 
 
 def suggest(command: str) -> None:
@@ -91,15 +99,21 @@ def _log_chapter(store: Store, say: Say) -> None:
         f"(positions up to {store.last_position()})")
 
 
-def run(path: str | None, say: Say = print) -> int:
-    """Run every chapter on `path` (a fresh temporary file when None); returns an exit status."""
+def run(path: str | None, say: Say = print, seed: int | None = None) -> int:
+    """Run every chapter on `path` (a fresh temporary file when None); returns an exit status.
+
+    Ids come from `seed`; by default the number of events already in the file, so a new
+    file always gets the same ids (those in the docs) and a second run into the same file
+    gets new ones.
+    """
     if path is None:
         path = os.path.join(tempfile.mkdtemp(prefix="eventstore-demo-"), "demo.db")
     started = time.monotonic()
     _SUGGESTIONS.clear()
     say(f"demo store: {path}")
     with open_store(path) as store:
-        anchor_before = store.checkpoint()
+        anchor_before = store.anchor()
+        _IDS.seed(anchor_before.position if seed is None else seed)
         for _order, title, fn in list(_CHAPTERS):
             say(f"\n== {title}")
             fn(store, say)
@@ -117,10 +131,9 @@ def run(path: str | None, say: Say = print) -> int:
             f"in {rebuilt.seconds:.2f}s")
         check = store.verify_projections()
         say(f"projections: {check}")
-        anchor = store.checkpoint()
+        anchor = store.anchor()
         ok = report.ok and check.ok
     say(f"\nfinished in {time.monotonic() - started:.1f}s. Try next:")
-    middle = max(1, anchor.position // 2)
     commands = [
         f"eventstore info {path}",
         f"eventstore log {path} --limit 20",
@@ -128,18 +141,21 @@ def run(path: str | None, say: Say = print) -> int:
         f"eventstore processes {path}",
         f"eventstore triggers {path}",
         f"eventstore effects {path}",
-        f"eventstore replay {path} --at {middle}",
-        f"eventstore diff {path} --from {middle} --to {anchor.position}",
         *(c.format(db=path) for c in _SUGGESTIONS),
         f"eventstore verify {path} --anchor {anchor}",
         f"eventstore rebuild {path}",
     ]
     for cmd in commands:
         say(f"  {cmd}")
+    say("\nThe same from Python: `store = eventstore.open(path)`, then store.read_all(), store.sessions,")
+    say("store.leases, store.queue, store.inputs, store.processes, store.triggers, store.effects")
+    say("and store.at(position) for time travel.")
+    say("Docs (in the project's docs/ folder): api.md (the Python API), cli.md (every command),")
+    say("debugging.md (replay, diff and why, step by step) and concepts.md (leases, fencing, effects).")
     return 0 if ok else 1
 
 
 # The domain chapters register themselves on import; they need `chapter` and `suggest` above.
 from . import chapters, commits  # noqa: E402,F401
 
-__all__ = ["ModelReply", "Say", "ToolCalled", "UserMessage", "chapter", "run", "suggest"]
+__all__ = ["ModelReply", "Say", "ToolCalled", "UserMessage", "chapter", "demo_id", "run", "suggest"]

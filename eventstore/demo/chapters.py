@@ -3,7 +3,6 @@ processes, triggers and the effect journal. Each uses only the domains' public A
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, Callable
 
 from ..effects import EffectMismatch
@@ -21,12 +20,12 @@ from ..triggers import (
     OccurrenceRequest, RegisterSubscription, SubscriptionRevisionConflict, TriggerDefinition,
     UpdateSubscription,
 )
-from . import Say, chapter, suggest
+from . import Say, chapter, demo_id, suggest
 
 
 @chapter(20, "sessions and execution leases")
 def _leases_chapter(store: Any, say: Callable[[str], None]) -> None:
-    sid = f"triage-{uuid.uuid4().hex[:8]}"
+    sid = f"triage-{demo_id()}"
     store.sessions.create(sid, SessionMeta(name="incident triage", model="demo-model", cwd="/srv/agent"))
     say(f"created session {sid!r}: {len(store.sessions.list())} session(s) in the store")
     worker = this_process("worker-a")
@@ -38,7 +37,7 @@ def _leases_chapter(store: Any, say: Callable[[str], None]) -> None:
     lease = store.leases.renew(got.lease.fence, timings)
     say(f"worker-a renewed it: still fencing token {lease.fencing_token}, expiring "
         f"{round((lease.expires_at_ms - store.now_ms()) / 1000)}s from now")
-    intruder = LeaseOwner("worker-b", uuid.uuid4().hex)
+    intruder = LeaseOwner("worker-b", demo_id(32))
     bounced = store.leases.claim(sid, intruder, timings)
     assert isinstance(bounced, Busy)
     say(f"worker-b tried to claim it: Busy, held by {bounced.holder.owner.owner_id!r} "
@@ -80,7 +79,7 @@ def _crashed_owner(store: Any, sid: str, timings: LeaseTimings, say: Callable[[s
 
 @chapter(30, "queued work and turn inputs")
 def _queue_chapter(store: Any, say: Callable[[str], None]) -> None:
-    sid = f"support-{uuid.uuid4().hex[:8]}"
+    sid = f"support-{demo_id()}"
     store.sessions.create(sid)
     suggest(f"eventstore queue {{db}} --session {sid}")
     suggest(f"eventstore inputs {{db}} --session {sid}")
@@ -176,7 +175,7 @@ def _triggers_chapter(store: Any, say: Any) -> None:
 @chapter(60, "effect replay journal")
 def _effects_chapter(store: Any, say: Any) -> None:
     fx = store.effects
-    scope = f"demo-agent-run-{uuid.uuid4().hex[:8]}"
+    scope = f"demo-agent-run-{demo_id()}"
     calls = {"model": 0, "weather": 0}
 
     @fx.journaled(scope=scope, key="model:{turn}")

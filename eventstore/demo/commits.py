@@ -3,12 +3,11 @@ and usage, then time travel to an earlier turn (`eventstore demo`, chapter 40)."
 
 from __future__ import annotations
 
-import uuid
 from typing import Any, Callable
 
 import attrs
 
-from . import chapter
+from . import chapter, demo_id, suggest
 from ..commits.commit import RuntimeCommit
 from ..commits.model import (
     AgentFrame,
@@ -29,7 +28,8 @@ MODEL = ModelConfig("anthropic", "claude-demo")
 
 
 def _message(role: str, text: str) -> dict:
-    return {"role": role, "id": uuid.uuid4().hex, "parts": [{"kind": "text", "content": text, "prune_state": "keep"}]}
+    return {"role": role, "id": demo_id(32),
+            "parts": [{"kind": "text", "content": text, "prune_state": "keep"}]}
 
 
 class _Conversation:
@@ -43,13 +43,13 @@ class _Conversation:
     def node(self, role: str, text: str, parent: str | None) -> SessionNode:
         self.n += 1
         stamp = f"2026-03-02T09:{self.n:02d}:00Z"
-        return SessionNode(f"{role[0]}{self.n}-{uuid.uuid4().hex[:6]}", EventPayload(_message(role, text)), parent,
+        return SessionNode(f"{role[0]}{self.n}-{demo_id(6)}", EventPayload(_message(role, text)), parent,
                            agent_frame_id="main", timestamp=stamp)
 
 
 @chapter(40, "runtime commits: a conversation, a branch, checkpoints and time travel")
 def _commit_chapter(store: Any, say: Callable[[str], None]) -> None:
-    sid = f"support-{uuid.uuid4().hex[:8]}"
+    sid = f"support-{demo_id()}"
     store.sessions.create(sid, SessionMeta(name="billing support", model=MODEL.model, cwd="/srv/agent"))
     got = store.leases.claim(sid, this_process("runtime"), 60_000)
     assert isinstance(got, Acquired)
@@ -116,3 +116,7 @@ def _commit_chapter(store: Any, say: Callable[[str], None]) -> None:
         ev = node.payload.event
         say(f"    {ev['role']:>9}: {ev['parts'][0]['content']}")
     say(f"try: eventstore show {store.path} {sid}   (and --at {positions[1]}, --active-path)")
+    # The closing suggestions revisit the position this narration used.
+    suggest(f"eventstore show {{db}} {sid} --at {positions[1]} --active-path")
+    suggest(f"eventstore replay {{db}} --at {positions[1]} --stream session:{sid}")
+    suggest(f"eventstore diff {{db}} --from {positions[1]} --stream session:{sid}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .events import (
     EffectCompleted,
     EffectFailureRecorded,
+    EffectForgotten,
     EffectLeaseRenewed,
     EffectStarted,
     EffectTakenOver,
@@ -27,7 +28,6 @@ from .awaits import (
     RevocationReport,
 )
 from .envelopes import (
-    canonical_json,
     digest,
     json_value,
     short_id,
@@ -44,7 +44,10 @@ from .leases import (
     EffectLease,
     EffectLeaseLost,
     EffectMismatch,
+    EffectNotFinished,
+    EffectOutcomeNotJournaled,
     EffectReplayMissing,
+    OUTCOME_NOT_JOURNALED,
 )
 from .renewal import (
     SCHEDULER,
@@ -52,6 +55,10 @@ from .renewal import (
 )
 
 __all__ = [
+    "EffectOutcomeNotJournaled",
+    "EffectNotFinished",
+    "EffectForgotten",
+    "OUTCOME_NOT_JOURNALED",
     "AwaitCancelled",
     "AwaitRegistered",
     "AwaitResolution",
@@ -60,7 +67,6 @@ __all__ = [
     "AwaitTimeout",
     "AwaitTokenInvalid",
     "BeginOutcome",
-    "canonical_json",
     "digest",
     "EffectBusy",
     "EffectCompleted",

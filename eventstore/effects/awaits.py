@@ -30,7 +30,7 @@ import hashlib
 import hmac
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -39,6 +39,9 @@ from .await_events import AwaitCancelled, AwaitRegistered, AwaitResolved, Sessio
 from .envelopes import digest, json_value
 from .events import effect_stream
 from .leases import EffectError, EffectReplayMissing, check_matches, check_scope_key, check_text
+
+if TYPE_CHECKING:
+    from ..store import StoreContext
 
 SECRET_KEY = "effects.await_secret.v1"
 TOKEN_PREFIX = "aw1"
@@ -97,7 +100,7 @@ def key_id_of(secret: bytes) -> str:
 class AwaitsMixin:
     """The await half of the Effects facade (needs ctx, _projection(), _strict(), _sleep)."""
 
-    ctx: Any
+    ctx: StoreContext
     _secret_cache: bytes | None = None
 
     def _secret(self) -> bytes:

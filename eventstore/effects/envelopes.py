@@ -12,12 +12,12 @@ It imports only the core, so event modules, projections and facades may all use 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import re
 from typing import Any
 
+from ..checks import derived_token, json_digest
 from ..errors import InvalidArgument
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -91,20 +91,14 @@ def child_path(path: str, key: str) -> str:
     return f"{path}.{key}" if _IDENT.match(key) else f"{path}[{json.dumps(key, ensure_ascii=False)}]"
 
 
-def canonical_json(value: Any) -> str:
-    """Canonical JSON text of a JSON-like value: sorted keys, no spaces, UTF-8 kept."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
 def digest(value: Any) -> str:
     """SHA-256 hex of the canonical JSON of a JSON-like value."""
-    return hashlib.sha256(canonical_json(value).encode()).hexdigest()
+    return json_digest(value)
 
 
 def short_id(prefix: str, *parts: str, length: int = 32) -> str:
     """A deterministic id: `prefix-` and the first `length` hex digits of sha256 of the parts."""
-    h = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
-    return f"{prefix}-{h[:length]}"
+    return derived_token(*parts, sep="\x00", prefix=f"{prefix}-", length=length)
 
 
 def _show(value: Any) -> str:

@@ -95,3 +95,15 @@ class EffectFailureRecorded:
     error_type: str
     error_message: str
     at_ms: int
+
+
+@event("effect.forgotten")
+class EffectForgotten:
+    """A finished entry removed from the journal on request: the next call runs afresh."""
+
+    scope: str
+    replay_key: str
+    status: str
+    """The status the entry had (completed or failed)."""
+    error_type: str | None
+    at_ms: int

@@ -24,10 +24,11 @@ import functools
 import inspect
 import time
 import uuid
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import attrs
 
+from ..checks import check_int
 from ..errors import InvalidArgument
 from ..facades import register_facade
 from .awaits import (  # noqa: F401  (re-exported)
@@ -39,7 +40,7 @@ from .awaits import (  # noqa: F401  (re-exported)
     RevocationReport,
 )
 from .envelopes import digest, json_value
-from .events import effect_stream
+from .events import EffectForgotten, effect_stream
 from .renewal import SCHEDULER
 from .leases import (  # noqa: F401  (re-exported)
     BeginOutcome,
@@ -49,7 +50,10 @@ from .leases import (  # noqa: F401  (re-exported)
     EffectLease,
     EffectLeaseLost,
     EffectMismatch,
+    EffectNotFinished,
+    EffectOutcomeNotJournaled,
     EffectReplayMissing,
+    OUTCOME_NOT_JOURNALED,
     check_scope_key,
     decide_begin,
     decide_complete,
@@ -58,10 +62,13 @@ from .leases import (  # noqa: F401  (re-exported)
 )
 from ..leases.owners import LeaseOwner, LeaseTimings, check_owner, definitely_dead, this_process
 
+if TYPE_CHECKING:
+    from ..store import StoreContext
+
 __all__ = [
     "AwaitResolution", "AwaitSessionRevoked", "AwaitTimeout", "AwaitTokenInvalid", "BeginOutcome", "EffectBusy",
-    "EffectError", "EffectFailed", "EffectLease", "EffectLeaseLost", "EffectMismatch", "EffectOptions",
-    "EffectReplayMissing", "Effects", "RevocationReport",
+    "EffectError", "EffectFailed", "EffectLease", "EffectLeaseLost", "EffectMismatch", "EffectNotFinished",
+    "EffectOptions", "EffectOutcomeNotJournaled", "EffectReplayMissing", "Effects", "RevocationReport",
 ]
 
 
@@ -101,7 +108,7 @@ def _error_type(exc: BaseException) -> str:
 class Effects(AwaitsMixin):
     """The effect replay journal facade (`store.effects`)."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
         self.options = EffectOptions()
         self._default_owner: LeaseOwner | None = None
@@ -233,7 +240,7 @@ class Effects(AwaitsMixin):
                      lambda entry, now: (None, decide_fail(entry, lease, error_type, message, now)))
         return self.get(lease.scope, lease.replay_key)
 
-    def _finish(self, lease: Any, what: str, decide: Callable[[Any, int], tuple[Any, list[Any]]]) -> Any:
+    def _finish(self, lease: EffectLease, what: str, decide: Callable[[Any, int], tuple[Any, list[Any]]]) -> Any:
         if not isinstance(lease, EffectLease):
             raise InvalidArgument(f"{what}: lease must be an EffectLease, got {type(lease).__name__}")
         self.ctx.require_writable(what)
@@ -339,6 +346,8 @@ class Effects(AwaitsMixin):
             delay = min(delay * 2, self.options.poll_interval_s)
 
     def _replay(self, entry: Any) -> Any:
+        if entry.status == "failed" and entry.error_type == OUTCOME_NOT_JOURNALED:
+            raise EffectOutcomeNotJournaled(entry.scope, entry.replay_key, entry.error_message, True)
         if entry.status == "failed":
             raise EffectFailed(entry.scope, entry.replay_key, entry.error_type, entry.error_message, True)
         return entry.outcome
@@ -360,8 +369,11 @@ class Effects(AwaitsMixin):
         try:
             outcome = json_value(value, "$", "outcome")
         except InvalidArgument as bad:
-            self.fail(lease, "eventstore.InvalidArgument", str(bad))
-            raise EffectFailed(lease.scope, lease.replay_key, "eventstore.InvalidArgument", str(bad), False) from bad
+            # The effect has run: recording it as not replayable (rather than leaving it in
+            # progress, which a successor would take over and run again) keeps "at most
+            # once" unless the caller chooses otherwise with forget().
+            self.fail(lease, OUTCOME_NOT_JOURNALED, str(bad))
+            raise EffectOutcomeNotJournaled(lease.scope, lease.replay_key, str(bad), False) from bad
         # _finish rather than complete(): the caller needs the outcome, not a re-read entry.
         self._finish(lease, "effects.complete", lambda entry, now: (None, decide_complete(entry, lease, outcome, now)))
         return outcome
@@ -381,6 +393,29 @@ class Effects(AwaitsMixin):
                 return
             self._sleep(min((due_ms - now) / 1000, self.options.poll_interval_s))
 
+    def forget(self, scope: str, replay_key: str) -> bool:
+        """Remove a finished (completed or failed) entry, so that the next call runs the
+        effect again; True when an entry was forgotten, False when there was none.
+
+        The way out of an entry that replays a failure forever (EffectOutcomeNotJournaled,
+        or an error fixed since): the effect will run a second time. EffectNotFinished for
+        an entry in progress or waiting (its holder may still be running it).
+        """
+        check_scope_key(scope, replay_key)
+        self.ctx.require_writable("effects.forget")
+        with self.ctx.transaction():
+            now = self.ctx.now_ms()
+            self.ctx.require_fresh("effects")
+            entry = _projection().get_entry(self.ctx.db, scope, replay_key)
+            if entry is None:
+                return False
+            if entry.status not in ("completed", "failed"):
+                raise EffectNotFinished(f"effect {replay_key!r} in scope {scope!r} is {entry.status}: only a "
+                                        "completed or failed entry can be forgotten", scope, replay_key)
+            self.ctx.append(effect_stream(scope), [EffectForgotten(scope, replay_key, entry.status,
+                                                                   entry.error_type, now)], now_ms=now)
+        return True
+
     # --- reads -------------------------------------------------------------------
 
     def get(self, scope: str, replay_key: str) -> Any:
@@ -395,8 +430,8 @@ class Effects(AwaitsMixin):
             raise InvalidArgument(f"scope must be a string or None, got {type(scope).__name__}")
         if status is not None and status not in ENTRY_STATUSES:
             raise InvalidArgument(f"status must be one of {', '.join(ENTRY_STATUSES)} or None, got {status!r}"[:300])
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit < 2 ** 63):
-            raise InvalidArgument(f"limit must be an integer >= 1 or None, got {limit!r}")
+        if limit is not None:
+            check_int(limit, "limit", 1)
         self.ctx.require_fresh("effects")
         return _projection().list_entries(self.ctx.db, scope, status, limit)
 

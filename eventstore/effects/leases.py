@@ -9,12 +9,13 @@ in progress, and not expired by the injected clock. All are pure functions of
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import attrs
 
-from ..errors import InvalidArgument, StoreError
+from ..checks import check_text as _check_text
+from ..checks import derived_token
+from ..errors import StoreError
 from .envelopes import structural_diff
 from .events import EffectCompleted, EffectFailureRecorded, EffectLeaseRenewed, EffectStarted, EffectTakenOver
 from ..leases.owners import LeaseOwner, LeaseTimings
@@ -86,6 +87,31 @@ class EffectFailed(EffectError):
                          + (" (replayed from the journal)" if replayed else ""), scope, replay_key)
 
 
+OUTCOME_NOT_JOURNALED = "eventstore.EffectOutcomeNotJournaled"
+"""The error type journaled for an effect that ran but returned a value the journal cannot hold."""
+
+
+class EffectOutcomeNotJournaled(EffectFailed):
+    """The effect ran and returned, but its return value is not JSON-like (a set, an
+    object), so it could not be journaled. The entry records that (not as an error of the
+    function) and every replay raises this again: nothing is run twice behind the caller's
+    back. Fix the function, then `store.effects.forget(scope, replay_key)` to run it anew."""
+
+    def __init__(self, scope: str, replay_key: str, detail: str, replayed: bool) -> None:
+        self.error_type = OUTCOME_NOT_JOURNALED
+        self.error_message = detail
+        self.replayed = replayed
+        EffectError.__init__(
+            self, f"effect {replay_key!r} in scope {scope!r} ran, but its return value could not be "
+            f"journaled ({detail})" + (" (replayed from the journal)" if replayed else "")
+            + f"; return JSON-like values, then call store.effects.forget({scope!r}, {replay_key!r}) "
+            "to let the next call run it again", scope, replay_key)
+
+
+class EffectNotFinished(EffectError):
+    """`forget` was asked for an entry that is still in progress or waiting."""
+
+
 # --- records -------------------------------------------------------------------------
 
 
@@ -123,11 +149,7 @@ class BeginOutcome:
 
 def check_text(value: Any, what: str, max_len: int) -> str:
     """A non-empty string without NUL, at most `max_len` UTF-8 bytes."""
-    if not isinstance(value, str) or not value:
-        raise InvalidArgument(f"{what} must be a non-empty string, got {value!r}")
-    if "\x00" in value or len(value.encode()) > max_len:
-        raise InvalidArgument(f"{what} {value[:40]!r}: at most {max_len} bytes and no NUL")
-    return value
+    return _check_text(value, what, max_len, allow_nul=False)
 
 
 def check_scope_key(scope: Any, replay_key: Any) -> None:
@@ -138,8 +160,8 @@ def check_scope_key(scope: Any, replay_key: Any) -> None:
 
 def lease_token(scope: str, replay_key: str, owner: LeaseOwner, now: int, attempt: int) -> str:
     """A deterministic token for one attempt of one owner."""
-    raw = "\x00".join((scope, replay_key, owner.owner_id, owner.incarnation_id, str(now), str(attempt)))
-    return "efl-" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+    return derived_token(scope, replay_key, owner.owner_id, owner.incarnation_id, now, attempt, sep="\x00",
+                         prefix="efl-", length=32)
 
 
 # --- deciders ------------------------------------------------------------------------

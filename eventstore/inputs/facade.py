@@ -7,7 +7,7 @@ raises a typed error having written nothing. Commands refuse on time-travel view
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import attrs
 
@@ -41,6 +41,10 @@ from .rules import (
 )
 from ..sessions.events import session_stream
 
+if TYPE_CHECKING:
+    from ..leases import LeaseFence
+    from ..store import StoreContext
+
 
 @attrs.frozen
 class InputAbandonResult:
@@ -64,7 +68,7 @@ class InputCompletionResult:
 class Inputs:
     """`store.inputs`: pending turn inputs of sessions."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
 
     # --- plumbing ---
@@ -82,7 +86,7 @@ class Inputs:
         if events:
             self.ctx.append(session_stream(session_id), events, now_ms=now)
 
-    def _claim(self, fence: Any, what: str, choose: Callable[[Any, int], Any]) -> TurnInputClaim | None:
+    def _claim(self, fence: LeaseFence, what: str, choose: Callable[[Any, int], Any]) -> TurnInputClaim | None:
         from ..leases.facade import check_fence, require_live_fence
 
         self.ctx.require_writable(what)
@@ -118,7 +122,7 @@ class Inputs:
             self._append(draft.session_id, list(plan.events), now)
         return plan.results[0]
 
-    def claim_active(self, fence: Any, turn_id: str, checkpoint: CheckpointKind = CheckpointKind.AFTER_WORK, *,
+    def claim_active(self, fence: LeaseFence, turn_id: str, checkpoint: CheckpointKind = CheckpointKind.AFTER_WORK, *,
                      max_inputs: int = DEFAULT_MAX_INPUTS) -> TurnInputClaim | None:
         """Claim turn `turn_id`'s inputs that `checkpoint` admits (they become ACCEPTED), or None."""
         _check_text(turn_id, "turn_id")
@@ -128,7 +132,7 @@ class Inputs:
         return self._claim(fence, "inputs.claim_active",
                            lambda db, now: decide_active_claim(db, fence, turn_id, checkpoint, max_inputs, now))
 
-    def claim_next_turn(self, fence: Any, *, max_inputs: int = DEFAULT_MAX_INPUTS) -> TurnInputClaim | None:
+    def claim_next_turn(self, fence: LeaseFence, *, max_inputs: int = DEFAULT_MAX_INPUTS) -> TurnInputClaim | None:
         """Claim inputs waiting for the next turn (they stay DEFERRED_NEXT_TURN), or None."""
         from projections import inputs as proj
 
@@ -245,7 +249,7 @@ class Inputs:
             self._append(completion.session_id, [ev], now)
         return InputCompletionResult(ev.session_id, ev.claim_id, ev.input_ids, now)
 
-    def interrupt(self, fence: Any, turn_id: str,
+    def interrupt(self, fence: LeaseFence, turn_id: str,
                   completion: TurnInputCompletion | TurnInputClaim | None = None) -> InterruptResult:
         """Interrupt turn `turn_id` under `fence` (laws 58-59).
 
@@ -299,7 +303,7 @@ class Inputs:
 
         check_session_id(session_id)
         if now_ms is not None:
-            _check_int(now_ms, "now_ms", 0, 2 ** 63 - 1)  # SQLite binds 64-bit integers only
+            _check_int(now_ms, "now_ms")
         self.ctx.require_fresh("inputs")
         self.ctx.require_fresh("leases")
         with self.ctx.db.transaction(write=False):

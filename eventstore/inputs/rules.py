@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import attrs
 
 from .. import codec
 from ..errors import InvalidArgument, StoreError
+from ..checks import canonical_msgpack, sha256_hex
 from ..checks import check_text as _check_text
 from .events import (
     ActiveTurn,
@@ -52,6 +53,9 @@ from .events import (
 )
 from ..leases.owners import LeaseOwner
 from ..queue.claims import lease_token
+
+if TYPE_CHECKING:
+    from ..leases import LeaseFence
 
 DEFAULT_MAX_INPUTS = 16
 MAX_INPUTS_LIMIT = 10_000
@@ -208,16 +212,6 @@ class InputEnqueuePlan:
 
 
 
-def _canonical(value: Any) -> Any:
-    """A plain value whose msgpack encoding is the same for equal content (sorted map keys)."""
-    if isinstance(value, dict):
-        items = [(_canonical(k), _canonical(v)) for k, v in value.items()]
-        return dict(sorted(items, key=lambda kv: codec.pack(kv[0])))
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    return value
-
-
 def _ingress_plain(ingress: Any) -> list[Any]:
     if isinstance(ingress, ActiveTurn):
         return ["active_turn", ingress.turn_id, ingress.min_boundary.value]
@@ -226,8 +220,7 @@ def _ingress_plain(ingress: Any) -> list[Any]:
 
 def content_hash(draft: TurnInputDraft) -> str:
     """sha256 (hex) of a draft's canonical content: ingress, input, explicit input id."""
-    return hashlib.sha256(codec.pack([_ingress_plain(draft.ingress), _canonical(draft.input),
-                                      draft.input_id])).hexdigest()
+    return sha256_hex(canonical_msgpack([_ingress_plain(draft.ingress), draft.input, draft.input_id]))
 
 
 def check_input_draft(draft: Any, what: str = "draft") -> str:
@@ -247,7 +240,7 @@ def check_input_draft(draft: Any, what: str = "draft") -> str:
     if draft.input is None:
         raise InvalidArgument(f"{what}.input must be a value (text, a dict of parts, ...), got None")
     try:
-        codec.pack(_canonical(draft.input))
+        canonical_msgpack(draft.input)
     except InvalidArgument as exc:
         raise InvalidArgument(f"{what}.input: {exc}") from None
     for name in ("input_id", "source_key"):
@@ -414,7 +407,7 @@ def _planned_input(ev: TurnInputEnqueued) -> Any:
                             codec.unpack(codec.pack(ev.input)), state, ev.enqueued_at_ms, content_hash=ev.content_hash)
 
 
-def decide_active_claim(db: Any, fence: Any, turn_id: str, checkpoint: CheckpointKind, max_inputs: int,
+def decide_active_claim(db: Any, fence: LeaseFence, turn_id: str, checkpoint: CheckpointKind, max_inputs: int,
                         now_ms: int) -> TurnInputsClaimed | None:
     """The active-turn claim event at `checkpoint` of `turn_id`, or None. The caller has
     validated `fence` (require_live_fence) in the same write transaction."""

@@ -33,6 +33,7 @@ from .facade import (
     SessionExecutionLeaseExpired,
 )
 from .owners import (
+    MAX_OWNER_ID_BYTES,
     check_owner,
     definitely_dead,
     LeaseOwner,
@@ -44,6 +45,7 @@ from .owners import (
 )
 
 __all__ = [
+    "MAX_OWNER_ID_BYTES",
     "Acquired",
     "Busy",
     "check_fence",

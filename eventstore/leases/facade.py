@@ -26,10 +26,11 @@ The shared checks later domains call inside their own write transaction are
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ..checks import derived_token
 from ..errors import InvalidArgument, StoreError
 from ..facades import register_facade
 from .events import (
@@ -43,6 +44,9 @@ from .events import (
 from .owners import LeaseOwner, LeaseTimings, ProcessStartReader, check_owner, definitely_dead, read_process_start
 from ..sessions.events import session_stream
 from ..sessions.facade import check_session_id, require_live_session
+
+if TYPE_CHECKING:
+    from ..store import StoreContext
 
 MAX_TTL_MS = 10 ** 12
 """The longest TTL accepted (about 31 years): keeps now + ttl far inside 64 bits."""
@@ -151,7 +155,8 @@ def lease_token(session_id: str, owner: LeaseOwner, now_ms: int, fencing_token: 
     Opaque to callers. The session generation keeps a recreated session's tokens apart
     from those its previous generation issued with the same fence.
     """
-    return f"{session_id}:{owner.owner_id}:{owner.incarnation_id}:{now_ms}:{fencing_token}:{generation}"
+    return derived_token(session_id, owner.owner_id, owner.incarnation_id, now_ms, fencing_token, generation,
+                         hashed=False)
 
 
 def _acquire(state: SessionLeaseState | None, generation: int, session_id: str, owner: LeaseOwner,
@@ -283,7 +288,7 @@ class Leases:
     on the facade (`store.leases.read_process_start = fake`) to test without real processes.
     """
 
-    def __init__(self, ctx: Any, read_process_start: ProcessStartReader = read_process_start) -> None:
+    def __init__(self, ctx: StoreContext, read_process_start: ProcessStartReader = read_process_start) -> None:
         self.ctx = ctx
         self.read_process_start: ProcessStartReader = read_process_start
 

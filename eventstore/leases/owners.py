@@ -21,6 +21,7 @@ from typing import Callable
 import attrs
 
 from ..errors import InvalidArgument
+from ..checks import check_text
 
 
 @attrs.frozen
@@ -55,17 +56,29 @@ class LeaseOwner:
         return self.owner_id == other.owner_id and self.incarnation_id == other.incarnation_id
 
 
+MAX_OWNER_ID_BYTES = 256
+"""Longest owner_id, incarnation_id, host_id or boot_id in UTF-8 bytes (as for process ids):
+each is written into the log with every claim, so an unbounded one bloats it."""
+
+
 def check_owner(owner: object, what: str = "owner") -> LeaseOwner:
     """Validate a LeaseOwner argument, naming the field that is wrong."""
     if not isinstance(owner, LeaseOwner):
         raise InvalidArgument(f"{what} must be a LeaseOwner, got {type(owner).__name__}")
     for name in ("owner_id", "incarnation_id"):
-        value = getattr(owner, name)
-        if not isinstance(value, str) or not value:
-            raise InvalidArgument(f"{what}.{name} must be a non-empty string, got {value!r}")
+        _check_id(getattr(owner, name), f"{what}.{name}")
     if not isinstance(owner.liveness, (OpaqueLiveness, LocalProcessLiveness)):
         raise InvalidArgument(f"{what}.liveness must be OpaqueLiveness or LocalProcessLiveness")
+    if isinstance(owner.liveness, LocalProcessLiveness):
+        for name in ("host_id", "boot_id"):
+            _check_id(getattr(owner.liveness, name), f"{what}.liveness.{name}")
     return owner
+
+
+def _check_id(value: object, what: str) -> None:
+    size = len(check_text(value, what).encode())
+    if size > MAX_OWNER_ID_BYTES:
+        raise InvalidArgument(f"{what} must be at most {MAX_OWNER_ID_BYTES} UTF-8 bytes, got {size:,} bytes")
 
 
 def read_process_start(pid: int, proc: str = "/proc") -> int | None:

@@ -33,7 +33,6 @@ from .events import (
 )
 from .base import (
     AppendEventResult,
-    check_int,
     check_process_id,
     ProcessEvent,
 )
@@ -137,7 +136,6 @@ from .prune import (
 )
 from .rules import (
     AppendEventRequest,
-    canonical_json,
     check_request,
     CORE_EVENT_TYPES,
     decide_append,
@@ -163,10 +161,8 @@ __all__ = [
     "AwaitTimeout",
     "Busy",
     "Cancelled",
-    "canonical_json",
     "ChangePage",
     "check_authority",
-    "check_int",
     "check_process_id",
     "check_request",
     "CompletionAuthority",

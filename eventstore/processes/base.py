@@ -9,7 +9,7 @@ travel: every command calls `_write()` first, which refuses on a view.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import attrs
 
@@ -25,6 +25,9 @@ from .events import (
     process_stream,
 )
 from .model import ProcessRecord
+
+if TYPE_CHECKING:
+    from ..store import StoreContext
 
 PROJECTION = "processes"
 
@@ -74,17 +77,10 @@ def check_process_id(process_id: Any) -> str:
     return process_id
 
 
-def check_int(value: Any, name: str, minimum: int = 0) -> int:
-    """Validate an integer argument (bools refused; SQLite stores 64-bit integers)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or value >= 2 ** 63:
-        raise InvalidArgument(f"{name} must be an integer >= {minimum} (and below 2**63), got {value!r}")
-    return value
-
-
 class ProcessFacadeBase:
     """Context access and helpers for the process registry facade."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
 
     # --- transactions -------------------------------------------------------------------

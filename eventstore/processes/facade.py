@@ -24,9 +24,10 @@ import attrs
 
 from projections import processes as proj
 
+from ..checks import check_int
 from ..errors import InvalidArgument
 from ..facades import register_facade
-from .base import AppendEventResult, ProcessEvent, check_int, check_process_id
+from .base import AppendEventResult, ProcessEvent, check_process_id
 from .errors import (
     AwaitTimeout,
     CompletionAuthorityRejected,

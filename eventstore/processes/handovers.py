@@ -29,16 +29,16 @@ them with every other row of the process (law 86); `delete_handovers` drops them
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Sequence
 
 import attrs
 
 from projections import processes as proj
 
-from .. import codec
+from ..checks import sha256_hex, text_keyed_msgpack
+from ..checks import check_int
 from ..errors import CorruptStore, InvalidArgument
-from .base import ProcessFacadeBase, check_int, check_process_id
+from .base import ProcessFacadeBase, check_process_id
 from .errors import HandoverConflict, ProcessAlreadyTerminal
 from .events import ProcessHandoverPut, ProcessHandoversDeleted
 from .model import ProcessRecord
@@ -72,18 +72,9 @@ class PutHandoverResult:
     """The retained ordinals below `segment_ordinal - 1` that this put removed."""
 
 
-def _canonical(value: Any) -> Any:
-    cls = value.__class__
-    if cls is dict:
-        return {k: _canonical(value[k]) for k in sorted(value)}
-    if cls is list or cls is tuple:
-        return [_canonical(v) for v in value]
-    return value
-
-
 def handover_hash(payload: Any) -> str:
     """sha256 (hex) of the payload's canonical msgpack: map keys sorted at every level."""
-    return hashlib.sha256(codec.pack(_canonical(payload))).hexdigest()
+    return sha256_hex(text_keyed_msgpack(payload))
 
 
 def check_handover_payload(payload: Any) -> str:

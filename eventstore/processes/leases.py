@@ -17,13 +17,13 @@ Owner identity, liveness and LeaseTimings come from `eventstore.leases` (owners.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Callable
 
 import attrs
 
 from projections import processes as proj
 
+from ..checks import derived_token
 from ..errors import InvalidArgument
 from ..leases.owners import LeaseOwner, LeaseTimings, check_owner, definitely_dead, read_process_start
 from .base import ProcessFacadeBase, check_process_id
@@ -61,8 +61,7 @@ class ProcessLeaseState:
 
 def lease_token(process_id: str, owner: LeaseOwner, now_ms: int, fence: int) -> str:
     """The token of a new acquisition (deterministic from the decision's inputs)."""
-    text = f"{process_id}:{owner.owner_id}:{owner.incarnation_id}:{now_ms}:{fence}"
-    return hashlib.sha256(text.encode()).hexdigest()
+    return derived_token(process_id, owner.owner_id, owner.incarnation_id, now_ms, fence)
 
 
 def check_ttl(ttl: Any) -> int:

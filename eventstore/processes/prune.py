@@ -19,16 +19,20 @@ the watermark to prune only what every reader has consumed).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from projections import processes as proj
 
+from ..checks import check_int
 from ..errors import InvalidArgument
-from .base import ProcessFacadeBase, check_int
+from .base import ProcessFacadeBase
 from .events import REGISTRY_STREAM, ProcessesPruned, PruneFilter, process_stream
 from .model import Disposition, ProcessRecord, ProcessStatus
+
+if TYPE_CHECKING:
+    from ..store import StoreContext
 
 PRUNE_CHUNK = 500
 """Process ids per `process.pruned` event (keeps each event small)."""
@@ -127,7 +131,7 @@ PROCESS_SESSION_IDS = ("process-env:{id}", "process-session-turn:{id}")
 """The sessions a process owns (its execution environment and its session turn); law 71."""
 
 
-def _drop_process_sessions(ctx: Any, process_id: str) -> None:
+def _drop_process_sessions(ctx: StoreContext, process_id: str) -> None:
     """Delete and purge the sessions a pruned process owned, in the prune's transaction."""
     for template in PROCESS_SESSION_IDS:
         session_id = template.format(id=process_id)

@@ -14,13 +14,12 @@ and the current record, and get back either a typed error or the event to append
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from typing import Any
 
 import attrs
 
+from ..checks import canonical_json, sha256_hex
 from ..errors import InvalidArgument
 from .errors import (
     InvalidProcessEvent,
@@ -104,16 +103,6 @@ class AppendEventRequest:
 
 
 # --- JSON ----------------------------------------------------------------------------------
-
-
-def canonical_json(value: Any) -> str:
-    """Canonical JSON text: sorted keys, compact separators, UTF-8 kept."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def sha256_hex(text: str) -> str:
-    """Hex SHA-256 of a string's UTF-8 bytes."""
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def json_problem(value: Any, path: str = "", depth: int = 0, allow_bytes: bool = False) -> str | None:

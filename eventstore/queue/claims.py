@@ -29,11 +29,11 @@ nothing changes (laws 41, 47).
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any, Sequence
 
 import attrs
 
+from ..checks import derived_token
 from ..errors import InvalidArgument, StoreError
 from ..leases.owners import LeaseOwner
 from .events import ClaimBoundary, DeliveryPolicy, QueuedWorkClaimed, QueuedWorkCompleted, SlotPolicy, WorkClass
@@ -123,8 +123,7 @@ def exact_selection_ok(rows: Sequence[Any], boundary: ClaimBoundary, now_ms: int
 
 def lease_token(session_id: str, owner: LeaseOwner, claim_id: str, now_ms: int) -> str:
     """A claim's lease token: sha256 of `{session}:{owner}:{incarnation}:{claim_id}:{now}` (hex)."""
-    seed = f"{session_id}:{owner.owner_id}:{owner.incarnation_id}:{claim_id}:{now_ms}"
-    return hashlib.sha256(seed.encode()).hexdigest()
+    return derived_token(session_id, owner.owner_id, owner.incarnation_id, claim_id, now_ms)
 
 
 def decide_claim(session_id: str, owner: LeaseOwner, generation: int, selected: Sequence[Any], mode: str,

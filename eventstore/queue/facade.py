@@ -15,7 +15,7 @@ The documented functions the runtime commit calls inside its own transaction are
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import attrs
 
@@ -66,6 +66,11 @@ from .events import (
     WorkClass,
 )
 from ..sessions.events import session_stream
+
+if TYPE_CHECKING:
+    from ..inputs import CheckpointKind
+    from ..leases import LeaseFence
+    from ..store import StoreContext
 
 # --- claim results -------------------------------------------------------------------------
 
@@ -137,7 +142,7 @@ class Queue:
     long a settled batch's source key stays known to enqueue.
     """
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
         self._retention: int | None = DEFAULT_COMPLETED_SOURCE_KEY_RETENTION_MS
 
@@ -162,7 +167,7 @@ class Queue:
 
         return lease_proj.live_generation(self.ctx.db, session_id, now)
 
-    def _claim(self, fence: Any, what: str, choose: Callable[[Any, int], tuple[list[Any], str]]) -> QueuedWorkClaim | None:
+    def _claim(self, fence: LeaseFence, what: str, choose: Callable[[Any, int], tuple[list[Any], str]]) -> QueuedWorkClaim | None:
         from ..leases.facade import check_fence, require_live_fence
 
         self.ctx.require_writable(what)
@@ -200,7 +205,7 @@ class Queue:
                 self.ctx.append(session_stream(draft.session_id), list(plan.events), now_ms=now)
         return plan.results[0]
 
-    def claim_ready(self, fence: Any, *, boundary: ClaimBoundary = ClaimBoundary.IDLE,
+    def claim_ready(self, fence: LeaseFence, *, boundary: ClaimBoundary = ClaimBoundary.IDLE,
                     max_batches: int = DEFAULT_MAX_BATCHES) -> QueuedWorkClaim | None:
         """Claim the next ready turn work under `fence` (a live session lease), or None.
 
@@ -222,7 +227,7 @@ class Queue:
 
         return self._claim(fence, "queue.claim_ready", choose)
 
-    def claim_session_command(self, fence: Any) -> QueuedWorkClaim | None:
+    def claim_session_command(self, fence: LeaseFence) -> QueuedWorkClaim | None:
         """Claim exactly one batch when the head of the ready queue is a session command, else None."""
 
         def choose(db: Any, now: int) -> tuple[list[Any], str]:
@@ -233,7 +238,7 @@ class Queue:
 
         return self._claim(fence, "queue.claim_session_command", choose)
 
-    def claim_by_ids(self, fence: Any, batch_ids: Sequence[str], *,
+    def claim_by_ids(self, fence: LeaseFence, batch_ids: Sequence[str], *,
                      boundary: ClaimBoundary = ClaimBoundary.IDLE) -> QueuedWorkClaim | None:
         """Claim exactly these batches (in this order), jumping ahead of other work, or None.
 
@@ -258,7 +263,7 @@ class Queue:
 
         return self._claim(fence, "queue.claim_by_ids", choose)
 
-    def claim_checkpoint(self, fence: Any, turn_id: str, checkpoint: Any, *, max_inputs: int = 16,
+    def claim_checkpoint(self, fence: LeaseFence, turn_id: str, checkpoint: CheckpointKind, *, max_inputs: int = 16,
                          max_batches: int = DEFAULT_MAX_BATCHES) -> CheckpointClaims:
         """At a checkpoint of the running turn `turn_id`, claim both ingress families at once.
 
@@ -402,7 +407,7 @@ class Queue:
 
         check_session_id(session_id)
         if now_ms is not None:
-            _check_int(now_ms, "now_ms", 0, 2 ** 63 - 1)  # SQLite binds 64-bit integers only
+            _check_int(now_ms, "now_ms")
         self.ctx.require_fresh("queue")
         self.ctx.require_fresh("leases")
         with self.ctx.db.transaction(write=False):  # liveness and rows from one snapshot

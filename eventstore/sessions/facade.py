@@ -19,7 +19,7 @@ write transaction before writing anything for a session.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -34,6 +34,9 @@ from .events import (
     purge_stream,
     session_stream,
 )
+
+if TYPE_CHECKING:
+    from ..store import StoreContext
 
 MAX_SESSION_ID_BYTES = 256
 MAX_META_TEXT = 4096
@@ -54,7 +57,13 @@ class SessionNotFound(SessionError):
     """No session with this id was ever created."""
 
     def __init__(self, session_id: str, what: str = "") -> None:
-        super().__init__(session_id, f"{what + ': ' if what else ''}no such session (create it first)")
+        # "create it first" is advice only for a command that works in a session; a
+        # delete, purge or vacuum of an unknown id just names it.
+        hint = "" if what in _NO_CREATE_HINT else " (create it first)"
+        super().__init__(session_id, f"{what + ': ' if what else ''}no such session{hint}")
+
+
+_NO_CREATE_HINT = frozenset({"delete", "purge", "vacuum"})
 
 
 class SessionDeleted(SessionError):
@@ -257,7 +266,7 @@ def decide_purge(row: Any, session_id: str, stream_version: int, now_ms: int) ->
 class Sessions:
     """`store.sessions`: the session lifecycle. Commands refuse on time-travel views."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
         self.auto_gc_every_commits = 0
         """Run blob GC after every N commits made through this handle (0: never)."""

@@ -19,10 +19,12 @@ pruned); a later ingest under a forgotten key records a new occurrence.
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as _dt
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ..checks import check_int
 from ..errors import InvalidArgument
 from ..facades import register_facade
 from . import commands as tc
@@ -59,6 +61,9 @@ from .events import (
     subscription_id_for,
     subscription_stream,
 )
+
+if TYPE_CHECKING:
+    from ..store import StoreContext
 
 DAY_MS = 86_400_000
 DEFAULT_OCCURRENCE_RETENTION_MS = 7 * DAY_MS
@@ -122,7 +127,7 @@ def _projection() -> Any:
 class Triggers:
     """The trigger store facade (`store.triggers`)."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: StoreContext) -> None:
         self.ctx = ctx
         self._retention: int | None = DEFAULT_OCCURRENCE_RETENTION_MS
 
@@ -135,8 +140,8 @@ class Triggers:
     @occurrence_retention_ms.setter
     def occurrence_retention_ms(self, value: int | None) -> None:
         """Set it: an integer of ms >= 0, or None (InvalidArgument otherwise)."""
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2 ** 63):
-            raise InvalidArgument(f"occurrence_retention_ms must be an integer >= 0 or None, got {value!r}"[:200])
+        if value is not None:
+            check_int(value, "occurrence_retention_ms")
         self._retention = value
 
     # --- commands ----------------------------------------------------------------
@@ -225,10 +230,8 @@ class Triggers:
         ctx = self.ctx
         if not isinstance(dry_run, bool):
             raise InvalidArgument(f"dry_run must be True or False, got {dry_run!r}"[:200])
-        if older_than_ms is not None and (isinstance(older_than_ms, bool) or not isinstance(older_than_ms, int)
-                                          or not 0 <= older_than_ms < 2 ** 63):
-            raise InvalidArgument(f"forget_occurrences: older_than_ms must be an integer >= 0 or None, "
-                                  f"got {older_than_ms!r}"[:200])
+        if older_than_ms is not None:
+            check_int(older_than_ms, "forget_occurrences: older_than_ms")
         if not dry_run:
             ctx.require_writable("triggers.forget_occurrences")
         p = _projection()
@@ -252,8 +255,9 @@ class Triggers:
         """The forget cutoff: the explicit one (not in the future), or now - retention."""
         if older_than_ms is not None:
             if older_than_ms > now:
-                raise InvalidArgument(f"forget_occurrences: older_than_ms ({older_than_ms}) is in the future "
-                                      f"(now is {now})")
+                raise InvalidArgument(f"forget_occurrences: older_than_ms ({older_than_ms}, "
+                                      f"{_iso(older_than_ms)}) is in the future "
+                                      f"(now is {_iso(now)})")
             return older_than_ms
         return None if self._retention is None else max(0, now - self._retention)
 
@@ -332,8 +336,8 @@ class Triggers:
 
     def occurrences(self, limit: int | None = None) -> list[Any]:
         """Ingested occurrences, newest first."""
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit < 2 ** 63):
-            raise InvalidArgument(f"limit must be an integer >= 1 or None, got {limit!r}")
+        if limit is not None:
+            check_int(limit, "limit", 1)
         self.ctx.require_fresh("triggers")
         return _projection().list_occurrences(self.ctx.db, limit)
 
@@ -361,6 +365,11 @@ def _check_request(r: Any) -> None:
     tc.check_name(r.idempotency_key, "OccurrenceRequest.idempotency_key")
     if r.session_id is not None:
         tc.check_name(r.session_id, "OccurrenceRequest.session_id")
+
+
+def _iso(ms: int) -> str:
+    """`2099-01-01T00:00:00.000Z` for an error message (the CLI's time format)."""
+    return _dt.datetime.fromtimestamp(ms / 1000, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 register_facade("triggers", Triggers)

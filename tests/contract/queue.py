@@ -191,19 +191,19 @@ class QueueContract:
         store.inputs.enqueue(TurnInputDraft("s1", "for another turn", ActiveTurn("t2")))
         store.inputs.enqueue(TurnInputDraft("s1", "before completion only",
                                             ActiveTurn("t1", CheckpointKind.BEFORE_COMPLETION)))
-        head = store.checkpoint()
+        head = store.anchor()
         with write_transactions(store) as seen:
             got = store.queue.claim_checkpoint(fence, "t1", CheckpointKind.AFTER_WORK)
         assert got.empty
         assert True not in seen  # no BEGIN IMMEDIATE at all: only the read-only probe
-        assert store.checkpoint() == head
+        assert store.anchor() == head
         # ... and with nothing queued at all
         store.sessions.create("empty")
         empty_fence = fence_of(store, "empty", owner("a"))
-        head = store.checkpoint()
+        head = store.anchor()
         with write_transactions(store) as seen:
             assert store.queue.claim_checkpoint(empty_fence, "t1", CheckpointKind.BEFORE_COMPLETION).empty
-        assert True not in seen and store.checkpoint() == head
+        assert True not in seen and store.anchor() == head
         # the same probe with something to claim does open one write transaction
         with write_transactions(store) as seen:
             assert store.queue.claim_checkpoint(fence, "t1", CheckpointKind.BEFORE_COMPLETION).inputs is not None

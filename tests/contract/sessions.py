@@ -122,7 +122,7 @@ class SessionContract:
         store.sessions.create("s1", SessionMeta("secret name", "m"))
         store.sessions.create("keep", SessionMeta("kept", "m"))
         store.leases.renew(claim(store, "s1").fence, 60_000)
-        anchor = store.checkpoint()
+        anchor = store.anchor()
         store.sessions.delete("s1")
         report = store.sessions.purge("s1")
         assert report.purged and report.payloads_dropped == 4

@@ -44,9 +44,9 @@ hold a table or column name, placeholder lists (`marks`), and `sql`, the stateme
 accumulated (each piece appended to it is itself checked where it is built)."""
 
 REVIEWED: dict[tuple[str, str], str] = {
-    ("eventstore/_sqlite.py", "SYNCHRONOUS[self.synchronous]"):
+    ("eventstore/storage/sqlite.py", "SYNCHRONOUS[self.synchronous]"):
         "a pragma keyword looked up in a fixed dict; the key was validated against it first",
-    ("eventstore/_sqlite.py", "self.name"): "a savepoint name the class generates itself: f'sp{depth}'",
+    ("eventstore/storage/sqlite.py", "self.name"): "a savepoint name the class generates itself: f'sp{depth}'",
     ("eventstore/log.py", "' AND '.join(where)"):
         "fragments that are literals with ? placeholders, or an int() cast (read_all)",
     ("eventstore/log.py", "upper"): "'' or ' AND version <= ' + an int() cast (read_stream)",

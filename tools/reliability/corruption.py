@@ -214,7 +214,7 @@ def build_pristine(path: str, ops: int, seed: int) -> tuple[str, dict]:
             except eventstore.StoreError as exc:
                 workload.observe(op, exc)
             clock.advance(7)
-        anchor = str(store.checkpoint())
+        anchor = str(store.anchor())
     with eventstore.open(path, synchronous="normal", clock=clock) as store:
         expected = {"log": log_answers(store), "domains": domain_answers(store)}
     # Closing the last connection checkpointed the WAL into the file; make sure of it.

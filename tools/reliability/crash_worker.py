@@ -112,7 +112,7 @@ class AckedRunner:
                 after = store.last_position()
                 marker = store.append(self.marker_stream, [marker_event(i, before + 1, after)]).last_position
                 first, last = before + 1, after
-        head = store.checkpoint()
+        head = store.anchor()
         self.acks.write({"phase": "ack", "op": i, "first": first, "last": last, "marker": marker,
                          "head": head.position, "hash": head.hash, "outcome": outcome})
 

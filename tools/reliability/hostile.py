@@ -12,11 +12,13 @@ valid values for the other parameters, and the parameter gets, in turn:
   for a number, a string for a bool);
 * `missing`: None for a parameter that is not optional;
 * `oversized`: a 100,000-character identifier, a 17 MiB text (over the payload limit),
-  a 70-bit integer.
+  a 70-bit integer;
+* `not UTF-8`: an identifier holding a lone surrogate ("a\\ud800"), which no UTF-8
+  encoder accepts.
 
 Expected: a typed error (a StoreError subclass) whose message names the parameter
 (wrong type and missing; for oversized any typed error), and the log unchanged
-(`store.checkpoint()` equal before and after). Omitting a positional argument entirely
+(`store.anchor()` equal before and after). Omitting a positional argument entirely
 is Python's own TypeError, raised before any store code runs; it is not counted here.
 """
 
@@ -42,6 +44,7 @@ SKIP = {
 """Methods the generic sweep leaves out, and why (hand-written cases cover what matters)."""
 
 OVERSIZED_TEXT = 17 * 1024 * 1024
+LONE_SURROGATE_LABEL = "not UTF-8 (a lone surrogate)"
 IDENTIFIER_WORDS = ("id", "key", "scope", "token", "name", "kind", "type", "stream", "ref")
 
 
@@ -344,6 +347,8 @@ def hostile_values(param: inspect.Parameter, annotation: str) -> Iterator[tuple[
         if any(param.name == w or param.name.endswith("_" + w) for w in IDENTIFIER_WORDS):
             yield "oversized (a 100,000-character identifier)", "x" * 100_000, True
         yield "oversized (17 MiB of text)", "x" * OVERSIZED_TEXT, False
+        if any(param.name == w or param.name.endswith("_" + w) for w in IDENTIFIER_WORDS):
+            yield LONE_SURROGATE_LABEL, "a\ud800", True
     if parts & {"Any"} and param.name not in ("fn", "deliver", "read_start"):
         yield "oversized (17 MiB of text)", "x" * OVERSIZED_TEXT, False
     if parts & {"int"} and not parts & {"Any", "str"}:
@@ -392,7 +397,7 @@ def call(world: World, case: Case, kwargs: dict[str, Any]) -> Outcome:
             kw[p.name] = kwargs[p.name]
         else:
             args.append(kwargs[p.name])
-    before = world.store.checkpoint()
+    before = world.store.anchor()
     error, typed, message = None, False, ""
     try:
         result = fn(*args, **kw)
@@ -402,7 +407,7 @@ def call(world: World, case: Case, kwargs: dict[str, Any]) -> Outcome:
         error, typed, message = type(exc).__name__, True, str(exc)
     except Exception as exc:  # an untyped error is a finding
         error, message = type(exc).__name__, "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    after = world.store.checkpoint()
+    after = world.store.anchor()
     low = message.lower()
     named = any(n in low for n in {case.param.lower(), case.param.replace("_", " ").lower()})
     stored = after != before and case.label.startswith("oversized") and _stores_oversized(world.store, before.position)

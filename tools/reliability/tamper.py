@@ -274,7 +274,7 @@ def run_file(path: str, sample: int | None, masks: tuple[int, ...], rng: random.
     surgeon = Surgeon(path)
     try:
         with eventstore.open(path, synchronous="normal") as store:
-            anchor = store.checkpoint()
+            anchor = store.anchor()
             rows = surgeon.rows()
             last = rows[-1][0]
             purged = dict(surgeon.conn.execute("SELECT position, digest FROM purged_payloads").fetchall())

@@ -1,8 +1,9 @@
-"""The storage module: every call into the SQLite driver (apsw) lives here.
+"""The SQLite backend of the storage seam (`eventstore.storage.Storage`): every call into
+the SQLite driver (apsw), and every SQLite-only statement outside table definitions and
+queries (PRAGMA, sqlite_sequence, sqlite_schema, ATTACH), lives here.
 
-Nothing outside this module imports apsw. A second backend (PostgreSQL) would provide
-a class with the same small surface as `Database`: execute, executemany, query, one,
-scalar, transaction, write, attach/detach, close.
+Nothing outside this module imports apsw. A second backend (PostgreSQL) provides a class
+with the same surface as `Database` (see the Protocol and docs/architecture.md).
 
 Transactions (why they look like this):
 * apsw never opens a transaction behind our back, so every write path says
@@ -28,9 +29,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import apsw
 
-from ._group import Baton, GroupCommit, Ticket
-
-from .errors import (
+from .._group import Baton, GroupCommit, Ticket
+from ..errors import (
     CorruptStore,
     FileError,
     IntegrityError,
@@ -517,6 +517,55 @@ class Database:
     def table_names(self, schema: str = "main") -> set[str]:
         """Names of the tables in the given schema."""
         return {r[0] for r in self.query(f"SELECT name FROM {schema}.sqlite_schema WHERE type='table'")}
+
+    def table_columns(self, table: str) -> list[str]:
+        """Column names of `table`, in order (`table` is a name the caller chose, not input)."""
+        return [r[1] for r in self.query(f"PRAGMA table_info({table})")]
+
+    def table_primary_key(self, table: str) -> list[str]:
+        """The primary key columns of `table` in key order (all columns when it has none)."""
+        info = self.query(f"PRAGMA table_info({table})")
+        pk = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
+        return pk or [r[1] for r in info]
+
+    def storage_bytes(self) -> int:
+        """Bytes the database occupies: pages times page size."""
+        return int(self.scalar("PRAGMA page_count", (), 0)) * int(self.scalar("PRAGMA page_size", (), 0))
+
+    # --- identity, positions, integrity -------------------------------------------
+
+    def read_stamp(self) -> tuple[int, int, int]:
+        """(application_id, user_version, number of schema objects): the file's identity."""
+        app_id = self.scalar("PRAGMA application_id", (), 0)
+        version = self.scalar("PRAGMA user_version", (), 0)
+        objects = self.scalar("SELECT count(*) FROM sqlite_schema", (), 0)
+        return app_id, version, objects
+
+    def write_stamp(self, application_id: int | None, version: int) -> None:
+        """Stamp PRAGMA application_id (unless None) and user_version (integers only)."""
+        if application_id is not None:
+            self.execute(f"PRAGMA application_id = {int(application_id)}")
+        self.execute(f"PRAGMA user_version = {int(version)}")
+
+    def highest_position_ever(self, table: str) -> int | None:
+        """AUTOINCREMENT keeps the largest key ever written in sqlite_sequence; None if absent."""
+        if "sqlite_sequence" not in self.table_names():  # no AUTOINCREMENT table yet
+            return None
+        seq = self.scalar("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,), None)
+        return seq if isinstance(seq, int) else None
+
+    def integrity_problems(self, limit: int = 5) -> list[str]:
+        """SQLite's `PRAGMA integrity_check(limit)`: an empty list when the file is sound."""
+        problems = [str(r[0]) for r in self.query(f"PRAGMA integrity_check({int(limit)})")]
+        return [] if problems == ["ok"] else problems
+
+    def open_scratch(self, path: str) -> "Database":
+        """A disposable database (no journal, no fsync) at `path` or in memory."""
+        return Database(path, scratch=True)
+
+    def is_constraint_error(self, exc: BaseException) -> bool:
+        """True when `exc` is a constraint violation (unique key and the like)."""
+        return is_constraint_error(exc)
 
     def attach(self, path: str, alias: str) -> None:
         """Attach another database file under `alias` (not allowed inside a transaction)."""
