@@ -28,7 +28,7 @@ from .storage.sqlite import Database
 from .blobs import BlobStore
 from .chain import Anchor, VerifyReport
 from .decoding import RecordedEvent
-from .errors import InvalidArgument, ReadOnlyView, StoreClosed
+from .errors import InvalidArgument, ReadOnlyStore, ReadOnlyView, StoreClosed
 from .facades import FACADES
 from .log import ANY, AppendResult, EventLog
 
@@ -54,7 +54,7 @@ READS: dict[str, frozenset[str]] = {
 """Facade methods that only read: they run on the reader threads' own connections. Every
 other method runs on the store's connection, its transactions joining the write groups.
 A read that turns out to need a write (it calls `require_writable`, which raises
-ReadOnlyView on a reader's connection before anything is written) is run again there."""
+ReadOnlyStore on a reader's connection before anything is written) is run again there."""
 
 class AsyncFacade:
     """One domain facade of an AsyncStore: each method of the synchronous facade, awaitable.
@@ -157,7 +157,7 @@ class AsyncStore:
         except BaseException:
             db.close()
             raise
-        h.readonly = True  # a command on it raises ReadOnlyView before writing anything
+        h.readonly = True  # a command on it raises ReadOnlyStore before writing anything
         log.on_append = None
         self._reader_local.handle = h
         with self._handles_lock:
@@ -185,7 +185,7 @@ class AsyncStore:
             return await self._in_pool(self._workers, lambda: fn(self.sync))
         try:
             return await self._in_pool(self._readers, lambda: fn(self._reader_local.handle))
-        except ReadOnlyView:
+        except (ReadOnlyView, ReadOnlyStore):  # it needs to write: refused before writing anything
             return await self._command(lambda: fn(self.sync))
 
     async def _submit(self, fn: Callable[[], R], keep_context: bool = True) -> R:
