@@ -20,6 +20,7 @@ from collections import defaultdict
 
 import eventstore
 from eventstore import codec
+from eventstore.demo import UserMessage  # noqa: F401 - registers the event class the child writes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROUNDS = 20
