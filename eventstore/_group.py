@@ -200,7 +200,7 @@ class GroupCommit:
             t.error = exc
             self.members.append(t)
             outcome = self._drive(t)
-            raise outcome or exc
+            raise (outcome or exc) from exc
         return t
 
     def exit(self, t: Ticket[Any], exc: BaseException | None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, cast, Iterator, Sequence
 
 import attrs
 
@@ -491,11 +491,11 @@ class EventLog:
 
     def last_position(self) -> int:
         """The position of the newest event (0 for an empty log)."""
-        return self.db.scalar("SELECT max(position) FROM events", (), 0)
+        return cast("int", self.db.scalar("SELECT max(position) FROM events", (), 0))
 
     def stream_version(self, stream: str) -> int:
         """The current version of a stream (0 when it has no events)."""
-        return self.db.scalar("SELECT max(version) FROM events WHERE stream=?", (validate_stream(stream),), 0)
+        return cast("int", self.db.scalar("SELECT max(version) FROM events WHERE stream=?", (validate_stream(stream),), 0))
 
     def follow(self, from_position: int = 1, *, stop: threading.Event | None = None,
                poll_interval: float = 0.05, idle_timeout: float | None = None,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Seque
 import attrs
 
 from . import codec
+from .blobs import PUTS_SCHEMA as BLOB_PUTS_SCHEMA
 from .storage import Storage
 from .storage.sqlite import Database, check_file, create_private_file
 from .blobs import SCHEMA as BLOB_SCHEMA
@@ -480,8 +481,11 @@ def open(
                 # its heuristic for them. Stamped so that older code refuses the file
                 # rather than misread the new flags.
                 db.write_stamp(None, SCHEMA_VERSION)
+            # Every open, not only a new file's: stores written before the table existed get it.
+            db.execute(BLOB_PUTS_SCHEMA)
             engine.open(log.last_position())
-        store = Store(db, log, engine, BlobStore(db, threshold, limits), profile, clock or system_clock)
+        store = Store(db, log, engine, BlobStore(db, threshold, limits, clock or system_clock), profile,
+                      clock or system_clock)
         if rebuild_stale and engine.stale:
             store.rebuild(list(engine.stale))
         return store

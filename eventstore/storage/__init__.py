@@ -46,6 +46,8 @@ class Storage(Protocol):
     command: int
     """Counts commands: outermost transactions, and the commands that join a group commit
     (the log's command marks follow it)."""
+    write_serial: int
+    """Counts outermost write transactions begun on this connection."""
     on_commit: list[Callable[[], None]]
     """Callbacks run after each outermost COMMIT succeeds."""
     on_rollback: list[Callable[[], None]]

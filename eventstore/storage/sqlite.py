@@ -27,7 +27,7 @@ import threading
 import stat
 import time
 import urllib.parse
-from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar, cast
 
 import apsw
 
@@ -188,6 +188,7 @@ class _Transaction:
                 conn.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
                 db.serial += 1
                 db.command += 1
+                db.write_serial += self.write
                 db._write = self.write
             else:
                 self.name = f"sp{db.depth}"
@@ -254,6 +255,8 @@ class Database:
         """Counts outermost transactions begun on this connection."""
         self.command = 0
         """Counts commands: outermost transactions and the commands that join a group."""
+        self.write_serial = 0
+        """Counts outermost write transactions begun on this connection."""
         self.on_commit: list[Any] = []
         """Callbacks run after each outermost COMMIT succeeds."""
         self.on_rollback: list[Any] = []
@@ -399,6 +402,7 @@ class Database:
         except apsw.Error as exc:
             raise self.translate(exc, "begin transaction") from None
         self.serial += 1
+        self.write_serial += 1
         self.command += 1
         self._write = True
         self.depth = 1
@@ -564,7 +568,7 @@ class Database:
                 return self.one(sql, params)
         try:
             for row in (self._conn or self._closed()).execute(sql, params):
-                return row  # type: ignore[no-any-return]
+                return cast("tuple[Any, ...] | None", row)
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise self.translate(exc, _what(sql)) from None
         return None
