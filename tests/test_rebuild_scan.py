@@ -93,29 +93,3 @@ def test_a_rebuild_leaves_a_collector_the_caller_turned_off_off(tmp_path):
         gc.disable()
         store.rebuild()
         assert not gc.isenabled()
-
-
-def test_a_scratch_file_runs_statements_and_raises_typed_errors(tmp_path):
-    """The scratch file of a rebuild (its statement methods take no lock) runs every
-    statement method like a store handle and turns driver errors into typed ones."""
-    with gen.open_store(str(tmp_path / "s.db")) as store:
-        scratch = store.db.open_scratch(str(tmp_path / "scratch.tmp"))
-        try:
-            with scratch.transaction():
-                scratch.execute("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
-                scratch.executemany("INSERT INTO t VALUES (?, ?)", [("a", 1), ("b", None)])
-                assert scratch.execute_changes("UPDATE t SET v = v + 1 WHERE k = ?", ("a",)) == 1
-            assert scratch.query("SELECT * FROM t ORDER BY k") == [("a", 2), ("b", None)]
-            assert scratch.one("SELECT v FROM t WHERE k = ?", ("a",)) == (2,)
-            assert scratch.one("SELECT v FROM t WHERE k = ?", ("zz",)) is None
-            assert scratch.scalar("SELECT v FROM t WHERE k = ?", ("b",), -1) == -1
-            with pytest.raises(eventstore.IntegrityError, match="INSERT INTO t"):
-                scratch.execute("INSERT INTO t VALUES (?, ?)", ("a", 3))
-            with pytest.raises(eventstore.StoreError, match="SELECT nope FROM"):
-                scratch.one("SELECT nope FROM t")
-            with pytest.raises(eventstore.IntegrityError):
-                scratch.executemany("INSERT INTO t VALUES (?, ?)", [("c", 1), ("c", 2)])
-        finally:
-            scratch.close()
-        with pytest.raises(eventstore.StoreClosed):
-            scratch.execute("SELECT 1")

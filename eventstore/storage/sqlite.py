@@ -642,11 +642,8 @@ class Database:
         return [] if problems == ["ok"] else problems
 
     def open_scratch(self, path: str) -> "Database":
-        """A disposable database (no journal, no fsync) at `path` or in memory.
-
-        A scratch file (not ":memory:") is for the one thread that opened it, as rebuild and
-        verify use theirs; an in-memory one (time travel) may be shared like any handle."""
-        return Database(path, scratch=True) if path == ":memory:" else PrivateScratch(path, scratch=True)
+        """A disposable database (no journal, no fsync) at `path` or in memory."""
+        return Database(path, scratch=True)
 
     def is_constraint_error(self, exc: BaseException) -> bool:
         """True when `exc` is a constraint violation (unique key and the like)."""
@@ -676,64 +673,3 @@ class Database:
 def is_constraint_error(exc: BaseException) -> bool:
     """True when `exc` is a constraint violation (unique key and the like)."""
     return isinstance(exc, (IntegrityError, apsw.ConstraintError))
-
-
-class PrivateScratch(Database):
-    """A scratch database used by one thread only (a rebuild's or verify's scratch file).
-
-    Its statement methods skip the per-statement lock that a shared handle takes: the
-    appliers of a rebuild run about two statements per event, a million events run two
-    million of them, and the lock round trip was a tenth of their Python cost. A
-    transaction still takes the lock (and so do the methods not redefined here).
-    """
-
-    def execute(self, sql: str, params: Sequence[Any] | dict = ()) -> None:
-        """Run one statement (or several separated by ';' when params is empty)."""
-        try:
-            for _ in (self._conn or self._closed()).execute(sql, params):
-                pass
-        except (apsw.Error, UnicodeDecodeError) as exc:
-            raise self.translate(exc, _what(sql)) from None
-
-    def execute_changes(self, sql: str, params: Sequence[Any] | dict = ()) -> int:
-        """Run one write statement and return how many rows it changed."""
-        try:
-            conn = self._conn or self._closed()
-            for _ in conn.execute(sql, params):
-                pass
-            return conn.changes()
-        except (apsw.Error, UnicodeDecodeError) as exc:
-            raise self.translate(exc, _what(sql)) from None
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run one statement once per parameter row."""
-        try:
-            for _ in (self._conn or self._closed()).executemany(sql, rows):
-                pass
-        except (apsw.Error, UnicodeDecodeError) as exc:
-            raise self.translate(exc, _what(sql)) from None
-
-    def query(self, sql: str, params: Sequence[Any] | dict = ()) -> list[tuple]:
-        """Run a query and return all rows as tuples."""
-        try:
-            return (self._conn or self._closed()).execute(sql, params).fetchall()
-        except (apsw.Error, UnicodeDecodeError) as exc:
-            raise self.translate(exc, _what(sql)) from None
-
-    def one(self, sql: str, params: Sequence[Any] | dict = ()) -> tuple | None:
-        """The first row of a query, or None."""
-        try:
-            for row in (self._conn or self._closed()).execute(sql, params):
-                return cast("tuple[Any, ...] | None", row)
-        except (apsw.Error, UnicodeDecodeError) as exc:
-            raise self.translate(exc, _what(sql)) from None
-        return None
-
-    def scalar(self, sql: str, params: Sequence[Any] | dict = (), default: Any = None) -> Any:
-        """The first column of the first row, or `default`."""
-        try:
-            for row in (self._conn or self._closed()).execute(sql, params):
-                return default if row[0] is None else row[0]
-        except (apsw.Error, UnicodeDecodeError) as exc:
-            raise self.translate(exc, _what(sql)) from None
-        return default
