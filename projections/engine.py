@@ -470,7 +470,7 @@ def collector_paused() -> Iterator[None]:
     tuples), freed by reference counting as soon as their chunk is applied. The cyclic
     collector finds nothing among them, but the chunk held in `batch` survives enough
     young-generation passes to be promoted, and the full passes that promotion
-    triggers walk every object of the process: about 14% of a rebuild's CPU time.
+    triggers walk every object of the process: 13-15% of a rebuild's CPU time.
     It is one process-wide switch: another thread's cycles wait for the end of the
     scan (whichever paused scan ends first turns it back on, never off).
     """
