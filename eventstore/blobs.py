@@ -72,8 +72,13 @@ class BlobStore:
             )
         ref = ref_of(data)
         stored, flags = codec.compress_for(data, self.compress_threshold)
-        with self.db.transaction():
-            self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)", (ref, flags, len(data), stored))
+        db = self.db
+        if db.in_transaction:
+            # One statement is atomic by itself: inside a transaction it needs no savepoint.
+            db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)", (ref, flags, len(data), stored))
+        else:
+            with db.transaction():
+                db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)", (ref, flags, len(data), stored))
         return ref
 
     def get(self, ref: str) -> bytes:

@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 _sha256 = hashlib.sha256
+_get_ident = threading.get_ident
 
 SCHEMA_VERSION = 2
 """The layout version of the store file, stamped in PRAGMA user_version. Version 2 added
@@ -273,7 +274,14 @@ class EventLog:
         at = self.clock() if now_ms is None else now_ms
         if at.__class__ is not int and not isinstance(at, int):
             raise InvalidArgument(f"now_ms must be an integer of milliseconds, got {at!r}")
-        with self.db.transaction():
+        db = self.db
+        mark = db.command_mark
+        if mark is not None and mark[1] == db.depth and mark[0] == _get_ident():
+            # Directly inside a domain command's transaction level (StoreContext.command):
+            # the command lets any failure propagate and its level is rolled back, so the
+            # append needs no savepoint of its own (two statements less per command).
+            return self._append_locked(stream, encoded, expected_version, idempotency_key, at)
+        with db.transaction():
             return self._append_locked(stream, encoded, expected_version, idempotency_key, at)
 
     def _append_locked(self, stream: str, encoded: list[Encoded], expected: int | str,

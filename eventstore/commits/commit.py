@@ -188,12 +188,43 @@ def _replayed_turn(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult |
     return RuntimeCommitResult(stored[1], stored[2], stored[3], replayed=True)
 
 
+def _named_ids(delta: Any) -> list[str]:
+    """The node ids an append-style delta's checks look up: new ids, parents, the leaf.
+
+    A full replace looks nothing up (its nodes stand alone). Malformed parts are left to
+    `check_graph_delta`, which names them."""
+    if isinstance(delta, GraphReplace):
+        return []
+    ids: list[Any] = [getattr(delta, "leaf", None)]
+    nodes = getattr(delta, "nodes", ())
+    if isinstance(nodes, (tuple, list)):
+        for node in nodes:
+            ids.append(getattr(node, "node_id", None))
+            ids.append(getattr(node, "parent_node_id", None))
+    return [i for i in dict.fromkeys(ids) if isinstance(i, str)]
+
+
+def _head_changed(new: tuple[Any, Any, Any], old: tuple[Any, Any, Any]) -> bool:
+    """Whether (config, frames, current frame) changed, as `head_fingerprint` defines it.
+
+    The common case, no frames and no current frame on either side, compares the two
+    configs directly (two optional strings each); anything else compares encodings."""
+    if not new[1] and not old[1] and new[2] is None and old[2] is None:
+        a, b = new[0], old[0]
+        if a is None or b is None:
+            return a is not b
+        if (type(a) is ModelConfig and type(b) is ModelConfig and type(a.provider_id) is str
+                and type(b.provider_id) is str and type(a.model) is str and type(b.model) is str):
+            return bool(a.provider_id != b.provider_id or a.model != b.model)
+    return head_fingerprint(*new) != head_fingerprint(*old)
+
+
 def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
     """The commit algorithm (see the module docstring). `ctx` is the Store."""
     from projections import graph as gproj
 
     from ..inputs.rules import check_input_completion, interrupt_events
-    from ..leases.facade import SessionExecutionLeaseExpired, require_live_fence
+    from ..leases.facade import SessionExecutionLeaseExpired, check_fence, require_live_holder
     from ..queue.claims import check_queue_completion
     from ..queue.enqueue import plan_enqueue
     from ..sessions.facade import require_live_session
@@ -202,7 +233,8 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
     c = check_commit(c)
     sid = c.session_id
     db = ctx.db
-    with ctx.transaction():
+    # A command: nothing below catches a failure of its append (see StoreContext.command).
+    with ctx.command():
         now = ctx.now_ms()
         _require_fresh(ctx)
         require_live_session(db, sid, "commit")
@@ -219,7 +251,8 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
         if c.lease.session_id != sid:
             raise SessionBindingMismatch(
                 f"session {sid!r}: the commit carries a lease fence of session {c.lease.session_id!r}")
-        require_live_fence(db, c.lease, now, "commit")
+        check_fence(c.lease)
+        require_live_holder(db, c.lease, now, "commit")  # the session was checked above
         head = gproj.head(db, sid)
         actual = head.revision if head is not None else 0
         if c.expected_head_revision is not None and c.expected_head_revision != actual:
@@ -237,8 +270,11 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
                     f"session {sid!r}: commit.completed_turn_input_claims[{i}] is for session {ic.session_id!r}")
             settle.append(check_input_completion(db, ic, now))
             completing.extend(ic.input_ids)
-        check_graph_delta(sid, c.graph, lambda n: gproj.node_exists(db, sid, n),
-                          lambda n: gproj.node_exists(db, sid, n, include_tombstoned=False))
+        # Every node id the delta names, looked up in one statement (and remembered for
+        # the applier, which needs the parents' places in the index).
+        ids = _named_ids(c.graph)
+        known = gproj.node_seqs(db, head.skey, ids) if head is not None and ids else {}
+        check_graph_delta(sid, c.graph, known.__contains__, lambda n: n in known and not known[n][1])
         for i, draft in enumerate(c.enqueued_queue_batches):
             if draft.session_id != sid:
                 raise SessionBindingMismatch(
@@ -256,7 +292,7 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
         config = c.config if c.config is not None else (head.config if head is not None else None)
         new_head = (config, frames, c.current_agent_frame_id)
         old_head = (head.config, head.frames, head.current_agent_frame_id) if head is not None else (None, (), None)
-        changed = head_fingerprint(*new_head) != head_fingerprint(*old_head)
+        changed = _head_changed(new_head, old_head)
         batch_ids = tuple(r.batch.batch_id for r in plan.results)
         event = commit_event(actual + 1, c.graph, head.leaf_node_id if head is not None else None,
                              checkpoint_ref, previous_ref, new_head if changed else None,

@@ -189,10 +189,14 @@ def check_queue_completion(db: Any, completion: QueuedWorkCompletion, now_ms: in
     still holds every listed batch under a live session lease generation, and
     InvalidArgument for a malformed completion.
     """
+    return completion_event(db, check_completion_shape(completion), now_ms)
+
+
+def completion_event(db: Any, completion: QueuedWorkCompletion, now_ms: int) -> QueuedWorkCompleted:
+    """`check_queue_completion` for a completion that already passed `check_completion_shape`."""
     from projections import leases as lease_proj
     from projections import queue as proj
 
-    check_completion_shape(completion)
     holdings = {b: (token, gen) for b, token, gen in proj.claim_holdings(db, completion.session_id, completion.claim_id)}
     live = lease_proj.live_generation(db, completion.session_id, now_ms)
     return decide_completion(completion, holdings, live, now_ms)
@@ -211,6 +215,7 @@ __all__ = [
     "check_completion_shape",
     "check_queue_completion",
     "claim_scan_limit",
+    "completion_event",
     "decide_claim",
     "decide_completion",
     "exact_selection_ok",
