@@ -148,8 +148,17 @@ def check_commit(c: Any) -> RuntimeCommit:
                 raise InvalidArgument(f"{where}.turn_commit.{name} must be a non-empty string")
     check_usage(sid, c.usage_deltas)
     check_text_ids(sid, c.committed_attachment_ids, "commit.committed_attachment_ids")
-    head_fingerprint(c.config, c.agent_frames, c.current_agent_frame_id)  # field types of the head, early
+    if not _plain_head(c.config, c.agent_frames, c.current_agent_frame_id):
+        head_fingerprint(c.config, c.agent_frames, c.current_agent_frame_id)  # field types of the head, early
     return c
+
+
+def _plain_head(config: Any, frames: Sequence[Any], current: Any) -> bool:
+    """True for a head with no frames, no current frame and a config of two strings (or
+    none): its encoding cannot fail, so `check_commit` need not try it."""
+    return (not frames and current is None
+            and (config is None or (type(config) is ModelConfig and type(config.provider_id) is str
+                                    and type(config.model) is str)))
 
 
 def _store_frames(blobs: Any, frames: Sequence[AgentFrame]) -> tuple[AgentFrame, ...]:
@@ -209,13 +218,11 @@ def _head_changed(new: tuple[Any, Any, Any], old: tuple[Any, Any, Any]) -> bool:
 
     The common case, no frames and no current frame on either side, compares the two
     configs directly (two optional strings each); anything else compares encodings."""
-    if not new[1] and not old[1] and new[2] is None and old[2] is None:
+    if _plain_head(*new) and _plain_head(*old):
         a, b = new[0], old[0]
         if a is None or b is None:
             return a is not b
-        if (type(a) is ModelConfig and type(b) is ModelConfig and type(a.provider_id) is str
-                and type(b.provider_id) is str and type(a.model) is str and type(b.model) is str):
-            return bool(a.provider_id != b.provider_id or a.model != b.model)
+        return bool(a.provider_id != b.provider_id or a.model != b.model)
     return head_fingerprint(*new) != head_fingerprint(*old)
 
 
