@@ -59,10 +59,10 @@ from .model import (
     TurnStamp,
     UsageDelta,
 )
-from ..inputs.rules import TurnInputCompletion
+from ..inputs.rules import TurnInputCompletion, check_input_completion, interrupt_events
 from ..leases.events import LeaseFence
-from ..queue.claims import QueuedWorkCompletion
-from ..queue.enqueue import QueuedWorkDraft
+from ..queue.claims import QueuedWorkCompletion, check_queue_completion
+from ..queue.enqueue import EnqueuePlan, QueuedWorkDraft, plan_enqueue
 
 if TYPE_CHECKING:
     from ..store import StoreContext
@@ -172,7 +172,12 @@ def _store_frames(blobs: Any, frames: Sequence[AgentFrame]) -> tuple[AgentFrame,
     return tuple(out)
 
 
+_NO_OUTBOX = EnqueuePlan((), ())
+
+
 def _require_fresh(ctx: StoreContext) -> None:
+    if not ctx.engine.stale:  # the common case: nothing is stale, one look
+        return
     for name in ("graph", "sessions", "leases", "queue", "inputs"):
         ctx.require_fresh(name)
 
@@ -230,10 +235,7 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
     """The commit algorithm (see the module docstring). `ctx` is the Store."""
     from projections import graph as gproj
 
-    from ..inputs.rules import check_input_completion, interrupt_events
     from ..leases.facade import SessionExecutionLeaseExpired, check_fence, require_live_holder
-    from ..queue.claims import check_queue_completion
-    from ..queue.enqueue import plan_enqueue
     from ..sessions.facade import require_live_session
 
     ctx.require_writable("sessions.commit")
@@ -286,7 +288,8 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
             if draft.session_id != sid:
                 raise SessionBindingMismatch(
                     f"session {sid!r}: commit.enqueued_queue_batches[{i}] targets session {draft.session_id!r}")
-        plan = plan_enqueue(db, list(c.enqueued_queue_batches), now, ctx.queue.completed_source_key_retention_ms)
+        plan = (plan_enqueue(db, list(c.enqueued_queue_batches), now, ctx.queue.completed_source_key_retention_ms)
+                if c.enqueued_queue_batches else _NO_OUTBOX)
         interrupt = (interrupt_events(db, sid, c.interrupted_turn_input_turn_id, now, completing)
                      if c.interrupted_turn_input_turn_id is not None else [])
         # Every check has passed. Writes start here: blobs first (inside this transaction,
