@@ -47,7 +47,15 @@ class SchemaTooNew(FileError):
 
 
 class CorruptStore(StoreError):
-    """SQLite reported the file damaged while reading or writing it."""
+    """The file is damaged: SQLite reported it, or a stored value has an impossible type.
+
+    `position` (and `stream`) name the event row when the damage is in one.
+    """
+
+    def __init__(self, message: str, position: int | None = None, stream: str | None = None) -> None:
+        self.position = position
+        self.stream = stream
+        super().__init__(message)
 
 
 class IntegrityError(StoreError):
@@ -59,6 +67,14 @@ class IntegrityError(StoreError):
 
 class StoreBusy(StoreError):
     """Another connection held the write lock for longer than the busy timeout."""
+
+
+class DiskFull(StoreError):
+    """A write failed because the disk (or the file system's quota) is full; nothing was committed."""
+
+
+class ReadOnlyStore(StoreError):
+    """A write was attempted through a store opened with readonly=True."""
 
 
 class StoreClosed(StoreError):

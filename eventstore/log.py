@@ -536,62 +536,24 @@ class EventLog:
             return chain.Anchor(0, chain.GENESIS.hex())
         return chain.Anchor(row[0], row[1].hex())
 
-    # stream, type and payload are read as their stored bytes: the chain hashes bytes, and a
-    # tampered text that is not valid UTF-8 must be reported as altered, not crash the walk.
-    _VERIFY_SQL = (
-        "SELECT position, CAST(stream AS BLOB), version, CAST(type AS BLOB), schema, recorded_at_ms, "
-        "flags, CAST(payload AS BLOB), "
-        "CASE WHEN payload IS NULL THEN (SELECT digest FROM purged_payloads p WHERE p.position = e.position) END, "
-        "hash FROM events e WHERE position >= ? ORDER BY position LIMIT ?"
-    )
-
     def verify(self, anchor: chain.Anchor | str | None = None,
                progress: Callable[[int], None] | None = None, page_size: int = 5000,
-               check_file: bool = True) -> chain.VerifyReport:
-        """Walk the whole chain; report the first altered, missing or reordered row.
+               check_file: bool = True, check_blobs: bool = True) -> chain.VerifyReport:
+        """Walk the whole chain; report the first altered, missing, reordered or mistyped row,
+        then check the idempotency keys, the blobs (`check_blobs`) and the file (`check_file`).
 
         With an `anchor` from an earlier anchor(), also prove that the anchor is
         still on the chain: a shorter log is 'truncated', a different hash 'rewritten'.
         Without one, a log that ends before the largest position SQLite's
-        sqlite_sequence says was written is 'truncated' too.
-        With `check_file` (the default), a sound chain is followed by SQLite's
+        sqlite_sequence says was written is 'truncated' too. The file check is SQLite's
         `PRAGMA integrity_check`: the chain proves every event row, but a damaged index
-        page could still make an indexed read (a stream, a projection) answer wrongly,
-        and only the file check sees that ('corrupt_file').
+        page could still make an indexed read answer wrongly ('corrupt_file').
+        See eventstore/logverify.py for the order of the checks.
         """
-        if isinstance(anchor, str):
-            anchor = chain.Anchor.parse(anchor)
+        from . import logverify
 
-        def pages() -> Iterator[list[tuple]]:
-            position = 1
-            while True:
-                rows = self.db.query(self._VERIFY_SQL, (position, page_size))
-                if not rows:
-                    return
-                yield rows
-                position = rows[-1][0] + 1
-
-        def lookahead(position: int, n: int) -> list[tuple]:
-            return self.db.query(self._VERIFY_SQL, (position, n))
-
-        report = chain.walk(pages(), anchor, lookahead, progress)
-        if report.ok:
-            # AUTOINCREMENT keeps the largest position ever written in sqlite_sequence, so
-            # a log that ends before it lost its newest rows: caught without an anchor,
-            # unless whoever deleted them also lowered the sequence (an anchor kept
-            # outside the file still catches that).
-            seq = self.db.highest_position_ever("events")
-            if seq is not None and seq > report.last_position:
-                return chain.VerifyReport(
-                    False, report.checked, report.last_position, report.last_hash, report.last_position + 1,
-                    "truncated", f"SQLite's sqlite_sequence records that position {seq} was written, but the "
-                                 f"log ends at {report.last_position}: its newest rows were deleted")
-        if report.ok and check_file:
-            problems = self.db.integrity_problems(5)
-            if problems:
-                return chain.VerifyReport(False, report.checked, report.last_position, report.last_hash,
-                                          None, "corrupt_file", "; ".join(map(str, problems)))
-        return report
+        return logverify.verify(self.db, anchor, progress, page_size, check_file, check_blobs,
+                                self.limits.max_decompressed_bytes)
 
     def purge_payloads(self, stream: str) -> int:
         """Drop the payload bytes of every event of `stream`, keeping their digests.

@@ -164,7 +164,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _gc(args: argparse.Namespace) -> int:
-    with open_existing(args.db) as store:
+    with open_existing(args.db, write=True) as store:
         report = store.sessions.gc(dry_run=args.dry_run)
     if args.json:
         sys.stdout.write(dumps(report) + "\n")
@@ -182,7 +182,7 @@ def _gc(args: argparse.Namespace) -> int:
 
 
 def _vacuum(args: argparse.Namespace) -> int:
-    with open_existing(args.db) as store:
+    with open_existing(args.db, write=True) as store:
         targets = [args.session] if args.session else [s.session_id for s in store.sessions.list(status="active")]
         reports = [(sid, store.sessions.vacuum(sid)) for sid in targets]
     if args.json:

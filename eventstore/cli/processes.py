@@ -142,7 +142,7 @@ def _prune(args: argparse.Namespace) -> int:
         flt = PruneFilter(tuple(ProcessStatus(s) for s in args.statuses or ()), args.scope)
     if args.before < 0:
         raise InvalidArgument("--before must not be before 1970")
-    with open_existing(args.db) as store:
+    with open_existing(args.db, write=True) as store:
         report = store.processes.prune(args.before, filter=flt, up_to_change_seq=args.up_to_change_seq,
                                        dry_run=args.dry_run)
     if args.json:

@@ -17,8 +17,8 @@ from ..processes import Busy as ProcessLeaseBusy
 from ..queue import DAY_MS, AgentFrameTask, ProcessWake, QueuedWorkDraft, RefreshToolCatalog, SlotPolicy
 from ..sessions import SessionMeta
 from ..triggers import (
-    OccurrenceRequest, RegisterSubscription, SubscriptionRevisionConflict, TriggerDefinition,
-    UpdateSubscription,
+    OccurrenceRequest, PruneSubscriptions, RegisterSubscription, SubscriptionRevisionConflict,
+    TriggerDefinition, UpdateSubscription,
 )
 from . import Say, chapter, demo_id, suggest
 
@@ -170,6 +170,11 @@ def _triggers_chapter(store: Any, say: Any) -> None:
         t.execute("demo-op-stale-update", UpdateSubscription("host", "triage", sub.revision + 5, d))
     except SubscriptionRevisionConflict as exc:
         say(f"a stale update is refused: {exc}")
+    pruned = t.execute("demo-op-prune", PruneSubscriptions("session:demo", ("notify", "never-registered")))
+    other = t.execute("demo-op-prune", PruneSubscriptions("session:other", ("notify",)))
+    say(f"prune by name in session:demo tombstoned {[x.subscription_key for x in pruned.tombstoned]}; "
+        f"the same operation id in session:other is its own operation ({other.outcome}, "
+        f"replayed={other.replayed})")
 
 
 @chapter(60, "effect replay journal")

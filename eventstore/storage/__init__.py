@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Protocol, Sequence
 
+from ..errors import StoreError
+
 __all__ = ["Params", "Storage"]
 
 Params = Sequence[Any] | dict[str, Any]
@@ -49,6 +51,8 @@ class Storage(Protocol):
     """Callbacks run after any rollback (outermost or to a savepoint)."""
     command_mark: tuple[int, int] | None
     """(thread id, transaction depth) of the innermost domain command (StoreContext.command)."""
+    readonly: bool
+    """Opened read-only: never writes, never takes the write lock; writes raise ReadOnlyStore."""
 
     # --- statements ---------------------------------------------------------------
 
@@ -144,6 +148,9 @@ class Storage(Protocol):
     @property
     def closed(self) -> bool:
         """True after close()."""
+
+    def readonly_error(self, what: str) -> StoreError:
+        """The typed error (ReadOnlyStore) for a write attempted through a read-only connection."""
 
     def is_constraint_error(self, exc: BaseException) -> bool:
         """True when `exc` is a unique-key (or other constraint) violation."""

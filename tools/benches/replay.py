@@ -19,6 +19,7 @@ Run it through the harness: `python tools/bench.py --only replay [--quick]`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -81,14 +82,18 @@ print(json.dumps({"events": report.events, "seconds": seconds, "base_kib": base,
 def _processes_api() -> Any:
     """The processes domain module, or None when this code has none."""
     try:
-        from eventstore.processes import facade as processes
+        from eventstore import processes
     except ImportError:
         return None
     return processes
 
 
-def build_session(store: eventstore.Store, clock: eventstore.ManualClock, sid: str, events: int) -> int:
+def build_session(store: eventstore.Store, clock: eventstore.ManualClock, sid: str, events: int,
+                  one_transaction: bool = True) -> int:
     """Write turns on session `sid` until it has at least `events` events; returns turns.
+
+    With `one_transaction` (the default, fast) everything is one write transaction;
+    without it each facade call is its own command, as a runtime writes them.
 
     A turn: renew (or claim) the lease, enqueue work and a user input, claim both,
     commit two nodes with usage and both completions; every 10th turn releases the lease
@@ -102,7 +107,7 @@ def build_session(store: eventstore.Store, clock: eventstore.ManualClock, sid: s
     lease = None
     leaf = None
     turn = 0
-    with store.transaction():
+    with store.transaction() if one_transaction else contextlib.nullcontext():
         while store.stream_version(f"session:{sid}") < events:
             clock.advance(1000)
             if lease is None:
