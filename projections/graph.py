@@ -135,8 +135,8 @@ def _committed(db: Any, ev: Any) -> None:
     memo = db.memo()
     row = memo.pop((_HEAD, sid), None) if memo else None
     if row is None:
-        row = db.one("SELECT skey, next_seq, live_nodes, checkpoint_ref FROM graph_heads WHERE session_id = ?",
-                     (sid,))
+        row = db.one("SELECT skey, next_seq, live_nodes, checkpoint_ref FROM graph_heads "
+                     "WHERE session_id = ?", (sid,))
     if row is None:
         skey, next_seq, live, checkpoint_ref = ev.position, 1, 0, None
         db.execute("INSERT INTO graph_heads VALUES (?, ?, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 1, ?)",

@@ -128,7 +128,8 @@ def test_an_enqueue_claim_complete_cycle_runs_eight_nine_and_seven_statements(tm
     delete, catalogue."""
     with eventstore.open(tmp_path / "s.db", synchronous="normal") as store:
         fence = _session(store)
-        draft = QueuedWorkDraft("s", (AgentFrameTask("frame-1", "summarise"),), slot_policy=SlotPolicy.EXCLUSIVE)
+        draft = QueuedWorkDraft("s", (AgentFrameTask("frame-1", "summarise"),),
+                                slot_policy=SlotPolicy.EXCLUSIVE)
         store.queue.enqueue(draft)  # warm: the first of each also creates rows
         store.queue.complete(store.queue.claim_ready(fence, max_batches=1))
         enqueue = _kinds(_traced(store, lambda: store.queue.enqueue(draft)))
@@ -137,9 +138,9 @@ def test_an_enqueue_claim_complete_cycle_runs_eight_nine_and_seven_statements(tm
         complete = _kinds(_traced(store, lambda: store.queue.complete(claims[0])))
     assert enqueue == ["BEGIN IMMEDIATE", "SELECT sessions_index", "SELECT queue_sessions", "INSERT events",
                        "INSERT queue_batches", "INSERT queue_sessions", "UPDATE catalogue_streams", "COMMIT"]
-    assert claim == ["BEGIN IMMEDIATE", "SELECT sessions_index", "SELECT lease_sessions", "SELECT queue_batches",
-                     "INSERT events", "UPDATE queue_batches", "UPDATE catalogue_streams", "SELECT queue_batches",
-                     "COMMIT"]
+    assert claim == ["BEGIN IMMEDIATE", "SELECT sessions_index", "SELECT lease_sessions",
+                     "SELECT queue_batches", "INSERT events", "UPDATE queue_batches",
+                     "UPDATE catalogue_streams", "SELECT queue_batches", "COMMIT"]
     assert complete == ["BEGIN IMMEDIATE", "SELECT queue_batches", "SELECT lease_sessions", "INSERT events",
                         "DELETE queue_batches", "UPDATE catalogue_streams", "COMMIT"]
 

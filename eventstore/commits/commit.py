@@ -288,7 +288,8 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
             if draft.session_id != sid:
                 raise SessionBindingMismatch(
                     f"session {sid!r}: commit.enqueued_queue_batches[{i}] targets session {draft.session_id!r}")
-        plan = (plan_enqueue(db, list(c.enqueued_queue_batches), now, ctx.queue.completed_source_key_retention_ms)
+        retention = ctx.queue.completed_source_key_retention_ms
+        plan = (plan_enqueue(db, list(c.enqueued_queue_batches), now, retention)
                 if c.enqueued_queue_batches else _NO_OUTBOX)
         interrupt = (interrupt_events(db, sid, c.interrupted_turn_input_turn_id, now, completing)
                      if c.interrupted_turn_input_turn_id is not None else [])
