@@ -107,6 +107,39 @@ def test_usage_adds_one_statement_per_usage_row(tmp_path):
         assert got == TURN[:-2] + ["INSERT graph_usage"] + TURN[-2:]
 
 
+def test_a_turn_that_settles_claims_reads_the_lease_once(tmp_path):
+    """A runtime's usual turn: two nodes and usage, completing the queue claim and the turn
+    input claim it ran on. The lease row is read once, by the fence check; the claims'
+    live generation is the fence's, not read again per completion. 18 statements: the
+    eleven of a plain turn without the blob, plus usage, each claim's rows, one more node
+    row, two more event rows (one executemany) and each settling write."""
+    from eventstore.inputs import NextTurn, TurnInputDraft
+
+    with eventstore.open(tmp_path / "s.db", synchronous="normal") as store:
+        fence = _session(store)
+
+        def turn(t: int) -> Any:
+            store.queue.enqueue(QueuedWorkDraft("s", (AgentFrameTask("main", f"step {t}"),)))
+            store.inputs.enqueue(TurnInputDraft("s", {"text": f"message {t}"}, NextTurn()))
+            qc = store.queue.claim_ready(fence)
+            ic = store.inputs.claim_next_turn(fence)
+            user = SessionNode(f"u{t}", EventPayload({"text": "hi"}), f"a{t - 1}" if t else None)
+            reply = SessionNode(f"a{t}", EventPayload({"text": "ok"}), f"u{t}")
+            return lambda: store.sessions.commit(RuntimeCommit(
+                "s", fence, GraphAppend((user, reply), f"a{t}"), usage_deltas=(UsageDelta("turn", "m", 9, 6),),
+                completed_queue_claims=(qc.completion(),), completed_turn_input_claims=(ic.completion(),)))
+
+        for t in range(2):
+            turn(t)()
+        got = _kinds(_traced(store, turn(2)))
+    assert got.count("SELECT lease_sessions") == 1
+    assert got == ["BEGIN IMMEDIATE", "SELECT sessions_index", "SELECT lease_sessions", "SELECT graph_heads",
+                   "SELECT queue_batches", "SELECT inputs_pending", "SELECT graph_nodes",
+                   "INSERT events", "INSERT events", "INSERT events", "INSERT graph_nodes", "INSERT graph_nodes",
+                   "UPDATE graph_heads", "INSERT graph_usage", "DELETE queue_batches", "UPDATE inputs_pending",
+                   "UPDATE catalogue_streams", "COMMIT"]
+
+
 def test_a_lease_claim_and_a_renew_run_seven_statements_each(tmp_path):
     """BEGIN, the session and lease reads, the event, the lease row, the catalogue, COMMIT."""
     with eventstore.open(tmp_path / "s.db", synchronous="normal") as store:

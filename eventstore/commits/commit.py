@@ -262,6 +262,7 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
                 f"session {sid!r}: the commit carries a lease fence of session {c.lease.session_id!r}")
         check_fence(c.lease)
         require_live_holder(db, c.lease, now, "commit")  # the session was checked above
+        live = c.lease.fencing_token  # the live lease generation, for the claims it settles
         head = gproj.head(db, sid)
         actual = head.revision if head is not None else 0
         if c.expected_head_revision is not None and c.expected_head_revision != actual:
@@ -271,13 +272,13 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
             if qc.session_id != sid:
                 raise SessionBindingMismatch(
                     f"session {sid!r}: commit.completed_queue_claims[{i}] is for session {qc.session_id!r}")
-            settle.append(check_queue_completion(db, qc, now))
+            settle.append(check_queue_completion(db, qc, now, live_generation=live))
         completing: list[str] = []
         for i, ic in enumerate(c.completed_turn_input_claims):
             if ic.session_id != sid:
                 raise SessionBindingMismatch(
                     f"session {sid!r}: commit.completed_turn_input_claims[{i}] is for session {ic.session_id!r}")
-            settle.append(check_input_completion(db, ic, now))
+            settle.append(check_input_completion(db, ic, now, live_generation=live))
             completing.extend(ic.input_ids)
         # Every node id the delta names, looked up in one statement (and remembered for
         # the applier, which needs the parents' places in the index).
@@ -291,7 +292,8 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
         retention = ctx.queue.completed_source_key_retention_ms
         plan = (plan_enqueue(db, list(c.enqueued_queue_batches), now, retention)
                 if c.enqueued_queue_batches else _NO_OUTBOX)
-        interrupt = (interrupt_events(db, sid, c.interrupted_turn_input_turn_id, now, completing)
+        interrupt = (interrupt_events(db, sid, c.interrupted_turn_input_turn_id, now, completing,
+                                      live_generation=live)
                      if c.interrupted_turn_input_turn_id is not None else [])
         # Every check has passed. Writes start here: blobs first (inside this transaction,
         # so GC cannot see them unrooted), then every event in one append.
