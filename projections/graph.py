@@ -347,9 +347,11 @@ def node_seqs(db: Any, skey: int, node_ids: Sequence[str]) -> dict[str, tuple[in
     for start in range(0, len(wanted), 500):
         chunk = wanted[start:start + 500]
         marks = "?" if len(chunk) == 1 else ",".join("?" * len(chunk))
+        # INDEXED BY: with two ids or more and no statistics the planner would scan the
+        # session's whole node range by the primary key (skey) instead of probing each id.
         for node_id, seq, tombstoned in db.query(
-                f"SELECT node_id, seq, tombstoned FROM graph_nodes WHERE skey = ? AND node_id IN ({marks})",
-                (skey, *chunk)):
+                f"SELECT node_id, seq, tombstoned FROM graph_nodes INDEXED BY graph_nodes_by_id "
+                f"WHERE skey = ? AND node_id IN ({marks})", (skey, *chunk)):
             out[node_id] = (seq, bool(tombstoned))
     memo = db.memo()
     if memo is not None and out:

@@ -98,6 +98,20 @@ def test_a_turn_commit_runs_eleven_statements(tmp_path):
         assert _kinds(_traced(store, lambda: _turn(store, fence, 3))) == TURN
 
 
+def test_the_node_lookup_probes_the_id_index_instead_of_scanning_the_session(tmp_path):
+    """The one lookup of a delta's node ids (several ids in an IN list) must search the
+    (skey, node_id) index: SQLite's planner, with no statistics, would otherwise scan the
+    session's whole node range, and every commit would cost more as the session grows."""
+    with eventstore.open(tmp_path / "s.db", synchronous="normal") as store:
+        fence = _session(store)
+        for i in range(3):
+            _turn(store, fence, i)
+        lookups = [s for s in _traced(store, lambda: _turn(store, fence, 3)) if "FROM graph_nodes" in s]
+        assert len(lookups) == 1 and lookups[0].count("?") == 3  # the session, the new id, the parent
+        plan = " ".join(str(r[3]) for r in store.db.query("EXPLAIN QUERY PLAN " + lookups[0], (1, "n4", "n3")))
+    assert "graph_nodes_by_id" in plan, plan
+
+
 def test_usage_adds_one_statement_per_usage_row(tmp_path):
     """Usage is merged into the ledger with one upsert per (source, model) row."""
     with eventstore.open(tmp_path / "s.db", synchronous="normal") as store:
