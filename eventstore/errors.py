@@ -6,6 +6,8 @@ the expected and actual values) as attributes, and a message that names them.
 
 from __future__ import annotations
 
+from typing import cast
+
 
 class StoreError(Exception):
     """Base class of every error the store raises on purpose."""
@@ -190,4 +192,4 @@ class BlobNotFound(StoreError, KeyError):
         super().__init__(f"no blob stored under ref {ref!r}")
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
-        return self.args[0]
+        return cast("str", self.args[0])

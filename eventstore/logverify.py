@@ -83,7 +83,7 @@ def verify(db: Storage, anchor: chain.Anchor | str | None, progress: Callable[[i
         return _failed(report, report.last_position + 1, "truncated",
                        f"SQLite's sqlite_sequence records that position {seq} was written, but the "
                        f"log ends at {report.last_position}: its newest rows were deleted")
-    problem = check_keys(db)
+    problem: tuple[int | None, str, str] | None = check_keys(db)
     if problem is None and check_blobs:
         problem = check_blob_contents(db, max_blob_bytes)
     if problem is not None:

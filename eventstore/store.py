@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Seque
 import attrs
 
 from . import codec
+from .blobs import PUTS_SCHEMA as BLOB_PUTS_SCHEMA
 from .storage import Storage
 from .storage.sqlite import Database, check_file, create_private_file
 from .blobs import SCHEMA as BLOB_SCHEMA
@@ -175,8 +176,11 @@ class StoreContext:
     def transaction(self) -> ContextManager[Any]:
         """A write transaction (BEGIN IMMEDIATE); appends inside it commit together.
 
-        Nested use becomes a savepoint. Domain commands read projections and append
-        inside one of these so that their decision and its events are atomic.
+        The outermost one of a thread is one command: while other threads of this handle
+        are writing, it joins their transaction in a savepoint of its own (group commit)
+        and returns only once that transaction is durable. Nested use becomes a savepoint.
+        Domain commands read projections and append inside one of these so that their
+        decision and its events are atomic.
         """
         return self.db.transaction(write=True)
 
@@ -311,7 +315,7 @@ class Store(StoreContext):
         return self.log.last_position()
 
     def command_span(self, position: int) -> tuple[int, int] | None:
-        """(first, last) position of the command (write transaction) that appended the
+        """(first, last) position of the command (one caller's write) that appended the
         event at `position`; None for a row written before command marks existed."""
         return self.log.command_span(position)
 
@@ -512,8 +516,11 @@ def open(
                 # its heuristic for them. Stamped so that older code refuses the file
                 # rather than misread the new flags.
                 db.write_stamp(None, SCHEMA_VERSION)
+            # Every open, not only a new file's: stores written before the table existed get it.
+            db.execute(BLOB_PUTS_SCHEMA)
             engine.open(log.last_position())
-        store = Store(db, log, engine, BlobStore(db, threshold, limits), profile, clock or system_clock)
+        store = Store(db, log, engine, BlobStore(db, threshold, limits, clock or system_clock), profile,
+                      clock or system_clock)
         if rebuild_stale and engine.stale:
             store.rebuild(list(engine.stale))
         return store

@@ -24,7 +24,7 @@ Tables (all derived from the `trigger:*`, `trigger-occurrence:*` and
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -445,7 +445,7 @@ def matching_subscriptions(db: Any, source_type: str, source_key: str,
 
 def retired(db: Any, subscription_id: str) -> tuple[int, int] | None:
     """(incarnation, revision) of a pruned subscription id, or None."""
-    return db.one("SELECT incarnation, revision FROM triggers_retired WHERE subscription_id=?", (subscription_id,))
+    return cast("tuple[int, int] | None", db.one("SELECT incarnation, revision FROM triggers_retired WHERE subscription_id=?", (subscription_id,)))
 
 
 @row_reader("triggers_receipts")
@@ -466,8 +466,8 @@ def get_receipt(db: Any, owner_scope: str, operation_id: str) -> TriggerReceipt 
 def count_receipts(db: Any, older_than_ms: int | None = None) -> int:
     """How many receipts are kept (only those recorded before `older_than_ms`, if given)."""
     if older_than_ms is None:
-        return db.scalar("SELECT count(*) FROM triggers_receipts", (), 0)
-    return db.scalar("SELECT count(*) FROM triggers_receipts WHERE recorded_at_ms < ?", (older_than_ms,), 0)
+        return cast("int", db.scalar("SELECT count(*) FROM triggers_receipts", (), 0))
+    return cast("int", db.scalar("SELECT count(*) FROM triggers_receipts WHERE recorded_at_ms < ?", (older_than_ms,), 0))
 
 
 def tombstoned_before(db: Any, older_than_ms: int) -> list[tuple[str, int]]:
@@ -499,7 +499,7 @@ def list_occurrences(db: Any, limit: int | None = None) -> list[TriggerOccurrenc
 
 def count_forgettable_occurrences(db: Any, older_than_ms: int) -> int:
     """How many occurrences a forget with this cutoff would drop (see `FORGETTABLE`)."""
-    return db.scalar(f"SELECT count(*) FROM triggers_occurrences WHERE {FORGETTABLE}", (older_than_ms,), 0)
+    return cast("int", db.scalar(f"SELECT count(*) FROM triggers_occurrences WHERE {FORGETTABLE}", (older_than_ms,), 0))
 
 
 @row_reader("triggers_deliveries")

@@ -241,11 +241,21 @@ class SessionsModel:
         s.status, s.generation = "active", s.generation + 1
         return "recreated"
 
+    def save_meta(self, sid: str) -> str:
+        """An upsert of the meta: creates an unknown id; SessionDeleted for a deleted one."""
+        s = self.sessions.get(sid)
+        if s is None:
+            self.sessions[sid] = Session()
+            return "created"
+        if s.status != "active":
+            raise Refused("SessionDeleted", sid)
+        return "saved"
+
     def delete(self, sid: str, now: int) -> bool:
         """Tombstone the id and wipe what it held; the other domains clean up (on_delete)."""
         s = self.sessions.get(sid)
         if s is None:
-            raise Refused("SessionNotFound", sid)
+            return False  # an id that never existed: a no-op
         if s.status != "active":
             return False
         s.status = "deleted"
@@ -623,6 +633,16 @@ class SessionsModel:
         for i in gone:
             del s.inputs[i]
         return nodes, len(gone)
+
+    def vacuum_all(self) -> dict[str, tuple[int, int]]:
+        """Every active session vacuumed: {session id: (nodes, inputs)} for those with something removed."""
+        out = {}
+        for sid, s in sorted(self.sessions.items()):
+            if s.status == "active":
+                removed = self.vacuum(sid)
+                if any(removed):
+                    out[sid] = removed
+        return out
 
 
 # --- processes ---------------------------------------------------------------------------

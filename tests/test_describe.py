@@ -16,7 +16,7 @@ from eventstore.debug.statediff import diff
 from projections.base import REGISTRY as PROJECTIONS
 from projections.base import Projection
 from tests import debug_store
-from tests.contract.processes import registration
+from eventstore.testing.contract.processes import registration
 
 # The event types of the domain when this file was written: each must read as a sentence
 # of its own, not as the generic field dump (types added later fall back until they get one).

@@ -24,7 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 import eventstore
 from eventstore.effects import EffectBusy, EffectFailed, EffectLeaseLost, EffectMismatch, EffectReplayMissing
 from eventstore.leases import LeaseOwner, LeaseTimings, OpaqueLiveness
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 TTL = 300
 TIMINGS = LeaseTimings(ttl_ms=TTL, renew_every_ms=100)

@@ -306,7 +306,7 @@ def test_an_export_to_a_full_disk_raises_disk_full_and_leaves_no_file(tiny_disk,
     path = str(tmp_path / "s.db")
     _store(path)
     with eventstore.open(path) as store:
-        for i in range(20):
+        for _i in range(20):
             store.blobs.put(os.urandom(100_000))
     with open(str(disk / "filler"), "wb") as fh:
         fh.write(b"\0" * (3 * 1024 * 1024))

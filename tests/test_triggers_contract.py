@@ -10,13 +10,13 @@ import pytest
 
 import eventstore
 from eventstore.cli import main
+from eventstore.testing.contract.triggers import PUSH, TriggerContract, push
+from eventstore.testing.helpers import assert_consistent
 from eventstore.triggers import (
     DeleteSubscription, OperationIdConflict, RegisterSubscription, SubscriptionNotFound,
     SubscriptionRegistered, TriggerDefinition, UpdateSubscription,
 )
 from tests import strategies as gen
-from tests.contract.triggers import PUSH, TriggerContract, push
-from tests.helpers import assert_consistent
 
 
 class TestTriggerContractSqlite(TriggerContract):

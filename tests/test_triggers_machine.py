@@ -31,7 +31,7 @@ from eventstore.triggers import (
     SubscriptionExists, SubscriptionNotDeleted, SubscriptionNotFound, SubscriptionRevisionConflict,
     SubscriptionTombstoned, TriggerConflict, TriggerDefinition, UpdateSubscription,
 )
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 SCOPES = ("host", "host:eu", "session:s1", "session:s2/frame:f")
 SUBS = (("host", "a"), ("host", "b"), ("host:eu", "a"), ("session:s1", "a"), ("session:s1", "b"),

@@ -74,6 +74,7 @@ from eventstore.processes import (
 from eventstore.queue import (
     AgentFrameTask, QueuedWorkClaimSuperseded, QueuedWorkDraft, RefreshToolCatalog, SlotPolicy,
 )
+from eventstore.sessions import SessionMeta
 from eventstore.triggers import subscription_id_for
 from eventstore.triggers import (
     DeleteSubscription, DisableSubscription, EnableSubscription, OccurrenceRequest, PruneSubscriptions,
@@ -81,7 +82,7 @@ from eventstore.triggers import (
 )
 from eventstore.commits import stamp_turn
 from tests import model_store as m
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 from tests.test_queue_machine import scratch_dir
 
 START = 1_000  # every local owner's process start time while it runs (model_store.SessionsModel.dead)
@@ -255,10 +256,17 @@ class WholeStoreMachine(RuleBasedStateMachine):
 
     # --- sessions and leases --------------------------------------------------------------------
 
-    @rule(sid=sids, action=st.sampled_from(("create", "recreate", "recreate", "purge")))
+    @rule(sid=sids, action=st.sampled_from(("create", "recreate", "recreate", "purge", "save_meta")))
     def session_lifecycle(self, sid, action):
-        """Create (idempotent), recreate (a new generation of a deleted id), purge (a deleted id)."""
+        """Create (idempotent), recreate (a new generation of a deleted id), purge (a deleted id),
+        save_meta (an upsert of the meta; refused for a deleted id)."""
         ss = self.model.sessions
+        if action == "save_meta":
+            meta = SessionMeta(model=f"m-{self.now() % 7}")
+            ok, _kind, got = self.run(lambda: ss.save_meta(sid), lambda: self.store.sessions.save_meta(sid, meta))
+            if ok:
+                assert got.status == "active" and got.meta.model == meta.model
+            return
         if action == "purge":
             version = self.store.stream_version(f"session:{sid}")
             ok, purged, got = self.run(lambda: ss.purge(sid, version), lambda: self.store.sessions.purge(sid))
@@ -568,11 +576,18 @@ class WholeStoreMachine(RuleBasedStateMachine):
         fence, sent = commit.store
         self._send_commit(fence, attrs.evolve(commit.model, release=release), attrs.evolve(sent, release_lease=release))
 
-    @rule(sid=sids, action=st.sampled_from(("tombstone", "tombstone", "vacuum", "gc")), pick=picks)
+    @rule(sid=sids, action=st.sampled_from(("tombstone", "tombstone", "vacuum", "gc", "vacuum_all")), pick=picks)
     def maintain_graph(self, sid, action, pick):
-        """Hide a node (or an unknown id), vacuum hidden nodes and terminal inputs, or blob GC."""
+        """Hide a node (or an unknown id), vacuum hidden nodes and terminal inputs (one session
+        or every active one), or blob GC."""
         if action == "gc":
             assert not self.store.sessions.gc().aborted
+            return
+        if action == "vacuum_all":
+            expected = self.model.sessions.vacuum_all()
+            got = self.store.sessions.vacuum_all()
+            assert {sid: (r.removed_node_count, r.removed_pending_turn_input_tombstone_count)
+                    for sid, r in got.sessions} == expected
             return
         if action == "vacuum":
             ok, removed, got = self.run(lambda: self.model.sessions.vacuum(sid),

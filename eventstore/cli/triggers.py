@@ -108,7 +108,7 @@ def _triggers(args: argparse.Namespace) -> int:
 
 def _execute(args: argparse.Namespace, command: Any, prefix: str) -> Any:
     op = args.operation_id if args.operation_id is not None else f"cli:{prefix}:{uuid.uuid4().hex}"
-    with open_existing(args.db) as store:
+    with open_existing(args.db, write=True) as store:
         return store.triggers.execute(op, command)
 
 

@@ -24,7 +24,7 @@ import functools
 import inspect
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, cast, Iterator
 
 import attrs
 
@@ -282,7 +282,7 @@ class Effects(AwaitsMixin):
         if began.status == "replay":
             self._replay(began.entry)
             self._wait_until(began.entry.due_at_ms)
-            return began.entry.due_at_ms
+            return cast("int", began.entry.due_at_ms)
         lease = began.lease
         due = lease.due_at_ms
         timings = self.options.timings
@@ -299,7 +299,7 @@ class Effects(AwaitsMixin):
                     current, renewed_at = self.renew(current), now
                 self._sleep(min(due - now, timings.renew_every_ms) / 1000)
 
-        return self._run(lease, wait, renew_in_background=False)
+        return cast("int", self._run(lease, wait, renew_in_background=False))
 
     def journaled(self, scope: str | Callable[..., str], key: str | Callable[..., str], *,
                   name: str | None = None, exclude: tuple[str, ...] = ("self", "cls")) -> Callable[[Callable], Callable]:
@@ -438,7 +438,7 @@ class Effects(AwaitsMixin):
         if limit is not None:
             check_int(limit, "limit", 1)
         self.ctx.require_fresh("effects")
-        return _projection().list_entries(self.ctx.db, scope, status, limit)
+        return cast("list[Any]", _projection().list_entries(self.ctx.db, scope, status, limit))
 
     def scopes(self) -> list[Any]:
         """Every scope with its entry counts by status."""

@@ -189,7 +189,8 @@ def decide_begin(entry: Any, scope: str, replay_key: str, kind: str, envelope: A
         token = lease_token(scope, replay_key, owner, now, 1)
         expires = now + timings.ttl_ms
         lease = EffectLease(scope, replay_key, kind, owner, token, expires, 1, due_at_ms)
-        ev = EffectStarted(scope, replay_key, kind, envelope, envelope_hash, owner, token, expires, 1, due_at_ms, now)
+        ev: EffectStarted | EffectTakenOver = EffectStarted(scope, replay_key, kind, envelope, envelope_hash,
+                                                            owner, token, expires, 1, due_at_ms, now)
         return BeginOutcome("claimed", lease=lease), [ev]
     check_matches(entry, scope, replay_key, kind, envelope, envelope_hash)
     if entry.status in ("completed", "failed"):

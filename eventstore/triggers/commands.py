@@ -11,7 +11,7 @@ Receipts are keyed by (owner scope, operation id): `receipt_scope(command)`.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -272,7 +272,7 @@ def check_owner_scope(value: Any, what: str = "owner_scope") -> str:
     if not _SCOPE.match(value):
         raise InvalidArgument(f"{what} {value!r} must be 'host', 'host:<name>', 'session:<id>' or "
                               f"'session:<id>/frame:<frame>'")
-    return value
+    return cast("str", value)
 
 
 def session_of_scope(owner_scope: str) -> str | None:
@@ -406,9 +406,9 @@ def decide(current: Any, retired: tuple[int, int] | None, command: Any, operatio
         dhash = definition_hash(command.definition)
         if current is None:
             incarnation, revision = (retired[0] + 1, retired[1] + 1) if retired else (1, 1)
-            ev = SubscriptionRegistered(sid, command.owner_scope, command.subscription_key,
-                                        session_of_scope(command.owner_scope), command.definition, dhash,
-                                        incarnation, revision, command.enabled, operation_id, req_hash, now)
+            ev: SubscriptionRegistered | SubscriptionRevived | SubscriptionUpdated = SubscriptionRegistered(
+                sid, command.owner_scope, command.subscription_key, session_of_scope(command.owner_scope),
+                command.definition, dhash, incarnation, revision, command.enabled, operation_id, req_hash, now)
             return done("registered", ev, revision, incarnation)
         if current.deleted:
             return conflict(SubscriptionTombstoned, f"{where} is deleted (revision {current.revision}); "

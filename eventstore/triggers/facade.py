@@ -22,7 +22,7 @@ pruned); a later ingest under a forgotten key records a new occurrence.
 from __future__ import annotations
 
 import datetime as _dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -269,7 +269,7 @@ class Triggers:
             # Nothing to forget writes nothing, so a periodic call on a quiet store adds no events.
             if n:
                 ctx.append(MAINTENANCE_STREAM, [OccurrencesForgotten(cutoff, n, now)], now_ms=now)
-        return n
+        return cast("int", n)
 
     def _cutoff(self, older_than_ms: int | None, now: int) -> int | None:
         """The forget cutoff: the explicit one (not in the future), or now - retention."""
@@ -340,7 +340,7 @@ class Triggers:
         if not isinstance(include_deleted, bool):
             raise InvalidArgument(f"include_deleted must be True or False, got {include_deleted!r}")
         self.ctx.require_fresh("triggers")
-        return _projection().list_subscriptions(self.ctx.db, owner_scope, session_id, include_deleted)
+        return cast("list[Any]", _projection().list_subscriptions(self.ctx.db, owner_scope, session_id, include_deleted))
 
     def receipt(self, owner_scope: str, operation_id: str) -> Any:
         """The receipt of an operation id in an owner scope (None if unknown there, or

@@ -23,8 +23,8 @@ from eventstore.triggers import (
     SubscriptionNotFound, SubscriptionRevisionConflict, SubscriptionTombstoned, TombstonedSubscription,
     TriggerDefinition, UpdateSubscription,
 )
-from tests.contract.processes import registration
-from tests.helpers import assert_consistent
+from eventstore.testing.contract.processes import registration
+from eventstore.testing.helpers import assert_consistent
 
 PUSH = TriggerDefinition("webhook", "github:push", "run-ci", {"branch": "main"})
 PUSH_V2 = TriggerDefinition("webhook", "github:push", "run-ci", {"branch": "release"})
