@@ -131,6 +131,9 @@ def test_served_page_updates_live_when_another_process_appends(rich, server, bro
         last = store.last_position()
     page.wait_for_function(f"() => document.body.dataset.position === '{last}'")
     assert page.eval_on_selector_all("#timeline .event", "els => els.length") > before
+    # The live line comes from the next poll of /api/head, which may land after the
+    # session reload that moved the view: wait for it rather than racing it.
+    page.wait_for_function(f"() => document.getElementById('live').textContent === 'live · position {last}'")
     assert page.text_content("#live") == f"live · position {last}"
     page.close()
 
