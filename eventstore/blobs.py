@@ -89,6 +89,11 @@ class BlobStore:
             )
         ref = ref_of(data)
         stored, flags = codec.compress_for(data, self.compress_threshold)
+        db = self.db
+        if (not stamp or self.clock is None) and db.in_transaction:
+            # One statement is atomic by itself: inside a transaction it needs no savepoint.
+            db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)", (ref, flags, len(data), stored))
+            return ref
         with self.db.transaction():
             self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)", (ref, flags, len(data), stored))
             if stamp and self.clock is not None:

@@ -10,6 +10,7 @@ other packages with `register_facade` are reached with `store.facade(name)`.
 from __future__ import annotations
 
 import os
+import threading
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Sequence
 
@@ -183,6 +184,16 @@ class StoreContext:
         """
         return self.db.transaction(write=True)
 
+    def command(self) -> ContextManager[Any]:
+        """The write transaction of one domain command (a savepoint when nested).
+
+        Like `transaction()`, except that an append made directly inside it (not inside a
+        further nested transaction) takes no savepoint of its own: a command lets every
+        failure propagate, so its own transaction or savepoint undoes a half-done append.
+        Use it only for code that never catches an exception raised by an append it made.
+        """
+        return _Command(self.db)
+
     def append(self, stream: str, events: Sequence[Any], *, expected_version: int | str = ANY,
                idempotency_key: str | None = None, now_ms: int | None = None) -> AppendResult:
         """Append events to one stream atomically; see EventLog.append."""
@@ -222,6 +233,30 @@ class StoreContext:
 
         self.require_fresh("catalogue")
         return catalogue.list_streams(self.db, prefix, limit)
+
+
+class _Command:
+    """The context manager of `StoreContext.command()`: a write transaction level that
+    records itself in `db.command_mark` while it is the innermost command."""
+
+    __slots__ = ("db", "txn", "saved")
+
+    def __init__(self, db: Storage) -> None:
+        self.db = db
+
+    def __enter__(self) -> Any:
+        db = self.db
+        self.txn = db.transaction(write=True)
+        entered = self.txn.__enter__()
+        # Set after the level is open, by the thread that holds it: no other thread's
+        # statement runs on the connection until this level is left (see the storage seam).
+        self.saved = db.command_mark
+        db.command_mark = (threading.get_ident(), db.depth)
+        return entered
+
+    def __exit__(self, *exc: Any) -> Any:
+        self.db.command_mark = self.saved
+        return self.txn.__exit__(*exc)
 
 
 class Store(StoreContext):

@@ -17,7 +17,7 @@ stay in the log, append-only.
 
 from __future__ import annotations
 
-from typing import Any, cast, Iterable
+from typing import Any, Iterable, Sequence, cast
 
 import attrs
 import msgpack
@@ -112,35 +112,82 @@ def _unpack_frames(blob: bytes | None) -> tuple[AgentFrame, ...]:
 # --- appliers ----------------------------------------------------------------------------
 
 
+# Memo keys (Storage.memo: one write transaction's copies of rows a command read). A
+# command that reads a head (`head`) or looks nodes up (`node_seqs`) leaves their values
+# for `_committed`, which then does not read them again. Every applier that writes a
+# head or node row drops the entries of its session (`_forget`), so an entry is always
+# the row as it stands.
+_HEAD = "graph.head"   # (_HEAD, session_id) -> (skey, next_seq, live_nodes, checkpoint_ref)
+_SEQS = "graph.seqs"   # (_SEQS, skey) -> {node_id: seq}
+
+
+def _forget(db: Any, session_id: str, skey: int | None) -> None:
+    memo = db.memo()
+    if memo:
+        memo.pop((_HEAD, session_id), None)
+        memo.pop((_SEQS, skey), None)
+
+
 @graph.on(SessionCommitted)
 def _committed(db: Any, ev: Any) -> None:
     sid = session_of(ev.stream)
     if sid is None:
         return  # appended by hand to another stream: not a session's commit
     d: SessionCommitted = ev.data
-    row = db.one("SELECT skey, next_seq, live_nodes FROM graph_heads WHERE session_id = ?", (sid,))
+    memo = db.memo()
+    row = memo.pop((_HEAD, sid), None) if memo else None
     if row is None:
-        skey, next_seq, live = ev.position, 1, 0
+        row = db.one("SELECT skey, next_seq, live_nodes, checkpoint_ref FROM graph_heads "
+                     "WHERE session_id = ?", (sid,))
+    if row is None:
+        skey, next_seq, live, checkpoint_ref = ev.position, 1, 0, None
         db.execute("INSERT INTO graph_heads VALUES (?, ?, 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, 1, ?)",
                    (sid, skey, ev.position))
     else:
-        skey, next_seq, live = row
+        skey, next_seq, live, checkpoint_ref = row
+    known = memo.pop((_SEQS, skey), None) if memo else None
     details = d.details
     if details is not None and details.graph_replaced:
         db.execute("DELETE FROM graph_nodes WHERE skey = ?", (skey,))
         live = 0
-    for idx, node in enumerate(d.nodes):
-        parent_seq = None
-        if node.parent is not None:
-            parent_seq = db.scalar("SELECT seq FROM graph_nodes WHERE skey = ? AND node_id = ?",
-                                   (skey, node.parent))
-        db.execute("INSERT INTO graph_nodes VALUES (?, ?, ?, ?, ?, ?, 0)",
-                   (skey, next_seq, node.id, parent_seq, ev.position, idx))
-        next_seq += 1
-        live += 1
-    db.execute("UPDATE graph_heads SET revision = ?, leaf_node_id = ?, live_nodes = ?, next_seq = ?, "
-               "commit_position = ?, checkpoint_ref = coalesce(?, checkpoint_ref) WHERE session_id = ?",
-               (d.revision, d.leaf_node_id, live, next_seq, ev.position, d.checkpoint_ref, sid))
+        known = None
+    if d.nodes:
+        rows = []
+        added: dict[str, int] = {}
+        for idx, node in enumerate(d.nodes):
+            parent_seq = None
+            parent = node.parent
+            if parent is not None:
+                # An earlier node of this commit, a node the command looked up, or the index.
+                parent_seq = added.get(parent)
+                if parent_seq is None and known is not None:
+                    parent_seq = known.get(parent)
+                if parent_seq is None:
+                    parent_seq = db.scalar("SELECT seq FROM graph_nodes WHERE skey = ? AND node_id = ?",
+                                           (skey, parent))
+            rows.append((skey, next_seq, node.id, parent_seq, ev.position, idx))
+            added[node.id] = next_seq
+            next_seq += 1
+            live += 1
+        if len(rows) == 1:
+            db.execute("INSERT INTO graph_nodes VALUES (?, ?, ?, ?, ?, ?, 0)", rows[0])
+        else:
+            db.executemany("INSERT INTO graph_nodes VALUES (?, ?, ?, ?, ?, ?, 0)", rows)
+    h = details.head if details is not None else None
+    if h is None:
+        db.execute("UPDATE graph_heads SET revision = ?, leaf_node_id = ?, live_nodes = ?, next_seq = ?, "
+                   "commit_position = ?, checkpoint_ref = coalesce(?, checkpoint_ref) WHERE session_id = ?",
+                   (d.revision, d.leaf_node_id, live, next_seq, ev.position, d.checkpoint_ref, sid))
+    else:
+        # The head's config and frames changed too: the same row, one statement.
+        db.execute("UPDATE graph_heads SET revision = ?, leaf_node_id = ?, live_nodes = ?, next_seq = ?, "
+                   "commit_position = ?, checkpoint_ref = coalesce(?, checkpoint_ref), provider_id = ?, "
+                   "model = ?, frames = ?, current_agent_frame_id = ? WHERE session_id = ?",
+                   (d.revision, d.leaf_node_id, live, next_seq, ev.position, d.checkpoint_ref,
+                    h.config.provider_id if h.config else None, h.config.model if h.config else None,
+                    _pack_frames(h.frames) if h.frames else None, h.current_agent_frame_id, sid))
+    if d.checkpoint is not None:
+        checkpoint_ref = d.checkpoint_ref
     for idx, u in enumerate(d.usage):
         db.execute(
             "INSERT INTO graph_usage VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (skey, source, model) DO UPDATE SET "
@@ -151,14 +198,7 @@ def _committed(db: Any, ev: Any) -> None:
             (skey, u[0], u[1], ev.position, idx, *u[2:]))
     if details is None:
         return
-    if details.head is not None:
-        h = details.head
-        db.execute("UPDATE graph_heads SET provider_id = ?, model = ?, frames = ?, current_agent_frame_id = ? "
-                   "WHERE session_id = ?",
-                   (h.config.provider_id if h.config else None, h.config.model if h.config else None,
-                    _pack_frames(h.frames) if h.frames else None, h.current_agent_frame_id, sid))
     if details.turn is not None:
-        checkpoint_ref = db.scalar("SELECT checkpoint_ref FROM graph_heads WHERE session_id = ?", (sid,))
         db.execute("INSERT INTO graph_turns VALUES (?,?,?,?,?,?,?)",
                    (skey, details.turn.turn_id, details.turn.turn_commit_hash, d.revision, checkpoint_ref,
                     msgpack.packb(list(details.enqueued_batch_ids)), ev.recorded_at_ms))
@@ -183,6 +223,7 @@ def _tombstoned(db: Any, ev: Any) -> None:
     skey = _skey(db, d.session_id)
     if skey is None:
         return
+    _forget(db, d.session_id, skey)
     hidden = 0
     for node_id in d.node_ids:
         db.execute("UPDATE graph_nodes SET tombstoned = 1 WHERE skey = ? AND node_id = ? AND tombstoned = 0",
@@ -195,6 +236,7 @@ def _tombstoned(db: Any, ev: Any) -> None:
 def _vacuumed(db: Any, ev: Any) -> None:
     skey = _skey(db, ev.data.session_id)
     if skey is not None:
+        _forget(db, ev.data.session_id, skey)
         db.execute("DELETE FROM graph_nodes WHERE skey = ? AND tombstoned = 1", (skey,))
 
 
@@ -250,6 +292,7 @@ def _session_gone(db: Any, ev: Any) -> None:
     # recreated id starts empty (law 70), and its blobs stop being GC roots.
     sid = ev.data.session_id
     skey = _skey(db, sid)
+    _forget(db, sid, skey)
     if skey is not None:
         for table in ("graph_nodes", "graph_usage", "graph_turns"):
             db.execute(f"DELETE FROM {table} WHERE skey = ?", (skey,))
@@ -292,10 +335,13 @@ class NodeRow:
 def head(db: Any, session_id: str) -> HeadRow | None:
     """The head of a session, or None when it has never committed."""
     row = db.one("SELECT session_id, skey, revision, provider_id, model, frames, current_agent_frame_id, "
-                 "checkpoint_ref, leaf_node_id, live_nodes, commit_position FROM graph_heads WHERE session_id = ?",
-                 (session_id,))
+                 "checkpoint_ref, leaf_node_id, live_nodes, commit_position, next_seq FROM graph_heads "
+                 "WHERE session_id = ?", (session_id,))
     if row is None:
         return None
+    memo = db.memo()
+    if memo is not None:  # inside a write transaction: a commit's applier may need these
+        memo[(_HEAD, session_id)] = (row[1], row[11], row[9], row[7])
     config = ModelConfig(row[3], row[4]) if row[3] is not None else None
     return HeadRow(row[0], row[1], row[2], config, _unpack_frames(row[5]), row[6], row[7], row[8], row[9], row[10])
 
@@ -311,6 +357,31 @@ def node(db: Any, session_id: str, node_id: str) -> NodeRow | None:
                  "JOIN graph_nodes n ON n.skey = h.skey WHERE h.session_id = ? AND n.node_id = ?",
                  (session_id, node_id))
     return None if row is None else NodeRow(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+
+
+def node_seqs(db: Any, skey: int, node_ids: Sequence[str]) -> dict[str, tuple[int, bool]]:
+    """{node id: (seq, tombstoned)} of those of `node_ids` the session (by its head's
+    `skey`) has; one statement per 500 ids. Inside a write transaction the seqs are
+    remembered for the commit that follows (see `_committed`)."""
+    out: dict[str, tuple[int, bool]] = {}
+    wanted = list(node_ids)
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        marks = "?" if len(chunk) == 1 else ",".join("?" * len(chunk))
+        # INDEXED BY: with two ids or more and no statistics the planner would scan the
+        # session's whole node range by the primary key (skey) instead of probing each id.
+        for node_id, seq, tombstoned in db.query(
+                f"SELECT node_id, seq, tombstoned FROM graph_nodes INDEXED BY graph_nodes_by_id "
+                f"WHERE skey = ? AND node_id IN ({marks})", (skey, *chunk)):
+            out[node_id] = (seq, bool(tombstoned))
+    memo = db.memo()
+    if memo is not None and out:
+        seqs = memo.get((_SEQS, skey))
+        if seqs is None:
+            seqs = memo[(_SEQS, skey)] = {}
+        for node_id, (seq, _t) in out.items():
+            seqs[node_id] = seq
+    return out
 
 
 def node_exists(db: Any, session_id: str, node_id: str, include_tombstoned: bool = True) -> bool:
@@ -464,6 +535,7 @@ __all__ = [
     "holds_ref",
     "node",
     "node_exists",
+    "node_seqs",
     "node_refs",
     "nodes",
     "path_refs",

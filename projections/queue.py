@@ -176,12 +176,24 @@ def _abandoned(db: Any, ev: Any) -> None:
     )
 
 
+# Memo (Storage.memo) of the source keys of the batches a completion check read
+# (`claim_holdings`): (_KEYS, session_id) -> {batch_id: source_key}. A batch's source key
+# never changes while its row exists; `_settle` takes each entry as it removes the row,
+# and deleting or purging a session drops the session's entries.
+_KEYS = "queue.keys"
+_UNKNOWN = object()
+
+
 def _settle(db: Any, session_id: str, batch_ids: Iterable[str], status: str, at_ms: int) -> None:
     """Remove batches from the queue; their source keys keep a snapshot of them (unless
     their process was pruned meanwhile: then the key is forgotten, see `_processes_pruned`)."""
+    memo = db.memo()
+    known = memo.get((_KEYS, session_id)) if memo else None
     for batch_id in batch_ids:
-        key = db.scalar("SELECT source_key FROM queue_batches WHERE session_id = ? AND batch_id = ?",
-                        (session_id, batch_id))
+        key = known.pop(batch_id, _UNKNOWN) if known else _UNKNOWN
+        if key is _UNKNOWN:
+            key = db.scalar("SELECT source_key FROM queue_batches WHERE session_id = ? AND batch_id = ?",
+                            (session_id, batch_id))
         if key is not None:
             db.execute("DELETE FROM queue_source_keys WHERE session_id = ? AND source_key = ? AND batch_id = ? "
                        "AND forget_on_settle = 1", (session_id, key, batch_id))
@@ -246,11 +258,18 @@ def _processes_pruned(db: Any, ev: Any) -> None:
                        [(sid, key) for sid, key, status in mine if status == PRESENT])
 
 
+def _forget_keys(db: Any, session_id: str) -> None:
+    memo = db.memo()
+    if memo:
+        memo.pop((_KEYS, session_id), None)
+
+
 @queue.on(SessionDeletedEvent)
 def _session_deleted(db: Any, ev: Any) -> None:
     # A deleted session's work is gone with it; its sequence counter stays, so that a
     # recreated session never reuses a batch id.
     sid = ev.data.session_id
+    _forget_keys(db, sid)
     db.execute("DELETE FROM queue_batches WHERE session_id = ?", (sid,))
     db.execute("DELETE FROM queue_source_keys WHERE session_id = ?", (sid,))
 
@@ -264,6 +283,7 @@ def _session_purged(db: Any, ev: Any) -> None:
     # recreated session never reissues a sequence number, hence never a batch id, a claim
     # id or a claim lease token of the purged generation (a stale claim could settle them).
     sid = ev.data.session_id
+    _forget_keys(db, sid)
     for table in ("queue_batches", "queue_source_keys"):
         db.execute(f"DELETE FROM {table} WHERE session_id = ?", (sid,))
     db.execute("INSERT INTO queue_sessions VALUES (?, ?) ON CONFLICT (session_id) DO UPDATE "
@@ -447,12 +467,23 @@ def candidate_rows(db: Any, session_id: str, batch_ids: Sequence[str]) -> list[C
 
 
 def claim_holdings(db: Any, session_id: str, claim_id: str) -> list[tuple[str, str, int]]:
-    """(batch_id, lease token, generation) of every row the claim `claim_id` holds."""
-    return [tuple(r) for r in db.query(
+    """(batch_id, lease token, generation) of every row the claim `claim_id` holds.
+
+    Inside a write transaction the rows' source keys are remembered for the settling
+    applier (`_settle`), which then need not read them again."""
+    rows = db.query(
         # INDEXED BY: without statistics the planner prefers the primary key's session range.
-        "SELECT batch_id, claim_token, claim_generation FROM queue_batches INDEXED BY queue_batches_by_claim "
-        "WHERE session_id = ? AND claim_id = ?",
-        (session_id, claim_id))]
+        "SELECT batch_id, claim_token, claim_generation, source_key FROM queue_batches "
+        "INDEXED BY queue_batches_by_claim WHERE session_id = ? AND claim_id = ?",
+        (session_id, claim_id))
+    memo = db.memo()
+    if memo is not None and rows:
+        keys = memo.get((_KEYS, session_id))
+        if keys is None:
+            keys = memo[(_KEYS, session_id)] = {}
+        for r in rows:
+            keys[r[0]] = r[3]
+    return [(r[0], r[1], r[2]) for r in rows]
 
 
 def last_enqueue_seq(db: Any, session_id: str) -> int:

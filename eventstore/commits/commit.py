@@ -59,10 +59,10 @@ from .model import (
     TurnStamp,
     UsageDelta,
 )
-from ..inputs.rules import TurnInputCompletion
+from ..inputs.rules import TurnInputCompletion, check_input_completion, interrupt_events
 from ..leases.events import LeaseFence
-from ..queue.claims import QueuedWorkCompletion
-from ..queue.enqueue import QueuedWorkDraft
+from ..queue.claims import QueuedWorkCompletion, check_queue_completion
+from ..queue.enqueue import EnqueuePlan, QueuedWorkDraft, plan_enqueue
 
 if TYPE_CHECKING:
     from ..store import StoreContext
@@ -148,8 +148,17 @@ def check_commit(c: Any) -> RuntimeCommit:
                 raise InvalidArgument(f"{where}.turn_commit.{name} must be a non-empty string")
     check_usage(sid, c.usage_deltas)
     check_text_ids(sid, c.committed_attachment_ids, "commit.committed_attachment_ids")
-    head_fingerprint(c.config, c.agent_frames, c.current_agent_frame_id)  # field types of the head, early
+    if not _plain_head(c.config, c.agent_frames, c.current_agent_frame_id):
+        head_fingerprint(c.config, c.agent_frames, c.current_agent_frame_id)  # field types of the head, early
     return c
+
+
+def _plain_head(config: Any, frames: Sequence[Any], current: Any) -> bool:
+    """True for a head with no frames, no current frame and a config of two strings (or
+    none): its encoding cannot fail, so `check_commit` need not try it."""
+    return (not frames and current is None
+            and (config is None or (type(config) is ModelConfig and type(config.provider_id) is str
+                                    and type(config.model) is str)))
 
 
 def _store_frames(blobs: Any, frames: Sequence[AgentFrame]) -> tuple[AgentFrame, ...]:
@@ -163,7 +172,12 @@ def _store_frames(blobs: Any, frames: Sequence[AgentFrame]) -> tuple[AgentFrame,
     return tuple(out)
 
 
+_NO_OUTBOX = EnqueuePlan((), ())
+
+
 def _require_fresh(ctx: StoreContext) -> None:
+    if not ctx.engine.stale:  # the common case: nothing is stale, one look
+        return
     for name in ("graph", "sessions", "leases", "queue", "inputs"):
         ctx.require_fresh(name)
 
@@ -205,21 +219,48 @@ def _original_batches(ctx: Any, sid: str, batch_ids: tuple[str, ...]) -> tuple[A
     return tuple(found[b] for b in batch_ids if b in found)
 
 
+def _named_ids(delta: Any) -> list[str]:
+    """The node ids an append-style delta's checks look up: new ids, parents, the leaf.
+
+    A full replace looks nothing up (its nodes stand alone). Malformed parts are left to
+    `check_graph_delta`, which names them."""
+    if isinstance(delta, GraphReplace):
+        return []
+    ids: list[Any] = [getattr(delta, "leaf", None)]
+    nodes = getattr(delta, "nodes", ())
+    if isinstance(nodes, (tuple, list)):
+        for node in nodes:
+            ids.append(getattr(node, "node_id", None))
+            ids.append(getattr(node, "parent_node_id", None))
+    return [i for i in dict.fromkeys(ids) if isinstance(i, str)]
+
+
+def _head_changed(new: tuple[Any, Any, Any], old: tuple[Any, Any, Any]) -> bool:
+    """Whether (config, frames, current frame) changed, as `head_fingerprint` defines it.
+
+    The common case, no frames and no current frame on either side, compares the two
+    configs directly (two optional strings each); anything else compares encodings."""
+    if _plain_head(*new) and _plain_head(*old):
+        a, b = new[0], old[0]
+        if a is None or b is None:
+            return a is not b
+        return bool(a.provider_id != b.provider_id or a.model != b.model)
+    return head_fingerprint(*new) != head_fingerprint(*old)
+
+
 def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
     """The commit algorithm (see the module docstring). `ctx` is the Store."""
     from projections import graph as gproj
 
-    from ..inputs import check_input_completion, interrupt_events
-    from ..leases import SessionExecutionLeaseExpired, require_live_fence
-    from ..queue import check_queue_completion
-    from ..queue import plan_enqueue
+    from ..leases import SessionExecutionLeaseExpired, check_fence, require_live_holder
     from ..sessions import require_live_session
 
     ctx.require_writable("sessions.commit")
     c = check_commit(c)
     sid = c.session_id
     db = ctx.db
-    with ctx.transaction():
+    # A command: nothing below catches a failure of its append (see StoreContext.command).
+    with ctx.command():
         now = ctx.now_ms()
         _require_fresh(ctx)
         require_live_session(db, sid, "commit")
@@ -236,7 +277,9 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
         if c.lease.session_id != sid:
             raise SessionBindingMismatch(
                 f"session {sid!r}: the commit carries a lease fence of session {c.lease.session_id!r}")
-        require_live_fence(db, c.lease, now, "commit")
+        check_fence(c.lease)
+        require_live_holder(db, c.lease, now, "commit")  # the session was checked above
+        live = c.lease.fencing_token  # the live lease generation, for the claims it settles
         head = gproj.head(db, sid)
         actual = head.revision if head is not None else 0
         if c.expected_head_revision is not None and c.expected_head_revision != actual:
@@ -246,22 +289,28 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
             if qc.session_id != sid:
                 raise SessionBindingMismatch(
                     f"session {sid!r}: commit.completed_queue_claims[{i}] is for session {qc.session_id!r}")
-            settle.append(check_queue_completion(db, qc, now))
+            settle.append(check_queue_completion(db, qc, now, live_generation=live))
         completing: list[str] = []
         for i, ic in enumerate(c.completed_turn_input_claims):
             if ic.session_id != sid:
                 raise SessionBindingMismatch(
                     f"session {sid!r}: commit.completed_turn_input_claims[{i}] is for session {ic.session_id!r}")
-            settle.append(check_input_completion(db, ic, now))
+            settle.append(check_input_completion(db, ic, now, live_generation=live))
             completing.extend(ic.input_ids)
-        check_graph_delta(sid, c.graph, lambda n: gproj.node_exists(db, sid, n),
-                          lambda n: gproj.node_exists(db, sid, n, include_tombstoned=False))
+        # Every node id the delta names, looked up in one statement (and remembered for
+        # the applier, which needs the parents' places in the index).
+        ids = _named_ids(c.graph)
+        known = gproj.node_seqs(db, head.skey, ids) if head is not None and ids else {}
+        check_graph_delta(sid, c.graph, known.__contains__, lambda n: n in known and not known[n][1])
         for i, draft in enumerate(c.enqueued_queue_batches):
             if draft.session_id != sid:
                 raise SessionBindingMismatch(
                     f"session {sid!r}: commit.enqueued_queue_batches[{i}] targets session {draft.session_id!r}")
-        plan = plan_enqueue(db, list(c.enqueued_queue_batches), now, ctx.queue.completed_source_key_retention_ms)
-        interrupt = (interrupt_events(db, sid, c.interrupted_turn_input_turn_id, now, completing)
+        retention = ctx.queue.completed_source_key_retention_ms
+        plan = (plan_enqueue(db, list(c.enqueued_queue_batches), now, retention)
+                if c.enqueued_queue_batches else _NO_OUTBOX)
+        interrupt = (interrupt_events(db, sid, c.interrupted_turn_input_turn_id, now, completing,
+                                      live_generation=live)
                      if c.interrupted_turn_input_turn_id is not None else [])
         # Every check has passed. Writes start here: blobs first (inside this transaction,
         # so GC cannot see them unrooted), then every event in one append.
@@ -273,7 +322,7 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
         config = c.config if c.config is not None else (head.config if head is not None else None)
         new_head = (config, frames, c.current_agent_frame_id)
         old_head = (head.config, head.frames, head.current_agent_frame_id) if head is not None else (None, (), None)
-        changed = head_fingerprint(*new_head) != head_fingerprint(*old_head)
+        changed = _head_changed(new_head, old_head)
         batch_ids = tuple(r.batch.batch_id for r in plan.results)
         event = commit_event(actual + 1, c.graph, head.leaf_node_id if head is not None else None,
                              checkpoint_ref, previous_ref, new_head if changed else None,

@@ -60,6 +60,9 @@ if TYPE_CHECKING:
 DEFAULT_MAX_INPUTS = 16
 MAX_INPUTS_LIMIT = 10_000
 
+UNREAD: Any = object()
+"""Default of the `live_generation` arguments: read the session's live lease generation."""
+
 # --- errors ----------------------------------------------------------------------------------
 
 
@@ -435,15 +438,20 @@ def claim_from_event(db: Any, ev: TurnInputsClaimed) -> TurnInputClaim:
                           ev.claimant if ev.claimant is not None else ev.owner)
 
 
-def check_input_completion(db: Any, completion: TurnInputCompletion, now_ms: int) -> TurnInputsCompleted:
+def check_input_completion(db: Any, completion: TurnInputCompletion, now_ms: int, *,
+                           live_generation: Any = UNREAD) -> TurnInputsCompleted:
     """Check a completion against the live tables; return its settling event or raise
     TurnInputClaimSuperseded (nothing is written). For the runtime commit: check every
-    completion before appending anything, then append the events on `session:<id>`."""
+    completion before appending anything, then append the events on `session:<id>`.
+    A caller that has just checked the session's live lease passes its fencing token as
+    `live_generation` (None: no live lease), which is then not read again."""
     from projections import inputs as proj
 
     check_completion(completion)
     holdings = {r.input_id: r for r in proj.claim_holdings(db, completion.session_id, completion.claim_id)}
-    return decide_input_completion(completion, holdings, _live_generation(db, completion.session_id, now_ms), now_ms)
+    live = (_live_generation(db, completion.session_id, now_ms) if live_generation is UNREAD
+            else live_generation)
+    return decide_input_completion(completion, holdings, live, now_ms)
 
 
 def input_completion_events(db: Any, completions: Sequence[TurnInputCompletion], now_ms: int) -> list[Any]:
@@ -452,13 +460,14 @@ def input_completion_events(db: Any, completions: Sequence[TurnInputCompletion],
 
 
 def interrupt_events(db: Any, session_id: str, turn_id: str, now_ms: int,
-                     completing: Sequence[str] = ()) -> list[Any]:
+                     completing: Sequence[str] = (), *, live_generation: Any = UNREAD) -> list[Any]:
     """The event deferring turn `turn_id`'s unaccepted inputs to the next turn (empty list
-    when there are none). `completing` are input ids the same commit completes."""
+    when there are none). `completing` are input ids the same commit completes;
+    `live_generation` as for `check_input_completion`."""
     from projections import inputs as proj
 
-    ev = decide_interrupt(session_id, turn_id, proj.turn_rows(db, session_id, turn_id),
-                          _live_generation(db, session_id, now_ms), completing, now_ms)
+    live = _live_generation(db, session_id, now_ms) if live_generation is UNREAD else live_generation
+    ev = decide_interrupt(session_id, turn_id, proj.turn_rows(db, session_id, turn_id), live, completing, now_ms)
     return [] if ev is None else [ev]
 
 

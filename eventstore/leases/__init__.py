@@ -30,6 +30,7 @@ from .facade import (
     live_generation,
     ReleaseResult,
     require_live_fence,
+    require_live_holder,
     SessionExecutionLeaseExpired,
 )
 from .keepalive import SessionLeaseKeepAlive
@@ -76,6 +77,7 @@ __all__ = [
     "read_process_start",
     "ReleaseResult",
     "require_live_fence",
+    "require_live_holder",
     "SessionExecutionLease",
     "SessionExecutionLeaseExpired",
     "SessionLeaseAcquired",

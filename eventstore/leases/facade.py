@@ -257,6 +257,15 @@ def require_live_fence(db: Any, fence: LeaseFence, now_ms: int, what: str = "") 
     return _matching_live_holder(proj.get(db, fence.session_id), fence, now_ms, what)
 
 
+def require_live_holder(db: Any, fence: LeaseFence, now_ms: int, what: str = "") -> SessionExecutionLease:
+    """`require_live_fence` for a command that already called `require_live_session` for
+    the fence's session in this transaction and validated the fence (`check_fence`): the
+    lease check alone, one lookup. Raises SessionExecutionLeaseExpired."""
+    from projections import leases as proj
+
+    return _matching_live_holder(proj.get(db, fence.session_id), fence, now_ms, what)
+
+
 def live_generation(db: Any, session_id: str, now_ms: int) -> int | None:
     """The fencing token of the session's live lease at `now_ms`, or None (one lookup)."""
     from projections import leases as proj
@@ -304,7 +313,7 @@ class Leases:
         check_session_id(session_id)
         check_owner(owner)
         ttl = check_ttl(ttl_ms)
-        with self.ctx.transaction():  # BEGIN IMMEDIATE: decide under the write lock
+        with self.ctx.command():  # BEGIN IMMEDIATE: decide under the write lock
             now = self.ctx.now_ms()
             session = self._session(session_id, "leases.claim")
             outcome, events = decide_claim(self._state(session_id), session.generation, session_id, owner, ttl, now)
@@ -325,7 +334,7 @@ class Leases:
         check_owner(owner)
         observed = _check_observed(observed, session_id)
         ttl = check_ttl(ttl_ms)
-        with self.ctx.transaction():
+        with self.ctx.command():
             now = self.ctx.now_ms()
             session = self._session(session_id, "leases.reclaim")
             state = self._state(session_id)
@@ -346,7 +355,7 @@ class Leases:
         self.ctx.require_writable("leases.renew")
         check_fence(fence)
         ttl = check_ttl(ttl_ms)
-        with self.ctx.transaction():
+        with self.ctx.command():
             now = self.ctx.now_ms()
             self._session(fence.session_id, "leases.renew")
             lease, events = decide_renew(self._state(fence.session_id), fence, ttl, now)
@@ -360,7 +369,7 @@ class Leases:
         """
         self.ctx.require_writable("leases.release")
         check_fence(fence)
-        with self.ctx.transaction():
+        with self.ctx.command():
             now = self.ctx.now_ms()
             self._session(fence.session_id, "leases.release")
             result, events = decide_release(self._state(fence.session_id), fence, now)
@@ -436,4 +445,5 @@ __all__ = [
     "lease_token",
     "live_generation",
     "require_live_fence",
+    "require_live_holder",
 ]

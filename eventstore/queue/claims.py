@@ -38,6 +38,9 @@ from ..errors import InvalidArgument, StoreError
 from ..leases.owners import LeaseOwner
 from .events import ClaimBoundary, DeliveryPolicy, QueuedWorkClaimed, QueuedWorkCompleted, SlotPolicy, WorkClass
 
+UNREAD: Any = object()
+"""Default of `live_generation` arguments: read the session's live lease generation."""
+
 SCAN_SURPLUS = 32
 """How many candidate rows past `max_batches` one claim scans (the reference's `claim_scan_limit`)."""
 
@@ -180,7 +183,8 @@ def decide_completion(completion: QueuedWorkCompletion, holdings: dict[str, tupl
     return QueuedWorkCompleted(sid, cid, completion.lease_token, tuple(completion.batch_ids), now_ms)
 
 
-def check_queue_completion(db: Any, completion: QueuedWorkCompletion, now_ms: int) -> QueuedWorkCompleted:
+def check_queue_completion(db: Any, completion: QueuedWorkCompletion, now_ms: int, *,
+                           live_generation: Any = UNREAD) -> QueuedWorkCompleted:
     """Check a completion against the live tables; return its settling event or raise.
 
     For the runtime commit: call it inside your write transaction, for every completion,
@@ -189,12 +193,21 @@ def check_queue_completion(db: Any, completion: QueuedWorkCompletion, now_ms: in
     still holds every listed batch under a live session lease generation, and
     InvalidArgument for a malformed completion.
     """
+    return completion_event(db, check_completion_shape(completion), now_ms, live_generation=live_generation)
+
+
+def completion_event(db: Any, completion: QueuedWorkCompletion, now_ms: int, *,
+                     live_generation: Any = UNREAD) -> QueuedWorkCompleted:
+    """`check_queue_completion` for a completion that already passed `check_completion_shape`.
+
+    A caller that has just checked the session's live lease passes its fencing token as
+    `live_generation` (None: no live lease), which is then not read again."""
     from projections import leases as lease_proj
     from projections import queue as proj
 
-    check_completion_shape(completion)
     holdings = {b: (token, gen) for b, token, gen in proj.claim_holdings(db, completion.session_id, completion.claim_id)}
-    live = lease_proj.live_generation(db, completion.session_id, now_ms)
+    live = (lease_proj.live_generation(db, completion.session_id, now_ms) if live_generation is UNREAD
+            else live_generation)
     return decide_completion(completion, holdings, live, now_ms)
 
 
@@ -211,6 +224,7 @@ __all__ = [
     "check_completion_shape",
     "check_queue_completion",
     "claim_scan_limit",
+    "completion_event",
     "decide_claim",
     "decide_completion",
     "exact_selection_ok",

@@ -213,6 +213,14 @@ def plan_enqueue(db: Any, drafts: Sequence[QueuedWorkDraft], now_ms: int,
     in order as if appended one by one: sequence numbers follow each other and a source
     key repeated within `drafts` returns the batch the earlier draft created.
     """
+    return plan_checked(db, [(draft, check_draft(draft, f"drafts[{i}]")) for i, draft in enumerate(drafts)],
+                        now_ms, retention_ms)
+
+
+def plan_checked(db: Any, drafts: Sequence[tuple[QueuedWorkDraft, WorkClass]], now_ms: int,
+                 retention_ms: int | None = DEFAULT_COMPLETED_SOURCE_KEY_RETENTION_MS) -> EnqueuePlan:
+    """`plan_enqueue` for drafts that already passed `check_draft`, each with the work
+    class it returned (a draft is validated, and its payloads encoded to check them, once)."""
     from projections import leases as lease_proj
     from projections import queue as proj
 
@@ -220,8 +228,7 @@ def plan_enqueue(db: Any, drafts: Sequence[QueuedWorkDraft], now_ms: int,
     events: list[QueuedWorkEnqueued] = []
     seqs: dict[str, int] = {}
     fresh: dict[tuple[str, str], Enqueued] = {}
-    for i, draft in enumerate(drafts):
-        work_class = check_draft(draft, f"drafts[{i}]")
+    for draft, work_class in drafts:
         sid, key = draft.session_id, draft.source_key
         if key is not None and (sid, key) in fresh:
             results.append(attrs.evolve(fresh[(sid, key)], created=False, disposition="present"))
@@ -253,5 +260,6 @@ __all__ = [
     "check_retention",
     "decide_enqueue",
     "derive_batch_id",
+    "plan_checked",
     "plan_enqueue",
 ]

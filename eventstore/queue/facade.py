@@ -27,6 +27,7 @@ from .claims import (
     QueuedWorkCompletion,
     check_completion_shape,
     check_queue_completion,
+    completion_event,
     claim_scan_limit,
     decide_claim,
     exact_selection_ok,
@@ -46,6 +47,7 @@ from .enqueue import (
     _check_text,
     check_draft,
     check_retention,
+    plan_checked,
     decide_enqueue,
     derive_batch_id,
     plan_enqueue,
@@ -171,15 +173,18 @@ class Queue:
 
     def _claim(self, fence: LeaseFence, what: str, choose: Callable[[Any, int], tuple[list[Any], str]],
                claimant: LeaseOwner | None = None) -> QueuedWorkClaim | None:
-        from ..leases.facade import check_fence, require_live_fence
+        from ..leases.facade import check_fence, require_live_holder
+        from ..sessions.facade import require_live_session
 
         self.ctx.require_writable(what)
         check_fence(fence)
         _check_claimant(claimant)
-        with self.ctx.transaction():  # BEGIN IMMEDIATE: two claimers cannot both see a row free
+        with self.ctx.command():  # BEGIN IMMEDIATE: two claimers cannot both see a row free
             now = self.ctx.now_ms()
             self._fresh()
-            require_live_fence(self.ctx.db, fence, now, what)  # law 28, before anything is read
+            # law 28, before anything is read (require_live_fence, the fence checked once)
+            require_live_session(self.ctx.db, fence.session_id, what)
+            require_live_holder(self.ctx.db, fence, now, what)
             rows, mode = choose(self.ctx.db, now)
             ev = decide_claim(fence.session_id, fence.owner, fence.fencing_token, rows, mode, now)
             if ev is None:
@@ -200,12 +205,12 @@ class Queue:
         from ..sessions import require_live_session
 
         self.ctx.require_writable("queue.enqueue")
-        check_draft(draft)
-        with self.ctx.transaction():
+        work_class = check_draft(draft)
+        with self.ctx.command():
             now = self.ctx.now_ms()
             self._fresh()
             require_live_session(self.ctx.db, draft.session_id, "queue.enqueue")
-            plan = plan_enqueue(self.ctx.db, [draft], now, self._retention)
+            plan = plan_checked(self.ctx.db, [(draft, work_class)], now, self._retention)
             if plan.events:
                 self.ctx.append(session_stream(draft.session_id), list(plan.events), now_ms=now)
         return plan.results[0]
@@ -283,7 +288,8 @@ class Queue:
         """
         from ..inputs import rules as inputs_mod
         from ..inputs import CheckpointKind
-        from ..leases import check_fence, require_live_fence
+        from ..leases import check_fence, require_live_holder
+        from ..sessions import require_live_session
 
         self.ctx.require_writable("queue.claim_checkpoint")
         check_fence(fence)
@@ -302,10 +308,12 @@ class Queue:
                                               max_batches, now)
         if not pending:
             return CheckpointClaims(None, None)
-        with self.ctx.transaction():
+        with self.ctx.command():
             now = self.ctx.now_ms()
             db = self.ctx.db
-            require_live_fence(db, fence, now, "queue.claim_checkpoint")  # validated once for both families
+            # require_live_fence (the fence's shape was checked above), once for both families
+            require_live_session(db, sid, "queue.claim_checkpoint")
+            require_live_holder(db, fence, now, "queue.claim_checkpoint")
             input_ev = inputs_mod.decide_active_claim(db, fence, turn_id, checkpoint, max_inputs, now)
             queue_ev = None
             if max_batches > 0:
@@ -338,7 +346,7 @@ class Queue:
         done = [check_completion_shape(c.completion() if isinstance(c, QueuedWorkClaim) else c, f"claims[{i}]")
                 for i, c in enumerate(claims)]
         out = []
-        with self.ctx.transaction():
+        with self.ctx.command():
             now = self.ctx.now_ms()
             self._fresh()
             for c in done:
@@ -365,7 +373,7 @@ class Queue:
         self.ctx.require_writable("queue.cancel")
         check_session_id(session_id)
         _check_text(batch_id, "batch_id")
-        with self.ctx.transaction():
+        with self.ctx.command():
             now = self.ctx.now_ms()
             self._fresh()
             batch = proj.get_batch(self.ctx.db, session_id, batch_id, self._live_generation(session_id, now))
@@ -384,10 +392,10 @@ class Queue:
         if isinstance(completion, QueuedWorkClaim):
             completion = completion.completion()
         check_completion_shape(completion)
-        with self.ctx.transaction():
+        with self.ctx.command():
             now = self.ctx.now_ms()
             self._fresh()
-            ev = check_queue_completion(self.ctx.db, completion, now)
+            ev = completion_event(self.ctx.db, completion, now)
             self.ctx.append(session_stream(completion.session_id), [ev], now_ms=now)
         return CompletionResult(ev.session_id, ev.claim_id, ev.batch_ids, now)
 
@@ -401,7 +409,7 @@ class Queue:
         check_session_id(session_id)
         if self._retention is None:
             return 0
-        with self.ctx.transaction():
+        with self.ctx.command():
             now = self.ctx.now_ms()
             self._fresh()
             cutoff = now - self._retention

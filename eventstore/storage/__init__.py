@@ -9,11 +9,14 @@ The contract, in short (docs/architecture.md, "What a backend provides", says it
   subclasses (`StoreBusy`, `CorruptStore`, `IntegrityError`, ...), never raw;
 * transactions: `transaction(write=True)` takes the write lock up front (writers queue,
   they do not fail), nests as savepoints, and calls `on_commit` / `on_rollback`;
+* a per-transaction memo: `memo()` is a dict that lives for one write transaction and is
+  emptied by any rollback, for copies of rows a command read and its appliers update;
 * commit notification: `foreign_epoch()` moves whenever another connection committed
   since this one last asked, so caches of the file (log head, projection states) reload;
 * the sequence of positions: positions are gap-free and never reused, and
   `highest_position_ever()` says the largest one ever handed out (truncation check);
 * the file's identity: `read_stamp()` and `write_stamp()` (application id, layout version);
+* statement tracing: `trace(callback)` sees every statement (tests pin statement counts);
 * integrity: `integrity_problems()` is the engine's own check of its files;
 * scratch databases and the swap for rebuild: `open_scratch(path)` makes a disposable
   database; `attach` / `detach` let one statement copy a scratch's tables into the live
@@ -43,6 +46,8 @@ class Storage(Protocol):
     busy_timeout_ms: int
     serial: int
     """Counts outermost transactions begun on this connection."""
+    depth: int
+    """How many transaction levels (the transaction and its savepoints) are open."""
     command: int
     """Counts commands: outermost transactions, and the commands that join a group commit
     (the log's command marks follow it)."""
@@ -52,6 +57,8 @@ class Storage(Protocol):
     """Callbacks run after each outermost COMMIT succeeds."""
     on_rollback: list[Callable[[], None]]
     """Callbacks run after any rollback (outermost or to a savepoint)."""
+    command_mark: tuple[int, int] | None
+    """(thread id, transaction depth) of the innermost domain command (StoreContext.command)."""
     readonly: bool
     """Opened read-only: never writes, never takes the write lock; writes raise ReadOnlyStore."""
 
@@ -83,6 +90,9 @@ class Storage(Protocol):
 
     # --- transactions and commit notification ---------------------------------------
 
+    def trace(self, callback: Callable[[str], None] | None) -> None:
+        """Call `callback(sql)` before each statement the connection runs (None: stop)."""
+
     def transaction(self, write: bool = True) -> ContextManager[Any]:
         """A write (lock taken up front) or read transaction; a savepoint when nested."""
 
@@ -97,6 +107,10 @@ class Storage(Protocol):
 
     def foreign_epoch(self) -> int:
         """Inside a transaction: a number that moves whenever another connection committed."""
+
+    def memo(self) -> dict[Any, Any] | None:
+        """The current write transaction's memo (None outside one): emptied when the
+        transaction ends and on every rollback, savepoints included."""
 
     def data_version(self) -> int:
         """A counter that changes whenever any connection commits (read inside a transaction)."""

@@ -265,6 +265,13 @@ class Database:
         self._epoch_dv: int | None = None
         self._epoch_serial = -1
         self._write = False
+        self._memo: dict[Any, Any] = {}
+        self._memo_serial = -1
+        # A rollback (outermost or to a savepoint) may undo rows the memo describes.
+        self.on_rollback.append(self._memo.clear)
+        self.command_mark: tuple[int, int] | None = None
+        """(thread id, depth) of the innermost domain command's transaction level, set by
+        `StoreContext.command()`; the log appends directly at that level without a savepoint."""
         self.busy_timeout_ms = busy_timeout_ms
         self.readonly = readonly
         """Opened with readonly=True: every write raises ReadOnlyStore."""
@@ -389,6 +396,21 @@ class Database:
                 self._epoch += 1
                 self._epoch_dv = dv
         return self._epoch
+
+    def memo(self) -> dict[Any, Any] | None:
+        """The current write transaction's memo, or None outside a write transaction.
+
+        A dict that lives until the transaction ends or anything in it rolls back (to a
+        savepoint too): a command that has read a projection row may leave a copy here for
+        the applier that updates the row in the same transaction, which then need not read
+        it again. Whoever writes a remembered row must drop or update its entry.
+        """
+        if not self.depth or not self._write or self.lock.owner != _get_ident():
+            return None  # not inside a write transaction of the calling thread
+        if self._memo_serial != self.serial:
+            self._memo.clear()
+            self._memo_serial = self.serial
+        return self._memo
 
     def data_version(self) -> int:
         """A counter that changes whenever any connection commits to the file.
@@ -582,6 +604,20 @@ class Database:
         """The first column of the first row, or `default`."""
         row = self.one(sql, params)
         return default if row is None or row[0] is None else row[0]
+
+    def trace(self, callback: Callable[[str], None] | None) -> None:
+        """Call `callback(sql)` before each statement this connection runs (BEGIN, SAVEPOINT
+        and COMMIT included); None stops. For tests and profiling: it slows every statement."""
+        conn = self._live()
+        if callback is None:
+            conn.exec_trace = None
+            return
+
+        def tracer(_cursor: Any, sql: str, _bindings: Any) -> bool:
+            callback(sql)
+            return True
+
+        conn.exec_trace = tracer
 
     def transaction(self, write: bool = True) -> _Transaction:
         """A transaction: BEGIN IMMEDIATE (or deferred BEGIN for reads); SAVEPOINT when nested."""

@@ -21,6 +21,12 @@
 * Throughput: one commit per turn (one message, checkpoint, usage, under a lease, with
   the head CAS) against a raw sqlite3 lash-style commit (BEGIN IMMEDIATE, read the head,
   insert the node JSON, the manifest blob and the usage row, rewrite the head JSON).
+* The other commands a runtime runs per turn, against the same lash-style mutable tables
+  in stdlib sqlite3 (the references of the leases and queue modules, `RawLeases` and
+  `RawQueue`: BEGIN IMMEDIATE per command, synchronous=NORMAL): a lease claim of a free
+  session plus one renew (ours also checks that the session exists and is live), and one
+  batch enqueued, claimed and completed (ours checks the lease fence in the claim and the
+  claim's live generation in the completion). Chunks of each side interleaved, median rate.
 
 Run it through the harness: `python tools/bench.py --only commits [--quick]`.
 """
@@ -44,6 +50,10 @@ from eventstore.commits import (
     Checkpoint, EventPayload, GraphAppend, ModelConfig, SessionNode, TurnState, UsageDelta,
 )
 from eventstore.leases import Acquired, LeaseOwner
+
+from benches.leases import RawLeases
+from benches.queue import RawQueue
+from benches.queue import draft as queue_draft
 
 TITLE = "Runtime commits (session graph)"
 MODEL = ModelConfig("anthropic", "claude-x")
@@ -176,6 +186,67 @@ def _median_ms(fn: Callable[[], Any], rounds: int) -> float:
     return statistics.median(times) * 1000
 
 
+def _interleaved(sides: dict[str, Callable[[int], Any]], n: int, chunks: int = 4) -> dict[str, float]:
+    """Median rate (calls/s) of each side's `fn(i)`, i counting up across chunks; the sides
+    take turns chunk by chunk, so that drift in the machine's load hits all of them."""
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+    size = max(1, n // chunks)
+    for c in range(chunks):
+        for name, fn in sides.items():
+            gc.collect()
+            started = time.perf_counter()
+            for i in range(c * size, (c + 1) * size):
+                fn(i)
+            rates[name].append(size / (time.perf_counter() - started))
+    return {name: statistics.median(r) for name, r in rates.items()}
+
+
+def lease_and_queue_cycles(workdir: str, n: int) -> tuple[dict[str, float], dict[str, float]]:
+    """(lease claim + renew rates, enqueue + claim + complete rates), ours and raw."""
+    owner = LeaseOwner("bench-worker", "inc-1")
+    store = eventstore.open(os.path.join(workdir, "cycles.db"), synchronous="normal")
+    raw_leases = RawLeases(os.path.join(workdir, "raw-leases.db"))
+    raw_queue = RawQueue(os.path.join(workdir, "raw-queue.db"))
+    try:
+        with store.transaction():  # setup, not measured: the sessions each claim takes
+            for i in range(n + 50):
+                store.sessions.create(f"lease-{i}")
+        for i in range(n + 50):
+            raw_leases.create(f"lease-{i}")
+        store.sessions.create("bench")
+        got = store.leases.claim("bench", owner, 3_600_000)
+        assert isinstance(got, Acquired)
+        fence = got.lease.fence
+
+        def ours_lease(i: int) -> None:
+            out = store.leases.claim(f"lease-{i}", owner, 30_000)
+            store.leases.renew(out.lease.fence, 30_000)  # type: ignore[union-attr]
+
+        def raw_lease(i: int) -> None:
+            raw_leases.claim(f"lease-{i}", owner)
+            raw_leases.renew(f"lease-{i}", owner)
+
+        def ours_queue(i: int) -> None:
+            store.queue.enqueue(queue_draft(i))
+            claim = store.queue.claim_ready(fence, max_batches=1)
+            store.queue.complete(claim)  # type: ignore[arg-type]
+
+        def raw_queue_cycle(i: int) -> None:
+            raw_queue.enqueue(i)
+            raw_queue.complete(*raw_queue.claim(1))  # type: ignore[misc]
+
+        for i in range(50):  # the WAL towards its working size on every side
+            ours_queue(10 ** 6 + i)
+            raw_queue_cycle(10 ** 6 + i)
+        lease = _interleaved({"ours": ours_lease, "raw": raw_lease}, n)
+        queue = _interleaved({"ours": ours_queue, "raw": raw_queue_cycle}, n)
+    finally:
+        store.close()
+        raw_leases.close()
+        raw_queue.close()
+    return lease, queue
+
+
 def run(workdir: str, quick: bool) -> list[dict]:
     """Measure the rows described in the module docstring."""
     turns = 500
@@ -240,6 +311,8 @@ def run(workdir: str, quick: bool) -> list[dict]:
         store.close()
         raw.close()
 
+    lease, queue = lease_and_queue_cycles(workdir, 400 if quick else 2_000)
+
     def growth_row(label: str, m: dict) -> dict:
         per_turn = m["growth"] / turns
         return {"work": f"storage growth / message bytes, {turns} turns, {label}", "value": m["growth"] / m["payload"],
@@ -267,4 +340,12 @@ def run(workdir: str, quick: bool) -> list[dict]:
          "reference": rate_ref, "reference_name": RAW,
          "note": "synchronous=NORMAL on both sides; ours: lease fence check, head CAS, hash-chained event, "
                  "projections inline"},
+        {"work": "lease claim + renew (a free session)", "value": lease["ours"], "unit": "cycles/s",
+         "reference": lease["raw"], "reference_name": RAW,
+         "note": "2 commits per cycle; raw: leases module's RawLeases (read the row, INSERT OR REPLACE; "
+                 "UPDATE); ours also checks the session; synchronous=NORMAL on both sides"},
+        {"work": "enqueue + claim + complete (1 batch)", "value": queue["ours"], "unit": "cycles/s",
+         "reference": queue["raw"], "reference_name": RAW,
+         "note": "3 commits per cycle, empty queue; raw: queue module's RawQueue (batch + item rows, "
+                 "candidate scan + UPDATE, count + DELETE); ours checks the lease fence in the claim"},
     ]
