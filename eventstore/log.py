@@ -378,9 +378,9 @@ class EventLog:
             # Back to the row that starts the command, forward to the last row that
             # continues it: each walks the rowid b-tree outwards, a step per row.
             first = position if flags & _START else db.scalar(
-                "SELECT position FROM events WHERE position < ? AND flags & ? ORDER BY position DESC LIMIT 1",
-                (position, _START), position)
-            after = db.scalar("SELECT position FROM events WHERE position > ? AND NOT flags & ? "
+                "SELECT position FROM events WHERE position < ? AND (flags & ?) <> 0 "
+                "ORDER BY position DESC LIMIT 1", (position, _START), position)
+            after = db.scalar("SELECT position FROM events WHERE position > ? AND (flags & ?) = 0 "
                               "ORDER BY position LIMIT 1", (position, _CONTINUES), None)
             last = after - 1 if after is not None else self.last_position()
         return first, last
@@ -536,6 +536,13 @@ class EventLog:
         "CASE WHEN payload IS NULL THEN (SELECT digest FROM purged_payloads p WHERE p.position = e.position) END, "
         "hash FROM events e WHERE position >= ? ORDER BY position LIMIT ?"
     )
+    # PostgreSQL: text columns hold valid UTF-8 only, so their bytes are their encoding.
+    _VERIFY_SQL_PG = (
+        "SELECT position, convert_to(stream, 'UTF8'), version, convert_to(type, 'UTF8'), schema, "
+        "recorded_at_ms, flags, payload, "
+        "CASE WHEN payload IS NULL THEN (SELECT digest FROM purged_payloads p WHERE p.position = e.position) END, "
+        "hash FROM events e WHERE position >= ? ORDER BY position LIMIT ?"
+    )
 
     def verify(self, anchor: chain.Anchor | str | None = None,
                progress: Callable[[int], None] | None = None, page_size: int = 5000,
@@ -554,17 +561,19 @@ class EventLog:
         if isinstance(anchor, str):
             anchor = chain.Anchor.parse(anchor)
 
+        sql = self._VERIFY_SQL_PG if getattr(self.db, "dialect", "sqlite") == "postgresql" else self._VERIFY_SQL
+
         def pages() -> Iterator[list[tuple]]:
             position = 1
             while True:
-                rows = self.db.query(self._VERIFY_SQL, (position, page_size))
+                rows = self.db.query(sql, (position, page_size))
                 if not rows:
                     return
                 yield rows
                 position = rows[-1][0] + 1
 
         def lookahead(position: int, n: int) -> list[tuple]:
-            return self.db.query(self._VERIFY_SQL, (position, n))
+            return self.db.query(sql, (position, n))
 
         report = chain.walk(pages(), anchor, lookahead, progress)
         if report.ok:
