@@ -369,7 +369,9 @@ class Store(StoreContext):
         head = self.anchor()
         nblobs, _logical, stored = self.blobs.stats()
         size = 0
-        if self.path != ":memory:":
+        if "://" in self.path:  # a server store: what its tables and indexes occupy
+            size = self.db.storage_bytes()
+        elif self.path != ":memory:":
             for suffix in ("", "-wal"):
                 try:
                     size += os.path.getsize(self.path + suffix)

@@ -39,7 +39,7 @@ def add_db(parser: Any) -> None:
 
 def open_existing(path: str, **kw: Any) -> Store:
     """Open a store file that must already exist (the CLI never creates one by accident)."""
-    if not os.path.exists(path):
+    if "://" not in path and not os.path.exists(path):  # a server URL is checked by open()
         raise FileError(path, "no such file")
     return open_store(path, create=False, **kw)
 

@@ -114,6 +114,10 @@ def translate(sql: str, primary_key: Callable[[str], list[str]] | None = None,
                 rest = [c for c in columns(table) if c not in key]
                 updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in rest)
                 stmt += f" ON CONFLICT ({', '.join(key)}) " + (f"DO UPDATE SET {updates}" if rest else "DO NOTHING")
+        stmt = _scalar_min_max(stmt)
+        stmt = _BOOL_SUM.sub(r"sum(CAST(\1 AS INTEGER))", stmt)
+        if columns is not None:
+            stmt = _qualify_upsert(stmt, columns)
         statements.append(stmt)
     text = ";\n".join(statements)
     order: list[int] = []
@@ -137,6 +141,64 @@ def translate(sql: str, primary_key: Callable[[str], list[str]] | None = None,
     if not order:  # no parameters: psycopg sends the text as it is (several statements allowed)
         return text, None
     return escaped, (order if numbered else None)
+
+
+_BOOL_SUM = re.compile(r"\bsum\((\w+\s*(?:=|<>|!=|<|>|<=|>=)\s*(?:'[^']*'|\w+))\)", re.I)
+_MIN_MAX = re.compile(r"\b(max|min)\(", re.I)
+_UPSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)\b.*?\bON\s+CONFLICT\b.*?\bDO\s+UPDATE\s+SET\s+", re.I | re.S)
+
+
+def _closing(text: str, start: int) -> tuple[int, bool]:
+    """(index of the parenthesis closing the one before `start`, whether a top-level comma
+    occurs inside), skipping string literals."""
+    depth, comma, i = 0, False, start
+    while i < len(text):
+        ch = text[i]
+        if ch == "'":
+            i = text.index("'", i + 1)
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            if depth == 0:
+                return i, comma
+            depth -= 1
+        elif ch == "," and depth == 0:
+            comma = True
+        i += 1
+    return len(text), comma
+
+
+def _scalar_min_max(stmt: str) -> str:
+    """SQLite's scalar max(a, b, ...) and min(...) are PostgreSQL's greatest() and least()
+    (one argument: the aggregate, left alone)."""
+    out, pos = [], 0
+    for m in _MIN_MAX.finditer(stmt):
+        _end, comma = _closing(stmt, m.end())
+        if comma:
+            out.append(stmt[pos:m.start()])
+            out.append("greatest(" if m.group(1).lower() == "max" else "least(")
+            pos = m.end()
+    out.append(stmt[pos:])
+    return "".join(out)
+
+
+def _qualify_upsert(stmt: str, columns: Callable[[str], list[str]]) -> str:
+    """In `ON CONFLICT ... DO UPDATE SET c = expr`, a bare column in `expr` means the existing
+    row on SQLite and is ambiguous on PostgreSQL: qualify it with the table name."""
+    m = _UPSERT.match(stmt)
+    if m is None:
+        return stmt
+    table = m.group(1)
+    names = set(columns(table))
+    head, tail = stmt[:m.end()], stmt[m.end():]
+    word = re.compile(r"'(?:[^']|'')*'|(?<![.\w])([A-Za-z_]\w*)(?![\w(])")
+    assignments = re.split(r",(?![^()]*\))", tail)
+    fixed = []
+    for a in assignments:
+        lhs, eq, rhs = a.partition("=")
+        rhs = word.sub(lambda w: f"{table}.{w.group(1)}" if w.group(1) in names else w.group(0), rhs)
+        fixed.append(lhs + eq + rhs)
+    return head + ",".join(fixed)
 
 
 def _split(sql: str) -> list[str]:
@@ -489,7 +551,7 @@ class PostgresDatabase:
         return isinstance(exc, (IntegrityError, psycopg.errors.IntegrityError))
 
 
-PORTED_PROJECTIONS = frozenset({"catalogue", "sessions", "leases"})
+PORTED_PROJECTIONS = frozenset({"catalogue", "sessions", "leases", "queue", "inputs", "graph", "processes", "triggers", "effects"})
 """The projections whose SQL runs on PostgreSQL (through `translate`) and is tested there.
 A store on PostgreSQL keeps only these; the domains that read another are refused
 (`NotOnThisBackend`) until their projections are ported and tested."""
