@@ -79,6 +79,8 @@ CREATE TABLE IF NOT EXISTS store_meta (
 ) WITHOUT ROWID;
 """
 
+_SEQUENCE = {"sqlite": "SQLite's sqlite_sequence", "postgresql": "the log_clock table"}
+"""Where each backend keeps the largest position ever written (for verify's message)."""
 _COLUMNS = "position, stream, version, type, schema, recorded_at_ms, flags, payload"
 _INSERT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)"
 _START = codec.FLAG_COMMAND_START
@@ -583,9 +585,10 @@ class EventLog:
             # outside the file still catches that).
             seq = self.db.highest_position_ever("events")
             if seq is not None and seq > report.last_position:
+                where = _SEQUENCE.get(getattr(self.db, "dialect", "sqlite"), "its sequence")
                 return chain.VerifyReport(
                     False, report.checked, report.last_position, report.last_hash, report.last_position + 1,
-                    "truncated", f"SQLite's sqlite_sequence records that position {seq} was written, but the "
+                    "truncated", f"the store records that position {seq} was written ({where}), but the "
                                  f"log ends at {report.last_position}: its newest rows were deleted")
         if report.ok and check_file:
             problems = self.db.integrity_problems(5)

@@ -544,6 +544,7 @@ def _open_postgres(url: str, *, profile: str, synchronous: str, clock: Callable[
             elif db.read_stamp()[1] < SCHEMA_VERSION:
                 db.write_stamp(None, SCHEMA_VERSION)
             engine.open(log.last_position())
+            db.ensure_clock()
         store = Store(db, log, engine, BlobStore(db, threshold, limits), profile, clock or system_clock)
         store.unported = unported
         store.backend = "PostgreSQL"

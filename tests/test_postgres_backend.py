@@ -138,3 +138,39 @@ def test_translation_of_placeholders_tables_upserts_and_patterns():
     assert merged.endswith("SET n = greatest(s.n, excluded.n)")
     assert translate("SELECT max(a), sum(status='x') FROM t")[0] == (
         "SELECT max(a), sum(CAST(status='x' AS INTEGER)) FROM t")
+
+
+def test_the_commit_clock_moves_the_epoch_for_other_writers_only(schemas):
+    """A handle's own commits keep its epoch (its head cache stays valid); another handle's
+    append, or rows deleted through another connection, move it."""
+    url = pg.url_for(schemas())
+    with gen.open_store(url) as a, gen.open_store(url) as b:
+        a.append("s", [gen.NoteAdded("1")])
+        with a.transaction():
+            first = a.db.foreign_epoch()
+            a.append("s", [gen.NoteAdded("2")])
+        with a.transaction():
+            assert a.db.foreign_epoch() == first  # our own commit is not foreign
+        b.append("s", [gen.NoteAdded("3")])
+        with a.transaction():
+            second = a.db.foreign_epoch()
+            assert second != first
+            assert a.db.foreign_epoch() == second  # stable within a transaction
+        with pg.connect() as conn:
+            conn.execute(f"DELETE FROM {a.db.schema}.events WHERE position = 3")
+        with a.transaction():
+            assert a.db.foreign_epoch() != second
+        r = a.append("s", [gen.NoteAdded("again")], expected_version=2)
+        assert (r.first_position, r.stream_version) == (3, 3) and a.verify().ok
+
+
+def test_verify_without_an_anchor_notices_deleted_newest_rows(schemas):
+    """The clock remembers the largest position ever inserted: a log cut short through another
+    connection is reported truncated even without an anchor."""
+    url = pg.url_for(schemas())
+    with gen.open_store(url) as store:
+        store.append("s", [gen.NoteAdded(str(i)) for i in range(4)])
+        with pg.connect() as conn:
+            conn.execute(f"DELETE FROM {store.db.schema}.events WHERE position > 2")
+        report = store.verify()
+        assert not report.ok and report.problem == "truncated" and "position 4" in report.detail

@@ -19,8 +19,8 @@ SQLITE_ONLY = {
     # Spawns a writer process that opens a store *file* by path; the PostgreSQL concurrency
     # test (test_postgres_concurrency.py) covers writers in other processes and a follower.
     "test_follow_delivers_events_appended_by_another_process_in_order",
-    # SQLite's data_version semantics (own commits do not move the epoch); the PostgreSQL
-    # backend's epoch moves at every transaction (docs/postgres.md).
+    # Drives the SQLite backend's Database class directly; the PostgreSQL backend's commit
+    # clock has its own test (test_postgres_backend.py).
     "test_foreign_epoch_moves_for_other_connections_commits_only",
 }
 

@@ -143,6 +143,7 @@ def translate(sql: str, primary_key: Callable[[str], list[str]] | None = None,
     return escaped, (order if numbered else None)
 
 
+_PLAIN_INSERT = re.compile(r"^(INSERT INTO \w+ VALUES)\s*(\((?:%s\s*,\s*)*%s\))( ON CONFLICT DO NOTHING)?$")
 _BOOL_SUM = re.compile(r"\bsum\((\w+\s*(?:=|<>|!=|<|>|<=|>=)\s*(?:'[^']*'|\w+))\)", re.I)
 _MIN_MAX = re.compile(r"\b(max|min)\(", re.I)
 _UPSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)\b.*?\bON\s+CONFLICT\b.*?\bDO\s+UPDATE\s+SET\s+", re.I | re.S)
@@ -250,11 +251,19 @@ class _Transaction:
         db.lock.acquire()
         try:
             if db.depth == 0:
+                db._txn_clock = None
                 if self.write:
-                    # One round trip: BEGIN and the lock. The head is read by a later statement
-                    # (a fresh READ COMMITTED snapshot, taken after the lock was granted).
-                    conn.execute(f"BEGIN ISOLATION LEVEL READ COMMITTED; "
-                                 f"SELECT pg_advisory_xact_lock({db.lock_key})")
+                    # One round trip: BEGIN, the lock, and the commit clock. The clock (and the
+                    # head, later) are read by statements after the lock: each takes a fresh
+                    # READ COMMITTED snapshot, which includes the previous writer's commit.
+                    begin = f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({db.lock_key})"
+                    if db._clock:
+                        cur = conn.execute(begin + "; SELECT last_xact, txid_current() FROM log_clock")
+                        cur.nextset()
+                        cur.nextset()
+                        db._txn_clock = cur.fetchone()
+                    else:
+                        conn.execute(begin)
                     if not db._schema_ready:
                         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {db.schema}")
                 else:
@@ -296,6 +305,7 @@ class _Transaction:
                     db._notify(db.on_rollback)
                 return
             if exc_type is not None:
+                db._known = ()
                 if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")
                 db._notify(db.on_rollback)
@@ -303,12 +313,16 @@ class _Transaction:
             try:
                 conn.execute("COMMIT")
             except psycopg.Error as err:
+                db._known = ()
                 if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")
                 db._notify(db.on_rollback)
                 raise _translate_error(err, "commit") from None
             if self.write:
                 db._schema_ready = True
+                # Nobody else wrote while we held the lock: the clock now holds either the
+                # value we read (we changed nothing it watches) or our own transaction id.
+                db._known = tuple(db._txn_clock) if db._txn_clock is not None else ()
             if db.on_commit:
                 db._notify(db.on_commit)
         except psycopg.Error as err:
@@ -339,6 +353,12 @@ class PostgresDatabase:
         self._write = False
         self._schema_ready = False
         self._sql: dict[str, tuple[str, list[int] | None]] = {}
+        self._clock = False
+        """True once the store's commit clock (log_clock and its triggers) is known to exist."""
+        self._txn_clock: tuple[int, int] | None = None
+        """(clock value, our transaction id) read when the current write transaction began."""
+        self._known: tuple[int, ...] = ()
+        """Clock values that mean "no other writer since our last write transaction"."""
         self._rowcount = 0
         try:
             self._conn: psycopg.Connection[Any] | None = psycopg.connect(dsn, autocommit=True)
@@ -396,6 +416,22 @@ class PostgresDatabase:
         order = self._sql[sql][1]
         if order is not None:
             rows = [[r[i] for i in order] for r in rows]
+        m = _PLAIN_INSERT.match(text)
+        if m is not None and len(rows) > 1:
+            # One statement per chunk of rows, not one per row: one trigger firing (the
+            # commit clock) and one plan per chunk. Not for upserts: a row may not be
+            # updated twice by one statement.
+            values = m.group(2)
+            with self.lock:
+                try:
+                    for start in range(0, len(rows), 500):
+                        chunk = rows[start:start + 500]
+                        flat = [v for r in chunk for v in r]
+                        self._rowcount = self._live().execute(
+                            f"{m.group(1)} {', '.join([values] * len(chunk))}{m.group(3) or ''}", flat).rowcount
+                except psycopg.Error as exc:
+                    raise _translate_error(exc, _what(sql)) from None
+            return
         with self.lock:
             try:
                 with self._live().cursor() as cur:
@@ -445,11 +481,19 @@ class PostgresDatabase:
         return self.depth > 0
 
     def foreign_epoch(self) -> int:
-        """Moves at every outermost transaction: this backend does not yet know whether another
-        connection committed, so the log re-reads its head and the engine its states each time."""
+        """Inside a write transaction: a number that moves when another connection has changed
+        the log or the projection states since this connection's previous write transaction.
+
+        The commit clock (`log_clock`, kept by triggers: the id of the last transaction that
+        changed `events` or `projection_state`) is read under the lock when the transaction
+        begins; it proves "nobody else" when it still holds what our previous transaction
+        left there. Anywhere else (a read transaction, a store without the clock) it moves.
+        """
         if self._epoch_serial != self.serial:
             self._epoch_serial = self.serial
-            self._epoch += 1
+            clock = self._txn_clock if self._write else None
+            if clock is None or clock[0] not in self._known:
+                self._epoch += 1
         return self._epoch
 
     def data_version(self) -> int:
@@ -482,8 +526,45 @@ class PostgresDatabase:
         self.execute("INSERT INTO store_stamp VALUES (?, ?)", (app, int(version)))
 
     def highest_position_ever(self, table: str) -> int | None:
-        """Unknown on this backend yet (None): truncation needs an anchor to be proven."""
-        return None
+        """The largest position ever inserted into `events` (kept by the commit clock's trigger);
+        None for another table or a store without the clock."""
+        if table != "events" or "log_clock" not in self.table_names():
+            return None
+        value = self.scalar("SELECT highest FROM log_clock", (), None)
+        return int(value) if value is not None else None
+
+    def ensure_clock(self) -> None:
+        """Inside the opening write transaction: create the commit clock when it is missing.
+
+        `log_clock` holds one row: the id of the last transaction that changed `events` or
+        `projection_state` (statement-level triggers), and the largest position ever inserted.
+        Created once per store; later opens only find it.
+        """
+        if "log_clock" not in self.table_names():
+            s = self.schema
+            self.execute(f"""
+CREATE TABLE {s}.log_clock (id SMALLINT PRIMARY KEY CHECK (id = 1), last_xact BIGINT NOT NULL,
+                            highest BIGINT NOT NULL);
+INSERT INTO {s}.log_clock SELECT 1, 0, coalesce(max(position), 0) FROM {s}.events;
+CREATE FUNCTION {s}.log_clock_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE {s}.log_clock SET last_xact = txid_current(),
+        highest = greatest(highest, (SELECT coalesce(max(position), 0) FROM new_rows));
+    RETURN NULL;
+END $$;
+CREATE FUNCTION {s}.log_clock_touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE {s}.log_clock SET last_xact = txid_current();
+    RETURN NULL;
+END $$;
+CREATE TRIGGER log_clock_insert AFTER INSERT ON {s}.events REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_clock_insert();
+CREATE TRIGGER log_clock_change AFTER UPDATE OR DELETE OR TRUNCATE ON {s}.events
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_clock_touch();
+CREATE TRIGGER log_clock_states AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {s}.projection_state
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_clock_touch();
+""")
+        self._clock = True
 
     def integrity_problems(self, limit: int = 5) -> list[str]:
         """PostgreSQL checks its pages itself (checksums when enabled): nothing more here."""
