@@ -174,3 +174,23 @@ def test_verify_without_an_anchor_notices_deleted_newest_rows(schemas):
             conn.execute(f"DELETE FROM {store.db.schema}.events WHERE position > 2")
         report = store.verify()
         assert not report.ok and report.problem == "truncated" and "position 4" in report.detail
+
+
+def test_a_domain_whose_projection_is_not_ported_is_refused_naming_it(schemas, monkeypatch):
+    """With the queue projection taken off the ported list, the store does not keep it, and
+    `store.queue` (and a read of the projection) raise NotOnThisBackend naming the domain and
+    the backend, before anything is read or written; the log and the other domains still work."""
+    import eventstore.storage.postgres as backend
+
+    monkeypatch.setattr(backend, "PORTED_PROJECTIONS", backend.PORTED_PROJECTIONS - {"queue"})
+    with eventstore.open(pg.url_for(schemas()), synchronous="normal") as store:
+        head = store.anchor()
+        with pytest.raises(eventstore.NotOnThisBackend) as info:
+            store.queue.list("s1")
+        assert (info.value.domain, info.value.backend) == ("the queue domain", "PostgreSQL")
+        assert "queue" in str(info.value) and "PostgreSQL" in str(info.value)
+        with pytest.raises(eventstore.NotOnThisBackend, match="the queue projection"):
+            store.require_fresh("queue")
+        assert store.anchor() == head and "queue_batches" not in store.db.table_names()
+        store.sessions.create("s1")
+        assert store.sessions.get("s1") is not None and store.verify().ok

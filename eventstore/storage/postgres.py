@@ -632,7 +632,9 @@ CREATE TRIGGER log_clock_states AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON 
         return isinstance(exc, (IntegrityError, psycopg.errors.IntegrityError))
 
 
-PORTED_PROJECTIONS = frozenset({"catalogue", "sessions", "leases", "queue", "inputs", "graph", "processes", "triggers", "effects"})
-"""The projections whose SQL runs on PostgreSQL (through `translate`) and is tested there.
-A store on PostgreSQL keeps only these; the domains that read another are refused
-(`NotOnThisBackend`) until their projections are ported and tested."""
+PORTED_PROJECTIONS = frozenset({"catalogue", "sessions", "leases", "queue", "inputs", "graph", "processes",
+                                "triggers", "effects"})
+"""The projections whose SQL runs on PostgreSQL (through `translate`) and whose domain's
+contract suite passes there (tests/test_postgres_contract.py). A store on PostgreSQL keeps
+only these: a projection another package registers is not kept until it is tested and
+listed, and a domain that reads one that is not kept is refused (`NotOnThisBackend`)."""
