@@ -11,6 +11,8 @@ to a fresh schema, synchronous_commit on, and differs only in how positions are 
   The lock is held through COMMIT, so the WAL flush of one writer is inside the lock.
 * `advisory lock, 10 commands per commit`: the same, with ten one-event commands sharing one
   transaction (what a group commit does): one lock and one flush for ten commands.
+* `the store`: the same one-event appends through `eventstore.open(url)` (every projection
+  kept, synchronous="full"), alone and ten per `store.transaction()`.
 
 Run alone: `python tools/benches/postgres.py [--quick] [--dsn DSN]`. Through tools/bench.py
 the module is discovered like the others. Figures go to docs/postgres.md.
@@ -45,6 +47,9 @@ def _writer(dsn: str, schema: str, mode: str, writer: int, n: int, per_commit: i
     import psycopg
 
     payload = os.urandom(120)
+    if mode == "store":
+        _store_writer(dsn, schema, writer, n, per_commit, out)
+        return
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SET synchronous_commit = on")
         stream = f"w{writer}"
@@ -76,6 +81,26 @@ def _writer(dsn: str, schema: str, mode: str, writer: int, n: int, per_commit: i
         out.put((done, time.perf_counter() - started))
 
 
+def _store_writer(dsn: str, schema: str, writer: int, n: int, per_commit: int, out: Any) -> None:
+    """The same work through the store: eventstore.open(url), one-event appends, commands of
+    `per_commit` appends sharing one store.transaction()."""
+    import eventstore
+    from tools.benches._pg_events import BenchNote
+
+    sep = "&" if "?" in dsn else "?"
+    with eventstore.open(f"{dsn}{sep}schema={schema}_store", synchronous="full") as store:
+        stream = f"w{writer}"
+        event = BenchNote("x" * 120)
+        started = time.perf_counter()
+        done = 0
+        while done < n:
+            with store.transaction():
+                for _ in range(per_commit):
+                    store.append(stream, [event])
+            done += per_commit
+        out.put((done, time.perf_counter() - started))
+
+
 def measure(dsn: str, mode: str, writers: int, n: int, per_commit: int = 1) -> float:
     """Events/s for `writers` processes each appending `n` one-event commands."""
     import psycopg
@@ -84,6 +109,11 @@ def measure(dsn: str, mode: str, writers: int, n: int, per_commit: int = 1) -> f
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
         conn.execute(_DDL.format(s=schema))
+    if mode == "store":  # the store creates its own schema: created once, before the writers race
+        import eventstore
+
+        sep = "&" if "?" in dsn else "?"
+        eventstore.open(f"{dsn}{sep}schema={schema}_store").close()
     try:
         ctx = multiprocessing.get_context("fork")
         out = ctx.Queue()
@@ -101,6 +131,7 @@ def measure(dsn: str, mode: str, writers: int, n: int, per_commit: int = 1) -> f
     finally:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema}_store CASCADE")
 
 
 def run(workdir: str, quick: bool) -> list[dict]:
@@ -109,10 +140,13 @@ def run(workdir: str, quick: bool) -> list[dict]:
 
     n1, n8 = (100, 25) if quick else (2000, 500)
     rows = []
-    for mode, per_commit in (("sequence", 1), ("advisory lock", 1), ("advisory lock", 10)):
-        label = mode if per_commit == 1 else f"{mode}, {per_commit} commands per commit"
+    variants = (("sequence", "sequence", 1), ("advisory lock", "lock", 1), ("advisory lock", "lock", 10),
+                ("the store (eventstore.open)", "store", 1), ("the store (eventstore.open)", "store", 10))
+    for label, mode, per_commit in variants:
+        if per_commit > 1:
+            label = f"{label}, {per_commit} commands per commit"
         for writers, n in ((1, n1), (8, n8)):
-            rate = measure(DSN, "sequence" if mode == "sequence" else "lock", writers, n, per_commit)
+            rate = measure(DSN, mode, writers, n, per_commit)
             rows.append(row(f"{label}, {writers} writer(s)", round(rate), note="raw psycopg, one-event commands"))
     return rows
 
