@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import attrs
 
@@ -27,6 +27,17 @@ CREATE TABLE IF NOT EXISTS blobs (
     content BLOB NOT NULL
 ) WITHOUT ROWID;
 """
+
+PUTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS blob_puts (
+    ref       TEXT PRIMARY KEY,
+    put_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+"""When a blob was last put on its own (outside the commit that roots it): GC's minimum-age
+grace spares a blob put less than the grace ago, which a root may be about to name. The
+table is created on open, so stores written before it get it too (their blobs have no
+row: they count as old)."""
 
 _REF = re.compile(r"^[0-9a-f]{64}$")
 
@@ -56,13 +67,19 @@ class BlobInfo:
 class BlobStore:
     """Put and get content-addressed bytes in one store file."""
 
-    def __init__(self, db: Database, compress_threshold: int | None, limits: codec.Limits) -> None:
+    def __init__(self, db: Database, compress_threshold: int | None, limits: codec.Limits,
+                 clock: Callable[[], int] | None = None) -> None:
         self.db = db
         self.compress_threshold = compress_threshold
         self.limits = limits
+        self.clock = clock
 
-    def put(self, data: bytes) -> str:
-        """Store bytes (compressed by profile) and return their ref; idempotent."""
+    def put(self, data: bytes, *, stamp: bool = True) -> str:
+        """Store bytes (compressed by profile) and return their ref; idempotent.
+
+        The put time is recorded for GC's minimum-age grace (a repeated put refreshes it);
+        `stamp=False` is for a put whose root is written in the same transaction.
+        """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise InvalidArgument(f"blob data must be bytes, got {type(data).__name__}")
         data = bytes(data)
@@ -74,7 +91,15 @@ class BlobStore:
         stored, flags = codec.compress_for(data, self.compress_threshold)
         with self.db.transaction():
             self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)", (ref, flags, len(data), stored))
+            if stamp and self.clock is not None:
+                self.db.execute("INSERT INTO blob_puts VALUES (?, ?) ON CONFLICT (ref) DO UPDATE "
+                                "SET put_at_ms = max(put_at_ms, excluded.put_at_ms)", (ref, self.clock()))
         return ref
+
+    def put_after(self, after_ms: int) -> set[str]:
+        """Refs put (on their own) after `after_ms`: the ones GC's grace spares."""
+        return {r[0] for r in self.db.query("SELECT ref FROM blob_puts WHERE put_at_ms > ?", (after_ms,))}
+
 
     def get(self, ref: str) -> bytes:
         """The bytes stored under `ref`; BlobNotFound if absent, CorruptStore if they no
@@ -118,6 +143,7 @@ class BlobStore:
         for ref in refs:
             self.db.execute("DELETE FROM blobs WHERE ref = ?", (check_ref(ref),))
             n += self.db.changes()
+            self.db.execute("DELETE FROM blob_puts WHERE ref = ?", (ref,))
         return n
 
     def stats(self) -> tuple[int, int, int]:

@@ -72,9 +72,12 @@ class VerifyReport:
     """The result of walking the chain.
 
     `problem` is one of None, "altered", "missing", "reordered", "payload_missing",
-    "truncated", "rewritten", or "corrupt_file" (SQLite's integrity check failed: a
-    damaged page or index; `position` is then None); `position` is the first bad
-    position and `detail` says what was found there.
+    "wrong_type" (a chained column holds a value of the wrong storage class),
+    "truncated", "rewritten", "bad_key" (an idempotency key names events that are not
+    its append), "bad_blob" (a blob's bytes no longer hash to its ref; `position` is
+    then None), or "corrupt_file" (SQLite's integrity check failed: a damaged page or
+    index; `position` is then None); `position` is the first bad position and `detail`
+    says what was found there.
     """
 
     ok: bool
@@ -93,7 +96,9 @@ class VerifyReport:
         return f"FAILED at position {self.position}: {self.problem}: {self.detail}"
 
 
-Row = tuple  # (position, stream, version, type, schema, recorded_at_ms, flags, payload, digest_if_purged, hash)
+Row = tuple
+"""(position, stream, version, type, schema, recorded_at_ms, flags, payload, digest_if_purged, hash,
+wrong_type): the last is None, or what is wrong with a column's storage class."""
 
 
 def walk(pages: Iterable[list[Row]], anchor: Anchor | None = None,
@@ -114,10 +119,13 @@ def walk(pages: Iterable[list[Row]], anchor: Anchor | None = None,
         anchor_seen = True
     for page in pages:
         for row in page:
-            position, stream, version, type_, schema, at, flags, payload, purged_digest, stored = row
+            position, stream, version, type_, schema, at, flags, payload, purged_digest, stored, bad = row
             if position != expected:
                 return _fail(checked, expected - 1, prev, expected, "missing",
                              f"the row at position {expected} is gone (next row is {position})")
+            if bad is not None:
+                return _fail(checked, position - 1, prev, position, "wrong_type",
+                             f"column {bad}: the row was edited outside the store")
             if payload is None:
                 if purged_digest is None:
                     return _fail(checked, position - 1, prev, position, "payload_missing",
@@ -135,6 +143,10 @@ def walk(pages: Iterable[list[Row]], anchor: Anchor | None = None,
             except (struct.error, TypeError):  # a header value out of range or of the wrong type
                 h = None
             if h != stored:
+                wrong = _wrong_class(row)
+                if wrong is not None:
+                    return _fail(checked, position - 1, prev, position, "wrong_type",
+                                 f"column {wrong}: the row was edited outside the store")
                 return _diagnose(checked, prev, row, lookahead)
             if not anchor_seen and position == anchor.position:  # type: ignore[union-attr]
                 if h.hex() != anchor.hash:  # type: ignore[union-attr]
@@ -150,6 +162,21 @@ def walk(pages: Iterable[list[Row]], anchor: Anchor | None = None,
         return _fail(checked, expected - 1, prev, anchor.position, "truncated",  # type: ignore[union-attr]
                      f"the anchor is at position {anchor.position} but the log ends at {expected - 1}")  # type: ignore[union-attr]
     return VerifyReport(True, checked, expected - 1, prev.hex())
+
+
+_SQLITE_CLASS = {int: "integer", float: "real", str: "text", bytes: "blob", type(None): "null"}
+
+
+def _wrong_class(row: Row) -> str | None:
+    """'<column> holds <class>, not <class>' for the first integer column or hash of a row
+    whose SQLite storage class is wrong, from the Python types the driver returned."""
+    for name, value in (("version", row[2]), ("schema", row[4]), ("recorded_at_ms", row[5]),
+                        ("flags", row[6])):
+        if value.__class__ is not int:
+            return f"{name} holds {_SQLITE_CLASS.get(value.__class__, '?')}, not integer"
+    if row[9].__class__ is not bytes:
+        return f"hash holds {_SQLITE_CLASS.get(row[9].__class__, '?')}, not blob"
+    return None
 
 
 def _fail(checked: int, last: int, prev: bytes, position: int, problem: str, detail: str) -> VerifyReport:

@@ -25,7 +25,7 @@ import enum
 import threading
 import types
 import typing
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import attrs
 import lz4.block
@@ -309,7 +309,7 @@ def _dict_setter(cls: type) -> Callable[[Any, dict], None]:
     for klass in cls.__mro__:
         descr = klass.__dict__.get("__dict__")
         if descr is not None and hasattr(descr, "__set__"):
-            return descr.__set__
+            return cast("Callable[[Any, dict[Any, Any]], None]", descr.__set__)
     return lambda o, d: object.__setattr__(o, "__dict__", d)
 
 
@@ -490,7 +490,7 @@ class ClassCodec:
         if not self._built:
             self._build()
         self.to_plain = self._to_plain  # type: ignore[method-assign]
-        return self._to_plain(obj)
+        return cast("dict[Any, Any]", self._to_plain(obj))
 
     def from_plain(self, data: Any) -> Any:
         """Build an instance from a decoded map, checking its shape."""
@@ -503,13 +503,13 @@ class ClassCodec:
         """The generated from_plain function itself (for tight loops)."""
         if not self._built:
             self._build()
-        return self._from_plain
+        return cast("Callable[[Any], Any]", self._from_plain)
 
     def encoder(self) -> Callable[[Any], dict]:
         """The generated to_plain function itself (for tight loops)."""
         if not self._built:
             self._build()
-        return self._to_plain
+        return cast("Callable[[Any], dict[Any, Any]]", self._to_plain)
 
 
 _CODECS: dict[type, ClassCodec] = {}
@@ -546,7 +546,7 @@ def packer() -> Callable[[Any], bytes]:
     pack = getattr(_threads, "pack", None)
     if pack is None:
         pack = _threads.pack = msgpack.Packer(use_bin_type=True).pack
-    return pack
+    return cast("Callable[[Any], bytes]", pack)
 
 
 def drop_packer() -> None:
@@ -601,7 +601,7 @@ def decompress(stored: bytes, flags: int, limit: int) -> bytes:
         raise ShapeError(f"corrupt lz4 block ({exc})") from None
     if len(out) != size:
         raise ShapeError("lz4 block size does not match its prefix")
-    return out
+    return cast("bytes", out)
 
 
 def wrap_decode_error(exc: ShapeError, position: int | None, stream: str | None, what: str) -> DecodeError:

@@ -12,7 +12,7 @@ from typing import Any, Iterator, NamedTuple
 
 from . import codec
 from ._direct_decode import direct_decoder
-from .errors import DecodeError, PayloadTooLarge
+from .errors import CorruptStore, DecodeError, PayloadTooLarge
 from .events import EventRegistry
 
 _unpackb = codec.msgpack.unpackb
@@ -83,6 +83,10 @@ class RowDecoder:
         position, stream, version, type_, schema, at, flags, payload = row
         if payload is None:
             return RecordedEvent(position, stream, version, type_, schema, at, None)
+        if payload.__class__ is not bytes:  # SQLite keeps any type in any column: an edited row
+            raise CorruptStore(f"position {position} (stream {stream!r}): the payload is stored as "
+                               f"{type(payload).__name__}, not bytes; the row was edited outside the store "
+                               "(`eventstore verify` reports it)", position=position, stream=stream)
         if len(payload) > self.limits.max_payload_bytes:
             raise PayloadTooLarge(f"position {position} (stream {stream!r}): stored payload of "
                                   f"{len(payload)} bytes is over the limit of {self.limits.max_payload_bytes}")

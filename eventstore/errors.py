@@ -6,6 +6,8 @@ the expected and actual values) as attributes, and a message that names them.
 
 from __future__ import annotations
 
+from typing import cast
+
 
 class StoreError(Exception):
     """Base class of every error the store raises on purpose."""
@@ -47,7 +49,15 @@ class SchemaTooNew(FileError):
 
 
 class CorruptStore(StoreError):
-    """SQLite reported the file damaged while reading or writing it."""
+    """The file is damaged: SQLite reported it, or a stored value has an impossible type.
+
+    `position` (and `stream`) name the event row when the damage is in one.
+    """
+
+    def __init__(self, message: str, position: int | None = None, stream: str | None = None) -> None:
+        self.position = position
+        self.stream = stream
+        super().__init__(message)
 
 
 class IntegrityError(StoreError):
@@ -59,6 +69,14 @@ class IntegrityError(StoreError):
 
 class StoreBusy(StoreError):
     """Another connection held the write lock for longer than the busy timeout."""
+
+
+class DiskFull(StoreError):
+    """A write failed because the disk (or the file system's quota) is full; nothing was committed."""
+
+
+class ReadOnlyStore(StoreError):
+    """A write was attempted through a store opened with readonly=True."""
 
 
 class StoreClosed(StoreError):
@@ -188,4 +206,4 @@ class BlobNotFound(StoreError, KeyError):
         super().__init__(f"no blob stored under ref {ref!r}")
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message
-        return self.args[0]
+        return cast("str", self.args[0])

@@ -181,7 +181,7 @@ def event(name: str, schema: int = 1, *, registry: EventRegistry | None = None) 
             # instance's __dict__ in one step (see codec.ClassCodec), which is most of what
             # reading an event costs beyond msgpack itself.
             cls = attrs.frozen(cls, slots=False)
-            setattr(cls, "__eventstore_plain_dict__", cls)
+            setattr(cls, "__eventstore_plain_dict__", cls)  # noqa: B010 (cls is typed as a TypeVar of type)
         (registry or REGISTRY).register(cls, name, schema)
         return cls
 

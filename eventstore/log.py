@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, cast, Iterator, Sequence
 
 import attrs
 
@@ -79,8 +79,6 @@ CREATE TABLE IF NOT EXISTS store_meta (
 ) WITHOUT ROWID;
 """
 
-_SEQUENCE = {"sqlite": "SQLite's sqlite_sequence", "postgresql": "the log_clock table"}
-"""Where each backend keeps the largest position ever written (for verify's message)."""
 _COLUMNS = "position, stream, version, type, schema, recorded_at_ms, flags, payload"
 _INSERT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)"
 _START = codec.FLAG_COMMAND_START
@@ -381,7 +379,8 @@ class EventLog:
             # continues it: each walks the rowid b-tree outwards, a step per row.
             first = position if flags & _START else db.scalar(
                 "SELECT position FROM events WHERE position < ? AND (flags & ?) <> 0 "
-                "ORDER BY position DESC LIMIT 1", (position, _START), position)
+                "ORDER BY position DESC LIMIT 1",
+                (position, _START), position)
             after = db.scalar("SELECT position FROM events WHERE position > ? AND (flags & ?) = 0 "
                               "ORDER BY position LIMIT 1", (position, _CONTINUES), None)
             last = after - 1 if after is not None else self.last_position()
@@ -481,11 +480,11 @@ class EventLog:
 
     def last_position(self) -> int:
         """The position of the newest event (0 for an empty log)."""
-        return self.db.scalar("SELECT max(position) FROM events", (), 0)
+        return cast("int", self.db.scalar("SELECT max(position) FROM events", (), 0))
 
     def stream_version(self, stream: str) -> int:
         """The current version of a stream (0 when it has no events)."""
-        return self.db.scalar("SELECT max(version) FROM events WHERE stream=?", (validate_stream(stream),), 0)
+        return cast("int", self.db.scalar("SELECT max(version) FROM events WHERE stream=?", (validate_stream(stream),), 0))
 
     def follow(self, from_position: int = 1, *, stop: threading.Event | None = None,
                poll_interval: float = 0.05, idle_timeout: float | None = None,
@@ -530,72 +529,24 @@ class EventLog:
             return chain.Anchor(0, chain.GENESIS.hex())
         return chain.Anchor(row[0], row[1].hex())
 
-    # stream, type and payload are read as their stored bytes: the chain hashes bytes, and a
-    # tampered text that is not valid UTF-8 must be reported as altered, not crash the walk.
-    _VERIFY_SQL = (
-        "SELECT position, CAST(stream AS BLOB), version, CAST(type AS BLOB), schema, recorded_at_ms, "
-        "flags, CAST(payload AS BLOB), "
-        "CASE WHEN payload IS NULL THEN (SELECT digest FROM purged_payloads p WHERE p.position = e.position) END, "
-        "hash FROM events e WHERE position >= ? ORDER BY position LIMIT ?"
-    )
-    # PostgreSQL: text columns hold valid UTF-8 only, so their bytes are their encoding.
-    _VERIFY_SQL_PG = (
-        "SELECT position, convert_to(stream, 'UTF8'), version, convert_to(type, 'UTF8'), schema, "
-        "recorded_at_ms, flags, payload, "
-        "CASE WHEN payload IS NULL THEN (SELECT digest FROM purged_payloads p WHERE p.position = e.position) END, "
-        "hash FROM events e WHERE position >= ? ORDER BY position LIMIT ?"
-    )
-
     def verify(self, anchor: chain.Anchor | str | None = None,
                progress: Callable[[int], None] | None = None, page_size: int = 5000,
-               check_file: bool = True) -> chain.VerifyReport:
-        """Walk the whole chain; report the first altered, missing or reordered row.
+               check_file: bool = True, check_blobs: bool = True) -> chain.VerifyReport:
+        """Walk the whole chain; report the first altered, missing, reordered or mistyped row,
+        then check the idempotency keys, the blobs (`check_blobs`) and the file (`check_file`).
 
         With an `anchor` from an earlier anchor(), also prove that the anchor is
         still on the chain: a shorter log is 'truncated', a different hash 'rewritten'.
         Without one, a log that ends before the largest position SQLite's
-        sqlite_sequence says was written is 'truncated' too.
-        With `check_file` (the default), a sound chain is followed by SQLite's
+        sqlite_sequence says was written is 'truncated' too. The file check is SQLite's
         `PRAGMA integrity_check`: the chain proves every event row, but a damaged index
-        page could still make an indexed read (a stream, a projection) answer wrongly,
-        and only the file check sees that ('corrupt_file').
+        page could still make an indexed read answer wrongly ('corrupt_file').
+        See eventstore/logverify.py for the order of the checks.
         """
-        if isinstance(anchor, str):
-            anchor = chain.Anchor.parse(anchor)
+        from . import logverify
 
-        sql = self._VERIFY_SQL_PG if getattr(self.db, "dialect", "sqlite") == "postgresql" else self._VERIFY_SQL
-
-        def pages() -> Iterator[list[tuple]]:
-            position = 1
-            while True:
-                rows = self.db.query(sql, (position, page_size))
-                if not rows:
-                    return
-                yield rows
-                position = rows[-1][0] + 1
-
-        def lookahead(position: int, n: int) -> list[tuple]:
-            return self.db.query(sql, (position, n))
-
-        report = chain.walk(pages(), anchor, lookahead, progress)
-        if report.ok:
-            # AUTOINCREMENT keeps the largest position ever written in sqlite_sequence, so
-            # a log that ends before it lost its newest rows: caught without an anchor,
-            # unless whoever deleted them also lowered the sequence (an anchor kept
-            # outside the file still catches that).
-            seq = self.db.highest_position_ever("events")
-            if seq is not None and seq > report.last_position:
-                where = _SEQUENCE.get(getattr(self.db, "dialect", "sqlite"), "its sequence")
-                return chain.VerifyReport(
-                    False, report.checked, report.last_position, report.last_hash, report.last_position + 1,
-                    "truncated", f"the store records that position {seq} was written ({where}), but the "
-                                 f"log ends at {report.last_position}: its newest rows were deleted")
-        if report.ok and check_file:
-            problems = self.db.integrity_problems(5)
-            if problems:
-                return chain.VerifyReport(False, report.checked, report.last_position, report.last_hash,
-                                          None, "corrupt_file", "; ".join(map(str, problems)))
-        return report
+        return logverify.verify(self.db, anchor, progress, page_size, check_file, check_blobs,
+                                self.limits.max_decompressed_bytes)
 
     def purge_payloads(self, stream: str) -> int:
         """Drop the payload bytes of every event of `stream`, keeping their digests.

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Seque
 import attrs
 
 from . import codec
+from .blobs import PUTS_SCHEMA as BLOB_PUTS_SCHEMA
 from .storage import Storage
 from .storage.sqlite import Database, check_file, create_private_file
 from .blobs import SCHEMA as BLOB_SCHEMA
@@ -267,9 +268,15 @@ class Store(StoreContext):
         self.blobs = blobs
         self.profile = profile
         self.clock = clock
-        self.readonly = False
+        self.readonly = db.readonly
+        """True when opened with readonly=True: commands raise ReadOnlyStore."""
         self._facades = {}
         log.on_append = engine.apply_inline
+
+    def require_writable(self, what: str) -> None:
+        """Raise ReadOnlyStore when the store was opened with readonly=True."""
+        if self.readonly:
+            raise self.db.readonly_error(what)
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -324,16 +331,19 @@ class Store(StoreContext):
         return self.log.anchor()
 
     def verify(self, anchor: Anchor | str | None = None,
-               progress: Callable[[int], None] | None = None, check_file: bool = True) -> VerifyReport:
-        """Walk the hash chain (and check the anchor, if given), then SQLite's own
-        integrity check of the file unless `check_file=False`."""
-        return self.log.verify(anchor, progress, check_file=check_file)
+               progress: Callable[[int], None] | None = None, check_file: bool = True,
+               blobs: bool = True) -> VerifyReport:
+        """Walk the hash chain (and check the anchor, if given), the storage class of every
+        chained column and the idempotency keys; then, unless turned off, every blob's
+        bytes against its ref (`blobs`) and SQLite's own integrity check (`check_file`)."""
+        return self.log.verify(anchor, progress, check_file=check_file, check_blobs=blobs)
 
     # --- projections -------------------------------------------------------------
 
     def rebuild(self, projections: Sequence[str] | None = None,
                 progress: Callable[[int, int], None] | None = None) -> "RebuildReport":
         """Rebuild projections from the log into fresh tables and swap them in."""
+        self.require_writable("rebuild")
         return self.engine.rebuild(projections, progress)
 
     def verify_projections(self, projections: Sequence[str] | None = None,
@@ -443,8 +453,14 @@ def open(
     registry: EventRegistry | None = None,
     projections: "Sequence[Projection] | None" = None,
     create: bool = True,
+    readonly: bool = False,
 ) -> Store:
     """Open (or create, 0600) an event store file and return a Store.
+
+    readonly=True opens an existing store without ever writing it or waiting for the
+    write lock (it works on a read-only file, directory or mount, and on a full disk);
+    every write through it raises ReadOnlyStore. create=False (implied by readonly)
+    refuses a missing or empty file instead of making it a store.
 
     profile: "low_latency" (never compress), "balanced" (lz4 at 4 KiB) or "compact"
     (lz4 at 1 KiB). synchronous: "full" (an acknowledged append survives power loss)
@@ -466,14 +482,24 @@ def open(
     if path.startswith(("postgresql://", "postgres://")):
         return _open_postgres(path, profile=profile, synchronous=synchronous, clock=clock,
                               rebuild_stale=rebuild_stale, busy_timeout_ms=busy_timeout_ms, limits=limits,
-                              registry=registry, projections=projections, create=create)
+                              registry=registry, projections=projections, create=create, readonly=readonly)
     memory = path == ":memory:"
-    if not memory:
-        if check_file(path):
-            if not os.path.exists(path):
-                if not create:
-                    raise FileError(path, "no such store file (and create=False)")
-                create_private_file(path)
+    if readonly:
+        if memory:
+            raise InvalidArgument("readonly=True needs a store file, not ':memory:'")
+        if rebuild_stale:
+            raise InvalidArgument("rebuild_stale=True writes the file; it cannot go with readonly=True")
+        create = False
+    if not memory and check_file(path):  # True: the file is missing or empty
+        if not os.path.exists(path):
+            if not create:
+                raise FileError(path, "no such store file (and create=False)")
+            create_private_file(path)
+        elif not create:
+            # SQLite would take an empty file for an empty database and make it a store.
+            raise NotAnEventStore(path, "an empty file (0 bytes) is not an event store; it was left as it is")
+    if readonly:
+        return _open_readonly(path, busy_timeout_ms, clock, limits, registry, projections, profile)
     db = Database(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
     try:
         # One read transaction: the identity is three reads, and another process creating
@@ -499,8 +525,11 @@ def open(
                 # its heuristic for them. Stamped so that older code refuses the file
                 # rather than misread the new flags.
                 db.write_stamp(None, SCHEMA_VERSION)
+            # Every open, not only a new file's: stores written before the table existed get it.
+            db.execute(BLOB_PUTS_SCHEMA)
             engine.open(log.last_position())
-        store = Store(db, log, engine, BlobStore(db, threshold, limits), profile, clock or system_clock)
+        store = Store(db, log, engine, BlobStore(db, threshold, limits, clock or system_clock), profile,
+                      clock or system_clock)
         if rebuild_stale and engine.stale:
             store.rebuild(list(engine.stale))
         return store
@@ -512,7 +541,7 @@ def open(
 def _open_postgres(url: str, *, profile: str, synchronous: str, clock: Callable[[], int] | None,
                    rebuild_stale: bool, busy_timeout_ms: int, limits: codec.Limits | None,
                    registry: EventRegistry | None, projections: "Sequence[Projection] | None",
-                   create: bool) -> Store:
+                   create: bool, readonly: bool) -> Store:
     """open() for a `postgresql://` URL: one schema of a PostgreSQL database (docs/postgres.md)."""
     from projections import REGISTRY as PROJECTIONS
     from projections.engine import ProjectionEngine
@@ -522,35 +551,67 @@ def _open_postgres(url: str, *, profile: str, synchronous: str, clock: Callable[
     except ImportError as exc:
         raise StoreError(f"{url}: the PostgreSQL backend needs psycopg: pip install "
                          f"'lash-eventstore[postgres]' ({exc})") from None
+    if readonly and rebuild_stale:
+        raise InvalidArgument("rebuild_stale=True writes the store; it cannot go with readonly=True")
     wanted = list(projections) if projections is not None else PROJECTIONS.all()
     kept = [p for p in wanted if p.name in PORTED_PROJECTIONS]
     unported = frozenset(p.name for p in PROJECTIONS.all() if p.name not in PORTED_PROJECTIONS)
-    db = PostgresDatabase(url, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+    db = PostgresDatabase(url, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, readonly=readonly)
     try:
         with db.transaction(write=False):
             new = _identify(db, url)
-        if new and not create:
+        if new and (not create or readonly):
             raise FileError(url, "no event store in this schema (and create=False)")
         limits = limits or codec.Limits()
         threshold = codec.PROFILES[profile]
         log = EventLog(db, registry=registry, compress_threshold=threshold, limits=limits,
                        clock=clock or system_clock)
         engine = ProjectionEngine(db, log, kept)
-        with db.transaction():  # the advisory lock: concurrent openers create the schema once
-            if _identify(db, url):
-                db.execute(SCHEMA)
-                db.execute(BLOB_SCHEMA)
-                db.write_stamp(APPLICATION_ID, SCHEMA_VERSION)
-            elif db.read_stamp()[1] < SCHEMA_VERSION:
-                db.write_stamp(None, SCHEMA_VERSION)
-            engine.open(log.last_position())
-            db.ensure_clock()
+        if readonly:
+            # Nothing is created, caught up or stamped: a projection that would need it is stale here.
+            with db.transaction(write=False):
+                engine.open_readonly(log.last_position())
+        else:
+            with db.transaction():  # the advisory lock: concurrent openers create the schema once
+                if _identify(db, url):
+                    db.execute(SCHEMA)
+                    db.execute(BLOB_SCHEMA)
+                    db.write_stamp(APPLICATION_ID, SCHEMA_VERSION)
+                elif db.read_stamp()[1] < SCHEMA_VERSION:
+                    db.write_stamp(None, SCHEMA_VERSION)
+                engine.open(log.last_position())
+                db.ensure_clock()
         store = Store(db, log, engine, BlobStore(db, threshold, limits), profile, clock or system_clock)
         store.unported = unported
         store.backend = "PostgreSQL"
         if rebuild_stale and engine.stale:
             store.rebuild(list(engine.stale))
         return store
+    except BaseException:
+        db.close()
+        raise
+
+
+def _open_readonly(path: str, busy_timeout_ms: int, clock: Callable[[], int] | None,
+                   limits: codec.Limits | None, registry: EventRegistry | None,
+                   projections: "Sequence[Projection] | None", profile: str) -> Store:
+    """open(readonly=True): identify the file and read the projections' state in one read
+    transaction; no WAL switch, no schema, no catch-up (each of those writes)."""
+    from projections import REGISTRY as PROJECTIONS
+    from projections.engine import ProjectionEngine
+
+    db = Database(path, busy_timeout_ms=busy_timeout_ms, readonly=True)
+    try:
+        limits = limits or codec.Limits()
+        threshold = codec.PROFILES[profile]
+        log = EventLog(db, registry=registry, compress_threshold=threshold, limits=limits,
+                       clock=clock or system_clock)
+        engine = ProjectionEngine(db, log, projections if projections is not None else PROJECTIONS.all())
+        with db.transaction(write=False):
+            if _identify(db, path):
+                raise NotAnEventStore(path, "a SQLite database without the event store's tables")
+            engine.open_readonly(log.last_position())
+        return Store(db, log, engine, BlobStore(db, threshold, limits), profile, clock or system_clock)
     except BaseException:
         db.close()
         raise

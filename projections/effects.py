@@ -15,7 +15,7 @@ original key order, so that a replay returns exactly what the first call returne
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -278,8 +278,9 @@ def get_finished(db: Any, scope: str, replay_key: str) -> FinishedEffect | None:
 
 def waiting_awaits_of_session(db: Any, session_id: str) -> list[tuple[str, str]]:
     """(scope, replay key) of the session's unresolved awaits."""
-    return db.query("SELECT scope, replay_key FROM effects_entries WHERE session_id=? AND status='waiting' "
+    rows = db.query("SELECT scope, replay_key FROM effects_entries WHERE session_id=? AND status='waiting' "
                     "ORDER BY scope, replay_key", (session_id,))
+    return cast("list[tuple[str, str]]", rows)
 
 
 def is_revoked(db: Any, session_id: str) -> bool:

@@ -113,8 +113,12 @@ class ProjectionDifference:
     table: str
     live_row: tuple | None
     rebuilt_row: tuple | None
+    note: str = ""
+    """Set when the projection could not be compared at all (stale): says why."""
 
     def __str__(self) -> str:
+        if self.note:
+            return f"projection {self.projection!r}: {self.note}"
         return (f"projection {self.projection!r} table {self.table}: live has {self.live_row!r}, "
                 f"rebuild has {self.rebuilt_row!r}")
 
@@ -184,6 +188,19 @@ class ProjectionEngine:
                 lagging.append((p, position))
         for p, position in lagging:
             self._catch_up(db, p, position, None)
+        self._set_live()
+
+    def open_readonly(self, last_position: int) -> None:
+        """Inside the read-only opener's read transaction: find the projections that can be
+        read. One this handle would have to create, rebuild or catch up (each a write) is
+        stale for it: reads of it raise ProjectionStale."""
+        stored = {r[0]: (r[1], last_position if r[2] is None else r[2])
+                  for r in self.db.query("SELECT name, version, position FROM projection_state")}
+        self.stale = {}
+        for p in self.projections:
+            version, position = stored.get(p.name, (0, 0))
+            if version != p.version or position < last_position:
+                self.stale[p.name] = version
         self._set_live()
 
     def _catch_up(self, db: Database, p: Projection, position: int, to_position: int | None) -> None:
@@ -274,7 +291,9 @@ class ProjectionEngine:
 
     def _scratch_path(self, kind: str) -> str:
         base = self.db.path
-        if base == ":memory:" or base.startswith("file:") or "://" in base:  # "://": a server URL
+        # A read-only handle may sit in a read-only directory, and a server store ("://") has
+        # no directory: their scratch goes to the temporary directory.
+        if base == ":memory:" or base.startswith("file:") or self.db.readonly or "://" in base:
             fd, path = tempfile.mkstemp(prefix=f"eventstore-{kind}-", suffix=".db")
             os.close(fd)
             os.unlink(path)
@@ -409,8 +428,27 @@ class ProjectionEngine:
         return mem
 
     def verify(self, names: Iterable[str] | None = None, progress: Progress | None = None) -> ProjectionVerifyReport:
-        """Rebuild into scratch and compare every table with the live rows."""
-        targets = [p for p in self._select(names) if p.name not in self.stale]
+        """Rebuild into scratch and compare every table with the live rows.
+
+        A selected projection that cannot be compared (recorded at another version than
+        the code's, or behind the log) is a failure naming it, not a projection left out.
+        """
+        selected = self._select(names)
+        with self.db.transaction(write=False):  # the state as it is now, not as seen at open
+            last = self.log.last_position()
+            stored = {r[0]: (r[1], r[2])
+                      for r in self.db.query("SELECT name, version, position FROM projection_state")}
+        for p in selected:
+            version, position = stored.get(p.name, (None, None))
+            if version != p.version or (position is not None and position < last):
+                why = ("it has no state row" if version is None else
+                       f"stored version {version}, code version {p.version}" if version != p.version else
+                       f"it stops at position {position}, the log at {last}")
+                difference = ProjectionDifference(
+                    p.name, "projection_state", (p.name, version, position), (p.name, p.version, None),
+                    f"cannot be compared with a rebuild: it is stale ({why}); run `eventstore rebuild`")
+                return ProjectionVerifyReport(False, last, tuple(x.name for x in selected), difference)
+        targets = selected
         path = self._scratch_path("verify")
         create_private_file(path)  # 0600 like the store: it holds the same data
         scratch = self.db.open_scratch(path)

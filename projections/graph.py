@@ -17,7 +17,7 @@ stay in the log, append-only.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, cast, Iterable
 
 import attrs
 import msgpack
@@ -27,6 +27,7 @@ from eventstore.commits.events import (
     ArtifactRefSet,
     AttachmentIntentRecorded,
     AttachmentIntentsForgotten,
+    AttachmentsCommitted,
     NodesTombstoned,
     SessionCommitted,
     SessionVacuumed,
@@ -40,7 +41,7 @@ from projections.base import REGISTRY, Projection
 graph = REGISTRY.register(
     Projection(
         name="graph",
-        version=2,
+        version=3,
         tables=("graph_heads", "graph_nodes", "graph_usage", "graph_turns", "graph_attachments",
                 "graph_artifact_refs"),
         ddl=(
@@ -82,8 +83,9 @@ graph = REGISTRY.register(
                 PRIMARY KEY (skey, turn_id)
             ) WITHOUT ROWID""",
             """CREATE TABLE IF NOT EXISTS graph_attachments (
-                session_id TEXT NOT NULL, attachment_id TEXT NOT NULL, blob_ref TEXT NOT NULL,
+                session_id TEXT NOT NULL, attachment_id TEXT NOT NULL, blob_ref TEXT,
                 owner_kind TEXT, owner_id TEXT, intent_at_ms INTEGER NOT NULL, committed_at_ms INTEGER,
+                uri TEXT NOT NULL, media_type TEXT, label TEXT, size INTEGER,
                 PRIMARY KEY (session_id, attachment_id)
             ) WITHOUT ROWID""",
             """CREATE TABLE IF NOT EXISTS graph_artifact_refs (
@@ -98,7 +100,7 @@ _frames_codec = codec.class_codec(AgentFrame)
 
 
 def _pack_frames(frames: Iterable[AgentFrame]) -> bytes:
-    return msgpack.packb([_frames_codec.to_plain(f) for f in frames], use_bin_type=True)
+    return cast("bytes", msgpack.packb([_frames_codec.to_plain(f) for f in frames], use_bin_type=True))
 
 
 def _unpack_frames(blob: bytes | None) -> tuple[AgentFrame, ...]:
@@ -172,7 +174,7 @@ def _committed(db: Any, ev: Any) -> None:
 
 
 def _skey(db: Any, session_id: str) -> int | None:
-    return db.scalar("SELECT skey FROM graph_heads WHERE session_id = ?", (session_id,))
+    return cast("int | None", db.scalar("SELECT skey FROM graph_heads WHERE session_id = ?", (session_id,)))
 
 
 @graph.on(NodesTombstoned)
@@ -196,14 +198,33 @@ def _vacuumed(db: Any, ev: Any) -> None:
         db.execute("DELETE FROM graph_nodes WHERE skey = ? AND tombstoned = 1", (skey,))
 
 
+BLOB_URI_PREFIX = "attachment://sha256/"
+"""The canonical URI of an attachment whose bytes are a blob of this store: prefix + blob ref."""
+
+
 @graph.on(AttachmentIntentRecorded)
 def _intent(db: Any, ev: Any) -> None:
     d = ev.data
+    uri = d.uri if d.uri is not None else BLOB_URI_PREFIX + (d.blob_ref or "")
+    # A repeated intent refreshes the time, owner and description and keeps the commit
+    # stamp (committed_at_ms is not in the update list), law 66.
     db.execute(
-        "INSERT INTO graph_attachments VALUES (?, ?, ?, ?, ?, ?, NULL) ON CONFLICT (session_id, attachment_id) "
+        "INSERT INTO graph_attachments VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?) "
+        "ON CONFLICT (session_id, attachment_id) "
         "DO UPDATE SET blob_ref = excluded.blob_ref, owner_kind = excluded.owner_kind, "
-        "owner_id = excluded.owner_id, intent_at_ms = excluded.intent_at_ms",
-        (d.session_id, d.attachment_id, d.blob_ref, d.owner_kind, d.owner_id, ev.recorded_at_ms))
+        "owner_id = excluded.owner_id, intent_at_ms = excluded.intent_at_ms, uri = excluded.uri, "
+        "media_type = excluded.media_type, label = excluded.label, size = excluded.size",
+        (d.session_id, d.attachment_id, d.blob_ref, d.owner_kind, d.owner_id, ev.recorded_at_ms,
+         uri, d.media_type, d.label, d.size))
+
+
+@graph.on(AttachmentsCommitted)
+def _attachments_committed(db: Any, ev: Any) -> None:
+    # Update in place only, first stamp wins: never inserts, so it cannot revive a row
+    # that forget or the aged-intent sweep removed.
+    db.executemany("UPDATE graph_attachments SET committed_at_ms = COALESCE(committed_at_ms, ?) "
+                   "WHERE session_id = ? AND attachment_id = ?",
+                   [(ev.recorded_at_ms, ev.data.session_id, a) for a in ev.data.attachment_ids])
 
 
 @graph.on(AttachmentIntentsForgotten)
@@ -281,7 +302,7 @@ def head(db: Any, session_id: str) -> HeadRow | None:
 
 def revision(db: Any, session_id: str) -> int:
     """The current head revision (0 when the session has never committed)."""
-    return db.scalar("SELECT revision FROM graph_heads WHERE session_id = ?", (session_id,), 0)
+    return cast("int", db.scalar("SELECT revision FROM graph_heads WHERE session_id = ?", (session_id,), 0))
 
 
 def node(db: Any, session_id: str, node_id: str) -> NodeRow | None:
@@ -314,7 +335,7 @@ def node_refs(db: Any, session_id: str) -> list[tuple[int, int]]:
     skey = _skey(db, session_id)
     if skey is None:
         return []
-    return db.query("SELECT position, idx FROM graph_nodes WHERE skey = ? AND tombstoned = 0 ORDER BY seq", (skey,))
+    return cast("list[tuple[int, int]]", db.query("SELECT position, idx FROM graph_nodes WHERE skey = ? AND tombstoned = 0 ORDER BY seq", (skey,)))
 
 
 def path_refs(db: Any, session_id: str, leaf: str) -> list[tuple[int, int]]:
@@ -338,7 +359,7 @@ def tombstoned_count(db: Any, session_id: str) -> int:
     skey = _skey(db, session_id)
     if skey is None:
         return 0
-    return db.scalar("SELECT count(*) FROM graph_nodes WHERE skey = ? AND tombstoned = 1", (skey,), 0)
+    return cast("int", db.scalar("SELECT count(*) FROM graph_nodes WHERE skey = ? AND tombstoned = 1", (skey,), 0))
 
 
 def usage_ledger(db: Any, session_id: str) -> list[UsageDelta]:
@@ -372,7 +393,7 @@ def gc_roots(db: Any) -> tuple[set[str], set[str]]:
     checkpoint, every frame's execution-state snapshot, artifact pointers, attachments."""
     manifests = {r[0] for r in db.query("SELECT checkpoint_ref FROM graph_heads WHERE checkpoint_ref IS NOT NULL")}
     others = {r[0] for r in db.query("SELECT blob_ref FROM graph_artifact_refs")}
-    others |= {r[0] for r in db.query("SELECT blob_ref FROM graph_attachments")}
+    others |= {r[0] for r in db.query("SELECT blob_ref FROM graph_attachments WHERE blob_ref IS NOT NULL")}
     for (frames,) in db.query("SELECT frames FROM graph_heads WHERE frames IS NOT NULL"):
         for f in msgpack.unpackb(frames, raw=False):
             if f.get("execution_state_ref"):
@@ -389,26 +410,42 @@ def artifact_ref(db: Any, namespace: str, name: str) -> str | None:
 def artifact_refs(db: Any, namespace: str | None = None) -> list[tuple[str, str, str]]:
     """(namespace, name, blob ref) of every pointer (of one namespace), ordered."""
     if namespace is None:
-        return db.query("SELECT namespace, artifact_ref, blob_ref FROM graph_artifact_refs ORDER BY 1, 2")
+        return cast("list[tuple[str, str, str]]", db.query("SELECT namespace, artifact_ref, blob_ref FROM graph_artifact_refs ORDER BY 1, 2"))
     return db.query("SELECT namespace, artifact_ref, blob_ref FROM graph_artifact_refs WHERE namespace = ? "
                     "ORDER BY 2", (namespace,))
 
 
+ATTACHMENT_COLUMNS = ("session_id, attachment_id, blob_ref, owner_kind, owner_id, intent_at_ms, committed_at_ms, "
+                      "uri, media_type, label, size")
+
+
 def attachment_rows(db: Any, session_id: str | None = None, attachment_id: str | None = None) -> list[tuple]:
-    """Manifest rows (session, attachment, blob ref, owner kind, owner id, intent time, commit time)."""
-    sql = "SELECT * FROM graph_attachments"
+    """Manifest rows (session, attachment, blob ref, owner kind, owner id, intent time, commit time,
+    uri, media type, label, size)."""
+    sql = f"SELECT {ATTACHMENT_COLUMNS} FROM graph_attachments"
     params: tuple = ()
     if session_id is not None and attachment_id is not None:
         sql, params = sql + " WHERE session_id = ? AND attachment_id = ?", (session_id, attachment_id)
     elif session_id is not None:
         sql, params = sql + " WHERE session_id = ?", (session_id,)
-    return db.query(sql + " ORDER BY session_id, attachment_id", params)
+    return cast("list[tuple[Any, ...]]", db.query(sql + " ORDER BY session_id, attachment_id", params))
 
 
-def holds_ref(db: Any, session_id: str, blob_ref: str) -> bool:
-    """True when the session's manifest has a row for the ref."""
+def holds_blob(db: Any, session_id: str, blob_ref: str) -> bool:
+    """True when the session's manifest has a row whose bytes are the blob `blob_ref`."""
     return db.one("SELECT 1 FROM graph_attachments WHERE session_id = ? AND blob_ref = ? LIMIT 1",
                   (session_id, blob_ref)) is not None
+
+
+def holds_ref(db: Any, session_id: str, attachment_id: str) -> bool:
+    """True when the session's manifest has a row (intent or commit) for the attachment id."""
+    return db.one("SELECT 1 FROM graph_attachments WHERE session_id = ? AND attachment_id = ?",
+                  (session_id, attachment_id)) is not None
+
+
+def attachment_blob_refs(db: Any) -> set[str]:
+    """Every blob some manifest row (of any session) points at."""
+    return {r[0] for r in db.query("SELECT DISTINCT blob_ref FROM graph_attachments WHERE blob_ref IS NOT NULL")}
 
 
 __all__ = [
@@ -420,6 +457,7 @@ __all__ = [
     "gc_roots",
     "graph",
     "head",
+    "holds_blob",
     "holds_ref",
     "node",
     "node_exists",

@@ -13,7 +13,7 @@ never reused.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, cast, Sequence
 
 import attrs
 
@@ -368,4 +368,4 @@ def terminal_input_ids(db: Any, session_id: str) -> list[str]:
 
 def last_enqueue_seq(db: Any, session_id: str) -> int:
     """The session's last input sequence number (0 before its first input)."""
-    return db.scalar("SELECT last_enqueue_seq FROM inputs_sessions WHERE session_id = ?", (session_id,), 0)
+    return cast("int", db.scalar("SELECT last_enqueue_seq FROM inputs_sessions WHERE session_id = ?", (session_id,), 0))

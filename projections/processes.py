@@ -25,7 +25,7 @@ same transaction, so a rebuild skips their events and agrees with the live table
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from eventstore import codec
 from eventstore.leases.owners import LeaseOwner
@@ -75,7 +75,7 @@ from projections._select import select_where
 processes = REGISTRY.register(
     Projection(
         name="processes",
-        version=2,
+        version=3,
         tables=("processes_records", "processes_events", "processes_wakes", "processes_wake_acks",
                 "processes_grants", "processes_leases", "processes_handovers"),
         ddl=(
@@ -97,7 +97,8 @@ processes = REGISTRY.register(
                 abandon_request     BLOB,
                 wait                BLOB,
                 wake_target_session TEXT,
-                wake_target_frame   TEXT
+                wake_target_frame   TEXT,
+                caused_by           TEXT
             ) WITHOUT ROWID""",
             "CREATE UNIQUE INDEX IF NOT EXISTS processes_records_change ON processes_records (change_seq)",
             "CREATE INDEX IF NOT EXISTS processes_records_status ON processes_records (status, updated_at_ms)",
@@ -200,10 +201,11 @@ def _registered(db: Any, ev: Any) -> None:
     reg = e.registration
     target = reg.wake_target
     db.execute(
-        "INSERT INTO processes_records VALUES (?,?,?,?,?,?,?,NULL,?,?,?,0,NULL,NULL,NULL,NULL,?,?)",
+        "INSERT INTO processes_records VALUES (?,?,?,?,?,?,?,NULL,?,?,?,0,NULL,NULL,NULL,NULL,?,?,?)",
         (e.process_id, _pack(reg), e.registration_hash, reg.disposition.value, reg.input.KIND,
          reg.provenance.originator.scope_id, ProcessStatus.RUNNING.value, e.registered_at_ms, e.registered_at_ms,
-         ev.position, target.session_id if target else None, target.frame_id if target else None),
+         ev.position, target.session_id if target else None, target.frame_id if target else None,
+         reg.provenance.caused_by),
     )
 
 
@@ -239,13 +241,15 @@ def _external_ref(db: Any, ev: Any) -> None:
 @processes.on(ProcessFirstStarted)
 def _first_started(db: Any, ev: Any) -> None:
     e: ProcessFirstStarted = ev.data
-    _touch(db, "first_started", _pack(e.first_start), e.process_id, e.first_start.started_at_ms, ev.position)
+    # updated_at is when the store recorded the change, not the caller's start time
+    # (which may be far in the past: prune compares updated_at with its cutoff).
+    _touch(db, "first_started", _pack(e.first_start), e.process_id, ev.recorded_at_ms, ev.position)
 
 
 @processes.on(ProcessAbandonRequested)
 def _abandon_requested(db: Any, ev: Any) -> None:
     e: ProcessAbandonRequested = ev.data
-    _touch(db, "abandon_request", _pack(e.request), e.process_id, e.request.requested_at_ms, ev.position)
+    _touch(db, "abandon_request", _pack(e.request), e.process_id, ev.recorded_at_ms, ev.position)
 
 
 @processes.on(ProcessWaitSet)
@@ -425,7 +429,7 @@ def event_index(db: Any, process_id: str, after_sequence: int, limit: int | None
                "ORDER BY sequence")
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
-    return db.query(sql, (process_id, after_sequence))
+    return cast("list[tuple[int, int, int]]", db.query(sql, (process_id, after_sequence)))
 
 
 def recent_event_index(db: Any, process_id: str, limit: int) -> list[tuple[int, int, int]]:
@@ -433,7 +437,7 @@ def recent_event_index(db: Any, process_id: str, limit: int) -> list[tuple[int, 
     rows = db.query("SELECT sequence, position, version FROM processes_events WHERE process_id = ? "
                     "ORDER BY sequence DESC LIMIT ?", (process_id, limit))
     rows.reverse()
-    return rows
+    return cast("list[tuple[int, int, int]]", rows)
 
 
 def count_events_of_type(db: Any, process_id: str, event_type: str, through_sequence: int) -> int:
@@ -491,7 +495,7 @@ def grants_for_session(db: Any, session_id: str) -> list[HandleGrant]:
 
 def count_grants(db: Any, process_id: str) -> int:
     """How many scopes hold a grant on the process."""
-    return db.scalar("SELECT count(*) FROM processes_grants WHERE process_id = ?", (process_id,), 0)
+    return cast("int", db.scalar("SELECT count(*) FROM processes_grants WHERE process_id = ?", (process_id,), 0))
 
 
 def wake_targeted(db: Any, session_id: str) -> list[str]:
@@ -523,7 +527,7 @@ def handover_index(db: Any, process_id: str, segment_ordinal: int | None = None,
         sql += " AND segment_ordinal = ?"
         params.append(segment_ordinal)
     sql += " ORDER BY segment_ordinal DESC LIMIT 1" if latest else " ORDER BY segment_ordinal"
-    return db.query(sql, params)
+    return cast("list[tuple[int, int, str, int]]", db.query(sql, params))
 
 
 def prune_candidates(db: Any, cutoff_ms: int, flt: PruneFilter | None,
@@ -547,6 +551,9 @@ def prune_candidates(db: Any, cutoff_ms: int, flt: PruneFilter | None,
         if flt.input_kind is not None:
             where.append("input_kind = ?")
             params.append(flt.input_kind)
+        if flt.caused_by is not None:
+            where.append("caused_by = ?")
+            params.append(flt.caused_by)
     return db.query(f"SELECT process_id, last_sequence FROM processes_records WHERE {' AND '.join(where)} "
                     "ORDER BY process_id", params)
 

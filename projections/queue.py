@@ -21,7 +21,7 @@ lease at the reader's `now`; readers pass the live lease generation in.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, cast, Iterable, Sequence
 
 import attrs
 
@@ -129,7 +129,7 @@ def encode_payloads(payloads: Sequence[Any]) -> bytes:
 
 def decode_payloads(data: bytes) -> tuple[Any, ...]:
     """Payload instances back from `encode_payloads`."""
-    return codec.class_codec(_Payloads).from_plain(codec.unpack(data)).items
+    return cast("tuple[Any, ...]", codec.class_codec(_Payloads).from_plain(codec.unpack(data)).items)
 
 
 # --- appliers --------------------------------------------------------------------------
@@ -448,7 +448,7 @@ def candidate_rows(db: Any, session_id: str, batch_ids: Sequence[str]) -> list[C
 
 def claim_holdings(db: Any, session_id: str, claim_id: str) -> list[tuple[str, str, int]]:
     """(batch_id, lease token, generation) of every row the claim `claim_id` holds."""
-    return [tuple(r) for r in db.query(  # type: ignore[misc]
+    return [tuple(r) for r in db.query(
         # INDEXED BY: without statistics the planner prefers the primary key's session range.
         "SELECT batch_id, claim_token, claim_generation FROM queue_batches INDEXED BY queue_batches_by_claim "
         "WHERE session_id = ? AND claim_id = ?",
@@ -457,7 +457,7 @@ def claim_holdings(db: Any, session_id: str, claim_id: str) -> list[tuple[str, s
 
 def last_enqueue_seq(db: Any, session_id: str) -> int:
     """The session's last enqueue sequence number (0 before its first batch)."""
-    return db.scalar("SELECT last_enqueue_seq FROM queue_sessions WHERE session_id = ?", (session_id,), 0)
+    return cast("int", db.scalar("SELECT last_enqueue_seq FROM queue_sessions WHERE session_id = ?", (session_id,), 0))
 
 
 @attrs.frozen
@@ -494,7 +494,7 @@ def count_settled_source_keys(db: Any, session_id: str, settled_before_ms: int |
     if settled_before_ms is not None:
         sql += " AND settled_at_ms < ?"
         params.append(settled_before_ms)
-    return db.scalar(sql, params, 0)
+    return cast("int", db.scalar(sql, params, 0))
 
 
 def session_ids(db: Any) -> list[str]:

@@ -21,6 +21,7 @@ from eventstore.sessions.events import (
     SessionCreated,
     SessionDeletedEvent,
     SessionMeta,
+    SessionMetaSaved,
     SessionPurged,
     SessionRelation,
 )
@@ -69,6 +70,17 @@ def _created(db: Any, ev: Any) -> None:
         (e.session_id, ACTIVE, e.generation, m.name, m.model, m.cwd,
          rel.parent_session_id if rel else None, rel.kind if rel else None, e.created_at_ms),
     )
+
+
+@sessions.on(SessionMetaSaved)
+def _meta_saved(db: Any, ev: Any) -> None:
+    e: SessionMetaSaved = ev.data
+    m = e.meta
+    rel = m.relation
+    db.execute("UPDATE sessions_index SET name = ?, model = ?, cwd = ?, parent_session_id = ?, relation_kind = ? "
+               "WHERE session_id = ?",
+               (m.name, m.model, m.cwd, rel.parent_session_id if rel else None, rel.kind if rel else None,
+                e.session_id))
 
 
 @sessions.on(SessionDeletedEvent)

@@ -5,10 +5,14 @@ Tables (all derived from the `trigger:*`, `trigger-occurrence:*` and
 
 * ``triggers_subscriptions``: one row per subscription id, tombstones included
   (``deleted = 1``) until a prune retires them;
-* ``triggers_retired``: the incarnation and revision of each pruned subscription, so a
-  later registration under the same id continues its numbering;
-* ``triggers_receipts``: one row per operation id with the answer it got (until a
-  prune drops receipts older than its cutoff);
+* ``triggers_retired``: the incarnation and revision (and owner scope) of each pruned
+  subscription, so a later registration under the same id continues its numbering;
+* ``triggers_receipts``: one row per (owner scope, operation id) with the answer it got
+  (until a retention prune drops receipts older than its cutoff). The same operation id
+  in two owner scopes is two independent receipts. A receipt recorded before receipts
+  were keyed by scope (a schema-1 ``trigger.command_answered`` for a subscription this
+  projection does not know) has the owner scope ``''`` (`LEGACY_SCOPE`): it answers for
+  its operation id in every scope, as it did when it was written;
 * ``triggers_occurrences`` and ``triggers_deliveries``: ingested occurrences and the
   deliveries reserved with them, keyed by their deterministic process id. A delivery
   row leaves when its process is pruned from the registry or its subscription's
@@ -20,12 +24,13 @@ Tables (all derived from the `trigger:*`, `trigger-occurrence:*` and
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
 from eventstore.checks import canonical_json
 from eventstore.triggers.events import (
+    RETENTION_SCOPE,
     CommandAnswered,
     DeliveryReserved,
     OccurrenceRecorded,
@@ -37,8 +42,10 @@ from eventstore.triggers.events import (
     SubscriptionRevived,
     SubscriptionUpdated,
     TriggerDefinition,
+    SubscriptionsPruned,
     TriggersPruned,
 )
+from eventstore.triggers.commands import TombstonedSubscription
 
 from eventstore.processes.events import ProcessesPruned
 
@@ -49,7 +56,8 @@ from projections._select import select_where
 triggers = REGISTRY.register(Projection(
     name="triggers",
     # 2: `trigger.occurrences_forgotten` (occurrence retention) and the occurrence age index.
-    version=2,
+    # 3: receipts keyed by (owner scope, operation id); `trigger.subscriptions_pruned`.
+    version=3,
     tables=("triggers_subscriptions", "triggers_retired", "triggers_receipts",
             "triggers_occurrences", "triggers_deliveries"),
     ddl=(
@@ -78,10 +86,12 @@ triggers = REGISTRY.register(Projection(
         """CREATE TABLE IF NOT EXISTS triggers_retired (
             subscription_id TEXT PRIMARY KEY,
             incarnation     INTEGER NOT NULL,
-            revision        INTEGER NOT NULL
+            revision        INTEGER NOT NULL,
+            owner_scope     TEXT NOT NULL
         ) WITHOUT ROWID""",
         """CREATE TABLE IF NOT EXISTS triggers_receipts (
-            operation_id      TEXT PRIMARY KEY,
+            owner_scope       TEXT NOT NULL,
+            operation_id      TEXT NOT NULL,
             request_hash      TEXT NOT NULL,
             command           TEXT NOT NULL,
             subscription_id   TEXT,
@@ -95,7 +105,9 @@ triggers = REGISTRY.register(Projection(
             pruned_subscriptions INTEGER,
             pruned_receipts   INTEGER,
             pruned_deliveries INTEGER,
-            recorded_at_ms    INTEGER NOT NULL
+            tombstoned_json   TEXT,
+            recorded_at_ms    INTEGER NOT NULL,
+            PRIMARY KEY (owner_scope, operation_id)
         ) WITHOUT ROWID""",
         "CREATE INDEX IF NOT EXISTS triggers_receipts_age ON triggers_receipts (recorded_at_ms)",
         """CREATE TABLE IF NOT EXISTS triggers_occurrences (
@@ -130,13 +142,36 @@ triggers = REGISTRY.register(Projection(
 # --- appliers ----------------------------------------------------------------------
 
 
+LEGACY_SCOPE = ""
+"""The owner scope of a receipt whose scope could not be recovered (see the module doc)."""
+
+_RECEIPT_COLS = ("owner_scope, operation_id, request_hash, command, subscription_id, outcome, revision, "
+                 "incarnation, conflict_code, conflict_message, expected_revision, actual_revision, "
+                 "pruned_subscriptions, pruned_receipts, pruned_deliveries, tombstoned_json, recorded_at_ms")
+_INSERT_RECEIPT = f"INSERT INTO triggers_receipts ({_RECEIPT_COLS}) VALUES ({', '.join('?' * 17)})"
+
+
+def _scope_of(db: Any, subscription_id: str | None) -> str:
+    """The owner scope of a subscription id this projection knows (live, tombstoned or
+    retired), else LEGACY_SCOPE. Every subscription event after its registration finds its
+    row: only the scope of a schema-1 answer about an unknown id is lost."""
+    if subscription_id is None:
+        return LEGACY_SCOPE
+    for table in ("triggers_subscriptions", "triggers_retired"):
+        scope = db.scalar(f"SELECT owner_scope FROM {table} WHERE subscription_id=?", (subscription_id,))
+        if scope is not None:
+            break
+    return LEGACY_SCOPE if scope is None else str(scope)
+
+
 def _receipt(db: Any, operation_id: str | None, request_hash: str | None, command: str,
              subscription_id: str | None, outcome: str, revision: int | None, incarnation: int | None,
              at_ms: int) -> None:
     if operation_id is None:
         return
-    db.execute("INSERT INTO triggers_receipts VALUES (?,?,?,?,?,?,?,NULL,NULL,NULL,NULL,NULL,NULL,NULL,?)",
-               (operation_id, request_hash, command, subscription_id, outcome, revision, incarnation, at_ms))
+    db.execute(_INSERT_RECEIPT, (_scope_of(db, subscription_id), operation_id, request_hash, command,
+                                 subscription_id, outcome, revision, incarnation, None, None, None, None,
+                                 None, None, None, None, at_ms))
 
 
 def _incarnation(db: Any, subscription_id: str) -> int:
@@ -210,10 +245,20 @@ def _revived(db: Any, ev: Any) -> None:
 @triggers.on(CommandAnswered)
 def _answered(db: Any, ev: Any) -> None:
     e = ev.data
-    db.execute("INSERT INTO triggers_receipts VALUES (?,?,?,?,?,?,?,?,?,?,?,NULL,NULL,NULL,?)",
-               (e.operation_id, e.request_hash, e.command, e.subscription_id, e.outcome, e.revision,
-                e.incarnation, e.conflict_code, e.conflict_message, e.expected_revision, e.actual_revision,
-                e.at_ms))
+    scope = e.owner_scope if e.owner_scope is not None else _scope_of(db, e.subscription_id)
+    db.execute(_INSERT_RECEIPT, (scope, e.operation_id, e.request_hash, e.command, e.subscription_id,
+                                 e.outcome, e.revision, e.incarnation, e.conflict_code, e.conflict_message,
+                                 e.expected_revision, e.actual_revision, None, None, None, None, e.at_ms))
+
+
+@triggers.on(SubscriptionsPruned)
+def _pruned_by_name(db: Any, ev: Any) -> None:
+    # Only the receipt: each tombstone is its own `trigger.subscription_deleted`.
+    e = ev.data
+    done = [list(t) for t in zip(e.subscription_keys, e.subscription_ids, e.revisions, e.incarnations)]
+    db.execute(_INSERT_RECEIPT, (e.owner_scope, e.operation_id, e.request_hash, "prune",
+                                 None, "pruned" if done else "unchanged", None, None, None, None, None, None,
+                                 None, None, None, json.dumps(done), e.at_ms))
 
 
 @triggers.on(TriggersPruned)
@@ -223,13 +268,13 @@ def _pruned(db: Any, ev: Any) -> None:
     # now) is never caught by its own cutoff.
     db.execute("DELETE FROM triggers_receipts WHERE recorded_at_ms < ?", (e.older_than_ms,))
     for sid in e.subscription_ids:
-        db.execute("INSERT OR REPLACE INTO triggers_retired SELECT subscription_id, incarnation, revision "
-                   "FROM triggers_subscriptions WHERE subscription_id=?", (sid,))
+        db.execute("INSERT OR REPLACE INTO triggers_retired SELECT subscription_id, incarnation, revision, "
+                   "owner_scope FROM triggers_subscriptions WHERE subscription_id=?", (sid,))
         db.execute("DELETE FROM triggers_subscriptions WHERE subscription_id=?", (sid,))
         db.execute("DELETE FROM triggers_deliveries WHERE subscription_id=?", (sid,))
-    db.execute("INSERT INTO triggers_receipts VALUES (?,?,'prune',NULL,'pruned',NULL,NULL,NULL,NULL,NULL,NULL,?,?,?,?)",
-               (e.operation_id, e.request_hash, len(e.subscription_ids), e.receipts_pruned,
-                e.deliveries_pruned, e.at_ms))
+    db.execute(_INSERT_RECEIPT, (RETENTION_SCOPE, e.operation_id, e.request_hash, "prune_history", None,
+                                 "pruned", None, None, None, None, None, None, len(e.subscription_ids),
+                                 e.receipts_pruned, e.deliveries_pruned, None, e.at_ms))
 
 
 # The retention rule, shared by the command that counts and the applier that deletes, so
@@ -297,8 +342,13 @@ class TriggerSubscription:
 
 @attrs.frozen
 class TriggerReceipt:
-    """The answer an operation id got, kept until retention prunes it."""
+    """The answer an operation id got in one owner scope, kept until retention prunes it.
 
+    `owner_scope` is '' (LEGACY_SCOPE) for a receipt whose scope an old log did not record.
+    `tombstoned` lists what a prune by name deleted.
+    """
+
+    owner_scope: str
     operation_id: str
     request_hash: str
     command: str
@@ -313,6 +363,7 @@ class TriggerReceipt:
     pruned_subscriptions: int | None
     pruned_receipts: int | None
     pruned_deliveries: int | None
+    tombstoned: tuple[TombstonedSubscription, ...]
     recorded_at_ms: int
 
 
@@ -394,21 +445,29 @@ def matching_subscriptions(db: Any, source_type: str, source_key: str,
 
 def retired(db: Any, subscription_id: str) -> tuple[int, int] | None:
     """(incarnation, revision) of a pruned subscription id, or None."""
-    return db.one("SELECT incarnation, revision FROM triggers_retired WHERE subscription_id=?", (subscription_id,))
+    return cast("tuple[int, int] | None", db.one("SELECT incarnation, revision FROM triggers_retired WHERE subscription_id=?", (subscription_id,)))
 
 
 @row_reader("triggers_receipts")
-def get_receipt(db: Any, operation_id: str) -> TriggerReceipt | None:
-    """The receipt of an operation id, or None (never used, or pruned by retention)."""
-    row = db.one("SELECT * FROM triggers_receipts WHERE operation_id=?", (operation_id,))
-    return None if row is None else TriggerReceipt(*row)
+def get_receipt(db: Any, owner_scope: str, operation_id: str) -> TriggerReceipt | None:
+    """The receipt of an operation id in an owner scope, or None (never used there, or
+    pruned by retention). A legacy receipt of unknown scope answers for every scope."""
+    # ORDER BY owner_scope DESC: the scope's own receipt sorts before the legacy '' one.
+    row = db.one(f"SELECT {_RECEIPT_COLS} FROM triggers_receipts WHERE operation_id=? "
+                 "AND owner_scope IN (?, ?) ORDER BY owner_scope DESC LIMIT 1",
+                 (operation_id, owner_scope, LEGACY_SCOPE))
+    if row is None:
+        return None
+    fields = list(row)
+    fields[15] = () if row[15] is None else tuple(TombstonedSubscription(*t) for t in json.loads(row[15]))
+    return TriggerReceipt(*fields)
 
 
 def count_receipts(db: Any, older_than_ms: int | None = None) -> int:
     """How many receipts are kept (only those recorded before `older_than_ms`, if given)."""
     if older_than_ms is None:
-        return db.scalar("SELECT count(*) FROM triggers_receipts", (), 0)
-    return db.scalar("SELECT count(*) FROM triggers_receipts WHERE recorded_at_ms < ?", (older_than_ms,), 0)
+        return cast("int", db.scalar("SELECT count(*) FROM triggers_receipts", (), 0))
+    return cast("int", db.scalar("SELECT count(*) FROM triggers_receipts WHERE recorded_at_ms < ?", (older_than_ms,), 0))
 
 
 def tombstoned_before(db: Any, older_than_ms: int) -> list[tuple[str, int]]:
@@ -440,7 +499,7 @@ def list_occurrences(db: Any, limit: int | None = None) -> list[TriggerOccurrenc
 
 def count_forgettable_occurrences(db: Any, older_than_ms: int) -> int:
     """How many occurrences a forget with this cutoff would drop (see `FORGETTABLE`)."""
-    return db.scalar(f"SELECT count(*) FROM triggers_occurrences WHERE {FORGETTABLE}", (older_than_ms,), 0)
+    return cast("int", db.scalar(f"SELECT count(*) FROM triggers_occurrences WHERE {FORGETTABLE}", (older_than_ms,), 0))
 
 
 @row_reader("triggers_deliveries")

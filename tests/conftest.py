@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import eventstore
+from eventstore.testing import SqliteBackend
 
 settings.register_profile("default", max_examples=30, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
@@ -40,30 +41,6 @@ def store(db_path, clock):
     """A fresh store on a file, with the manual clock."""
     with eventstore.open(db_path, clock=clock, synchronous="normal") as s:
         yield s
-
-
-class SqliteBackend:
-    """The SQLite backend for the contract suite (see tests/contract/__init__.py)."""
-
-    def __init__(self, path: str, clock: eventstore.ManualClock) -> None:
-        self.path = path
-        self.clock = clock
-        self._handles: list[eventstore.Store] = []
-        self.store = self.open()
-
-    def open(self) -> eventstore.Store:
-        handle = eventstore.open(self.path, clock=self.clock, synchronous="normal")
-        self._handles.append(handle)
-        return handle
-
-    def reopen(self) -> eventstore.Store:
-        self.store.close()
-        self.store = self.open()
-        return self.store
-
-    def close(self) -> None:
-        for h in self._handles:
-            h.close()
 
 
 @pytest.fixture

@@ -241,11 +241,21 @@ class SessionsModel:
         s.status, s.generation = "active", s.generation + 1
         return "recreated"
 
+    def save_meta(self, sid: str) -> str:
+        """An upsert of the meta: creates an unknown id; SessionDeleted for a deleted one."""
+        s = self.sessions.get(sid)
+        if s is None:
+            self.sessions[sid] = Session()
+            return "created"
+        if s.status != "active":
+            raise Refused("SessionDeleted", sid)
+        return "saved"
+
     def delete(self, sid: str, now: int) -> bool:
         """Tombstone the id and wipe what it held; the other domains clean up (on_delete)."""
         s = self.sessions.get(sid)
         if s is None:
-            raise Refused("SessionNotFound", sid)
+            return False  # an id that never existed: a no-op
         if s.status != "active":
             return False
         s.status = "deleted"
@@ -624,6 +634,16 @@ class SessionsModel:
             del s.inputs[i]
         return nodes, len(gone)
 
+    def vacuum_all(self) -> dict[str, tuple[int, int]]:
+        """Every active session vacuumed: {session id: (nodes, inputs)} for those with something removed."""
+        out = {}
+        for sid, s in sorted(self.sessions.items()):
+            if s.status == "active":
+                removed = self.vacuum(sid)
+                if any(removed):
+                    out[sid] = removed
+        return out
+
 
 # --- processes ---------------------------------------------------------------------------
 
@@ -801,27 +821,39 @@ class TriggersModel:
     def __init__(self, sessions: SessionsModel) -> None:
         self.subs: dict[str, Subscription] = {}
         self.retired: dict[str, tuple[int, int]] = {}  # pruned id -> (incarnation, revision)
-        self.receipts: dict[str, tuple[int, tuple, tuple]] = {}  # op id -> (at, command, answer)
+        # (owner scope, op id) -> (at, command, answer): receipts are keyed per owner scope
+        self.receipts: dict[tuple[str, str], tuple[int, tuple, tuple]] = {}
         self.occurrences: dict[str, tuple[tuple, tuple[str, ...]]] = {}  # key -> (request, process ids)
         self.deliveries: dict[str, list[str]] = {}  # subscription id -> delivery process ids
         sessions.on_delete.append(self.session_deleted)
 
     def execute(self, op: str, cmd: tuple, now: int) -> tuple[tuple, bool]:
         """(answer, replayed): the answer is ('result', outcome, revision, incarnation) or
-        ('conflict', error name), recorded as a receipt either way; a kept receipt replays.
+        ('conflict', error name), recorded as a receipt either way; a kept receipt of the
+        same owner scope and op id replays (other scopes' receipts never interfere).
 
-        `cmd` is (kind, scope, key, expected revision or None, definition or None)."""
-        known = self.receipts.get(op)
+        `cmd` is (kind, scope, key, expected revision or None, definition or None); a prune
+        by name is ('prune', scope, sorted distinct keys, None, None) and answers
+        ('pruned', outcome, ((key, revision), ...)) for the keys it tombstoned."""
+        known = self.receipts.get((cmd[1], op))
         if known is not None:
             if known[1] != cmd:
                 raise Refused("OperationIdConflict", op)
             return known[2], True
         answer = self._decide(cmd, now)
-        self.receipts[op] = (now, cmd, answer)
+        self.receipts[(cmd[1], op)] = (now, cmd, answer)
         return answer, False
 
     def _decide(self, cmd: tuple, now: int) -> tuple:
         kind, scope, key, expected, definition = cmd
+        if kind == "prune":
+            done = []
+            for k in key:
+                s = self.subs.get(subscription_id_for(scope, k))
+                if s is not None and not s.deleted:
+                    s.revision, s.deleted, s.deleted_at = s.revision + 1, True, now
+                    done.append((k, s.revision))
+            return ("pruned", "pruned" if done else "unchanged", tuple(done))
         sid = subscription_id_for(scope, key)
         cur = self.subs.get(sid)
         if kind == "register":
@@ -946,8 +978,12 @@ class EffectsModel:
         e = self.entries[key]
         e.status, e.outcome, e.error = ("failed", None, error) if error else ("completed", value, None)
 
-    def call(self, owner: str, key: str, value: Any, now: int) -> tuple[str, Any]:
-        """('ran', value) | ('replay', outcome) | ('failed', error) | ('busy', None)."""
+    def call(self, owner: str, key: str, value: Any, now: int, strict: bool = False) -> tuple[str, Any]:
+        """('ran', value) | ('replay', outcome) | ('failed', error) | ('busy', None), or in
+        strict replay ('missing', None) for a key never journaled (an entry in progress is
+        busy or taken over there too)."""
+        if strict and key not in self.entries:
+            return "missing", None
         began = self.begin(owner, key, now)
         if began == "busy":
             return "busy", None

@@ -17,6 +17,7 @@ import psycopg
 
 import eventstore
 from eventstore.storage.postgres import translate
+from eventstore.testing.postgres import PostgresBackend
 
 SERVER = os.environ.get("EVENTSTORE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -120,32 +121,7 @@ def fresh_store(**kw: Any) -> Iterator[eventstore.Store]:
         drop_schemas([schema])
 
 
-class PostgresBackend:
-    """The PostgreSQL backend for the contract suite (tests/contract/__init__.py): handles on
-    one fresh schema, dropped by close()."""
 
-    def __init__(self, clock: eventstore.ManualClock) -> None:
-        connect().close()
-        self.clock = clock
-        self.schema = new_schema_name()
-        self.url = url_for(self.schema)
-        self._handles: list[eventstore.Store] = []
-        self.store = self.open()
-
-    def open(self) -> eventstore.Store:
-        """Another handle (another connection) on the same schema."""
-        handle = eventstore.open(self.url, clock=self.clock, synchronous="normal")
-        self._handles.append(handle)
-        return handle
-
-    def reopen(self) -> eventstore.Store:
-        """Close the main handle and open it again."""
-        self.store.close()
-        self.store = self.open()
-        return self.store
-
-    def close(self) -> None:
-        """Close every handle and drop the schema."""
-        for h in self._handles:
-            h.close()
-        drop_schemas([self.schema])
+def backend(clock: eventstore.ManualClock) -> PostgresBackend:
+    """The contract suite's PostgreSQL backend on the test server (a fresh schema)."""
+    return PostgresBackend(SERVER, clock)

@@ -4,8 +4,8 @@ checks that reach into the SQLite file (stored flags, a damaged blob)."""
 import pytest
 
 from eventstore.commits import CheckpointDecodeError, RuntimeCommit, Checkpoint, TurnState
-from tests.contract.commit_behaviour import CommitBehaviourContract
-from tests.contract.commits import CommitContract, append, fence_of, node
+from eventstore.testing.contract.commit_behaviour import CommitBehaviourContract
+from eventstore.testing.contract.commits import CommitContract, append, fence_of, node
 
 
 class TestCommitContractSqlite(CommitContract, CommitBehaviourContract):

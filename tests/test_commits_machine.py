@@ -34,7 +34,7 @@ from eventstore.commits import (
 from eventstore.leases import Acquired, SessionExecutionLeaseExpired, LeaseOwner
 from eventstore.queue import AgentFrameTask, QueuedWorkClaimSuperseded, QueuedWorkDraft
 from eventstore.commits import stamp_turn
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 SID = "s1"
 TTL_MS = 10_000
@@ -125,6 +125,7 @@ class CommitMachine(RuleBasedStateMachine):
         self.stale_fences: list[Any] = []
         self.claims: list[Any] = []  # (claim, still held)
         self.live_claims: set[str] = set()
+        self.attached: dict[str, tuple[bytes, bool]] = {}  # attachment id -> (bytes, committed)
 
     def teardown(self) -> None:
         for w in self.writers:
@@ -165,7 +166,7 @@ class CommitMachine(RuleBasedStateMachine):
             refs |= {r for r in (cp.tool_state_ref, cp.plugin_snapshot_ref, cp.execution_state_ref) if r}
         if head is not None:
             refs |= {f.execution_state_ref for f in head.agent_frames if f.execution_state_ref}
-        return refs
+        return refs | set(self.attached)  # an attachment's id is its blob ref
 
     # --- rules ---
 
@@ -323,12 +324,34 @@ class CommitMachine(RuleBasedStateMachine):
         self.model.order = self.model.live()
         self.model.tomb.clear()
 
+    @rule(writer=st.integers(0, 1), k=st.integers(0, 3), action=st.sampled_from(("put", "commit_refs", "release")))
+    def attachment(self, writer: int, k: int, action: str) -> None:
+        """Put, stamp committed (outside a commit, no lease) or release one of four attachments."""
+        data = f"attachment {k}".encode()
+        att = self.writers[writer].attachments
+        if action == "put":
+            ref = att.put(SID, data, "text/plain", f"a{k}")
+            committed = self.attached.get(ref.id, (data, False))[1]
+            self.attached[ref.id] = (data, committed)
+            assert (ref.committed_at_ms is not None) == committed and ref.size == len(data)
+            return
+        ids = [i for i, (d, _c) in self.attached.items() if d == data] or ["never-put"]
+        if action == "commit_refs":
+            fresh = [i for i in ids if i in self.attached and not self.attached[i][1]]
+            assert att.commit_refs(SID, ids) == len(fresh)
+            for i in fresh:
+                self.attached[i] = (data, True)
+        else:
+            assert att.release(SID, ids[0]) == (ids[0] in self.attached)
+            self.attached.pop(ids[0], None)
+
     @rule(writer=st.integers(0, 1))
     def gc(self, writer: int) -> None:
         reachable = self.reachable()
-        self.writers[writer].sessions.gc()
+        # No minimum age here: every blob no root holds must go, attachment puts included.
+        self.writers[writer].sessions.gc(min_age_ms=0)
         assert set(self.store.blobs.refs()) == reachable  # nothing reachable went, nothing else stayed
-        assert self.store.sessions.gc().deleted_blob_count == 0
+        assert self.store.sessions.gc(min_age_ms=0).deleted_blob_count == 0
 
     # --- invariants ---
 
@@ -336,6 +359,14 @@ class CommitMachine(RuleBasedStateMachine):
     def lease_expiry(self) -> int:
         state = self.store.leases.get(SID)
         return state.holder.expires_at_ms if state is not None and state.holder is not None else 0
+
+    @invariant()
+    def the_attachments_match_the_model(self) -> None:
+        rows = {r.attachment_id: r for r in self.store.attachments.list_refs(SID)}
+        assert {i: r.committed_at_ms is not None for i, r in rows.items()} == {
+            i: c for i, (_d, c) in self.attached.items()}
+        for i, (data, _c) in self.attached.items():
+            assert self.store.attachments.get(SID, i) == data and self.store.attachments.holds_ref(SID, i)
 
     @invariant()
     def the_head_matches_the_model_and_the_fold_of_the_log(self) -> None:

@@ -17,7 +17,7 @@ import queue as queue_module
 import eventstore
 from eventstore.commits import HeadRevisionConflict, RuntimeCommit, EventPayload, GraphAppend, SessionNode
 from eventstore.leases import Acquired, LeaseOwner
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 SESSION = "race"
 ROUNDS = 3

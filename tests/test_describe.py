@@ -16,7 +16,7 @@ from eventstore.debug.statediff import diff
 from projections.base import REGISTRY as PROJECTIONS
 from projections.base import Projection
 from tests import debug_store
-from tests.contract.processes import registration
+from eventstore.testing.contract.processes import registration
 
 # The event types of the domain when this file was written: each must read as a sentence
 # of its own, not as the generic field dump (types added later fall back until they get one).
@@ -29,7 +29,8 @@ DOMAIN_TYPES = {
     "inputs.claim_abandoned", "inputs.cancelled", "inputs.completed", "inputs.turn_interrupted", "inputs.vacuumed",
     "process.registered", "process.event_appended", "process.lease_acquired", "process.lease_renewed",
     "process.lease_released", "process.pruned", "trigger.subscription_registered", "trigger.occurrence_recorded",
-    "trigger.delivery_reserved", "effect.started", "effect.completed", "effect.failed",
+    "trigger.delivery_reserved", "trigger.subscriptions_pruned", "effect.started", "effect.completed",
+    "effect.failed",
 }
 
 
@@ -201,3 +202,13 @@ def test_forgotten_trigger_occurrences_read_as_a_sentence():
                        OccurrencesForgotten(older_than_ms=1_000, forgotten=2, at_ms=5_000))
     assert describe(ev) == ("occurrence retention: 2 occurrences ingested before 1970-01-01T00:00:01.000Z "
                             "forgotten (their idempotency keys with them)")
+
+
+def test_a_prune_by_name_reads_as_a_sentence():
+    """`trigger.subscriptions_pruned` (the receipt of PruneSubscriptions) says what it tombstoned."""
+    from eventstore.triggers import SubscriptionsPruned
+
+    data = SubscriptionsPruned("session:s1", "op-1", "h", ("a", "b", "c"), ("a",), ("sub-1",), (2,), (1,),
+                               5_000)
+    ev = RecordedEvent(9, "trigger-owner:session:s1", 1, "trigger.subscriptions_pruned", 1, 5_000, data)
+    assert describe(ev) == "trigger prune by name in session:s1: 1 subscription tombstoned, of 3 keys named"

@@ -7,7 +7,7 @@ import json
 import multiprocessing
 
 from eventstore.cli import main
-from tests.contract.effects import EffectContract, configured
+from eventstore.testing.contract.effects import EffectContract, configured
 
 
 class TestEffectContractSqlite(EffectContract):

@@ -1,10 +1,12 @@
 """A hypothesis state machine for the effect journal: concurrent owners and lease expiry.
 
 Three owners, each on its own connection to one store file, begin, renew, complete and
-fail effects on two replay keys, run whole journaled calls, replay them strictly and
-with divergent envelopes, while a shared manual clock moves their leases to expiry. A
-small pure model predicts every answer (claimed / busy / replay / taken over / lease
-lost / mismatch). After every step the journal rows must equal the model, and the live
+fail effects on two replay keys, run whole journaled calls, replay them strictly (only a
+missing entry is refused; an entry in progress is waited for or taken over as in a
+normal call) and with divergent envelopes, while a shared manual clock moves their
+leases to expiry. A small pure model predicts every answer (claimed / busy / replay /
+taken over / lease lost / mismatch / missing). After every step the journal rows must
+equal the model, and the live
 projections must equal a rebuild from the log and a time-travel replay
 (tests/helpers.assert_consistent).
 """
@@ -22,7 +24,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 import eventstore
 from eventstore.effects import EffectBusy, EffectFailed, EffectLeaseLost, EffectMismatch, EffectReplayMissing
 from eventstore.leases import LeaseOwner, LeaseTimings, OpaqueLiveness
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 TTL = 300
 TIMINGS = LeaseTimings(ttl_ms=TTL, renew_every_ms=100)
@@ -172,21 +174,39 @@ class EffectJournalMachine(RuleBasedStateMachine):
         self.model[key] = ModelEntry("completed", owner, "", 0, 1 if m is None else m.attempts + 1, value)
         self.runs += 1
 
-    @rule(owner=owners, key=keys)
-    def strict_replay(self, owner: int, key: str) -> None:
+    @rule(owner=owners, key=keys, value=values)
+    def strict_replay(self, owner: int, key: str, value: object) -> None:
+        """Strict replay refuses only a key never journaled; an entry in progress is busy
+        (live lease) or taken over and run (expired), exactly as a normal call."""
         m = self.model.get(key)
+        expected = self.predicted_begin(key)
         fx = self.stores[owner].effects
+        ran = []
+
+        def effect() -> object:
+            ran.append(1)
+            return value
+
+        position = self.stores[0].last_position()
         with fx.strict_replay():
             try:
-                got = fx.call(SCOPE, key, envelope(key), lambda: 1 / 0)
+                got = fx.call(SCOPE, key, envelope(key), effect)
             except EffectReplayMissing:
-                assert m is None or m.status == "in_progress"
+                assert m is None and self.stores[0].last_position() == position
+                return
+            except EffectBusy:
+                assert expected == "busy" and not ran
                 return
             except EffectFailed as exc:
-                assert m is not None and m.status == "failed" and exc.replayed
+                assert expected == "replay" and m.status == "failed" and exc.replayed and not ran
                 assert f"{exc.error_type}: {exc.error_message}" == m.error
                 return
-        assert m is not None and m.status == "completed" and got == m.outcome
+        if expected == "replay":
+            assert m.status == "completed" and got == m.outcome and not ran
+            return
+        assert expected == "taken_over" and ran == [1] and got == value
+        self.model[key] = ModelEntry("completed", owner, "", 0, m.attempts + 1, value)
+        self.runs += 1
 
     @rule(owner=owners, key=keys)
     def divergent_envelope(self, owner: int, key: str) -> None:

@@ -14,7 +14,7 @@ import pytest
 import eventstore
 from eventstore.effects import EffectFailed, EffectNotFinished, EffectOutcomeNotJournaled, OUTCOME_NOT_JOURNALED
 from eventstore.leases import LeaseOwner
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 
 @pytest.fixture

@@ -185,7 +185,7 @@ def test_sixteen_processes_opening_one_new_file_at_once_all_succeed(tmp_path):
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for p, (out, err) in zip(procs, outputs):
+    for p, (_out, err) in zip(procs, outputs):
         assert p.returncode == 0, err
     assert sorted(int(out) for out, _ in outputs) == list(range(1, 17))
     with gen.open_store(path) as store:

@@ -1,6 +1,6 @@
 """The pending-turn-input contract (laws 28, 49-59 and the store's improvements) on SQLite."""
 
-from tests.contract.inputs import InputContract
+from eventstore.testing.contract.inputs import InputContract
 
 
 class TestInputContractSqlite(InputContract):

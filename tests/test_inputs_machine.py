@@ -29,7 +29,7 @@ from eventstore.inputs import (
     check_input_completion,
 )
 from eventstore.leases import Acquired
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 from tests.test_queue_machine import owner, scratch_dir
 
 OWNERS = ("alpha", "beta", "gamma")

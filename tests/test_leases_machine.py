@@ -23,8 +23,8 @@ from eventstore.leases import (
     Acquired, Busy, SessionExecutionLease, SessionExecutionLeaseExpired, is_generation_live,
     require_live_fence,
 )
-from eventstore.leases import LeaseOwner, LocalProcessLiveness, OpaqueLiveness
-from tests.helpers import assert_consistent
+from eventstore.leases import LeaseOwner, LocalProcessLiveness, ObservedHolder, OpaqueLiveness
+from eventstore.testing.helpers import assert_consistent
 
 SID = "s"
 START = 1_000  # every owner's process start time while it runs
@@ -158,6 +158,8 @@ class LeaseMachine(RuleBasedStateMachine):
         live = self.model.live(self.clock())
         dead = live is not None and self.proc.dead(OWNERS[live.owner], OWNERS[owner])
         expected = self.model.reclaim(owner, observed.fencing_token, dead, ttl, self.clock())
+        if pick % 3 == 1:  # only what a caller can know of the holder: its owner and fence
+            observed = ObservedHolder(observed.owner, observed.fencing_token)
         self._record(self.store.leases.reclaim(SID, OWNERS[owner], observed, ttl), expected)
 
     @precondition(lambda self: self.issued)

@@ -12,7 +12,7 @@ import time
 
 from eventstore import codec
 from tests import strategies as gen
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKERS = 4

@@ -1,4 +1,4 @@
-"""Every domain's contract suite (tests/contract/) run against PostgreSQL: each test gets a
+"""Every domain's contract suite (eventstore.testing.contract) run against PostgreSQL: each test gets a
 fresh schema of the test server (handles on it are separate connections), dropped afterwards.
 The server must be reachable: these fail, never skip, without it."""
 
@@ -7,23 +7,26 @@ from __future__ import annotations
 import pytest
 
 from tests import postgres_support as pg
-from tests.contract.commit_behaviour import CommitBehaviourContract
-from tests.contract.commits import CommitContract
-from tests.contract.effects import EffectContract
-from tests.contract.inputs import InputContract
-from tests.contract.leases import LeaseContract
-from tests.contract.process_behaviour import ProcessBehaviourContract
-from tests.contract.process_handovers import ProcessHandoverContract
-from tests.contract.processes import ProcessContract
-from tests.contract.queue import QueueContract
-from tests.contract.sessions import SessionContract
-from tests.contract.triggers import TriggerContract
+from eventstore.testing.contract.commit_behaviour import CommitBehaviourContract
+from eventstore.testing.contract.commits import CommitContract
+from eventstore.testing.contract.effects import EffectContract
+from eventstore.testing.contract.attachments import AttachmentContract
+from eventstore.testing.contract.inputs import InputContract
+from eventstore.testing.contract.lease_parity import LeaseParityContract
+from eventstore.testing.contract.leases import LeaseContract
+from eventstore.testing.contract.process_behaviour import ProcessBehaviourContract
+from eventstore.testing.contract.process_handovers import ProcessHandoverContract
+from eventstore.testing.contract.process_parity import ProcessParityContract
+from eventstore.testing.contract.processes import ProcessContract
+from eventstore.testing.contract.queue import QueueContract
+from eventstore.testing.contract.sessions import SessionContract
+from eventstore.testing.contract.triggers import TriggerContract
 
 
 @pytest.fixture
 def backend(clock):
     """Handles on a fresh PostgreSQL schema, dropped afterwards."""
-    b = pg.PostgresBackend(clock)
+    b = pg.backend(clock)
     yield b
     b.close()
 
@@ -70,3 +73,15 @@ class TestProcessHandoverContractPostgres(ProcessHandoverContract):
 
 class TestTriggerContractPostgres(TriggerContract):
     """Every trigger law, run against PostgreSQL."""
+
+
+class TestAttachmentContractPostgres(AttachmentContract):
+    """Every attachment law, run against PostgreSQL."""
+
+
+class TestLeaseParityContractPostgres(LeaseParityContract):
+    """The lease parity rules, run against PostgreSQL."""
+
+
+class TestProcessParityContractPostgres(ProcessParityContract):
+    """The process registry's parity rules, run against PostgreSQL."""

@@ -35,7 +35,7 @@ from eventstore.processes import (
     HostScope,
 )
 from eventstore.leases import LeaseOwner
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 PIDS = ("p0", "p1", "p2")
 OWNERS = ("a", "b")
@@ -77,6 +77,8 @@ class ModelProcess:
     grants: set = attrs.field(factory=set)
     types: list = attrs.field(factory=list)  # the event type of each sequence number
     handovers: dict = attrs.field(factory=dict)  # retained segment ordinal -> payload
+    first_started: tuple | None = None  # (owner name, started_at) of the first start: written once
+    abandon_request: tuple | None = None  # (requested_by, requested_at): written once
 
 
 class ProcessMachine(RuleBasedStateMachine):
@@ -324,10 +326,48 @@ class ProcessMachine(RuleBasedStateMachine):
     def advance(self, ms):
         self.clock.advance(ms)
 
+    @rule(pid=st.sampled_from(PIDS), who=st.sampled_from(OWNERS), back=st.sampled_from((None, 0, 5_000)))
+    def record_first_started(self, pid, who, back):
+        """Write-once: the first start (the whole owner, the caller's time) wins."""
+        m = self.model.get(pid)
+        at = None if back is None else self.clock() - back
+        owner = LeaseOwner(who, "i1")
+        if m is None:
+            with pytest.raises(UnknownProcess):
+                self.procs.record_first_started(pid, owner, at)
+            return
+        record = self.procs.record_first_started(pid, owner, at)
+        if m.first_started is None:
+            m.first_started = (who, self.clock() if at is None else at)
+            self._touch(pid)
+        assert record.first_started.owner == LeaseOwner(m.first_started[0], "i1")
+        assert record.first_started.started_at_ms == m.first_started[1]
+
+    @rule(pid=st.sampled_from(PIDS), who=st.sampled_from(OWNERS), back=st.sampled_from((None, 7)))
+    def request_abandon(self, pid, who, back):
+        """Write-once; a terminal process refuses."""
+        m = self.model.get(pid)
+        at = None if back is None else self.clock() - back
+        if m is None:
+            with pytest.raises(UnknownProcess):
+                self.procs.request_abandon(pid, who, requested_at_ms=at)
+            return
+        if m.status.is_terminal:
+            with pytest.raises(ProcessAlreadyTerminal):
+                self.procs.request_abandon(pid, who, requested_at_ms=at)
+            return
+        record = self.procs.request_abandon(pid, who, requested_at_ms=at)
+        if m.abandon_request is None:
+            m.abandon_request = (who, self.clock() if at is None else at)
+            self._touch(pid)
+        req = record.abandon_request
+        assert (req.requested_by, req.requested_at_ms) == m.abandon_request
+
     @precondition(lambda self: any(m.status.is_terminal for m in self.model.values()))
-    @rule()
-    def prune(self):
-        cutoff = self.clock()
+    @rule(ahead=st.sampled_from((0, 0, 10 ** 9)))
+    def prune(self, ahead):
+        """Any cutoff, now or far ahead of the clock."""
+        cutoff = self.clock() + ahead
         expected = sorted(p for p, m in self.model.items() if m.status.is_terminal and m.updated_at < cutoff)
         report = self.procs.prune(cutoff)
         assert list(report.pruned_processes) == expected

@@ -21,7 +21,7 @@ from projections import ALL_EVENTS
 from projections.base import Projection
 from projections.catalogue import StreamInfo, catalogue
 from tests import strategies as gen
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 # --- a second projection with per-type appliers (the catalogue has a batch applier) -------------
 

@@ -16,9 +16,9 @@ from eventstore.inputs import ActiveTurn, TurnInputDraft
 from eventstore.leases import LeaseOwner
 from eventstore.processes import AppendEventRequest, SessionScope
 from eventstore.queue import AgentFrameTask, ProcessWake, QueuedWorkDraft, SlotPolicy
-from tests.contract.processes import registration, wake_type
-from tests.contract.queue import QueueContract, fence_of
-from tests.helpers import assert_consistent
+from eventstore.testing.contract.processes import registration, wake_type
+from eventstore.testing.contract.queue import QueueContract, fence_of
+from eventstore.testing.helpers import assert_consistent
 
 
 class TestQueueContractSqlite(QueueContract):
@@ -49,8 +49,8 @@ class TestQueueContractSqlite(QueueContract):
         assert capsys.readouterr().out == ""  # position 1 created the session: no batch yet
         assert main(["queue", path, "--session", "s1", "--at", "2", "--json"]) == EXIT_OK
         assert [json.loads(line)["state"] for line in capsys.readouterr().out.splitlines()] == ["pending"]
-        assert main(["queue", path, "--session", "nope"]) == EXIT_OK
-        assert "0 batch(es)" in capsys.readouterr().out
+        assert main(["queue", path, "--session", "nope"]) == EXIT_ERROR  # an unknown session
+        assert capsys.readouterr().err.strip().endswith("no session 'nope' in " + path)
         assert main(["queue", str(tmp_path / "missing.db"), "--session", "s1"]) == EXIT_ERROR
 
     def test_cli_queue_shows_the_frame_a_wake_is_aimed_at_and_only_then(self, tmp_path, capsys, monkeypatch):

@@ -25,7 +25,7 @@ from eventstore.queue import (
     AgentFrameTask, ClaimBoundary, DeliveryPolicy, MergeKey, ProcessWake, QueuedWorkClaimSuperseded,
     QueuedWorkDraft, RefreshToolCatalog, SlotPolicy, check_queue_completion,
 )
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 SESSIONS = ("s1", "s2")
 OWNERS = ("alpha", "beta", "gamma")

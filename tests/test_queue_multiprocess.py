@@ -25,7 +25,7 @@ from eventstore.queue import (
     AgentFrameTask, DeliveryPolicy, QueuedWorkClaimSuperseded, QueuedWorkDraft, RefreshToolCatalog,
     SlotPolicy, plan_enqueue,
 )
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 SESSION = "shared"
 BATCHES = 1_000

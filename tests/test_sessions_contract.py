@@ -1,6 +1,6 @@
 """The session lifecycle contract (laws 68-70) on the SQLite backend."""
 
-from tests.contract.sessions import SessionContract
+from eventstore.testing.contract.sessions import SessionContract
 
 
 class TestSessionContractSqlite(SessionContract):

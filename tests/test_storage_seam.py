@@ -59,3 +59,14 @@ def test_the_backend_s_own_checks_report_a_sound_new_file(tmp_path):
         assert db.read_stamp()[:2] == (7, 3)
     finally:
         db.close()
+
+
+def test_no_contract_test_touches_the_database_directly():
+    """The installable suite runs unchanged on any backend: no SQL of its own, no patched
+    connection (it observes the database only through the storage seam's counters)."""
+    import re
+
+    bad = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE)\s+\w|PRAGMA|\.db\.\w+\s*=|setattr\([^)]*\.db\b")
+    offenders = [f"{p.name}:{n}" for p in (ROOT / "eventstore" / "testing").rglob("*.py")
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if bad.search(line)]
+    assert offenders == []

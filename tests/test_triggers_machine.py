@@ -1,11 +1,14 @@
 """A hypothesis state machine for the trigger store against a small pure model.
 
 Two connections issue subscription commands (with current or stale expected
-revisions), replay earlier operation ids, reuse ids with other content, ingest and
-re-ingest occurrences (some session-bound), clean up sessions, prune with moving
-cutoffs, forget occurrences (for real or as a dry run) and re-fire forgotten keys. The model predicts every answer and every delivery. After every step the
-projection rows must equal the model, and the live projections must equal a rebuild
-from the log and a time-travel replay (tests/helpers.assert_consistent).
+revisions), prune named keys of one owner scope, replay earlier operation ids, reuse
+ids with other content in the same owner scope and freely in another one (receipts
+are keyed by owner scope and operation id), ingest and re-ingest occurrences (some
+session-bound), clean up sessions, prune history with moving cutoffs, forget
+occurrences (for real or as a dry run) and re-fire forgotten keys. The model predicts
+every answer and every delivery. After every step the projection rows must equal the
+model, and the live projections must equal a rebuild from the log and a time-travel
+replay (tests/helpers.assert_consistent).
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ import eventstore
 from eventstore.triggers import session_of_scope, occurrence_id_for, subscription_id_for
 from eventstore.triggers import (
     DeleteSubscription, DisableSubscription, EnableSubscription, OccurrenceConflict, OccurrenceRequest,
-    OperationIdConflict, PruneTriggers, RegisterSubscription, ReviveSubscription, SubscriptionExists,
-    SubscriptionNotDeleted, SubscriptionNotFound, SubscriptionRevisionConflict, SubscriptionTombstoned,
-    TriggerConflict, TriggerDefinition, UpdateSubscription,
+    OperationIdConflict, PruneSubscriptions, PruneTriggerHistory, RegisterSubscription, ReviveSubscription,
+    SubscriptionExists, SubscriptionNotDeleted, SubscriptionNotFound, SubscriptionRevisionConflict,
+    SubscriptionTombstoned, TriggerConflict, TriggerDefinition, UpdateSubscription,
 )
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
-SUBS = (("host", "a"), ("host:eu", "a"), ("session:s1", "a"), ("session:s2/frame:f", "a"))
+SCOPES = ("host", "host:eu", "session:s1", "session:s2/frame:f")
+SUBS = (("host", "a"), ("host", "b"), ("host:eu", "a"), ("session:s1", "a"), ("session:s1", "b"),
+        ("session:s2/frame:f", "a"))
 DEFS = (TriggerDefinition("webhook", "x", "p1"), TriggerDefinition("webhook", None, "p2", {"n": 1}),
         TriggerDefinition("cron", "daily", "p3"))
 SOURCES = (("webhook", "x"), ("webhook", "y"), ("cron", "daily"))
@@ -63,7 +68,8 @@ class TriggerStoreMachine(RuleBasedStateMachine):
         self.stores = [eventstore.open(path, clock=self.clock, synchronous="normal") for _ in range(2)]
         self.subs: dict[str, MSub] = {}
         self.retired: dict[str, tuple[int, int]] = {}
-        self.receipts: dict[str, tuple[int, Any, tuple]] = {}  # op id -> (recorded at, command, answer)
+        # (owner scope, op id) -> (recorded at, command, answer)
+        self.receipts: dict[tuple[str, str], tuple[int, Any, tuple]] = {}
         self.occurrences: dict[str, tuple[OccurrenceRequest, tuple[str, ...]]] = {}
         self.deliveries: dict[str, list[str]] = {}  # subscription id -> process ids in the projection
         self.occurred_at: dict[str, int] = {}  # idempotency key -> ingest time of the kept occurrence
@@ -81,8 +87,18 @@ class TriggerStoreMachine(RuleBasedStateMachine):
     def predict(self, cmd: Any) -> tuple:
         """('result', outcome, revision, incarnation) or ('conflict', class); applies the change."""
         now = self.clock()
-        if isinstance(cmd, PruneTriggers):
+        if isinstance(cmd, PruneTriggerHistory):
             return ("result", "pruned", None, None)
+        if isinstance(cmd, PruneSubscriptions):
+            done = []
+            for key in sorted(set(cmd.subscription_keys)):
+                sid = subscription_id_for(cmd.owner_scope, key)
+                cur = self.subs.get(sid)
+                if cur is not None and not cur.deleted:
+                    cur.revision += 1
+                    cur.deleted, cur.deleted_at = True, now
+                    done.append((key, sid, cur.revision, cur.incarnation))
+            return ("pruned", "pruned" if done else "unchanged", tuple(done))
         sid = subscription_id_for(cmd.owner_scope, cmd.subscription_key)
         cur = self.subs.get(sid)
         if isinstance(cmd, RegisterSubscription):
@@ -135,13 +151,33 @@ class TriggerStoreMachine(RuleBasedStateMachine):
             r = self.stores[handle].triggers.execute(op, cmd)
         except TriggerConflict as exc:
             return ("conflict", type(exc))
+        return self.shape(r)
+
+    @staticmethod
+    def shape(r: Any) -> tuple:
+        """A command result in the model's shape."""
+        if r.command == "prune":
+            done = tuple((t.subscription_key, t.subscription_id, t.revision, t.incarnation)
+                         for t in r.tombstoned)
+            return ("pruned", r.outcome, done)
         return ("result", r.outcome, r.revision, r.incarnation)
+
+    @staticmethod
+    def scope_of(cmd: Any) -> str:
+        """The owner scope a command's receipt is keyed under."""
+        return "host" if isinstance(cmd, PruneTriggerHistory) else cmd.owner_scope
 
     # --- rules -------------------------------------------------------------------
 
-    @rule(handle=st.integers(0, 1), sub=st.sampled_from(SUBS), d=st.sampled_from(DEFS))
-    def register(self, handle: int, sub: tuple[str, str], d: TriggerDefinition) -> None:
-        self.execute(handle, RegisterSubscription(sub[0], sub[1], d))
+    @rule(handle=st.integers(0, 1), sub=st.sampled_from(SUBS), d=st.sampled_from(DEFS),
+          borrow=st.integers(0, 60))
+    def register(self, handle: int, sub: tuple[str, str], d: TriggerDefinition, borrow: int) -> None:
+        self.execute(handle, RegisterSubscription(sub[0], sub[1], d), borrow)
+
+    @rule(handle=st.integers(0, 1), scope=st.sampled_from(SCOPES),
+          keys=st.lists(st.sampled_from(("a", "b", "c")), max_size=4), borrow=st.integers(0, 60))
+    def prune_by_name(self, handle: int, scope: str, keys: list[str], borrow: int) -> None:
+        self.execute(handle, PruneSubscriptions(scope, tuple(keys)), borrow)
 
     @rule(handle=st.integers(0, 1), sub=st.sampled_from(SUBS), kind=st.sampled_from(KINDS),
           d=st.sampled_from(DEFS), stale=stale_revisions)
@@ -159,37 +195,51 @@ class TriggerStoreMachine(RuleBasedStateMachine):
         }[kind]()
         self.execute(handle, cmd)
 
-    def execute(self, handle: int, cmd: Any) -> None:
-        self.ops += 1
-        op = f"op-{self.ops}"
+    def execute(self, handle: int, cmd: Any, borrow: int = 60) -> None:
+        """Run `cmd` under a new operation id, or (small `borrow`) under one an earlier
+        command used in another owner scope: receipts of other scopes never interfere."""
+        scope = self.scope_of(cmd)
+        elsewhere = sorted({op for (s, op) in self.receipts if s != scope} - {op for (s, op) in self.receipts
+                                                                              if s == scope})
+        if borrow < 20 and elsewhere:
+            op = elsewhere[borrow % len(elsewhere)]
+        else:
+            self.ops += 1
+            op = f"op-{self.ops}"
         answer = self.predict(cmd)
         assert self.run(handle, op, cmd) == answer
-        self.receipts[op] = (self.clock(), cmd, answer)
+        self.receipts[(scope, op)] = (self.clock(), cmd, answer)
 
     @rule(handle=st.integers(0, 1), pick=st.integers(0, 1_000))
     def replay_operation(self, handle: int, pick: int) -> None:
         if not self.receipts:
             return
-        op = sorted(self.receipts)[pick % len(self.receipts)]
-        _at, cmd, answer = self.receipts[op]
+        scope, op = sorted(self.receipts)[pick % len(self.receipts)]
+        _at, cmd, answer = self.receipts[(scope, op)]
+        if isinstance(cmd, PruneSubscriptions):  # the same request, keys in another order
+            cmd = PruneSubscriptions(cmd.owner_scope, tuple(reversed(cmd.subscription_keys)))
         position = self.stores[0].last_position()
         try:
             r = self.stores[handle].triggers.execute(op, cmd)
         except TriggerConflict as exc:
             assert answer == ("conflict", type(exc)) and exc.replayed
         else:
-            assert r.replayed and ("result", r.outcome, r.revision, r.incarnation) == answer
+            assert r.replayed and self.shape(r) == answer
         assert self.stores[0].last_position() == position
 
     @rule(pick=st.integers(0, 1_000))
     def reuse_operation_id_with_other_content(self, pick: int) -> None:
         if not self.receipts:
             return
-        op = sorted(self.receipts)[pick % len(self.receipts)]
-        cmd = self.receipts[op][1]
-        other = PruneTriggers(0) if not isinstance(cmd, PruneTriggers) else RegisterSubscription("host", "z", DEFS[0])
+        scope, op = sorted(self.receipts)[pick % len(self.receipts)]
+        cmd = self.receipts[(scope, op)][1]
+        # Another request in the same owner scope (a retention prune's scope is host).
+        other = (RegisterSubscription(scope, "z", DEFS[0]) if isinstance(cmd, PruneSubscriptions)
+                 else PruneSubscriptions(scope, ("z",)))
+        position = self.stores[0].last_position()
         with pytest.raises(OperationIdConflict):
             self.stores[0].triggers.execute(op, other)
+        assert self.stores[0].last_position() == position
 
     @rule(handle=st.integers(0, 1), source=st.sampled_from(SOURCES), session=st.sampled_from((None, "s1", "s2")),
           again=st.integers(0, 20), change=st.booleans(), refire=st.booleans())
@@ -257,11 +307,11 @@ class TriggerStoreMachine(RuleBasedStateMachine):
         now = self.clock()
         cutoff = now - back
         retire = sorted(sid for sid, s in self.subs.items() if s.deleted and s.deleted_at < cutoff)
-        old = [op for op, (at, _c, _a) in self.receipts.items() if at < cutoff]
+        old = [key for key, (at, _c, _a) in self.receipts.items() if at < cutoff]
         dropped = sum(len(self.deliveries.get(sid, [])) for sid in retire)
         self.ops += 1
         op = f"op-{self.ops}"
-        cmd = PruneTriggers(cutoff)
+        cmd = PruneTriggerHistory(cutoff)
         r = self.stores[0].triggers.execute(op, cmd)
         assert (r.pruned_subscriptions, r.pruned_receipts, r.pruned_deliveries) == (len(retire), len(old), dropped)
         for sid in retire:
@@ -270,7 +320,7 @@ class TriggerStoreMachine(RuleBasedStateMachine):
             self.deliveries.pop(sid, None)
         for o in old:
             del self.receipts[o]
-        self.receipts[op] = (now, cmd, ("result", "pruned", None, None))
+        self.receipts[("host", op)] = (now, cmd, ("result", "pruned", None, None))
 
     @rule(ms=st.sampled_from((1, 400, 3_000)))
     def advance(self, ms: int) -> None:
@@ -289,7 +339,7 @@ class TriggerStoreMachine(RuleBasedStateMachine):
         for sid in self.subs:
             assert sorted(d.process_id for d in store.triggers.deliveries(subscription_id=sid)) == \
                 sorted(self.deliveries.get(sid, []))
-        kept = {r[0] for r in store.db.query("SELECT operation_id FROM triggers_receipts")}
+        kept = {tuple(r) for r in store.db.query("SELECT owner_scope, operation_id FROM triggers_receipts")}
         assert kept == set(self.receipts)
         assert {o.idempotency_key for o in store.triggers.occurrences()} == set(self.occurrences)
 

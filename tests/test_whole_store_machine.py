@@ -48,6 +48,7 @@ claims and stamped commits as variables (`fences_0 = state.claim_lease(...)`, th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from typing import Any
@@ -73,14 +74,15 @@ from eventstore.processes import (
 from eventstore.queue import (
     AgentFrameTask, QueuedWorkClaimSuperseded, QueuedWorkDraft, RefreshToolCatalog, SlotPolicy,
 )
+from eventstore.sessions import SessionMeta
 from eventstore.triggers import subscription_id_for
 from eventstore.triggers import (
-    DeleteSubscription, DisableSubscription, EnableSubscription, OccurrenceRequest, RegisterSubscription,
-    ReviveSubscription, TriggerConflict, TriggerDefinition, UpdateSubscription,
+    DeleteSubscription, DisableSubscription, EnableSubscription, OccurrenceRequest, PruneSubscriptions,
+    RegisterSubscription, ReviveSubscription, TriggerConflict, TriggerDefinition, UpdateSubscription,
 )
 from eventstore.commits import stamp_turn
 from tests import model_store as m
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 from tests.test_queue_machine import scratch_dir
 
 START = 1_000  # every local owner's process start time while it runs (model_store.SessionsModel.dead)
@@ -180,7 +182,8 @@ class WholeStoreMachine(RuleBasedStateMachine):
         self.input_ids: dict[str, list[str]] = {sid: [] for sid in SESSIONS}
         self.process_leases: dict[tuple[str, str], Any] = {}
         self.effect_leases: dict[tuple[str, str], Any] = {}
-        self.trigger_ops: dict[str, tuple[tuple, Any]] = {}  # op id -> (model command, store command)
+        # (owner scope, op id) -> (model command, store command)
+        self.trigger_ops: dict[tuple[str, str], tuple[tuple, Any]] = {}
         self.nodes = 0
 
     def teardown(self) -> None:
@@ -253,10 +256,17 @@ class WholeStoreMachine(RuleBasedStateMachine):
 
     # --- sessions and leases --------------------------------------------------------------------
 
-    @rule(sid=sids, action=st.sampled_from(("create", "recreate", "recreate", "purge")))
+    @rule(sid=sids, action=st.sampled_from(("create", "recreate", "recreate", "purge", "save_meta")))
     def session_lifecycle(self, sid, action):
-        """Create (idempotent), recreate (a new generation of a deleted id), purge (a deleted id)."""
+        """Create (idempotent), recreate (a new generation of a deleted id), purge (a deleted id),
+        save_meta (an upsert of the meta; refused for a deleted id)."""
         ss = self.model.sessions
+        if action == "save_meta":
+            meta = SessionMeta(model=f"m-{self.now() % 7}")
+            ok, _kind, got = self.run(lambda: ss.save_meta(sid), lambda: self.store.sessions.save_meta(sid, meta))
+            if ok:
+                assert got.status == "active" and got.meta.model == meta.model
+            return
         if action == "purge":
             version = self.store.stream_version(f"session:{sid}")
             ok, purged, got = self.run(lambda: ss.purge(sid, version), lambda: self.store.sessions.purge(sid))
@@ -566,11 +576,18 @@ class WholeStoreMachine(RuleBasedStateMachine):
         fence, sent = commit.store
         self._send_commit(fence, attrs.evolve(commit.model, release=release), attrs.evolve(sent, release_lease=release))
 
-    @rule(sid=sids, action=st.sampled_from(("tombstone", "tombstone", "vacuum", "gc")), pick=picks)
+    @rule(sid=sids, action=st.sampled_from(("tombstone", "tombstone", "vacuum", "gc", "vacuum_all")), pick=picks)
     def maintain_graph(self, sid, action, pick):
-        """Hide a node (or an unknown id), vacuum hidden nodes and terminal inputs, or blob GC."""
+        """Hide a node (or an unknown id), vacuum hidden nodes and terminal inputs (one session
+        or every active one), or blob GC."""
         if action == "gc":
             assert not self.store.sessions.gc().aborted
+            return
+        if action == "vacuum_all":
+            expected = self.model.sessions.vacuum_all()
+            got = self.store.sessions.vacuum_all()
+            assert {sid: (r.removed_node_count, r.removed_pending_turn_input_tombstone_count)
+                    for sid, r in got.sessions} == expected
             return
         if action == "vacuum":
             ok, removed, got = self.run(lambda: self.model.sessions.vacuum(sid),
@@ -670,23 +687,37 @@ class WholeStoreMachine(RuleBasedStateMachine):
 
     # --- triggers -------------------------------------------------------------------------------
 
-    def _execute(self, op: str) -> None:
+    def _execute(self, scoped_op: tuple[str, str]) -> None:
         """Run a trigger command; conflicts are answers too (recorded, then raised)."""
-        cmd, store_cmd = self.trigger_ops[op]
+        op = scoped_op[1]
+        cmd, store_cmd = self.trigger_ops[scoped_op]
         answer, replayed = self.model.triggers.execute(op, cmd, self.now())
         try:
             r = self.store.triggers.execute(op, store_cmd)
         except TriggerConflict as exc:
             got = (("conflict", type(exc).__name__), exc.replayed)
         else:
-            got = (("result", r.outcome, r.revision, r.incarnation), r.replayed)
+            shape = (("pruned", r.outcome, tuple((t.subscription_key, t.revision) for t in r.tombstoned))
+                     if r.command == "prune" else ("result", r.outcome, r.revision, r.incarnation))
+            got = (shape, r.replayed)
         assert got == (answer, replayed), (got, answer, replayed)
 
+    def _new_op(self, scope: str, borrow: int) -> tuple[str, str]:
+        """A fresh (scope, op id), or (small `borrow`) an op id another scope already used."""
+        mine = {op for s, op in self.trigger_ops if s == scope}
+        elsewhere = sorted({op for s, op in self.trigger_ops if s != scope} - mine)
+        if borrow < 2 and elsewhere:
+            return scope, elsewhere[borrow % len(elsewhere)]
+        return scope, f"op-{len(self.trigger_ops) + 1}"
+
     @rule(scope=st.sampled_from(TRIGGER_SCOPES),
-          kind=st.sampled_from(("register", "register", "update", "enable", "disable", "delete", "revive")),
-          d=st.integers(0, len(DEFINITIONS) - 1), stale=st.sampled_from((False, False, True)))
-    def trigger_command(self, scope, kind, d, stale):
-        """A subscription command under a fresh operation id, with the current or a stale revision."""
+          kind=st.sampled_from(("register", "register", "update", "enable", "disable", "delete", "revive",
+                                "prune")),
+          d=st.integers(0, len(DEFINITIONS) - 1), stale=st.sampled_from((False, False, True)),
+          borrow=st.integers(0, 5))
+    def trigger_command(self, scope, kind, d, stale, borrow=5):
+        """A subscription command under a new operation id of its scope (sometimes one another
+        scope used), with the current or a stale revision; or a prune of the key by name."""
         cur = self.model.triggers.subs.get(subscription_id_for(scope, "t"))
         rev = (cur.revision if cur else 1) + (3 if stale else 0)
         dfn = TriggerDefinition(*DEFINITIONS[d])
@@ -695,12 +726,16 @@ class WholeStoreMachine(RuleBasedStateMachine):
                      "enable": lambda: EnableSubscription(scope, "t", rev),
                      "disable": lambda: DisableSubscription(scope, "t", rev),
                      "delete": lambda: DeleteSubscription(scope, "t", rev),
-                     "revive": lambda: ReviveSubscription(scope, "t", rev, dfn)}[kind]()
+                     "revive": lambda: ReviveSubscription(scope, "t", rev, dfn),
+                     "prune": lambda: None}[kind]()
         cmd = (kind, scope, "t", None if kind == "register" else rev,
                DEFINITIONS[d] if kind in ("register", "update", "revive") else None)
-        op = f"op-{len(self.trigger_ops) + 1}"
-        self.trigger_ops[op] = (cmd, store_cmd)
-        self._execute(op)
+        if kind == "prune":
+            store_cmd = PruneSubscriptions(scope, ("t", "t", "u"))
+            cmd = ("prune", scope, ("t", "u"), None, None)
+        scoped_op = self._new_op(scope, borrow)
+        self.trigger_ops[scoped_op] = (cmd, store_cmd)
+        self._execute(scoped_op)
 
     @rule(pick=picks)
     def replay_trigger_operation(self, pick):
@@ -749,26 +784,17 @@ class WholeStoreMachine(RuleBasedStateMachine):
     @rule(worker=st.integers(0, 1), key=st.sampled_from(("k0", "k1")), value=st.sampled_from((None, 2, "done")),
           strict=st.booleans())
     def journaled_call(self, worker, key, value, strict):
-        """A whole journaled call (runs once, then replays; busy while another holds it), or a
-        strict replay, where nothing may run."""
-        fx, e = self.stores[worker].effects, self.model.effects.entries.get(key)
-        if strict:
-            with fx.strict_replay():
-                try:
-                    got = fx.call(SCOPE, key, {"tool": key}, lambda: 1 / 0)
-                except EffectReplayMissing:
-                    assert e is None or e.status == "in_progress"
-                    return
-                except EffectFailed as exc:
-                    assert e is not None and e.status == "failed"
-                    assert f"{exc.error_type}: {exc.error_message}" == e.error
-                    return
-            assert e is not None and e.status == "completed" and got == e.outcome
-            return
-        kind, expected = self.model.effects.call(WORKERS[worker], key, value, self.now())
+        """A whole journaled call (runs once, then replays; busy while another holds it), in
+        normal mode or in strict replay (where a key never journaled is refused)."""
+        fx = self.stores[worker].effects
+        kind, expected = self.model.effects.call(WORKERS[worker], key, value, self.now(), strict)
         ran = []
         try:
-            got = fx.call(SCOPE, key, {"tool": key}, lambda: ran.append(1) or value)
+            with fx.strict_replay() if strict else contextlib.nullcontext():
+                got = fx.call(SCOPE, key, {"tool": key}, lambda: ran.append(1) or value)
+        except EffectReplayMissing:
+            assert kind == "missing" and not ran
+            return
         except EffectBusy:
             assert kind == "busy"
             return

@@ -10,6 +10,8 @@ from .facade import (
     AttachmentRef,
     Attachments,
     decide_forget_aged,
+    parse_target,
+    BLOB_URI_PREFIX,
     OWNER_KINDS,
 )
 
@@ -18,5 +20,7 @@ __all__ = [
     "AttachmentRef",
     "Attachments",
     "decide_forget_aged",
+    "parse_target",
+    "BLOB_URI_PREFIX",
     "OWNER_KINDS",
 ]

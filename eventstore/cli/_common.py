@@ -37,11 +37,20 @@ def add_db(parser: Any) -> None:
     parser.add_argument("db", metavar="DB", help="path of the store file")
 
 
-def open_existing(path: str, **kw: Any) -> Store:
-    """Open a store file that must already exist (the CLI never creates one by accident)."""
+PROGRESS_MIN_EVENTS = 50_000
+"""Commands that walk the whole log (verify, export) draw a progress display on a terminal
+when the log holds more events than this."""
+
+
+def open_existing(path: str, *, write: bool = False, **kw: Any) -> Store:
+    """Open a store file that must already exist (the CLI never creates one by accident).
+
+    Read-only unless `write`: a command that only reads never takes, or waits for, the
+    write lock, and works on a read-only copy or a full disk.
+    """
     if "://" not in path and not os.path.exists(path):  # a server URL is checked by open()
         raise FileError(path, "no such file")
-    return open_store(path, create=False, **kw)
+    return open_store(path, create=False, readonly=not write, **kw)
 
 
 def require_streams(store: Store, streams: Sequence[str] | None, db: str) -> None:
@@ -169,7 +178,11 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: st
 
 @contextlib.contextmanager
 def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """A progress bar with rate and ETA on stderr; yields progress(done, total)."""
+    """A progress bar with rate and ETA on stderr; yields progress(done, total).
+
+    Standard output is left alone: rich would otherwise redirect it into the display,
+    and `eventstore export DB > file` would send its lines to the terminal.
+    """
     if not enabled or not sys.stderr.isatty():
         yield lambda done, total: None
         return
@@ -186,6 +199,7 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Callable[[i
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(""),
         TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+        redirect_stdout=False, redirect_stderr=False,
     ) as bar:
         task = bar.add_task(description, total=None)
 

@@ -10,8 +10,8 @@ from ..chain import Anchor
 from . import EXIT_FAILED, EXIT_OK
 from ..debug.describe_events import describe
 from ..errors import InvalidArgument
-from ._common import (add_db, dumps, fmt_ms, open_existing, print_table, printable, progress_bar,
-                      require_streams, whole_number)
+from ._common import (PROGRESS_MIN_EVENTS, add_db, dumps, fmt_ms, open_existing, print_table, printable,
+                      progress_bar, require_streams, whole_number)
 
 
 def register(sub: Any) -> None:
@@ -46,6 +46,8 @@ def register(sub: Any) -> None:
     add_db(p)
     p.add_argument("--anchor", metavar="POSITION:HASH", help="an anchor from `eventstore anchor`")
     p.add_argument("--projections", action="store_true", help="also compare projections with a rebuild")
+    p.add_argument("--no-blobs", action="store_true",
+                   help="skip hashing every blob's bytes against its ref (checked by default)")
     p.add_argument("--json", action="store_true",
                    help='print {"ok", "chain", "projections"} as one JSON object')
     p.set_defaults(func=_verify)
@@ -175,13 +177,14 @@ def _verify(args: argparse.Namespace) -> int:
     check = None
     with open_existing(args.db) as store:
         total = store.last_position()
-        with progress_bar("verify", total > 50_000) as progress:
-            report = store.verify(anchor, progress=lambda done: progress(done, total))
+        with progress_bar("verify", total > PROGRESS_MIN_EVENTS) as progress:
+            report = store.verify(anchor, progress=lambda done: progress(done, total),
+                                  blobs=not args.no_blobs)
         if not args.json:
             print(str(report))
         ok = report.ok
         if args.projections and ok:
-            with progress_bar("rebuild into scratch", total > 50_000) as progress:
+            with progress_bar("rebuild into scratch", total > PROGRESS_MIN_EVENTS) as progress:
                 check = store.verify_projections(progress=progress)
             if not args.json:
                 print(f"projections {check}")
@@ -192,7 +195,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _rebuild(args: argparse.Namespace) -> int:
-    with open_existing(args.db) as store:
+    with open_existing(args.db, write=True) as store:
         total = store.last_position()
         with progress_bar("rebuild", total > 10_000) as progress:
             report = store.rebuild(args.projections, progress)

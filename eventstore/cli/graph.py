@@ -3,7 +3,8 @@
 `show` only reads: the head (revision, config, frames, checkpoint, token ledger) and the
 conversation as a tree, the active path marked; `--at P` shows the session as it was at
 log position P (replayed with the same read code). `gc` and `vacuum` are the maintenance
-commands of the store API (`store.sessions.gc()`, `store.sessions.vacuum(sid)`); each
+commands of the store API (`store.sessions.gc()`, `store.sessions.vacuum(sid)` and
+`store.sessions.vacuum_all()`); each
 run is recorded in the log.
 """
 
@@ -32,6 +33,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser("gc", help="blob GC: delete blobs no head, frame, artifact pointer or attachment roots")
     add_db(p)
     p.add_argument("--dry-run", action="store_true", help="report what would be deleted; delete and record nothing")
+    p.add_argument("--min-age-ms", type=int, metavar="MS", default=None,
+                   help="keep unrooted blobs put less than MS ago (default 60000)")
     p.add_argument("--json", action="store_true", help="the report as one JSON object")
     p.set_defaults(func=_gc)
 
@@ -164,8 +167,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _gc(args: argparse.Namespace) -> int:
-    with open_existing(args.db) as store:
-        report = store.sessions.gc(dry_run=args.dry_run)
+    with open_existing(args.db, write=True) as store:
+        report = store.sessions.gc(dry_run=args.dry_run, min_age_ms=args.min_age_ms)
     if args.json:
         sys.stdout.write(dumps(report) + "\n")
         return EXIT_OK
@@ -182,9 +185,15 @@ def _gc(args: argparse.Namespace) -> int:
 
 
 def _vacuum(args: argparse.Namespace) -> int:
-    with open_existing(args.db) as store:
-        targets = [args.session] if args.session else [s.session_id for s in store.sessions.list(status="active")]
-        reports = [(sid, store.sessions.vacuum(sid)) for sid in targets]
+    from ..commits import VacuumReport
+
+    with open_existing(args.db, write=True) as store:
+        if args.session:
+            reports = [(args.session, store.sessions.vacuum(args.session))]
+        else:  # store-wide: every active session in one transaction
+            done = dict(store.sessions.vacuum_all().sessions)
+            reports = [(s.session_id, done.get(s.session_id, VacuumReport(0, 0)))
+                       for s in store.sessions.list(status="active")]
     if args.json:
         for sid, r in reports:
             sys.stdout.write(dumps({"session_id": sid, **{k: getattr(r, k) for k in (

@@ -18,8 +18,8 @@ from typing import Any
 
 from ..errors import FileError
 from . import EXIT_OK
-from ._common import (add_db, dumps, fmt_ms, open_existing, printable, progress_bar, require_streams,
-                      whole_number)
+from ._common import (PROGRESS_MIN_EVENTS, add_db, dumps, fmt_ms, open_existing, printable, progress_bar,
+                      require_streams, whole_number)
 
 
 def register(sub: Any) -> None:
@@ -210,13 +210,21 @@ def _why(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ..debug.export import export_store, export_to_path
+    from ..debug.export import check_output, export_store, export_to_path
 
     if args.output:
         _check_output(args.output)
+        check_output(args.db, args.output)  # before the store is even opened
+    else:
+        try:
+            fd = sys.stdout.fileno()
+        except (OSError, ValueError):  # not a file (captured)
+            fd = None
+        if fd is not None:  # `export DB >> DB` would append the lines to the store itself
+            check_output(args.db, f"/dev/fd/{fd}")
     with open_existing(args.db) as store:
         total = store.last_position()
-        with progress_bar("export", total > 50_000) as progress:
+        with progress_bar("export", total > PROGRESS_MIN_EVENTS) as progress:
             if args.output:
                 try:
                     report = export_to_path(store, args.output, stream=args.stream, progress=progress)

@@ -40,6 +40,8 @@ def register(sub: Any) -> None:
     p.add_argument("--status", action="append", choices=STATUSES[1:], dest="statuses",
                    help="only this terminal status (repeatable)")
     p.add_argument("--scope", metavar="SCOPE", help="only processes started by this scope id")
+    p.add_argument("--caused-by", metavar="CAUSE",
+                   help="only processes whose provenance names this cause (a trigger subscription id)")
     p.add_argument("--up-to-change-seq", type=_whole, metavar="N",
                    help="only processes whose last change is at or below this change_seq (a feed watermark)")
     p.add_argument("--dry-run", action="store_true", help="report what would be pruned, change nothing")
@@ -138,11 +140,12 @@ def _prune(args: argparse.Namespace) -> int:
     from ..processes.model import ProcessStatus
 
     flt = None
-    if args.statuses or args.scope:
-        flt = PruneFilter(tuple(ProcessStatus(s) for s in args.statuses or ()), args.scope)
+    if args.statuses or args.scope or args.caused_by:
+        flt = PruneFilter(tuple(ProcessStatus(s) for s in args.statuses or ()), args.scope,
+                          caused_by=args.caused_by)
     if args.before < 0:
         raise InvalidArgument("--before must not be before 1970")
-    with open_existing(args.db) as store:
+    with open_existing(args.db, write=True) as store:
         report = store.processes.prune(args.before, filter=flt, up_to_change_seq=args.up_to_change_seq,
                                        dry_run=args.dry_run)
     if args.json:

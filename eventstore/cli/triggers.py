@@ -1,30 +1,58 @@
-"""Trigger and effect subcommands: `eventstore triggers DB`, `eventstore forget-occurrences
-DB`, `eventstore effects DB` and `eventstore forget-effect DB --scope S --key K`.
+"""Trigger and effect subcommands: `eventstore triggers DB`, `eventstore prune-subscriptions
+DB`, `eventstore prune-trigger-history DB`, `eventstore forget-occurrences DB`,
+`eventstore effects DB` and `eventstore forget-effect DB --scope S --key K`.
 
-`triggers` and `effects` only read the projections; `forget-occurrences` is
-`store.triggers.forget_occurrences` (occurrence retention), with a `--dry-run`. `effects` shows each journaled effect's status,
-attempts and a one-line summary of its outcome or error.
+`triggers` and `effects` only read the projections. `prune-subscriptions` runs
+`PruneSubscriptions` (tombstone named keys of one owner scope) and `prune-trigger-history`
+runs `PruneTriggerHistory` (retention of receipts and tombstones), each receipted under an
+operation id. `forget-occurrences` is `store.triggers.forget_occurrences` (occurrence
+retention), with a `--dry-run`. `effects` shows each journaled effect's status, attempts
+and a one-line summary of its outcome or error.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 from typing import Any
 
 from ..errors import InvalidArgument, NotFound
+from ..triggers import PruneSubscriptions, PruneTriggerHistory
 from . import EXIT_OK
 from ._common import add_db, dumps, fmt_ms, open_existing, print_table, summarize
 from .processes import parse_date
 
 
 def register(sub: Any) -> None:
-    """Add the `triggers` and `effects` subcommands to the parser."""
+    """Add the trigger and effect subcommands to the parser."""
     p = sub.add_parser("triggers", help="list trigger subscriptions: owner, key, state, revision, deliveries")
     add_db(p)
     p.add_argument("--scope", metavar="SCOPE", help="only subscriptions of this owner scope (host, session:<id>, ...)")
     p.add_argument("--json", action="store_true", help="JSON lines, one subscription per line")
     p.set_defaults(func=_triggers)
+
+    p = sub.add_parser("prune-subscriptions",
+                       help="tombstone the named trigger subscriptions of one owner scope (receipted)")
+    add_db(p)
+    p.add_argument("keys", nargs="+", metavar="KEY", help="subscription keys to tombstone (right after DB)")
+    p.add_argument("--scope", required=True, metavar="SCOPE",
+                   help="their owner scope (host, session:<id>, ...)")
+    p.add_argument("--operation-id", metavar="OP",
+                   help="the operation id to receipt it under; the same id and keys again replay the answer "
+                        "(default: a new random id)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_prune_subscriptions)
+
+    p = sub.add_parser("prune-trigger-history",
+                       help="retention: drop trigger receipts, and tombstones deleted, before a cutoff")
+    add_db(p)
+    p.add_argument("--older-than", type=parse_date, required=True, metavar="DATE",
+                   help="cutoff: ISO date or time (UTC unless it has an offset), or epoch milliseconds")
+    p.add_argument("--operation-id", metavar="OP",
+                   help="the operation id to receipt it under (default: random)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_prune_trigger_history)
 
     p = sub.add_parser("forget-occurrences",
                        help="forget trigger occurrences (and their idempotency keys) older than a cutoff")
@@ -78,10 +106,43 @@ def _triggers(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _execute(args: argparse.Namespace, command: Any, prefix: str) -> Any:
+    op = args.operation_id if args.operation_id is not None else f"cli:{prefix}:{uuid.uuid4().hex}"
+    with open_existing(args.db, write=True) as store:
+        return store.triggers.execute(op, command)
+
+
+def _prune_subscriptions(args: argparse.Namespace) -> int:
+    r = _execute(args, PruneSubscriptions(args.scope, tuple(args.keys)), "prune-subscriptions")
+    if args.json:
+        print(dumps({"operation_id": r.operation_id, "owner_scope": r.owner_scope, "outcome": r.outcome,
+                     "replayed": r.replayed, "tombstoned": list(r.tombstoned)}))
+        return EXIT_OK
+    done = ", ".join(f"{t.subscription_key} (revision {t.revision})" for t in r.tombstoned) or "nothing"
+    again = " (replayed: the recorded answer of this operation id)" if r.replayed else ""
+    print(f"operation {r.operation_id} in {r.owner_scope}: tombstoned {done}{again}")
+    return EXIT_OK
+
+
+def _prune_trigger_history(args: argparse.Namespace) -> int:
+    if args.older_than < 0:
+        raise InvalidArgument("--older-than must not be before 1970")
+    r = _execute(args, PruneTriggerHistory(args.older_than), "prune-trigger-history")
+    if args.json:
+        print(dumps({"operation_id": r.operation_id, "older_than_ms": args.older_than, "replayed": r.replayed,
+                     "pruned_subscriptions": r.pruned_subscriptions, "pruned_receipts": r.pruned_receipts,
+                     "pruned_deliveries": r.pruned_deliveries}))
+        return EXIT_OK
+    again = " (replayed)" if r.replayed else ""
+    print(f"before {fmt_ms(args.older_than)}: dropped {r.pruned_receipts} receipt(s), retired "
+          f"{r.pruned_subscriptions} tombstone(s) with {r.pruned_deliveries} delivery row(s){again}")
+    return EXIT_OK
+
+
 def _forget_occurrences(args: argparse.Namespace) -> int:
     if args.older_than is not None and args.older_than < 0:
         raise InvalidArgument("--older-than must not be before 1970")
-    with open_existing(args.db) as store:
+    with open_existing(args.db, write=True) as store:
         if args.older_than is not None and args.older_than > store.now_ms():
             raise InvalidArgument(f"--older-than {fmt_ms(args.older_than)} is in the future (now is "
                                   f"{fmt_ms(store.now_ms())}): nothing ingested then can be forgotten")
@@ -99,7 +160,7 @@ def _forget_occurrences(args: argparse.Namespace) -> int:
 
 
 def _forget_effect(args: argparse.Namespace) -> int:
-    with open_existing(args.db) as store:
+    with open_existing(args.db, write=True) as store:
         if store.effects.get(args.scope, args.key) is None:
             raise NotFound(f"no effect {args.key!r} in scope {args.scope!r} in {args.db}")
         forgotten = store.effects.forget(args.scope, args.key)

@@ -10,6 +10,7 @@ from .events import (
     ArtifactRefSet,
     AttachmentIntentRecorded,
     AttachmentIntentsForgotten,
+    AttachmentsCommitted,
     BlobGcRan,
     CommitDetails,
     HeadChange,
@@ -35,7 +36,10 @@ from .maintenance import (
     GC_STREAM,
     tombstone_nodes,
     vacuum,
+    vacuum_all,
     VacuumReport,
+    StoreVacuumReport,
+    DEFAULT_GC_MIN_AGE_MS,
 )
 from .model import (
     AgentFrame,
@@ -77,6 +81,7 @@ __all__ = [
     "Artifacts",
     "AttachmentIntentRecorded",
     "AttachmentIntentsForgotten",
+    "AttachmentsCommitted",
     "BlobGcRan",
     "check_commit",
     "Checkpoint",
@@ -114,4 +119,7 @@ __all__ = [
     "UsageDelta",
     "vacuum",
     "VacuumReport",
+    "vacuum_all",
+    "StoreVacuumReport",
+    "DEFAULT_GC_MIN_AGE_MS",
 ]

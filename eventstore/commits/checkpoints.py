@@ -14,7 +14,7 @@ one write transaction, recording the run as an event.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, cast, Iterable
 
 import attrs
 
@@ -37,14 +37,16 @@ def store_checkpoint(blobs: Any, checkpoint: Checkpoint) -> tuple[str, Checkpoin
     Must run inside the commit's write transaction, so that GC (which takes the same
     lock) can never see the blobs before the head that roots them.
     """
-    tool_ref = blobs.put(checkpoint.tool_state) if checkpoint.tool_state is not None else checkpoint.tool_state_ref
-    plugin_ref = (blobs.put(checkpoint.plugin_snapshot) if checkpoint.plugin_snapshot is not None
+    # stamp=False: these blobs are rooted by the commit that writes them, in its transaction.
+    tool_ref = (blobs.put(checkpoint.tool_state, stamp=False) if checkpoint.tool_state is not None
+                else checkpoint.tool_state_ref)
+    plugin_ref = (blobs.put(checkpoint.plugin_snapshot, stamp=False) if checkpoint.plugin_snapshot is not None
                   else checkpoint.plugin_snapshot_ref)
-    exec_ref = (blobs.put(checkpoint.execution_state) if checkpoint.execution_state is not None
+    exec_ref = (blobs.put(checkpoint.execution_state, stamp=False) if checkpoint.execution_state is not None
                 else checkpoint.execution_state_ref)
     manifest = CheckpointManifest(MANIFEST_SCHEMA_VERSION, checkpoint.turn_state, tool_ref, plugin_ref,
                                   checkpoint.plugin_snapshot_revision, exec_ref)
-    ref = blobs.put(codec.pack(_manifest_codec.to_plain(manifest)))
+    ref = blobs.put(codec.pack(_manifest_codec.to_plain(manifest)), stamp=False)
     return ref, manifest
 
 
@@ -63,7 +65,7 @@ def decode_manifest(data: bytes, ref: str) -> CheckpointManifest:
         raise CheckpointDecodeError(
             f"checkpoint {ref}: unsupported schema_version {version} (this code reads {MANIFEST_SCHEMA_VERSION})")
     try:
-        return _manifest_codec.from_plain(plain)
+        return cast("CheckpointManifest", _manifest_codec.from_plain(plain))
     except codec.ShapeError as exc:
         raise CheckpointDecodeError(f"checkpoint {ref}: {exc}") from None
 
@@ -112,6 +114,8 @@ class GcReport:
     dry_run: bool = False
     aborted: str | None = None
     """Why the run kept everything (a rooted manifest that cannot be decoded), or None."""
+    spared_young_count: int = 0
+    """Unrooted blobs kept because they were put less than the minimum age ago."""
 
 
 def mark_and_sweep(db: Any, blobs: Any, manifests: set[str], others: set[str]) -> tuple[set[str], list[str]]:

@@ -103,7 +103,7 @@ def _opt_text(value: Any, what: str) -> None:
 
 def check_commit(c: Any) -> RuntimeCommit:
     """Validate a commit's shape (types, ids, bindings of frames); pure."""
-    from ..sessions.facade import check_session_id
+    from ..sessions import check_session_id
 
     if not isinstance(c, RuntimeCommit):
         raise InvalidArgument(f"commit must be a RuntimeCommit, got {type(c).__name__}")
@@ -157,7 +157,7 @@ def _store_frames(blobs: Any, frames: Sequence[AgentFrame]) -> tuple[AgentFrame,
     out = []
     for f in frames:
         if f.execution_state_snapshot is not None:
-            f = attrs.evolve(f, execution_state_ref=blobs.put(f.execution_state_snapshot),
+            f = attrs.evolve(f, execution_state_ref=blobs.put(f.execution_state_snapshot, stamp=False),
                              execution_state_snapshot=None)
         out.append(f)
     return tuple(out)
@@ -185,18 +185,35 @@ def _replayed_turn(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult |
         raise RuntimeTurnCommitConflict(
             f"session {sid!r}: turn {stamp.turn_id!r} was committed with hash {stored[0]}, "
             f"not {stamp.turn_commit_hash}")
-    return RuntimeCommitResult(stored[1], stored[2], stored[3], replayed=True)
+    return RuntimeCommitResult(stored[1], stored[2], stored[3], replayed=True,
+                               outbox_batches=_original_batches(ctx, sid, tuple(stored[3])))
+
+
+def _original_batches(ctx: Any, sid: str, batch_ids: tuple[str, ...]) -> tuple[Any, ...]:
+    """The outbox batches of a replayed commit, as first enqueued, read back from the
+    session's stream (they may have been claimed or settled since). Only a replay pays
+    for this scan."""
+    from ..queue.enqueue import batch_from_event
+    from ..queue.events import QueuedWorkEnqueued
+
+    if not batch_ids:
+        return ()
+    wanted, found = set(batch_ids), {}
+    for rec in ctx.read_stream(f"session:{sid}"):
+        if isinstance(rec.data, QueuedWorkEnqueued) and rec.data.batch_id in wanted:
+            found[rec.data.batch_id] = batch_from_event(rec.data)
+    return tuple(found[b] for b in batch_ids if b in found)
 
 
 def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
     """The commit algorithm (see the module docstring). `ctx` is the Store."""
     from projections import graph as gproj
 
-    from ..inputs.rules import check_input_completion, interrupt_events
-    from ..leases.facade import SessionExecutionLeaseExpired, require_live_fence
-    from ..queue.claims import check_queue_completion
-    from ..queue.enqueue import plan_enqueue
-    from ..sessions.facade import require_live_session
+    from ..inputs import check_input_completion, interrupt_events
+    from ..leases import SessionExecutionLeaseExpired, require_live_fence
+    from ..queue import check_queue_completion
+    from ..queue import plan_enqueue
+    from ..sessions import require_live_session
 
     ctx.require_writable("sessions.commit")
     c = check_commit(c)
@@ -212,7 +229,7 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
                 ctx.leases.release(c.lease)  # a stale fence is a silent no-op
             return replayed
         if c.lease is None:
-            from ..leases.owners import LeaseOwner
+            from ..leases import LeaseOwner
 
             raise SessionExecutionLeaseExpired(LeaseFence(sid, LeaseOwner("(none)", "(none)"), "", 0),
                                                "the commit carries no session lease fence", "commit")
@@ -264,7 +281,8 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
         ctx.append(f"session:{sid}", [event, *settle, *interrupt, *plan.events], now_ms=now)
         if c.release_lease:
             ctx.leases.release(c.lease)
-        return RuntimeCommitResult(actual + 1, checkpoint_ref, batch_ids)
+        return RuntimeCommitResult(actual + 1, checkpoint_ref, batch_ids,
+                                   outbox_batches=tuple(r.batch for r in plan.results))
 
 
 __all__ = ["RuntimeCommit", "check_commit", "run_commit"]

@@ -150,9 +150,23 @@ class AttachmentIntentRecorded:
 
     session_id: str
     attachment_id: str
-    blob_ref: str
+    blob_ref: str | None
+    """The blob in this store that holds the bytes (None: the bytes live elsewhere, see `uri`)."""
     owner_kind: str | None
     owner_id: str | None
+    uri: str | None = None
+    """The attachment's canonical URI when the caller gave one (older events: None)."""
+    media_type: str | None = None
+    label: str | None = None
+    size: int | None = None
+
+
+@event("session.attachments_committed")
+class AttachmentsCommitted:
+    """Existing manifest rows were stamped committed outside a runtime commit."""
+
+    session_id: str
+    attachment_ids: tuple[str, ...]
 
 
 @event("session.attachment_intents_forgotten")
@@ -187,6 +201,7 @@ __all__ = [
     "ArtifactRefSet",
     "AttachmentIntentRecorded",
     "AttachmentIntentsForgotten",
+    "AttachmentsCommitted",
     "BlobGcRan",
     "CommitDetails",
     "HeadChange",

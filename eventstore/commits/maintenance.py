@@ -42,6 +42,16 @@ class VacuumReport:
     removed_pending_turn_input_tombstone_count: int
 
 
+@attrs.frozen
+class StoreVacuumReport:
+    """What a store-wide vacuum removed: totals, and each session it removed something from."""
+
+    removed_node_count: int
+    removed_pending_turn_input_tombstone_count: int
+    sessions: tuple[tuple[str, VacuumReport], ...] = ()
+    """(session id, its VacuumReport) for every session with something removed, by id."""
+
+
 MAX_NAME_CHARS = 1024
 
 
@@ -60,7 +70,7 @@ def tombstone_nodes(ctx: StoreContext, session_id: str, node_ids: Sequence[str])
     """
     from projections import graph as gproj
 
-    from ..sessions.facade import check_session_id, require_live_session
+    from ..sessions import check_session_id, require_live_session
 
     ctx.require_writable("sessions.tombstone_nodes")
     check_session_id(session_id)
@@ -84,8 +94,8 @@ def vacuum(ctx: StoreContext, session_id: str) -> VacuumReport:
     """
     from projections import graph as gproj
 
-    from ..inputs.rules import vacuum_events
-    from ..sessions.facade import check_session_id, require_live_session
+    from ..inputs import vacuum_events
+    from ..sessions import check_session_id, require_live_session
 
     ctx.require_writable("sessions.vacuum")
     check_session_id(session_id)
@@ -103,15 +113,39 @@ def vacuum(ctx: StoreContext, session_id: str) -> VacuumReport:
         return VacuumReport(nodes, inputs)
 
 
-def gc(ctx: StoreContext, dry_run: bool = False) -> checkpoints.GcReport:
+def vacuum_all(ctx: StoreContext) -> StoreVacuumReport:
+    """Vacuum every active session in one write transaction (see `vacuum`); sessions with
+    nothing to remove append nothing."""
+    from projections import sessions as sproj
+
+    ctx.require_writable("sessions.vacuum_all")
+    with ctx.transaction():
+        ctx.require_fresh("sessions")
+        done = []
+        for row in sproj.list_rows(ctx.db, sproj.ACTIVE):
+            report = vacuum(ctx, row.session_id)
+            if report.removed_node_count or report.removed_pending_turn_input_tombstone_count:
+                done.append((row.session_id, report))
+        return StoreVacuumReport(sum(r.removed_node_count for _, r in done),
+                                 sum(r.removed_pending_turn_input_tombstone_count for _, r in done), tuple(done))
+
+
+DEFAULT_GC_MIN_AGE_MS = 60_000
+"""GC's default grace: an unrooted blob put (on its own) less than this ago is kept."""
+
+
+def gc(ctx: StoreContext, dry_run: bool = False, min_age_ms: int = DEFAULT_GC_MIN_AGE_MS) -> checkpoints.GcReport:
     """Mark and sweep the blob table; see the module docstring. Safe to call any time.
 
     With `dry_run`, nothing is deleted or recorded and the report says what would go.
+    An unrooted blob put less than `min_age_ms` ago is spared (`spared_young_count`).
     """
     from projections import graph as gproj
 
     if not isinstance(dry_run, bool):
         raise InvalidArgument(f"dry_run must be True or False, got {dry_run!r}")
+    if isinstance(min_age_ms, bool) or not isinstance(min_age_ms, int) or not 0 <= min_age_ms < 2 ** 62:
+        raise InvalidArgument(f"gc: min_age_ms must be an integer >= 0, got {min_age_ms!r}")
     ctx.require_writable("sessions.gc")
     # Why one write transaction: a commit writes its blobs and the head that roots them
     # under the same lock, so the mark sees every root of every blob it may sweep.
@@ -125,9 +159,14 @@ def gc(ctx: StoreContext, dry_run: bool = False) -> checkpoints.GcReport:
             # Conservative: a root we cannot read might protect anything. Keep everything.
             log.warning("blob GC aborted, nothing deleted: %s", exc)
             return checkpoints.GcReport(0, 0, 0, dry_run=dry_run, aborted=str(exc))
-        retained = sum(1 for r in marked if ctx.blobs.has(r))
+        # The grace: another process may have put a blob a moment ago and be about to
+        # root it (record an intent, commit a head); its put time keeps it this round.
+        young = ctx.blobs.put_after(now - min_age_ms) if min_age_ms else set()
+        spared = [r for r in unmarked if r in young]
+        unmarked = [r for r in unmarked if r not in young]
+        retained = sum(1 for r in marked if ctx.blobs.has(r)) + len(spared)
         report = checkpoints.GcReport(len(manifests | others), retained, len(unmarked), tuple(sorted(unmarked)),
-                                      dry_run)
+                                      dry_run, spared_young_count=len(spared))
         if dry_run:
             return report
         ctx.blobs.delete(unmarked)
@@ -184,4 +223,5 @@ class Artifacts:
 
 register_facade("artifacts", Artifacts)
 
-__all__ = ["ARTIFACT_NAMESPACES", "Artifacts", "GC_STREAM", "VacuumReport", "gc", "tombstone_nodes", "vacuum"]
+__all__ = ["ARTIFACT_NAMESPACES", "Artifacts", "DEFAULT_GC_MIN_AGE_MS", "GC_STREAM", "StoreVacuumReport",
+           "VacuumReport", "gc", "tombstone_nodes", "vacuum", "vacuum_all"]

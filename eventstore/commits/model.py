@@ -191,3 +191,6 @@ class RuntimeCommitResult:
     checkpoint_ref: str | None
     enqueued_batch_ids: tuple[str, ...] = ()
     replayed: bool = False
+    outbox_batches: tuple[Any, ...] = ()
+    """The outbox as queued batches (`projections.queue.QueuedBatch`), one per enqueued
+    draft in order, as they were enqueued; a replay returns the original ones."""

@@ -13,7 +13,7 @@ keeps a 1,000-node load close to a raw SQLite select of 1,000 rows.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, cast, Sequence
 
 import attrs
 
@@ -118,7 +118,7 @@ def _build_node(d: Any) -> SessionNode:
             _SET_AT(node, at)
             return node
     try:
-        return _node_codec.from_plain(d).to_node()
+        return cast("SessionNode", _node_codec.from_plain(d).to_node())
     except codec.ShapeError as exc:
         raise DecodeError(f"session.committed node: {exc}") from None
 
@@ -162,8 +162,10 @@ def load_session(ctx: StoreContext, session_id: str, graph: str = "full", leaf: 
         position = ctx.position if getattr(ctx, "position", None) is not None else ctx.log.last_position()
         checkpoint = checkpoints.load_checkpoint(ctx.blobs, head.checkpoint_ref)
         frames = _hydrate_frames(ctx.blobs, head.frames)
+    # An explicit leaf is the leaf the caller asked to see: report it, not the head's.
+    shown_leaf = leaf if leaf is not None else head.leaf_node_id
     return LoadedSession(session_id, head.revision, head.config, frames, head.current_agent_frame_id,
-                         head.checkpoint_ref, checkpoint, head.leaf_node_id, head.live_nodes, ledger, nodes,
+                         head.checkpoint_ref, checkpoint, shown_leaf, head.live_nodes, ledger, nodes,
                          position)
 
 

@@ -7,7 +7,7 @@ write transaction, calls these functions, and appends what they return.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, cast, Sequence
 
 from ..checks import check_int
 from ..errors import InvalidArgument, StoreError
@@ -137,7 +137,7 @@ def new_leaf(delta: Any, previous_leaf: str | None) -> str | None:
     """The leaf after applying `delta`: its own leaf, or the previous one when it names none
     (a full replace with no leaf has none)."""
     if delta.leaf is not None or isinstance(delta, GraphReplace):
-        return delta.leaf
+        return cast("str | None", delta.leaf)
     return previous_leaf
 
 

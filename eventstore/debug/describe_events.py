@@ -321,6 +321,15 @@ def _session_created(e: Any, ev: Any) -> str:
     return f"session {e.session_id} {verb} ({', '.join(extra)})"
 
 
+@renderer("session.meta_saved")
+def _session_meta_saved(e: Any, ev: Any) -> str:
+    m = e.meta
+    parts = [f"name {m.name!r}"] + ([f"model {m.model}"] if m.model else []) + ([f"cwd {m.cwd}"] if m.cwd else [])
+    if m.relation is not None:
+        parts.append(f"{m.relation.kind} of {m.relation.parent_session_id}")
+    return f"session {e.session_id} meta saved ({', '.join(parts)})"
+
+
 def _lease_target(e: Any) -> str:
     """What a lease event is about: the session id, else `process <id>`."""
     return getattr(e, "session_id", None) or f"process {getattr(e, 'process_id', '?')}"
@@ -520,6 +529,7 @@ templates({
                                            "{blob_ref:short}"),
     "session.attachment_intents_forgotten": ("{attachment_ids:count uncommitted attachment intent} of {session_id} "
                                              "forgotten"),
+    "session.attachments_committed": "{attachment_ids:count attachment} of {session_id} stamped committed",
     "store.blob_gc_ran": ("blob GC: {root_count:plural root}, {retained_blob_count} blobs kept, "
                           "{deleted_blob_count} deleted"),
     "effect.session_revoked": ("session {session_id} revoked for awaits ({reason}): {cancelled:count pending await} "

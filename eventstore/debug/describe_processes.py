@@ -96,6 +96,9 @@ templates({
     "trigger.pruned": ("trigger retention: {subscription_ids:count deleted subscription}, "
                        "{receipts_pruned:plural receipt} and {deliveries_pruned:plural delivery/deliveries} pruned "
                        "from the projection"),
+    "trigger.subscriptions_pruned": ("trigger prune by name in {owner_scope}: "
+                                     "{subscription_ids:count subscription} tombstoned, of "
+                                     "{requested_keys:count key} named"),
     "trigger.occurrence_recorded": ("occurrence {occurrence_id:short} of {source_type} {source_key!r} recorded: "
                                     "{delivery_count:plural delivery/deliveries}"),
     "trigger.delivery_reserved": ("occurrence {occurrence_id:short} delivered to trigger {subscription_id:short}: "

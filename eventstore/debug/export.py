@@ -43,15 +43,18 @@ payload bytes).
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
+import os
 import re
+import tempfile
 from typing import IO, Any, Callable, Iterator
 
 import attrs
 
 from .. import chain, codec
-from ..errors import InvalidArgument, StoreError
+from ..errors import DiskFull, InvalidArgument, StoreError
 from ..log import SCHEMA_VERSION, validate_stream
 from ..store import Store
 
@@ -72,6 +75,14 @@ Progress = Callable[[int, int], None]
 
 class ExportError(StoreError):
     """The source store cannot be exported as it is (its chain is broken, a row is unreadable)."""
+
+
+class ExportTargetRefused(StoreError):
+    """The export's output path is the store itself or one of its side files; nothing was written."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {reason}")
 
 
 class ImportRefused(StoreError):
@@ -338,24 +349,67 @@ def import_store(source: Any, target: str, **kw: Any) -> Any:
     return run(source, target, **kw)
 
 
-def export_to_path(store: Store, path: str, **kw: Any) -> ExportReport:
-    """export_store into a new file at `path` (written to a temporary name, then renamed)."""
-    import os
+STORE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+"""The store file and the files SQLite keeps beside it."""
 
-    tmp = f"{path}.{os.getpid()}.tmp"
+
+def check_output(store_path: str, output: str) -> None:
+    """Raise ExportTargetRefused when `output` is the store at `store_path` or one of its
+    side files: the same path once links are resolved, or the same file (device and inode,
+    which also catches a hard link)."""
+    if store_path == ":memory:" or store_path.startswith("file:"):
+        return
+    target = os.path.realpath(output)
     try:
-        with open(tmp, "w", encoding="ascii", newline="\n") as fh:
+        st = os.stat(output)
+    except OSError:
+        st = None
+    for suffix in STORE_SIDE_FILES:
+        side = store_path + suffix
+        same = os.path.realpath(side) == target
+        if not same and st is not None:
+            try:
+                other = os.stat(side)
+            except OSError:
+                continue
+            same = (other.st_dev, other.st_ino) == (st.st_dev, st.st_ino)
+        if same:
+            what = "the store file" if not suffix else f"the store's {suffix[1:]} file"
+            raise ExportTargetRefused(output, f"is the store being exported ({what} {side}); "
+                                              "choose another output path")
+
+
+def export_to_path(store: Store, path: str, **kw: Any) -> ExportReport:
+    """export_store into a new file at `path`, mode 0600 (it holds every payload of the store).
+
+    Written to a temporary file created exclusively in the same directory (never through
+    a link planted there), then renamed over `path`. An output that is the store or one of
+    its side files raises ExportTargetRefused before anything is written.
+    """
+    check_output(store.path, path)
+    directory, name = os.path.split(os.path.abspath(path))
+    # mkstemp opens with O_CREAT | O_EXCL | O_NOFOLLOW and mode 0600 under a random name:
+    # nothing planted beside the output can redirect the write, and the file is private
+    # from its first byte (os.replace keeps the mode).
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii", newline="\n") as fh:
             report = export_store(store, fh, **kw)
+            fh.flush()
+            os.fsync(fh.fileno())  # the rename must not publish a file whose bytes are not on disk yet
+        check_output(store.path, path)  # again: the output may have been swapped for a link meanwhile
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFull(f"{path}: the disk is full; the export was not written ({exc.strerror})") from None
         raise
     return report
 
 
-__all__ = ["BadExportLine", "ExportError", "ExportReport", "FORMAT", "FORMAT_VERSION", "ImportRefused",
-           "ImportTargetNotEmpty", "LineWriter", "export_store", "export_to_path", "import_store", "line_check",
-           "split_check"]
+__all__ = ["BadExportLine", "ExportError", "ExportReport", "ExportTargetRefused", "FORMAT", "FORMAT_VERSION",
+           "ImportRefused", "ImportTargetNotEmpty", "LineWriter", "STORE_SIDE_FILES", "check_output",
+           "export_store", "export_to_path", "import_store", "line_check", "split_check"]

@@ -2,7 +2,8 @@
 
 The whole import is one write transaction on the target: every line is checked before
 the transaction commits, and any bad line rolls everything back, so a refused import
-leaves the target as it was (a target file the import created is removed again).
+leaves the target as it was (a target file the import created is removed again, and a
+target that was an empty file is given back its zero length and times).
 
 Checks, line by line, naming the first bad line:
 * the line check chain (any altered, dropped, added or reordered line);
@@ -30,8 +31,8 @@ import attrs
 from .. import chain, codec
 from ..chain import Anchor
 from ..errors import FileError, StoreError
-from .export import (FORMAT, FORMAT_VERSION, BadExportLine, ImportTargetNotEmpty, Progress, line_check,
-                     split_check)
+from .export import (FORMAT, FORMAT_VERSION, STORE_SIDE_FILES, BadExportLine, ImportTargetNotEmpty, Progress,
+                     line_check, split_check)
 from ..log import SCHEMA_VERSION
 from ..store import Store
 from ..store import open as open_store
@@ -75,25 +76,52 @@ def import_store(source: str | IO[bytes], target: str, *, chain_mode: bool = Tru
             raise FileError(source, f"cannot read the export: {exc.strerror or exc}") from None
         with fh:
             return import_store(fh, target, chain_mode=chain_mode, anchor=anchor, progress=progress, **open_kw)
-    created = not os.path.exists(target) or os.path.getsize(target) == 0
-    store = open_store(target, **open_kw)
+    before = _existing_files(target)
+    try:
+        store = open_store(target, **open_kw)
+    except BaseException:
+        _restore_files(target, before)
+        raise
     try:
         with store.transaction():
             report = _Importer(store, chain_mode, anchor, progress).run(source)
         store.log.invalidate_cache()  # rows went in beside EventLog.append: forget the cached head
     except BaseException:
         store.close()
-        if created:
-            _remove_store_file(target)
+        _restore_files(target, before)
         raise
     store.close()
     return report
 
 
-def _remove_store_file(path: str) -> None:
-    for suffix in ("", "-wal", "-shm", "-journal"):
+def _existing_files(path: str) -> dict[str, os.stat_result]:
+    """The store file and side files that exist before an import, with their stat."""
+    found: dict[str, os.stat_result] = {}
+    for suffix in STORE_SIDE_FILES:
         try:
-            os.unlink(path + suffix)
+            found[path + suffix] = os.stat(path + suffix)
+        except OSError:
+            pass
+    return found
+
+
+def _restore_files(path: str, before: dict[str, os.stat_result]) -> None:
+    """After a failed import: remove the files it created, and give a target that was an
+    empty file back its zero length and times. A target that already was a store was
+    only changed inside the rolled-back transaction, so it (and its side files, which
+    another process may be using) is left to SQLite."""
+    main = before.get(path)
+    if main is not None and main.st_size > 0:
+        return
+    for suffix in STORE_SIDE_FILES:
+        name = path + suffix
+        st = before.get(name)
+        try:
+            if st is None:
+                os.unlink(name)
+            elif suffix == "" and st.st_size == 0:
+                os.truncate(name, 0)
+                os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns))
         except OSError:
             pass
 

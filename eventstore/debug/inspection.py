@@ -16,7 +16,7 @@ commands print these results.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, cast, Sequence
 
 import attrs
 
@@ -37,12 +37,12 @@ SESSION_LIMIT = 200
 
 def columns(db: Any, table: str) -> list[str]:
     """The column names of a table (empty when it does not exist)."""
-    return db.table_columns(table)
+    return cast("list[str]", db.table_columns(table))
 
 
 def primary_key(db: Any, table: str) -> list[str]:
     """The primary key columns of a table, in key order (all columns when it has none)."""
-    return db.table_primary_key(table)
+    return cast("list[str]", db.table_primary_key(table))
 
 
 def row_dict(db: Any, table: str, where: str, params: Sequence[Any] = ()) -> dict | None:
@@ -56,7 +56,7 @@ def row_dict(db: Any, table: str, where: str, params: Sequence[Any] = ()) -> dic
 
 def as_of(store: Store, position: int) -> int | None:
     """The time the event at `position` was recorded (None at position 0)."""
-    return store.db.scalar("SELECT recorded_at_ms FROM events WHERE position = ?", (position,))
+    return cast("int | None", store.db.scalar("SELECT recorded_at_ms FROM events WHERE position = ?", (position,)))
 
 
 # --- events ------------------------------------------------------------------------------------------

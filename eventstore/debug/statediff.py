@@ -18,7 +18,7 @@ diff walks both tables in key order and holds only a few example rows in memory.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, cast
 
 import attrs
 
@@ -203,7 +203,7 @@ def _open_count(db: Any, table: str, sid: str) -> int:
     if "session_id" not in names:
         return 0
     where = " AND state NOT IN ('completed', 'cancelled')" if "state" in names else ""
-    return db.scalar(f"SELECT count(*) FROM {table} WHERE session_id = ?{where}", (sid,), 0)
+    return cast("int", db.scalar(f"SELECT count(*) FROM {table} WHERE session_id = ?{where}", (sid,), 0))
 
 
 def _status_facts(store: Store, a: Any, b: Any) -> list[str]:

@@ -136,8 +136,8 @@ class SnapshotReplay:
         if self.streams is None:
             return position  # positions are gap-free
         marks = ",".join("?" * len(self.streams))
-        return self.store.db.scalar(f"SELECT count(*) FROM events WHERE stream IN ({marks}) AND position <= ?",
-                                    (*self.streams, position), 0)
+        return int(self.store.db.scalar(f"SELECT count(*) FROM events WHERE stream IN ({marks}) AND position <= ?",
+                                        (*self.streams, position), 0))
 
     def _replay(self, mem: Database, base: int, ordinal: int, position: int, interval: int) -> int:
         """Apply the filter's events in (base, position], saving a snapshot after every

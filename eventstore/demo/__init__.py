@@ -120,7 +120,7 @@ def run(path: str | None, say: Say = print, seed: int | None = None) -> int:
         say("\n== tail")
         stop = threading.Event()
         seen = 0
-        for ev in store.follow(max(1, anchor_before.position + 1), stop=stop, idle_timeout=0.2):
+        for _ev in store.follow(max(1, anchor_before.position + 1), stop=stop, idle_timeout=0.2):
             seen += 1
         say(f"follow() delivered the {seen} events appended by this run, in order, with no gaps")
         say("\n== verify")

@@ -8,7 +8,7 @@ from typing import Any, Callable
 from ..effects import EffectMismatch
 from ..errors import StoreError
 from ..inputs import ActiveTurn, CheckpointKind, TurnInputDraft
-from ..leases import Acquired, Busy, LeaseOwner, LeaseTimings, this_process
+from ..leases import Acquired, Busy, LeaseOwner, LeaseTimings, LocalProcessLiveness, this_process
 from ..processes import (
     AppendEventRequest, Disposition, EventTypeSpec, HandleDescriptor, PayloadSchema, Pointer, Present,
     ProcessRegistration, Provenance, SessionScope, Success, ToolCallInput, WakeSpec,
@@ -17,8 +17,8 @@ from ..processes import Busy as ProcessLeaseBusy
 from ..queue import DAY_MS, AgentFrameTask, ProcessWake, QueuedWorkDraft, RefreshToolCatalog, SlotPolicy
 from ..sessions import SessionMeta
 from ..triggers import (
-    OccurrenceRequest, RegisterSubscription, SubscriptionRevisionConflict, TriggerDefinition,
-    UpdateSubscription,
+    OccurrenceRequest, PruneSubscriptions, RegisterSubscription, SubscriptionRevisionConflict,
+    TriggerDefinition, UpdateSubscription,
 )
 from . import Say, chapter, demo_id, suggest
 
@@ -32,6 +32,7 @@ def _leases_chapter(store: Any, say: Callable[[str], None]) -> None:
     timings = LeaseTimings(ttl_ms=30_000, renew_every_ms=10_000)
     got = store.leases.claim(sid, worker, timings)
     assert isinstance(got, Acquired)
+    assert isinstance(worker.liveness, LocalProcessLiveness)  # this_process() gives a local one
     say(f"worker-a (pid {worker.liveness.pid}) acquired the lease: fencing token "
         f"{got.lease.fencing_token}, expires in {timings.ttl_ms // 1000}s")
     lease = store.leases.renew(got.lease.fence, timings)
@@ -44,7 +45,7 @@ def _leases_chapter(store: Any, say: Callable[[str], None]) -> None:
         f"with fencing token {bounced.holder.fencing_token}")
     released = store.leases.release(lease.fence)
     say(f"worker-a released it (released={released.released}); the fencing token stays at "
-        f"{released.fencing_token}, so the next holder gets {released.fencing_token + 1}")  # type: ignore[operator]
+        f"{released.fencing_token}, so the next holder gets {released.fencing_token + 1}")
     if store.path != ":memory:":
         _crashed_owner(store, sid, timings, say)
 
@@ -140,7 +141,7 @@ def _processes_chapter(store: Any, say: Say) -> None:
         return
     lease = outcome.lease
     say(f"claimed the process lease: fence {lease.fencing_token}")
-    procs.record_first_started(pid, owner.owner_id)
+    procs.record_first_started(pid, owner)
     procs.append_event(pid, AppendEventRequest("tool.progress", {"message": "collected 120 tests"}, "progress-1"))
     woke = procs.append_event(pid, AppendEventRequest("tool.progress", {"message": "3 tests failed", "notify": True},
                                                       "progress-2"))
@@ -170,6 +171,11 @@ def _triggers_chapter(store: Any, say: Any) -> None:
         t.execute("demo-op-stale-update", UpdateSubscription("host", "triage", sub.revision + 5, d))
     except SubscriptionRevisionConflict as exc:
         say(f"a stale update is refused: {exc}")
+    pruned = t.execute("demo-op-prune", PruneSubscriptions("session:demo", ("notify", "never-registered")))
+    other = t.execute("demo-op-prune", PruneSubscriptions("session:other", ("notify",)))
+    say(f"prune by name in session:demo tombstoned {[x.subscription_key for x in pruned.tombstoned]}; "
+        f"the same operation id in session:other is its own operation ({other.outcome}, "
+        f"replayed={other.replayed})")
 
 
 @chapter(60, "effect replay journal")

@@ -160,8 +160,8 @@ class AwaitsMixin:
         """Wait for the await's resolution and return its payload (immediately on replay).
 
         Raises AwaitSessionRevoked if it was cancelled, AwaitTimeout after `timeout_s`
-        (default: the facade's wait timeout), EffectReplayMissing in strict replay when
-        the journal holds no resolution.
+        (default: the facade's wait timeout). In strict replay an await the journal never
+        opened raises EffectReplayMissing; an open one is waited for as outside it.
         """
         if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
                                       or not timeout_s >= 0):
@@ -176,8 +176,9 @@ class AwaitsMixin:
             if entry.status == "cancelled":
                 raise AwaitSessionRevoked(f"await {replay_key!r} in scope {scope!r} was cancelled: "
                                           f"{entry.error_message}", scope, replay_key)
-            if self._strict():
-                raise EffectReplayMissing(scope, replay_key, "the await was never resolved in the journal")
+            # A time-travel view never changes: waiting there could only time out.
+            self.ctx.require_writable(f"effects.await_event: await {replay_key!r} in scope {scope!r} is "
+                                      f"unresolved and waiting for it")
             waited = time.monotonic() - started
             if waited >= limit:
                 raise AwaitTimeout(f"await {replay_key!r} in scope {scope!r} was not resolved within "

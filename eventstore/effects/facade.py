@@ -2,13 +2,13 @@
 
 Every side effect of an agent run (a model call, a tool call, a sleep, an awaited
 external event) is journaled under (scope, replay key), so that the run can be
-replayed for debugging without touching the world::
+replayed for debugging without repeating what it already did::
 
     @store.effects.journaled(scope="run-42", key="weather:{city}")
     def get_weather(city: str) -> dict:
         return weather_api(city)           # runs once; later calls replay the outcome
 
-    with store.effects.strict_replay():    # a missing entry is an error, nothing runs
+    with store.effects.strict_replay():    # a key the journal lacks is an error
         get_weather("Paris")
 
 First call: the entry is recorded in progress under a lease (`effect.started`), the
@@ -24,7 +24,7 @@ import functools
 import inspect
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, cast, Iterator
 
 import attrs
 
@@ -146,8 +146,10 @@ class Effects(AwaitsMixin):
 
     @contextlib.contextmanager
     def strict_replay(self) -> Iterator[None]:
-        """Within this block (this thread or task only), every effect must replay from the
-        journal: a missing or unfinished entry raises EffectReplayMissing and nothing runs."""
+        """Within this block (this thread or task only), every effect must be in the
+        journal: a key with no entry raises EffectReplayMissing and nothing runs. An entry
+        still in progress is waited for, or taken over once its lease expired, as outside
+        the block (on a read-only time-travel view that raises ReadOnlyView instead)."""
         token = self._strict_mode.set(True)
         try:
             yield
@@ -194,12 +196,12 @@ class Effects(AwaitsMixin):
         strict = self._strict()
         self.ctx.require_fresh("effects")
         # A finished entry never changes again, so it is replayed from a plain read,
-        # without the write lock; strict replay never writes, so it needs no lock either.
+        # without the write lock; a strict replay's missing entry is refused without one too.
         finished = p.get_finished(self.ctx.db, scope, replay_key)
         if finished is not None and finished.kind == kind and finished.envelope_hash == env_hash:
             return BeginOutcome("replay", entry=finished if light else p.get_entry(self.ctx.db, scope, replay_key))
         entry = p.get_entry(self.ctx.db, scope, replay_key)
-        if strict or finished is not None:  # missing in strict mode, or a mismatch: decide_begin raises
+        if finished is not None or (strict and entry is None):  # a mismatch, or missing: decide_begin raises
             outcome, _events = decide_begin(entry, scope, replay_key, kind, envelope, env_hash, owner,
                                             self.options.timings, self.ctx.now_ms(), strict, False, None)
             return outcome
@@ -212,8 +214,11 @@ class Effects(AwaitsMixin):
                     and entry.lease_expires_at_ms > now and not entry.holder.same_owner(owner)):
                 dead = definitely_dead(entry.holder, owner)  # the liveness proof: command side only
             due = now + duration_ms if kind == "sleep" else None
+            # `strict` again: under the lock the entry is read afresh, and strict replay still
+            # never claims a key the journal lacks (entries are never deleted, so this is
+            # the case above; it keeps the rule in one place, decide_begin).
             outcome, events = decide_begin(entry, scope, replay_key, kind, envelope, env_hash, owner,
-                                           self.options.timings, now, False, dead, due)
+                                           self.options.timings, now, strict, dead, due)
             if events:
                 self.ctx.append(effect_stream(scope), events, now_ms=now)
         return outcome
@@ -277,7 +282,7 @@ class Effects(AwaitsMixin):
         if began.status == "replay":
             self._replay(began.entry)
             self._wait_until(began.entry.due_at_ms)
-            return began.entry.due_at_ms
+            return cast("int", began.entry.due_at_ms)
         lease = began.lease
         due = lease.due_at_ms
         timings = self.options.timings
@@ -294,7 +299,7 @@ class Effects(AwaitsMixin):
                     current, renewed_at = self.renew(current), now
                 self._sleep(min(due - now, timings.renew_every_ms) / 1000)
 
-        return self._run(lease, wait, renew_in_background=False)
+        return cast("int", self._run(lease, wait, renew_in_background=False))
 
     def journaled(self, scope: str | Callable[..., str], key: str | Callable[..., str], *,
                   name: str | None = None, exclude: tuple[str, ...] = ("self", "cls")) -> Callable[[Callable], Callable]:
@@ -433,7 +438,7 @@ class Effects(AwaitsMixin):
         if limit is not None:
             check_int(limit, "limit", 1)
         self.ctx.require_fresh("effects")
-        return _projection().list_entries(self.ctx.db, scope, status, limit)
+        return cast("list[Any]", _projection().list_entries(self.ctx.db, scope, status, limit))
 
     def scopes(self) -> list[Any]:
         """Every scope with its entry counts by status."""

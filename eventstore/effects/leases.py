@@ -57,7 +57,8 @@ class EffectLeaseLost(EffectError):
 
 
 class EffectReplayMissing(EffectError):
-    """Strict replay found no finished entry for the key: the run would touch the world."""
+    """Strict replay found no journal entry for the key: the run asked for an effect (or an
+    await) the recorded run never journaled, so it has diverged. Nothing was written."""
 
     def __init__(self, scope: str, replay_key: str, detail: str = "nothing was journaled under this key") -> None:
         super().__init__(f"strict replay: effect {replay_key!r} in scope {scope!r}: {detail}", scope, replay_key)
@@ -178,21 +179,22 @@ def check_matches(entry: Any, scope: str, replay_key: str, kind: str, envelope: 
 def decide_begin(entry: Any, scope: str, replay_key: str, kind: str, envelope: Any, envelope_hash: str,
                  owner: LeaseOwner, timings: LeaseTimings, now: int, strict: bool, holder_dead: bool,
                  due_at_ms: int | None) -> tuple[BeginOutcome, list[Any]]:
-    """Decide whether `owner` replays, waits, takes over or claims the effect."""
+    """Decide whether `owner` replays, waits, takes over or claims the effect.
+
+    `strict` (strict replay) only refuses a missing entry: an entry in progress is part
+    of the recorded run and is waited for or taken over exactly as in normal mode."""
     if entry is None:
         if strict:
             raise EffectReplayMissing(scope, replay_key)
         token = lease_token(scope, replay_key, owner, now, 1)
         expires = now + timings.ttl_ms
         lease = EffectLease(scope, replay_key, kind, owner, token, expires, 1, due_at_ms)
-        ev = EffectStarted(scope, replay_key, kind, envelope, envelope_hash, owner, token, expires, 1, due_at_ms, now)
+        ev: EffectStarted | EffectTakenOver = EffectStarted(scope, replay_key, kind, envelope, envelope_hash,
+                                                            owner, token, expires, 1, due_at_ms, now)
         return BeginOutcome("claimed", lease=lease), [ev]
     check_matches(entry, scope, replay_key, kind, envelope, envelope_hash)
     if entry.status in ("completed", "failed"):
         return BeginOutcome("replay", entry=entry), []
-    if strict:
-        raise EffectReplayMissing(scope, replay_key, f"journaled in progress (attempt {entry.attempts}) and never "
-                                                     f"finished")
     live = entry.lease_expires_at_ms is not None and entry.lease_expires_at_ms > now
     if live and not holder_dead:
         return BeginOutcome("busy", entry=entry), []

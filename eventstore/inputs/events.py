@@ -100,6 +100,9 @@ class TurnInputsClaimed:
     turn_id: str | None
     checkpoint: CheckpointKind | None
     claimed_at_ms: int
+    claimant: LeaseOwner | None = None
+    """Who took the claim, when the caller named someone other than the lease holder
+    (`owner`); None: the lease holder itself (and in events written before it existed)."""
 
 
 @event("inputs.claim_abandoned")

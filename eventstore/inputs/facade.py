@@ -7,7 +7,7 @@ raises a typed error having written nothing. Commands refuse on time-travel view
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, cast, Sequence
 
 import attrs
 
@@ -42,7 +42,7 @@ from .rules import (
 from ..sessions.events import session_stream
 
 if TYPE_CHECKING:
-    from ..leases import LeaseFence
+    from ..leases import LeaseFence, LeaseOwner
     from ..store import StoreContext
 
 
@@ -86,11 +86,14 @@ class Inputs:
         if events:
             self.ctx.append(session_stream(session_id), events, now_ms=now)
 
-    def _claim(self, fence: LeaseFence, what: str, choose: Callable[[Any, int], Any]) -> TurnInputClaim | None:
+    def _claim(self, fence: LeaseFence, what: str, choose: Callable[[Any, int], Any],
+               claimant: LeaseOwner | None = None) -> TurnInputClaim | None:
         from ..leases.facade import check_fence, require_live_fence
+        from ..queue.facade import _check_claimant, _with_claimant
 
         self.ctx.require_writable(what)
         check_fence(fence)
+        _check_claimant(claimant)
         with self.ctx.transaction():
             now = self.ctx.now_ms()
             self._fresh()
@@ -98,6 +101,7 @@ class Inputs:
             ev = choose(self.ctx.db, now)
             if ev is None:
                 return None
+            ev = _with_claimant(ev, claimant)
             self._append(fence.session_id, [ev], now)
             return claim_from_event(self.ctx.db, ev)
 
@@ -110,7 +114,7 @@ class Inputs:
         or id names different content, SessionNotFound / SessionDeleted for an unknown or
         deleted session, InvalidArgument for a malformed draft; nothing is written then.
         """
-        from ..sessions.facade import require_live_session
+        from ..sessions import require_live_session
 
         self.ctx.require_writable("inputs.enqueue")
         check_input_draft(draft)
@@ -123,16 +127,19 @@ class Inputs:
         return plan.results[0]
 
     def claim_active(self, fence: LeaseFence, turn_id: str, checkpoint: CheckpointKind = CheckpointKind.AFTER_WORK, *,
-                     max_inputs: int = DEFAULT_MAX_INPUTS) -> TurnInputClaim | None:
+                     max_inputs: int = DEFAULT_MAX_INPUTS,
+                     claimant: LeaseOwner | None = None) -> TurnInputClaim | None:
         """Claim turn `turn_id`'s inputs that `checkpoint` admits (they become ACCEPTED), or None."""
         _check_text(turn_id, "turn_id")
         if not isinstance(checkpoint, CheckpointKind):
             raise InvalidArgument(f"checkpoint must be a CheckpointKind, got {checkpoint!r}")
         _check_int(max_inputs, "max_inputs", 0, MAX_INPUTS_LIMIT)
         return self._claim(fence, "inputs.claim_active",
-                           lambda db, now: decide_active_claim(db, fence, turn_id, checkpoint, max_inputs, now))
+                           lambda db, now: decide_active_claim(db, fence, turn_id, checkpoint, max_inputs, now),
+                           claimant)
 
-    def claim_next_turn(self, fence: LeaseFence, *, max_inputs: int = DEFAULT_MAX_INPUTS) -> TurnInputClaim | None:
+    def claim_next_turn(self, fence: LeaseFence, *, max_inputs: int = DEFAULT_MAX_INPUTS,
+                        claimant: LeaseOwner | None = None) -> TurnInputClaim | None:
         """Claim inputs waiting for the next turn (they stay DEFERRED_NEXT_TURN), or None."""
         from projections import inputs as proj
 
@@ -145,7 +152,7 @@ class Inputs:
             return decide_input_claim(fence.session_id, fence.owner, fence.fencing_token, rows, "next_turn", None,
                                       None, now)
 
-        return self._claim(fence, "inputs.claim_next_turn", choose)
+        return self._claim(fence, "inputs.claim_next_turn", choose, claimant)
 
     def abandon(self, claim: TurnInputClaim | TurnInputCompletion) -> InputAbandonResult:
         """Give back the inputs `claim` still holds: ACCEPTED ones return to PENDING_ACTIVE."""
@@ -167,7 +174,7 @@ class Inputs:
     def _cancel(self, session_id: str, targets: Sequence[Any], what: str) -> tuple[InputCancel, ...]:
         from projections import inputs as proj
 
-        from ..sessions.facade import check_session_id
+        from ..sessions import check_session_id
 
         self.ctx.require_writable(what)
         check_session_id(session_id)
@@ -213,26 +220,33 @@ class Inputs:
         target, duplicates and misses included (law 53)."""
         return self._cancel(session_id, targets, "inputs.cancel_many")
 
-    def cancel_from(self, session_id: str, anchor_input_id: str) -> SuffixCancel:
-        """Cancel the anchor and every later input of the session (law 54).
+    def cancel_from(self, session_id: str, anchor: str | BySourceKey) -> SuffixCancel:
+        """Cancel the anchor and every later input of the session (law 54). The anchor is
+        an input id or a `BySourceKey`, like every other cancel target.
 
         Inputs a live claim holds answer AlreadyClaimed; an unknown anchor answers
         `anchor_found=False` (AnchorNotFound) and changes nothing.
         """
         from projections import inputs as proj
 
-        from ..sessions.facade import check_session_id
+        from ..sessions import check_session_id
 
         self.ctx.require_writable("inputs.cancel_from")
         check_session_id(session_id)
-        _check_text(anchor_input_id, "anchor_input_id")
+        by_key = isinstance(anchor, BySourceKey)
+        if by_key:
+            _check_text(anchor.source_key, "anchor.source_key")
+        else:
+            _check_text(anchor, "anchor_input_id")
+        key = anchor.source_key if by_key else None
         with self.ctx.transaction():  # the suffix and its cancels from one snapshot under the write lock
             self.ctx.require_fresh("inputs")
-            anchor = proj.row_by_id(self.ctx.db, session_id, anchor_input_id)
-            if anchor is None:
-                return SuffixCancel(anchor_input_id, False)
-            ids = [r.input_id for r in proj.rows_from(self.ctx.db, session_id, anchor.enqueue_seq)]
-            return SuffixCancel(anchor_input_id, True, self._cancel(session_id, ids, "inputs.cancel_from"))
+            row = (proj.row_by_source_key(self.ctx.db, session_id, anchor.source_key) if by_key
+                   else proj.row_by_id(self.ctx.db, session_id, anchor))
+            if row is None:
+                return SuffixCancel(None if by_key else anchor, False, (), key)
+            ids = [r.input_id for r in proj.rows_from(self.ctx.db, session_id, row.enqueue_seq)]
+            return SuffixCancel(row.input_id, True, self._cancel(session_id, ids, "inputs.cancel_from"), key)
 
     def complete(self, completion: TurnInputCompletion | TurnInputClaim) -> InputCompletionResult:
         """Consume a claim's inputs outside a runtime commit (they become COMPLETED).
@@ -258,7 +272,7 @@ class Inputs:
         inputs are untouched. All in one transaction; a superseded completion raises
         TurnInputClaimSuperseded and nothing changes.
         """
-        from ..leases.facade import check_fence, require_live_fence
+        from ..leases import check_fence, require_live_fence
 
         self.ctx.require_writable("inputs.interrupt")
         check_fence(fence)
@@ -285,7 +299,7 @@ class Inputs:
         Afterwards their ids and source keys are unknown: cancel answers NotFound, and a
         source-key replay records a new input.
         """
-        from ..sessions.facade import check_session_id
+        from ..sessions import check_session_id
 
         self.ctx.require_writable("inputs.vacuum")
         check_session_id(session_id)
@@ -299,7 +313,7 @@ class Inputs:
     # --- reads ---
 
     def _read(self, session_id: str, now_ms: int | None, fn: Callable[[Any, int | None], Any]) -> Any:
-        from ..sessions.facade import check_session_id
+        from ..sessions import check_session_id
 
         check_session_id(session_id)
         if now_ms is not None:
@@ -316,7 +330,7 @@ class Inputs:
         """Every input row of the session in enqueue order, terminal ones included."""
         from projections import inputs as proj
 
-        return self._read(session_id, now_ms, lambda db, gen: proj.list_inputs(db, session_id, gen))
+        return cast("list[Any]", self._read(session_id, now_ms, lambda db, gen: proj.list_inputs(db, session_id, gen)))
 
     def list_pending(self, session_id: str, *, now_ms: int | None = None) -> list[Any]:
         """Pending and deferred inputs that no live claim holds (accepted ones whose claim

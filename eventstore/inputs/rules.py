@@ -142,6 +142,8 @@ class TurnInputClaim:
     turn_id: str | None
     checkpoint: CheckpointKind | None
     inputs: tuple[Any, ...]  # projections.inputs.PendingTurnInput
+    claimant: LeaseOwner | None = None
+    """Who took the claim: the caller's claimant, else the lease holder (`owner`)."""
 
     @property
     def input_ids(self) -> tuple[str, ...]:
@@ -184,9 +186,12 @@ class InputCancel:
 class SuffixCancel:
     """A suffix cancel's answer: `anchor_found` False means AnchorNotFound (nothing changed)."""
 
-    anchor_input_id: str
+    anchor_input_id: str | None
+    """The anchor's input id (None when a source-key anchor names no input)."""
     anchor_found: bool
     cancels: tuple[InputCancel, ...] = ()
+    anchor_source_key: str | None = None
+    """The source key the anchor was given by, when it was a `BySourceKey`."""
 
 
 @attrs.frozen
@@ -225,7 +230,7 @@ def content_hash(draft: TurnInputDraft) -> str:
 
 def check_input_draft(draft: Any, what: str = "draft") -> str:
     """Validate a TurnInputDraft (naming the wrong field); returns its content hash."""
-    from ..sessions.facade import check_session_id
+    from ..sessions import check_session_id
 
     if not isinstance(draft, TurnInputDraft):
         raise InvalidArgument(f"{what} must be a TurnInputDraft, got {type(draft).__name__}")
@@ -426,7 +431,8 @@ def claim_from_event(db: Any, ev: TurnInputsClaimed) -> TurnInputClaim:
 
     rows = {r.input_id: r for r in proj.get_many(db, ev.session_id, ev.input_ids, ev.generation)}
     return TurnInputClaim(ev.session_id, ev.claim_id, ev.owner, ev.lease_token, ev.fencing_token, ev.generation,
-                          ev.claimed_at_ms, ev.mode, ev.turn_id, ev.checkpoint, tuple(rows[i] for i in ev.input_ids))
+                          ev.claimed_at_ms, ev.mode, ev.turn_id, ev.checkpoint, tuple(rows[i] for i in ev.input_ids),
+                          ev.claimant if ev.claimant is not None else ev.owner)
 
 
 def check_input_completion(db: Any, completion: TurnInputCompletion, now_ms: int) -> TurnInputsCompleted:

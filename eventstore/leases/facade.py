@@ -41,12 +41,25 @@ from .events import (
     SessionLeaseRenewed,
     SessionLeaseState,
 )
-from .owners import LeaseOwner, LeaseTimings, ProcessStartReader, check_owner, definitely_dead, read_process_start
+from .owners import (
+    Acquired,
+    Busy,
+    LeaseOwner,
+    LeaseTimings,
+    ObservedHolder,
+    ProcessStartReader,
+    check_observed,
+    check_owner,
+    definitely_dead,
+    holder_matches,
+    read_process_start,
+)
 from ..sessions.events import session_stream
 from ..sessions.facade import check_session_id, require_live_session
 
 if TYPE_CHECKING:
     from ..store import StoreContext
+    from .keepalive import SessionLeaseKeepAlive
 
 MAX_TTL_MS = 10 ** 12
 """The longest TTL accepted (about 31 years): keeps now + ttl far inside 64 bits."""
@@ -70,35 +83,8 @@ class SessionExecutionLeaseExpired(StoreError):
             f"{fence.owner.incarnation_id!r}) is not live: {reason}")
 
 
-@attrs.frozen
-class Acquired:
-    """A claim or reclaim succeeded: the caller holds `lease`."""
-
-    lease: SessionExecutionLease
-    reentry: bool = False
-    """True when the caller already held it (same incarnation): only the expiry moved."""
-    reclaimed_from: LeaseOwner | None = None
-    """For a reclaim of a live lease: the holder that was proven dead."""
-
-    @property
-    def acquired(self) -> bool:
-        """Always True (False on Busy): lets callers test either outcome the same way."""
-        return True
-
-
-@attrs.frozen
-class Busy:
-    """A claim or reclaim lost: someone else holds a live lease."""
-
-    holder: SessionExecutionLease
-
-    @property
-    def acquired(self) -> bool:
-        """Always False (True on Acquired)."""
-        return False
-
-
-ClaimOutcome = Acquired | Busy
+ClaimOutcome = Acquired[SessionExecutionLease] | Busy[SessionExecutionLease]
+"""`Acquired` and `Busy` are the types process leases return too (defined in owners.py)."""
 
 
 @attrs.frozen
@@ -138,12 +124,13 @@ def check_fence(fence: Any, what: str = "fence") -> LeaseFence:
     return fence
 
 
-def _check_observed(observed: Any, session_id: str) -> SessionExecutionLease:
-    if not isinstance(observed, SessionExecutionLease):
-        raise InvalidArgument(f"observed must be the SessionExecutionLease you read, got {type(observed).__name__}")
-    if observed.session_id != session_id:
-        raise InvalidArgument(f"observed is a lease of session {observed.session_id!r}, not {session_id!r}")
-    return observed
+def _check_observed(observed: Any, session_id: str) -> ObservedHolder:
+    seen = check_observed(observed)
+    other = getattr(observed, "session_id", session_id)
+    if other != session_id:
+        raise InvalidArgument(f"session_id {session_id!r}: observed is a lease of session {other!r}, not of the "
+                              f"session reclaimed")
+    return seen
 
 
 # --- pure deciders ---------------------------------------------------------------------------
@@ -185,19 +172,18 @@ def decide_claim(state: SessionLeaseState | None, generation: int, session_id: s
 
 
 def decide_reclaim(state: SessionLeaseState | None, generation: int, session_id: str, owner: LeaseOwner,
-                   observed: SessionExecutionLease, holder_dead: bool, dead_start: int | None,
+                   observed: ObservedHolder | SessionExecutionLease, holder_dead: bool, dead_start: int | None,
                    ttl_ms: int, now_ms: int) -> tuple[ClaimOutcome, list[Any]]:
     """Decide a reclaim. Pure: `holder_dead` is the proof the command read from /proc.
 
     A free or expired lease is claimed plainly. A live lease is taken only when it is
-    still exactly the `observed` one (owner, incarnation, token, fence) and its holder
-    is proven dead; the fence then goes up by one. Everything else is Busy.
+    still the `observed` holder (same owner and incarnation, same fencing token) and its
+    holder is proven dead; the fence then goes up by one. Everything else is Busy.
     """
     live = state.live_holder(now_ms) if state is not None else None
     if live is None:
         return decide_claim(state, generation, session_id, owner, ttl_ms, now_ms)
-    current = (live.owner.same_owner(observed.owner) and live.lease_token == observed.lease_token
-               and live.fencing_token == observed.fencing_token)
+    current = holder_matches(live, ObservedHolder(observed.owner, observed.fencing_token))
     if current and holder_dead:
         return _acquire(state, generation, session_id, owner, ttl_ms, now_ms, live, dead_start)
     return Busy(live), []
@@ -325,18 +311,19 @@ class Leases:
             self._append(session_id, events, now)
         return outcome
 
-    def reclaim(self, session_id: str, owner: LeaseOwner, observed: SessionExecutionLease,
+    def reclaim(self, session_id: str, owner: LeaseOwner, observed: ObservedHolder | SessionExecutionLease,
                 ttl_ms: int | LeaseTimings = LeaseTimings()) -> ClaimOutcome:
         """Take the lease from a holder proven dead: Acquired, or Busy(holder).
 
-        `observed` is the holder you saw (from `get`); if the lease changed since, or
+        `observed` is the holder you saw: its owner and fencing token, as an
+        `ObservedHolder` or any lease value (from `get`). If the lease changed since, or
         the holder is not proven dead (another host or boot, an opaque owner, a process
         that is still there), the answer is Busy. A free or expired lease is claimed.
         """
         self.ctx.require_writable("leases.reclaim")
         check_session_id(session_id)
         check_owner(owner)
-        _check_observed(observed, session_id)
+        observed = _check_observed(observed, session_id)
         ttl = check_ttl(ttl_ms)
         with self.ctx.transaction():
             now = self.ctx.now_ms()
@@ -380,6 +367,20 @@ class Leases:
             self._append(fence.session_id, events, now)
         return result
 
+    def keep_alive(self, lease: SessionExecutionLease,
+                   timings: LeaseTimings = LeaseTimings()) -> "SessionLeaseKeepAlive":
+        """Renew `lease` in the background every `timings.renew_every_ms` until stopped,
+        released or lost (lease_keepalive.py); use it as a context manager to stop it."""
+        from .keepalive import SessionLeaseKeepAlive
+
+        self.ctx.require_writable("leases.keep_alive")
+        if not isinstance(lease, SessionExecutionLease):
+            raise InvalidArgument(f"lease must be the SessionExecutionLease you hold, got {type(lease).__name__}")
+        check_fence(lease.fence, "lease")
+        if not isinstance(timings, LeaseTimings):
+            raise InvalidArgument(f"timings must be a LeaseTimings, got {type(timings).__name__}")
+        return SessionLeaseKeepAlive(self, lease, timings)
+
     # --- reads ---
 
     def get(self, session_id: str) -> SessionLeaseState | None:
@@ -418,6 +419,7 @@ __all__ = [
     "Acquired",
     "Busy",
     "ClaimOutcome",
+    "ObservedHolder",
     "LeaseFence",
     "Leases",
     "ReleaseResult",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from typing import Callable
+from typing import Any, Callable, Generic, TypeVar
 
 import attrs
 
@@ -79,6 +79,68 @@ def _check_id(value: object, what: str) -> None:
     size = len(check_text(value, what).encode())
     if size > MAX_OWNER_ID_BYTES:
         raise InvalidArgument(f"{what} must be at most {MAX_OWNER_ID_BYTES} UTF-8 bytes, got {size:,} bytes")
+# --- the outcome of a claim, shared by session and process leases ------------------------------
+
+LeaseT = TypeVar("LeaseT")
+
+
+@attrs.frozen
+class Acquired(Generic[LeaseT]):
+    """A claim or reclaim succeeded: the caller holds `lease` (session or process lease)."""
+
+    lease: LeaseT
+    reentry: bool = False
+    """True when the caller already held it (same incarnation): only the expiry moved."""
+    reclaimed_from: "LeaseOwner | None" = None
+    """For a reclaim of a live lease: the holder that was proven dead."""
+
+    @property
+    def acquired(self) -> bool:
+        """Always True (False on Busy): lets callers test either outcome the same way."""
+        return True
+
+
+@attrs.frozen
+class Busy(Generic[LeaseT]):
+    """A claim or reclaim lost: someone else holds a live lease, here it is."""
+
+    holder: LeaseT
+
+    @property
+    def acquired(self) -> bool:
+        """Always False (True on Acquired)."""
+        return False
+
+
+@attrs.frozen
+class ObservedHolder:
+    """What a reclaim needs to know of the holder it saw: the owner and the fencing token.
+
+    Any lease value (`SessionExecutionLease`, `ProcessLease`, a session `LeaseFence`) has
+    both and may be passed instead.
+    """
+
+    owner: "LeaseOwner"
+    fencing_token: int
+
+
+def check_observed(observed: Any, what: str = "observed") -> ObservedHolder:
+    """The (owner, fencing token) of an observed holder; InvalidArgument naming the field."""
+    owner = getattr(observed, "owner", None)
+    fence = getattr(observed, "fencing_token", None)
+    if owner is None or fence is None:
+        raise InvalidArgument(f"{what} must be the holder you saw: an ObservedHolder(owner, fencing_token) or a "
+                              f"lease, got {type(observed).__name__}")
+    check_owner(owner, f"{what}.owner")
+    if isinstance(fence, bool) or not isinstance(fence, int) or fence < 1:
+        raise InvalidArgument(f"{what}.fencing_token must be an integer >= 1, got {fence!r}")
+    return ObservedHolder(owner, fence)
+
+
+def holder_matches(holder: Any, observed: ObservedHolder) -> bool:
+    """Is the live `holder` still the one observed? Same owner (id and incarnation) and the
+    same fencing token: the rule both lease families use before a reclaim takes over."""
+    return bool(holder.owner.same_owner(observed.owner) and holder.fencing_token == observed.fencing_token)
 
 
 def read_process_start(pid: int, proc: str = "/proc") -> int | None:

@@ -72,6 +72,7 @@ from .handovers import (
 from .leases import (
     Acquired,
     Busy,
+    ObservedHolder,
     ProcessLeaseCommands,
     ProcessLeaseState,
 )
@@ -160,6 +161,7 @@ __all__ = [
     "AwaitOutput",
     "AwaitTimeout",
     "Busy",
+    "ObservedHolder",
     "Cancelled",
     "ChangePage",
     "check_authority",

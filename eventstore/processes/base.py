@@ -137,4 +137,5 @@ class ProcessFacadeBase:
 
     def _event_at(self, process_id: str, position: int) -> ProcessEvent:
         ev = self.ctx.log.get(position)
+        assert ev is not None, position  # the projection indexes only positions the log holds
         return ProcessEvent.from_appended(ev.data, ev.position)

@@ -120,6 +120,8 @@ class PruneFilter:
     disposition: Disposition | None = None
     input_kind: str | None = None
     """`tool_call`, `engine`, `session_turn` or `external`."""
+    caused_by: str | None = None
+    """Only processes whose provenance names this cause (a trigger subscription id)."""
 
 
 # --- events on process:<id> ------------------------------------------------------------------

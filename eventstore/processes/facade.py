@@ -27,6 +27,7 @@ from projections import processes as proj
 from ..checks import check_int
 from ..errors import InvalidArgument
 from ..facades import register_facade
+from ..leases.owners import LeaseOwner, check_owner
 from .base import AppendEventResult, ProcessEvent, check_process_id
 from .errors import (
     AwaitTimeout,
@@ -197,27 +198,42 @@ class Processes(ProcessLeaseCommands, ProcessGrantCommands, ProcessHandoverComma
             self._append(process_id, [ProcessExternalRefSet(process_id, external_ref, now)], now)
             return self._require(process_id)
 
-    def record_first_started(self, process_id: str, owner_id: str) -> ProcessRecord:
-        """Record the first start (the first writer wins; later calls return the record)."""
+    def record_first_started(self, process_id: str, owner: LeaseOwner | str,
+                             started_at_ms: int | None = None) -> ProcessRecord:
+        """Record the first start: the starting owner (a LeaseOwner, kept whole, or just an
+        owner id) and the caller's `started_at_ms` (default: now). The first writer wins;
+        later calls change nothing and return the record."""
         check_process_id(process_id)
+        if isinstance(owner, LeaseOwner):
+            check_owner(owner)
+            owner_id, whole = owner.owner_id, owner
+        else:
+            owner_id, whole = owner, None
         if not isinstance(owner_id, str) or not owner_id or len(owner_id.encode()) > MAX_ID_BYTES:
-            raise InvalidArgument(f"owner_id must be a non-empty string of at most {MAX_ID_BYTES} bytes, "
-                                  f"got {owner_id!r}"[:300])
+            raise InvalidArgument(f"owner must be a LeaseOwner or a non-empty owner id of at most {MAX_ID_BYTES} "
+                                  f"bytes, got {owner!r}"[:300])
+        if started_at_ms is not None:
+            check_int(started_at_ms, "started_at_ms")
         with self._write("record_first_started"):
             now = self.ctx.now_ms()
             record = self._require(process_id)
             if record.first_started is not None:
                 return record
-            self._append(process_id, [ProcessFirstStarted(process_id, FirstStart(owner_id, now))], now)
+            start = FirstStart(owner_id, now if started_at_ms is None else started_at_ms, whole)
+            self._append(process_id, [ProcessFirstStarted(process_id, start)], now)
             return self._require(process_id)
 
-    def request_abandon(self, process_id: str, requested_by: str, reason: str | None = None) -> ProcessRecord:
-        """Ask for the process to be abandoned (written once; a terminal process refuses, law 80)."""
+    def request_abandon(self, process_id: str, requested_by: str, reason: str | None = None, *,
+                        requested_at_ms: int | None = None) -> ProcessRecord:
+        """Ask for the process to be abandoned, at the caller's `requested_at_ms` (default:
+        now). Written once: the first request wins; a terminal process refuses (law 80)."""
         check_process_id(process_id)
         if not isinstance(requested_by, str) or not requested_by:
             raise InvalidArgument(f"requested_by must be a non-empty string, got {requested_by!r}")
         if reason is not None and not isinstance(reason, str):
             raise InvalidArgument(f"reason must be None or a string, got {reason!r}")
+        if requested_at_ms is not None:
+            check_int(requested_at_ms, "requested_at_ms")
         with self._write("request_abandon"):
             now = self.ctx.now_ms()
             record = self._require(process_id)
@@ -225,7 +241,8 @@ class Processes(ProcessLeaseCommands, ProcessGrantCommands, ProcessHandoverComma
                 raise ProcessAlreadyTerminal(process_id, record.status.value, "an abandon request")
             if record.abandon_request is not None:
                 return record
-            self._append(process_id, [ProcessAbandonRequested(process_id, AbandonRequest(requested_by, reason, now))],
+            at = now if requested_at_ms is None else requested_at_ms
+            self._append(process_id, [ProcessAbandonRequested(process_id, AbandonRequest(requested_by, reason, at))],
                          now)
             return self._require(process_id)
 
@@ -306,8 +323,8 @@ class Processes(ProcessLeaseCommands, ProcessGrantCommands, ProcessHandoverComma
         (for example SessionNotFound for a target session that was never created), the
         event is not appended either.
         """
-        from ..queue.enqueue import QueuedWorkDraft
-        from ..queue.events import ProcessWake
+        from ..queue import QueuedWorkDraft
+        from ..queue import ProcessWake
 
         enqueued: list[Any] = []
 

@@ -25,27 +25,25 @@ from projections import processes as proj
 
 from ..checks import derived_token
 from ..errors import InvalidArgument
-from ..leases.owners import LeaseOwner, LeaseTimings, check_owner, definitely_dead, read_process_start
+from ..leases.owners import (
+    Acquired,
+    Busy,
+    LeaseOwner,
+    LeaseTimings,
+    ObservedHolder,
+    check_observed,
+    check_owner,
+    definitely_dead,
+    holder_matches,
+    read_process_start,
+)
 from .base import ProcessFacadeBase, check_process_id
 from .errors import ProcessLeaseExpired
 from .events import ProcessLease, ProcessLeaseAcquired, ProcessLeaseReleased, ProcessLeaseRenewed
 
 
-@attrs.frozen
-class Acquired:
-    """The claim succeeded: here is the lease (new, re-entered or reclaimed)."""
-
-    lease: ProcessLease
-
-
-@attrs.frozen
-class Busy:
-    """Someone else holds a live lease: here is the holder."""
-
-    holder: ProcessLease
-
-
-ClaimOutcome = Acquired | Busy
+ClaimOutcome = Acquired[ProcessLease] | Busy[ProcessLease]
+"""The same `Acquired` / `Busy` types session leases return (defined in owners.py)."""
 
 
 @attrs.frozen
@@ -95,7 +93,7 @@ def _acquire(pid: str, fence: int, owner: LeaseOwner, ttl: int, now: int,
     ev = ProcessLeaseAcquired(pid, owner, token, new_fence, now, now + ttl,
                               reclaimed.owner if reclaimed else None,
                               reclaimed.fencing_token if reclaimed else None, dead_start)
-    return Acquired(lease), [ev]
+    return Acquired(lease, False, reclaimed.owner if reclaimed else None), [ev]
 
 
 def decide_claim(pid: str, fence: int, holder: ProcessLease | None, owner: LeaseOwner, ttl: int,
@@ -104,20 +102,21 @@ def decide_claim(pid: str, fence: int, holder: ProcessLease | None, owner: Lease
     if holder is not None and holder.is_live(now):
         if holder.owner.same_owner(owner):
             renewed = attrs.evolve(holder, expires_at_ms=now + ttl)
-            return Acquired(renewed), [ProcessLeaseRenewed(pid, holder.lease_token, holder.fencing_token, now,
+            return Acquired(renewed, True), [ProcessLeaseRenewed(pid, holder.lease_token, holder.fencing_token, now,
                                                            now + ttl, reentry=True)]
         return Busy(holder), []
     return _acquire(pid, fence, owner, ttl, now)
 
 
-def decide_reclaim(pid: str, fence: int, holder: ProcessLease | None, owner: LeaseOwner, observed: ProcessLease,
-                   holder_dead: bool, dead_start: int | None, ttl: int, now: int) -> tuple[ClaimOutcome, list]:
+def decide_reclaim(pid: str, fence: int, holder: ProcessLease | None, owner: LeaseOwner,
+                   observed: ObservedHolder | ProcessLease, holder_dead: bool, dead_start: int | None, ttl: int,
+                   now: int) -> tuple[ClaimOutcome, list]:
     """Reclaim: a free or expired lease is a plain claim; a live one is taken only when
-    the observation is current and the holder was proven dead. Pure."""
+    the observation (owner and incarnation, fencing token) is current and the holder was
+    proven dead. Pure."""
     if holder is None or not holder.is_live(now):
         return decide_claim(pid, fence, holder, owner, ttl, now)
-    current = (holder.owner == observed.owner and holder.lease_token == observed.lease_token
-               and holder.fencing_token == observed.fencing_token)
+    current = holder_matches(holder, ObservedHolder(observed.owner, observed.fencing_token))
     if current and holder_dead:
         return _acquire(pid, fence, owner, ttl, now, reclaimed=holder, dead_start=dead_start)
     return Busy(holder), []
@@ -156,17 +155,22 @@ class ProcessLeaseCommands(ProcessFacadeBase):
                 self._append(process_id, events, now)
             return outcome
 
-    def reclaim_lease(self, process_id: str, owner: LeaseOwner, observed: ProcessLease, ttl_ms: int | LeaseTimings,
-                      *, read_start: Callable[[int], int | None] = read_process_start) -> ClaimOutcome:
-        """Take over a live lease whose holder (as `observed`) is provably dead; else Busy.
+    def reclaim_lease(self, process_id: str, owner: LeaseOwner, observed: ObservedHolder | ProcessLease,
+                      ttl_ms: int | LeaseTimings, *,
+                      read_start: Callable[[int], int | None] = read_process_start) -> ClaimOutcome:
+        """Take over a live lease whose holder (as `observed`: owner and fencing token, or
+        the ProcessLease from get_lease()) is provably dead; else Busy.
 
         `read_start` reads a pid's start time from /proc (injectable for tests).
         """
         check_process_id(process_id)
         check_owner(owner)
-        if not isinstance(observed, ProcessLease):
-            raise InvalidArgument(f"observed must be the ProcessLease read from get_lease(), "
-                                  f"got {type(observed).__name__}")
+        seen = check_observed(observed)
+        other = getattr(observed, "process_id", process_id)
+        if other != process_id:
+            raise InvalidArgument(f"process_id {process_id!r} is not observed.process_id {other!r}: the observed "
+                                  f"holder must be of the process reclaimed")
+        observed = seen
         if not callable(read_start):
             raise InvalidArgument(f"read_start must be a callable pid -> start time, got {read_start!r}")
         ttl = check_ttl(ttl_ms)
@@ -233,5 +237,5 @@ class ProcessLeaseCommands(ProcessFacadeBase):
         return [ProcessLeaseReleased(lease.process_id, lease.lease_token, lease.fencing_token, now)]
 
 
-__all__ = ["Acquired", "Busy", "ClaimOutcome", "ProcessLeaseCommands", "ProcessLeaseState",
+__all__ = ["Acquired", "Busy", "ClaimOutcome", "ObservedHolder", "ProcessLeaseCommands", "ProcessLeaseState",
            "decide_claim", "decide_reclaim", "decide_release", "decide_renew", "lease_is_current", "lease_token"]

@@ -14,9 +14,11 @@ use, so renaming a Python class never changes a stored hash.
 from __future__ import annotations
 
 import enum
-from typing import Any, ClassVar
+from typing import Any, cast, ClassVar
 
 import attrs
+
+from ..leases.owners import LeaseOwner
 
 __all__ = [
     "AbandonEvidence", "AbandonRequest", "AbandonWriter", "Abandoned", "AwaitOutput", "Cancelled",
@@ -394,6 +396,10 @@ class FirstStart:
 
     owner_id: str
     started_at_ms: int
+    """The caller's start time (the store's clock when the caller gave none)."""
+    owner: LeaseOwner | None = None
+    """The whole starting owner (id, incarnation, liveness); None when only an id was given
+    (and in records written before it was kept)."""
 
 
 @attrs.frozen
@@ -403,6 +409,7 @@ class AbandonRequest:
     requested_by: str
     reason: str | None
     requested_at_ms: int
+    """The caller's request time (the store's clock when the caller gave none)."""
 
 
 @attrs.frozen
@@ -506,7 +513,7 @@ def json_form(value: Any) -> Any:
 
 def output_to_json(output: AwaitOutput) -> dict:
     """An await output as a JSON map (`{"type": "success", "value": ...}` and so on)."""
-    return json_form(output)
+    return cast("dict[Any, Any]", json_form(output))
 
 
 def output_from_json(value: Any) -> AwaitOutput | None:
@@ -538,5 +545,5 @@ def authority_to_json(authority: CompletionAuthority) -> dict:
     """A completion authority as recorded in the terminal event's payload."""
     out = json_form(authority)
     out["authority"] = out.pop("type")
-    return out
+    return cast("dict[Any, Any]", out)
 

@@ -63,17 +63,20 @@ def _check_filter(flt: Any) -> PruneFilter | None:
     if flt is None:
         return None
     if not isinstance(flt, PruneFilter):
-        raise InvalidArgument(f"filter must be a PruneFilter, got {type(flt).__name__}")
+        raise InvalidArgument(f"processes.prune: filter must be a PruneFilter, got {type(flt).__name__}")
     for s in flt.statuses:
         if not isinstance(s, ProcessStatus) or not s.is_terminal:
-            raise InvalidArgument(f"filter.statuses: {s!r} is not a terminal ProcessStatus")
+            raise InvalidArgument(f"processes.prune: filter.statuses: {s!r} is not a terminal ProcessStatus")
     if flt.owner_scope_id is not None and not isinstance(flt.owner_scope_id, str):
-        raise InvalidArgument("filter.owner_scope_id must be None or a string")
+        raise InvalidArgument("processes.prune: filter.owner_scope_id must be None or a string")
     if flt.disposition is not None and not isinstance(flt.disposition, Disposition):
-        raise InvalidArgument("filter.disposition must be None or a Disposition")
+        raise InvalidArgument("processes.prune: filter.disposition must be None or a Disposition")
     if flt.input_kind is not None and flt.input_kind not in ("tool_call", "engine", "session_turn", "external"):
-        raise InvalidArgument(f"filter.input_kind must be tool_call, engine, session_turn or external, "
+        raise InvalidArgument(f"processes.prune: filter.input_kind must be tool_call, engine, session_turn or external, "
                               f"got {flt.input_kind!r}")
+    if flt.caused_by is not None and (not isinstance(flt.caused_by, str) or not flt.caused_by):
+        raise InvalidArgument(f"processes.prune: filter.caused_by must be None or a non-empty string, "
+                              f"got {flt.caused_by!r}"[:300])
     return attrs.evolve(flt, statuses=tuple(flt.statuses))
 
 
@@ -83,12 +86,12 @@ class ProcessPruneCommands(ProcessFacadeBase):
     def prune(self, before_ms: int, *, filter: PruneFilter | None = None, up_to_change_seq: int | None = None,
               dry_run: bool = False) -> PruneReport:
         """Remove terminal processes last changed before `before_ms` (see the module docstring)."""
-        cutoff = check_int(before_ms, "before_ms")
+        cutoff = check_int(before_ms, "processes.prune: before_ms")
         if not isinstance(dry_run, bool):
-            raise InvalidArgument(f"dry_run must be True or False, got {dry_run!r}")
+            raise InvalidArgument(f"processes.prune: dry_run must be True or False, got {dry_run!r}")
         flt = _check_filter(filter)
         if up_to_change_seq is not None:
-            check_int(up_to_change_seq, "up_to_change_seq")
+            check_int(up_to_change_seq, "processes.prune: up_to_change_seq")
         if dry_run:
             with self._read():
                 found = proj.prune_candidates(self._db, cutoff, flt, up_to_change_seq)
@@ -108,10 +111,13 @@ class ProcessPruneCommands(ProcessFacadeBase):
             purged = sum(self.ctx.log.purge_payloads(process_stream(pid)) for pid in ids)
             for pid in ids:
                 _drop_process_sessions(self.ctx, pid)
-            # DOMAIN.md §5 prune step 3: trigger receipts older than the cutoff go too.
-            from ..triggers.commands import PruneTriggers
+            # Trigger receipts older than the cutoff go too. Any cutoff is allowed here, even
+            # one later than now; the trigger retention refuses a future cutoff, and no
+            # receipt can be newer than now, so clamping to now removes the same receipts.
+            from ..triggers.commands import PruneTriggerHistory
 
-            self.ctx.triggers.execute(f"processes.prune:{now}:{cutoff}:{ids[0]}", PruneTriggers(cutoff))
+            self.ctx.triggers.execute(f"processes.prune:{now}:{cutoff}:{ids[0]}",
+                                      PruneTriggerHistory(min(cutoff, now)))
             return PruneReport(cutoff, tuple(ids), sum(r[1] for r in found), purged, False)
 
     def changes_since(self, cursor: int = 0, limit: int = 100) -> ChangePage:

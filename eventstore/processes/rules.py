@@ -15,7 +15,7 @@ and the current record, and get back either a typed error or the event to append
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -261,7 +261,7 @@ def check_scope(scope: Any, what: str) -> SessionScope | HostScope:
         return InvalidArgument(f"{field}: {problem}")
 
     _check_scope(scope, what, fail)
-    return scope
+    return cast("SessionScope | HostScope", scope)
 
 
 def _check_provenance(prov: Any, fail: Any) -> None:

@@ -273,6 +273,9 @@ class QueuedWorkClaimed:
     claimed_at_ms: int
     mode: str
     """How the batches were chosen: "ready", "session_command", "by_ids" or "checkpoint"."""
+    claimant: LeaseOwner | None = None
+    """Who took the claim, when the caller named someone other than the lease holder
+    (`owner`); None: the lease holder itself (and in events written before it existed)."""
 
 
 @event("queue.claim_abandoned")

@@ -15,7 +15,7 @@ The documented functions the runtime commit calls inside its own transaction are
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar, cast
 
 import attrs
 
@@ -89,6 +89,8 @@ class QueuedWorkClaim:
     claimed_at_ms: int
     mode: str
     batches: tuple[Any, ...]  # projections.queue.QueuedBatch
+    claimant: LeaseOwner | None = None
+    """Who took the claim: the caller's claimant, else the lease holder (`owner`)."""
 
     @property
     def batch_ids(self) -> tuple[str, ...]:
@@ -167,11 +169,13 @@ class Queue:
 
         return lease_proj.live_generation(self.ctx.db, session_id, now)
 
-    def _claim(self, fence: LeaseFence, what: str, choose: Callable[[Any, int], tuple[list[Any], str]]) -> QueuedWorkClaim | None:
+    def _claim(self, fence: LeaseFence, what: str, choose: Callable[[Any, int], tuple[list[Any], str]],
+               claimant: LeaseOwner | None = None) -> QueuedWorkClaim | None:
         from ..leases.facade import check_fence, require_live_fence
 
         self.ctx.require_writable(what)
         check_fence(fence)
+        _check_claimant(claimant)
         with self.ctx.transaction():  # BEGIN IMMEDIATE: two claimers cannot both see a row free
             now = self.ctx.now_ms()
             self._fresh()
@@ -180,6 +184,7 @@ class Queue:
             ev = decide_claim(fence.session_id, fence.owner, fence.fencing_token, rows, mode, now)
             if ev is None:
                 return None
+            ev = _with_claimant(ev, claimant)
             self.ctx.append(session_stream(fence.session_id), [ev], now_ms=now)
             return claim_from_event(self.ctx.db, ev)
 
@@ -192,7 +197,7 @@ class Queue:
         other malformed field, SessionNotFound / SessionDeleted for an unknown or deleted
         session. Nothing is written in any of those cases.
         """
-        from ..sessions.facade import require_live_session
+        from ..sessions import require_live_session
 
         self.ctx.require_writable("queue.enqueue")
         check_draft(draft)
@@ -206,6 +211,7 @@ class Queue:
         return plan.results[0]
 
     def claim_ready(self, fence: LeaseFence, *, boundary: ClaimBoundary = ClaimBoundary.IDLE,
+                    claimant: LeaseOwner | None = None,
                     max_batches: int = DEFAULT_MAX_BATCHES) -> QueuedWorkClaim | None:
         """Claim the next ready turn work under `fence` (a live session lease), or None.
 
@@ -225,9 +231,10 @@ class Queue:
             cands = proj.candidates(db, fence.session_id, now, fence.fencing_token, claim_scan_limit(max_batches))
             return cands[:select_turn_work_prefix(cands, boundary, max_batches)], "ready"
 
-        return self._claim(fence, "queue.claim_ready", choose)
+        return self._claim(fence, "queue.claim_ready", choose, claimant)
 
-    def claim_session_command(self, fence: LeaseFence) -> QueuedWorkClaim | None:
+    def claim_session_command(self, fence: LeaseFence, *,
+                              claimant: LeaseOwner | None = None) -> QueuedWorkClaim | None:
         """Claim exactly one batch when the head of the ready queue is a session command, else None."""
 
         def choose(db: Any, now: int) -> tuple[list[Any], str]:
@@ -236,9 +243,9 @@ class Queue:
             cands = proj.candidates(db, fence.session_id, now, fence.fencing_token, 1)
             return cands[:select_leading_command(cands)], "session_command"
 
-        return self._claim(fence, "queue.claim_session_command", choose)
+        return self._claim(fence, "queue.claim_session_command", choose, claimant)
 
-    def claim_by_ids(self, fence: LeaseFence, batch_ids: Sequence[str], *,
+    def claim_by_ids(self, fence: LeaseFence, batch_ids: Sequence[str], *, claimant: LeaseOwner | None = None,
                      boundary: ClaimBoundary = ClaimBoundary.IDLE) -> QueuedWorkClaim | None:
         """Claim exactly these batches (in this order), jumping ahead of other work, or None.
 
@@ -261,10 +268,11 @@ class Queue:
             ok = exact_selection_ok(rows, boundary, now, fence.fencing_token)
             return (list(rows) if ok else []), "by_ids"
 
-        return self._claim(fence, "queue.claim_by_ids", choose)
+        return self._claim(fence, "queue.claim_by_ids", choose, claimant)
 
     def claim_checkpoint(self, fence: LeaseFence, turn_id: str, checkpoint: CheckpointKind, *, max_inputs: int = 16,
-                         max_batches: int = DEFAULT_MAX_BATCHES) -> CheckpointClaims:
+                         max_batches: int = DEFAULT_MAX_BATCHES,
+                         claimant: LeaseOwner | None = None) -> CheckpointClaims:
         """At a checkpoint of the running turn `turn_id`, claim both ingress families at once.
 
         A read-only probe runs first: when there is neither an admitted active input for
@@ -274,11 +282,12 @@ class Queue:
         stamped with the fence's generation (law 32).
         """
         from ..inputs import rules as inputs_mod
-        from ..inputs.events import CheckpointKind
-        from ..leases.facade import check_fence, require_live_fence
+        from ..inputs import CheckpointKind
+        from ..leases import check_fence, require_live_fence
 
         self.ctx.require_writable("queue.claim_checkpoint")
         check_fence(fence)
+        _check_claimant(claimant)
         _check_text(turn_id, "turn_id")
         if not isinstance(checkpoint, CheckpointKind):
             raise InvalidArgument(f"checkpoint must be a CheckpointKind, got {checkpoint!r}")
@@ -305,6 +314,8 @@ class Queue:
                 cands = proj.candidates(db, sid, now, gen, claim_scan_limit(max_batches))
                 chosen = cands[:select_turn_work_prefix(cands, ClaimBoundary.ACTIVE_TURN_CHECKPOINT, max_batches)]
                 queue_ev = decide_claim(sid, fence.owner, gen, chosen, "checkpoint", now)
+            input_ev = _with_claimant(input_ev, claimant) if input_ev is not None else None
+            queue_ev = _with_claimant(queue_ev, claimant) if queue_ev is not None else None
             events = [e for e in (input_ev, queue_ev) if e is not None]
             if events:
                 self.ctx.append(session_stream(sid), events, now_ms=now)
@@ -349,7 +360,7 @@ class Queue:
         """
         from projections import queue as proj
 
-        from ..sessions.facade import check_session_id
+        from ..sessions import check_session_id
 
         self.ctx.require_writable("queue.cancel")
         check_session_id(session_id)
@@ -384,7 +395,7 @@ class Queue:
         """Forget the session's source keys settled longer ago than the retention; returns how many."""
         from projections import queue as proj
 
-        from ..sessions.facade import check_session_id
+        from ..sessions import check_session_id
 
         self.ctx.require_writable("queue.forget_settled_source_keys")
         check_session_id(session_id)
@@ -403,7 +414,7 @@ class Queue:
     # --- reads ---
 
     def _read(self, session_id: str, now_ms: int | None, fn: Callable[[Any, int | None], Any]) -> Any:
-        from ..sessions.facade import check_session_id
+        from ..sessions import check_session_id
 
         check_session_id(session_id)
         if now_ms is not None:
@@ -421,7 +432,7 @@ class Queue:
         """
         from projections import queue as proj
 
-        return self._read(session_id, now_ms, lambda db, gen: proj.list_batches(db, session_id, gen))
+        return cast("list[Any]", self._read(session_id, now_ms, lambda db, gen: proj.list_batches(db, session_id, gen)))
 
     def list_pending(self, session_id: str, *, now_ms: int | None = None) -> list[Any]:
         """The session's batches that no live claim holds, in enqueue order (law 36)."""
@@ -445,13 +456,30 @@ class Queue:
         return self._read(session_id, None, lambda db, gen: proj.get_source_key(db, session_id, source_key))
 
 
+EvT = TypeVar("EvT")
+
+
+def _check_claimant(claimant: Any) -> None:
+    """A claimant is None (the lease holder) or a LeaseOwner."""
+    if claimant is not None:
+        from ..leases.owners import check_owner
+
+        check_owner(claimant, "claimant")
+
+
+def _with_claimant(ev: EvT, claimant: LeaseOwner | None) -> EvT:
+    """The claim event recording `claimant` beside the lease holder (unchanged for None)."""
+    return ev if claimant is None else attrs.evolve(ev, claimant=claimant)  # type: ignore[misc]
+
+
 def claim_from_event(db: Any, ev: QueuedWorkClaimed) -> QueuedWorkClaim:
     """The QueuedWorkClaim an appended claim event stands for (batches read back in claim order)."""
     from projections import queue as proj
 
     batches = {b.batch_id: b for b in proj.get_batches(db, ev.session_id, ev.batch_ids, ev.generation)}
     return QueuedWorkClaim(ev.session_id, ev.claim_id, ev.owner, ev.lease_token, ev.fencing_token, ev.generation,
-                           ev.claimed_at_ms, ev.mode, tuple(batches[b] for b in ev.batch_ids))
+                           ev.claimed_at_ms, ev.mode, tuple(batches[b] for b in ev.batch_ids),
+                           ev.claimant if ev.claimant is not None else ev.owner)
 
 
 def checkpoint_work_pending(db: Any, session_id: str, generation: int, turn_id: str, checkpoint: Any,

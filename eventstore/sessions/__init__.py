@@ -13,6 +13,7 @@ from .events import (
     SessionCreated,
     SessionDeletedEvent,
     SessionMeta,
+    SessionMetaSaved,
     SessionPurged,
     SessionRelation,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "SessionError",
     "SessionInfo",
     "SessionMeta",
+    "SessionMetaSaved",
     "SessionNotDeleted",
     "SessionNotFound",
     "SessionPurged",

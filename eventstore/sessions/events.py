@@ -50,7 +50,7 @@ class SessionMeta:
     """What a session is: a display name, the model, its working directory, its parent.
 
     Every field is optional; `name` defaults to the session id when the session is
-    created. The meta is written once, by the first create, and never overwritten.
+    created. Create writes it once and never overwrites it; `sessions.save_meta` replaces it.
     """
 
     name: str | None = None
@@ -68,6 +68,15 @@ class SessionCreated:
     generation: int
     """1 for the first creation; one more each time a deleted id is recreated."""
     created_at_ms: int
+
+
+@event("session.meta_saved")
+class SessionMetaSaved:
+    """The session's meta was replaced by an explicit save (create never overwrites it)."""
+
+    session_id: str
+    meta: SessionMeta
+    saved_at_ms: int
 
 
 @event("session.deleted")
@@ -103,6 +112,7 @@ __all__ = [
     "SessionCreated",
     "SessionDeletedEvent",
     "SessionMeta",
+    "SessionMetaSaved",
     "SessionPurged",
     "SessionRelation",
     "purge_stream",

@@ -29,6 +29,7 @@ from .events import (
     SessionCreated,
     SessionDeletedEvent,
     SessionMeta,
+    SessionMetaSaved,
     SessionPurged,
     SessionRelation,
     purge_stream,
@@ -237,10 +238,25 @@ def decide_create(row: Any, session_id: str, meta: SessionMeta, recreate: bool,
     return "recreated", [SessionCreated(session_id, meta, row.generation + 1, now_ms)]
 
 
-def decide_delete(row: Any, session_id: str, now_ms: int) -> tuple[DeleteResult, list[Any]]:
-    """Decide a delete: a tombstone event, or nothing when already deleted (idempotent)."""
+def decide_save_meta(row: Any, session_id: str, meta: SessionMeta, now_ms: int) -> tuple[str, list[Any]]:
+    """Decide a meta save: ("created" | "saved" | "unchanged", events). Raises SessionDeleted
+    for a deleted id. An unknown id is created with the meta (an upsert)."""
+    if meta.name is None:
+        meta = attrs.evolve(meta, name=session_id)
     if row is None:
-        raise SessionNotFound(session_id, "delete")
+        return "created", [SessionCreated(session_id, meta, 1, now_ms)]
+    if row.status != "active":
+        raise SessionDeleted(row.session_id, row.generation, row.deleted_at_ms, "save_meta")
+    if row.meta == meta:
+        return "unchanged", []
+    return "saved", [SessionMetaSaved(session_id, meta, now_ms)]
+
+
+def decide_delete(row: Any, session_id: str, now_ms: int) -> tuple[DeleteResult, list[Any]]:
+    """Decide a delete: a tombstone event, or nothing when already deleted or never
+    created (idempotent; generation 0 for an id that never existed)."""
+    if row is None:
+        return DeleteResult(session_id, False, 0), []
     if row.status != "active":
         return DeleteResult(session_id, False, row.generation), []
     return DeleteResult(session_id, True, row.generation), [SessionDeletedEvent(session_id, row.generation, now_ms)]
@@ -291,26 +307,52 @@ class Sessions:
 
     # --- commands ---
 
-    def create(self, session_id: str, meta: SessionMeta | None = None, *, recreate: bool = False) -> CreateResult:
+    def create(self, session_id: str, meta: SessionMeta | None = None, *, recreate: bool = False,
+               created_at_ms: int | None = None) -> CreateResult:
         """Create a session (idempotent: an existing session is returned unchanged, law 69).
 
         A deleted id raises SessionDeleted unless `recreate=True`, which starts a new
-        generation with no lease state (law 70).
+        generation with no lease state (law 70). `created_at_ms` is the creation time to
+        record (for sessions imported from elsewhere); the store's clock when None.
         """
         self.ctx.require_writable("sessions.create")
         check_session_id(session_id)
         meta = check_meta(meta, session_id)
         check_recreate(recreate)
+        if created_at_ms is not None and (isinstance(created_at_ms, bool) or not isinstance(created_at_ms, int)
+                                          or not 0 <= created_at_ms < 2 ** 62):
+            raise InvalidArgument(f"session {session_id!r}: created_at_ms must be None or an integer of "
+                                  f"milliseconds >= 0, got {created_at_ms!r}")
         with self.ctx.transaction():  # decide under the write lock
             now = self.ctx.now_ms()
-            kind, events = decide_create(self._row(session_id), session_id, meta, recreate, now)
+            kind, events = decide_create(self._row(session_id), session_id, meta, recreate,
+                                         now if created_at_ms is None else created_at_ms)
             if events:
                 self.ctx.append(session_stream(session_id), events, now_ms=now)
             info = self._info(self._row(session_id))
         return CreateResult(info, kind != "existing", kind == "recreated")
 
+    def save_meta(self, session_id: str, meta: SessionMeta) -> SessionInfo:
+        """Replace the session's meta (name, model, cwd, relation); an upsert.
+
+        An unknown id is created with this meta; saving the meta it already has appends
+        nothing; a deleted id raises SessionDeleted. `name` None means the session id.
+        """
+        self.ctx.require_writable("sessions.save_meta")
+        check_session_id(session_id)
+        if meta is None:
+            raise InvalidArgument(f"session {session_id!r}: meta must be a SessionMeta, got None")
+        meta = check_meta(meta, session_id)
+        with self.ctx.transaction():
+            now = self.ctx.now_ms()
+            _kind, events = decide_save_meta(self._row(session_id), session_id, meta, now)
+            if events:
+                self.ctx.append(session_stream(session_id), events, now_ms=now)
+            return self._info(self._row(session_id))
+
     def delete(self, session_id: str) -> DeleteResult:
-        """Delete a session: tombstone its id for good and wipe its lease state (idempotent)."""
+        """Delete a session: tombstone its id for good and wipe its lease state (idempotent;
+        an id that never existed is a no-op with `deleted` False and generation 0)."""
         self.ctx.require_writable("sessions.delete")
         check_session_id(session_id)
         with self.ctx.transaction():
@@ -385,7 +427,7 @@ class Sessions:
         `auto_gc_every_commits = N` (> 0), every Nth commit through this handle runs GC
         after committing; a GC failure is logged, never raised (the commit stands).
         """
-        from ..commits.commit import run_commit
+        from ..commits import run_commit
 
         every = self.auto_gc_every_commits
         if isinstance(every, bool) or not isinstance(every, int) or every < 0:
@@ -409,7 +451,7 @@ class Sessions:
         `leaf` or the head's leaf, or "none"), as of now or, with `at`, as of that log
         position (the session's stream replayed with the same read code). A LoadedSession,
         or None when the session has never committed (at that position)."""
-        from ..commits.reads import load_session
+        from ..commits import load_session
 
         check_session_id(session_id)
         if at is not None and (isinstance(at, bool) or not isinstance(at, int) or at < 0):
@@ -422,28 +464,37 @@ class Sessions:
 
     def load_node(self, session_id: str, node_id: str) -> Any:
         """One live node by id, or None (tombstoned and unknown nodes read as None, law 60)."""
-        from ..commits.reads import load_node
+        from ..commits import load_node
 
         check_session_id(session_id)
         return load_node(self.ctx, session_id, node_id)
 
     def tombstone_nodes(self, session_id: str, node_ids: Any) -> int:
         """Hide nodes from reads until vacuum removes them; returns how many were hidden."""
-        from ..commits.maintenance import tombstone_nodes
+        from ..commits import tombstone_nodes
 
         return tombstone_nodes(self.ctx, session_id, node_ids)
 
     def vacuum(self, session_id: str) -> Any:
         """Remove tombstoned nodes and terminal turn inputs; a VacuumReport of what went (law 61)."""
-        from ..commits.maintenance import vacuum
+        from ..commits import vacuum
 
         return vacuum(self.ctx, session_id)
 
-    def gc(self, *, dry_run: bool = False) -> Any:
-        """Blob GC (mark and sweep from the projections' roots), recorded as an event; a GcReport."""
-        from ..commits.maintenance import gc
+    def vacuum_all(self) -> Any:
+        """Vacuum every active session in one transaction: a StoreVacuumReport (totals and
+        the sessions something was removed from)."""
+        from ..commits.maintenance import vacuum_all
 
-        return gc(self.ctx, dry_run)
+        return vacuum_all(self.ctx)
+
+    def gc(self, *, dry_run: bool = False, min_age_ms: int | None = None) -> Any:
+        """Blob GC (mark and sweep from the projections' roots), recorded as an event; a GcReport.
+
+        Unrooted blobs put less than `min_age_ms` ago (default 60 s) are spared."""
+        from ..commits.maintenance import DEFAULT_GC_MIN_AGE_MS, gc
+
+        return gc(self.ctx, dry_run, DEFAULT_GC_MIN_AGE_MS if min_age_ms is None else min_age_ms)
 
 
 register_facade("sessions", Sessions)

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, ContextManager, Iterable, Iterator, Protocol, Sequence
 
+from ..errors import StoreError
+
 __all__ = ["Params", "Storage"]
 
 Params = Sequence[Any] | dict[str, Any]
@@ -38,10 +40,14 @@ class Storage(Protocol):
     busy_timeout_ms: int
     serial: int
     """Counts outermost transactions begun on this connection."""
+    write_serial: int
+    """Counts outermost write transactions begun on this connection."""
     on_commit: list[Callable[[], None]]
     """Callbacks run after each outermost COMMIT succeeds."""
     on_rollback: list[Callable[[], None]]
     """Callbacks run after any rollback (outermost or to a savepoint)."""
+    readonly: bool
+    """Opened read-only: never writes, never takes the write lock; writes raise ReadOnlyStore."""
 
     # --- statements ---------------------------------------------------------------
 
@@ -130,6 +136,9 @@ class Storage(Protocol):
     @property
     def closed(self) -> bool:
         """True after close()."""
+
+    def readonly_error(self, what: str) -> StoreError:
+        """The typed error (ReadOnlyStore) for a write attempted through a read-only connection."""
 
     def is_constraint_error(self, exc: BaseException) -> bool:
         """True when `exc` is a unique-key (or other constraint) violation."""

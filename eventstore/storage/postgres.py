@@ -32,7 +32,7 @@ import psycopg.errors
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from ..errors import IntegrityError, InvalidArgument, StoreBusy, StoreClosed, StoreError
+from ..errors import IntegrityError, InvalidArgument, ReadOnlyStore, StoreBusy, StoreClosed, StoreError
 
 __all__ = ["DEFAULT_SCHEMA", "PORTED_PROJECTIONS", "PostgresDatabase", "is_postgres_url", "parse_url", "translate"]
 
@@ -248,6 +248,8 @@ class _Transaction:
     def __enter__(self) -> "PostgresDatabase":
         db = self.db
         conn = db._live()
+        if self.write and db.readonly:
+            raise db.readonly_error("a write transaction")
         db.lock.acquire()
         try:
             if db.depth == 0:
@@ -269,6 +271,7 @@ class _Transaction:
                 else:
                     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 db.serial += 1
+                db.write_serial += self.write
                 db._write = self.write
             else:
                 self.name = f"sp{db.depth}"
@@ -336,7 +339,8 @@ class PostgresDatabase:
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, synchronous: str = "full", busy_timeout_ms: int = 15_000) -> None:
+    def __init__(self, url: str, *, synchronous: str = "full", busy_timeout_ms: int = 15_000,
+                 readonly: bool = False) -> None:
         dsn, schema = parse_url(url)
         self.path = url
         self.schema = schema
@@ -345,6 +349,10 @@ class PostgresDatabase:
         self.busy_timeout_ms = busy_timeout_ms
         self.depth = 0
         self.serial = 0
+        self.write_serial = 0
+        """Counts outermost write transactions begun on this connection."""
+        self.readonly = readonly
+        """Opened with readonly=True: every transaction is READ ONLY, writes raise ReadOnlyStore."""
         self.lock = threading.RLock()
         self.on_commit: list[Callable[[], None]] = []
         self.on_rollback: list[Callable[[], None]] = []
@@ -370,6 +378,8 @@ class PostgresDatabase:
         sync = "on" if synchronous == "full" else "off"
         self._conn.execute(f"SET search_path TO {schema}; SET synchronous_commit TO {sync}; "
                            f"SET lock_timeout TO {int(busy_timeout_ms)}")
+        if readonly:  # the server refuses every write of this session, statements outside transactions too
+            self._conn.execute("SET default_transaction_read_only TO on")
 
     # --- statements --------------------------------------------------------------------
 
@@ -393,6 +403,8 @@ class PostgresDatabase:
         try:
             cur = conn.execute(text, params if params else None)
         except psycopg.Error as exc:
+            if self.readonly and isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+                raise self.readonly_error(_what(sql)) from None
             raise _translate_error(exc, _what(sql)) from None
         self._rowcount = cur.rowcount
         return cur
@@ -626,6 +638,11 @@ CREATE TRIGGER log_clock_states AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON 
     def closed(self) -> bool:
         """True after close()."""
         return self._conn is None
+
+    def readonly_error(self, what: str) -> ReadOnlyStore:
+        """The typed error for a write attempted through a read-only store."""
+        return ReadOnlyStore(f"{what}: the store {self.path} was opened with readonly=True, "
+                             "which never writes; open it without readonly to change it")
 
     def is_constraint_error(self, exc: BaseException) -> bool:
         """True when `exc` is a constraint violation (unique key and the like)."""

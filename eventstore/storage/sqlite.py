@@ -16,20 +16,24 @@ Transactions (why they look like this):
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import threading
 import stat
 import time
-from typing import Any, Iterable, Iterator, Sequence
+import urllib.parse
+from typing import Any, Iterable, Iterator, Sequence, cast
 
 import apsw
 
 from ..errors import (
     CorruptStore,
+    DiskFull,
     FileError,
     IntegrityError,
     NotADatabase,
+    ReadOnlyStore,
     StoreBusy,
     StoreClosed,
     StoreError,
@@ -54,7 +58,7 @@ def _translate(exc: BaseException, what: str) -> StoreError:
         return CorruptStore(f"{what}: stored text is not valid UTF-8 ({exc.reason} at byte {exc.start}); "
                             "the file was damaged or edited")
     if isinstance(exc, apsw.FullError):
-        return StoreError(f"{what}: the disk is full ({exc})")
+        return DiskFull(f"{what}: the disk is full ({exc}); nothing was committed")
     return StoreError(f"{what}: {type(exc).__name__}: {exc}")
 
 
@@ -161,6 +165,8 @@ class _Transaction:
         conn = db._conn
         if conn is None:
             raise StoreClosed("the store is closed")
+        if self.write and db.readonly:
+            raise db.readonly_error("a write transaction")
         # One connection, many threads: the lock is held from BEGIN to COMMIT, so another
         # thread's statements wait instead of running inside (or seeing) this transaction.
         db.lock.acquire()
@@ -168,13 +174,14 @@ class _Transaction:
             if db.depth == 0:
                 conn.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
                 db.serial += 1
+                db.write_serial += self.write
                 db._write = self.write
             else:
                 self.name = f"sp{db.depth}"
                 conn.execute(f"SAVEPOINT {self.name}")
         except apsw.Error as exc:
             db.lock.release()
-            raise _translate(exc, "begin transaction") from None
+            raise db.translate(exc, "begin transaction") from None
         except BaseException:
             db.lock.release()
             raise
@@ -208,7 +215,7 @@ class _Transaction:
                     conn.execute("ROLLBACK")
                 db._epoch_dv = None
                 db._notify(db.on_rollback)
-                raise _translate(err, "commit") from None
+                raise db.translate(err, "commit") from None
             if db._epoch_serial == db.serial:
                 # Our own commit moved apsw's data_version. Nobody else could commit inside a
                 # write transaction (BEGIN IMMEDIATE holds the write lock), and apsw refreshes
@@ -240,6 +247,8 @@ class Database:
         """Serialises threads sharing this connection (held for a whole transaction)."""
         self.serial = 0
         """Counts outermost transactions begun on this connection."""
+        self.write_serial = 0
+        """Counts outermost write transactions begun on this connection."""
         self.on_commit: list[Any] = []
         """Callbacks run after each outermost COMMIT succeeds."""
         self.on_rollback: list[Any] = []
@@ -249,14 +258,21 @@ class Database:
         self._epoch_serial = -1
         self._write = False
         self.busy_timeout_ms = busy_timeout_ms
-        flags = apsw.SQLITE_OPEN_READONLY if readonly else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
-        if path != ":memory:" and not scratch:
-            flags |= apsw.SQLITE_OPEN_URI if path.startswith("file:") else 0
-        try:
-            self._conn: apsw.Connection | None = apsw.Connection(path, flags=flags)
-            self._conn.set_busy_timeout(busy_timeout_ms)
-        except apsw.Error as exc:
-            raise FileError(path, f"cannot open: {exc}") from None
+        self.readonly = readonly
+        """Opened with readonly=True: every write raises ReadOnlyStore."""
+        self.immutable = False
+        """Read-only and opened as immutable (see _open_readonly): no locks, no WAL."""
+        if readonly:
+            self._conn: apsw.Connection | None = self._open_readonly(path)
+        else:
+            flags = apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+            if path != ":memory:" and not scratch:
+                flags |= apsw.SQLITE_OPEN_URI if path.startswith("file:") else 0
+            try:
+                self._conn = apsw.Connection(path, flags=flags)
+            except apsw.Error as exc:
+                raise FileError(path, f"cannot open: {exc}") from None
+        self._conn.set_busy_timeout(busy_timeout_ms)
         if scratch:
             # Scratch databases (rebuild, verify, time travel) are disposable: no journal,
             # no fsync. A crash loses the scratch file, never the store.
@@ -264,6 +280,64 @@ class Database:
         elif synchronous not in SYNCHRONOUS:
             raise StoreError(f"synchronous must be one of {sorted(SYNCHRONOUS)}, got {synchronous!r}")
         self.synchronous = synchronous
+
+    def _open_readonly(self, path: str) -> apsw.Connection:
+        """A read-only connection that never writes the file and never takes the write lock.
+
+        `mode=ro` first: it reads a WAL store like any reader, seeing every commit, but
+        SQLite must then open (or create) DB-shm and DB-wal beside it. Where it cannot (a
+        read-only directory or mount, a full disk) the file is opened `immutable=1`:
+        no locks and no WAL at all, which is right only when no DB-wal holds commits, so
+        a non-empty DB-wal makes the open refuse instead of silently missing them.
+        docs/reliability.md spells out the costs.
+        """
+        base = "file:" + urllib.parse.quote(os.path.abspath(path))
+        flags = apsw.SQLITE_OPEN_READONLY | apsw.SQLITE_OPEN_URI
+        conn = None
+        try:
+            conn = apsw.Connection(base + "?mode=ro", flags=flags)
+            # A reader meets the busy handler only while another connection rebuilds the
+            # WAL index (never for a writer's transaction): wait that out, as writers do.
+            conn.set_busy_timeout(self.busy_timeout_ms)
+            # The connection opens lazily: the first read is what maps DB-shm.
+            conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()
+            return conn
+        except (apsw.CantOpenError, apsw.IOError, apsw.ReadOnlyError) as exc:
+            first = exc
+        except apsw.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise FileError(path, f"cannot open read-only: {_translate(exc, 'open')}") from None
+        if conn is not None:
+            conn.close()
+        if _wal_size(path):
+            raise FileError(path, f"cannot open read-only ({first}): SQLite cannot open {path}-shm here "
+                                  f"(a read-only directory or a full disk), and {path}-wal holds commits "
+                                  "that a read without it would miss; copy the file with its -wal and "
+                                  "-shm to a writable directory")
+        try:
+            conn = apsw.Connection(base + "?immutable=1", flags=flags)
+            conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()
+        except apsw.Error as exc:
+            raise FileError(path, f"cannot open read-only: {exc}") from None
+        self.immutable = True
+        return conn
+
+    def translate(self, exc: BaseException, what: str) -> StoreError:
+        """_translate, knowing this connection: a write through a read-only handle, and an
+        I/O error that the OS reported as a full disk (SQLite calls a failed DB-shm
+        extension an I/O error, not SQLITE_FULL)."""
+        if isinstance(exc, apsw.ReadOnlyError) and self.readonly:
+            return self.readonly_error(what)
+        if isinstance(exc, apsw.IOError) and self._conn is not None and \
+                self._conn.system_errno in (errno.ENOSPC, errno.EDQUOT):
+            return DiskFull(f"{what}: the disk is full ({exc}); nothing was committed")
+        return _translate(exc, what)
+
+    def readonly_error(self, what: str) -> ReadOnlyStore:
+        """The typed error for a write attempted through a read-only handle."""
+        return ReadOnlyStore(f"{what}: the store {self.path} was opened with readonly=True, "
+                             "which never writes; open it without readonly to change it")
 
     # --- settings --------------------------------------------------------------
 
@@ -277,11 +351,11 @@ class Database:
                 break
             except (apsw.BusyError, apsw.LockedError) as exc:
                 if time.monotonic() > deadline:
-                    raise _translate(exc, "switch to WAL") from None
+                    raise self.translate(exc, "switch to WAL") from None
                 time.sleep(delay * (1 + random.random()))
                 delay = min(delay * 2, 0.05)
             except apsw.Error as exc:  # a damaged file, a full disk, ...
-                raise _translate(exc, "switch to WAL") from None
+                raise self.translate(exc, "switch to WAL") from None
         if str(mode).lower() != "wal" and self.path != ":memory:":
             raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
         self.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.synchronous]}")
@@ -336,7 +410,7 @@ class Database:
                 for _ in (self._conn or self._closed()).execute(sql, params):
                     pass
         except (apsw.Error, UnicodeDecodeError) as exc:
-            raise _translate(exc, _what(sql)) from None
+            raise self.translate(exc, _what(sql)) from None
 
     def execute_changes(self, sql: str, params: Sequence[Any] | dict = ()) -> int:
         """Run one write statement and return how many rows it changed."""
@@ -347,7 +421,7 @@ class Database:
                     pass
                 return conn.changes()
         except (apsw.Error, UnicodeDecodeError) as exc:
-            raise _translate(exc, _what(sql)) from None
+            raise self.translate(exc, _what(sql)) from None
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run one statement once per parameter row."""
@@ -356,7 +430,7 @@ class Database:
                 for _ in (self._conn or self._closed()).executemany(sql, rows):
                     pass
         except (apsw.Error, UnicodeDecodeError) as exc:
-            raise _translate(exc, _what(sql)) from None
+            raise self.translate(exc, _what(sql)) from None
 
     def query(self, sql: str, params: Sequence[Any] | dict = ()) -> list[tuple]:
         """Run a query and return all rows as tuples."""
@@ -364,7 +438,7 @@ class Database:
             with self.lock:
                 return (self._conn or self._closed()).execute(sql, params).fetchall()
         except (apsw.Error, UnicodeDecodeError) as exc:
-            raise _translate(exc, _what(sql)) from None
+            raise self.translate(exc, _what(sql)) from None
 
     def iterate(self, sql: str, params: Sequence[Any] | dict = ()) -> Iterator[tuple]:
         """Run a query and yield rows lazily (keep the loop short: it holds a read snapshot)."""
@@ -378,16 +452,16 @@ class Database:
                     return
                 yield row
         except (apsw.Error, UnicodeDecodeError) as exc:
-            raise _translate(exc, _what(sql)) from None
+            raise self.translate(exc, _what(sql)) from None
 
     def one(self, sql: str, params: Sequence[Any] | dict = ()) -> tuple | None:
         """The first row of a query, or None."""
         try:
             with self.lock:
                 for row in (self._conn or self._closed()).execute(sql, params):
-                    return row
+                    return cast("tuple[Any, ...] | None", row)
         except (apsw.Error, UnicodeDecodeError) as exc:
-            raise _translate(exc, _what(sql)) from None
+            raise self.translate(exc, _what(sql)) from None
         return None
 
     def scalar(self, sql: str, params: Sequence[Any] | dict = (), default: Any = None) -> Any:

@@ -5,24 +5,27 @@ deciders here are pure functions of (state, command, now): they return the event
 append and either a result or a conflict. A conflict is *recorded* (as a
 `trigger.command_answered` receipt) before it is raised, so that replaying the same
 operation id answers with the same conflict even after the subscription has changed.
+Receipts are keyed by (owner scope, operation id): `receipt_scope(command)`.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
 from ..errors import InvalidArgument, StoreError
 from ..effects.envelopes import digest, json_value
 from .events import (
+    RETENTION_SCOPE,
     CommandAnswered,
     SubscriptionDeleted,
     SubscriptionDisabled,
     SubscriptionEnabled,
     SubscriptionRegistered,
     SubscriptionRevived,
+    SubscriptionsPruned,
     SubscriptionUpdated,
     TriggerDefinition,
     TriggersPruned,
@@ -30,6 +33,8 @@ from .events import (
 )
 
 MAX_NAME = 256
+MAX_PRUNE_KEYS = 1000
+"""The most subscription keys one `PruneSubscriptions` may name (it is one transaction)."""
 
 # --- errors --------------------------------------------------------------------------
 
@@ -93,12 +98,16 @@ CONFLICTS: dict[str, type[TriggerConflict]] = {c.code: c for c in (
 
 
 class OperationIdConflict(TriggerError):
-    """An operation id was reused with a different request; nothing was written."""
+    """An operation id was reused, in the same owner scope, with a different request;
+    nothing was written."""
 
-    def __init__(self, operation_id: str, command: str, recorded_command: str) -> None:
+    def __init__(self, operation_id: str, command: str, recorded_command: str,
+                 owner_scope: str = "host") -> None:
         self.operation_id = operation_id
-        super().__init__(f"operation id {operation_id!r} was already used for a different {recorded_command} "
-                         f"request; this {command} request differs (use a new operation id)")
+        self.owner_scope = owner_scope
+        super().__init__(f"operation id {operation_id!r} of owner scope {owner_scope!r} was already used "
+                         f"for a different {recorded_command} request; this {command} request differs "
+                         f"(use a new operation id)")
 
 
 class OccurrenceConflict(TriggerError):
@@ -172,25 +181,60 @@ class ReviveSubscription:
 
 
 @attrs.frozen
-class PruneTriggers:
-    """Retention: drop receipts recorded, and tombstones deleted, before `older_than_ms`."""
+class PruneSubscriptions:
+    """Tombstone the named subscriptions of one owner scope, in one receipted operation.
+
+    Each named key that is registered and not deleted is deleted at its current revision
+    (no expected revision: the prune names keys, not versions); a key that is not
+    registered, or already deleted, is skipped. The order and repetitions of the keys do
+    not matter.
+    """
+
+    owner_scope: str
+    subscription_keys: tuple[str, ...]
+
+
+@attrs.frozen
+class PruneTriggerHistory:
+    """Retention: drop receipts recorded, and tombstones deleted, before `older_than_ms`.
+
+    Receipted in the `host` owner scope. (Called `PruneTriggers` before; that name is
+    kept as an alias.)
+    """
 
     older_than_ms: int
 
 
+PruneTriggers = PruneTriggerHistory
+"""The former name of `PruneTriggerHistory`, kept so existing callers keep working."""
+
 TriggerCommand = (RegisterSubscription | UpdateSubscription | EnableSubscription | DisableSubscription
-                  | DeleteSubscription | ReviveSubscription | PruneTriggers)
+                  | DeleteSubscription | ReviveSubscription | PruneSubscriptions | PruneTriggerHistory)
 
 COMMAND_NAMES: dict[type, str] = {
     RegisterSubscription: "register", UpdateSubscription: "update", EnableSubscription: "enable",
     DisableSubscription: "disable", DeleteSubscription: "delete", ReviveSubscription: "revive",
-    PruneTriggers: "prune",
+    PruneSubscriptions: "prune", PruneTriggerHistory: "prune_history",
 }
 
 
 @attrs.frozen
+class TombstonedSubscription:
+    """One subscription a `PruneSubscriptions` tombstoned, at its new revision."""
+
+    subscription_key: str
+    subscription_id: str
+    revision: int
+    incarnation: int
+
+
+@attrs.frozen
 class TriggerCommandResult:
-    """What a command did. `replayed` is True when the operation id had already run."""
+    """What a command did. `replayed` is True when the operation id had already run.
+
+    `pruned_*` count what a `PruneTriggerHistory` dropped; `tombstoned` lists what a
+    `PruneSubscriptions` deleted, in key order.
+    """
 
     operation_id: str
     command: str
@@ -203,6 +247,9 @@ class TriggerCommandResult:
     pruned_subscriptions: int = 0
     pruned_receipts: int = 0
     pruned_deliveries: int = 0
+    tombstoned: tuple[TombstonedSubscription, ...] = ()
+    owner_scope: str = RETENTION_SCOPE
+    """The owner scope the receipt is keyed under."""
 
 
 # --- validation ----------------------------------------------------------------------
@@ -225,7 +272,7 @@ def check_owner_scope(value: Any, what: str = "owner_scope") -> str:
     if not _SCOPE.match(value):
         raise InvalidArgument(f"{what} {value!r} must be 'host', 'host:<name>', 'session:<id>' or "
                               f"'session:<id>/frame:<frame>'")
-    return value
+    return cast("str", value)
 
 
 def session_of_scope(owner_scope: str) -> str | None:
@@ -260,15 +307,26 @@ def check_command(command: Any, now_ms: int) -> str:
     if name is None:
         kinds = ", ".join(c.__name__ for c in COMMAND_NAMES)
         raise InvalidArgument(f"command must be one of {kinds}, got {type(command).__name__}")
-    if isinstance(command, PruneTriggers):
-        v = command.older_than_ms
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise InvalidArgument(f"PruneTriggers.older_than_ms must be an integer >= 0, got {v!r}")
-        if v > now_ms:
-            raise InvalidArgument(f"PruneTriggers.older_than_ms ({v}) is in the future (now is {now_ms})")
-        return name
     cls = type(command).__name__
+    if isinstance(command, PruneTriggerHistory):
+        v = command.older_than_ms
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2 ** 63:
+            raise InvalidArgument(f"{cls}.older_than_ms must be an integer >= 0, got {v!r}"[:200])
+        if v > now_ms:
+            raise InvalidArgument(f"{cls}.older_than_ms ({v}) is in the future (now is {now_ms})")
+        return name
     check_owner_scope(command.owner_scope, f"{cls}.owner_scope")
+    if isinstance(command, PruneSubscriptions):
+        keys = command.subscription_keys
+        if isinstance(keys, (str, bytes)) or not isinstance(keys, (tuple, list)):
+            raise InvalidArgument(f"{cls}.subscription_keys must be a tuple or list of keys, "
+                                  f"got {keys!r}"[:200])
+        if len(keys) > MAX_PRUNE_KEYS:
+            raise InvalidArgument(f"{cls}.subscription_keys names {len(keys)} keys; at most {MAX_PRUNE_KEYS} "
+                                  f"per prune")
+        for i, key in enumerate(keys):
+            check_name(key, f"{cls}.subscription_keys[{i}]")
+        return name
     check_name(command.subscription_key, f"{cls}.subscription_key")
     if hasattr(command, "expected_revision"):
         check_revision(command.expected_revision, f"{cls}.expected_revision")
@@ -280,8 +338,26 @@ def check_command(command: Any, now_ms: int) -> str:
     return name
 
 
+def receipt_scope(command: Any) -> str:
+    """The owner scope a command's receipt is keyed under (with its operation id)."""
+    return RETENTION_SCOPE if isinstance(command, PruneTriggerHistory) else str(command.owner_scope)
+
+
+def requested_keys(command: PruneSubscriptions) -> tuple[str, ...]:
+    """The keys a prune names, sorted and de-duplicated (its canonical form)."""
+    return tuple(sorted(set(command.subscription_keys)))
+
+
 def request_hash(command: Any) -> str:
-    """SHA-256 of the canonical JSON of the command's name and fields (the receipt key)."""
+    """SHA-256 of the canonical JSON of the command's name and fields (what a replay of an
+    operation id must match)."""
+    if isinstance(command, PruneTriggerHistory):
+        # Hashed under its name before the rename ('prune'), so that a retention prune
+        # receipted by earlier code still replays instead of conflicting.
+        return digest({"command": "prune", "fields": attrs.asdict(command)})
+    if isinstance(command, PruneSubscriptions):
+        fields = {"owner_scope": command.owner_scope, "subscription_keys": list(requested_keys(command))}
+        return digest({"command": "prune_subscriptions", "fields": fields})
     return digest({"command": COMMAND_NAMES[type(command)], "fields": attrs.asdict(command)})
 
 
@@ -313,25 +389,26 @@ def decide(current: Any, retired: tuple[int, int] | None, command: Any, operatio
         actual = None if current is None else current.revision
         err = cls(message, operation_id=operation_id, subscription_id=sid, expected_revision=expected,
                   actual_revision=actual)
-        ev = CommandAnswered(operation_id, req_hash, name, sid, "conflict", actual,
+        ev = CommandAnswered(command.owner_scope, operation_id, req_hash, name, sid, "conflict", actual,
                              None if current is None else current.incarnation, cls.code, message, expected,
                              actual, now)
         return Decision((ev,), conflict=err)
 
     def done(outcome: str, event: Any | None, revision: int, incarnation: int) -> Decision:
-        result = TriggerCommandResult(operation_id, name, outcome, sid, revision, incarnation)
+        result = TriggerCommandResult(operation_id, name, outcome, sid, revision, incarnation,
+                                      owner_scope=command.owner_scope)
         if event is None:  # nothing changed: record the answer only
-            event = CommandAnswered(operation_id, req_hash, name, sid, "unchanged", revision, incarnation,
-                                    None, None, None, None, now)
+            event = CommandAnswered(command.owner_scope, operation_id, req_hash, name, sid, "unchanged",
+                                    revision, incarnation, None, None, None, None, now)
         return Decision((event,), result=result)
 
     if isinstance(command, RegisterSubscription):
         dhash = definition_hash(command.definition)
         if current is None:
             incarnation, revision = (retired[0] + 1, retired[1] + 1) if retired else (1, 1)
-            ev = SubscriptionRegistered(sid, command.owner_scope, command.subscription_key,
-                                        session_of_scope(command.owner_scope), command.definition, dhash,
-                                        incarnation, revision, command.enabled, operation_id, req_hash, now)
+            ev: SubscriptionRegistered | SubscriptionRevived | SubscriptionUpdated = SubscriptionRegistered(
+                sid, command.owner_scope, command.subscription_key, session_of_scope(command.owner_scope),
+                command.definition, dhash, incarnation, revision, command.enabled, operation_id, req_hash, now)
             return done("registered", ev, revision, incarnation)
         if current.deleted:
             return conflict(SubscriptionTombstoned, f"{where} is deleted (revision {current.revision}); "
@@ -377,18 +454,40 @@ def decide(current: Any, retired: tuple[int, int] | None, command: Any, operatio
     return done("enabled" if enable else "disabled", cls(sid, rev, operation_id, req_hash, now), rev, inc)
 
 
-def decide_prune(command: PruneTriggers, tombstones: list[tuple[str, int]], receipts_older: int,
+def decide_prune(command: PruneTriggerHistory, tombstones: list[tuple[str, int]], receipts_older: int,
                  operation_id: str, req_hash: str, now: int) -> Decision:
-    """Decide a prune from the tombstones and the receipt count before the cutoff."""
+    """Decide a retention prune from the tombstones and the receipt count before the cutoff."""
     ids = tuple(sid for sid, _n in tombstones)
     deliveries = sum(n for _sid, n in tombstones)
     ev = TriggersPruned(operation_id, req_hash, command.older_than_ms, ids, receipts_older, deliveries, now)
-    result = TriggerCommandResult(operation_id, "prune", "pruned", None, None, None, False, len(ids),
+    result = TriggerCommandResult(operation_id, "prune_history", "pruned", None, None, None, False, len(ids),
                                   receipts_older, deliveries)
     return Decision((ev,), result=result)
 
 
-def replay_receipt(receipt: Any) -> TriggerCommandResult:
+def decide_prune_subscriptions(command: PruneSubscriptions, rows: list[Any], operation_id: str, req_hash: str,
+                               now: int) -> tuple[list[tuple[str, Any]], Decision]:
+    """Decide a prune by name from the current rows of the named keys (a key never
+    registered has none). Returns the tombstones, as (subscription id, event) in key
+    order, and the decision whose one event is the receipt."""
+    scope = command.owner_scope
+    live = sorted((r for r in rows if not r.deleted and r.owner_scope == scope),
+                  key=lambda r: r.subscription_key)
+    tombstones = [(r.subscription_id,
+                   SubscriptionDeleted(r.subscription_id, r.revision + 1, "pruned", None, None, now))
+                  for r in live]
+    done = tuple(TombstonedSubscription(r.subscription_key, r.subscription_id, r.revision + 1, r.incarnation)
+                 for r in live)
+    receipt = SubscriptionsPruned(scope, operation_id, req_hash, requested_keys(command),
+                                  tuple(t.subscription_key for t in done),
+                                  tuple(t.subscription_id for t in done), tuple(t.revision for t in done),
+                                  tuple(t.incarnation for t in done), now)
+    result = TriggerCommandResult(operation_id, "prune", "pruned" if done else "unchanged", None, None, None,
+                                  tombstoned=done, owner_scope=scope)
+    return tombstones, Decision((receipt,), result=result)
+
+
+def replay_receipt(receipt: Any, owner_scope: str) -> TriggerCommandResult:
     """The original answer of an operation id: its result, or its conflict raised again."""
     if receipt.outcome == "conflict":
         cls = CONFLICTS.get(receipt.conflict_code or "", TriggerConflict)
@@ -397,4 +496,5 @@ def replay_receipt(receipt: Any) -> TriggerCommandResult:
                   actual_revision=receipt.actual_revision, replayed=True)
     return TriggerCommandResult(receipt.operation_id, receipt.command, receipt.outcome, receipt.subscription_id,
                                 receipt.revision, receipt.incarnation, True, receipt.pruned_subscriptions or 0,
-                                receipt.pruned_receipts or 0, receipt.pruned_deliveries or 0)
+                                receipt.pruned_receipts or 0, receipt.pruned_deliveries or 0,
+                                receipt.tombstoned, owner_scope)

@@ -9,8 +9,15 @@ Streams (one aggregate each):
   receipt of its operation (it carries ``operation_id`` and ``request_hash``).
 * ``trigger-occurrence:<occurrence id>``: one ingested occurrence and, in the same
   append, a ``trigger.delivery_reserved`` per subscription it reached.
-* ``triggers:maintenance``: prune events (retention of receipts and tombstones) and
-  ``trigger.occurrences_forgotten`` (retention of occurrences and their idempotency keys).
+* ``trigger-owner:<owner scope>``: the receipts of commands that act on several
+  subscriptions of one owner scope at once (``trigger.subscriptions_pruned``, the receipt
+  of a prune by name; the tombstones themselves go to each subscription's stream).
+* ``triggers:maintenance``: retention events (``trigger.pruned``: receipts and
+  tombstones; ``trigger.occurrences_forgotten``: occurrences and their idempotency keys).
+
+Receipts are keyed by (owner scope, operation id): the owner scope of a subscription
+command is its subscription's, and a retention prune is receipted in the ``host`` scope
+(`RETENTION_SCOPE`).
 
 Ids are derived, never random: a subscription id from (owner scope, subscription key),
 an occurrence id from its idempotency key, and a delivery's process id from
@@ -24,10 +31,13 @@ from typing import Any
 
 import attrs
 
-from ..events import event
+from ..events import event, upcaster
 from ..effects.envelopes import short_id
 
 MAINTENANCE_STREAM = "triggers:maintenance"
+RETENTION_SCOPE = "host"
+"""The owner scope a retention prune (`trigger.pruned`) is receipted under: retention is
+the deployment's own maintenance, and `host` is the deployment's scope."""
 
 
 def subscription_id_for(owner_scope: str, subscription_key: str) -> str:
@@ -38,6 +48,11 @@ def subscription_id_for(owner_scope: str, subscription_key: str) -> str:
 def subscription_stream(subscription_id: str) -> str:
     """The stream of one subscription."""
     return f"trigger:{subscription_id}"
+
+
+def owner_stream(owner_scope: str) -> str:
+    """The stream of the receipts of commands on several subscriptions of one owner scope."""
+    return f"trigger-owner:{owner_scope}"
 
 
 def occurrence_id_for(idempotency_key: str) -> str:
@@ -132,7 +147,8 @@ class SubscriptionDisabled:
 class SubscriptionDeleted:
     """A tombstone: the subscription stops matching and keeps its rows and history.
 
-    `operation_id` is None when session cleanup deleted it (no receipt).
+    `operation_id` is None when session cleanup (reason 'session_cleanup') or a prune by
+    name (reason 'pruned', receipted by its `trigger.subscriptions_pruned`) deleted it.
     """
 
     subscription_id: str
@@ -157,7 +173,7 @@ class SubscriptionRevived:
     at_ms: int
 
 
-@event("trigger.command_answered")
+@event("trigger.command_answered", schema=2)
 class CommandAnswered:
     """The receipt of a command that changed nothing: Unchanged, or a conflict.
 
@@ -165,6 +181,10 @@ class CommandAnswered:
     subscription has moved on (a conflict replays as the same conflict).
     """
 
+    owner_scope: str | None
+    """The owner scope the receipt is keyed under (schema 2). None only in events written at
+    schema 1, before receipts were keyed by scope; the projection then takes the scope of
+    the subscription row, if it still knows one (see projections/triggers.py)."""
     operation_id: str
     request_hash: str
     command: str
@@ -177,6 +197,35 @@ class CommandAnswered:
     conflict_message: str | None
     expected_revision: int | None
     actual_revision: int | None
+    at_ms: int
+
+
+@upcaster("trigger.command_answered", from_schema=1)
+def _answered_scope(fields: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 had no owner scope (receipts were keyed by operation id alone)."""
+    return {**fields, "owner_scope": None}
+
+
+# --- prune by name (stream trigger-owner:<owner scope>) -------------------------------
+
+
+@event("trigger.subscriptions_pruned")
+class SubscriptionsPruned:
+    """The receipt of a prune by name: the named live subscriptions of one owner scope were
+    tombstoned (each by a `trigger.subscription_deleted` with reason 'pruned' on its own
+    stream, in the same transaction). The parallel tuples list what was tombstoned, in
+    key order, so that a replay returns the original answer."""
+
+    owner_scope: str
+    operation_id: str
+    request_hash: str
+    requested_keys: tuple[str, ...]
+    """The keys asked for, sorted and de-duplicated (missing or already deleted ones included)."""
+    subscription_keys: tuple[str, ...]
+    subscription_ids: tuple[str, ...]
+    revisions: tuple[int, ...]
+    """Each tombstone's revision (the subscription's revision before it + 1)."""
+    incarnations: tuple[int, ...]
     at_ms: int
 
 

@@ -8,7 +8,9 @@
     got.deliveries[0].process_id    # 'trigger:sub-...:1:occ-...', deterministic
 
 Commands are decided under the write lock from the `triggers` projection, by the pure
-deciders of `trigger_commands`, and appended with their receipt in the same transaction.
+deciders of `triggers.commands`, and appended with their receipt in the same transaction.
+Receipts are keyed by (owner scope, operation id). `PruneSubscriptions` tombstones named
+keys of one scope; `PruneTriggerHistory` (alias `PruneTriggers`) is retention.
 
 Occurrence retention: an idempotency key de-duplicates re-fires for as long as its
 occurrence is kept. `forget_occurrences()` forgets occurrences older than
@@ -20,7 +22,7 @@ pruned); a later ingest under a forgotten key records a new occurrence.
 from __future__ import annotations
 
 import datetime as _dt
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -35,6 +37,8 @@ from .commands import (  # noqa: F401  (re-exported: the public names of this do
     EnableSubscription,
     OccurrenceConflict,
     OperationIdConflict,
+    PruneSubscriptions,
+    PruneTriggerHistory,
     PruneTriggers,
     RegisterSubscription,
     ReviveSubscription,
@@ -43,6 +47,7 @@ from .commands import (  # noqa: F401  (re-exported: the public names of this do
     SubscriptionNotFound,
     SubscriptionRevisionConflict,
     SubscriptionTombstoned,
+    TombstonedSubscription,
     TriggerCommandResult,
     TriggerConflict,
     TriggerError,
@@ -58,6 +63,7 @@ from .events import (
     delivery_process_id,
     occurrence_id_for,
     occurrence_stream,
+    owner_stream,
     subscription_id_for,
     subscription_stream,
 )
@@ -74,9 +80,11 @@ deliveries are still in the projection."""
 
 __all__ = [
     "DEFAULT_OCCURRENCE_RETENTION_MS", "DeleteSubscription", "DisableSubscription", "EnableSubscription", "IngestResult", "OccurrenceConflict",
-    "OccurrenceRequest", "OperationIdConflict", "PruneTriggers", "RegisterSubscription", "ReviveSubscription",
-    "SessionCleanupReport", "SubscriptionExists", "SubscriptionNotDeleted", "SubscriptionNotFound",
-    "SubscriptionRevisionConflict", "SubscriptionTombstoned", "TriggerCommandResult", "TriggerConflict",
+    "OccurrenceRequest", "OperationIdConflict", "PruneSubscriptions", "PruneTriggerHistory", "PruneTriggers",
+    "RegisterSubscription", "ReviveSubscription", "SessionCleanupReport", "SubscriptionExists",
+    "SubscriptionNotDeleted", "SubscriptionNotFound", "SubscriptionRevisionConflict",
+    "SubscriptionTombstoned",
+    "TombstonedSubscription", "TriggerCommandResult", "TriggerConflict",
     "TriggerDefinition", "TriggerError", "Triggers", "UpdateSubscription",
 ]
 
@@ -147,12 +155,13 @@ class Triggers:
     # --- commands ----------------------------------------------------------------
 
     def execute(self, operation_id: str, command: Any) -> TriggerCommandResult:
-        """Run one subscription command, receipted under `operation_id`.
+        """Run one trigger command, receipted under (its owner scope, `operation_id`).
 
         A replay of the same request returns the original result (`replayed=True`) or
-        raises the original conflict again; the same id with another request raises
-        OperationIdConflict. Conflicts are TriggerConflict subclasses, raised after
-        their receipt is committed.
+        raises the original conflict again; the same id with another request in the same
+        owner scope raises OperationIdConflict (another scope's receipts are independent).
+        Conflicts are TriggerConflict subclasses, raised after their receipt is committed.
+        `PruneTriggerHistory` is receipted in the `host` scope.
         """
         ctx = self.ctx
         ctx.require_writable("triggers.execute")
@@ -163,12 +172,23 @@ class Triggers:
             name = tc.check_command(command, now)
             req_hash = tc.request_hash(command)
             ctx.require_fresh("triggers")
-            receipt = p.get_receipt(ctx.db, operation_id)
+            scope = tc.receipt_scope(command)
+            receipt = p.get_receipt(ctx.db, scope, operation_id)
             if receipt is not None:
                 if receipt.request_hash != req_hash:
-                    raise OperationIdConflict(operation_id, name, receipt.command)
-                return tc.replay_receipt(receipt)
-            if isinstance(command, PruneTriggers):
+                    raise OperationIdConflict(operation_id, name, receipt.command, scope)
+                return tc.replay_receipt(receipt, scope)
+            if isinstance(command, PruneSubscriptions):
+                rows = [p.get_subscription(ctx.db, subscription_id_for(scope, key))
+                        for key in tc.requested_keys(command)]
+                known = [r for r in rows if r is not None]
+                tombstones, decision = tc.decide_prune_subscriptions(command, known, operation_id, req_hash,
+                                                                     now)
+                # One transaction: every tombstone and the receipt commit (or fail) together.
+                for sid, tombstone in tombstones:
+                    ctx.append(subscription_stream(sid), [tombstone], now_ms=now)
+                stream = owner_stream(scope)
+            elif isinstance(command, PruneTriggerHistory):
                 decision = tc.decide_prune(command, p.tombstoned_before(ctx.db, command.older_than_ms),
                                            p.count_receipts(ctx.db, command.older_than_ms), operation_id,
                                            req_hash, now)
@@ -249,7 +269,7 @@ class Triggers:
             # Nothing to forget writes nothing, so a periodic call on a quiet store adds no events.
             if n:
                 ctx.append(MAINTENANCE_STREAM, [OccurrencesForgotten(cutoff, n, now)], now_ms=now)
-        return n
+        return cast("int", n)
 
     def _cutoff(self, older_than_ms: int | None, now: int) -> int | None:
         """The forget cutoff: the explicit one (not in the future), or now - retention."""
@@ -320,13 +340,15 @@ class Triggers:
         if not isinstance(include_deleted, bool):
             raise InvalidArgument(f"include_deleted must be True or False, got {include_deleted!r}")
         self.ctx.require_fresh("triggers")
-        return _projection().list_subscriptions(self.ctx.db, owner_scope, session_id, include_deleted)
+        return cast("list[Any]", _projection().list_subscriptions(self.ctx.db, owner_scope, session_id, include_deleted))
 
-    def receipt(self, operation_id: str) -> Any:
-        """The receipt of an operation id (None if unknown or pruned)."""
+    def receipt(self, owner_scope: str, operation_id: str) -> Any:
+        """The receipt of an operation id in an owner scope (None if unknown there, or
+        pruned). A retention prune's receipt is in the `host` scope."""
+        tc.check_owner_scope(owner_scope)
         _check_key(operation_id, "operation_id")
         self.ctx.require_fresh("triggers")
-        return _projection().get_receipt(self.ctx.db, operation_id)
+        return _projection().get_receipt(self.ctx.db, owner_scope, operation_id)
 
     def occurrence(self, idempotency_key: str) -> Any:
         """The occurrence ingested under an idempotency key, or None."""

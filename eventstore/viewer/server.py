@@ -18,7 +18,6 @@ lock (a connection is not shared between threads mid-read).
 
 from __future__ import annotations
 
-import json
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer

@@ -150,7 +150,7 @@ def template_rows(store: eventstore.Store) -> list[tuple]:
     """(stream, version, type, schema, recorded_at_ms, raw uncompressed payload, command mark)
     of every event."""
     rows = []
-    for position, stream, version, type_, schema, at, flags, payload in store.db.query(
+    for _position, stream, version, type_, schema, at, flags, payload in store.db.query(
             "SELECT position, stream, version, type, schema, recorded_at_ms, flags, payload FROM events "
             "ORDER BY position"):
         raw = codec.decompress(payload, flags, 1 << 30)

@@ -14,7 +14,7 @@ from eventstore.inputs import (
     TurnInputClaimSuperseded, TurnInputCompletion, TurnInputDraft,
 )
 from eventstore.leases import Acquired, SessionExecutionLeaseExpired, LeaseOwner
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 AFTER_WORK, BEFORE_COMPLETION = CheckpointKind.AFTER_WORK, CheckpointKind.BEFORE_COMPLETION
 
@@ -190,6 +190,25 @@ class InputContract:
             (anchor.input_id, CancelOutcome.CANCELLED), (held.input_id, CancelOutcome.ALREADY_CLAIMED),
             (tail.input_id, CancelOutcome.CANCELLED)]
         assert store.inputs.get("s1", before_anchor.input_id).state is InputState.PENDING_ACTIVE
+
+    def test_law_54_a_suffix_cancel_may_be_anchored_by_source_key(self, backend):
+        """cancel_from accepts BySourceKey like every other cancel: the keyed input and every
+        later one are cancelled; an unknown key is AnchorNotFound and changes nothing."""
+        store = self.setup_session(backend)
+        before_anchor = self.add(store, draft("0"))
+        anchor = self.add(store, draft("1", source_key="msg-1"))
+        tail = self.add(store, draft("2", None))
+        position = store.last_position()
+        missing = store.inputs.cancel_from("s1", BySourceKey("msg-404"))
+        assert (missing.anchor_found, missing.anchor_input_id, missing.anchor_source_key) == (False, None, "msg-404")
+        assert missing.cancels == () and store.last_position() == position
+        got = store.inputs.cancel_from("s1", BySourceKey("msg-1"))
+        assert (got.anchor_found, got.anchor_input_id, got.anchor_source_key) == (True, anchor.input_id, "msg-1")
+        assert [(c.target, c.outcome) for c in got.cancels] == [
+            (anchor.input_id, CancelOutcome.CANCELLED), (tail.input_id, CancelOutcome.CANCELLED)]
+        assert store.inputs.get("s1", before_anchor.input_id).state is InputState.PENDING_ACTIVE
+        with pytest.raises(eventstore.InvalidArgument, match="source_key"):
+            store.inputs.cancel_from("s1", BySourceKey(""))
 
     # --- law 55 -------------------------------------------------------------------------
 

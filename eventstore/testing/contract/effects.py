@@ -6,6 +6,7 @@ sleeps, awaited external events, the decorator, lease renewal and validation.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -19,7 +20,7 @@ from eventstore.effects import (
 )
 from eventstore.effects import SCHEDULER, THREAD_NAME
 from eventstore.leases import LeaseOwner, LeaseTimings, LocalProcessLiveness, OpaqueLiveness, this_process
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 TIMINGS = LeaseTimings(ttl_ms=300, renew_every_ms=100)
 A = LeaseOwner("worker-a", "a-1", OpaqueLiveness())
@@ -216,19 +217,80 @@ class EffectContract:
 
     # --- strict replay -------------------------------------------------------------
 
-    def test_strict_replay_of_a_missing_or_unfinished_entry_is_an_error_and_writes_nothing(self, backend):
+    def test_strict_replay_of_a_missing_entry_is_an_error_and_writes_nothing(self, backend):
+        """A key the journal lacks (call, sleep or await) means the run diverged: refused,
+        nothing runs, nothing is written."""
         store = configured(backend.store)
-        store.effects.begin("run", "tool:half", {}, owner=A)
+        store.effects.call("run", "tool:done", {}, Counter(1))
         position = store.last_position()
         with store.effects.strict_replay():
             with pytest.raises(EffectReplayMissing, match="nothing was journaled"):
                 store.effects.call("run", "tool:new", {}, never)
-            with pytest.raises(EffectReplayMissing, match="never finished"):
-                store.effects.call("run", "tool:half", {}, never)
             with pytest.raises(EffectReplayMissing):
                 store.effects.sleep("run", "nap", 10)
+            with pytest.raises(EffectReplayMissing):
+                store.effects.await_event("run", "approval")
+            with pytest.raises(EffectReplayMissing):
+                store.effects.begin("run", "tool:new", {})
         assert store.last_position() == position and store.effects.get("run", "tool:new") is None
         assert store.effects.call("run", "tool:new", {}, Counter(7)) == 7  # strict mode ended with the block
+
+    def test_strict_replay_waits_for_an_in_progress_entry_and_replays_its_outcome(self, backend):
+        """An entry in progress under a live lease is part of the recorded run: strict replay
+        waits for its holder, as a normal call does, and returns the outcome it records."""
+        store = configured(backend.store)
+        a = store.effects.begin("run", "model:1", {"p": 1}, owner=A).lease
+        polls = []
+
+        def holder_finishes_while_we_wait(seconds: float) -> None:
+            polls.append(seconds)
+            if len(polls) == 2:
+                store.effects.complete(a, {"text": "from A"})
+
+        replayer = configured(backend.open(), owner=B, sleep=holder_finishes_while_we_wait)
+        with replayer.effects.strict_replay():
+            assert replayer.effects.call("run", "model:1", {"p": 1}, never) == {"text": "from A"}
+        assert len(polls) == 2 and store.effects.get("run", "model:1").attempts == 1
+        store.effects.begin("run", "model:2", {}, owner=A)
+        impatient = configured(backend.open(), owner=B, wait_timeout_s=0)
+        with impatient.effects.strict_replay(), pytest.raises(EffectBusy, match="worker-a"):
+            impatient.effects.call("run", "model:2", {}, never)  # bounded, like any wait
+        assert_consistent(store)
+
+    def test_strict_replay_takes_over_an_in_progress_entry_whose_lease_expired(self, backend):
+        """An abandoned attempt (lease expired) is taken over and run, as in normal mode:
+        strict replay refuses only keys the recorded run never journaled."""
+        store, clock = configured(backend.store), backend.clock
+        store.effects.begin("run", "tool:half", {"q": 1}, owner=A)
+        clock.advance(TIMINGS.ttl_ms)
+        successor = configured(backend.open(), owner=B)
+        effect = Counter("finished by B")
+        with successor.effects.strict_replay():
+            assert successor.effects.call("run", "tool:half", {"q": 1}, effect) == "finished by B"
+            with pytest.raises(EffectMismatch):  # the envelope is still checked
+                successor.effects.call("run", "tool:half", {"q": 2}, never)
+        entry = store.effects.get("run", "tool:half")
+        assert (effect.calls, entry.status, entry.attempts, entry.holder) == (1, "completed", 2, B)
+        types = [e.type for e in store.read_stream("effect:run")]
+        assert types[-2:] == ["effect.taken_over", "effect.completed"]
+        assert_consistent(store)
+
+    def test_strict_replay_in_a_time_travel_view_cannot_wait_or_take_over(self, backend):
+        """A view never changes and never writes: an unfinished entry or await there raises
+        ReadOnlyView, in strict replay as outside it."""
+        store, clock = configured(backend.store), backend.clock
+        store.effects.begin("run", "tool:half", {}, owner=A)
+        store.effects.await_token("run", "approval")
+        with store.at(store.last_position()) as view:
+            for strict in (True, False):
+                with view.effects.strict_replay() if strict else contextlib.nullcontext():
+                    with pytest.raises(eventstore.ReadOnlyView):
+                        view.effects.call("run", "tool:half", {}, never)
+                    with pytest.raises(eventstore.ReadOnlyView, match="unresolved"):
+                        view.effects.await_event("run", "approval")
+            clock.advance(TIMINGS.ttl_ms)
+            with view.effects.strict_replay(), pytest.raises(eventstore.ReadOnlyView):
+                view.effects.call("run", "tool:half", {}, never)
 
     def test_strict_replay_is_per_thread(self, backend):
         store = configured(backend.store)
@@ -340,9 +402,10 @@ class EffectContract:
         store = configured(backend.store)
         token = store.effects.await_token("run", "approval", session_id="s1")
         store.effects.resolve(token, {"ok": True})
-        secret = store.db.scalar("SELECT value FROM store_meta WHERE key='effects.await_secret.v1'")
+        secret = store.effects._secret()  # the per-store key, read through the facade
         mac = token.split(".")[3]
-        for (payload,) in store.db.query("SELECT payload FROM events"):
+        for _position, _schema, _flags, payload in store.log.stored_payloads(range(1, store.last_position() + 1)):
+            assert payload is not None
             assert bytes(secret) not in payload and mac.encode() not in payload
         assert store.effects.get("run", "approval").key_id  # only the fingerprint is recorded
 
@@ -374,8 +437,20 @@ class EffectContract:
         store.effects.await_token("run", "other")
         with pytest.raises(AwaitTimeout):
             store.effects.await_event("run", "other", timeout_s=0.02)
-        with store.effects.strict_replay(), pytest.raises(EffectReplayMissing, match="never resolved"):
-            store.effects.await_event("run", "other")
+        with store.effects.strict_replay(), pytest.raises(AwaitTimeout):  # an open await is waited for
+            store.effects.await_event("run", "other", timeout_s=0.02)
+
+    def test_strict_replay_waits_for_an_open_await_like_a_normal_call(self, backend):
+        """An await the recorded run opened but nobody has resolved yet is waited for in
+        strict replay; only an await the journal never opened is refused."""
+        store = configured(backend.store)
+        token = store.effects.await_token("run", "approval")
+        resolver = configured(backend.open())
+        store.effects.configure(sleep=lambda seconds: resolver.effects.resolve(token, "yes"))
+        with store.effects.strict_replay():
+            assert store.effects.await_event("run", "approval") == "yes"
+            with pytest.raises(EffectReplayMissing):
+                store.effects.await_event("run", "never-opened")
 
     def test_a_revoked_session_cancels_its_awaits_and_refuses_new_ones(self, backend):
         store = configured(backend.store)

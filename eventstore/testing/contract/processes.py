@@ -22,7 +22,7 @@ from eventstore.processes import (
     SessionScope, Success, TerminalSpec, UnknownProcess, WaitState, WakeSpec, WorkflowKey, process_stream,
 )
 from eventstore.leases import LeaseOwner
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 HOST = Provenance(HostScope())
 S1 = SessionScope("s1")
@@ -445,9 +445,15 @@ class ProcessContract:
         procs.release_lease(held)
         held = procs.claim_lease("p", dead, 60_000).lease
         assert isinstance(procs.claim_lease("p", me, 60_000), Busy)  # a plain claim never takes over
-        stale_view = held.__class__(held.process_id, held.owner, "other-token", held.fencing_token,
+        # The observation is the owner (id and incarnation) and the fencing token: a view
+        # with another fence, or another incarnation, is stale.
+        stale_view = held.__class__(held.process_id, held.owner, held.lease_token, held.fencing_token - 1,
                                     held.claimed_at_ms, held.expires_at_ms)
         assert isinstance(procs.reclaim_lease("p", me, stale_view, 60_000), Busy)
+        other_incarnation = held.__class__(held.process_id, LeaseOwner(held.owner.owner_id, "other-inc"),
+                                           held.lease_token, held.fencing_token, held.claimed_at_ms,
+                                           held.expires_at_ms)
+        assert isinstance(procs.reclaim_lease("p", me, other_incarnation, 60_000), Busy)
         taken = procs.reclaim_lease("p", me, held, 60_000)
         assert isinstance(taken, Acquired) and taken.lease.fencing_token == held.fencing_token + 1
         with pytest.raises(ProcessLeaseExpired):

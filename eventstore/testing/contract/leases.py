@@ -14,7 +14,7 @@ from eventstore.leases import (
 )
 from eventstore.leases import LeaseOwner, LeaseTimings, LocalProcessLiveness, OpaqueLiveness
 from eventstore.sessions import SessionDeleted, SessionNotFound
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 HOST, BOOT = "host-1", "boot-1"
 
@@ -453,7 +453,7 @@ class LeaseContract:
             assert view.leases.get(sid).holder == first
 
     def test_leases_survive_a_reopen_and_equal_a_rebuild(self, backend):
-        store, clock = backend.store, backend.clock
+        store = backend.store
         store.leases.read_process_start = FakeProc({})
         sid = new_session(store)
         lease = acquired(store.leases.claim(sid, local("a", "i1", 10), 1_000)).lease

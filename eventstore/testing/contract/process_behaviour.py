@@ -15,8 +15,8 @@ from eventstore.processes import (
     UnknownProcess, WakeSpec, process_stream,
 )
 from eventstore.processes import wake_id
-from tests.contract.processes import HOST, S1, S2, owner, plain_type, registration, wake_type
-from tests.helpers import assert_consistent
+from eventstore.testing.contract.processes import HOST, S1, S2, owner, plain_type, registration, wake_type
+from eventstore.testing.helpers import assert_consistent
 
 
 class ProcessBehaviourContract:

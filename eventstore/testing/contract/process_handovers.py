@@ -12,8 +12,8 @@ from eventstore.processes import (
     AppendEventRequest, ExternalOwner, HandoverConflict, ProcessAlreadyTerminal, Success, UnknownProcess,
     handover_hash, process_stream,
 )
-from tests.contract.processes import plain_type, registration
-from tests.helpers import assert_consistent
+from eventstore.testing.contract.processes import plain_type, registration
+from eventstore.testing.helpers import assert_consistent
 
 
 def ordinals(procs, pid: str) -> list[int]:

@@ -18,12 +18,13 @@ from eventstore.triggers import (
 )
 from eventstore.triggers import (
     DEFAULT_OCCURRENCE_RETENTION_MS, DeleteSubscription, DisableSubscription, EnableSubscription,
-    OccurrenceConflict, OccurrenceRequest, OperationIdConflict, PruneTriggers, RegisterSubscription,
-    ReviveSubscription, SubscriptionExists, SubscriptionNotDeleted, SubscriptionNotFound,
-    SubscriptionRevisionConflict, SubscriptionTombstoned, TriggerDefinition, UpdateSubscription,
+    OccurrenceConflict, OccurrenceRequest, OperationIdConflict, PruneSubscriptions, PruneTriggerHistory,
+    PruneTriggers, RegisterSubscription, ReviveSubscription, SubscriptionExists, SubscriptionNotDeleted,
+    SubscriptionNotFound, SubscriptionRevisionConflict, SubscriptionTombstoned, TombstonedSubscription,
+    TriggerDefinition, UpdateSubscription,
 )
-from tests.contract.processes import registration
-from tests.helpers import assert_consistent
+from eventstore.testing.contract.processes import registration
+from eventstore.testing.helpers import assert_consistent
 
 PUSH = TriggerDefinition("webhook", "github:push", "run-ci", {"branch": "main"})
 PUSH_V2 = TriggerDefinition("webhook", "github:push", "run-ci", {"branch": "release"})
@@ -125,8 +126,8 @@ class TriggerContract:
         store.triggers.execute("op-new", DisableSubscription("host", "ci", 1))
         pruned = store.triggers.execute("op-prune", PruneTriggers(old_at + 1))
         assert (pruned.outcome, pruned.pruned_receipts, pruned.pruned_subscriptions) == ("pruned", 1, 0)
-        assert store.triggers.receipt("op-old") is None
-        assert store.triggers.receipt("op-new").outcome == "disabled"
+        assert store.triggers.receipt("host", "op-old") is None
+        assert store.triggers.receipt("host", "op-new").outcome == "disabled"
         # With its receipt gone, the old operation id runs afresh (and finds the key taken).
         assert register(store, "op-old").outcome == "unchanged"
         assert store.triggers.execute("op-prune", PruneTriggers(old_at + 1)).replayed
@@ -252,7 +253,7 @@ class TriggerContract:
             store.triggers.execute("op-upd", UpdateSubscription("host", "ci", 1, PUSH_V2))
         assert again.value.replayed and again.value.operation_id == "op-upd"
         assert store.triggers.get("host", "ci").definition == PUSH
-        assert store.triggers.receipt("op-upd").conflict_code == "subscription_not_found"
+        assert store.triggers.receipt("host", "op-upd").conflict_code == "subscription_not_found"
         assert_consistent(store)
 
     def test_the_same_operation_id_with_different_content_is_a_conflict_and_writes_nothing(self, backend):
@@ -288,6 +289,136 @@ class TriggerContract:
         assert store.triggers.ingest(push("delivery-2")).deliveries[0].incarnation == 2
         # a replay of the pruned occurrence still reports its original delivery
         assert len(store.triggers.ingest(push("delivery-1")).deliveries) == 1
+        assert_consistent(store)
+
+    # --- prune by name -------------------------------------------------------------
+
+    def test_prune_by_name_tombstones_the_named_live_subscriptions_of_one_owner_scope(self, backend):
+        """PruneSubscriptions deletes each named, live key of its scope at its current revision,
+        skips keys that are missing or already deleted, and leaves other scopes alone."""
+        store = backend.store
+        for i, key in enumerate(("a", "b", "c", "d")):
+            register(store, f"op-{i}", key=key)
+        register(store, "op-s", scope="session:s1", key="a")
+        store.triggers.execute("op-upd", UpdateSubscription("host", "b", 1, PUSH_V2))
+        store.triggers.execute("op-del", DeleteSubscription("host", "c", 1))
+        keys = ("b", "a", "c", "missing", "a")
+        result = store.triggers.execute("op-prune", PruneSubscriptions("host", keys))
+        ids = {k: store.triggers.get("host", k).subscription_id for k in "abcd"}
+        assert (result.command, result.outcome, result.replayed, result.owner_scope) == (
+            "prune", "pruned", False, "host")
+        assert result.tombstoned == (TombstonedSubscription("a", ids["a"], 2, 1),
+                                     TombstonedSubscription("b", ids["b"], 3, 1))
+        states = {(s.owner_scope, s.subscription_key): (s.state, s.revision) for s in store.triggers.list()}
+        assert states == {("host", "a"): ("deleted", 2), ("host", "b"): ("deleted", 3),
+                          ("host", "c"): ("deleted", 2), ("host", "d"): ("enabled", 1),
+                          ("session:s1", "a"): ("enabled", 1)}
+        tomb = list(store.read_stream(f"trigger:{ids['a']}"))[-1].data
+        assert (tomb.reason, tomb.revision, tomb.operation_id) == ("pruned", 2, None)
+        assert stream_types(store, "trigger-owner:host") == ["trigger.subscriptions_pruned"]
+        # tombstones stop matching, and keep their history like any delete
+        assert sorted(d.owner_scope for d in store.triggers.ingest(push("delivery-1")).deliveries) == [
+            "host", "session:s1"]
+        revived = store.triggers.execute("op-rev", ReviveSubscription("host", "a", 2))
+        assert (revived.incarnation, revived.revision) == (2, 3)
+        receipt = store.triggers.receipt("host", "op-prune")
+        assert (receipt.command, receipt.outcome) == ("prune", "pruned")
+        assert receipt.tombstoned == result.tombstoned
+        assert_consistent(store)
+
+    def test_a_replayed_prune_by_name_returns_the_original_result_and_writes_nothing(self, backend):
+        """The prune is receipted: the same request (keys in any order, repeated or not)
+        replays the original answer even after the subscriptions moved on."""
+        store = backend.store
+        register(store, "op-a", key="a")
+        register(store, "op-b", key="b")
+        first = store.triggers.execute("op-prune", PruneSubscriptions("host", ["a", "b"]))
+        store.triggers.execute("op-rev", ReviveSubscription("host", "a", 2))
+        position = store.last_position()
+        again = store.triggers.execute("op-prune", PruneSubscriptions("host", ("b", "a", "b")))
+        assert again == attrs.evolve(first, replayed=True)
+        assert store.last_position() == position and store.triggers.get("host", "a").state == "enabled"
+        backend.reopen()  # the receipt is a projection row rebuilt from the log
+        assert backend.store.triggers.execute("op-prune", PruneSubscriptions("host", ("a", "b"))).replayed
+        assert_consistent(backend.store)
+
+    def test_a_prune_by_name_reusing_an_operation_id_with_other_content_is_a_conflict(self, backend):
+        """Another key set, or another command, under a prune's operation id (same scope) is
+        OperationIdConflict and writes nothing."""
+        store = backend.store
+        register(store, "op-a", key="a")
+        register(store, "op-b", key="b")
+        store.triggers.execute("op-prune", PruneSubscriptions("host", ("a",)))
+        position = store.last_position()
+        with pytest.raises(OperationIdConflict, match="op-prune"):
+            store.triggers.execute("op-prune", PruneSubscriptions("host", ("a", "b")))
+        with pytest.raises(OperationIdConflict):
+            store.triggers.execute("op-prune", DeleteSubscription("host", "b", 1))
+        with pytest.raises(OperationIdConflict):
+            store.triggers.execute("op-a", PruneSubscriptions("host", ("b",)))
+        assert store.last_position() == position and store.triggers.get("host", "b").state == "enabled"
+
+    def test_a_prune_by_name_that_finds_nothing_live_is_unchanged_and_still_receipted(self, backend):
+        """Naming only missing or deleted keys (or none) changes nothing but answers 'unchanged'
+        under a receipt, so a retry replays it."""
+        store = backend.store
+        register(store, "op-a", key="a")
+        store.triggers.execute("op-del", DeleteSubscription("host", "a", 1))
+        for op, keys in (("op-p1", ("a", "never")), ("op-p2", ())):
+            result = store.triggers.execute(op, PruneSubscriptions("host", keys))
+            assert (result.outcome, result.tombstoned) == ("unchanged", ())
+            assert store.triggers.execute(op, PruneSubscriptions("host", keys)).replayed
+        assert store.triggers.get("host", "a").revision == 2
+        assert_consistent(store)
+
+    def test_prune_trigger_history_is_the_retention_prune_and_prune_triggers_its_old_name(self, backend):
+        """Retention kept its behaviour under its own name: it retires tombstones (a prune by
+        name's too) and old receipts, is receipted in the host scope, and the old name works."""
+        store, clock = backend.store, backend.clock
+        assert PruneTriggers is PruneTriggerHistory
+        register(store, "op-a", key="a")
+        store.triggers.execute("op-prune", PruneSubscriptions("host", ("a",)))
+        clock.advance(1)
+        retention = store.triggers.execute("op-history", PruneTriggerHistory(clock()))
+        r = retention
+        assert (r.command, r.outcome) == ("prune_history", "pruned")
+        assert (r.pruned_subscriptions, r.pruned_receipts) == (1, 2)
+        assert store.triggers.get("host", "a") is None
+        assert store.triggers.receipt("host", "op-history").command == "prune_history"
+        assert store.triggers.execute("op-history", PruneTriggers(clock())).replayed
+        assert register(store, "op-again", key="a").incarnation == 2  # numbering continues
+        assert_consistent(store)
+
+    # --- receipts per owner scope ----------------------------------------------------
+
+    def test_the_same_operation_id_in_two_owner_scopes_gives_two_independent_receipts(self, backend):
+        """Receipts are keyed by (owner scope, operation id): one tenant's operation ids never
+        collide with another's, and each replays its own answer."""
+        store = backend.store
+        s1 = store.triggers.execute("op-1", RegisterSubscription("session:s1", "watch", PUSH))
+        s2 = store.triggers.execute("op-1", RegisterSubscription("session:s2", "watch", PUSH_V2))
+        assert (s1.outcome, s2.outcome) == ("registered", "registered")
+        assert not s1.replayed and not s2.replayed
+        with pytest.raises(SubscriptionNotFound):  # a conflict is receipted per scope too
+            store.triggers.execute("op-1", DisableSubscription("host", "watch", 1))
+        pruned = store.triggers.execute("op-1", PruneSubscriptions("host:eu", ("watch",)))
+        assert pruned.outcome == "unchanged" and not pruned.replayed
+        assert store.triggers.execute("op-1", RegisterSubscription("session:s2", "watch", PUSH_V2)) == \
+            attrs.evolve(s2, replayed=True)
+        with pytest.raises(SubscriptionNotFound) as replayed:
+            store.triggers.execute("op-1", DisableSubscription("host", "watch", 1))
+        assert replayed.value.replayed
+        with pytest.raises(OperationIdConflict, match="session:s1"):
+            store.triggers.execute("op-1", RegisterSubscription("session:s1", "other", PUSH))
+        receipts = {scope: store.triggers.receipt(scope, "op-1") for scope in
+                    ("session:s1", "session:s2", "host", "host:eu", "session:s3")}
+        assert {k: (r.owner_scope, r.command, r.outcome) if r else None for k, r in receipts.items()} == {
+            "session:s1": ("session:s1", "register", "registered"),
+            "session:s2": ("session:s2", "register", "registered"),
+            "host": ("host", "disable", "conflict"), "host:eu": ("host:eu", "prune", "unchanged"),
+            "session:s3": None}
+        with pytest.raises(eventstore.InvalidArgument, match="owner_scope"):
+            store.triggers.receipt("op-1", "session:s1")  # the scope comes first, like get()
         assert_consistent(store)
 
     # --- occurrences ---------------------------------------------------------------
@@ -333,6 +464,10 @@ class TriggerContract:
         (UpdateSubscription("host", "k", 0, PUSH), "expected_revision"),
         (EnableSubscription("host", "k", True), "expected_revision"),
         (PruneTriggers(-1), "older_than_ms"),
+        (PruneSubscriptions("host", "ci"), "subscription_keys must be a tuple or list"),
+        (PruneSubscriptions("host", ("ci", "")), r"subscription_keys\[1\]"),
+        (PruneSubscriptions("host", ("k",) * 1001), "at most 1000"),
+        (PruneSubscriptions("tenant-a", ("ci",)), "owner_scope"),
         ("register please", "command"),
     ])
     def test_bad_commands_raise_invalid_argument_naming_the_field_and_append_nothing(self, backend, command, field):
@@ -340,7 +475,7 @@ class TriggerContract:
         position = store.last_position()
         with pytest.raises(eventstore.InvalidArgument, match=field):
             store.triggers.execute("op-bad", command)
-        assert store.last_position() == position and store.triggers.receipt("op-bad") is None
+        assert store.last_position() == position and store.triggers.receipt("host", "op-bad") is None
 
     def test_bad_occurrences_and_future_prunes_raise_invalid_argument(self, backend):
         store = backend.store

@@ -24,7 +24,7 @@ from eventstore.processes import Disposition, ExternalInput, HostScope, ProcessR
 from eventstore.queue import AgentFrameTask, QueuedWorkClaimSuperseded, QueuedWorkDraft
 from eventstore.sessions import SessionMeta, SessionRelation
 from eventstore.commits import stamp_turn, turn_commit_hash
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 MODEL = ModelConfig("anthropic", "claude-x")
 
@@ -211,6 +211,14 @@ class CommitContract(CommitHelpers):
         assert ids(store.sessions.load("s1", graph="active_path", leaf="a1")) == ["root", "u1", "a1"]
         assert ids(store.sessions.load("s1", graph="active_path", leaf="u1b")) == ["root", "u1b"]
         assert ids(store.sessions.load("s1", graph="active_path", leaf="missing")) == []
+
+    def test_law_07_an_explicit_leaf_is_the_reported_leaf(self, backend):
+        """Loading the active path from a requested leaf reports that leaf, not the head's."""
+        store = self.branched(backend)
+        assert store.sessions.load("s1").leaf_node_id == "a1b"
+        assert store.sessions.load("s1", graph="active_path", leaf="a1").leaf_node_id == "a1"
+        assert store.sessions.load("s1", graph="active_path", leaf="missing").leaf_node_id == "missing"
+        assert store.sessions.load("s1", graph="active_path").leaf_node_id == "a1b"
 
     # --- law 8 --------------------------------------------------------------------------
 
@@ -449,9 +457,11 @@ class CommitContract(CommitHelpers):
         self.commit(store, "s1", fence, append(node("u")), committed_attachment_ids=("att-a",))
         rows = {r.attachment_id: r for r in store.attachments.list_refs("s1")}
         assert rows["att-a"].committed_at_ms is not None and rows["att-b"].committed_at_ms is None
-        assert store.attachments.holds_ref("s1", ref_a) and store.attachments.holds_ref("s1", ref_b)
-        assert not store.attachments.holds_ref("s2", ref_a) and store.attachments.list_refs("s2") == []
-        store.sessions.gc()
+        assert store.attachments.holds_ref("s1", "att-a") and store.attachments.holds_ref("s1", "att-b")
+        assert store.attachments.holds_blob("s1", ref_a) and store.attachments.holds_blob("s1", ref_b)
+        assert not store.attachments.holds_ref("s2", "att-a") and not store.attachments.holds_blob("s2", ref_a)
+        assert store.attachments.list_refs("s2") == []
+        store.sessions.gc(min_age_ms=0)
         assert store.blobs.get(ref_a) == b"image a" and store.blobs.get(ref_b) == b"image b"
 
     def test_law_65_forget_removes_a_ref_from_holds_ref_and_from_the_gc_roots(self, backend):
@@ -461,7 +471,7 @@ class CommitContract(CommitHelpers):
                                                                    "process", "committed")}
         store.attachments.record_intent("s1", "plain", refs["plain"])
         assert store.attachments.forget("s1", ["plain", "missing"]) == 1
-        assert not store.attachments.holds_ref("s1", refs["plain"])
+        assert not store.attachments.holds_ref("s1", "plain") and not store.attachments.holds_blob("s1", refs["plain"])
         store.attachments.record_intent("s1", "no-owner", refs["no-owner"])
         store.attachments.record_intent("s1", "turn-gone", refs["turn-gone"], ("turn", "t-crashed"))
         store.attachments.record_intent("s1", "process", refs["process"], ("process", "p-unknown"))
@@ -481,7 +491,7 @@ class CommitContract(CommitHelpers):
         assert store.attachments.forget_aged_intents("s1", cutoff) == 3
         assert {r.attachment_id for r in store.attachments.list_refs("s1")} == {
             "turn-live", "committed", "fresh", "process-live"}
-        store.sessions.gc()
+        store.sessions.gc(min_age_ms=0)
         for name in ("plain", "no-owner", "turn-gone", "process"):
             assert not store.blobs.has(refs[name]), name
         assert store.blobs.has(refs["committed"])
@@ -492,20 +502,20 @@ class CommitContract(CommitHelpers):
         ref = store.blobs.put(b"shared upload")
         store.attachments.record_intent("s1", "att", ref, ("turn", "t1"))
         store.sessions.commit(stamp_turn(RuntimeCommit("s1", fence_of(store, "s1"), append(node("u"))), "t1"))
-        stamped = store.attachments.get("s1", "att").committed_at_ms
+        stamped = store.attachments.ref("s1", "att").committed_at_ms
         assert stamped is not None  # stamped by the turn that owns it
         clock.advance(50)
         store.attachments.record_intent("s2", "att", ref)
         store.attachments.record_intent("s1", "att", ref, ("turn", "t9"))
-        row = store.attachments.get("s1", "att")
+        row = store.attachments.ref("s1", "att")
         assert row.committed_at_ms == stamped and row.owner_id == "t9"
-        assert store.attachments.get("s2", "att").committed_at_ms is None
+        assert store.attachments.ref("s2", "att").committed_at_ms is None
         with pytest.raises(AttachmentConflict):
             store.attachments.record_intent("s1", "att", store.blobs.put(b"other bytes"))
         # a commit never inserts: a forgotten row is not revived by a late commit
         store.attachments.forget("s2", ["att"])
         self.commit(store, "s2", fence_of(store, "s2"), committed_attachment_ids=("att",))
-        assert store.attachments.get("s2", "att") is None
+        assert store.attachments.ref("s2", "att") is None
 
     def test_law_67_head_queue_rows_and_intents_survive_a_reopen(self, backend):
         store = self.setup_session(backend)
@@ -518,7 +528,7 @@ class CommitContract(CommitHelpers):
         loaded = reopened.sessions.load("s1")
         assert (loaded.head_revision, loaded.checkpoint_ref, ids(loaded)) == (1, r.checkpoint_ref, ["u"])
         assert [b.batch_id for b in reopened.queue.list("s1")] == list(r.enqueued_batch_ids)
-        assert reopened.attachments.get("s1", "att").blob_ref == ref
+        assert reopened.attachments.ref("s1", "att").blob_ref == ref
 
     # --- laws 71-72 ---------------------------------------------------------------------
 
@@ -536,7 +546,7 @@ class CommitContract(CommitHelpers):
         store.sessions.delete("s1")
         assert store.sessions.load("s1") is None and store.attachments.list_refs("s1") == []
         # the upload, the manifest, the tool state and the frame's execution state
-        assert store.sessions.gc().deleted_blob_count == 4 and store.blobs.stats()[0] == 0
+        assert store.sessions.gc(min_age_ms=0).deleted_blob_count == 4 and store.blobs.stats()[0] == 0
         assert not store.blobs.has(r.checkpoint_ref)
         store.sessions.create("s1", recreate=True)
         fresh = self.commit(store, "s1", fence_of(store, "s1"), append(node("u")))

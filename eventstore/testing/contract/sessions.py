@@ -10,7 +10,7 @@ from eventstore.sessions import SessionPurged
 from eventstore.sessions import (
     SessionDeleted, SessionMeta, SessionNotDeleted, SessionNotFound, SessionRelation, require_live_session,
 )
-from tests.helpers import assert_consistent
+from eventstore.testing.helpers import assert_consistent
 
 A = LeaseOwner("worker-a", "inc-1")
 B = LeaseOwner("worker-b", "inc-1")
@@ -111,9 +111,51 @@ class SessionContract:
         again = store.sessions.create("s1", SessionMeta(model="x"), recreate=True)
         assert not again.created and not again.recreated and again.session.meta.model == "m"
 
-    def test_deleting_an_unknown_session_raises_not_found(self, backend):
-        with pytest.raises(SessionNotFound, match="'ghost'"):
-            backend.store.sessions.delete("ghost")
+    def test_deleting_a_session_that_never_existed_is_a_noop(self, backend):
+        """delete of an unknown id reports deleted=False, generation 0, and writes nothing."""
+        store = backend.store
+        before = store.last_position()
+        result = store.sessions.delete("ghost")
+        assert (result.session_id, result.deleted, result.generation) == ("ghost", False, 0)
+        assert store.last_position() == before and store.sessions.get("ghost") is None
+        assert store.sessions.create("ghost").created  # the id is still free
+
+    # --- meta: save after create, caller's created_at ---------------------------------------
+
+    def test_save_meta_upserts_the_meta_after_create(self, backend):
+        """save_meta replaces name, model, cwd and relation; create still never overwrites."""
+        store, clock = backend.store, backend.clock
+        created = store.sessions.create("s1", SessionMeta(model="m1")).session
+        clock.advance(10)
+        meta = SessionMeta("renamed", "m2", "/work", SessionRelation("parent", "fork"))
+        saved = store.sessions.save_meta("s1", meta)
+        assert saved.meta == meta and saved.created_at_ms == created.created_at_ms and saved.generation == 1
+        position = store.last_position()
+        assert store.sessions.save_meta("s1", meta).meta == meta and store.last_position() == position
+        assert store.sessions.create("s1", SessionMeta(model="other")).session.meta == meta
+        assert store.sessions.save_meta("s1", SessionMeta(model="m3")).meta == SessionMeta("s1", "m3")
+        upserted = store.sessions.save_meta("fresh", SessionMeta(cwd="/tmp"))
+        assert upserted.status == "active" and upserted.meta == SessionMeta("fresh", cwd="/tmp")
+        assert backend.reopen().sessions.get("s1").meta == SessionMeta("s1", "m3")
+        store = backend.store
+        store.sessions.delete("s1")
+        with pytest.raises(SessionDeleted):
+            store.sessions.save_meta("s1", meta)
+        with pytest.raises(eventstore.InvalidArgument, match="meta"):
+            store.sessions.save_meta("fresh", None)
+        assert_consistent(store)
+
+    def test_create_records_the_callers_created_at_or_the_store_clock(self, backend):
+        """created_at_ms given by the caller is kept (imports); absent, the clock stamps it."""
+        store, clock = backend.store, backend.clock
+        imported = store.sessions.create("imported", created_at_ms=1_600_000_000_000).session
+        assert imported.created_at_ms == 1_600_000_000_000
+        assert store.sessions.create("local").session.created_at_ms == clock()
+        assert store.sessions.create("imported", created_at_ms=5).session.created_at_ms == 1_600_000_000_000
+        assert backend.reopen().sessions.get("imported").created_at_ms == 1_600_000_000_000
+        for bad in (-1, "now", True, 2 ** 63):
+            with pytest.raises(eventstore.InvalidArgument, match="created_at_ms"):
+                backend.store.sessions.create("bad", created_at_ms=bad)
 
     # --- purge ----------------------------------------------------------------------------
 

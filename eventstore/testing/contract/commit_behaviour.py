@@ -13,8 +13,8 @@ from eventstore.commits import (
     UsageDelta,
 )
 from eventstore.inputs import ActiveTurn, InputState, TurnInputDraft
-from tests.contract.commits import CommitHelpers, append, fence_of, ids, node
-from tests.helpers import assert_consistent
+from eventstore.testing.contract.commits import CommitHelpers, append, fence_of, ids, node
+from eventstore.testing.helpers import assert_consistent
 
 
 class CommitBehaviourContract(CommitHelpers):
@@ -105,13 +105,13 @@ class CommitBehaviourContract(CommitHelpers):
         store.artifacts.set("lashlang_module", "mod-1", kept)  # unchanged: nothing appended
         assert store.artifacts.list() == [("lashlang_module", "mod-1", kept)]
         before = store.last_position()
-        dry = store.sessions.gc(dry_run=True)
+        dry = store.sessions.gc(dry_run=True, min_age_ms=0)
         assert dry.dry_run and dry.deleted_refs == (loose,) and store.blobs.has(loose)
         assert store.last_position() == before
-        assert store.sessions.gc().deleted_refs == (loose,) and store.blobs.has(kept)
+        assert store.sessions.gc(min_age_ms=0).deleted_refs == (loose,) and store.blobs.has(kept)
         store.artifacts.set("lashlang_module", "mod-1", None)
         assert store.artifacts.get("lashlang_module", "mod-1") is None
-        assert store.sessions.gc().deleted_refs == (kept,)
+        assert store.sessions.gc(min_age_ms=0).deleted_refs == (kept,)
 
     def test_an_interrupt_in_a_commit_defers_the_turns_unaccepted_inputs(self, backend):
         store = self.setup_session(backend)
@@ -123,3 +123,48 @@ class CommitBehaviourContract(CommitHelpers):
                     interrupted_turn_input_turn_id="t1")
         assert [(i.input, i.state) for i in store.inputs.list("s1")] == [
             ("taken", InputState.COMPLETED), ("late", InputState.DEFERRED_NEXT_TURN)]
+
+    def test_a_commit_result_returns_its_outbox_batches_and_a_replay_the_original_ones(self, backend):
+        """outbox_batches are the enqueued batches (ids, payloads, source keys) in draft order;
+        a replayed turn stamp returns the same batches even after they were claimed and settled."""
+        from eventstore.commits import stamp_turn
+        from eventstore.queue import AgentFrameTask, QueuedWorkDraft
+
+        store = self.setup_session(backend)
+        fence = fence_of(store, "s1")
+        drafts = (QueuedWorkDraft("s1", (AgentFrameTask("f", "follow up"),), source_key="outbox-1"),
+                  QueuedWorkDraft("s1", (AgentFrameTask("f", "and this"),)))
+        c = stamp_turn(RuntimeCommit("s1", fence, append(node("u")), enqueued_queue_batches=drafts), "t1")
+        first = store.sessions.commit(c)
+        assert [b.batch_id for b in first.outbox_batches] == list(first.enqueued_batch_ids)
+        assert [b.source_key for b in first.outbox_batches] == ["outbox-1", None]
+        assert [[i.payload for i in b.items] for b in first.outbox_batches] == [[d.payloads[0]] for d in drafts]
+        assert first.outbox_batches == tuple(store.queue.get("s1", b) for b in first.enqueued_batch_ids)
+        claim = store.queue.claim_ready(fence, max_batches=2)
+        store.queue.complete(claim)  # settled: gone from the queue
+        again = backend.reopen().sessions.commit(c)
+        assert again.replayed and again.outbox_batches == first.outbox_batches
+        assert self.commit(backend.store, "s1", fence).outbox_batches == ()
+
+    def test_a_store_wide_vacuum_covers_every_active_session_in_one_call(self, backend):
+        """vacuum_all removes tombstoned nodes and terminal inputs of every active session,
+        reports totals and the sessions it touched, and a repeat removes nothing."""
+        store = self.setup_session(backend)
+        for sid in ("s2", "quiet"):
+            store.sessions.create(sid)
+        for sid in ("s1", "s2"):
+            self.commit(store, sid, fence_of(store, sid), append(node("a"), node("b", "a")))
+        store.sessions.tombstone_nodes("s1", ["b"])
+        store.sessions.tombstone_nodes("s2", ["a", "b"])
+        gone = store.inputs.enqueue(TurnInputDraft("s2", "stale", ActiveTurn("t0"))).input
+        store.inputs.cancel("s2", gone.input_id)
+        report = store.sessions.vacuum_all()
+        assert (report.removed_node_count, report.removed_pending_turn_input_tombstone_count) == (3, 1)
+        assert [(sid, r.removed_node_count, r.removed_pending_turn_input_tombstone_count)
+                for sid, r in report.sessions] == [("s1", 1, 0), ("s2", 2, 1)]
+        position = store.last_position()
+        again = store.sessions.vacuum_all()
+        assert (again.removed_node_count, again.sessions) == (0, ()) and store.last_position() == position
+        assert store.sessions.vacuum("s1").removed_node_count == 0  # the per-session call stays
+        assert ids(store.sessions.load("s1")) == ["a"] and ids(store.sessions.load("s2")) == []
+        assert_consistent(store)
