@@ -194,3 +194,18 @@ def test_a_domain_whose_projection_is_not_ported_is_refused_naming_it(schemas, m
         assert store.anchor() == head and "queue_batches" not in store.db.table_names()
         store.sessions.create("s1")
         assert store.sessions.get("s1") is not None and store.verify().ok
+
+
+def test_a_write_transaction_that_never_asks_the_epoch_does_not_hide_another_writer(schemas):
+    """Regression: after another handle appended, a write transaction of ours that reads and
+    writes nothing of the log must not make its commit clock value look like our own, or the
+    next append would link to a stale cached head and collide on its position."""
+    url = pg.url_for(schemas())
+    with gen.open_store(url) as a, gen.open_store(url) as b:
+        a.append("s", [gen.NoteAdded("a1")])  # a caches head 1
+        b.append("s", [gen.NoteAdded("b2")])
+        with a.transaction():  # asks nothing of the log
+            a.db.execute("SELECT 1")
+        r = a.append("s", [gen.NoteAdded("a3")], expected_version=2)
+        assert (r.first_position, r.stream_version) == (3, 3)
+        assert [e.data.text for e in b.read_all()] == ["a1", "b2", "a3"] and b.verify().ok

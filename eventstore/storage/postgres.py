@@ -325,7 +325,15 @@ class _Transaction:
                 db._schema_ready = True
                 # Nobody else wrote while we held the lock: the clock now holds either the
                 # value we read (we changed nothing it watches) or our own transaction id.
-                db._known = tuple(db._txn_clock) if db._txn_clock is not None else ()
+                # Those values mean "nothing foreign" next time only if the value we read was
+                # itself accounted for: compared by foreign_epoch() in this transaction (which
+                # moved the epoch if it was foreign), or already known. Otherwise another
+                # writer's change is not reflected in the epoch yet: forget, so it moves.
+                clock = db._txn_clock
+                if clock is not None and (db._epoch_serial == db.serial or clock[0] in db._known):
+                    db._known = tuple(clock)
+                else:
+                    db._known = ()
             if db.on_commit:
                 db._notify(db.on_commit)
         except psycopg.Error as err:
