@@ -37,8 +37,8 @@ FLAG_LZ4 = 1
 """Row flag: the stored payload is an lz4 block with a 4-byte little-endian size prefix."""
 
 FLAG_COMMAND_START = 2
-"""Row flag, not about the payload: the row is the first one its command (write
-transaction) appended. Set under store layout 2 and later; see eventstore/log.py."""
+"""Row flag, not about the payload: the row is the first one its command (one caller's
+write, alone in its transaction or in a group commit's savepoint) appended. Set under store layout 2 and later; see eventstore/log.py."""
 
 FLAG_COMMAND_CONTINUES = 4
 """Row flag, not about the payload: the row was appended by the same command as the row

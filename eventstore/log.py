@@ -259,6 +259,16 @@ class EventLog:
         writes nothing. With `idempotency_key`, a retry carrying the same events returns
         the original result (replayed=True); different events raise IdempotencyConflict.
         """
+        return self.db.write(self.prepare_append(stream, events, expected_version=expected_version,
+                                                 idempotency_key=idempotency_key, now_ms=now_ms))
+
+    def prepare_append(self, stream: str, events: Sequence[Any], *, expected_version: int | str = ANY,
+                       idempotency_key: str | None = None,
+                       now_ms: int | None = None) -> Callable[[], AppendResult]:
+        """Check and encode an append now; return the command that writes it (for a group).
+
+        Raises the same typed errors for bad input as `append`, before anything queues.
+        """
         # The common call (a short stream name, ANY, no key) is checked inline: every
         # append pays for these lines, and the full checks below cost a call each.
         if stream.__class__ is not str or not 0 < len(stream) <= _SHORT_STREAM or "\x00" in stream:
@@ -273,8 +283,8 @@ class EventLog:
         at = self.clock() if now_ms is None else now_ms
         if at.__class__ is not int and not isinstance(at, int):
             raise InvalidArgument(f"now_ms must be an integer of milliseconds, got {at!r}")
-        with self.db.transaction():
-            return self._append_locked(stream, encoded, expected_version, idempotency_key, at)
+        key = idempotency_key
+        return lambda: self._append_locked(stream, encoded, expected_version, key, at)
 
     def _append_locked(self, stream: str, encoded: list[Encoded], expected: int | str,
                        key: str | None, at: int, retry: bool = True) -> AppendResult:
@@ -308,7 +318,7 @@ class EventLog:
         recorded = []
         link = chain.link
         position, version = last, current
-        mark = self._command_flag(db.serial, last + 1)
+        mark = self._command_flag(db.command, last + 1)
         for name, schema, stored, flags, digest, ev in encoded:
             position += 1
             version += 1
@@ -334,8 +344,8 @@ class EventLog:
             db.executemany("DELETE FROM events WHERE position = ? AND hash = ?", [(r[0], r[8]) for r in rows])
             self.invalidate_cache()
             return self._append_locked(stream, encoded, expected, key, at, retry=False)
-        if self._command[0] != db.serial:
-            self._command = (db.serial, last + 1)
+        if self._command[0] != db.command:
+            self._command = (db.command, last + 1)
         self._head = (position, prev)
         if len(self._versions) > 10_000:
             self._versions.clear()
@@ -352,15 +362,17 @@ class EventLog:
     def _command_flag(self, serial: int, first: int) -> int:
         """The command mark of the first row an append writes at position `first`.
 
-        A command is one write transaction: everything a domain command (or a
-        `store.transaction()` block) appends. Its first row gets FLAG_COMMAND_START, every
-        later row FLAG_COMMAND_CONTINUES, so `why` finds a command's rows exactly. The
-        row before `first` belongs to this transaction exactly when this log already
-        wrote at or before it in this transaction: BEGIN IMMEDIATE keeps every other
-        writer out until COMMIT, and positions a rolled-back savepoint gave back are
-        reused by this transaction alone. (`serial` counts outermost transactions; the
-        pair is recorded only after an insert succeeded, so a failed attempt leaves no
-        trace.)
+        A command is one caller's write: everything one append, one domain command or one
+        `store.transaction()` block appends, whether it had a transaction to itself or
+        shared one with other callers' commands (group commit, each in its own
+        savepoint). Its first row gets FLAG_COMMAND_START, every later row
+        FLAG_COMMAND_CONTINUES, so `why` finds a command's rows exactly. The row before
+        `first` belongs to this command exactly when this log already wrote at or before
+        it in this command: the commands of a group run one after the other on one
+        connection, BEGIN IMMEDIATE keeps every other writer out until COMMIT, and
+        positions a rolled-back savepoint gave back are reused by this transaction alone.
+        (`serial` is Database.command, which counts commands; the pair is recorded only
+        after an insert succeeded, so a failed attempt leaves no trace.)
         """
         txn, txn_first = self._command
         return _CONTINUES if txn == serial and first > txn_first else _START

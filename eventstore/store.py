@@ -208,8 +208,11 @@ class StoreContext:
     def transaction(self) -> ContextManager[Any]:
         """A write transaction (BEGIN IMMEDIATE); appends inside it commit together.
 
-        Nested use becomes a savepoint. Domain commands read projections and append
-        inside one of these so that their decision and its events are atomic.
+        The outermost one of a thread is one command: while other threads of this handle
+        are writing, it joins their transaction in a savepoint of its own (group commit)
+        and returns only once that transaction is durable. Nested use becomes a savepoint.
+        Domain commands read projections and append inside one of these so that their
+        decision and its events are atomic.
         """
         return self.db.transaction(write=True)
 
@@ -313,7 +316,7 @@ class Store(StoreContext):
         return self.log.last_position()
 
     def command_span(self, position: int) -> tuple[int, int] | None:
-        """(first, last) position of the command (write transaction) that appended the
+        """(first, last) position of the command (one caller's write) that appended the
         event at `position`; None for a row written before command marks existed."""
         return self.log.command_span(position)
 

@@ -394,6 +394,9 @@ def gc_roots(db: Any) -> tuple[set[str], set[str]]:
     manifests = {r[0] for r in db.query("SELECT checkpoint_ref FROM graph_heads WHERE checkpoint_ref IS NOT NULL")}
     others = {r[0] for r in db.query("SELECT blob_ref FROM graph_artifact_refs")}
     others |= {r[0] for r in db.query("SELECT blob_ref FROM graph_attachments WHERE blob_ref IS NOT NULL")}
+    from .langgraph_threads import blob_roots  # the LangGraph saver's large values
+
+    others |= blob_roots(db)
     for (frames,) in db.query("SELECT frames FROM graph_heads WHERE frames IS NOT NULL"):
         for f in msgpack.unpackb(frames, raw=False):
             if f.get("execution_state_ref"):

@@ -517,6 +517,6 @@ def list_deliveries(db: Any, subscription_id: str | None = None,
 
 @triggers.on(ProcessesPruned)
 def _processes_pruned(db: Any, ev: Any) -> None:
-    # DOMAIN.md §5 prune step 2: a pruned process's trigger deliveries go with it.
+    # docs/semantics.md §8 (Prune): a pruned process's trigger deliveries go with it.
     for process_id in ev.data.process_ids:
         db.execute("DELETE FROM triggers_deliveries WHERE process_id = ?", (process_id,))

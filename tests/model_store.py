@@ -1,7 +1,7 @@
 """A pure in-memory reference model of the whole store, for tests/test_whole_store_machine.py.
 
 The model knows nothing of SQLite, events or projections. It is written from the
-documented behaviour (docs/api.md, DOMAIN.md §7) and predicts, for every command the
+documented behaviour (docs/api.md, docs/semantics.md) and predicts, for every command the
 machine sends, either the result or the typed error (`Refused(name)`), and the state
 every modelled projection must show afterwards:
 

@@ -90,13 +90,14 @@ def test_export_into_a_missing_folder_exits_2_with_one_line(triage, tmp_path, ca
 
 
 def test_every_command_but_demo_and_export_takes_json():
-    """The promise of docs/debugging.md: each subcommand's parser knows --json (export writes JSON lines)."""
+    """The promise of docs/debugging.md: each subcommand's parser knows --json (export writes JSON lines;
+    the viewer's `view` writes an HTML page and `serve` answers JSON over HTTP)."""
     from eventstore.cli import _subparser, build_parser
 
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
     missing = [name for name, sub in commands.items()
-               if name not in ("demo", "export") and "--json" not in sub._option_string_actions]
+               if name not in ("demo", "export", "view", "serve") and "--json" not in sub._option_string_actions]
     assert not missing and len(commands) > 20
     assert _subparser(parser, "verify") is commands["verify"]
 

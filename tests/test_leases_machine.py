@@ -49,7 +49,7 @@ class ModelLease:
 
 
 class LeaseModel:
-    """The pure reference: DOMAIN.md §3 in a dozen lines."""
+    """The pure reference: docs/semantics.md §3 in a dozen lines."""
 
     def __init__(self) -> None:
         self.fence = 0

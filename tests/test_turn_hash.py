@@ -1,4 +1,4 @@
-"""The turn commit hash (DOMAIN.md §1): what it covers and what it ignores."""
+"""The turn commit hash (docs/semantics.md §1): what it covers and what it ignores."""
 
 from __future__ import annotations
 

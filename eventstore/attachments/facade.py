@@ -1,4 +1,4 @@
-"""`store.attachments`: the per-session write-ahead manifest of uploads (DOMAIN.md §6).
+"""`store.attachments`: the per-session write-ahead manifest of uploads (docs/semantics.md §6).
 
 The protocol, and why each step is there:
 

@@ -138,6 +138,10 @@ def _show(args: argparse.Namespace) -> int:
     with open_existing(args.db) as store:
         info = store.sessions.get(args.session)
         if info is None:
+            from .frameworks import show_thread
+
+            if show_thread(store, args.session, args.at, args.json):  # a LangGraph thread or Agents session
+                return EXIT_OK
             print(f"eventstore show: error: no session {args.session!r} in {args.db}", file=sys.stderr)
             return EXIT_ERROR
         mode = "active_path" if args.active_path else "full"

@@ -126,7 +126,7 @@ def mark_and_sweep(db: Any, blobs: Any, manifests: set[str], others: set[str]) -
     marked: set[str] = set()
     for ref in manifests:
         if not blobs.has(ref):
-            continue  # a missing rooted manifest is skipped (DOMAIN.md §2)
+            continue  # a missing rooted manifest is skipped (docs/semantics.md §2)
         marked.add(ref)
         m = decode_manifest(blobs.get(ref), ref)
         for child in (m.tool_state_ref, m.plugin_snapshot_ref, m.execution_state_ref):

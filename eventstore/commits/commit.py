@@ -1,4 +1,4 @@
-"""The runtime commit: one turn's results land as one atomic append (DOMAIN.md §1).
+"""The runtime commit: one turn's results land as one atomic append (docs/semantics.md §1).
 
 `store.sessions.commit(RuntimeCommit(...))` runs the reference's commit algorithm under
 one `BEGIN IMMEDIATE` transaction. Every check passes before anything is written, or a
@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 
 @attrs.frozen
 class RuntimeCommit:
-    """Everything one turn commits (DOMAIN.md §1's RuntimeCommit).
+    """Everything one turn commits (docs/semantics.md §1's RuntimeCommit).
 
     `config` None carries the previous config forward; `agent_frames` and
     `current_agent_frame_id` are the full new values (as in the reference);

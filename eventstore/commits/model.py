@@ -3,7 +3,7 @@
 A session's conversation is a tree of nodes with branches; `leaf_node_id` picks the
 active branch. A `RuntimeCommit` lands one turn: a graph delta, the head (config,
 agent frames, current frame), a checkpoint, usage deltas, an optional turn stamp,
-claims to settle, outbox batches and attachment ids (DOMAIN.md §1).
+claims to settle, outbox batches and attachment ids (docs/semantics.md §1).
 
 Message and protocol payloads are kept as plain msgpack-able values (`Any`): the store
 does not interpret them, only the runtime does.

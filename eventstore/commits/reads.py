@@ -1,4 +1,4 @@
-"""Loading a session: the head, the checkpoint, the token ledger and the graph (DOMAIN.md §1).
+"""Loading a session: the head, the checkpoint, the token ledger and the graph (docs/semantics.md §1).
 
 The same code reads the live store and a time-travel view (`store.at(p)`): the head,
 ledger and node index come from `ctx.db` (the live tables or the replayed ones), the

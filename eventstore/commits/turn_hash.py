@@ -1,4 +1,4 @@
-"""The turn commit hash: the identity of a turn's final commit (DOMAIN.md §1).
+"""The turn commit hash: the identity of a turn's final commit (docs/semantics.md §1).
 
 The hash must not depend on things that change when the same turn is retried: the
 expected head revision (law 10), the lease fields, the stamp itself, and volatile ids

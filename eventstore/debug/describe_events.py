@@ -551,6 +551,7 @@ def diff_positions(store: Any, from_position: int, to_position: int, streams: An
 
 
 from . import describe_processes  # noqa: E402,F401  (registers the process, trigger and effect renderers)
+from . import describe_integrations  # noqa: E402,F401  (the LangGraph and Agents SDK renderers)
 
 __all__ = ["describe", "diff_positions", "duration", "generic", "ids", "kind", "plural", "registered_types", "renderer",
            "short", "templates", "value", "who", "WIDTH"]

@@ -249,7 +249,7 @@ def why(store: Store, stream: str, version: int, *, around: int = 3) -> WhyRepor
     events before and after it on the stream.
 
     The command is exact for rows written under store layout 2 and later: each row's
-    flags say whether it starts a command (write transaction) or continues the one
+    flags say whether it starts a command (one caller's write) or continues the one
     before it, so a command that appended to several streams shows all of them. Rows
     written under store layout 1 carry no marks; for them the command is found by a
     heuristic: the events of the same stream, recorded in the same millisecond, at

@@ -1,7 +1,7 @@
 """Pending turn inputs: enqueue, claim, abandon, cancel, complete, interrupt. `store.inputs`.
 
 Each change is an event on `session:<id>` (events.py); the rows are the `inputs`
-projection. Rules (DOMAIN.md §6, laws 49-59):
+projection. Rules (docs/semantics.md §5, laws 49-59):
 
 * a draft's ingress is ActiveTurn(turn_id, min_boundary) (state PENDING_ACTIVE) or
   NextTurn (state DEFERRED_NEXT_TURN);

@@ -6,7 +6,7 @@ under the lease carries the fence, and `require_live_fence` refuses a fence that
 longer the live one. So a holder that stalled past its expiry, and whose lease was
 taken over, cannot write: its fence is stale. docs/concepts.md explains the rules.
 
-Rules (DOMAIN.md §3, laws 16-28):
+Rules (docs/semantics.md §3, laws 16-28):
 * live = held (has a token) and `now < expires_at_ms`;
 * claim: live and same incarnation -> re-entry (expiry = now + ttl, token, fence and
   claim time kept); live and anyone else -> Busy(holder); otherwise acquire with

@@ -2,7 +2,7 @@
 
 A runtime that runs a process in segments (it yields at a boundary, and a later execution
 resumes it) puts the state the next segment starts from as a *handover*, numbered by
-segment ordinal (DOMAIN.md §5, "Segment handovers"):
+segment ordinal (docs/semantics.md §8, "Segment handovers"):
 
 * a put at an ordinal that already holds the same payload is a no-op (`replayed=True`);
   a different payload there raises `HandoverConflict`, and nothing is written;

@@ -1,7 +1,7 @@
 """Queued-work claims and completions: the pure selection rules, claim identity, and the
 completion check and settling events the runtime commit calls inside its transaction.
 
-Claim rules (DOMAIN.md §4; laws 31-47):
+Claim rules (docs/semantics.md §4; laws 31-47):
 * a claim is live exactly while the session lease is held, unexpired, with the fencing
   token (the *generation*) stamped on the claim. Claims have no TTL of their own: every
   claim call validates the caller's fence first, which makes every row stamped with

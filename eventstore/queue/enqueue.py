@@ -1,6 +1,6 @@
 """Enqueueing queued work: drafts, their validation, and the enqueue decision.
 
-Enqueue (DOMAIN.md §4, laws 29-30, 48):
+Enqueue (docs/semantics.md §4, laws 29-30, 48):
 * every payload of a batch shares one work class (turn work, or session commands); an
   empty or mixed batch is refused with InvalidBatchPayloads, before anything is written
   (the reference only notices when a claim scans it);

@@ -4,7 +4,7 @@ Every change is an event on `session:<id>` (the purge record excepted: see
 `session_events`); the catalogue of sessions is the `sessions` projection, and the
 event count and last activity come from the stream catalogue.
 
-Rules (DOMAIN.md laws 68-70):
+Rules (docs/semantics.md laws 68-70):
 * an id that was never created reads as absent (`get` returns None);
 * create is idempotent and never overwrites the meta or relation of an existing session;
 * delete tombstones the id for good: every later command for it raises SessionDeleted,

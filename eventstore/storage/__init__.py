@@ -22,7 +22,7 @@ The contract, in short (docs/architecture.md, "What a backend provides", says it
 
 from __future__ import annotations
 
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Protocol, Sequence, TypeVar
 
 from ..errors import StoreError
 
@@ -30,6 +30,9 @@ __all__ = ["Params", "Storage"]
 
 Params = Sequence[Any] | dict[str, Any]
 """Statement parameters: a sequence for `?` placeholders (a dict for named ones)."""
+
+
+T = TypeVar("T")
 
 
 class Storage(Protocol):
@@ -40,6 +43,9 @@ class Storage(Protocol):
     busy_timeout_ms: int
     serial: int
     """Counts outermost transactions begun on this connection."""
+    command: int
+    """Counts commands: outermost transactions, and the commands that join a group commit
+    (the log's command marks follow it)."""
     write_serial: int
     """Counts outermost write transactions begun on this connection."""
     on_commit: list[Callable[[], None]]
@@ -80,9 +86,14 @@ class Storage(Protocol):
     def transaction(self, write: bool = True) -> ContextManager[Any]:
         """A write (lock taken up front) or read transaction; a savepoint when nested."""
 
+    def write(self, fn: Callable[[], T]) -> T:
+        """Run `fn` (database work only) as one command, sharing a transaction with the
+        commands of other threads waiting at the same moment (group commit); its result
+        once that transaction is durable. A savepoint inside this thread's transaction."""
+
     @property
     def in_transaction(self) -> bool:
-        """True while a transaction opened by this object is active."""
+        """True while the calling thread is inside a transaction of this object."""
 
     def foreign_epoch(self) -> int:
         """Inside a transaction: a number that moves whenever another connection committed."""

@@ -25,7 +25,7 @@ import hashlib
 import re
 import threading
 import urllib.parse
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import psycopg
 import psycopg.errors
@@ -37,6 +37,7 @@ from ..errors import IntegrityError, InvalidArgument, ReadOnlyStore, StoreBusy, 
 __all__ = ["DEFAULT_SCHEMA", "PORTED_PROJECTIONS", "PostgresDatabase", "is_postgres_url", "parse_url", "translate"]
 
 DEFAULT_SCHEMA = "eventstore"
+T = TypeVar("T")
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
@@ -271,7 +272,9 @@ class _Transaction:
                 else:
                     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 db.serial += 1
+                db.command += 1
                 db.write_serial += self.write
+                db._owner = threading.get_ident()
                 db._write = self.write
             else:
                 self.name = f"sp{db.depth}"
@@ -359,6 +362,9 @@ class PostgresDatabase:
         self.serial = 0
         self.write_serial = 0
         """Counts outermost write transactions begun on this connection."""
+        self.command = 0
+        """Counts commands (here: outermost transactions; no group commit on this backend yet)."""
+        self._owner = 0
         self.readonly = readonly
         """Opened with readonly=True: every transaction is READ ONLY, writes raise ReadOnlyStore."""
         self.lock = threading.RLock()
@@ -495,10 +501,17 @@ class PostgresDatabase:
         """A write transaction (advisory lock first) or a read one (one snapshot); savepoint when nested."""
         return _Transaction(self, write)
 
+    def write(self, fn: Callable[[], T]) -> T:
+        """Run `fn` as one command in a write transaction of its own (a savepoint inside this
+        thread's transaction). Commands of other threads wait for the connection: this backend
+        has no group commit yet."""
+        with self.transaction(write=True):
+            return fn()
+
     @property
     def in_transaction(self) -> bool:
-        """True while a transaction opened by this object is active."""
-        return self.depth > 0
+        """True while the calling thread is inside a transaction of this object."""
+        return self.depth > 0 and self._owner == threading.get_ident()
 
     def foreign_epoch(self) -> int:
         """Inside a write transaction: a number that moves when another connection has changed

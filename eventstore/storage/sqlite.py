@@ -12,6 +12,10 @@ Transactions (why they look like this):
   SQLITE_BUSY_SNAPSHOT failure at the first write.
 * A nested `transaction()` becomes a SAVEPOINT, so a domain command can wrap several
   appends and an inner failure undoes only its own part when the caller catches it.
+* A thread's outermost write transaction (and `write(fn)`) is one *command* of a group:
+  commands of concurrent threads share one BEGIN IMMEDIATE ... COMMIT, each in its own
+  savepoint (eventstore/_group.py). `lock` is the Baton that group hands from thread to
+  thread, so no other thread's statement runs inside (or sees) an open transaction.
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ import threading
 import stat
 import time
 import urllib.parse
-from typing import Any, Iterable, Iterator, Sequence, cast
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar, cast
 
 import apsw
 
+from .._group import Baton, GroupCommit, Ticket
 from ..errors import (
     CorruptStore,
     DiskFull,
@@ -43,6 +48,8 @@ from ..errors import (
 SQLITE_MAGIC = b"SQLite format 3\x00"
 DEFAULT_BUSY_TIMEOUT_MS = 15_000
 SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL", "off": "OFF"}
+T = TypeVar("T")
+_get_ident = threading.get_ident
 
 
 
@@ -153,12 +160,13 @@ def create_private_file(path: str) -> None:
 class _Transaction:
     """Context manager returned by Database.transaction(); see the module docstring."""
 
-    __slots__ = ("db", "write", "name")
+    __slots__ = ("db", "write", "name", "ticket")
 
     def __init__(self, db: "Database", write: bool) -> None:
         self.db = db
         self.write = write
         self.name = ""
+        self.ticket: Ticket[Any] | None = None
 
     def __enter__(self) -> "Database":
         db = self.db
@@ -167,23 +175,29 @@ class _Transaction:
             raise StoreClosed("the store is closed")
         if self.write and db.readonly:
             raise db.readonly_error("a write transaction")
-        # One connection, many threads: the lock is held from BEGIN to COMMIT, so another
+        lock = db.lock
+        if self.write and lock.owner != _get_ident():
+            # The thread's outermost write: one command of a group (eventstore/_group.py).
+            self.ticket = db.group.enter()
+            return db
+        # One connection, many threads: the baton is held from BEGIN to COMMIT, so another
         # thread's statements wait instead of running inside (or seeing) this transaction.
-        db.lock.acquire()
+        lock.acquire()
         try:
             if db.depth == 0:
                 conn.execute("BEGIN IMMEDIATE" if self.write else "BEGIN")
                 db.serial += 1
+                db.command += 1
                 db.write_serial += self.write
                 db._write = self.write
             else:
                 self.name = f"sp{db.depth}"
                 conn.execute(f"SAVEPOINT {self.name}")
         except apsw.Error as exc:
-            db.lock.release()
+            lock.release()
             raise db.translate(exc, "begin transaction") from None
         except BaseException:
-            db.lock.release()
+            lock.release()
             raise
         db.depth += 1
         return db
@@ -191,6 +205,9 @@ class _Transaction:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         # One method, no helper calls on the common path: every append pays for it.
         db = self.db
+        if self.ticket is not None:
+            db.group.exit(self.ticket, exc)
+            return
         conn = db._conn
         try:
             db.depth -= 1
@@ -208,23 +225,9 @@ class _Transaction:
                 db._epoch_dv = None
                 db._notify(db.on_rollback)
                 return
-            try:
-                conn.execute("COMMIT")
-            except apsw.Error as err:
-                if not conn.get_autocommit():
-                    conn.execute("ROLLBACK")
-                db._epoch_dv = None
-                db._notify(db.on_rollback)
-                raise db.translate(err, "commit") from None
-            if db._epoch_serial == db.serial:
-                # Our own commit moved apsw's data_version. Nobody else could commit inside a
-                # write transaction (BEGIN IMMEDIATE holds the write lock), and apsw refreshes
-                # the value only when a transaction starts, so this is still "no foreign commit
-                # since the epoch was confirmed". In a read transaction others may have
-                # committed meanwhile: forget the value, so the next check moves the epoch.
-                db._epoch_dv = conn.data_version() if db._write else None
-            if db.on_commit:
-                db._notify(db.on_commit)
+            error = db._commit()
+            if error is not None:
+                raise error
         finally:
             db.lock.release()
 
@@ -243,10 +246,15 @@ class Database:
     ) -> None:
         self.path = path
         self.depth = 0
-        self.lock = threading.RLock()
-        """Serialises threads sharing this connection (held for a whole transaction)."""
+        self.lock = Baton()
+        """Serialises threads sharing this connection (held for a whole transaction, and
+        handed from command to command inside a group)."""
+        self.group = GroupCommit(self)
+        """The write path: concurrent commands share transactions (eventstore/_group.py)."""
         self.serial = 0
         """Counts outermost transactions begun on this connection."""
+        self.command = 0
+        """Counts commands: outermost transactions and the commands that join a group."""
         self.write_serial = 0
         """Counts outermost write transactions begun on this connection."""
         self.on_commit: list[Any] = []
@@ -385,6 +393,88 @@ class Database:
         """
         return self._live().data_version()
 
+    # --- the group's steps (called by eventstore/_group.py, holding the baton) ----------
+
+    def begin_group(self) -> None:
+        """BEGIN IMMEDIATE for a group; its leader's command runs at this level."""
+        try:
+            (self._conn or self._closed()).execute("BEGIN IMMEDIATE")
+        except apsw.Error as exc:
+            raise self.translate(exc, "begin transaction") from None
+        self.serial += 1
+        self.write_serial += 1
+        self.command += 1
+        self._write = True
+        self.depth = 1
+
+    def begin_command(self) -> None:
+        """Start a command that joins the open group: its own savepoint."""
+        try:
+            (self._conn or self._closed()).execute("SAVEPOINT cmd")
+        except apsw.Error as exc:
+            raise self.translate(exc, "begin command") from None
+        self.command += 1
+        self.depth = 2
+
+    def end_command(self, failed: bool) -> None:
+        """Keep a joined command, or roll it back alone (then caches reload: on_rollback)."""
+        conn = self._conn or self._closed()
+        self.depth = 1
+        try:
+            if failed:
+                conn.execute("ROLLBACK TO cmd")
+            conn.execute("RELEASE cmd")
+        except apsw.Error as exc:
+            raise self.translate(exc, "end command") from None
+        if failed:
+            self._notify(self.on_rollback)
+
+    def abort_group(self) -> None:
+        """Roll the whole transaction back (its leader failed before anyone joined)."""
+        conn = self._conn
+        self.depth = 0
+        if conn is not None and not conn.get_autocommit():
+            conn.execute("ROLLBACK")
+        self._epoch_dv = None
+        self._notify(self.on_rollback)
+
+    def commit_group(self) -> StoreError | None:
+        """COMMIT the group's transaction; the error (everything rolled back) or None."""
+        self.depth = 0
+        return self._commit()
+
+    def _commit(self) -> StoreError | None:
+        conn = self._conn or self._closed()
+        try:
+            conn.execute("COMMIT")
+        except apsw.Error as err:
+            if not conn.get_autocommit():
+                conn.execute("ROLLBACK")
+            self._epoch_dv = None
+            self._notify(self.on_rollback)
+            return self.translate(err, "commit")
+        if self._epoch_serial == self.serial:
+            # Our own commit moved apsw's data_version. Nobody else could commit inside a
+            # write transaction (BEGIN IMMEDIATE holds the write lock), and apsw refreshes
+            # the value only when a transaction starts, so this is still "no foreign commit
+            # since the epoch was confirmed". In a read transaction others may have
+            # committed meanwhile: forget the value, so the next check moves the epoch.
+            self._epoch_dv = conn.data_version() if self._write else None
+        if self.on_commit:
+            self._notify(self.on_commit)
+        return None
+
+    def write(self, fn: Callable[[], T]) -> T:
+        """Run `fn` (database work only, no blocking) as one command; see _group.py.
+
+        Inside a transaction of this thread it runs in a savepoint of that transaction."""
+        if self.readonly:
+            raise self.readonly_error("a write")
+        if self.lock.owner == _get_ident():
+            with self.transaction():
+                return fn()
+        return self.group.run(fn)
+
     @staticmethod
     def _notify(callbacks: list[Any]) -> None:
         for cb in callbacks:
@@ -403,40 +493,56 @@ class Database:
     def _closed() -> apsw.Connection:
         raise StoreClosed("the store is closed")
 
+    # Each statement method runs straight through when the calling thread holds the
+    # connection (every statement inside a transaction: the hot path), and otherwise takes
+    # it for the one statement (through the same method again).
+
     def execute(self, sql: str, params: Sequence[Any] | dict = ()) -> None:
         """Run one statement (or several separated by ';' when params is empty)."""
+        lock = self.lock
+        if lock.owner != _get_ident():
+            with lock:
+                return self.execute(sql, params)
         try:
-            with self.lock:
-                for _ in (self._conn or self._closed()).execute(sql, params):
-                    pass
+            for _ in (self._conn or self._closed()).execute(sql, params):
+                pass
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise self.translate(exc, _what(sql)) from None
 
     def execute_changes(self, sql: str, params: Sequence[Any] | dict = ()) -> int:
         """Run one write statement and return how many rows it changed."""
+        lock = self.lock
+        if lock.owner != _get_ident():
+            with lock:
+                return self.execute_changes(sql, params)
         try:
-            with self.lock:
-                conn = (self._conn or self._closed())
-                for _ in conn.execute(sql, params):
-                    pass
-                return conn.changes()
+            conn = (self._conn or self._closed())
+            for _ in conn.execute(sql, params):
+                pass
+            return conn.changes()
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise self.translate(exc, _what(sql)) from None
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         """Run one statement once per parameter row."""
+        lock = self.lock
+        if lock.owner != _get_ident():
+            with lock:
+                return self.executemany(sql, rows)
         try:
-            with self.lock:
-                for _ in (self._conn or self._closed()).executemany(sql, rows):
-                    pass
+            for _ in (self._conn or self._closed()).executemany(sql, rows):
+                pass
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise self.translate(exc, _what(sql)) from None
 
     def query(self, sql: str, params: Sequence[Any] | dict = ()) -> list[tuple]:
         """Run a query and return all rows as tuples."""
+        lock = self.lock
+        if lock.owner != _get_ident():
+            with lock:
+                return self.query(sql, params)
         try:
-            with self.lock:
-                return (self._conn or self._closed()).execute(sql, params).fetchall()
+            return (self._conn or self._closed()).execute(sql, params).fetchall()
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise self.translate(exc, _what(sql)) from None
 
@@ -456,10 +562,13 @@ class Database:
 
     def one(self, sql: str, params: Sequence[Any] | dict = ()) -> tuple | None:
         """The first row of a query, or None."""
+        lock = self.lock
+        if lock.owner != _get_ident():
+            with lock:
+                return self.one(sql, params)
         try:
-            with self.lock:
-                for row in (self._conn or self._closed()).execute(sql, params):
-                    return cast("tuple[Any, ...] | None", row)
+            for row in (self._conn or self._closed()).execute(sql, params):
+                return cast("tuple[Any, ...] | None", row)
         except (apsw.Error, UnicodeDecodeError) as exc:
             raise self.translate(exc, _what(sql)) from None
         return None
@@ -475,8 +584,8 @@ class Database:
 
     @property
     def in_transaction(self) -> bool:
-        """True while a transaction opened by this object is active."""
-        return self.depth > 0
+        """True while the calling thread is inside a transaction of this object."""
+        return self.depth > 0 and self.lock.owner == _get_ident()
 
     def changes(self) -> int:
         """Rows changed by the last statement."""
@@ -546,6 +655,7 @@ class Database:
     def close(self) -> None:
         """Close the connection; later calls raise StoreClosed."""
         if self._conn is not None:
+            self.group.stop_writer()
             self._conn.close()
             self._conn = None
 

@@ -6,7 +6,8 @@
   the figure is the file's growth over the empty store (which holds every projection's
   empty tables), divided by the sum of the message payloads (msgpack of each message).
   Goal: at most 3x. Reference: LangGraph's SqliteSaver stores the whole state every step
-  and measured 256x on the same conversation (../shared/ANCHORS.md; not rerun here).
+  and measured 256x on the same conversation (a reference figure, not rerun here; tools/benches/langgraph.py runs SqliteSaver
+  side by side for the integration's own storage row).
   Measured twice: with short ids ("s1", "n42") and with uuid session and node ids, which
   every row of the log, the node index and the commit event repeat. The cost per turn
   is the message plus a constant (about 400 B with short ids, 680 B with uuids) that

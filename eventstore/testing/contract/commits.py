@@ -1,4 +1,4 @@
-"""Runtime-commit laws (DOMAIN.md §1, §2, §6 and §7: laws 1-15, 60-67, 71, 72) as a backend contract."""
+"""Runtime-commit laws (docs/semantics.md §1, §2 and §6: laws 1-15, 60-67, 71, 72) as a backend contract."""
 
 from __future__ import annotations
 

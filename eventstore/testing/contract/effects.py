@@ -1,4 +1,4 @@
-"""Effect replay journal laws (DOMAIN.md §6 and §7, law 88) as a backend contract.
+"""Effect replay journal laws (docs/semantics.md §10, law 88) as a backend contract.
 
 Each part of law 88 has a `test_law_88_*` test; the other tests cover strict replay,
 sleeps, awaited external events, the decorator, lease renewal and validation.

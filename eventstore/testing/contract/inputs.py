@@ -1,4 +1,4 @@
-"""Pending-turn-input laws (DOMAIN.md §6 and §7, laws 28 and 49-59) as a backend contract."""
+"""Pending-turn-input laws (docs/semantics.md §5, laws 28 and 49-59) as a backend contract."""
 
 from __future__ import annotations
 

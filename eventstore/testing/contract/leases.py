@@ -1,4 +1,4 @@
-"""Session execution lease laws (DOMAIN.md §3 and §7, laws 16-28) as a backend contract."""
+"""Session execution lease laws (docs/semantics.md §3, laws 16-28) as a backend contract."""
 
 from __future__ import annotations
 

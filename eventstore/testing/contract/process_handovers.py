@@ -1,4 +1,4 @@
-"""Segment handovers (DOMAIN.md §5 "Segment handovers"; no numbered law of its own except
+"""Segment handovers (docs/semantics.md §8 "Segment handovers"; no numbered law of its own except
 law 86, whose prune test is in `processes.py`): write-once puts per ordinal, the
 predecessor rule, `latest`, typed errors on unknown and terminal processes, and the
 guarantees every store read has (reopen, rebuild, time travel)."""

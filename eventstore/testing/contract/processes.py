@@ -1,4 +1,4 @@
-"""Process registry contract: DOMAIN.md §5, laws 73-86 (one or more tests per law).
+"""Process registry contract: docs/semantics.md §8, laws 73-86 (one or more tests per law).
 
 Every backend subclasses `ProcessContract` (and `ProcessBehaviourContract` from
 `process_behaviour.py`, the validation and edge cases around the laws) and provides

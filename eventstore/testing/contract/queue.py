@@ -1,4 +1,4 @@
-"""Queued-work laws (DOMAIN.md §4 and §7, laws 28-48) as a backend contract."""
+"""Queued-work laws (docs/semantics.md §4, laws 28-48) as a backend contract."""
 
 from __future__ import annotations
 

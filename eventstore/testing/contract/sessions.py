@@ -1,4 +1,4 @@
-"""Session lifecycle laws (DOMAIN.md §7, laws 68-70) and the tombstone and purge rules."""
+"""Session lifecycle laws (docs/semantics.md, laws 68-70) and the tombstone and purge rules."""
 
 from __future__ import annotations
 

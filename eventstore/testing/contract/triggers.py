@@ -1,4 +1,4 @@
-"""Trigger store laws (DOMAIN.md §6 and §7, law 87) as a backend contract.
+"""Trigger store laws (docs/semantics.md §9, law 87) as a backend contract.
 
 Each part of law 87 has a `test_law_87_*` test; the other tests cover the rest of the
 trigger behaviour (receipts, occurrences, session binding, validation, time travel).

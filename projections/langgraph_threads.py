@@ -1,0 +1,292 @@
+"""LangGraph threads: which checkpoints, channel values and pending writes each thread has.
+
+The rows hold no payload bytes: each points at the event (position, and the entry's
+index in it) that carries the bytes, so a conversation is stored once, in the log.
+The saver (`eventstore.integrations.langgraph`) reads these rows to find the events.
+
+* `langgraph_checkpoints`: one row per (thread, namespace, checkpoint id).
+* `langgraph_values`: one row per (thread, namespace, channel, version): where its
+  value is. Values outlive the checkpoints that `delete_for_runs` and `prune` remove
+  (a later list value may be stored as an append to them); a thread tombstone drops them.
+* `langgraph_writes`: one row per (thread, namespace, checkpoint, task, idx).
+* `langgraph_blobs`: the blob refs a thread's events hold; blob GC keeps them (roots)
+  until the thread's tombstone.
+
+Versions are kept as their JSON text, so the int 1 and the string "1" stay distinct.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from eventstore.storage import Storage
+
+from eventstore.integrations.events import (
+    CheckpointSaved,
+    CheckpointsRemoved,
+    ThreadCopied,
+    ThreadDeleted,
+    WritesSaved,
+)
+
+from ._select import select_where
+from .base import REGISTRY, Projection
+
+threads = REGISTRY.register(
+    Projection(
+        name="langgraph",
+        version=1,
+        tables=("langgraph_checkpoints", "langgraph_values", "langgraph_writes", "langgraph_blobs"),
+        ddl=(
+            """CREATE TABLE IF NOT EXISTS langgraph_checkpoints (
+                thread_id     TEXT NOT NULL,
+                checkpoint_ns TEXT NOT NULL,
+                checkpoint_id TEXT NOT NULL,
+                parent_id     TEXT,
+                run_id        TEXT,
+                position      INTEGER NOT NULL,
+                PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
+            ) WITHOUT ROWID""",
+            "CREATE INDEX IF NOT EXISTS langgraph_checkpoints_run ON langgraph_checkpoints (run_id) "
+            "WHERE run_id IS NOT NULL",
+            """CREATE TABLE IF NOT EXISTS langgraph_values (
+                thread_id     TEXT NOT NULL,
+                checkpoint_ns TEXT NOT NULL,
+                channel       TEXT NOT NULL,
+                version       TEXT NOT NULL,
+                position      INTEGER NOT NULL,
+                entry         INTEGER NOT NULL,
+                PRIMARY KEY (thread_id, checkpoint_ns, channel, version)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE IF NOT EXISTS langgraph_writes (
+                thread_id     TEXT NOT NULL,
+                checkpoint_ns TEXT NOT NULL,
+                checkpoint_id TEXT NOT NULL,
+                task_id       TEXT NOT NULL,
+                idx           INTEGER NOT NULL,
+                channel       TEXT NOT NULL,
+                task_path     TEXT NOT NULL,
+                position      INTEGER NOT NULL,
+                entry         INTEGER NOT NULL,
+                PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id, task_id, idx)
+            ) WITHOUT ROWID""",
+            """CREATE TABLE IF NOT EXISTS langgraph_blobs (
+                thread_id TEXT NOT NULL,
+                ref       TEXT NOT NULL,
+                PRIMARY KEY (thread_id, ref)
+            ) WITHOUT ROWID""",
+        ),
+    )
+)
+
+
+def version_key(version: Any) -> str:
+    """The text a channel version is stored under (its JSON form)."""
+    return json.dumps(version)
+
+
+@threads.on(CheckpointSaved)
+def _saved(db: Storage, ev: Any) -> None:
+    e: CheckpointSaved = ev.data
+    db.execute(
+        "INSERT OR REPLACE INTO langgraph_checkpoints VALUES (?,?,?,?,?,?)",
+        (e.thread_id, e.checkpoint_ns, e.checkpoint_id, e.parent_checkpoint_id, e.run_id, ev.position),
+    )
+    for i, entry in enumerate(e.channels):
+        db.execute(
+            "INSERT OR REPLACE INTO langgraph_values VALUES (?,?,?,?,?,?)",
+            (e.thread_id, e.checkpoint_ns, entry[0], version_key(entry[1]), ev.position, i),
+        )
+        kind, data = entry[2], entry[3]
+        items = [data] if kind == "blob" else data if kind == "list" else data[3] if kind == "append" else []
+        _blob_refs(db, e.thread_id, items)
+
+
+def _blob_refs(db: Storage, thread_id: str, items: Any) -> None:
+    # A serialized value is bytes, [type, bytes] or [type, ref]: only the last names a blob.
+    for item in items:
+        if isinstance(item, list) and isinstance(item[1], str):
+            db.execute("INSERT OR IGNORE INTO langgraph_blobs VALUES (?, ?)", (thread_id, item[1]))
+
+
+_REPLACE_WRITE = "INSERT OR REPLACE INTO langgraph_writes VALUES (?,?,?,?,?,?,?,?,?)"
+_KEEP_WRITE = "INSERT OR IGNORE INTO langgraph_writes VALUES (?,?,?,?,?,?,?,?,?)"
+
+
+@threads.on(WritesSaved)
+def _writes(db: Storage, ev: Any) -> None:
+    e: WritesSaved = ev.data
+    for i, w in enumerate(e.writes):
+        # A write of a regular channel is saved once per (task, idx): a retried task
+        # repeating it changes nothing. LangGraph's special channels (idx < 0: error,
+        # interrupt, resume, scheduled) keep the latest.
+        db.execute(
+            _REPLACE_WRITE if w[1] < 0 else _KEEP_WRITE,
+            (
+                e.thread_id,
+                e.checkpoint_ns,
+                e.checkpoint_id,
+                e.task_id,
+                w[1],
+                w[0],
+                e.task_path,
+                ev.position,
+                i,
+            ),
+        )
+    _blob_refs(db, e.thread_id, [w[2] for w in e.writes])
+
+
+@threads.on(CheckpointsRemoved)
+def _removed(db: Storage, ev: Any) -> None:
+    e: CheckpointsRemoved = ev.data
+    for ns, checkpoint_id in e.checkpoints:
+        key = (e.thread_id, ns, checkpoint_id)
+        db.execute(
+            "DELETE FROM langgraph_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+            "AND checkpoint_id = ?",
+            key,
+        )
+        db.execute(
+            "DELETE FROM langgraph_writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+            key,
+        )
+
+
+@threads.on(ThreadDeleted)
+def _deleted(db: Storage, ev: Any) -> None:
+    tid = ev.data.thread_id
+    for table in threads.tables:
+        db.execute(f"DELETE FROM {table} WHERE thread_id = ?", (tid,))
+
+
+@threads.on(ThreadCopied)
+def _copied(db: Storage, ev: Any) -> None:
+    e: ThreadCopied = ev.data
+    src, dst = e.source_thread_id, e.target_thread_id
+    # The copies point at the source's events: the bytes are not duplicated, and the
+    # events stay in the log whatever later happens to the source thread.
+    db.execute(
+        "INSERT OR REPLACE INTO langgraph_checkpoints SELECT ?, checkpoint_ns, checkpoint_id, parent_id, "
+        "run_id, position FROM langgraph_checkpoints WHERE thread_id = ?",
+        (dst, src),
+    )
+    db.execute(
+        "INSERT OR REPLACE INTO langgraph_values SELECT ?, checkpoint_ns, channel, version, position, "
+        "entry FROM langgraph_values WHERE thread_id = ?",
+        (dst, src),
+    )
+    db.execute(
+        "INSERT OR REPLACE INTO langgraph_writes SELECT ?, checkpoint_ns, checkpoint_id, task_id, idx, "
+        "channel, task_path, position, entry FROM langgraph_writes WHERE thread_id = ?",
+        (dst, src),
+    )
+    db.execute(
+        "INSERT OR IGNORE INTO langgraph_blobs SELECT ?, ref FROM langgraph_blobs WHERE thread_id = ?",
+        (dst, src),
+    )
+
+
+# --- reads ---------------------------------------------------------------------------
+
+
+def checkpoint_row(db: Storage, thread_id: str, ns: str, checkpoint_id: str | None) -> tuple | None:
+    """(checkpoint_id, parent_id, position) of one checkpoint, or of the thread's newest in
+    `ns` when `checkpoint_id` is None; None when there is none."""
+    if checkpoint_id is None:
+        return db.one(
+            "SELECT checkpoint_id, parent_id, position FROM langgraph_checkpoints WHERE thread_id = ? "
+            "AND checkpoint_ns = ? ORDER BY checkpoint_id DESC LIMIT 1",
+            (thread_id, ns),
+        )
+    return db.one(
+        "SELECT checkpoint_id, parent_id, position FROM langgraph_checkpoints WHERE thread_id = ? "
+        "AND checkpoint_ns = ? AND checkpoint_id = ?",
+        (thread_id, ns, checkpoint_id),
+    )
+
+
+def checkpoint_rows(
+    db: Storage, thread_id: str | None, ns: str | None, checkpoint_id: str | None, before_id: str | None
+) -> list[tuple]:
+    """(thread_id, ns, checkpoint_id, parent_id, position) rows, newest checkpoint id first."""
+    sql, params = select_where(
+        "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_id, position FROM langgraph_checkpoints",
+        ("thread_id = ?", thread_id),
+        ("checkpoint_ns = ?", ns),
+        ("checkpoint_id = ?", checkpoint_id),
+        ("checkpoint_id < ?", before_id),
+        order_by="checkpoint_id DESC, thread_id, checkpoint_ns",
+    )
+    return db.query(sql, params)
+
+
+def value_location(db: Storage, thread_id: str, ns: str, channel: str, version: Any) -> tuple | None:
+    """(position, entry) of the event entry holding one channel version, or None."""
+    return db.one(
+        "SELECT position, entry FROM langgraph_values WHERE thread_id = ? AND checkpoint_ns = ? "
+        "AND channel = ? AND version = ?",
+        (thread_id, ns, channel, version_key(version)),
+    )
+
+
+def latest_value(db: Storage, thread_id: str, ns: str, channel: str) -> tuple | None:
+    """(position, entry, version text) of the newest stored version of a channel, or None."""
+    return db.one(
+        "SELECT position, entry, version FROM langgraph_values WHERE thread_id = ? AND checkpoint_ns = ? "
+        "AND channel = ? ORDER BY position DESC, entry DESC LIMIT 1",
+        (thread_id, ns, channel),
+    )
+
+
+def write_rows(db: Storage, thread_id: str, ns: str, checkpoint_id: str) -> list[tuple]:
+    """(task_id, idx, task_path, position, entry) of a checkpoint's pending writes, in
+    LangGraph's order (task path, task id, idx)."""
+    return db.query(
+        "SELECT task_id, idx, task_path, position, entry FROM langgraph_writes WHERE thread_id = ? "
+        "AND checkpoint_ns = ? AND checkpoint_id = ? ORDER BY task_path, task_id, idx",
+        (thread_id, ns, checkpoint_id),
+    )
+
+
+def has_write(db: Storage, thread_id: str, ns: str, checkpoint_id: str, task_id: str, idx: int) -> bool:
+    """True when a write (task, idx) is already saved against this checkpoint."""
+    return (
+        db.one(
+            "SELECT 1 FROM langgraph_writes WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ? "
+            "AND task_id = ? AND idx = ?",
+            (thread_id, ns, checkpoint_id, task_id, idx),
+        )
+        is not None
+    )
+
+
+def run_checkpoints(db: Storage, run_ids: list[str]) -> list[tuple]:
+    """(thread_id, ns, checkpoint_id) of every checkpoint made by one of these runs."""
+    out: list[tuple] = []
+    for run_id in run_ids:
+        out += db.query(
+            "SELECT thread_id, checkpoint_ns, checkpoint_id FROM langgraph_checkpoints WHERE run_id = ?",
+            (run_id,),
+        )
+    return out
+
+
+def thread_checkpoints(db: Storage, thread_id: str) -> list[tuple]:
+    """(ns, checkpoint_id) of every checkpoint of a thread, newest id first per namespace."""
+    return db.query(
+        "SELECT checkpoint_ns, checkpoint_id FROM langgraph_checkpoints WHERE thread_id = ? "
+        "ORDER BY checkpoint_ns, checkpoint_id DESC",
+        (thread_id,),
+    )
+
+
+def blob_roots(db: Storage) -> set[str]:
+    """Every blob ref a live thread's events hold (blob GC must keep them)."""
+    return {r[0] for r in db.query("SELECT DISTINCT ref FROM langgraph_blobs")}
+
+
+def thread_ids(db: Storage) -> list[str]:
+    """Every thread id with at least one checkpoint, sorted."""
+    return [r[0] for r in db.query("SELECT DISTINCT thread_id FROM langgraph_checkpoints ORDER BY 1")]
