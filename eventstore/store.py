@@ -582,9 +582,11 @@ def _open_postgres(url: str, *, profile: str, synchronous: str, clock: Callable[
                     db.write_stamp(APPLICATION_ID, SCHEMA_VERSION)
                 elif db.read_stamp()[1] < SCHEMA_VERSION:
                     db.write_stamp(None, SCHEMA_VERSION)
+                db.execute(BLOB_PUTS_SCHEMA)  # every open, as on SQLite
                 engine.open(log.last_position())
                 db.ensure_clock()
-        store = Store(db, log, engine, BlobStore(db, threshold, limits), profile, clock or system_clock)
+        store = Store(db, log, engine, BlobStore(db, threshold, limits, clock or system_clock), profile,
+                      clock or system_clock)
         store.unported = unported
         store.backend = "PostgreSQL"
         if rebuild_stale and engine.stale:

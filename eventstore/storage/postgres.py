@@ -671,7 +671,7 @@ CREATE TRIGGER log_clock_states AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON 
 
 
 PORTED_PROJECTIONS = frozenset({"catalogue", "sessions", "leases", "queue", "inputs", "graph", "processes",
-                                "triggers", "effects"})
+                                "triggers", "effects", "langgraph", "agent_sessions"})
 """The projections whose SQL runs on PostgreSQL (through `translate`) and whose domain's
 contract suite passes there (tests/test_postgres_contract.py). A store on PostgreSQL keeps
 only these: a projection another package registers is not kept until it is tested and
