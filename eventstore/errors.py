@@ -87,6 +87,20 @@ class ReadOnlyView(StoreError):
     """A command was issued on a time-travel view, which only reads."""
 
 
+class NotOnThisBackend(StoreError):
+    """A domain (or a store operation) is not available yet on the store's backend.
+
+    Raised before anything is read or written, naming the domain and the backend.
+    """
+
+    def __init__(self, domain: str, backend: str, reason: str = "") -> None:
+        self.domain = domain
+        self.backend = backend
+        detail = f" ({reason})" if reason else ""
+        super().__init__(f"{domain} is not available on the {backend} backend yet{detail}; "
+                         f"use a SQLite store for it (docs/postgres.md lists what is ported)")
+
+
 # --- appends ---------------------------------------------------------------------
 
 

@@ -399,9 +399,10 @@ class EventLog:
             # Back to the row that starts the command, forward to the last row that
             # continues it: each walks the rowid b-tree outwards, a step per row.
             first = position if flags & _START else db.scalar(
-                "SELECT position FROM events WHERE position < ? AND flags & ? ORDER BY position DESC LIMIT 1",
+                "SELECT position FROM events WHERE position < ? AND (flags & ?) <> 0 "
+                "ORDER BY position DESC LIMIT 1",
                 (position, _START), position)
-            after = db.scalar("SELECT position FROM events WHERE position > ? AND NOT flags & ? "
+            after = db.scalar("SELECT position FROM events WHERE position > ? AND (flags & ?) = 0 "
                               "ORDER BY position LIMIT 1", (position, _CONTINUES), None)
             last = after - 1 if after is not None else self.last_position()
         return first, last

@@ -41,6 +41,22 @@ VERIFY_SQL = (
     "END FROM events e WHERE position >= ? ORDER BY position LIMIT ?"
 )
 
+# PostgreSQL: the columns' types are enforced (text holds valid UTF-8 only, payload is bytea),
+# so the bytes are the text's encoding and no storage class can be wrong.
+VERIFY_SQL_PG = (
+    "SELECT position, convert_to(stream, 'UTF8'), version, convert_to(type, 'UTF8'), schema, recorded_at_ms, "
+    "flags, payload, "
+    "CASE WHEN payload IS NULL "
+    "THEN (SELECT digest FROM purged_payloads p WHERE p.position = e.position) END, "
+    "hash, NULL FROM events e WHERE position >= ? ORDER BY position LIMIT ?"
+)
+_SEQUENCE = {"sqlite": "SQLite's sqlite_sequence", "postgresql": "the log_clock table"}
+"""Where each backend keeps the largest position ever written (for the message)."""
+
+
+def _dialect(db: Storage) -> str:
+    return getattr(db, "dialect", "sqlite")
+
 
 def check_anchor(anchor: Any) -> chain.Anchor | None:
     """The anchor argument of verify as an Anchor (or None); InvalidArgument otherwise."""
@@ -59,18 +75,19 @@ def verify(db: Storage, anchor: chain.Anchor | str | None, progress: Callable[[i
            page_size: int, check_file: bool, check_blobs: bool, max_blob_bytes: int) -> chain.VerifyReport:
     """Run every check in the module docstring's order; the first problem is the report."""
     anchor = check_anchor(anchor)
+    sql = VERIFY_SQL_PG if _dialect(db) == "postgresql" else VERIFY_SQL
 
     def pages() -> Iterator[list[tuple]]:
         position = 1
         while True:
-            rows = db.query(VERIFY_SQL, (position, page_size))
+            rows = db.query(sql, (position, page_size))
             if not rows:
                 return
             yield rows
             position = rows[-1][0] + 1
 
     def lookahead(position: int, n: int) -> list[tuple]:
-        return db.query(VERIFY_SQL, (position, n))
+        return db.query(sql, (position, n))
 
     report = chain.walk(pages(), anchor, lookahead, progress)
     if not report.ok:
@@ -81,7 +98,8 @@ def verify(db: Storage, anchor: chain.Anchor | str | None, progress: Callable[[i
     seq = db.highest_position_ever("events")
     if seq is not None and seq > report.last_position:
         return _failed(report, report.last_position + 1, "truncated",
-                       f"SQLite's sqlite_sequence records that position {seq} was written, but the "
+                       f"the store records that position {seq} was written "
+                       f"({_SEQUENCE.get(_dialect(db), 'its sequence')}), but the "
                        f"log ends at {report.last_position}: its newest rows were deleted")
     problem: tuple[int | None, str, str] | None = check_keys(db)
     if problem is None and check_blobs:
@@ -114,7 +132,8 @@ def check_keys(db: Storage) -> tuple[int, str, str] | None:
     """
     claimed_until = 0
     claimed_by = ""
-    keys = db.query("SELECT stream, key, digest, first_position, last_position, typeof(digest) "
+    kind_of_digest = "'blob'" if _dialect(db) == "postgresql" else "typeof(digest)"  # bytea: always bytes
+    keys = db.query(f"SELECT stream, key, digest, first_position, last_position, {kind_of_digest} "
                     "FROM append_keys ORDER BY first_position, last_position")
     for stream, key, digest, first, last, kind in keys:
         where = f"idempotency key {key!r} of stream {stream!r} (positions {first}..{last})"

@@ -24,7 +24,7 @@ from .blobs import SCHEMA as BLOB_SCHEMA
 from .blobs import BlobStore
 from .chain import Anchor, VerifyReport
 from .clock import system_clock
-from .errors import FileError, InvalidArgument, NotAnEventStore, SchemaTooNew
+from .errors import FileError, InvalidArgument, NotAnEventStore, NotOnThisBackend, SchemaTooNew, StoreError
 from .checks import guard_public_methods
 from .events import EventRegistry
 from .log import ANY, APPLICATION_ID, SCHEMA, SCHEMA_VERSION, AppendResult, EventLog, RecordedEvent
@@ -46,6 +46,19 @@ if TYPE_CHECKING:  # the projections and the domains import the core, so it impo
     from .queue import Queue
     from .sessions import Sessions
     from .triggers import Triggers
+
+DOMAIN_PROJECTIONS: dict[str, tuple[str, ...]] = {
+    "sessions": ("sessions", "catalogue"),
+    "leases": ("leases", "sessions"),
+    "queue": ("queue", "leases"),
+    "inputs": ("inputs", "leases"),
+    "attachments": ("graph",),
+    "artifacts": ("graph", "inputs"),
+    "processes": ("processes",),
+    "triggers": ("triggers",),
+    "effects": ("effects",),
+}
+"""The projections each domain facade reads: a backend that lacks one refuses the domain."""
 
 __all__ = ["Store", "StoreContext", "StoreInfo", "StoreView", "load_domains", "open", "register_facade"]
 
@@ -90,6 +103,7 @@ class StoreContext:
     @cached_property
     def sessions(self) -> Sessions:
         """Sessions: create, list, delete, purge, and the runtime commit (`commit`)."""
+        self._require_domain("sessions")
         from .sessions import Sessions
 
         return Sessions(self)
@@ -97,6 +111,7 @@ class StoreContext:
     @cached_property
     def leases(self) -> Leases:
         """Session execution leases: claim, renew, release, reclaim."""
+        self._require_domain("leases")
         from .leases import Leases
 
         return Leases(self)
@@ -104,6 +119,7 @@ class StoreContext:
     @cached_property
     def queue(self) -> Queue:
         """Queued work: enqueue, claim, complete, cancel, list."""
+        self._require_domain("queue")
         from .queue import Queue
 
         return Queue(self)
@@ -111,6 +127,7 @@ class StoreContext:
     @cached_property
     def inputs(self) -> Inputs:
         """Pending turn inputs: enqueue, claim, complete, defer, cancel, interrupt."""
+        self._require_domain("inputs")
         from .inputs import Inputs
 
         return Inputs(self)
@@ -118,6 +135,7 @@ class StoreContext:
     @cached_property
     def attachments(self) -> Attachments:
         """The attachments manifest: record and forget attachment intents."""
+        self._require_domain("attachments")
         from .attachments import Attachments
 
         return Attachments(self)
@@ -125,6 +143,7 @@ class StoreContext:
     @cached_property
     def artifacts(self) -> Artifacts:
         """Session artifacts and maintenance: tombstones, vacuum, blob GC."""
+        self._require_domain("artifacts")
         from .commits import Artifacts
 
         return Artifacts(self)
@@ -132,6 +151,7 @@ class StoreContext:
     @cached_property
     def processes(self) -> Processes:
         """The process registry: register, events, wakes, grants, leases, prune, change feed."""
+        self._require_domain("processes")
         from .processes import Processes
 
         return Processes(self)
@@ -139,6 +159,7 @@ class StoreContext:
     @cached_property
     def triggers(self) -> Triggers:
         """Triggers: subscriptions, occurrences and their deliveries."""
+        self._require_domain("triggers")
         from .triggers import Triggers
 
         return Triggers(self)
@@ -146,9 +167,21 @@ class StoreContext:
     @cached_property
     def effects(self) -> Effects:
         """The effect replay journal: journaled calls, strict replay, awaits."""
+        self._require_domain("effects")
         from .effects import Effects
 
         return Effects(self)
+
+    unported: frozenset[str] = frozenset()
+    """Projections the store's backend does not keep yet (empty on SQLite)."""
+    backend: str = "SQLite"
+
+    def _require_domain(self, domain: str) -> None:
+        """Raise NotOnThisBackend when a projection the domain reads is not kept by this backend."""
+        missing = [p for p in DOMAIN_PROJECTIONS.get(domain, ()) if p in self.unported]
+        if missing:
+            raise NotOnThisBackend(f"the {domain} domain", self.backend,
+                                   f"its projections {', '.join(missing)} are not ported")
 
     def facade(self, name: str) -> Any:
         """A facade registered with `register_facade(name, factory)`, built once per store."""
@@ -205,7 +238,10 @@ class StoreContext:
         return self.log.stream_version(stream)
 
     def require_fresh(self, projection: str) -> None:
-        """Raise ProjectionStale if `projection` must be rebuilt before it is read."""
+        """Raise ProjectionStale if `projection` must be rebuilt before it is read
+        (NotOnThisBackend if the store's backend does not keep it)."""
+        if projection in self.unported:
+            raise NotOnThisBackend(f"the {projection} projection", self.backend)
         self.engine.require_fresh(projection)
 
     def read_transaction(self) -> ContextManager[Any]:
@@ -381,7 +417,9 @@ class Store(StoreContext):
         head = self.anchor()
         nblobs, _logical, stored = self.blobs.stats()
         size = 0
-        if self.path != ":memory:":
+        if "://" in self.path:  # a server store: what its tables and indexes occupy
+            size = self.db.storage_bytes()
+        elif self.path != ":memory:":
             for suffix in ("", "-wal"):
                 try:
                     size += os.path.getsize(self.path + suffix)
@@ -405,6 +443,8 @@ class StoreView(StoreContext):
         self.profile = store.profile
         self.position = position
         self.readonly = True
+        self.unported = store.unported
+        self.backend = store.backend
         self._facades = {}
 
     @property
@@ -413,7 +453,10 @@ class StoreView(StoreContext):
         return self.store.path
 
     def require_fresh(self, projection: str) -> None:
-        """A replayed view is always fresh: it was built by the current code."""
+        """A replayed view is always fresh: it was built by the current code (NotOnThisBackend
+        for a projection the store's backend does not keep)."""
+        if projection in self.unported:
+            raise NotOnThisBackend(f"the {projection} projection", self.backend)
 
     def now_ms(self) -> int:
         """The store's clock (views never decide anything; provided for symmetry)."""
@@ -474,6 +517,10 @@ def open(
     if clock is not None and not callable(clock):
         raise InvalidArgument("clock must be a callable returning integer milliseconds")
     path = os.fspath(path)
+    if path.startswith(("postgresql://", "postgres://")):
+        return _open_postgres(path, profile=profile, synchronous=synchronous, clock=clock,
+                              rebuild_stale=rebuild_stale, busy_timeout_ms=busy_timeout_ms, limits=limits,
+                              registry=registry, projections=projections, create=create, readonly=readonly)
     memory = path == ":memory:"
     if readonly:
         if memory:
@@ -521,6 +568,62 @@ def open(
             engine.open(log.last_position())
         store = Store(db, log, engine, BlobStore(db, threshold, limits, clock or system_clock), profile,
                       clock or system_clock)
+        if rebuild_stale and engine.stale:
+            store.rebuild(list(engine.stale))
+        return store
+    except BaseException:
+        db.close()
+        raise
+
+
+def _open_postgres(url: str, *, profile: str, synchronous: str, clock: Callable[[], int] | None,
+                   rebuild_stale: bool, busy_timeout_ms: int, limits: codec.Limits | None,
+                   registry: EventRegistry | None, projections: "Sequence[Projection] | None",
+                   create: bool, readonly: bool) -> Store:
+    """open() for a `postgresql://` URL: one schema of a PostgreSQL database (docs/postgres.md)."""
+    from projections import REGISTRY as PROJECTIONS
+    from projections.engine import ProjectionEngine
+
+    try:
+        from .storage.postgres import PORTED_PROJECTIONS, PostgresDatabase
+    except ImportError as exc:
+        raise StoreError(f"{url}: the PostgreSQL backend needs psycopg: pip install "
+                         f"'lash-eventstore[postgres]' ({exc})") from None
+    if readonly and rebuild_stale:
+        raise InvalidArgument("rebuild_stale=True writes the store; it cannot go with readonly=True")
+    wanted = list(projections) if projections is not None else PROJECTIONS.all()
+    kept = [p for p in wanted if p.name in PORTED_PROJECTIONS]
+    unported = frozenset(p.name for p in PROJECTIONS.all() if p.name not in PORTED_PROJECTIONS)
+    db = PostgresDatabase(url, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms, readonly=readonly)
+    try:
+        with db.transaction(write=False):
+            new = _identify(db, url)
+        if new and (not create or readonly):
+            raise FileError(url, "no event store in this schema (and create=False)")
+        limits = limits or codec.Limits()
+        threshold = codec.PROFILES[profile]
+        log = EventLog(db, registry=registry, compress_threshold=threshold, limits=limits,
+                       clock=clock or system_clock)
+        engine = ProjectionEngine(db, log, kept)
+        if readonly:
+            # Nothing is created, caught up or stamped: a projection that would need it is stale here.
+            with db.transaction(write=False):
+                engine.open_readonly(log.last_position())
+        else:
+            with db.transaction():  # the advisory lock: concurrent openers create the schema once
+                if _identify(db, url):
+                    db.execute(SCHEMA)
+                    db.execute(BLOB_SCHEMA)
+                    db.write_stamp(APPLICATION_ID, SCHEMA_VERSION)
+                elif db.read_stamp()[1] < SCHEMA_VERSION:
+                    db.write_stamp(None, SCHEMA_VERSION)
+                db.execute(BLOB_PUTS_SCHEMA)  # every open, as on SQLite
+                engine.open(log.last_position())
+                db.ensure_clock()
+        store = Store(db, log, engine, BlobStore(db, threshold, limits, clock or system_clock), profile,
+                      clock or system_clock)
+        store.unported = unported
+        store.backend = "PostgreSQL"
         if rebuild_stale and engine.stale:
             store.rebuild(list(engine.stale))
         return store

@@ -294,8 +294,9 @@ class ProjectionEngine:
 
     def _scratch_path(self, kind: str) -> str:
         base = self.db.path
-        # A read-only handle may sit in a read-only directory: its scratch goes to /tmp.
-        if base == ":memory:" or base.startswith("file:") or self.db.readonly:
+        # A read-only handle may sit in a read-only directory, and a server store ("://") has
+        # no directory: their scratch goes to the temporary directory.
+        if base == ":memory:" or base.startswith("file:") or self.db.readonly or "://" in base:
             fd, path = tempfile.mkstemp(prefix=f"eventstore-{kind}-", suffix=".db")
             os.close(fd)
             os.unlink(path)
@@ -351,11 +352,13 @@ class ProjectionEngine:
                 dispatcher.create_tables(scratch)
             total = self.log.last_position()
             position, done = self._build(scratch, dispatcher, 1, None, total, progress)
-            self.db.attach(path, "rebuild_src")
+            attached = getattr(self.db, "dialect", "sqlite") == "sqlite"
+            if attached:
+                self.db.attach(path, "rebuild_src")
             try:
                 with self.db.transaction():  # write lock: writers queue from here to COMMIT
                     last = self.log.last_position()
-                    self._swap(targets)
+                    self._swap(targets, None if attached else scratch)
                     if last > position:
                         # Events committed since the scan are applied to the swapped-in rows
                         # here, through this connection. Not to the scratch file: BEGIN
@@ -371,7 +374,8 @@ class ProjectionEngine:
                             (p.name, p.version),
                         )
             finally:
-                self.db.detach("rebuild_src")
+                if attached:
+                    self.db.detach("rebuild_src")
         finally:
             scratch.close()
             _remove(path)
@@ -380,15 +384,28 @@ class ProjectionEngine:
         self._set_live()
         return RebuildReport(tuple(p.name for p in targets), done, position, time.monotonic() - started)
 
-    def _swap(self, targets: list[Projection]) -> None:
+    def _swap(self, targets: list[Projection], scratch: Database | None = None) -> None:
+        """Replace the targets' live tables by the rebuilt ones: from the attached scratch file
+        in one statement per table, or (a backend that cannot attach it) row by row from
+        `scratch` through this process, still inside the caller's write transaction."""
         db = self.db
         for p in targets:
             for table in p.tables:
-                db.execute(f"DROP TABLE IF EXISTS main.{table}")
+                db.execute(f"DROP TABLE IF EXISTS {'main.' if scratch is None else ''}{table}")
             for stmt in p.ddl:
                 db.execute(stmt)
             for table in p.tables:
-                db.execute(f"INSERT INTO main.{table} SELECT * FROM rebuild_src.{table}")
+                if scratch is None:
+                    db.execute(f"INSERT INTO main.{table} SELECT * FROM rebuild_src.{table}")
+                    continue
+                marks = ",".join("?" * len(scratch.table_columns(table)))
+                batch: list[tuple[Any, ...]] = []
+                for row in scratch.iterate(f"SELECT * FROM {table}"):
+                    batch.append(row)
+                    if len(batch) >= 1000:
+                        db.executemany(f"INSERT INTO {table} VALUES ({marks})", batch)
+                        batch = []
+                db.executemany(f"INSERT INTO {table} VALUES ({marks})", batch)
 
     def replay(self, to_position: int | None = None, streams: Sequence[str] | None = None,
                names: Iterable[str] | None = None) -> Database:
@@ -486,7 +503,8 @@ def collector_paused() -> Iterator[None]:
 def _compare(live: Database, rebuilt: Database, table: str) -> tuple[tuple | None, tuple | None] | None:
     """Compare two tables row by row in a total order; the first differing pair, or None."""
     ncols = len(rebuilt.table_columns(table))
-    order = ", ".join(str(i) for i in range(1, ncols + 1))
+    # NULLS FIRST: SQLite's order for NULLs, asked of every backend (PostgreSQL puts them last).
+    order = ", ".join(f"{i} NULLS FIRST" for i in range(1, ncols + 1))
     sql = f"SELECT * FROM {table} ORDER BY {order}"
     a = live.iterate(sql)
     b = rebuilt.iterate(sql)

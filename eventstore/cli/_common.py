@@ -48,7 +48,7 @@ def open_existing(path: str, *, write: bool = False, **kw: Any) -> Store:
     Read-only unless `write`: a command that only reads never takes, or waits for, the
     write lock, and works on a read-only copy or a full disk.
     """
-    if not os.path.exists(path):
+    if "://" not in path and not os.path.exists(path):  # a server URL is checked by open()
         raise FileError(path, "no such file")
     return open_store(path, create=False, readonly=not write, **kw)
 

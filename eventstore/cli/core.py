@@ -1,4 +1,4 @@
-"""Core subcommands: demo, info, log, verify, rebuild, anchor (alias: checkpoint)."""
+"""Core subcommands: demo, info, log, verify, rebuild, anchor (alias: checkpoint), copy."""
 
 from __future__ import annotations
 
@@ -59,6 +59,13 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the RebuildReport as JSON")
     p.set_defaults(func=_rebuild)
 
+    p = sub.add_parser("copy", help="copy a store's log (positions, payloads, hashes) into a new store, "
+                       "on the same or another backend, and verify it there")
+    p.add_argument("src", metavar="SRC", help="the store to copy: a file path or a postgresql:// URL")
+    p.add_argument("dst", metavar="DST", help="a new, empty store: a file path or a postgresql:// URL")
+    p.add_argument("--json", action="store_true", help='print {"events", "anchor", "purged", "keys", "blobs"}')
+    p.set_defaults(func=_copy)
+
     # `checkpoint` was this command's first name; a session's checkpoint is another thing.
     p = sub.add_parser("anchor", aliases=["checkpoint"], help="print POSITION:HASH of the newest event, "
                        "to keep outside the file for verify --anchor")
@@ -79,6 +86,22 @@ def _seconds(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text} must be a positive, finite number of seconds")
     return value
+
+
+def _copy(args: argparse.Namespace) -> int:
+    from ..copy import copy_store
+    from ..store import open as open_store
+
+    with open_existing(args.src) as src, open_store(args.dst) as dst:
+        report = copy_store(src, dst)
+    if args.json:
+        print(dumps({"events": report.events, "anchor": str(report.anchor), "purged": report.purged,
+                     "keys": report.keys, "blobs": report.blobs}))
+    else:
+        print(f"copied {report.events:,} events ({report.purged:,} purged payload digests, "
+              f"{report.keys:,} idempotency keys, {report.blobs:,} blobs); "
+              f"anchor {report.anchor} verified on {printable(args.dst)}")
+    return EXIT_OK
 
 
 def _demo(args: argparse.Namespace) -> int:
