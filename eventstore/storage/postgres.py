@@ -382,6 +382,13 @@ class PostgresDatabase:
         self._known: tuple[int, ...] = ()
         """Clock values that mean "no other writer since our last write transaction"."""
         self._rowcount = 0
+        self.command_mark: tuple[int, int] | None = None
+        """(thread id, depth) of the innermost domain command's transaction level (see the Storage protocol)."""
+        self._memo: dict[Any, Any] = {}
+        self._memo_serial = -1
+        # A rollback (to a savepoint too) may undo rows a memo entry describes: forget them all.
+        self.on_rollback.append(self._memo.clear)
+        self._tracer: Callable[[str], None] | None = None
         try:
             self._conn: psycopg.Connection[Any] | None = psycopg.connect(dsn, autocommit=True)
         except psycopg.Error as exc:
@@ -414,6 +421,8 @@ class PostgresDatabase:
     def _run(self, sql: str, params: Any) -> psycopg.Cursor[Any]:
         text, params = self._prepare(sql, params)
         conn = self._live()
+        if self._tracer is not None:
+            self._tracer(sql)
         try:
             cur = conn.execute(text, params if params else None)
         except psycopg.Error as exc:
@@ -439,6 +448,8 @@ class PostgresDatabase:
         if not rows:
             return
         text, _ = self._prepare(sql, rows[0])
+        if self._tracer is not None:
+            self._tracer(sql)
         order = self._sql[sql][1]
         if order is not None:
             rows = [[r[i] for i in order] for r in rows]
@@ -465,6 +476,22 @@ class PostgresDatabase:
                     self._rowcount = cur.rowcount
             except psycopg.Error as exc:
                 raise _translate_error(exc, _what(sql)) from None
+
+    def trace(self, callback: Callable[[str], None] | None) -> None:
+        """Call `callback(sql)` (the statement as the store wrote it, before translation)
+        before each statement run through this object's statement methods; None stops.
+        Transaction control (BEGIN, SAVEPOINT, COMMIT) is not reported on this backend."""
+        self._tracer = callback
+
+    def memo(self) -> dict[Any, Any] | None:
+        """The current write transaction's memo, or None outside a write transaction of the
+        calling thread: emptied when the transaction ends and on every rollback."""
+        if not self.depth or not self._write or self._owner != threading.get_ident():
+            return None
+        if self._memo_serial != self.serial:
+            self._memo.clear()
+            self._memo_serial = self.serial
+        return self._memo
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
         """Run a query and return all rows as tuples."""
