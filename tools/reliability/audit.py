@@ -44,6 +44,20 @@ hold a table or column name, placeholder lists (`marks`), and `sql`, the stateme
 accumulated (each piece appended to it is itself checked where it is built)."""
 
 REVIEWED: dict[tuple[str, str], str] = {
+    ("eventstore/copy.py", "verb"): "one of two literals, 'INSERT OR REPLACE' or 'INSERT'; values go through ? parameters",
+    ("eventstore/logverify.py", "kind_of_digest"): "one of two literals chosen by the backend's dialect",
+    ("eventstore/storage/postgres.py", "updates"):
+        "column names read from the table's own description (primary key and columns), not values",
+    ("eventstore/storage/postgres.py", "db.lock_key"): "an int: a 64-bit hash of the validated schema name",
+    ("eventstore/storage/postgres.py", "begin"): "the literal BEGIN statement above with its int lock key",
+    ("eventstore/storage/postgres.py", "db.schema"):
+        "the schema name, checked against [a-z_][a-z0-9_]* (at most 63 characters) by parse_url",
+    ("eventstore/storage/postgres.py", "self.name"): "a savepoint name the class generates itself: f'sp{depth}'",
+    ("eventstore/storage/postgres.py", "sync"): "'on' or 'off' (and the validated schema name, an int timeout)",
+    ("eventstore/storage/postgres.py", "s"): "the schema name, validated by parse_url",
+    ("eventstore/testing/postgres.py", "name"): "schema names the test factory generates itself (t_<hex>)",
+    ("projections/engine.py", "'main.' if scratch is None else ''"):
+        "a literal prefix; the table name comes from a projection's own declaration",
     ("eventstore/storage/sqlite.py", "SYNCHRONOUS[self.synchronous]"):
         "a pragma keyword looked up in a fixed dict; the key was validated against it first",
     ("eventstore/storage/sqlite.py", "self.name"): "a savepoint name the class generates itself: f'sp{depth}'",
