@@ -10,12 +10,12 @@ from __future__ import annotations
 import itertools
 from typing import Any, Iterator, NamedTuple
 
-from . import codec
+from . import codec, ids
 from ._direct_decode import direct_decoder
 from .errors import CorruptStore, DecodeError, PayloadTooLarge
 from .events import EventRegistry
 
-_unpackb = codec.msgpack.unpackb
+_unpackb = ids.unpackb  # compacted ids back to strings (eventstore/ids.py)
 _tuple_new = tuple.__new__
 
 

@@ -34,10 +34,11 @@ __all__ = [
 _sha256 = hashlib.sha256
 _get_ident = threading.get_ident
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The layout version of the store file, stamped in PRAGMA user_version. Version 2 added
-the command marks in `flags` (rows written by version 1 have none); opening a version 1
-file stamps it 2 and changes nothing else."""
+the command marks in `flags` (rows written by version 1 have none); version 3 the compact
+ids in payloads (eventstore/ids.py; rows written before keep their ids as strings).
+Opening an older file stamps it 3 and changes no row (docs/log-format.md)."""
 
 APPLICATION_ID = 0x4C415348  # "LASH": marks a SQLite file as an event store (PRAGMA application_id)
 

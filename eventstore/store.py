@@ -558,10 +558,11 @@ def open(
                 db.execute(BLOB_SCHEMA)
                 db.write_stamp(APPLICATION_ID, SCHEMA_VERSION)
             elif db.read_stamp()[1] < SCHEMA_VERSION:
-                # Version 1 -> 2 (the command marks in `flags`) needs no data change: the
-                # rows already written keep flags without marks, and `why` falls back to
-                # its heuristic for them. Stamped so that older code refuses the file
-                # rather than misread the new flags.
+                # Version 1 -> 2 (the command marks in `flags`) and 2 -> 3 (compact ids in
+                # payloads) need no data change: rows already written keep flags without
+                # marks and ids as strings, which this code reads as before, and their
+                # hashes cover their bytes as stored. Stamped so that older code refuses
+                # the file rather than misread the new flags or the id extension.
                 db.write_stamp(None, SCHEMA_VERSION)
             # Every open, not only a new file's: stores written before the table existed get it.
             db.execute(BLOB_PUTS_SCHEMA)
