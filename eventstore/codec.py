@@ -32,7 +32,7 @@ import lz4.block
 import msgpack
 
 from .errors import DecodeError, InvalidArgument, PayloadTooLarge
-from .ids import compact_id, unpackb as _unpackb_ids
+from .ids import compact_id, compacted as _compacted, unpackb as _unpackb_ids
 
 FLAG_LZ4 = 1
 """Row flag: the stored payload is an lz4 block with a 4-byte little-endian size prefix."""
@@ -390,7 +390,7 @@ class ClassCodec:
             raise TypeError(f"{cls.__name__}: cannot resolve annotations: {exc}") from exc
         fields = attrs.fields(cls)
         names = [f.name for f in fields]
-        ns: dict[str, Any] = {"_cls": cls, "_M": _MISSING, "_Shape": ShapeError, "_cid": compact_id}
+        ns: dict[str, Any] = {"_cls": cls, "_M": _MISSING, "_Shape": ShapeError, "_cid": compact_id, "_idc": _compacted.get}
         enc_lines = ["def slow_to_plain(o):", "    d = {}"]
         dec_lines = [
             "def slow_from_plain(d):",
@@ -425,9 +425,10 @@ class ClassCodec:
             flat = test is not None or enc is None
             kind = _str_kind(tp)
             if kind == "str":  # inline, so that only 36-character strings cost a call
-                fast_enc_items.append(f"{name}: (v{i} if len(v{i}) != 36 else _cid(v{i}))")
+                fast_enc_items.append(f"{name}: (v{i} if len(v{i}) != 36 else _idc(v{i}) or _cid(v{i}))")
             elif kind == "optional":
-                fast_enc_items.append(f"{name}: (v{i} if v{i} is None or len(v{i}) != 36 else _cid(v{i}))")
+                fast_enc_items.append(f"{name}: (v{i} if v{i} is None or len(v{i}) != 36 else "
+                                      f"_idc(v{i}) or _cid(v{i}))")
             else:
                 fast_enc_items.append(f"{name}: v{i}" if flat else f"{name}: e{i}(v{i})")
             arg = f"v{i}" if (test is not None or dec is None) else f"d{i}(v{i})"

@@ -29,19 +29,32 @@ EXT_ID = 0x55
 
 _ExtType = msgpack.ExtType
 _fromhex = bytes.fromhex
+_tuple_new = tuple.__new__
+
+# The ids most recently converted, both ways: a commit names its node's id twice (the node
+# and the leaf) and the previous node as the parent, and most events name their session.
+# A hit is one dict lookup instead of the conversion (about 0.7 microseconds). Bounded:
+# emptied when full; the dicts are only ever read, stored into and cleared, which the GIL
+# keeps consistent when threads encode at once.
+_CACHE_SIZE = 1024
+compacted: dict[str, Any] = {}
+"""36-character string -> its msgpack form (compact_id's answers; the encoders look here first)."""
+_texts: dict[bytes, str] = {}
 
 
 def _uuid_bytes(v: str) -> bytes | None:
     """The 16 bytes of a canonical uuid string, or None for any other string."""
-    if len(v) != 36 or v[8] != "-" or v[13] != "-" or v[18] != "-" or v[23] != "-":
+    digits = v.replace("-", "")
+    if len(digits) != 32 or len(v) != 36:  # exactly four hyphens
         return None
-    digits = v[:8] + v[9:13] + v[14:18] + v[19:23] + v[24:]
     try:
         b = _fromhex(digits)
     except ValueError:  # not hex (or not ASCII)
         return None
     # fromhex also takes upper case and skips spaces: only what hex() gives back is canonical.
-    return b if len(b) == 16 and b.hex() == digits else None
+    if b.hex() != digits or v[8] != "-" or v[13] != "-" or v[18] != "-" or v[23] != "-":
+        return None
+    return b
 
 
 def is_canonical_uuid(v: str) -> bool:
@@ -52,8 +65,16 @@ def is_canonical_uuid(v: str) -> bool:
 def compact_id(v: str) -> Any:
     """The msgpack form of a string field: `ExtType(EXT_ID, 16 bytes)` for a canonical
     uuid, the string itself otherwise. Callers check the length (36) first, inline."""
-    b = _uuid_bytes(v)
-    return v if b is None else _ExtType(EXT_ID, b)
+    out = compacted.get(v)
+    if out is None:
+        b = _uuid_bytes(v)
+        # tuple.__new__: ExtType's own constructor checks its arguments in Python, which
+        # costs more than the rest of this function (these arguments are known good).
+        out = v if b is None else _tuple_new(_ExtType, (EXT_ID, b))
+        if len(compacted) >= _CACHE_SIZE:
+            compacted.clear()
+        compacted[v] = out
+    return out
 
 
 def _uuid_text(b: bytes) -> str:
@@ -65,7 +86,13 @@ def ext_hook(code: int, data: bytes) -> Any:
     """msgpack's `ext_hook` for payloads: a compacted id becomes its string again; any
     other extension stays msgpack's `ExtType`, as without the hook."""
     if code == EXT_ID and len(data) == 16:
-        return _uuid_text(data)
+        text = _texts.get(data)
+        if text is None:
+            text = _uuid_text(data)
+            if len(_texts) >= _CACHE_SIZE:
+                _texts.clear()
+            _texts[data] = text
+        return text
     return _ExtType(code, data)
 
 
