@@ -26,8 +26,11 @@ from eventstore.errors import ProjectionStale
 from eventstore.leases import LeaseOwner
 from eventstore.log import SCHEMA_VERSION
 from projections import graph as gproj
+from tests import postgres_support as pg
 from tests import strategies as gen
 
+ROWS = ("SELECT position, stream, version, type, schema, recorded_at_ms, flags, payload, hash "
+        "FROM events ORDER BY position")
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "layout2.db.gz")
 SESSION = "0b7e1f0c-3c1d-4e55-9a41-6f2d8e0c9a17"
 NODES = ["5d0a4c2e-8f1b-4d3a-b6c7-2e9f0a1b3c4d", "9F1E2D3C-4B5A-4697-8877-665544332211", "n-short",
@@ -135,3 +138,38 @@ def test_other_extension_types_still_read_back_as_msgpack_ext_values():
     assert ids.ext_hook(5, b"\x00" * 16) == other
     assert ids.ext_hook(ids.EXT_ID, b"\x00" * 15) == msgpack.ExtType(ids.EXT_ID, b"\x00" * 15)
     assert ids.unpackb(msgpack.packb({"a": other})) == {"a": other}
+
+
+@pytest.fixture
+def schema():
+    """A PostgreSQL schema name for the test, dropped afterwards (fails without the server)."""
+    pg.connect().close()
+    name = pg.new_schema_name()
+    yield name
+    pg.drop_schemas([name])
+
+
+def test_postgres_stores_the_same_bytes_and_keys_the_node_index_by_bytea(tmp_path, schema):
+    """An upgraded store (string ids of layout 2, compact ids of layout 3 in one chain)
+    copied to PostgreSQL and back: the same rows, the anchor verifies, the node index holds
+    the same 16-byte keys and every id reads back as written."""
+    path = _layout2(tmp_path)
+    with eventstore.open(path, rebuild_stale=True) as src:
+        new = str(uuid.uuid4())
+        _commit(src, new, NODES[-1])
+        anchor = src.anchor()
+        rows = src.db.query(ROWS)
+        keys = src.db.query("SELECT node_id FROM graph_nodes ORDER BY seq")
+        with eventstore.open(pg.url_for(schema)) as mid:
+            copy_store(src, mid)
+    with eventstore.open(pg.url_for(schema)) as mid:
+        assert mid.db.query(ROWS) == rows and mid.verify(anchor).ok
+        assert [(bytes(k),) for (k,) in mid.db.query("SELECT node_id FROM graph_nodes ORDER BY seq")] == keys
+        assert _node_ids(mid) == [*NODES, new]
+        assert mid.sessions.load_node(SESSION, new).node_id == new
+        again = str(uuid.uuid4())
+        _commit(mid, again, new)
+        assert _node_ids(mid) == [*NODES, new, again]
+        with eventstore.open(str(tmp_path / "back.db")) as back:
+            copy_store(mid, back)
+            assert back.verify(mid.anchor()).ok and _node_ids(back) == [*NODES, new, again]
