@@ -32,7 +32,7 @@ import lz4.block
 import msgpack
 
 from .errors import DecodeError, InvalidArgument, PayloadTooLarge
-from .ids import compact_id, compacted as _compacted, unpackb as _unpackb_ids
+from .ids import compact_id, compacted as _compacted, str_kind, unpackb as _unpackb_ids
 
 FLAG_LZ4 = 1
 """Row flag: the stored payload is an lz4 block with a 4-byte little-endian size prefix."""
@@ -336,16 +336,6 @@ def _passthrough_map(tp: Any) -> str | None:
     return "any" if args[0] in (Any, object) else None
 
 
-def _str_kind(tp: Any) -> str | None:
-    """"str" for a `str` annotation, "optional" for `str | None`, else None: the flat
-    fields whose values the generated encoder compacts when they are uuids."""
-    if tp is str:
-        return "str"
-    if typing.get_origin(tp) in (typing.Union, types.UnionType) and set(typing.get_args(tp)) == {str, type(None)}:
-        return "optional"
-    return None
-
-
 def _scalar_test(tp: Any, var: str) -> str | None:
     """A Python expression that is True when `var` fits a flat annotation, or None if the
     annotation is not flat (needs a converter)."""
@@ -423,7 +413,7 @@ class ClassCodec:
             if test is not None and test != "True":
                 fast_tests.append(test)
             flat = test is not None or enc is None
-            kind = _str_kind(tp)
+            kind = str_kind(tp)
             if kind == "str":  # inline, so that only 36-character strings cost a call
                 fast_enc_items.append(f"{name}: (v{i} if len(v{i}) != 36 else _idc(v{i}) or _cid(v{i}))")
             elif kind == "optional":

@@ -18,11 +18,13 @@ back byte for byte. docs/log-format.md describes both forms.
 from __future__ import annotations
 
 import functools
+import types
+import typing
 from typing import Any, Callable
 
 import msgpack
 
-__all__ = ["EXT_ID", "compact_id", "ext_hook", "id_from_key", "id_key", "is_canonical_uuid", "unpackb"]
+__all__ = ["EXT_ID", "compact_id", "ext_hook", "id_from_key", "id_key", "is_canonical_uuid", "str_kind", "unpackb"]
 
 EXT_ID = 0x55
 """The msgpack extension type code of a compacted id (85, "U"): 16 bytes, a canonical uuid."""
@@ -75,6 +77,16 @@ def compact_id(v: str) -> Any:
             compacted.clear()
         compacted[v] = out
     return out
+
+
+def str_kind(tp: Any) -> str | None:
+    """"str" for a `str` annotation, "optional" for `str | None`, else None: the flat
+    fields whose values the codec's generated encoders compact (eventstore/codec.py)."""
+    if tp is str:
+        return "str"
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and set(typing.get_args(tp)) == {str, type(None)}:
+        return "optional"
+    return None
 
 
 def _uuid_text(b: bytes) -> str:

@@ -13,6 +13,8 @@ import uuid
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import eventstore
 from eventstore import ids
@@ -173,3 +175,21 @@ def test_postgres_stores_the_same_bytes_and_keys_the_node_index_by_bytea(tmp_pat
         with eventstore.open(str(tmp_path / "back.db")) as back:
             copy_store(mid, back)
             assert back.verify(mid.anchor()).ok and _node_ids(back) == [*NODES, new, again]
+
+
+_IDS = st.text(max_size=40) | st.uuids().map(str) | st.uuids().map(lambda u: str(u).upper()) | \
+    st.binary(min_size=16, max_size=16).map(lambda b: b.hex()[:16])
+
+
+@settings(max_examples=200, deadline=None)
+@given(_IDS, st.lists(_IDS, max_size=3), st.one_of(st.none(), _IDS))
+def test_any_string_round_trips_exactly_through_a_payload_and_an_id_key(text, items, maybe):
+    from eventstore import codec
+    from eventstore.commits.events import NodesTombstoned, StoredNode
+
+    node = StoredNode(text, maybe, None, None, text, {text: text})
+    for value in (node, NodesTombstoned(text, tuple(items))):
+        c = codec.class_codec(type(value))
+        assert c.from_plain(codec.unpack(codec.pack(c.to_plain(value)))) == value
+    assert ids.id_from_key(ids.id_key(text)) == text
+    assert len(ids.id_key(text)) == 16 if ids.is_canonical_uuid(text) else len(ids.id_key(text)) != 16
