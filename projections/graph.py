@@ -24,7 +24,7 @@ import attrs
 import msgpack
 
 from eventstore import codec
-from eventstore.ids import id_from_key, id_key
+from eventstore.ids import id_from_key, id_key, unpackb as unpackb_ids
 from eventstore.commits.events import (
     ArtifactRefSet,
     AttachmentIntentRecorded,
@@ -108,7 +108,7 @@ def _pack_frames(frames: Iterable[AgentFrame]) -> bytes:
 def _unpack_frames(blob: bytes | None) -> tuple[AgentFrame, ...]:
     if blob is None:
         return ()
-    return tuple(_frames_codec.from_plain(f) for f in msgpack.unpackb(blob, raw=False))
+    return tuple(_frames_codec.from_plain(f) for f in unpackb_ids(blob, raw=False))
 
 
 # --- appliers ----------------------------------------------------------------------------
@@ -472,7 +472,7 @@ def gc_roots(db: Any) -> tuple[set[str], set[str]]:
 
     others |= blob_roots(db)
     for (frames,) in db.query("SELECT frames FROM graph_heads WHERE frames IS NOT NULL"):
-        for f in msgpack.unpackb(frames, raw=False):
+        for f in unpackb_ids(frames, raw=False):
             if f.get("execution_state_ref"):
                 others.add(f["execution_state_ref"])
     return manifests, others

@@ -193,3 +193,23 @@ def test_any_string_round_trips_exactly_through_a_payload_and_an_id_key(text, it
         assert c.from_plain(codec.unpack(codec.pack(c.to_plain(value)))) == value
     assert ids.id_from_key(ids.id_key(text)) == text
     assert len(ids.id_key(text)) == 16 if ids.is_canonical_uuid(text) else len(ids.id_key(text)) != 16
+
+
+def test_uuid_ids_inside_projection_blobs_read_back_too(tmp_path):
+    """Agent frames (kept packed in the graph head) with uuid ids, a uuid current frame and
+    a uuid parent session: the head, the loaded session and the log all give them back."""
+    from eventstore.commits import AgentFrame
+
+    frame, parent = str(uuid.uuid4()), str(uuid.uuid4())
+    frames = (AgentFrame(frame, SESSION, previous_frame_id=parent, caused_by=frame.upper()),)
+    with eventstore.open(str(tmp_path / "s.db")) as store:
+        store.sessions.create(SESSION)
+        fence = store.leases.claim(SESSION, LeaseOwner("fixture", "i1"), 3_600_000).lease.fence
+        node = SessionNode(NODES[0], EventPayload({"frame": frame}), None, agent_frame_id=frame,
+                           timestamp="2026-03-02T09:00:00.000Z")
+        store.sessions.commit(RuntimeCommit(SESSION, fence, GraphAppend((node,), NODES[0]), agent_frames=frames,
+                                            current_agent_frame_id=frame, config=ModelConfig("a", "b")))
+        loaded = store.sessions.load(SESSION)
+        assert loaded.agent_frames == frames and loaded.current_agent_frame_id == frame
+        assert loaded.nodes[0].agent_frame_id == frame and loaded.nodes[0].payload.event == {"frame": frame}
+        assert [e.data for e in store.read_all(types=["session.committed"])][0].details.head.frames == frames
