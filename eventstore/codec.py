@@ -3,7 +3,8 @@
 A payload is the msgpack encoding of a map from field name to value. Field values
 are converted according to the field's annotation:
 
-* ``str int bool bytes float None`` and ``typing.Any``: stored as msgpack scalars;
+* ``str int bool bytes float None`` and ``typing.Any``: stored as msgpack scalars, except
+  a ``str`` that is a canonical uuid: its 16 bytes as an extension (eventstore/ids.py);
 * ``Optional[X]`` / ``X | None``: ``None`` or X;
 * ``tuple[X, ...]``, ``tuple[X, Y]``, ``list[X]``, ``frozenset[X]``: msgpack arrays;
 * ``dict[K, V]``: msgpack maps;
