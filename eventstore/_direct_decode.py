@@ -22,8 +22,9 @@ the rules below are narrow:
   keeps msgpack's own object, and other extensions go through `ext_hook` (which refuses
   them here), so the caller sends a payload holding the byte 0xff (which every timestamp
   extension does, and UTF-8 text never does) to the careful path. A payload holding a
-  compact id (extension 85, eventstore/ids.py) fails here too, since msgspec takes no
-  extension for a `str` field, and the careful path decodes it.
+  compact id (extension 85, eventstore/ids.py) would fail here, since msgspec takes no
+  extension for a `str` field, so the caller sends one holding that extension's header
+  (`ids.ID_MARK`) to the careful path too.
 
 Anything the direct decoder refuses or fails on goes to the careful path, which either
 decodes it the same way or raises the typed error naming the field.

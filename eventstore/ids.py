@@ -24,10 +24,13 @@ from typing import Any, Callable
 
 import msgpack
 
-__all__ = ["EXT_ID", "compact_id", "ext_hook", "id_from_key", "id_key", "is_canonical_uuid", "str_kind", "unpackb"]
+__all__ = ["EXT_ID", "ID_MARK", "compact_id", "ext_hook", "id_from_key", "id_key", "is_canonical_uuid", "str_kind", "unpackb"]
 
 EXT_ID = 0x55
 """The msgpack extension type code of a compacted id (85, "U"): 16 bytes, a canonical uuid."""
+
+ID_MARK = bytes((0xD8, EXT_ID))
+"""The first two bytes of a packed compact id (msgpack's fixext 16 header, then the code)."""
 
 _ExtType = msgpack.ExtType
 _fromhex = bytes.fromhex
