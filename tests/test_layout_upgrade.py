@@ -213,3 +213,20 @@ def test_uuid_ids_inside_projection_blobs_read_back_too(tmp_path):
         assert loaded.agent_frames == frames and loaded.current_agent_frame_id == frame
         assert loaded.nodes[0].agent_frame_id == frame and loaded.nodes[0].payload.event == {"frame": frame}
         assert [e.data for e in store.read_all(types=["session.committed"])][0].details.head.frames == frames
+
+
+def test_an_idempotent_retry_across_the_upgrade_with_a_uuid_in_it_is_a_conflict(tmp_path, monkeypatch):
+    """The key's digest covers the payload as stored: the same event, first encoded as layout
+    2 did (the uuid as a string) and retried by layout 3 code, is refused, not replayed."""
+    note = gen.NoteAdded(str(uuid.uuid4()))
+    with gen.open_store(str(tmp_path / "s.db")) as store:
+        with monkeypatch.context() as m:
+            m.setattr(ids, "_uuid_bytes", lambda v: None)  # what layout 2 wrote: no compact ids
+            ids.compacted.clear()
+            first = store.append("a", [note], idempotency_key="k")
+        ids.compacted.clear()
+        with pytest.raises(eventstore.IdempotencyConflict):
+            store.append("a", [note], idempotency_key="k")
+        assert store.get(first.first_position).data == note
+        again = store.append("b", [note], idempotency_key="k")  # written now: replays exactly
+        assert store.append("b", [note], idempotency_key="k").replayed and not again.replayed
