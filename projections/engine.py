@@ -423,6 +423,9 @@ class ProjectionEngine:
         from projections.lazy import LazyReplay
 
         targets = self._select(names)
+        # Bad arguments are refused now, not at a lazy view's first read: read_all checks
+        # them when called (it reads nothing until iterated).
+        self.log.read_all(1, to_position=to_position, streams=streams or None)
         mem = self.db.open_scratch(":memory:")
         with mem.transaction():
             mem.execute(STATE_DDL)
