@@ -155,6 +155,44 @@ def _nested_scalars(tp: Any) -> bool:
     return False
 
 
+_TAGGED = tuple[str, msgspec.Raw]
+"""A member of a union of classes as the codec stores it: [class name, map of its fields]."""
+
+
+def _members(tp: Any) -> list[type] | None:
+    """The classes of a union of two or more attrs classes (optional or not), else None."""
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return None
+    members = [a for a in typing.get_args(tp) if a is not type(None)]
+    if len(members) < 2 or not all(isinstance(a, type) and attrs.has(a) for a in members):
+        return None
+    return members
+
+
+def _union(tp: Any, seen: dict[type, _Mirror | None]) -> Callable[[Any], Any] | None:
+    """For a union of classes: a function from the decoded [name, raw map] pair to the
+    member's instance (the map decoded by that member's mirror); None if not mirrorable."""
+    members = _members(tp)
+    if members is None:
+        return None
+    by_name: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {}
+    for m in members:
+        inner = _mirror(m, seen)
+        if inner is None or inner.convert is None:
+            return None
+        try:
+            decode = msgspec.msgpack.Decoder(inner.struct, ext_hook=_refuse_ext).decode
+        except (TypeError, ValueError):
+            return None
+        by_name[m.__name__] = (decode, inner.convert)
+
+    def member(pair: Any) -> Any:
+        decode, convert = by_name[pair[0]]  # an unknown name: KeyError, the careful path reports it
+        return convert(decode(pair[1]))
+
+    return member
+
+
 def _mirror(cls: type, seen: dict[type, _Mirror | None]) -> _Mirror | None:
     """The mirror of `cls` (None when some field cannot be mirrored exactly)."""
     if cls in seen:
@@ -222,13 +260,26 @@ def _field(tp: Any, value: str, i: int, ns: dict[str, Any], seen: dict[type, _Mi
                 return inner.struct | None, f"(None if {value} is None else _c{i}({value}))"
     elif origin in (tuple, list) and len(args) in (1, 2) and (origin is list or args[-1] is Ellipsis):
         item = args[0]
+        inner_tp: Any = None
         if isinstance(item, type) and attrs.has(item):
             inner = _mirror(item, seen)
             if inner is not None:
-                ns[f"_c{i}"] = inner.convert
-                kind = "tuple" if origin is tuple else "list"
-                hint = tuple[inner.struct, ...] if origin is tuple else list[inner.struct]  # type: ignore[name-defined]
-                return hint, f"{kind}([_c{i}(x) for x in {value}])"
+                ns[f"_c{i}"], inner_tp = inner.convert, inner.struct
+        else:
+            union = _union(item, seen)
+            if union is not None:
+                ns[f"_c{i}"], inner_tp = union, _TAGGED
+        if inner_tp is not None:
+            kind = "tuple" if origin is tuple else "list"
+            hint = tuple[inner_tp, ...] if origin is tuple else list[inner_tp]
+            return hint, f"{kind}([_c{i}(x) for x in {value}])"
+    if _members(tp) is not None:
+        union = _union(tp, seen)
+        if union is not None:
+            ns[f"_c{i}"] = union
+            if type(None) in args:
+                return _TAGGED | None, f"(None if {value} is None else _c{i}({value}))"
+            return _TAGGED, f"_c{i}({value})"
     # Anything else (a union of classes, a mapping of classes, ...): the field's bytes are
     # parsed and converted by the careful path's own code for it.
     try:

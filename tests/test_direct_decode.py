@@ -264,3 +264,20 @@ def test_a_nested_map_the_careful_path_refuses_is_refused_by_the_mirror_too(inne
     fast = _fast_read(_decoder_for(cls), valid, valid)
     assert fast == _decoder_for(cls).decode_row(_row(2, valid)).data == cls(
         _WithDefault(1, 2), _WithDefault(1, 2), (_WithDefault(1, 2), _WithDefault(1, 2)))
+
+
+@pytest.mark.parametrize("member", [
+    ["_Inner", {"x": 1, "y": 2}],     # an unknown key inside the member's map
+    ["Nope", {"x": 1}],               # an unknown member name
+    ["_Inner", {"x": 1}, 3],          # not a pair
+    ["Point", {"x": 1}],              # a member's field missing
+], ids=["unknown-key", "unknown-name", "triple", "missing"])
+def test_a_union_member_the_careful_path_refuses_is_refused_by_the_mirror_too(member):
+    cls = _cls(a=typing.Union[_Inner, gen.Point], b=tuple[typing.Union[_Inner, gen.Point], ...])
+    valid = codec.pack({"a": ["_Inner", {"x": 1}], "b": [["Point", {"x": 1, "y": 2}]]})
+    for payload in ({"a": member, "b": []}, {"a": ["_Inner", {"x": 1}], "b": [member]}):
+        packed = msgpack.packb(payload, use_bin_type=True)
+        careful = _outcome(lambda packed=packed: _decoder_for(cls).decode_row(_row(2, packed)).data)
+        assert careful[0] == "DecodeError"
+        assert _outcome(lambda packed=packed: _fast_read(_decoder_for(cls), valid, packed)) == careful
+    assert _fast_read(_decoder_for(cls), valid, valid) == cls(_Inner(1), (gen.Point(1, 2),))
