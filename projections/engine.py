@@ -60,7 +60,8 @@ class Dispatcher:
                     self._star.append((fn, p.skip_purged))
                 else:
                     self._by_type.setdefault(type_name, []).append((fn, p.skip_purged))
-        self._cache: dict[str, list[tuple[Applier, bool]]] = {}
+        self._cache: dict[str, tuple[Applier, ...]] = {}
+        self._purged_cache: dict[str, tuple[Applier, ...]] = {}
         generic = any(p.needs_data and (p.batch is not None or ALL_EVENTS in p.handlers)
                       for p in self.projections)
         self.takes_all = bool(self._star or self._batch)
@@ -68,20 +69,30 @@ class Dispatcher:
         self.decode_types: frozenset[str] | None = None if generic else frozenset(self._by_type)
         """The event types whose data some applier reads (None: all of them)."""
 
-    def _handlers(self, type_name: str) -> list[tuple[Applier, bool]]:
-        hs = self._cache.get(type_name)
+    def _handlers(self, type_name: str, purged: bool) -> tuple[Applier, ...]:
+        """The appliers an event of this type sees (with its payload purged, or not), cached."""
+        cache = self._purged_cache if purged else self._cache
+        hs = cache.get(type_name)
         if hs is None:
-            hs = self._cache[type_name] = self._by_type.get(type_name, []) + self._star
+            hs = cache[type_name] = tuple(fn for fn, skip in self._by_type.get(type_name, []) + self._star
+                                          if not (purged and skip))
         return hs
 
     def apply(self, db: Database, events: list[Any]) -> None:
         """Apply events, in order, to every projection that handles their types."""
+        # The per-event loop of every inline append, rebuild and replay: one dict lookup
+        # per event for the appliers of its type (whether to skip a purged payload is
+        # decided once per type, in the cache), then the calls.
         cache = self._cache
+        handlers = self._handlers
         for ev in events:
-            hs = cache.get(ev.type)
-            for fn, skip_purged in self._handlers(ev.type) if hs is None else hs:
-                if ev.data is None and skip_purged:
-                    continue
+            if ev.data is None:
+                hs = handlers(ev.type, True)
+            else:
+                hs = cache.get(ev.type)
+                if hs is None:
+                    hs = handlers(ev.type, False)
+            for fn in hs:
                 fn(db, ev)
         for batch_fn, skip_purged in self._batch:
             batch_fn(db, [e for e in events if e.data is not None] if skip_purged else events)
