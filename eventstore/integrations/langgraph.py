@@ -61,6 +61,7 @@ BLOB_THRESHOLD = 16 * 1024
 
 _List = list
 _PRUNE_STRATEGIES = ("keep_latest", "delete")
+_BODIES = 32
 
 
 class EventStoreSaver(BaseCheckpointSaver[int]):
@@ -95,6 +96,8 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         self._events: OrderedDict[int, tuple[str, int, Any]] = OrderedDict()  # (stream, version, data)
         self._items: OrderedDict[tuple[int, int], tuple[Any, ...]] = OrderedDict()
         self._maps: OrderedDict[int, _Map] = OrderedDict()
+        # The serialized bodies of the lists written last: the next put compares against one.
+        self._bodies: OrderedDict[tuple[int, int], memoryview] = OrderedDict()
         self._cache_size = cache_size
 
     # --- encoding ------------------------------------------------------------------
@@ -121,20 +124,36 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             data = self.store.blobs.get(data)
         return self.serde.loads_typed((type_, data))
 
-    def _entry(self, channel: str, version: Any, values: dict[str, Any], base: _Map | None) -> list[Any]:
+    def _entry(
+        self, channel: str, version: Any, values: dict[str, Any], base: _Map | None
+    ) -> tuple[list[Any], memoryview | None]:
+        """The entry of one changed channel, and the body of its serialized list (if any)."""
         if channel not in values:
-            return [channel, version, "empty", None]
+            return [channel, version, "empty", None], None
         value = values[channel]
         if type(value) is not _List:
             dumped = self._dump(value)
             kind = "blob" if isinstance(dumped, list) and isinstance(dumped[1], str) else "value"
-            return [channel, version, kind, dumped]
+            return [channel, version, kind, dumped], None
         # The parent's list of this channel: the new list is stored as an append to it.
         where = base.last.get(channel) if base is not None else None
         if where is not None and self._event(where[0]).channels[where[1]][2] not in ("list", "append"):
             where = None
         base_items = self._list_items(*where) if where is not None else ()
-        split = self._split_list(value, base_items)
+        body = None
+        type_, data = self.serde.dumps_typed(value)
+        # One serialization of the whole list, cut at item boundaries (see split_array).
+        split = (
+            split_array(
+                data,
+                base_items,
+                self.blob_threshold,
+                self.store.blobs.put,
+                self._bodies.get(where) if where is not None else None,
+            )
+            if type_ == "msgpack"
+            else None
+        )
         if split is None:  # not plain msgpack (another serde): one call per item
             keep, items = 0, tuple(self._dump(v) for v in value)
             for a, b in zip(base_items, items):
@@ -143,20 +162,10 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                 keep += 1
             items = items[keep:]
         else:
-            keep, items = split
+            keep, items, body = split
         if keep and where is not None:
-            return [channel, version, "append", [where[0], where[1], keep, _List(items)]]
-        return [channel, version, "list", _List(items)]
-
-    def _split_list(
-        self, value: list[Any], base_items: tuple[Any, ...]
-    ) -> tuple[int, tuple[Any, ...]] | None:
-        """(how many leading items equal `base_items`, the serialized items after them);
-        None when the serde's type is not "msgpack" (see `_langgraph_codec.split_array`)."""
-        type_, data = self.serde.dumps_typed(value)
-        if type_ != "msgpack":
-            return None
-        return split_array(data, base_items, self.blob_threshold, self.store.blobs.put)
+            return [channel, version, "append", [where[0], where[1], keep, _List(items)]], body
+        return [channel, version, "list", _List(items)], body
 
     def _refs(
         self,
@@ -411,7 +420,8 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                 # or by its id when the thread does not have it.
                 parent = row[1] if row is not None else compact_id(parent_id)
                 base = self._map(row[1]) if row is not None else None
-            entries = [self._entry(ch, v, values, base) for ch, v in new_versions.items()]
+            made = [self._entry(ch, v, values, base) for ch, v in new_versions.items()]
+            entries = [entry for entry, _ in made]
             entries += self._refs(thread_id, ns, checkpoint, new_versions, base)
             ev = CheckpointSaved(
                 ns,
@@ -433,6 +443,11 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                     self._items[(position, i)] = self._list_items(base_pos, base_idx)[:keep] + tuple(suffix)
             while len(self._items) > self._cache_size:
                 self._items.popitem(last=False)
+            for i, (_, body) in enumerate(made):
+                if body is not None:
+                    self._bodies[(position, i)] = body
+                    while len(self._bodies) > _BODIES:
+                        self._bodies.popitem(last=False)
         return {
             "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}
         }
