@@ -1,4 +1,4 @@
-"""A pure in-memory reference model of the whole store, for tests/test_whole_store_machine.py.
+"""A pure in-memory reference model of the whole store, for eventstore.testing.machines.whole_store.
 
 The model knows nothing of SQLite, events or projections. It is written from the
 documented behaviour (docs/api.md, docs/semantics.md) and predicts, for every command the
@@ -412,7 +412,7 @@ class SessionsModel:
         """True when the batch was queued and no live claim held it (it is cancelled)."""
         s = self.sessions.get(sid)
         b = s.batches.get(batch_id) if s is not None else None
-        if b is None or s.holds(b.claim, now):
+        if s is None or b is None or s.holds(b.claim, now):
             return False
         self._settle(s, b, "cancelled", now)
         return True
@@ -499,7 +499,7 @@ class SessionsModel:
         """The cancel outcome's value (cancelled, already_claimed, ... not_found)."""
         s = self.sessions.get(sid)
         row = s.inputs.get(input_id) if s is not None else None
-        if row is None:
+        if s is None or row is None:
             return "not_found"
         if row.state in ("cancelled", "completed"):
             return f"already_{row.state}"
@@ -617,7 +617,9 @@ class SessionsModel:
         """Hide live nodes; returns how many were live."""
         s = self.live(sid, "tombstone_nodes")
         g = s.graph
-        hidden = [n for n in dict.fromkeys(node_ids) if g is not None and n in g.live]
+        if g is None:
+            return 0
+        hidden = [n for n in dict.fromkeys(node_ids) if n in g.live]
         for n in hidden:
             g.live.remove(n)
             g.hidden.append(n)
@@ -732,9 +734,10 @@ class ProcessesModel:
     def claim_lease(self, pid: str, owner: Owner, ttl: int, now: int) -> tuple[str, int]:
         """(acquired | busy, fencing token) of a process lease claim."""
         p = self.require(pid)
-        live = p.holder is not None and now < p.holder[2]
-        if live and p.holder[0] != owner:
-            return "busy", p.holder[1]
+        holder = p.holder
+        live = holder is not None and now < holder[2]
+        if holder is not None and live and holder[0] != owner:
+            return "busy", holder[1]
         if not live:
             p.fence += 1
         p.holder = (owner, p.fence, now + ttl)
@@ -923,7 +926,7 @@ class TriggersModel:
 
     def prune(self, cutoff: int, now: int) -> None:
         """Retention: receipts recorded and tombstones deleted before the cutoff go."""
-        for sid in sorted(sid for sid, s in self.subs.items() if s.deleted and s.deleted_at < cutoff):
+        for sid in sorted(sid for sid, s in self.subs.items() if s.deleted and s.deleted_at is not None and s.deleted_at < cutoff):
             s = self.subs.pop(sid)
             self.retired[sid] = (s.incarnation, s.revision)
             self.deliveries.pop(sid, None)
