@@ -577,7 +577,7 @@ class EventLog:
         """
         db = self.db
         rows = db.query("SELECT position, payload FROM events WHERE stream=? AND payload IS NOT NULL", (stream,))
-        db.executemany("INSERT OR IGNORE INTO purged_payloads VALUES (?,?)",
+        db.executemany("INSERT INTO purged_payloads VALUES (?,?) ON CONFLICT DO NOTHING",
                        [(p, chain.payload_digest(b)) for p, b in rows])
         db.execute("UPDATE events SET payload = NULL WHERE stream=? AND payload IS NOT NULL", (stream,))
         return len(rows)

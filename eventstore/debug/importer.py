@@ -338,7 +338,7 @@ class _Importer:
             self._bad(f"blob: {exc}")
         if chain.payload_digest(data).hex() != ref or len(data) != size:
             self._bad(f"blob {ref[:16]}…: its bytes do not hash to its ref (or differ from its size): altered")
-        self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)", (ref, flags, size, content))
+        self.db.execute("INSERT INTO blobs VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", (ref, flags, size, content))
         self.counts["blob"] += 1
 
     def _end(self, obj: dict) -> None:

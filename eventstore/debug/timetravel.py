@@ -114,7 +114,8 @@ class SnapshotReplay:
             with mem.transaction():
                 # As store.at records it: the position of the last event applied.
                 for p in self.projections:
-                    mem.execute("INSERT OR REPLACE INTO projection_state VALUES (?, ?, ?)",
+                    mem.execute("INSERT INTO projection_state VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                                "SET version = excluded.version, position = excluded.position",
                                 (p.name, p.version, applied))
         except BaseException:
             mem.close()

@@ -4,8 +4,9 @@ A store is one schema of a PostgreSQL database: `postgresql://host/db?schema=nam
 `schema` parameter is ours and is removed before psycopg sees the DSN; the default schema
 is `eventstore`). Every statement the log, the engine and the projections write in SQLite's
 dialect passes through `translate()`: `?` and `?N` placeholders become psycopg's `%s`, and
-the few SQLite-only forms are rewritten (table definitions, `INSERT OR IGNORE/REPLACE`,
-`INDEXED BY`, `GLOB`). See docs/postgres.md.
+the few SQLite-only forms still written are mapped (table definitions and their storage
+option, the planner hint `INDEXED BY`, `GLOB` prefix patterns, scalar min/max). Upserts are
+written portably (`ON CONFLICT`) by the callers. See docs/postgres.md.
 
 Transactions (why they look like this; docs/postgres.md, "Positions", says it in full):
 * A write transaction is READ COMMITTED and its first statement takes the store's
@@ -72,7 +73,6 @@ def lock_key(schema: str) -> int:
 
 _PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\?(\d*)|%")
 _CREATE_TABLE = re.compile(r"^\s*CREATE\s+TABLE", re.I)
-_INSERT_OR = re.compile(r"^\s*INSERT\s+OR\s+(IGNORE|REPLACE)\s+INTO\s+([\w.]+)", re.I)
 _GLOB = re.compile(r"\bGLOB\s+'([^']*)'", re.I)
 
 
@@ -88,13 +88,12 @@ def _ddl(stmt: str) -> str:
     return re.sub(r"\)\s*WITHOUT\s+ROWID", ")", stmt, flags=re.I)
 
 
-def translate(sql: str, primary_key: Callable[[str], list[str]] | None = None,
-              columns: Callable[[str], list[str]] | None = None) -> tuple[str, list[int] | None]:
+def translate(sql: str, columns: Callable[[str], list[str]] | None = None) -> tuple[str, list[int] | None]:
     """SQLite-dialect SQL as PostgreSQL SQL, and the order of its parameters.
 
     Returns (sql, order): `order[i]` is the index in the caller's parameters of the i-th
-    `%s` (None when they are in order). `primary_key` and `columns` describe a table, for
-    `INSERT OR REPLACE` (an upsert on the table's primary key).
+    `%s` (None when they are in order). `columns` describes a table, for the bare column
+    names of an upsert's `DO UPDATE SET` expressions.
     """
     statements = []
     for stmt in _split(sql):
@@ -102,19 +101,6 @@ def translate(sql: str, primary_key: Callable[[str], list[str]] | None = None,
             stmt = _ddl(stmt)
         stmt = re.sub(r"\s+INDEXED\s+BY\s+\w+", "", stmt, flags=re.I)
         stmt = _GLOB.sub(lambda m: "LIKE '" + m.group(1).replace("*", "%") + "'", stmt)
-        m = _INSERT_OR.match(stmt)
-        if m is not None:
-            table = m.group(2)
-            stmt = "INSERT INTO " + table + stmt[m.end():]
-            if m.group(1).upper() == "IGNORE":
-                stmt += " ON CONFLICT DO NOTHING"
-            else:
-                if primary_key is None or columns is None:
-                    raise StoreError(f"INSERT OR REPLACE INTO {table}: needs the table's description")
-                key = primary_key(table)
-                rest = [c for c in columns(table) if c not in key]
-                updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in rest)
-                stmt += f" ON CONFLICT ({', '.join(key)}) " + (f"DO UPDATE SET {updates}" if rest else "DO NOTHING")
         stmt = _scalar_min_max(stmt)
         stmt = _BOOL_SUM.sub(r"sum(CAST(\1 AS INTEGER))", stmt)
         if columns is not None:
@@ -412,7 +398,7 @@ class PostgresDatabase:
     def _prepare(self, sql: str, params: Any) -> tuple[str, Any]:
         hit = self._sql.get(sql)
         if hit is None:
-            hit = self._sql[sql] = translate(sql, self.table_primary_key, self.table_columns)
+            hit = self._sql[sql] = translate(sql, self.table_columns)
         text, order = hit
         if order is not None:
             params = [params[i] for i in order]
