@@ -98,7 +98,7 @@ class BlobStore:
             self.db.execute("INSERT INTO blobs VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", (ref, flags, len(data), stored))
             if stamp and self.clock is not None:
                 self.db.execute("INSERT INTO blob_puts VALUES (?, ?) ON CONFLICT (ref) DO UPDATE "
-                                "SET put_at_ms = max(put_at_ms, excluded.put_at_ms)", (ref, self.clock()))
+                                "SET put_at_ms = excluded.put_at_ms WHERE excluded.put_at_ms > blob_puts.put_at_ms", (ref, self.clock()))
         return ref
 
     def put_after(self, after_ms: int) -> set[str]:

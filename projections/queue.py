@@ -151,7 +151,7 @@ def _enqueued(db: Any, ev: Any) -> None:
     )
     db.execute(
         "INSERT INTO queue_sessions VALUES (?, ?) ON CONFLICT (session_id) DO UPDATE "
-        "SET last_enqueue_seq = max(last_enqueue_seq, excluded.last_enqueue_seq)",
+        "SET last_enqueue_seq = excluded.last_enqueue_seq WHERE excluded.last_enqueue_seq > queue_sessions.last_enqueue_seq",
         (e.session_id, e.enqueue_seq),
     )
     if e.source_key is not None:
@@ -293,7 +293,7 @@ def _session_purged(db: Any, ev: Any) -> None:
     for table in ("queue_batches", "queue_source_keys"):
         db.execute(f"DELETE FROM {table} WHERE session_id = ?", (sid,))
     db.execute("INSERT INTO queue_sessions VALUES (?, ?) ON CONFLICT (session_id) DO UPDATE "
-               "SET last_enqueue_seq = max(last_enqueue_seq, excluded.last_enqueue_seq)",
+               "SET last_enqueue_seq = excluded.last_enqueue_seq WHERE excluded.last_enqueue_seq > queue_sessions.last_enqueue_seq",
                (sid, ev.data.through_version))
 
 
