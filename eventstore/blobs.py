@@ -2,7 +2,7 @@
 
 A ref is the SHA-256 hex digest of the *logical* (uncompressed) bytes, so the same
 content always has the same ref whatever the profile compressed it to, and storing it
-twice costs nothing (`INSERT OR IGNORE`: the first encoding wins). Events carry refs;
+twice costs nothing (`ON CONFLICT DO NOTHING`: the first encoding wins). Events carry refs;
 the bytes live in the `blobs` table. GC (mark and sweep from the roots the projections
 hold) belongs to the sessions domain and records its run as an event.
 """
@@ -92,13 +92,13 @@ class BlobStore:
         db = self.db
         if (not stamp or self.clock is None) and db.in_transaction:
             # One statement is atomic by itself: inside a transaction it needs no savepoint.
-            db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)", (ref, flags, len(data), stored))
+            db.execute("INSERT INTO blobs VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", (ref, flags, len(data), stored))
             return ref
         with self.db.transaction():
-            self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)", (ref, flags, len(data), stored))
+            self.db.execute("INSERT INTO blobs VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", (ref, flags, len(data), stored))
             if stamp and self.clock is not None:
                 self.db.execute("INSERT INTO blob_puts VALUES (?, ?) ON CONFLICT (ref) DO UPDATE "
-                                "SET put_at_ms = max(put_at_ms, excluded.put_at_ms)", (ref, self.clock()))
+                                "SET put_at_ms = excluded.put_at_ms WHERE excluded.put_at_ms > blob_puts.put_at_ms", (ref, self.clock()))
         return ref
 
     def put_after(self, after_ms: int) -> set[str]:

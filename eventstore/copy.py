@@ -81,6 +81,10 @@ def _copy_table(src: Any, dst: Any, table: str, ncols: int, replace: bool = Fals
     """Copy every row of one small core table; returns the number of rows."""
     rows = src.query(f"SELECT * FROM {table}")
     if rows:
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
-        dst.executemany(f"{verb} INTO {table} VALUES ({','.join('?' * ncols)})", rows)
+        sql = f"INSERT INTO {table} VALUES ({','.join('?' * ncols)})"
+        if replace:  # the destination's row with the same key gives way to the source's
+            key = dst.table_primary_key(table)
+            sets = ", ".join(f"{c} = excluded.{c}" for c in dst.table_columns(table) if c not in key)
+            sql += f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET {sets}"
+        dst.executemany(sql, rows)
     return len(rows)

@@ -512,6 +512,22 @@ class EventLog:
             yield from self.db.query(f"SELECT position, schema, flags, payload FROM events "
                                      f"WHERE position IN ({','.join('?' * len(chunk))})", chunk)
 
+    def hash_at(self, position: int) -> bytes | None:
+        """The chain hash stored with the event at `position`, or None when there is none."""
+        h = self.db.scalar("SELECT hash FROM events WHERE position = ?", (position,))
+        return None if h is None else bytes(h)
+
+    def count(self, streams: Sequence[str], to_position: int) -> int:
+        """How many events of `streams` lie at or before `to_position` (without reading them)."""
+        _check_names(streams, "streams")
+        marks = ",".join("?" * len(streams))
+        return cast("int", self.db.scalar(f"SELECT count(*) FROM events WHERE stream IN ({marks}) AND position <= ?",
+                                          (*streams, to_position), 0))
+
+    def purged_through(self, position: int) -> int:
+        """How many events at or before `position` have had their payload purged."""
+        return cast("int", self.db.scalar("SELECT count(*) FROM purged_payloads WHERE position <= ?", (position,), 0))
+
     def last_position(self) -> int:
         """The position of the newest event (0 for an empty log)."""
         return cast("int", self.db.scalar("SELECT max(position) FROM events", (), 0))
@@ -590,7 +606,7 @@ class EventLog:
         """
         db = self.db
         rows = db.query("SELECT position, payload FROM events WHERE stream=? AND payload IS NOT NULL", (stream,))
-        db.executemany("INSERT OR IGNORE INTO purged_payloads VALUES (?,?)",
+        db.executemany("INSERT INTO purged_payloads VALUES (?,?) ON CONFLICT DO NOTHING",
                        [(p, chain.payload_digest(b)) for p, b in rows])
         db.execute("UPDATE events SET payload = NULL WHERE stream=? AND payload IS NOT NULL", (stream,))
         return len(rows)

@@ -50,12 +50,42 @@ VERIFY_SQL_PG = (
     "THEN (SELECT digest FROM purged_payloads p WHERE p.position = e.position) END, "
     "hash, NULL FROM events e WHERE position >= ? ORDER BY position LIMIT ?"
 )
+# The rows as stored, for the export (the same bytes the walk hashes, no class check), of the
+# whole log or of one stream, per engine.
+_STORED = {
+    ("sqlite", False): "SELECT position, CAST(stream AS BLOB), version, CAST(type AS BLOB), schema, recorded_at_ms, "
+                       "flags, CAST(payload AS BLOB), CASE WHEN payload IS NULL THEN (SELECT digest FROM "
+                       "purged_payloads p WHERE p.position = e.position) END, hash FROM events e "
+                       "WHERE position >= ? AND position <= ? ORDER BY position LIMIT ?",
+    ("sqlite", True): "SELECT position, CAST(stream AS BLOB), version, CAST(type AS BLOB), schema, recorded_at_ms, "
+                      "flags, CAST(payload AS BLOB), CASE WHEN payload IS NULL THEN (SELECT digest FROM "
+                      "purged_payloads p WHERE p.position = e.position) END, hash FROM events e "
+                      "WHERE position >= ? AND position <= ? AND stream = ? ORDER BY position LIMIT ?",
+    ("postgresql", False): "SELECT position, convert_to(stream, 'UTF8'), version, convert_to(type, 'UTF8'), schema, "
+                           "recorded_at_ms, flags, payload, CASE WHEN payload IS NULL THEN (SELECT digest FROM "
+                           "purged_payloads p WHERE p.position = e.position) END, hash FROM events e "
+                           "WHERE position >= ? AND position <= ? ORDER BY position LIMIT ?",
+    ("postgresql", True): "SELECT position, convert_to(stream, 'UTF8'), version, convert_to(type, 'UTF8'), schema, "
+                          "recorded_at_ms, flags, payload, CASE WHEN payload IS NULL THEN (SELECT digest FROM "
+                          "purged_payloads p WHERE p.position = e.position) END, hash FROM events e "
+                          "WHERE position >= ? AND position <= ? AND stream = ? ORDER BY position LIMIT ?",
+}
 _SEQUENCE = {"sqlite": "SQLite's sqlite_sequence", "postgresql": "the log_clock table"}
 """Where each backend keeps the largest position ever written (for the message)."""
 
 
 def _dialect(db: Storage) -> str:
     return getattr(db, "dialect", "sqlite")
+
+
+def stored_rows(db: Storage, first: int, last: int, stream: str | None, limit: int) -> list[tuple]:
+    """At most `limit` events in [first, last] (of one stream) as stored: (position, stream
+    bytes, version, type bytes, schema, recorded_at_ms, flags, payload bytes or None, the
+    purge digest when purged, hash). What an export copies: the bytes the chain hashes,
+    which the log's decoding reads never return."""
+    sql = _STORED[(_dialect(db), stream is not None)]
+    params = (first, last, limit) if stream is None else (first, last, stream, limit)
+    return db.query(sql, params)
 
 
 def check_anchor(anchor: Any) -> chain.Anchor | None:

@@ -19,6 +19,19 @@ Applier = Callable[[Any, Any], None]
 ALL_EVENTS = "*"
 
 
+def replace_row(table: str, columns: str, key: str, rows: str) -> str:
+    """The statement that writes whole rows of `table` (`rows`: a VALUES list or a SELECT
+    with a WHERE clause), each replacing the row with the same `key`.
+
+    SQLite's `INSERT OR REPLACE`, written as the upsert SQLite (3.24+) and PostgreSQL both
+    run; equivalent only for a table whose one unique key is `key`. `columns` names every
+    column in table order. Build it once, at import: appliers run it per event."""
+    names = [c.strip() for c in columns.split(",")]
+    keys = [k.strip() for k in key.split(",")]
+    sets = ", ".join(f"{c} = excluded.{c}" for c in names if c not in keys)
+    return f"INSERT INTO {table} ({', '.join(names)}) {rows} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
+
+
 @attrs.define(eq=False)
 class Projection:
     """A named, versioned set of tables kept up to date from the log."""

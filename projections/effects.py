@@ -305,7 +305,9 @@ class ScopeSummary:
 def list_scopes(db: Any) -> list[ScopeSummary]:
     """Every scope with its entry counts, ordered by scope."""
     rows = db.query(
-        "SELECT scope, count(*), sum(status='in_progress'), sum(status='completed'), sum(status='failed'), "
-        "sum(status='waiting'), sum(status='cancelled'), max(updated_at_ms) FROM effects_entries "
+        "SELECT scope, count(*), sum(CASE WHEN status = 'in_progress' THEN 1 ELSE 0 END), "
+        "sum(CASE WHEN status = 'completed' THEN 1 ELSE 0 END), sum(CASE WHEN status = 'failed' THEN 1 ELSE 0 END), "
+        "sum(CASE WHEN status = 'waiting' THEN 1 ELSE 0 END), sum(CASE WHEN status = 'cancelled' THEN 1 ELSE 0 END), "
+        "max(updated_at_ms) FROM effects_entries "
         "GROUP BY scope ORDER BY scope")
     return [ScopeSummary(*r) for r in rows]

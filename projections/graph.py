@@ -193,10 +193,10 @@ def _committed(db: Any, ev: Any) -> None:
     for idx, u in enumerate(d.usage):
         db.execute(
             "INSERT INTO graph_usage VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (skey, source, model) DO UPDATE SET "
-            "input = input + excluded.input, output = output + excluded.output, "
-            "cache_read_input = cache_read_input + excluded.cache_read_input, "
-            "cache_write_input = cache_write_input + excluded.cache_write_input, "
-            "reasoning_output = reasoning_output + excluded.reasoning_output",
+            "input = graph_usage.input + excluded.input, output = graph_usage.output + excluded.output, "
+            "cache_read_input = graph_usage.cache_read_input + excluded.cache_read_input, "
+            "cache_write_input = graph_usage.cache_write_input + excluded.cache_write_input, "
+            "reasoning_output = graph_usage.reasoning_output + excluded.reasoning_output",
             (skey, u[0], u[1], ev.position, idx, *u[2:]))
     if details is None:
         return

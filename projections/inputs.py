@@ -98,7 +98,7 @@ def _enqueued(db: Any, ev: Any) -> None:
     )
     db.execute(
         "INSERT INTO inputs_sessions VALUES (?, ?) ON CONFLICT (session_id) DO UPDATE "
-        "SET last_enqueue_seq = max(last_enqueue_seq, excluded.last_enqueue_seq)",
+        "SET last_enqueue_seq = excluded.last_enqueue_seq WHERE excluded.last_enqueue_seq > inputs_sessions.last_enqueue_seq",
         (e.session_id, e.enqueue_seq),
     )
 
@@ -174,7 +174,7 @@ def _session_purged(db: Any, ev: Any) -> None:
     # ever issued again (see projections/queue.py).
     db.execute("DELETE FROM inputs_pending WHERE session_id = ?", (ev.data.session_id,))
     db.execute("INSERT INTO inputs_sessions VALUES (?, ?) ON CONFLICT (session_id) DO UPDATE "
-               "SET last_enqueue_seq = max(last_enqueue_seq, excluded.last_enqueue_seq)",
+               "SET last_enqueue_seq = excluded.last_enqueue_seq WHERE excluded.last_enqueue_seq > inputs_sessions.last_enqueue_seq",
                (ev.data.session_id, ev.data.through_version))
 
 

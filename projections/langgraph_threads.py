@@ -29,7 +29,7 @@ from eventstore.integrations.events import (
 )
 
 from ._select import select_where
-from .base import REGISTRY, Projection
+from .base import REGISTRY, Projection, replace_row
 
 threads = REGISTRY.register(
     Projection(
@@ -69,12 +69,26 @@ threads = REGISTRY.register(
 )
 
 
+_CHECKPOINT_COLUMNS = "thread_id, checkpoint_ns, checkpoint_id, run_id, position"
+_CHECKPOINT_KEY = "thread_id, checkpoint_ns, checkpoint_id"
+_WRITE_COLUMNS = "thread_id, checkpoint_ns, checkpoint_id, task_id, idx, channel, task_path, position, entry"
+_WRITE_KEY = "thread_id, checkpoint_ns, checkpoint_id, task_id, idx"
+_SAVE_CHECKPOINT = replace_row("langgraph_checkpoints", _CHECKPOINT_COLUMNS, _CHECKPOINT_KEY, "VALUES (?,?,?,?,?)")
+_COPY_CHECKPOINTS = replace_row(
+    "langgraph_checkpoints", _CHECKPOINT_COLUMNS, _CHECKPOINT_KEY,
+    "SELECT ?, checkpoint_ns, checkpoint_id, run_id, position FROM langgraph_checkpoints WHERE thread_id = ?")
+_COPY_WRITES = replace_row(
+    "langgraph_writes", _WRITE_COLUMNS, _WRITE_KEY,
+    "SELECT ?, checkpoint_ns, checkpoint_id, task_id, idx, channel, task_path, position, entry FROM langgraph_writes "
+    "WHERE thread_id = ?")
+
+
 @threads.on(CheckpointSaved)
 def _saved(db: Storage, ev: Any) -> None:
     e: CheckpointSaved = ev.data
     thread_id = thread_of(ev.stream)
     db.execute(
-        "INSERT OR REPLACE INTO langgraph_checkpoints VALUES (?,?,?,?,?)",
+        _SAVE_CHECKPOINT,
         (thread_id, e.ns, checkpoint_id_text(e.id), e.run, ev.position),
     )
     for entry in e.channels:
@@ -87,11 +101,11 @@ def _blob_refs(db: Storage, thread_id: str, items: Any) -> None:
     # A serialized value is bytes, [type, bytes] or [type, ref]: only the last names a blob.
     for item in items:
         if isinstance(item, list) and isinstance(item[1], str):
-            db.execute("INSERT OR IGNORE INTO langgraph_blobs VALUES (?, ?)", (thread_id, item[1]))
+            db.execute("INSERT INTO langgraph_blobs VALUES (?, ?) ON CONFLICT DO NOTHING", (thread_id, item[1]))
 
 
-_REPLACE_WRITE = "INSERT OR REPLACE INTO langgraph_writes VALUES (?,?,?,?,?,?,?,?,?)"
-_KEEP_WRITE = "INSERT OR IGNORE INTO langgraph_writes VALUES (?,?,?,?,?,?,?,?,?)"
+_REPLACE_WRITE = replace_row("langgraph_writes", _WRITE_COLUMNS, _WRITE_KEY, "VALUES (?,?,?,?,?,?,?,?,?)")
+_KEEP_WRITE = "INSERT INTO langgraph_writes VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING"
 
 
 @threads.on(WritesSaved)
@@ -148,17 +162,15 @@ def _copied(db: Storage, ev: Any) -> None:
     # The copies point at the source's events: the bytes are not duplicated, and the
     # events stay in the log whatever later happens to the source thread.
     db.execute(
-        "INSERT OR REPLACE INTO langgraph_checkpoints SELECT ?, checkpoint_ns, checkpoint_id, "
-        "run_id, position FROM langgraph_checkpoints WHERE thread_id = ?",
+        _COPY_CHECKPOINTS,
         (dst, src),
     )
     db.execute(
-        "INSERT OR REPLACE INTO langgraph_writes SELECT ?, checkpoint_ns, checkpoint_id, task_id, idx, "
-        "channel, task_path, position, entry FROM langgraph_writes WHERE thread_id = ?",
+        _COPY_WRITES,
         (dst, src),
     )
     db.execute(
-        "INSERT OR IGNORE INTO langgraph_blobs SELECT ?, ref FROM langgraph_blobs WHERE thread_id = ?",
+        "INSERT INTO langgraph_blobs SELECT ?, ref FROM langgraph_blobs WHERE thread_id = ? ON CONFLICT DO NOTHING",
         (dst, src),
     )
 

@@ -23,7 +23,7 @@ from eventstore.leases.events import (
 from eventstore.leases.owners import LeaseOwner, LocalProcessLiveness, OpaqueLiveness
 from eventstore.sessions.events import SessionDeletedEvent, SessionPurged
 
-from projections.base import REGISTRY, Projection
+from projections.base import REGISTRY, Projection, replace_row
 from projections._rows import row_reader
 
 leases = REGISTRY.register(
@@ -51,6 +51,11 @@ leases = REGISTRY.register(
 )
 
 
+_ACQUIRED = replace_row("lease_sessions", "session_id, fencing_token, owner_id, incarnation_id, host_id, boot_id, "
+                        "pid, process_start, lease_token, claimed_at_ms, expires_at_ms", "session_id",
+                        "VALUES (?,?,?,?,?,?,?,?,?,?,?)")
+
+
 @leases.on(SessionLeaseAcquired)
 def _acquired(db: Any, ev: Any) -> None:
     e: SessionLeaseAcquired = ev.data
@@ -58,7 +63,7 @@ def _acquired(db: Any, ev: Any) -> None:
     live = o.liveness
     local = isinstance(live, LocalProcessLiveness)
     db.execute(
-        "INSERT OR REPLACE INTO lease_sessions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        _ACQUIRED,
         (e.session_id, e.fencing_token, o.owner_id, o.incarnation_id,
          live.host_id if local else None, live.boot_id if local else None,
          live.pid if local else None, live.process_start if local else None,

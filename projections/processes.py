@@ -68,7 +68,7 @@ from eventstore.processes.model import (
     WaitState,
 )
 
-from projections.base import REGISTRY, Projection
+from projections.base import REGISTRY, Projection, replace_row
 from projections._rows import row_reader
 from projections._select import select_where
 
@@ -264,10 +264,16 @@ def _wait_cleared(db: Any, ev: Any) -> None:
     _touch(db, "wait", None, e.process_id, e.cleared_at_ms, ev.position)
 
 
+_GRANT = replace_row("processes_grants", "scope_id, process_id, session_id, kind, label, granted_at_ms",
+                     "scope_id, process_id", "VALUES (?,?,?,?,?,?)")
+_LEASE = replace_row("processes_leases", "process_id, fencing_token, owner, lease_token, claimed_at_ms, expires_at_ms",
+                     "process_id", "VALUES (?,?,?,?,?,?)")
+
+
 @processes.on(ProcessHandleGranted)
 def _granted(db: Any, ev: Any) -> None:
     e: ProcessHandleGranted = ev.data
-    db.execute("INSERT OR REPLACE INTO processes_grants VALUES (?,?,?,?,?,?)",
+    db.execute(_GRANT,
                (e.scope.scope_id, e.process_id, e.scope.session_id, e.descriptor.kind, e.descriptor.label,
                 e.granted_at_ms))
 
@@ -286,7 +292,7 @@ def _transferred(db: Any, ev: Any) -> None:
     if row is None:  # the command checked the grant exists; nothing to move otherwise
         return
     db.execute("DELETE FROM processes_grants WHERE scope_id = ? AND process_id = ?", (e.from_scope_id, e.process_id))
-    db.execute("INSERT OR REPLACE INTO processes_grants VALUES (?,?,?,?,?,?)",
+    db.execute(_GRANT,
                (e.to_scope.scope_id, e.process_id, e.to_scope.session_id, row[0], row[1], e.transferred_at_ms))
 
 
@@ -304,13 +310,13 @@ def _session_detached(db: Any, ev: Any) -> None:
 @processes.on(ProcessWakeAcked)
 def _wake_acked(db: Any, ev: Any) -> None:
     e: ProcessWakeAcked = ev.data
-    db.execute("INSERT OR IGNORE INTO processes_wake_acks VALUES (?,?,?)", (e.process_id, e.sequence, e.acked_at_ms))
+    db.execute("INSERT INTO processes_wake_acks VALUES (?,?,?) ON CONFLICT DO NOTHING", (e.process_id, e.sequence, e.acked_at_ms))
 
 
 @processes.on(ProcessLeaseAcquired)
 def _lease_acquired(db: Any, ev: Any) -> None:
     e: ProcessLeaseAcquired = ev.data
-    db.execute("INSERT OR REPLACE INTO processes_leases VALUES (?,?,?,?,?,?)",
+    db.execute(_LEASE,
                (e.process_id, e.fencing_token, _pack(e.owner), e.lease_token, e.claimed_at_ms, e.expires_at_ms))
 
 

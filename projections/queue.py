@@ -46,7 +46,7 @@ from eventstore.queue.events import (
 from eventstore.sessions.events import SessionDeletedEvent, SessionPurged
 
 from projections._claims import CLEAR_CLAIM, SET_CLAIM, claim_values
-from projections.base import REGISTRY, Projection
+from projections.base import REGISTRY, Projection, replace_row
 from projections._rows import row_reader
 
 PRESENT = "present"
@@ -135,6 +135,12 @@ def decode_payloads(data: bytes) -> tuple[Any, ...]:
 # --- appliers --------------------------------------------------------------------------
 
 
+_NEW_SOURCE_KEY = replace_row(
+    "queue_source_keys", "session_id, source_key, batch_id, status, settled_at_ms, enqueue_seq, delivery_policy, "
+    "slot_policy, merge_key, available_at_ms, enqueued_at_ms, work_class, payloads, forget_on_settle",
+    "session_id, source_key", "VALUES (?,?,?,?,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,0)")
+
+
 @queue.on(QueuedWorkEnqueued)
 def _enqueued(db: Any, ev: Any) -> None:
     e: QueuedWorkEnqueued = ev.data
@@ -145,13 +151,13 @@ def _enqueued(db: Any, ev: Any) -> None:
     )
     db.execute(
         "INSERT INTO queue_sessions VALUES (?, ?) ON CONFLICT (session_id) DO UPDATE "
-        "SET last_enqueue_seq = max(last_enqueue_seq, excluded.last_enqueue_seq)",
+        "SET last_enqueue_seq = excluded.last_enqueue_seq WHERE excluded.last_enqueue_seq > queue_sessions.last_enqueue_seq",
         (e.session_id, e.enqueue_seq),
     )
     if e.source_key is not None:
-        # REPLACE: a key whose settled batch outlived its retention starts over.
+        # A whole-row replace: a key whose settled batch outlived its retention starts over.
         db.execute(
-            "INSERT OR REPLACE INTO queue_source_keys VALUES (?,?,?,?,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,0)",
+            _NEW_SOURCE_KEY,
             (e.session_id, e.source_key, e.batch_id, PRESENT),
         )
 
@@ -287,7 +293,7 @@ def _session_purged(db: Any, ev: Any) -> None:
     for table in ("queue_batches", "queue_source_keys"):
         db.execute(f"DELETE FROM {table} WHERE session_id = ?", (sid,))
     db.execute("INSERT INTO queue_sessions VALUES (?, ?) ON CONFLICT (session_id) DO UPDATE "
-               "SET last_enqueue_seq = max(last_enqueue_seq, excluded.last_enqueue_seq)",
+               "SET last_enqueue_seq = excluded.last_enqueue_seq WHERE excluded.last_enqueue_seq > queue_sessions.last_enqueue_seq",
                (sid, ev.data.through_version))
 
 

@@ -26,7 +26,7 @@ from eventstore.sessions.events import (
     SessionRelation,
 )
 
-from projections.base import REGISTRY, Projection
+from projections.base import REGISTRY, Projection, replace_row
 from projections._rows import row_reader, text
 from projections._select import select_where
 
@@ -59,14 +59,20 @@ sessions = REGISTRY.register(
 )
 
 
+_COLUMNS = ("session_id, status, generation, name, model, cwd, parent_session_id, relation_kind, created_at_ms, "
+            "deleted_at_ms, purged_at_ms")
+_CREATED = replace_row("sessions_index", _COLUMNS, "session_id", "VALUES (?,?,?,?,?,?,?,?,?,NULL,NULL)")
+_PURGED = replace_row("sessions_index", _COLUMNS, "session_id", "VALUES (?,?,?,NULL,NULL,NULL,NULL,NULL,NULL,?,?)")
+
+
 @sessions.on(SessionCreated)
 def _created(db: Any, ev: Any) -> None:
     e: SessionCreated = ev.data
     m = e.meta
     rel = m.relation
-    # INSERT OR REPLACE: a recreate overwrites the tombstone with the new generation's row.
+    # A whole-row replace: a recreate overwrites the tombstone with the new generation's row.
     db.execute(
-        "INSERT OR REPLACE INTO sessions_index VALUES (?,?,?,?,?,?,?,?,?,NULL,NULL)",
+        _CREATED,
         (e.session_id, ACTIVE, e.generation, m.name, m.model, m.cwd,
          rel.parent_session_id if rel else None, rel.kind if rel else None, e.created_at_ms),
     )
@@ -97,7 +103,7 @@ def _purged(db: Any, ev: Any) -> None:
     # all (the purged events were skipped), the live table with the full deleted row;
     # both must end with the same tombstone.
     db.execute(
-        "INSERT OR REPLACE INTO sessions_index VALUES (?,?,?,NULL,NULL,NULL,NULL,NULL,NULL,?,?)",
+        _PURGED,
         (e.session_id, PURGED, e.generation, e.deleted_at_ms, e.purged_at_ms),
     )
 

@@ -49,7 +49,7 @@ from eventstore.triggers.commands import TombstonedSubscription
 
 from eventstore.processes.events import ProcessesPruned
 
-from projections.base import REGISTRY, Projection
+from projections.base import REGISTRY, Projection, replace_row
 from projections._rows import row_reader
 from projections._select import select_where
 
@@ -148,6 +148,9 @@ LEGACY_SCOPE = ""
 _RECEIPT_COLS = ("owner_scope, operation_id, request_hash, command, subscription_id, outcome, revision, "
                  "incarnation, conflict_code, conflict_message, expected_revision, actual_revision, "
                  "pruned_subscriptions, pruned_receipts, pruned_deliveries, tombstoned_json, recorded_at_ms")
+_RETIRE = replace_row("triggers_retired", "subscription_id, incarnation, revision, owner_scope", "subscription_id",
+                      "SELECT subscription_id, incarnation, revision, owner_scope FROM triggers_subscriptions "
+                      "WHERE subscription_id=?")
 _INSERT_RECEIPT = f"INSERT INTO triggers_receipts ({_RECEIPT_COLS}) VALUES ({', '.join('?' * 17)})"
 
 
@@ -268,8 +271,7 @@ def _pruned(db: Any, ev: Any) -> None:
     # now) is never caught by its own cutoff.
     db.execute("DELETE FROM triggers_receipts WHERE recorded_at_ms < ?", (e.older_than_ms,))
     for sid in e.subscription_ids:
-        db.execute("INSERT OR REPLACE INTO triggers_retired SELECT subscription_id, incarnation, revision, "
-                   "owner_scope FROM triggers_subscriptions WHERE subscription_id=?", (sid,))
+        db.execute(_RETIRE, (sid,))
         db.execute("DELETE FROM triggers_subscriptions WHERE subscription_id=?", (sid,))
         db.execute("DELETE FROM triggers_deliveries WHERE subscription_id=?", (sid,))
     db.execute(_INSERT_RECEIPT, (RETENTION_SCOPE, e.operation_id, e.request_hash, "prune_history", None,

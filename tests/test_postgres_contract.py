@@ -9,6 +9,7 @@ import pytest
 from tests import postgres_support as pg
 from eventstore.testing.contract.commit_behaviour import CommitBehaviourContract
 from eventstore.testing.contract.commits import CommitContract
+from eventstore.testing.contract.debug_tools import DebugToolsContract
 from eventstore.testing.contract.effects import EffectContract
 from eventstore.testing.contract.attachments import AttachmentContract
 from eventstore.testing.contract.inputs import InputContract
@@ -85,3 +86,7 @@ class TestLeaseParityContractPostgres(LeaseParityContract):
 
 class TestProcessParityContractPostgres(ProcessParityContract):
     """The process registry's parity rules, run against PostgreSQL."""
+
+
+class TestDebugToolsContractPostgres(DebugToolsContract):
+    """The debugging tools (why, as-of, cached time travel, stream export), on PostgreSQL."""

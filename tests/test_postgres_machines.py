@@ -1,9 +1,10 @@
-"""The hypothesis state machines of the domains, run against PostgreSQL.
+"""Every hypothesis state machine of eventstore.testing.machines, run against PostgreSQL.
 
-Each machine is the SQLite one unchanged (its rules, model and invariants, including
-`assert_consistent`: projections equal a rebuild and a replay after every step); only the
-store path it opens is routed to a fresh schema of the test server. Fewer examples than on
-SQLite: every step's invariant rebuilds the projections. Fails, never skips, without the server.
+The same machines as on SQLite (their rules, models and invariants, including
+`assert_consistent`: projections equal a rebuild and a replay after every step), bound to a
+factory that gives every example a fresh schema of the test server. Fewer examples and steps
+than on SQLite: every step's invariant rebuilds the projections, which costs more round trips
+here (EVENTSTORE_PG_MACHINE_EXAMPLES raises the count). Fails, never skips, without the server.
 """
 
 from __future__ import annotations
@@ -13,48 +14,38 @@ import os
 import pytest
 from hypothesis import settings
 
-import eventstore
-import eventstore.store
+from eventstore.testing.machines import machine_test
+from eventstore.testing.machines.commits import CommitMachine
+from eventstore.testing.machines.effects import EffectJournalMachine
+from eventstore.testing.machines.inputs import InputMachine
+from eventstore.testing.machines.leases import LeaseMachine
+from eventstore.testing.machines.processes import ProcessMachine
+from eventstore.testing.machines.queue import QueueMachine
+from eventstore.testing.machines.triggers import TriggerStoreMachine
+from eventstore.testing.machines.whole_store import WholeStoreChains, WholeStoreMachine
+from eventstore.testing.postgres import postgres_factory
 from tests import postgres_support as pg
-from tests import test_commits_machine, test_effects_machine, test_inputs_machine, test_leases_machine
-from tests import test_processes_machine, test_queue_machine, test_triggers_machine
 
-_SETTINGS = settings(max_examples=int(os.environ.get("EVENTSTORE_PG_MACHINE_EXAMPLES", "4")),
-                     stateful_step_count=20, deadline=None)
+_EXAMPLES = int(os.environ.get("EVENTSTORE_PG_MACHINE_EXAMPLES", "4"))
+_SETTINGS = settings(max_examples=_EXAMPLES, stateful_step_count=20, deadline=None)
+_FACTORY = postgres_factory(pg.SERVER)
 
-
-def _on_postgres(machine: type) -> type:
-    """The machine's TestCase as a new class (its own settings; the SQLite one is untouched)."""
-    case = type(f"{machine.__name__}OnPostgres", (machine,), {}).TestCase
-    case.settings = _SETTINGS
-    return case
-
-
-TestLeaseMachinePostgres = _on_postgres(test_leases_machine.LeaseMachine)
-TestQueueMachinePostgres = _on_postgres(test_queue_machine.QueueMachine)
-TestInputMachinePostgres = _on_postgres(test_inputs_machine.InputMachine)
-TestCommitMachinePostgres = _on_postgres(test_commits_machine.CommitMachine)
-TestEffectMachinePostgres = _on_postgres(test_effects_machine.EffectJournalMachine)
-TestProcessMachinePostgres = _on_postgres(test_processes_machine.ProcessMachine)
-TestTriggerMachinePostgres = _on_postgres(test_triggers_machine.TriggerStoreMachine)
+TestLeaseMachinePostgres = machine_test(LeaseMachine, _FACTORY, _SETTINGS)
+TestQueueMachinePostgres = machine_test(QueueMachine, _FACTORY, _SETTINGS)
+TestInputMachinePostgres = machine_test(InputMachine, _FACTORY, _SETTINGS)
+TestCommitMachinePostgres = machine_test(CommitMachine, _FACTORY, _SETTINGS)
+TestEffectMachinePostgres = machine_test(EffectJournalMachine, _FACTORY, _SETTINGS)
+TestProcessMachinePostgres = machine_test(ProcessMachine, _FACTORY, _SETTINGS)
+TestTriggerMachinePostgres = machine_test(TriggerStoreMachine, _FACTORY, _SETTINGS)
+TestWholeStoreMachinePostgres = machine_test(
+    WholeStoreMachine, _FACTORY, settings(max_examples=_EXAMPLES, stateful_step_count=40, deadline=None))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _route_store_files_to_postgres():
-    """eventstore.open(<file path>) opens a schema of the test server for this module's run."""
-    pg.connect().close()
-    schemas = pg.SchemaMap()
-    original = eventstore.store.open
+@pytest.fixture
+def backend_factory():
+    """Fresh schemas of the test server."""
+    return _FACTORY
 
-    def open_on_postgres(path, **kw):
-        path = os.fspath(path)
-        return original(path if "://" in path else schemas.url(path)[0], **kw)
 
-    mp = pytest.MonkeyPatch()
-    mp.setattr(eventstore, "open", open_on_postgres)
-    try:
-        yield
-        assert schemas.by_path, "no machine opened its store through the PostgreSQL routing"
-    finally:
-        mp.undo()
-        schemas.drop_all()
+class TestWholeStoreChainsPostgres(WholeStoreChains):
+    """The whole-store machine's pinned chains, on PostgreSQL."""

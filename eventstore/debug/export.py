@@ -56,6 +56,7 @@ import attrs
 from .. import chain, codec
 from ..errors import DiskFull, InvalidArgument, StoreError
 from ..log import SCHEMA_VERSION, validate_stream
+from ..logverify import stored_rows
 from ..store import Store
 
 FORMAT = "lash-eventstore-export"
@@ -161,14 +162,6 @@ def b64(data: bytes) -> str:
 
 # --- export ----------------------------------------------------------------------------------------
 
-# Stream, type and payload are read as stored bytes, as verify reads them: the export must
-# carry exactly what the chain hashes.
-_EVENTS_SQL = (
-    "SELECT position, CAST(stream AS BLOB), version, CAST(type AS BLOB), schema, recorded_at_ms, flags, "
-    "CAST(payload AS BLOB), "
-    "CASE WHEN payload IS NULL THEN (SELECT digest FROM purged_payloads p WHERE p.position = e.position) END, "
-    "hash FROM events e WHERE position >= ? AND position <= ? {where} ORDER BY position LIMIT ?"
-)
 
 
 def export_store(store: Store, out: IO[str], *, stream: str | None = None,
@@ -185,8 +178,7 @@ def export_store(store: Store, out: IO[str], *, stream: str | None = None,
     db = store.db
     with store.read_transaction():
         anchor = store.anchor()
-        total = anchor.position if stream is None else db.scalar(
-            "SELECT count(*) FROM events WHERE stream = ?", (stream,), 0)
+        total = anchor.position if stream is None else store.log.count([stream], anchor.position)
         if stream is not None and total == 0:
             raise InvalidArgument(f"stream {stream!r} has no events to export")
         w.write({"kind": "header", "format": FORMAT, "format_version": FORMAT_VERSION,
@@ -225,15 +217,12 @@ def export_store(store: Store, out: IO[str], *, stream: str | None = None,
 
 def _event_rows(store: Store, last: int, stream: str | None) -> Iterator[tuple]:
     """The rows up to `last` (of one stream), with the source chain recomputed when whole."""
-    where = "" if stream is None else "AND stream = ?"
-    sql = _EVENTS_SQL.format(where=where)
     prev = chain.GENESIS
     position = 1
     while True:
-        params: list[Any] = [position, last]
-        if stream is not None:
-            params.append(stream)
-        rows = store.db.query(sql, (*params, PAGE))
+        # Stream, type and payload as stored bytes, as verify reads them: the export must
+        # carry exactly what the chain hashes.
+        rows = stored_rows(store.db, position, last, stream, PAGE)
         for row in rows:
             if stream is None:
                 prev = _check_link(prev, row)

@@ -319,7 +319,9 @@ class _Importer:
             first, last = _int(obj, "first_position"), _int(obj, "last_position")
         except ValueError as exc:
             self._bad(f"append_key: {exc}")
-        streams = {r[0] for r in self.db.query("SELECT stream FROM events WHERE position IN (?, ?)", (first, last))}
+        log = self.store.log
+        streams = {ev.stream for p in {first, last} if 1 <= p <= self.position
+                   for ev in log.read_all(p, to_position=p, only_decode=frozenset())}
         if not first <= last <= self.position or streams != {stream}:
             self._bad(f"append_key {key!r}: positions {first}..{last} are not events of stream {stream!r}")
         try:
@@ -338,7 +340,7 @@ class _Importer:
             self._bad(f"blob: {exc}")
         if chain.payload_digest(data).hex() != ref or len(data) != size:
             self._bad(f"blob {ref[:16]}…: its bytes do not hash to its ref (or differ from its size): altered")
-        self.db.execute("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)", (ref, flags, size, content))
+        self.db.execute("INSERT INTO blobs VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", (ref, flags, size, content))
         self.counts["blob"] += 1
 
     def _end(self, obj: dict) -> None:

@@ -56,7 +56,8 @@ def row_dict(db: Any, table: str, where: str, params: Sequence[Any] = ()) -> dic
 
 def as_of(store: Store, position: int) -> int | None:
     """The time the event at `position` was recorded (None at position 0)."""
-    return cast("int | None", store.db.scalar("SELECT recorded_at_ms FROM events WHERE position = ?", (position,)))
+    ev = next(store.log.read_all(position, to_position=position, only_decode=frozenset()), None) if position > 0 else None
+    return None if ev is None else ev.recorded_at_ms
 
 
 # --- events ------------------------------------------------------------------------------------------
@@ -84,8 +85,8 @@ def event_info(store: Store, ev: Any, full: bool = False) -> EventInfo:
     data = hash_ = None
     if full:
         data = ev.data
-        h = store.db.scalar("SELECT hash FROM events WHERE position = ?", (ev.position,))
-        hash_ = None if h is None else bytes(h).hex()
+        h = store.log.hash_at(ev.position)
+        hash_ = None if h is None else h.hex()
     return EventInfo(ev.position, ev.stream, ev.version, ev.type, ev.schema, ev.recorded_at_ms,
                      describe(ev), data, hash_)
 
@@ -263,13 +264,11 @@ def why(store: Store, stream: str, version: int, *, around: int = 3) -> WhyRepor
     if isinstance(around, bool) or not isinstance(around, int) or around < 0:
         raise InvalidArgument(f"around must be an integer >= 0, got {around!r}")
     with store.read_transaction():
-        row = store.db.one("SELECT position, recorded_at_ms FROM events WHERE stream = ? AND version = ?",
-                           (stream, version))
-        if row is None:
+        target = next(store.read_stream(stream, version, to_version=version, raw=True), None)
+        if target is None:
             current = store.stream_version(stream)
             raise InvalidArgument(f"stream {stream!r} has no version {version} (it is at version {current})")
-        position, at = row
-        target = store.log.get(position, raw=True)
+        position, at = target.position, target.recorded_at_ms
         first, last, basis = _command_span(store, stream, position, at)
         command = [event_info(store, ev) for ev in store.log.read_all(
             max(first, position - COMMAND_LIMIT), to_position=min(last, position + COMMAND_LIMIT), raw=True)]
@@ -286,12 +285,11 @@ def _command_span(store: Store, stream: str, position: int, at: int) -> tuple[in
     span = store.log.command_span(position)
     if span is not None:
         return span[0], span[1], "command marks (exact)"
-    db = store.db
     # Heuristic: walk outwards while the neighbour is on the same stream at the same time
-    # (at most COMMAND_LIMIT events each way, read in one window query per side).
-    rows = db.query("SELECT position, stream, recorded_at_ms FROM events WHERE position BETWEEN ? AND ? "
-                    "ORDER BY position", (position - COMMAND_LIMIT, position + COMMAND_LIMIT))
-    index = {r[0]: (r[1], r[2]) for r in rows}
+    # (at most COMMAND_LIMIT events each way, headers only, in one read of the window).
+    window = store.log.read_all(max(1, position - COMMAND_LIMIT), to_position=position + COMMAND_LIMIT,
+                                only_decode=frozenset())
+    index = {ev.position: (ev.stream, ev.recorded_at_ms) for ev in window}
     first = last = position
     while index.get(first - 1) == (stream, at):
         first -= 1

@@ -114,7 +114,8 @@ class SnapshotReplay:
             with mem.transaction():
                 # As store.at records it: the position of the last event applied.
                 for p in self.projections:
-                    mem.execute("INSERT OR REPLACE INTO projection_state VALUES (?, ?, ?)",
+                    mem.execute("INSERT INTO projection_state VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                                "SET version = excluded.version, position = excluded.position",
                                 (p.name, p.version, applied))
         except BaseException:
             mem.close()
@@ -135,9 +136,7 @@ class SnapshotReplay:
         """How many events of the filter lie at or before `position`."""
         if self.streams is None:
             return position  # positions are gap-free
-        marks = ",".join("?" * len(self.streams))
-        return int(self.store.db.scalar(f"SELECT count(*) FROM events WHERE stream IN ({marks}) AND position <= ?",
-                                        (*self.streams, position), 0))
+        return self.store.log.count(self.streams, position)
 
     def _replay(self, mem: Database, base: int, ordinal: int, position: int, interval: int) -> int:
         """Apply the filter's events in (base, position], saving a snapshot after every
@@ -169,10 +168,9 @@ class SnapshotReplay:
     def _fingerprint(self, position: int) -> str:
         """What a snapshot at `position` depends on besides the code: the chain hash there and
         the purges at or before it."""
-        db = self.store.db
-        h = db.scalar("SELECT hash FROM events WHERE position = ?", (position,), b"")
-        purged = db.scalar("SELECT count(*) FROM purged_payloads WHERE position <= ?", (position,), 0)
-        return f"{self.versions}|{bytes(h).hex()}|{purged}"
+        log = self.store.log
+        h = log.hash_at(position) or b""
+        return f"{self.versions}|{h.hex()}|{log.purged_through(position)}"
 
     def _path(self, position: int) -> str:
         return os.path.join(self.directory, f"{self.filter_key}-{position:012d}.db")

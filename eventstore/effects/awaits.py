@@ -113,7 +113,7 @@ class AwaitsMixin:
             if secret is None:
                 self.ctx.require_writable("effects: creating the await secret")
                 with self.ctx.transaction():  # write lock: concurrent first users agree on one secret
-                    db.execute("INSERT OR IGNORE INTO store_meta VALUES (?, ?)", (SECRET_KEY, os.urandom(32)))
+                    db.execute("INSERT INTO store_meta VALUES (?, ?) ON CONFLICT DO NOTHING", (SECRET_KEY, os.urandom(32)))
                     secret = db.scalar("SELECT value FROM store_meta WHERE key=?", (SECRET_KEY,))
             self._secret_cache = bytes(secret)
         return self._secret_cache

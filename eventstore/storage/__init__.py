@@ -42,6 +42,9 @@ class Storage(Protocol):
     """One connection to a store's database: statements, transactions and the rest of the seam."""
 
     path: str
+    dialect: str
+    """The engine's name ("sqlite", "postgresql"): picks the few statements written per engine
+    (the raw reads of stored rows in `eventstore.logverify`)."""
     synchronous: str
     busy_timeout_ms: int
     serial: int

@@ -4,8 +4,10 @@ A store is one schema of a PostgreSQL database: `postgresql://host/db?schema=nam
 `schema` parameter is ours and is removed before psycopg sees the DSN; the default schema
 is `eventstore`). Every statement the log, the engine and the projections write in SQLite's
 dialect passes through `translate()`: `?` and `?N` placeholders become psycopg's `%s`, and
-the few SQLite-only forms are rewritten (table definitions, `INSERT OR IGNORE/REPLACE`,
-`INDEXED BY`, `GLOB`). See docs/postgres.md.
+the three SQLite forms the projections keep on purpose are mapped: table definitions (types
+and the WITHOUT ROWID storage option), the planner hint `INDEXED BY` (dropped) and `GLOB`
+with a literal pattern (LIKE). Upserts, conditional counts and the like are written in SQL
+both engines run. See docs/architecture.md, "The SQL the store writes".
 
 Transactions (why they look like this; docs/postgres.md, "Positions", says it in full):
 * A write transaction is READ COMMITTED and its first statement takes the store's
@@ -72,7 +74,6 @@ def lock_key(schema: str) -> int:
 
 _PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\?(\d*)|%")
 _CREATE_TABLE = re.compile(r"^\s*CREATE\s+TABLE", re.I)
-_INSERT_OR = re.compile(r"^\s*INSERT\s+OR\s+(IGNORE|REPLACE)\s+INTO\s+([\w.]+)", re.I)
 _GLOB = re.compile(r"\bGLOB\s+'([^']*)'", re.I)
 
 
@@ -88,13 +89,13 @@ def _ddl(stmt: str) -> str:
     return re.sub(r"\)\s*WITHOUT\s+ROWID", ")", stmt, flags=re.I)
 
 
-def translate(sql: str, primary_key: Callable[[str], list[str]] | None = None,
-              columns: Callable[[str], list[str]] | None = None) -> tuple[str, list[int] | None]:
-    """SQLite-dialect SQL as PostgreSQL SQL, and the order of its parameters.
+def translate(sql: str) -> tuple[str, list[int] | None]:
+    """The store's SQL as PostgreSQL SQL, and the order of its parameters.
 
     Returns (sql, order): `order[i]` is the index in the caller's parameters of the i-th
-    `%s` (None when they are in order). `primary_key` and `columns` describe a table, for
-    `INSERT OR REPLACE` (an upsert on the table's primary key).
+    `%s` (None when they are in order). Besides placeholders, only three SQLite forms are
+    mapped: table definitions (`_ddl`), the planner hint `INDEXED BY` (dropped) and `GLOB`
+    with a literal pattern (LIKE); everything else is written portably by its callers.
     """
     statements = []
     for stmt in _split(sql):
@@ -102,23 +103,6 @@ def translate(sql: str, primary_key: Callable[[str], list[str]] | None = None,
             stmt = _ddl(stmt)
         stmt = re.sub(r"\s+INDEXED\s+BY\s+\w+", "", stmt, flags=re.I)
         stmt = _GLOB.sub(lambda m: "LIKE '" + m.group(1).replace("*", "%") + "'", stmt)
-        m = _INSERT_OR.match(stmt)
-        if m is not None:
-            table = m.group(2)
-            stmt = "INSERT INTO " + table + stmt[m.end():]
-            if m.group(1).upper() == "IGNORE":
-                stmt += " ON CONFLICT DO NOTHING"
-            else:
-                if primary_key is None or columns is None:
-                    raise StoreError(f"INSERT OR REPLACE INTO {table}: needs the table's description")
-                key = primary_key(table)
-                rest = [c for c in columns(table) if c not in key]
-                updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in rest)
-                stmt += f" ON CONFLICT ({', '.join(key)}) " + (f"DO UPDATE SET {updates}" if rest else "DO NOTHING")
-        stmt = _scalar_min_max(stmt)
-        stmt = _BOOL_SUM.sub(r"sum(CAST(\1 AS INTEGER))", stmt)
-        if columns is not None:
-            stmt = _qualify_upsert(stmt, columns)
         statements.append(stmt)
     text = ";\n".join(statements)
     order: list[int] = []
@@ -145,62 +129,6 @@ def translate(sql: str, primary_key: Callable[[str], list[str]] | None = None,
 
 
 _PLAIN_INSERT = re.compile(r"^(INSERT INTO \w+ VALUES)\s*(\((?:%s\s*,\s*)*%s\))( ON CONFLICT DO NOTHING)?$")
-_BOOL_SUM = re.compile(r"\bsum\((\w+\s*(?:=|<>|!=|<|>|<=|>=)\s*(?:'[^']*'|\w+))\)", re.I)
-_MIN_MAX = re.compile(r"\b(max|min)\(", re.I)
-_UPSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)\b.*?\bON\s+CONFLICT\b.*?\bDO\s+UPDATE\s+SET\s+", re.I | re.S)
-
-
-def _closing(text: str, start: int) -> tuple[int, bool]:
-    """(index of the parenthesis closing the one before `start`, whether a top-level comma
-    occurs inside), skipping string literals."""
-    depth, comma, i = 0, False, start
-    while i < len(text):
-        ch = text[i]
-        if ch == "'":
-            i = text.index("'", i + 1)
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            if depth == 0:
-                return i, comma
-            depth -= 1
-        elif ch == "," and depth == 0:
-            comma = True
-        i += 1
-    return len(text), comma
-
-
-def _scalar_min_max(stmt: str) -> str:
-    """SQLite's scalar max(a, b, ...) and min(...) are PostgreSQL's greatest() and least()
-    (one argument: the aggregate, left alone)."""
-    out, pos = [], 0
-    for m in _MIN_MAX.finditer(stmt):
-        _end, comma = _closing(stmt, m.end())
-        if comma:
-            out.append(stmt[pos:m.start()])
-            out.append("greatest(" if m.group(1).lower() == "max" else "least(")
-            pos = m.end()
-    out.append(stmt[pos:])
-    return "".join(out)
-
-
-def _qualify_upsert(stmt: str, columns: Callable[[str], list[str]]) -> str:
-    """In `ON CONFLICT ... DO UPDATE SET c = expr`, a bare column in `expr` means the existing
-    row on SQLite and is ambiguous on PostgreSQL: qualify it with the table name."""
-    m = _UPSERT.match(stmt)
-    if m is None:
-        return stmt
-    table = m.group(1)
-    names = set(columns(table))
-    head, tail = stmt[:m.end()], stmt[m.end():]
-    word = re.compile(r"'(?:[^']|'')*'|(?<![.\w])([A-Za-z_]\w*)(?![\w(])")
-    assignments = re.split(r",(?![^()]*\))", tail)
-    fixed = []
-    for a in assignments:
-        lhs, eq, rhs = a.partition("=")
-        rhs = word.sub(lambda w: f"{table}.{w.group(1)}" if w.group(1) in names else w.group(0), rhs)
-        fixed.append(lhs + eq + rhs)
-    return head + ",".join(fixed)
 
 
 def _split(sql: str) -> list[str]:
@@ -412,7 +340,7 @@ class PostgresDatabase:
     def _prepare(self, sql: str, params: Any) -> tuple[str, Any]:
         hit = self._sql.get(sql)
         if hit is None:
-            hit = self._sql[sql] = translate(sql, self.table_primary_key, self.table_columns)
+            hit = self._sql[sql] = translate(sql)
         text, order = hit
         if order is not None:
             params = [params[i] for i in order]

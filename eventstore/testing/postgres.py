@@ -26,8 +26,9 @@ from typing import Any
 import psycopg
 
 import eventstore
+from eventstore.testing import Backend, BackendFactory
 
-__all__ = ["PostgresBackend", "connect", "drop_schemas", "url_for"]
+__all__ = ["PostgresBackend", "connect", "drop_schemas", "postgres_factory", "url_for"]
 
 
 def connect(server: str) -> psycopg.Connection[Any]:
@@ -81,3 +82,13 @@ class PostgresBackend:
         for h in self._handles:
             h.close()
         drop_schemas(self.server, [self.schema])
+
+
+def postgres_factory(server: str) -> BackendFactory:
+    """A factory of PostgreSQL backends on `server`, each on a fresh schema (for the state
+    machines of `eventstore.testing.machines`); the server is checked on every call."""
+
+    def make(clock: eventstore.ManualClock) -> Backend:
+        return PostgresBackend(server, clock)
+
+    return make

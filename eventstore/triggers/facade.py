@@ -21,6 +21,7 @@ pruned); a later ingest under a forgotten key records a new occurrence.
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 from typing import TYPE_CHECKING, Any, cast
 
@@ -356,14 +357,14 @@ class Triggers:
         self.ctx.require_fresh("triggers")
         return _projection().get_occurrence(self.ctx.db, idempotency_key)
 
-    def occurrences(self, limit: int | None = None) -> list[Any]:
+    def occurrences(self, limit: int | None = None) -> builtins.list[Any]:
         """Ingested occurrences, newest first."""
         if limit is not None:
             check_int(limit, "limit", 1)
         self.ctx.require_fresh("triggers")
         return _projection().list_occurrences(self.ctx.db, limit)
 
-    def deliveries(self, subscription_id: str | None = None, occurrence_id: str | None = None) -> list[Any]:
+    def deliveries(self, subscription_id: str | None = None, occurrence_id: str | None = None) -> builtins.list[Any]:
         """Reserved deliveries, optionally of one subscription or one occurrence."""
         _check_key(subscription_id, "subscription_id", optional=True)
         _check_key(occurrence_id, "occurrence_id", optional=True)

@@ -44,10 +44,13 @@ hold a table or column name, placeholder lists (`marks`), and `sql`, the stateme
 accumulated (each piece appended to it is itself checked where it is built)."""
 
 REVIEWED: dict[tuple[str, str], str] = {
-    ("eventstore/copy.py", "verb"): "one of two literals, 'INSERT OR REPLACE' or 'INSERT'; values go through ? parameters",
+    ("eventstore/copy.py", "', '.join(key)"): "the destination table's primary key column names, from its own description",
+    ("eventstore/copy.py", "sets"): "'c = excluded.c' for the destination table's own column names",
+    ("projections/base.py", "', '.join(names)"): "column names a projection module passes as a literal",
+    ("projections/base.py", "', '.join(keys)"): "key column names a projection module passes as a literal",
+    ("projections/base.py", "sets"): "'c = excluded.c' for the literal column names above",
+    ("projections/base.py", "rows"): "a literal VALUES list of ? placeholders or a literal SELECT with ? parameters",
     ("eventstore/logverify.py", "kind_of_digest"): "one of two literals chosen by the backend's dialect",
-    ("eventstore/storage/postgres.py", "updates"):
-        "column names read from the table's own description (primary key and columns), not values",
     ("eventstore/storage/postgres.py", "db.lock_key"): "an int: a 64-bit hash of the validated schema name",
     ("eventstore/storage/postgres.py", "begin"): "the literal BEGIN statement above with its int lock key",
     ("eventstore/storage/postgres.py", "db.schema"):
