@@ -254,7 +254,7 @@ class ProjectionEngine:
             if not keep:
                 if position is None:
                     db.execute("UPDATE projection_state SET position = ? WHERE name = ?", (before, name))
-            elif position is not None:
+            elif position is not None and p is not None:  # keep implies p is not None
                 self._catch_up(db, p, position, before)
         if changed:
             self._set_live()

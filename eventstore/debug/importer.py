@@ -24,7 +24,7 @@ import base64
 import binascii
 import json
 import os
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, NoReturn
 
 import attrs
 
@@ -206,7 +206,7 @@ class _Importer:
                 self._bad("not a JSON object")
             yield obj
 
-    def _bad(self, reason: str, line: int | None = None) -> Any:
+    def _bad(self, reason: str, line: int | None = None) -> NoReturn:
         raise BadExportLine(self.line if line is None else line, reason)
 
     def _require_empty(self) -> None:
@@ -252,6 +252,7 @@ class _Importer:
         except ValueError as exc:
             self._bad(f"event: {exc}")
         digest = purged if payload is None else chain.payload_digest(payload)
+        assert digest is not None  # purged was read (or refused) whenever the payload is absent
         if self.chain_mode:
             if position != self.position + 1:
                 self._bad(f"event at position {position}, expected position {self.position + 1} "
@@ -263,9 +264,9 @@ class _Importer:
             if h != stored:
                 self._bad(f"event {position} (stream {stream!r} version {version}): its content does not "
                           f"hash to its chain link: the event was altered")
-            if not self.anchor_seen and position == self.anchor.position:  # type: ignore[union-attr]
-                if h.hex() != self.anchor.hash:  # type: ignore[union-attr]
-                    self._bad(f"event {position}: the anchor says hash {self.anchor.hash}, "  # type: ignore[union-attr]
+            if not self.anchor_seen and self.anchor is not None and position == self.anchor.position:
+                if h.hex() != self.anchor.hash:
+                    self._bad(f"event {position}: the anchor says hash {self.anchor.hash}, "
                               f"the export has {h.hex()}")
                 self.anchor_seen = True
         else:
@@ -353,8 +354,8 @@ class _Importer:
             if head != self.header["checkpoint"]:
                 self._bad(f"the imported chain ends at {head}, but the header's checkpoint is "
                           f"{self.header['checkpoint']}")
-            if not self.anchor_seen:
-                self._bad(f"the anchor at position {self.anchor.position} is beyond the export's last "  # type: ignore[union-attr]
+            if not self.anchor_seen and self.anchor is not None:  # anchor_seen starts True without one
+                self._bad(f"the anchor at position {self.anchor.position} is beyond the export's last "
                           f"event ({self.position})")
 
 

@@ -226,7 +226,9 @@ def _status_facts(store: Store, a: Any, b: Any) -> list[str]:
                     continue
                 found += 1
                 if found <= STATUS_FACTS:
-                    key = _key_text((x or y), names, pk)
+                    row = x or y
+                    assert row is not None  # _pairs never yields two missing rows
+                    key = _key_text(row, names, pk)
                     out.append(f"{table} {key}: {sx if x is not None else '(new)'} -> "
                                f"{sy if y is not None else '(gone)'}")
             if found > STATUS_FACTS:
@@ -250,6 +252,7 @@ def table_change(a: Any, b: Any, projection: str, table: str) -> TableChange | N
         if x == y:
             continue
         if x is None:
+            assert y is not None  # two missing rows are equal: skipped above
             added += 1
             if added <= EXAMPLES:
                 examples.append(f"+ {key_text(y)}")
@@ -294,7 +297,7 @@ def _pairs(a: Any, b: Any, table: str, pk: list[str]) -> Iterator[tuple[tuple | 
 def _sort_key(values: list[Any]) -> tuple:
     # SQLite's order of mixed types: NULL, numbers, text, blobs. Text compares as UTF-8
     # bytes, which orders like Python's code points.
-    out = []
+    out: list[tuple[int, Any]] = []
     for v in values:
         if v is None:
             out.append((0, 0))

@@ -384,7 +384,7 @@ def plan_input_enqueue(db: Any, drafts: Sequence[TurnInputDraft], now_ms: int) -
         by_id = proj.row_by_id(db, sid, draft.input_id) if draft.input_id else None
         for kind, value in (("key", draft.source_key), ("id", draft.input_id)):
             earlier = planned.get((sid, f"{kind}:{value}")) if value else None
-            if earlier is not None:  # named by an earlier draft of this same plan
+            if earlier is not None and value:  # named by an earlier draft of this same plan (value is set then)
                 if earlier[0] != digest:
                     raise (PendingTurnInputSourceKeyConflict(sid, value, earlier[1].input_id) if kind == "key"
                            else PendingTurnInputIdConflict(sid, value))
@@ -395,6 +395,7 @@ def plan_input_enqueue(db: Any, drafts: Sequence[TurnInputDraft], now_ms: int) -
             ev = decide_input_enqueue(draft, digest, last, by_key, by_id, now_ms)
             if ev is None:
                 existing = by_key or by_id
+                assert existing is not None  # the decider returns None only for a row already there
                 results.append(InputEnqueued(proj.get(db, sid, existing.input_id,
                                                       _live_generation(db, sid, now_ms)), False))
                 continue

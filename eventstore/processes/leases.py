@@ -17,7 +17,7 @@ Owner identity, liveness and LeaseTimings come from `eventstore.leases` (owners.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, TypeGuard
 
 import attrs
 
@@ -30,6 +30,7 @@ from ..leases.owners import (
     Busy,
     LeaseOwner,
     LeaseTimings,
+    LocalProcessLiveness,
     ObservedHolder,
     check_observed,
     check_owner,
@@ -78,7 +79,7 @@ def check_lease(lease: Any) -> ProcessLease:
     return lease
 
 
-def lease_is_current(holder: ProcessLease | None, lease: ProcessLease, now_ms: int) -> bool:
+def lease_is_current(holder: ProcessLease | None, lease: ProcessLease, now_ms: int) -> TypeGuard[ProcessLease]:
     """True when `lease` is the live lease: same token, fence and incarnation, unexpired."""
     return (holder is not None and holder.lease_token == lease.lease_token
             and holder.fencing_token == lease.fencing_token and holder.owner.same_owner(lease.owner)
@@ -182,7 +183,7 @@ class ProcessLeaseCommands(ProcessFacadeBase):
             if holder is not None and holder.is_live(now):
                 # The proof of death is read here, by the command, at decision time.
                 dead = definitely_dead(holder.owner, owner, read_start)
-                if dead:
+                if dead and isinstance(holder.owner.liveness, LocalProcessLiveness):  # dead implies local
                     try:
                         dead_start = read_start(holder.owner.liveness.pid)
                     except (OSError, ValueError, IndexError):

@@ -526,7 +526,7 @@ def output_from_json(value: Any) -> AwaitOutput | None:
             return Success(value.get("value"))
         if kind == "failure" and set(value) <= {"type", "failure_class", "code", "message", "raw"}:
             fc, code, msg = value.get("failure_class"), value.get("code"), value.get("message")
-            if all(isinstance(x, str) for x in (fc, code, msg)):
+            if isinstance(fc, str) and isinstance(code, str) and isinstance(msg, str):
                 return Failure(fc, code, msg, value.get("raw"))
         if kind == "cancelled" and set(value) <= {"type", "message", "raw"} and isinstance(value.get("message"), str):
             return Cancelled(value["message"], value.get("raw"))

@@ -24,6 +24,7 @@ from eventstore.processes import Disposition, ExternalInput, HostScope, ProcessR
 from eventstore.queue import AgentFrameTask, QueuedWorkClaimSuperseded, QueuedWorkDraft
 from eventstore.sessions import SessionMeta, SessionRelation
 from eventstore.commits import stamp_turn, turn_commit_hash
+from eventstore.testing import Backend
 from eventstore.testing.helpers import assert_consistent
 
 MODEL = ModelConfig("anthropic", "claude-x")
@@ -65,7 +66,7 @@ def ids(loaded: Any) -> list[str]:
 class CommitHelpers:
     """Shared steps of the runtime-commit contracts."""
 
-    def setup_session(self, backend: Any, sid: str = "s1") -> eventstore.Store:
+    def setup_session(self, backend: Backend, sid: str = "s1") -> eventstore.Store:
         backend.store.sessions.create(sid)
         return backend.store
 
