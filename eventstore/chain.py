@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import attrs
 
@@ -98,7 +98,7 @@ class VerifyReport:
         return f"FAILED at position {self.position}: {self.problem}: {self.detail}"
 
 
-Row = tuple
+Row = tuple[Any, ...]
 """(position, stream, version, type, schema, recorded_at_ms, flags, payload, digest_if_purged, hash,
 wrong_type): the last is None, or what is wrong with a column's storage class."""
 

@@ -25,7 +25,7 @@ import inspect
 import time
 import uuid
 import builtins
-from typing import TYPE_CHECKING, Any, Callable, cast, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, cast, Iterator, ParamSpec, TypeVar
 
 import attrs
 
@@ -68,6 +68,7 @@ if TYPE_CHECKING:
     from projections.effects import ScopeSummary
 
 _R = TypeVar("_R")
+_P = ParamSpec("_P")
 
 __all__ = [
     "AwaitResolution", "AwaitSessionRevoked", "AwaitTimeout", "AwaitTokenInvalid", "BeginOutcome", "EffectBusy",
@@ -308,7 +309,8 @@ class Effects(AwaitsMixin):
         return cast("int", self._run(lease, wait, renew_in_background=False))
 
     def journaled(self, scope: str | Callable[..., str], key: str | Callable[..., str], *,
-                  name: str | None = None, exclude: tuple[str, ...] = ("self", "cls")) -> Callable[[Callable], Callable]:
+                  name: str | None = None,
+                  exclude: tuple[str, ...] = ("self", "cls")) -> Callable[[Callable[_P, Any]], Callable[_P, Any]]:
         """Decorator: every call of the function becomes a journaled effect.
 
         `scope` and `key` are format templates over the call's arguments
@@ -318,7 +320,7 @@ class Effects(AwaitsMixin):
         shows in a mismatch as `$.arguments.<name>`.
         """
 
-        def deco(fn: Callable) -> Callable:
+        def deco(fn: Callable[_P, Any]) -> Callable[_P, Any]:
             sig = inspect.signature(fn)
             effect_name = name or fn.__qualname__
 
@@ -453,7 +455,8 @@ class Effects(AwaitsMixin):
         return found
 
 
-def _render(spec: Any, what: str, effect_name: str, arguments: dict, args: tuple, kwargs: dict) -> str:
+def _render(spec: Any, what: str, effect_name: str, arguments: dict[str, Any], args: tuple[Any, ...],
+            kwargs: dict[str, Any]) -> str:
     if callable(spec):
         value = spec(*args, **kwargs)
     elif isinstance(spec, str):

@@ -25,7 +25,7 @@ import attrs
 
 from projections import processes as proj
 
-from ..checks import check_int
+from ..checks import canonical_json, check_int
 from ..errors import InvalidArgument
 from ..facades import register_facade
 from ..leases.owners import LeaseOwner, check_owner
@@ -62,7 +62,6 @@ from .rules import (
     MAX_ID_BYTES,
     TERMINAL_TYPES,
     AppendEventRequest,
-    canonical_json,
     check_request,
     decide_append,
     json_problem,

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar, cast
 
 import attrs
 
+from ..checks import check_int as _check_int
+from ..checks import check_text as _check_text
 from ..errors import InvalidArgument
 from ..facades import register_facade
 from ..leases.owners import LeaseOwner
@@ -44,8 +46,6 @@ from .enqueue import (
     EnqueuePlan,
     InvalidBatchPayloads,
     QueuedWorkDraft,
-    _check_int,
-    _check_text,
     check_draft,
     check_retention,
     plan_checked,

@@ -37,7 +37,7 @@ def fence_of(store: eventstore.Store, sid: str, name: str = "runtime-a", ttl_ms:
     return got.lease.fence
 
 
-def message(text: str, role: str = "user") -> dict:
+def message(text: str, role: str = "user") -> dict[str, Any]:
     """A message-like payload (role + parts), as a runtime stores it."""
     return {"role": role, "id": f"msg-{text}", "parts": [{"kind": "text", "content": text, "prune_state": "keep"}]}
 
