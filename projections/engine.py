@@ -114,8 +114,8 @@ class ProjectionDifference:
 
     projection: str
     table: str
-    live_row: tuple | None
-    rebuilt_row: tuple | None
+    live_row: tuple[Any, ...] | None
+    rebuilt_row: tuple[Any, ...] | None
     note: str = ""
     """Set when the projection could not be compared at all (stale): says why."""
 
@@ -500,7 +500,8 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _compare(live: Database, rebuilt: Database, table: str) -> tuple[tuple | None, tuple | None] | None:
+def _compare(live: Database, rebuilt: Database,
+             table: str) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None] | None:
     """Compare two tables row by row in a total order; the first differing pair, or None."""
     ncols = len(rebuilt.table_columns(table))
     # NULLS FIRST: SQLite's order for NULLs, asked of every backend (PostgreSQL puts them last).

@@ -495,11 +495,11 @@ ATTACHMENT_COLUMNS = ("session_id, attachment_id, blob_ref, owner_kind, owner_id
                       "uri, media_type, label, size")
 
 
-def attachment_rows(db: Any, session_id: str | None = None, attachment_id: str | None = None) -> list[tuple]:
+def attachment_rows(db: Any, session_id: str | None = None, attachment_id: str | None = None) -> list[tuple[Any, ...]]:
     """Manifest rows (session, attachment, blob ref, owner kind, owner id, intent time, commit time,
     uri, media type, label, size)."""
     sql = f"SELECT {ATTACHMENT_COLUMNS} FROM graph_attachments"
-    params: tuple = ()
+    params: tuple[Any, ...] = ()
     if session_id is not None and attachment_id is not None:
         sql, params = sql + " WHERE session_id = ? AND attachment_id = ?", (session_id, attachment_id)
     elif session_id is not None:

@@ -98,7 +98,7 @@ _COLUMNS = ("session_id, fencing_token, owner_id, incarnation_id, host_id, boot_
 
 
 @row_reader("lease_sessions")
-def _state(r: tuple) -> SessionLeaseState:
+def _state(r: tuple[Any, ...]) -> SessionLeaseState:
     holder = None
     if r[2] is not None:
         liveness = (LocalProcessLiveness(r[4], r[5], r[6], r[7]) if r[4] is not None else OpaqueLiveness())

@@ -383,7 +383,7 @@ def _registration(reg_hash: str, blob: bytes) -> ProcessRegistration:
 
 
 @row_reader("processes_records")
-def _record(row: tuple) -> ProcessRecord:
+def _record(row: tuple[Any, ...]) -> ProcessRecord:
     (pid, reg, reg_hash, status, output, created, updated, change_seq, last_seq, ext, first, abandon, wait,
      target_session, target_frame) = row
     target = SessionScope(target_session, target_frame) if target_session is not None else None
@@ -461,7 +461,7 @@ def wake_acked(db: Any, process_id: str, sequence: int) -> bool:
 
 
 @row_reader("processes_grants")
-def _grant(row: tuple) -> HandleGrant:
+def _grant(row: tuple[Any, ...]) -> HandleGrant:
     scope_id, pid, session_id, kind, label, at = row
     return HandleGrant(scope_id, pid, session_id, HandleDescriptor(kind, label), at)
 

@@ -407,7 +407,7 @@ _SUB_COLS = ("subscription_id, owner_scope, subscription_key, session_id, source
 
 
 @row_reader("triggers_subscriptions")
-def _sub(row: tuple) -> TriggerSubscription:
+def _sub(row: tuple[Any, ...]) -> TriggerSubscription:
     (sid, scope, key, session, stype, skey, pname, input_json, dhash, inc, rev, enabled, deleted,
      created, updated, deleted_at, deliveries) = row
     return TriggerSubscription(sid, scope, key, session, TriggerDefinition(stype, skey, pname, json.loads(input_json)),
@@ -481,7 +481,7 @@ def tombstoned_before(db: Storage, older_than_ms: int) -> list[tuple[str, int]]:
 
 
 @row_reader("triggers_occurrences")
-def _occ(row: tuple) -> TriggerOccurrence:
+def _occ(row: tuple[Any, ...]) -> TriggerOccurrence:
     # one starred tuple: the same bytecode, and mypy can count it (it miscounts *a, x, *b)
     return TriggerOccurrence(*(*row[:6], json.loads(row[6]), *row[7:]))
 
@@ -506,7 +506,7 @@ def count_forgettable_occurrences(db: Any, older_than_ms: int) -> int:
 
 
 @row_reader("triggers_deliveries")
-def _dlv(row: tuple) -> TriggerDelivery:
+def _dlv(row: tuple[Any, ...]) -> TriggerDelivery:
     return TriggerDelivery(*(*row[:7], json.loads(row[7]), row[8]))  # one starred tuple, as in _occ
 
 

@@ -137,14 +137,14 @@ class _Importer:
         self.progress = progress
         self.check = ""
         self.line = 0
-        self.header: dict = {}
+        self.header: dict[str, Any] = {}
         self.prev = chain.GENESIS
         self.position = 0
         self.versions: dict[str, int] = {}
         self.counts = {"event": 0, "append_key": 0, "blob": 0}
-        self.pending: list[tuple] = []
+        self.pending: list[tuple[Any, ...]] = []
         self.pending_lines: list[int] = []
-        self.purged: list[tuple] = []
+        self.purged: list[tuple[Any, ...]] = []
         self.anchor_seen = anchor is None or anchor.position == 0
         self.limit = store.log.limits.max_decompressed_bytes
 
@@ -182,7 +182,7 @@ class _Importer:
         return ImportReport(self.store.path, self.line, self.counts["event"], self.counts["append_key"],
                             self.counts["blob"], str(anchor), self.chain_mode)
 
-    def _lines(self, source: IO[bytes]) -> Iterator[dict]:
+    def _lines(self, source: IO[bytes]) -> Iterator[dict[str, Any]]:
         for raw in source:
             self.line += 1
             try:
@@ -218,7 +218,7 @@ class _Importer:
 
     # --- line kinds ---------------------------------------------------------------------------
 
-    def _header(self, obj: dict) -> None:
+    def _header(self, obj: dict[str, Any]) -> None:
         if obj.get("format") != FORMAT:
             self._bad(f"not an event store export (format {obj.get('format')!r}, expected {FORMAT!r})")
         version = obj.get("format_version")
@@ -240,7 +240,7 @@ class _Importer:
                       "its events afresh")
         self.header = obj
 
-    def _event(self, obj: dict) -> None:
+    def _event(self, obj: dict[str, Any]) -> None:
         try:
             position = _int(obj, "position")
             stream, type_ = _text(obj, "stream"), _text(obj, "type")
@@ -310,7 +310,7 @@ class _Importer:
         if self.progress is not None:
             self.progress(self.counts["event"], self.header.get("events", 0))
 
-    def _append_key(self, obj: dict) -> None:
+    def _append_key(self, obj: dict[str, Any]) -> None:
         if not self.chain_mode:
             self.counts["append_key"] += 1  # positions changed: the keys no longer apply
             return
@@ -329,7 +329,7 @@ class _Importer:
             self._bad(f"append_key {key!r} of stream {stream!r} appears twice")
         self.counts["append_key"] += 1
 
-    def _blob(self, obj: dict) -> None:
+    def _blob(self, obj: dict[str, Any]) -> None:
         try:
             ref = _text(obj, "ref")
             flags, size = _int(obj, "flags"), _int(obj, "size")
@@ -362,21 +362,21 @@ class _Importer:
 # --- field checks --------------------------------------------------------------------------------
 
 
-def _int(obj: dict, name: str, signed: bool = False) -> int:
+def _int(obj: dict[str, Any], name: str, signed: bool = False) -> int:
     v = obj.get(name)
     if isinstance(v, bool) or not isinstance(v, int) or (v < 0 and not signed):
         raise ValueError(f"field {name} must be an integer{'' if signed else ' >= 0'}, got {v!r}")
     return v
 
 
-def _text(obj: dict, name: str) -> str:
+def _text(obj: dict[str, Any], name: str) -> str:
     v = obj.get(name)
     if not isinstance(v, str) or not v:
         raise ValueError(f"field {name} must be a non-empty string, got {v!r}")
     return v
 
 
-def _b64(obj: dict, name: str) -> bytes:
+def _b64(obj: dict[str, Any], name: str) -> bytes:
     v = obj.get(name)
     if not isinstance(v, str):
         raise ValueError(f"field {name} must be base64 text, got {type(v).__name__}")
@@ -386,7 +386,7 @@ def _b64(obj: dict, name: str) -> bytes:
         raise ValueError(f"field {name} is not valid base64") from None
 
 
-def _hex(obj: dict, name: str, size: int) -> bytes:
+def _hex(obj: dict[str, Any], name: str, size: int) -> bytes:
     v = obj.get(name)
     try:
         out = bytes.fromhex(v) if isinstance(v, str) else None
