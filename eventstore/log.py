@@ -81,6 +81,8 @@ CREATE TABLE IF NOT EXISTS store_meta (
 """
 
 _COLUMNS = "position, stream, version, type, schema, recorded_at_ms, flags, payload"
+_HEADER_COLUMNS = "position, stream, version, type, schema, recorded_at_ms, flags, substr(payload, 1, 0)"
+"""The columns when no payload is decoded: an empty payload (NULL when purged) instead of the bytes."""
 _INSERT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)"
 _START = codec.FLAG_COMMAND_START
 _CONTINUES = codec.FLAG_COMMAND_CONTINUES
@@ -462,10 +464,20 @@ class EventLog:
         if types:
             where.append(f"type IN ({','.join('?' * len(types))})")
             params.extend(types)
-        if streams:
+        order = "position"
+        if streams and len(set(streams)) == 1:
+            # One stream: its versions rise with its positions, so the (stream, version)
+            # index yields the rows in position order and no page is sorted (a time-travel
+            # replay of one session reads it once per projection).
+            where.append("stream = ?")
+            params.append(streams[0])
+            order = "version"
+        elif streams:
             where.append(f"stream IN ({','.join('?' * len(streams))})")
             params.extend(streams)
-        sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY position LIMIT {int(page_size)}"
+        # Reading nothing but headers (a catalogue-only replay), the payload bytes stay in the file.
+        columns = _HEADER_COLUMNS if only_decode is not None and not only_decode and not raw else _COLUMNS
+        sql = f"SELECT {columns} FROM events WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {int(page_size)}"
         return self.decoder.decode_pages(self._pages(sql, params, 0, page_size), raw, only_decode)
 
     def read_stream(self, stream: str, from_version: int = 1, *, to_version: int | None = None,

@@ -397,7 +397,8 @@ class Store(StoreContext):
         """Time travel: a read-only view of every projection as it was at `position`.
 
         With `streams`, only those streams' events are replayed (faster, and enough
-        to inspect one session or process).
+        to inspect one session or process). Each projection is replayed when the view
+        first reads it, so a reader pays only for what it reads.
         """
         if position is not None and (isinstance(position, bool) or not isinstance(position, int) or position < 0):
             raise InvalidArgument(f"position must be an integer >= 0, got {position!r}")
@@ -406,7 +407,8 @@ class Store(StoreContext):
             position = last
         if position > last:
             raise InvalidArgument(f"position {position} is beyond the end of the log ({last})")
-        mem = self.engine.replay(position, streams)
+        # Lazy: each projection is replayed when the view first reads it (projections/lazy.py).
+        mem = self.engine.replay(position, streams, lazy=True)
         return StoreView(self, mem, position)
 
     def info(self) -> StoreInfo:
