@@ -85,6 +85,7 @@ class Dispatcher:
         # decided once per type, in the cache), then the calls.
         cache = self._cache
         handlers = self._handlers
+        hs: tuple[Applier, ...] | None  # a bare annotation: no work in the loop
         for ev in events:
             if ev.data is None:
                 hs = handlers(ev.type, True)
@@ -441,7 +442,7 @@ class ProjectionEngine:
         with mem.transaction():
             mem.execute(STATE_DDL)
         if lazy:
-            return LazyReplay(self, mem, targets, to_position, streams)  # type: ignore[return-value]
+            return LazyReplay(self, mem, targets, to_position, streams)
         position = self.replay_into(mem, targets, to_position, streams)
         with mem.transaction():
             for p in targets:
