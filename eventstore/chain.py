@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import attrs
 
@@ -32,11 +32,13 @@ def payload_digest(stored: bytes) -> bytes:
     return _sha256(stored).digest()
 
 
-def link(prev: bytes, position: int, stream: str, version: int, type_: str, schema: int,
+def link(prev: bytes, position: int, stream: str | bytes, version: int, type_: str | bytes, schema: int,
          recorded_at_ms: int, flags: int, digest: bytes) -> bytes:
-    """The chain hash of one row, given the previous row's hash and the payload digest."""
-    s = stream if stream.__class__ is bytes else stream.encode()
-    t = type_ if type_.__class__ is bytes else type_.encode()
+    """The chain hash of one row, given the previous row's hash and the payload digest.
+    `stream` and `type_` are text, or their stored bytes (export checks a source as stored)."""
+    # mypy does not narrow on `__class__ is`; it stays (not isinstance) on the append path for speed
+    s = stream if stream.__class__ is bytes else stream.encode()  # type: ignore[union-attr]
+    t = type_ if type_.__class__ is bytes else type_.encode()  # type: ignore[union-attr]
     return _sha256(
         prev + _header(position, version, schema, recorded_at_ms, flags, len(s), len(t)) + s + t + digest
     ).digest()
@@ -96,7 +98,7 @@ class VerifyReport:
         return f"FAILED at position {self.position}: {self.problem}: {self.detail}"
 
 
-Row = tuple
+Row = tuple[Any, ...]
 """(position, stream, version, type, schema, recorded_at_ms, flags, payload, digest_if_purged, hash,
 wrong_type): the last is None, or what is wrong with a column's storage class."""
 
@@ -142,25 +144,25 @@ def walk(pages: Iterable[list[Row]], anchor: Anchor | None = None,
                             + s + t + digest).digest()
             except (struct.error, TypeError):  # a header value out of range or of the wrong type
                 h = None
-            if h != stored:
+            if h is None or h != stored:  # the hash column is NOT NULL: the same test, narrowed
                 wrong = _wrong_class(row)
                 if wrong is not None:
                     return _fail(checked, position - 1, prev, position, "wrong_type",
                                  f"column {wrong}: the row was edited outside the store")
                 return _diagnose(checked, prev, row, lookahead)
-            if not anchor_seen and position == anchor.position:  # type: ignore[union-attr]
-                if h.hex() != anchor.hash:  # type: ignore[union-attr]
+            if not anchor_seen and anchor is not None and position == anchor.position:
+                if h.hex() != anchor.hash:
                     return _fail(checked, position, h, position, "rewritten",
-                                 f"the anchor says hash {anchor.hash} here, the file has {h.hex()}")  # type: ignore[union-attr]
+                                 f"the anchor says hash {anchor.hash} here, the file has {h.hex()}")
                 anchor_seen = True
             prev = h
             expected += 1
             checked += 1
         if progress is not None:
             progress(checked)
-    if not anchor_seen:
-        return _fail(checked, expected - 1, prev, anchor.position, "truncated",  # type: ignore[union-attr]
-                     f"the anchor is at position {anchor.position} but the log ends at {expected - 1}")  # type: ignore[union-attr]
+    if not anchor_seen and anchor is not None:
+        return _fail(checked, expected - 1, prev, anchor.position, "truncated",
+                     f"the anchor is at position {anchor.position} but the log ends at {expected - 1}")
     return VerifyReport(True, checked, expected - 1, prev.hex())
 
 
@@ -199,7 +201,9 @@ def _diagnose(checked: int, prev: bytes, row: Row, lookahead: Callable[[int, int
                     continue
                 digest = other[8] if other[7] is None else payload_digest(other[7])
                 try:
-                    h = link(prev, position, *other[1:7], digest)
+                    # one starred tuple: the same bytecode as link(prev, position, *other[1:7], digest),
+                    # which mypy miscounts as too many arguments
+                    h = link(*(prev, position, *other[1:7], digest))
                 except (struct.error, TypeError, AttributeError):
                     continue
                 if h == other[9]:

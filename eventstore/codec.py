@@ -206,7 +206,8 @@ def _sequence(kind: type, args: tuple, owner: type) -> tuple[Conv, Conv]:
         return enc_fixed, dec_fixed
     item = args[0] if args else Any
     ienc, idec = _converters(item, owner)
-    build = {tuple: tuple, list: list, frozenset: frozenset}[kind]
+    builds: dict[type, type] = {tuple: tuple, list: list, frozenset: frozenset}
+    build = builds[kind]
     accepted = (tuple, list, frozenset, set) if kind is frozenset else (tuple, list)
     label = kind.__name__
 

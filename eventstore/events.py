@@ -29,7 +29,7 @@ from .errors import DecodeError, EventTypeError, InvalidArgument, MissingUpcaste
 
 TYPE_NAME = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 
-Upcaster = Callable[[dict], dict]
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 @attrs.define(eq=False)

@@ -107,7 +107,7 @@ def verify(db: Storage, anchor: chain.Anchor | str | None, progress: Callable[[i
     anchor = check_anchor(anchor)
     sql = VERIFY_SQL_PG if _dialect(db) == "postgresql" else VERIFY_SQL
 
-    def pages() -> Iterator[list[tuple]]:
+    def pages() -> Iterator[list[tuple[Any, ...]]]:
         position = 1
         while True:
             rows = db.query(sql, (position, page_size))
@@ -116,7 +116,7 @@ def verify(db: Storage, anchor: chain.Anchor | str | None, progress: Callable[[i
             yield rows
             position = rows[-1][0] + 1
 
-    def lookahead(position: int, n: int) -> list[tuple]:
+    def lookahead(position: int, n: int) -> list[tuple[Any, ...]]:
         return db.query(sql, (position, n))
 
     report = chain.walk(pages(), anchor, lookahead, progress)

@@ -435,6 +435,9 @@ class Store(StoreContext):
 class StoreView(StoreContext):
     """A read-only view over projections replayed to a position (from `Store.at`)."""
 
+    position: int
+    """The log position the view shows (never None on a view)."""
+
     def __init__(self, store: Store, db: Storage, position: int) -> None:
         self.store = store
         self.db = db

@@ -21,6 +21,6 @@ CLEAR_CLAIM = (
 """SET clause clearing a claim; the fencing counter stays, so the next claim gets a higher one."""
 
 
-def claim_values(e: Any) -> tuple:
+def claim_values(e: Any) -> tuple[Any, ...]:
     """The parameters of SET_CLAIM from a claimed event (queue or inputs)."""
     return (e.claim_id, e.owner.owner_id, e.owner.incarnation_id, e.lease_token, e.generation, e.claimed_at_ms)

@@ -47,7 +47,7 @@ class Projection:
     version, type, time): then rebuilds need not decode events of types no applier
     names, and a store with event types this code does not know still rebuilds."""
     handlers: dict[str, Applier] = attrs.field(factory=dict)
-    batch: Callable[[Any, list], None] | None = None
+    batch: Callable[[Any, list[Any]], None] | None = None
     """Optional applier that takes a whole list of events at once (every type). Used
     instead of per-event appliers when a projection can aggregate, like the catalogue."""
 
@@ -70,7 +70,7 @@ class Projection:
 
         return deco
 
-    def on_batch(self, fn: Callable[[Any, list], None]) -> Callable[[Any, list], None]:
+    def on_batch(self, fn: Callable[[Any, list[Any]], None]) -> Callable[[Any, list[Any]], None]:
         """Decorator: register `fn(db, events)` as this projection's batch applier."""
         self.batch = fn
         return fn

@@ -226,7 +226,7 @@ _COLS = ("scope, replay_key, kind, status, envelope_json, envelope_hash, owner_i
 
 
 @row_reader("effects_entries")
-def _entry(row: tuple) -> EffectEntry:
+def _entry(row: tuple[Any, ...]) -> EffectEntry:
     (scope, key, kind, status, env, env_hash, owner_id, inc, live, token, expires, attempts, renewals, due,
      outcome, etype, emsg, session, key_id, started, updated, finished) = row
     return EffectEntry(scope, key, kind, status, json.loads(env), env_hash, _owner(owner_id, inc, live), token,

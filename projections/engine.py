@@ -85,6 +85,7 @@ class Dispatcher:
         # decided once per type, in the cache), then the calls.
         cache = self._cache
         handlers = self._handlers
+        hs: tuple[Applier, ...] | None  # a bare annotation: no work in the loop
         for ev in events:
             if ev.data is None:
                 hs = handlers(ev.type, True)
@@ -131,8 +132,8 @@ class ProjectionDifference:
 
     projection: str
     table: str
-    live_row: tuple | None
-    rebuilt_row: tuple | None
+    live_row: tuple[Any, ...] | None
+    rebuilt_row: tuple[Any, ...] | None
     note: str = ""
     """Set when the projection could not be compared at all (stale): says why."""
 
@@ -271,7 +272,7 @@ class ProjectionEngine:
             if not keep:
                 if position is None:
                     db.execute("UPDATE projection_state SET position = ? WHERE name = ?", (before, name))
-            elif position is not None:
+            elif position is not None and p is not None:  # keep implies p is not None
                 self._catch_up(db, p, position, before)
         if changed:
             self._set_live()
@@ -441,7 +442,7 @@ class ProjectionEngine:
         with mem.transaction():
             mem.execute(STATE_DDL)
         if lazy:
-            return LazyReplay(self, mem, targets, to_position, streams)  # type: ignore[return-value]
+            return LazyReplay(self, mem, targets, to_position, streams)
         position = self.replay_into(mem, targets, to_position, streams)
         with mem.transaction():
             for p in targets:
@@ -551,7 +552,8 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _compare(live: Database, rebuilt: Database, table: str) -> tuple[tuple | None, tuple | None] | None:
+def _compare(live: Database, rebuilt: Database,
+             table: str) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None] | None:
     """Compare two tables row by row in a total order; the first differing pair, or None."""
     ncols = len(rebuilt.table_columns(table))
     # NULLS FIRST: SQLite's order for NULLs, asked of every backend (PostgreSQL puts them last).

@@ -37,6 +37,7 @@ from eventstore.commits.events import (
 )
 from eventstore.commits.model import AgentFrame, ModelConfig, UsageDelta
 from eventstore.sessions.events import SessionDeletedEvent, SessionPurged
+from eventstore.storage import Storage
 
 from projections.base import REGISTRY, Projection
 
@@ -412,7 +413,7 @@ def node_refs(db: Any, session_id: str) -> list[tuple[int, int]]:
     return cast("list[tuple[int, int]]", db.query("SELECT position, idx FROM graph_nodes WHERE skey = ? AND tombstoned = 0 ORDER BY seq", (skey,)))
 
 
-def path_refs(db: Any, session_id: str, leaf: str) -> list[tuple[int, int]]:
+def path_refs(db: Storage, session_id: str, leaf: str) -> list[tuple[int, int]]:
     """(event position, index) of the live nodes from the root down to `leaf`; empty when the
     leaf is unknown or tombstoned. A tombstoned ancestor ends the path (it is hidden)."""
     return db.query(
@@ -478,13 +479,14 @@ def gc_roots(db: Any) -> tuple[set[str], set[str]]:
     return manifests, others
 
 
-def artifact_ref(db: Any, namespace: str, name: str) -> str | None:
+def artifact_ref(db: Storage, namespace: str, name: str) -> str | None:
     """The blob a named pointer points at, or None."""
-    return db.scalar("SELECT blob_ref FROM graph_artifact_refs WHERE namespace = ? AND artifact_ref = ?",
+    ref: str | None = db.scalar("SELECT blob_ref FROM graph_artifact_refs WHERE namespace = ? AND artifact_ref = ?",
                      (namespace, name))
+    return ref
 
 
-def artifact_refs(db: Any, namespace: str | None = None) -> list[tuple[str, str, str]]:
+def artifact_refs(db: Storage, namespace: str | None = None) -> list[tuple[str, str, str]]:
     """(namespace, name, blob ref) of every pointer (of one namespace), ordered."""
     if namespace is None:
         return cast("list[tuple[str, str, str]]", db.query("SELECT namespace, artifact_ref, blob_ref FROM graph_artifact_refs ORDER BY 1, 2"))
@@ -496,11 +498,11 @@ ATTACHMENT_COLUMNS = ("session_id, attachment_id, blob_ref, owner_kind, owner_id
                       "uri, media_type, label, size")
 
 
-def attachment_rows(db: Any, session_id: str | None = None, attachment_id: str | None = None) -> list[tuple]:
+def attachment_rows(db: Any, session_id: str | None = None, attachment_id: str | None = None) -> list[tuple[Any, ...]]:
     """Manifest rows (session, attachment, blob ref, owner kind, owner id, intent time, commit time,
     uri, media type, label, size)."""
     sql = f"SELECT {ATTACHMENT_COLUMNS} FROM graph_attachments"
-    params: tuple = ()
+    params: tuple[Any, ...] = ()
     if session_id is not None and attachment_id is not None:
         sql, params = sql + " WHERE session_id = ? AND attachment_id = ?", (session_id, attachment_id)
     elif session_id is not None:

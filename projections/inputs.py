@@ -227,7 +227,7 @@ _COLUMNS = ("session_id, enqueue_seq, input_id, source_key, content_hash, ingres
 
 
 @row_reader("inputs_pending")
-def _row(r: tuple, live_generation: int | None) -> PendingTurnInput:
+def _row(r: tuple[Any, ...], live_generation: int | None) -> PendingTurnInput:
     ingress = ActiveTurn(r[6], CheckpointKind(r[7])) if r[5] == "active_turn" else NextTurn()
     state = InputState(r[8])
     claim = None
@@ -265,7 +265,7 @@ _ROW_COLUMNS = ("enqueue_seq, input_id, source_key, content_hash, state, turn_id
 
 
 @row_reader("inputs_pending")
-def _input_row(r: tuple) -> InputRow:
+def _input_row(r: tuple[Any, ...]) -> InputRow:
     return InputRow(r[0], r[1], r[2], r[3], InputState(r[4]), r[5], r[6], r[7], r[8], r[9])
 
 

@@ -61,12 +61,12 @@ def _acquired(db: Any, ev: Any) -> None:
     e: SessionLeaseAcquired = ev.data
     o = e.owner
     live = o.liveness
-    local = isinstance(live, LocalProcessLiveness)
+    local = live if isinstance(live, LocalProcessLiveness) else None
     db.execute(
         _ACQUIRED,
         (e.session_id, e.fencing_token, o.owner_id, o.incarnation_id,
-         live.host_id if local else None, live.boot_id if local else None,
-         live.pid if local else None, live.process_start if local else None,
+         local.host_id if local is not None else None, local.boot_id if local is not None else None,
+         local.pid if local is not None else None, local.process_start if local is not None else None,
          e.lease_token, e.claimed_at_ms, e.expires_at_ms),
     )
 
@@ -103,7 +103,7 @@ _COLUMNS = ("session_id, fencing_token, owner_id, incarnation_id, host_id, boot_
 
 
 @row_reader("lease_sessions")
-def _state(r: tuple) -> SessionLeaseState:
+def _state(r: tuple[Any, ...]) -> SessionLeaseState:
     holder = None
     if r[2] is not None:
         liveness = (LocalProcessLiveness(r[4], r[5], r[6], r[7]) if r[4] is not None else OpaqueLiveness())
@@ -131,5 +131,6 @@ def live_generation(db: Any, session_id: str, now_ms: int) -> int | None:
     One indexed lookup; later domains compare it with the generation stamped on their
     claims (a claim is live exactly while this equals its generation).
     """
-    return db.scalar("SELECT fencing_token FROM lease_sessions WHERE session_id = ? AND owner_id IS NOT NULL "
-                     "AND expires_at_ms > ?", (session_id, now_ms))
+    token: int | None = db.scalar("SELECT fencing_token FROM lease_sessions WHERE session_id = ? "
+                                  "AND owner_id IS NOT NULL AND expires_at_ms > ?", (session_id, now_ms))
+    return token

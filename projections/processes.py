@@ -67,6 +67,7 @@ from eventstore.processes.model import (
     Success,
     WaitState,
 )
+from eventstore.storage import Storage
 
 from projections.base import REGISTRY, Projection, replace_row
 from projections._rows import row_reader
@@ -187,7 +188,7 @@ def _unpack(blob: bytes | None) -> Any:
     return codec.class_codec(_CLASSES[name]).from_plain(plain)
 
 
-def _touch(db: Any, column: str, value: Any, process_id: str, at_ms: int, position: int) -> None:
+def _touch(db: Any, column: str, value: Any, process_id: str, at_ms: int | None, position: int) -> None:
     db.execute(f"UPDATE processes_records SET {column} = ?, updated_at_ms = ?, change_seq = ? WHERE process_id = ?",
                (value, at_ms, position, process_id))
 
@@ -388,7 +389,7 @@ def _registration(reg_hash: str, blob: bytes) -> ProcessRegistration:
 
 
 @row_reader("processes_records")
-def _record(row: tuple) -> ProcessRecord:
+def _record(row: tuple[Any, ...]) -> ProcessRecord:
     (pid, reg, reg_hash, status, output, created, updated, change_seq, last_seq, ext, first, abandon, wait,
      target_session, target_frame) = row
     target = SessionScope(target_session, target_frame) if target_session is not None else None
@@ -448,11 +449,12 @@ def recent_event_index(db: Any, process_id: str, limit: int) -> list[tuple[int, 
 
 def count_events_of_type(db: Any, process_id: str, event_type: str, through_sequence: int) -> int:
     """How many events of one type have a sequence <= `through_sequence` (an index range count)."""
-    return db.scalar("SELECT count(*) FROM processes_events WHERE process_id = ? AND event_type = ? "
-                     "AND sequence <= ?", (process_id, event_type, through_sequence), 0)
+    n: int = db.scalar("SELECT count(*) FROM processes_events WHERE process_id = ? AND event_type = ? "
+                       "AND sequence <= ?", (process_id, event_type, through_sequence), 0)
+    return n
 
 
-def event_by_replay_key(db: Any, process_id: str, replay_key: str) -> tuple[int, str, int, int] | None:
+def event_by_replay_key(db: Storage, process_id: str, replay_key: str) -> tuple[int, str, int, int] | None:
     """(sequence, payload_hash, position, version) of the event stored under a replay key."""
     return db.one("SELECT sequence, payload_hash, position, version FROM processes_events "
                   "WHERE process_id = ? AND replay_key = ?", (process_id, replay_key))
@@ -465,7 +467,7 @@ def wake_acked(db: Any, process_id: str, sequence: int) -> bool:
 
 
 @row_reader("processes_grants")
-def _grant(row: tuple) -> HandleGrant:
+def _grant(row: tuple[Any, ...]) -> HandleGrant:
     scope_id, pid, session_id, kind, label, at = row
     return HandleGrant(scope_id, pid, session_id, HandleDescriptor(kind, label), at)
 
@@ -536,7 +538,7 @@ def handover_index(db: Any, process_id: str, segment_ordinal: int | None = None,
     return cast("list[tuple[int, int, str, int]]", db.query(sql, params))
 
 
-def prune_candidates(db: Any, cutoff_ms: int, flt: PruneFilter | None,
+def prune_candidates(db: Storage, cutoff_ms: int, flt: PruneFilter | None,
                      up_to_change_seq: int | None) -> list[tuple[str, int]]:
     """(process id, last sequence) of terminal rows a prune may take, by process id."""
     where = ["status != 'running'", "updated_at_ms < ?"]

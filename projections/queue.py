@@ -383,7 +383,7 @@ def _items(batch_id: str, payloads: bytes) -> tuple[QueuedItem, ...]:
 
 
 @row_reader("queue_batches")
-def _batch(r: tuple, live_generation: int | None) -> QueuedBatch:
+def _batch(r: tuple[Any, ...], live_generation: int | None) -> QueuedBatch:
     claim = None
     state = "pending"
     if r[12] is not None:
@@ -411,7 +411,7 @@ def _merge_key(wire: str) -> MergeKey:
 
 
 @row_reader("queue_batches")
-def _candidate(r: tuple) -> CandidateRow:
+def _candidate(r: tuple[Any, ...]) -> CandidateRow:
     return CandidateRow(r[0], r[1], _DELIVERY[r[2]], _SLOT[r[3]], _merge_key(r[4]), _CLASS[r[5]], r[6], r[7], r[8],
                         r[9], r[10])
 

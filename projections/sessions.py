@@ -129,7 +129,7 @@ _COLUMNS = ("session_id, status, generation, name, model, cwd, parent_session_id
 
 
 @row_reader("sessions_index")
-def _row(r: tuple) -> SessionRow:
+def _row(r: tuple[Any, ...]) -> SessionRow:
     relation = SessionRelation(r[6], r[7]) if r[6] is not None else None
     return SessionRow(text(r[0], "session_id"), r[1], r[2], SessionMeta(r[3], r[4], r[5], relation), r[8], r[9],
                       r[10])

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import pathlib
+import tomllib
+
 import pytest
 
 import eventstore
@@ -59,3 +62,51 @@ def test_an_extension_facade_is_reached_by_name_and_an_unknown_name_is_a_typed_e
         assert isinstance(notes, Notes) and notes.ctx is store and store.facade("test_notes") is notes
         with pytest.raises(eventstore.InvalidArgument, match="no_such_facade"):
             store.facade("no_such_facade")
+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_no_product_module_is_exempt_from_the_type_checker():
+    """pyproject.toml has no mypy override that ignores errors (or skips checking) in the
+    product's own modules: every module of eventstore and projections must type-check."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]
+    assert set(config["files"]) == {"eventstore", "projections"}
+    for override in config.get("overrides", []):
+        modules = override["module"] if isinstance(override["module"], list) else [override["module"]]
+        ours = [m for m in modules if m.split(".")[0] in ("eventstore", "projections")]
+        if ours:
+            assert not override.get("ignore_errors", False), f"ignore_errors for {ours}"
+            assert override.get("follow_imports", "normal") not in ("skip", "silent"), ours
+
+
+SNIPPET = """\
+import eventstore
+from eventstore.queue import QueuedWorkDraft
+
+
+@eventstore.event("note.added")
+class NoteAdded:
+    text: str
+
+
+def use(store: eventstore.Store, draft: QueuedWorkDraft) -> None:
+    NoteAdded("hello")
+    store.queue.enqueue(draft)
+    store.queue.enqueu(draft)
+"""
+
+
+def test_mypy_reports_a_misspelt_facade_method_and_accepts_the_readme_event(tmp_path):
+    """Facades are typed all the way down: `store.queue.enqueu(...)` is a mypy error (not Any),
+    while `NoteAdded("hello")` and `store.queue.enqueue(draft)` type-check."""
+    from mypy import api
+
+    source = tmp_path / "snippet.py"
+    source.write_text(SNIPPET)
+    out, err, status = api.run([str(source), "--config-file", str(ROOT / "pyproject.toml"),
+                                "--cache-dir", str(tmp_path / "cache"), "--no-error-summary"])
+    errors = [line for line in out.splitlines() if ": error:" in line]
+    assert status == 1, (out, err)
+    assert len(errors) == 1, out
+    assert errors[0].startswith(f"{source}:13:") and '"Queue" has no attribute "enqueu"' in errors[0], out

@@ -76,7 +76,7 @@ _DELIVERY = {"earliest_safe_boundary": "safe", "after_current_turn_commit": "aft
 
 
 def _show(args: argparse.Namespace, facade: str, noun: str, columns: Sequence[str],
-          row: Callable[[Any, int], tuple]) -> int:
+          row: Callable[[Any, int], tuple[Any, ...]]) -> int:
     """Print the session's rows of `facade` as JSON lines (`--json`) or as a table of `row(item, now)`."""
     items, now, live = _read(args, facade)
     if args.json:
@@ -88,7 +88,7 @@ def _show(args: argparse.Namespace, facade: str, noun: str, columns: Sequence[st
     return EXIT_OK
 
 
-def _batch_row(b: Any, now: int) -> tuple:
+def _batch_row(b: Any, now: int) -> tuple[Any, ...]:
     kinds = ", ".join(sorted({type(i.payload).__name__ for i in b.items}))
     work = f"{_CLASS[b.work_class.value]} {b.slot_policy.value} {_DELIVERY[b.delivery_policy.value]}"
     if b.merge_key.kind != "payload_default":
@@ -101,7 +101,7 @@ def _batch_row(b: Any, now: int) -> tuple:
             *_claim_cells(b.claim))
 
 
-def _input_row(i: Any, now: int) -> tuple:
+def _input_row(i: Any, now: int) -> tuple[Any, ...]:
     turn = getattr(i.ingress, "turn_id", None)
     where = f"turn {turn} ({i.ingress.min_boundary.value})" if turn is not None else "next turn"
     text = dumps(i.input)

@@ -159,7 +159,7 @@ def load_session(ctx: StoreContext, session_id: str, graph: str = "full", leaf: 
             refs = []
         nodes = tuple(nodes_at(ctx, refs))
         ledger = tuple(gproj.usage_ledger(ctx.db, session_id))
-        position = ctx.position if getattr(ctx, "position", None) is not None else ctx.log.last_position()
+        position = ctx.position if ctx.position is not None else ctx.log.last_position()
         checkpoint = checkpoints.load_checkpoint(ctx.blobs, head.checkpoint_ref)
         frames = _hydrate_frames(ctx.blobs, head.frames)
     # An explicit leaf is the leaf the caller asked to see: report it, not the head's.

@@ -266,6 +266,7 @@ def _slot(type_name: str, literal: str, field: str | None, spec: str | None, con
     where = f"describe template of {type_name}: {{{field}}}"
     if not _FIELD_PATH.match(field) or conversion not in _CONVERSIONS:
         raise InvalidArgument(f"{where} must name a field (a dotted path), optionally with !r")
+    assert spec is not None  # string.Formatter.parse gives every field a (possibly empty) spec
     quote = spec.endswith("!r")
     name, _, arg = (spec[:-2] if quote else spec).partition(" ")
     helper = None
@@ -293,7 +294,11 @@ def templates(table: dict[str, str]) -> None:
                               f"got {type(table).__name__}")
     compiled = {type_name: _compile(type_name, template) for type_name, template in table.items()}
     for type_name, slots in compiled.items():  # registered only once every template is valid
-        _RENDERERS[type_name] = lambda e, ev, slots=slots: "".join(s.render(e) for s in slots)
+        # a def, not a lambda: mypy cannot infer a lambda with a default against Renderer
+        def render(e: Any, ev: Any, slots: tuple[_Slot, ...] = slots) -> str:
+            return "".join(s.render(e) for s in slots)
+
+        _RENDERERS[type_name] = render
 
 
 def _compile(type_name: str, template: str) -> tuple[_Slot, ...]:
@@ -427,8 +432,8 @@ def message_text(v: Any) -> str | None:
     if isinstance(parts, (list, tuple)):
         pieces = []
         for part in parts:
-            if isinstance(part, dict) and isinstance(part.get("content", part.get("text")), str):
-                pieces.append(part.get("content", part.get("text")))
+            if isinstance(part, dict) and isinstance(piece := part.get("content", part.get("text")), str):
+                pieces.append(piece)
             elif isinstance(part, dict):
                 pieces.append(f"[{part.get('kind') or part.get('type') or 'part'}]")
         return f"{role}: {value(' '.join(pieces))}" if pieces else f"{role}: (no parts)"

@@ -57,6 +57,7 @@ from .. import chain, codec
 from ..errors import DiskFull, InvalidArgument, StoreError
 from ..log import SCHEMA_VERSION, validate_stream
 from ..logverify import stored_rows
+from ..storage import Storage
 from ..store import Store
 
 FORMAT = "lash-eventstore-export"
@@ -134,7 +135,7 @@ class LineWriter:
         self.check = ""
         self.lines = 0
 
-    def write(self, obj: dict) -> None:
+    def write(self, obj: dict[str, Any]) -> None:
         """Write one object as a line; `kind` should come first for readability."""
         body = json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
         self.check = line_check(self.check, body)
@@ -215,7 +216,7 @@ def export_store(store: Store, out: IO[str], *, stream: str | None = None,
     return ExportReport(w.lines, events, keys, blobs, str(anchor), stream)
 
 
-def _event_rows(store: Store, last: int, stream: str | None) -> Iterator[tuple]:
+def _event_rows(store: Store, last: int, stream: str | None) -> Iterator[tuple[Any, ...]]:
     """The rows up to `last` (of one stream), with the source chain recomputed when whole."""
     prev = chain.GENESIS
     position = 1
@@ -232,7 +233,7 @@ def _event_rows(store: Store, last: int, stream: str | None) -> Iterator[tuple]:
         position = rows[-1][0] + 1
 
 
-def _check_link(prev: bytes, row: tuple) -> bytes:
+def _check_link(prev: bytes, row: tuple[Any, ...]) -> bytes:
     position, s, version, t, schema, at, flags, payload, purged, stored = row
     digest = purged if payload is None else chain.payload_digest(bytes(payload))
     if digest is None:
@@ -248,7 +249,7 @@ def _check_link(prev: bytes, row: tuple) -> bytes:
     return h
 
 
-def _event_line(row: tuple) -> dict:
+def _event_line(row: tuple[Any, ...]) -> dict[str, Any]:
     position, s, version, t, schema, at, flags, payload, purged, stored = row
     try:
         stream_text, type_text = bytes(s).decode(), bytes(t).decode()
@@ -261,7 +262,7 @@ def _event_line(row: tuple) -> dict:
             "hash": bytes(stored).hex()}
 
 
-def _refs_in(store: Store, row: tuple) -> set[str]:
+def _refs_in(store: Store, row: tuple[Any, ...]) -> set[str]:
     """Blob refs that one event's payload names: every 64-hex string (or 32-byte value) in
     its fields that is a stored blob (a stream extract carries the checkpoints and snapshots it points at)."""
     try:
@@ -309,7 +310,7 @@ def _ref_closure(store: Store, refs: set[str]) -> set[str]:
     return seen
 
 
-def _blob_rows(store: Store, only: set[str] | None) -> Iterator[tuple]:
+def _blob_rows(store: Store, only: set[str] | None) -> Iterator[tuple[Any, ...]]:
     sql = "SELECT ref, flags, size, content FROM blobs WHERE ref > ? ORDER BY ref LIMIT ?"
     if only is not None:
         for ref in sorted(only):
@@ -321,7 +322,8 @@ def _blob_rows(store: Store, only: set[str] | None) -> Iterator[tuple]:
     yield from _paged(store.db, sql, ("",), lambda r: (r[0],), page=16)
 
 
-def _paged(db: Any, sql: str, start: tuple, key: Callable[[tuple], tuple], page: int = PAGE) -> Iterator[tuple]:
+def _paged(db: Storage, sql: str, start: tuple[Any, ...], key: Callable[[tuple[Any, ...]], tuple[Any, ...]],
+           page: int = PAGE) -> Iterator[tuple[Any, ...]]:
     after = start
     while True:
         rows = db.query(sql, (*after, page))

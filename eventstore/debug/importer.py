@@ -24,7 +24,7 @@ import base64
 import binascii
 import json
 import os
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterator, NoReturn
 
 import attrs
 
@@ -137,14 +137,14 @@ class _Importer:
         self.progress = progress
         self.check = ""
         self.line = 0
-        self.header: dict = {}
+        self.header: dict[str, Any] = {}
         self.prev = chain.GENESIS
         self.position = 0
         self.versions: dict[str, int] = {}
         self.counts = {"event": 0, "append_key": 0, "blob": 0}
-        self.pending: list[tuple] = []
+        self.pending: list[tuple[Any, ...]] = []
         self.pending_lines: list[int] = []
-        self.purged: list[tuple] = []
+        self.purged: list[tuple[Any, ...]] = []
         self.anchor_seen = anchor is None or anchor.position == 0
         self.limit = store.log.limits.max_decompressed_bytes
 
@@ -182,7 +182,7 @@ class _Importer:
         return ImportReport(self.store.path, self.line, self.counts["event"], self.counts["append_key"],
                             self.counts["blob"], str(anchor), self.chain_mode)
 
-    def _lines(self, source: IO[bytes]) -> Iterator[dict]:
+    def _lines(self, source: IO[bytes]) -> Iterator[dict[str, Any]]:
         for raw in source:
             self.line += 1
             try:
@@ -206,7 +206,7 @@ class _Importer:
                 self._bad("not a JSON object")
             yield obj
 
-    def _bad(self, reason: str, line: int | None = None) -> Any:
+    def _bad(self, reason: str, line: int | None = None) -> NoReturn:
         raise BadExportLine(self.line if line is None else line, reason)
 
     def _require_empty(self) -> None:
@@ -218,7 +218,7 @@ class _Importer:
 
     # --- line kinds ---------------------------------------------------------------------------
 
-    def _header(self, obj: dict) -> None:
+    def _header(self, obj: dict[str, Any]) -> None:
         if obj.get("format") != FORMAT:
             self._bad(f"not an event store export (format {obj.get('format')!r}, expected {FORMAT!r})")
         version = obj.get("format_version")
@@ -240,7 +240,7 @@ class _Importer:
                       "its events afresh")
         self.header = obj
 
-    def _event(self, obj: dict) -> None:
+    def _event(self, obj: dict[str, Any]) -> None:
         try:
             position = _int(obj, "position")
             stream, type_ = _text(obj, "stream"), _text(obj, "type")
@@ -252,6 +252,7 @@ class _Importer:
         except ValueError as exc:
             self._bad(f"event: {exc}")
         digest = purged if payload is None else chain.payload_digest(payload)
+        assert digest is not None  # purged was read (or refused) whenever the payload is absent
         if self.chain_mode:
             if position != self.position + 1:
                 self._bad(f"event at position {position}, expected position {self.position + 1} "
@@ -263,9 +264,9 @@ class _Importer:
             if h != stored:
                 self._bad(f"event {position} (stream {stream!r} version {version}): its content does not "
                           f"hash to its chain link: the event was altered")
-            if not self.anchor_seen and position == self.anchor.position:  # type: ignore[union-attr]
-                if h.hex() != self.anchor.hash:  # type: ignore[union-attr]
-                    self._bad(f"event {position}: the anchor says hash {self.anchor.hash}, "  # type: ignore[union-attr]
+            if not self.anchor_seen and self.anchor is not None and position == self.anchor.position:
+                if h.hex() != self.anchor.hash:
+                    self._bad(f"event {position}: the anchor says hash {self.anchor.hash}, "
                               f"the export has {h.hex()}")
                 self.anchor_seen = True
         else:
@@ -309,7 +310,7 @@ class _Importer:
         if self.progress is not None:
             self.progress(self.counts["event"], self.header.get("events", 0))
 
-    def _append_key(self, obj: dict) -> None:
+    def _append_key(self, obj: dict[str, Any]) -> None:
         if not self.chain_mode:
             self.counts["append_key"] += 1  # positions changed: the keys no longer apply
             return
@@ -330,7 +331,7 @@ class _Importer:
             self._bad(f"append_key {key!r} of stream {stream!r} appears twice")
         self.counts["append_key"] += 1
 
-    def _blob(self, obj: dict) -> None:
+    def _blob(self, obj: dict[str, Any]) -> None:
         try:
             ref = _text(obj, "ref")
             flags, size = _int(obj, "flags"), _int(obj, "size")
@@ -355,29 +356,29 @@ class _Importer:
             if head != self.header["checkpoint"]:
                 self._bad(f"the imported chain ends at {head}, but the header's checkpoint is "
                           f"{self.header['checkpoint']}")
-            if not self.anchor_seen:
-                self._bad(f"the anchor at position {self.anchor.position} is beyond the export's last "  # type: ignore[union-attr]
+            if not self.anchor_seen and self.anchor is not None:  # anchor_seen starts True without one
+                self._bad(f"the anchor at position {self.anchor.position} is beyond the export's last "
                           f"event ({self.position})")
 
 
 # --- field checks --------------------------------------------------------------------------------
 
 
-def _int(obj: dict, name: str, signed: bool = False) -> int:
+def _int(obj: dict[str, Any], name: str, signed: bool = False) -> int:
     v = obj.get(name)
     if isinstance(v, bool) or not isinstance(v, int) or (v < 0 and not signed):
         raise ValueError(f"field {name} must be an integer{'' if signed else ' >= 0'}, got {v!r}")
     return v
 
 
-def _text(obj: dict, name: str) -> str:
+def _text(obj: dict[str, Any], name: str) -> str:
     v = obj.get(name)
     if not isinstance(v, str) or not v:
         raise ValueError(f"field {name} must be a non-empty string, got {v!r}")
     return v
 
 
-def _b64(obj: dict, name: str) -> bytes:
+def _b64(obj: dict[str, Any], name: str) -> bytes:
     v = obj.get(name)
     if not isinstance(v, str):
         raise ValueError(f"field {name} must be base64 text, got {type(v).__name__}")
@@ -387,7 +388,7 @@ def _b64(obj: dict, name: str) -> bytes:
         raise ValueError(f"field {name} is not valid base64") from None
 
 
-def _hex(obj: dict, name: str, size: int) -> bytes:
+def _hex(obj: dict[str, Any], name: str, size: int) -> bytes:
     v = obj.get(name)
     try:
         out = bytes.fromhex(v) if isinstance(v, str) else None

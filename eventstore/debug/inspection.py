@@ -23,6 +23,7 @@ import attrs
 from .describe_events import describe
 from ..errors import InvalidArgument
 from ..log import validate_stream
+from ..storage import Storage
 from ..store import Store
 from .timetravel import view_at
 
@@ -35,17 +36,17 @@ SESSION_LIMIT = 200
 # --- shared table helpers -----------------------------------------------------------------------
 
 
-def columns(db: Any, table: str) -> list[str]:
+def columns(db: Storage, table: str) -> list[str]:
     """The column names of a table (empty when it does not exist)."""
-    return cast("list[str]", db.table_columns(table))
+    return db.table_columns(table)
 
 
-def primary_key(db: Any, table: str) -> list[str]:
+def primary_key(db: Storage, table: str) -> list[str]:
     """The primary key columns of a table, in key order (all columns when it has none)."""
-    return cast("list[str]", db.table_primary_key(table))
+    return db.table_primary_key(table)
 
 
-def row_dict(db: Any, table: str, where: str, params: Sequence[Any] = ()) -> dict | None:
+def row_dict(db: Storage, table: str, where: str, params: Sequence[Any] = ()) -> dict[str, Any] | None:
     """One row as a column -> value map, or None."""
     names = columns(db, table)
     if not names:
@@ -155,7 +156,7 @@ def state_at(store: Store, position: int | None = None, streams: Sequence[str] |
         return summarize_view(store, view.db, view.position, streams)
 
 
-def summarize_view(store: Store, db: Any, position: int, streams: Sequence[str] | None) -> StateSummary:
+def summarize_view(store: Store, db: Storage, position: int, streams: Sequence[str] | None) -> StateSummary:
     """The StateSummary of an already replayed database (a view's `db`)."""
     now = as_of(store, position)
     tables = []
@@ -171,7 +172,7 @@ def summarize_view(store: Store, db: Any, position: int, streams: Sequence[str] 
     return StateSummary(position, now, tuple(streams) if streams else None, tuple(sessions), total, tuple(tables))
 
 
-def _table_summary(db: Any, projection: str, table: str) -> TableSummary:
+def _table_summary(db: Storage, projection: str, table: str) -> TableSummary:
     names = columns(db, table)
     if not names:
         return TableSummary(projection, table, 0)
@@ -184,7 +185,7 @@ def _table_summary(db: Any, projection: str, table: str) -> TableSummary:
     return TableSummary(projection, table, rows, by, groups)
 
 
-def session_summary(db: Any, session_id: str, now_ms: int | None) -> SessionSummary:
+def session_summary(db: Storage, session_id: str, now_ms: int | None) -> SessionSummary:
     """One session's summary read from (replayed) projection tables; parts whose tables
     this code does not have are left empty."""
     row = row_dict(db, "sessions_index", "session_id = ?", (session_id,)) or {}
@@ -210,7 +211,7 @@ def session_summary(db: Any, session_id: str, now_ms: int | None) -> SessionSumm
             if state == "accepted" and (gen is None or gen != live_gen):
                 state = "pending_active"  # accepted under a dead claim: pending again (see store.inputs)
             inputs[state] = inputs.get(state, 0) + n
-    head = None
+    head: dict[str, Any] | None = None
     hrow = row_dict(db, "graph_heads", "session_id = ?", (session_id,))
     if hrow is not None:
         head = {k: hrow[k] for k in ("revision", "leaf_node_id", "live_nodes") if k in hrow}

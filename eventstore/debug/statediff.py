@@ -26,6 +26,7 @@ from .describe_events import plural, short
 from ..errors import InvalidArgument
 from ..ids import id_from_key
 from .inspection import EventInfo, as_of, columns, event_info, primary_key, _check_streams
+from ..storage import Storage
 from ..store import Store
 from .timetravel import view_at
 
@@ -104,14 +105,14 @@ def diff(store: Store, from_position: int, to_position: int, streams: Sequence[s
 # --- domain facts ----------------------------------------------------------------------------------
 
 
-def _rows(db: Any, table: str, key: str) -> dict[Any, dict]:
+def _rows(db: Storage, table: str, key: str) -> dict[Any, dict[str, Any]]:
     names = columns(db, table)
     if key not in names:
         return {}
     return {r[names.index(key)]: dict(zip(names, r)) for r in db.query(f"SELECT * FROM {table}")}
 
 
-def _session_facts(a: Any, b: Any) -> list[str]:
+def _session_facts(a: Storage, b: Storage) -> list[str]:
     before, after = _rows(a, "sessions_index", "session_id"), _rows(b, "sessions_index", "session_id")
     out = []
     for sid in sorted(set(before) | set(after)):
@@ -125,13 +126,13 @@ def _session_facts(a: Any, b: Any) -> list[str]:
     return out
 
 
-def _holder(row: dict | None) -> str | None:
+def _holder(row: dict[str, Any] | None) -> str | None:
     if row is None or row.get("owner_id") is None:
         return None
     return f"{row['owner_id']}/{short(row.get('incarnation_id'), 6)}"
 
 
-def _lease_facts(a: Any, b: Any) -> list[str]:
+def _lease_facts(a: Storage, b: Storage) -> list[str]:
     before, after = _rows(a, "lease_sessions", "session_id"), _rows(b, "lease_sessions", "session_id")
     out = []
     for sid in sorted(set(before) | set(after)):
@@ -153,7 +154,7 @@ def _lease_facts(a: Any, b: Any) -> list[str]:
     return out
 
 
-def _graph_facts(a: Any, b: Any) -> list[str]:
+def _graph_facts(a: Storage, b: Storage) -> list[str]:
     before, after = _rows(a, "graph_heads", "session_id"), _rows(b, "graph_heads", "session_id")
     out = []
     for sid in sorted(set(before) | set(after)):
@@ -185,7 +186,7 @@ _WORK = (("queue", "queue_batches", "batch", "batches",
            ("inputs.vacuumed", "vacuum", "vacuums"))))
 
 
-def _work_facts(a: Any, b: Any, activity: dict[str, dict[str, int]]) -> list[str]:
+def _work_facts(a: Storage, b: Storage, activity: dict[str, dict[str, int]]) -> list[str]:
     out = []
     for sid in sorted(activity):
         per = activity[sid]
@@ -199,7 +200,7 @@ def _work_facts(a: Any, b: Any, activity: dict[str, dict[str, int]]) -> list[str
     return out
 
 
-def _open_count(db: Any, table: str, sid: str) -> int:
+def _open_count(db: Storage, table: str, sid: str) -> int:
     names = columns(db, table)
     if "session_id" not in names:
         return 0
@@ -207,7 +208,7 @@ def _open_count(db: Any, table: str, sid: str) -> int:
     return cast("int", db.scalar(f"SELECT count(*) FROM {table} WHERE session_id = ?{where}", (sid,), 0))
 
 
-def _status_facts(store: Store, a: Any, b: Any) -> list[str]:
+def _status_facts(store: Store, a: Storage, b: Storage) -> list[str]:
     """Rows whose status/state changed, in tables no domain fact covers."""
     out = []
     for p in store.engine.projections:
@@ -227,7 +228,9 @@ def _status_facts(store: Store, a: Any, b: Any) -> list[str]:
                     continue
                 found += 1
                 if found <= STATUS_FACTS:
-                    key = _key_text((x or y), names, pk)
+                    row = x or y
+                    assert row is not None  # _pairs never yields two missing rows
+                    key = _key_text(row, names, pk)
                     out.append(f"{table} {key}: {sx if x is not None else '(new)'} -> "
                                f"{sy if y is not None else '(gone)'}")
             if found > STATUS_FACTS:
@@ -238,7 +241,7 @@ def _status_facts(store: Store, a: Any, b: Any) -> list[str]:
 # --- row diff --------------------------------------------------------------------------------------
 
 
-def table_change(a: Any, b: Any, projection: str, table: str) -> TableChange | None:
+def table_change(a: Storage, b: Storage, projection: str, table: str) -> TableChange | None:
     """How `table` differs from database `a` to database `b` (None when equal)."""
     names = columns(b, table)
     if not names:
@@ -251,6 +254,7 @@ def table_change(a: Any, b: Any, projection: str, table: str) -> TableChange | N
         if x == y:
             continue
         if x is None:
+            assert y is not None  # two missing rows are equal: skipped above
             added += 1
             if added <= EXAMPLES:
                 examples.append(f"+ {key_text(y)}")
@@ -268,7 +272,7 @@ def table_change(a: Any, b: Any, projection: str, table: str) -> TableChange | N
     return TableChange(projection, table, added, removed, changed, tuple(examples))
 
 
-def _pairs(a: Any, b: Any, table: str, pk: list[str]) -> Iterator[tuple[tuple | None, tuple | None]]:
+def _pairs(a: Storage, b: Storage, table: str, pk: list[str]) -> Iterator[tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]]:
     """(row before, row after) for every key of either table, walking both in key order."""
     names = columns(b, table)
     idx = [names.index(k) for k in pk]
@@ -292,10 +296,10 @@ def _pairs(a: Any, b: Any, table: str, pk: list[str]) -> Iterator[tuple[tuple | 
             x, y = next(xs, None), next(ys, None)
 
 
-def _sort_key(values: list[Any]) -> tuple:
+def _sort_key(values: list[Any]) -> tuple[Any, ...]:
     # SQLite's order of mixed types: NULL, numbers, text, blobs. Text compares as UTF-8
     # bytes, which orders like Python's code points.
-    out = []
+    out: list[tuple[int, Any]] = []
     for v in values:
         if v is None:
             out.append((0, 0))
@@ -308,11 +312,11 @@ def _sort_key(values: list[Any]) -> tuple:
     return tuple(out)
 
 
-def _key_text(row: tuple, names: list[str], pk: list[str]) -> str:
+def _key_text(row: tuple[Any, ...], names: list[str], pk: list[str]) -> str:
     return "(" + ", ".join(_key_cell(row[names.index(k)]) for k in pk) + ")"
 
 
-def _key_renderer(a: Any, b: Any, names: list[str], pk: list[str]) -> Callable[[tuple[Any, ...]], str]:
+def _key_renderer(a: Storage, b: Storage, names: list[str], pk: list[str]) -> Callable[[tuple[Any, ...]], str]:
     """A row's key as a person knows it: the graph tables key their rows by `skey` (an
     internal number per session head) and `seq` (per node); shown as the session id and
     the node id instead."""

@@ -20,6 +20,7 @@ from ..triggers import (
     OccurrenceRequest, PruneSubscriptions, RegisterSubscription, SubscriptionRevisionConflict,
     TriggerDefinition, UpdateSubscription,
 )
+from ..store import Store
 from . import Say, chapter, demo_id, suggest
 
 
@@ -154,7 +155,7 @@ def _processes_chapter(store: Any, say: Say) -> None:
 
 
 @chapter(58, "triggers")
-def _triggers_chapter(store: Any, say: Any) -> None:
+def _triggers_chapter(store: Any, say: Say) -> None:
     t = store.triggers
     d = TriggerDefinition("webhook", "incident:opened", "triage-incident", {"priority": "high"})
     first = t.execute("demo-op-register-triage", RegisterSubscription("host", "triage", d))
@@ -179,13 +180,13 @@ def _triggers_chapter(store: Any, say: Any) -> None:
 
 
 @chapter(60, "effect replay journal")
-def _effects_chapter(store: Any, say: Any) -> None:
+def _effects_chapter(store: Store, say: Say) -> None:
     fx = store.effects
     scope = f"demo-agent-run-{demo_id()}"
     calls = {"model": 0, "weather": 0}
 
     @fx.journaled(scope=scope, key="model:{turn}")
-    def model(turn: int, prompt: str) -> dict:
+    def model(turn: int, prompt: str) -> dict[str, Any]:
         calls["model"] += 1  # a simulated model: counts how often it is really called
         if turn == 1:
             return {"text": "I will check the weather in Lyon first.", "tool": "weather", "city": "Lyon",
@@ -193,11 +194,11 @@ def _effects_chapter(store: Any, say: Any) -> None:
         return {"text": "Rain is likely: take the picnic indoors.", "usage": {"input": 77, "output": 9}}
 
     @fx.journaled(scope=scope, key="tool:weather:{city}")
-    def weather(city: str) -> dict:
+    def weather(city: str) -> dict[str, Any]:
         calls["weather"] += 1
         return {"city": city, "forecast": "rain", "high_c": 14}
 
-    def run_agent() -> list:
+    def run_agent() -> list[Any]:
         plan = model(1, "Plan a picnic in Lyon tomorrow.")
         forecast = weather(plan["city"])
         fx.sleep(scope, "rate-limit-pause", 20)

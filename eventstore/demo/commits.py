@@ -27,7 +27,7 @@ from ..commits.turn_hash import stamp_turn
 MODEL = ModelConfig("anthropic", "claude-demo")
 
 
-def _message(role: str, text: str) -> dict:
+def _message(role: str, text: str) -> dict[str, Any]:
     return {"role": role, "id": demo_id(32),
             "parts": [{"kind": "text", "content": text, "prune_state": "keep"}]}
 

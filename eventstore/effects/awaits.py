@@ -42,6 +42,7 @@ from .leases import EffectError, EffectReplayMissing, check_matches, check_scope
 
 if TYPE_CHECKING:
     from ..store import StoreContext
+    from .facade import EffectOptions
 
 SECRET_KEY = "effects.await_secret.v1"
 TOKEN_PREFIX = "aw1"
@@ -102,6 +103,15 @@ class AwaitsMixin:
 
     ctx: StoreContext
     _secret_cache: bytes | None = None
+
+    if TYPE_CHECKING:  # provided by Effects, the one class that mixes this in
+        options: EffectOptions
+
+        def _projection(self) -> Any: ...
+
+        def _strict(self) -> bool: ...
+
+        def _sleep(self, seconds: float) -> None: ...
 
     def _secret(self) -> bytes:
         """The store's await secret, created on first use (see the module docstring)."""

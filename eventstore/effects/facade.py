@@ -24,7 +24,8 @@ import functools
 import inspect
 import time
 import uuid
-from typing import TYPE_CHECKING, Any, Callable, cast, Iterator
+import builtins
+from typing import TYPE_CHECKING, Any, Callable, cast, Iterator, ParamSpec, TypeVar
 
 import attrs
 
@@ -64,6 +65,10 @@ from ..leases.owners import LeaseOwner, LeaseTimings, check_owner, definitely_de
 
 if TYPE_CHECKING:
     from ..store import StoreContext
+    from projections.effects import ScopeSummary
+
+_R = TypeVar("_R")
+_P = ParamSpec("_P")
 
 __all__ = [
     "AwaitResolution", "AwaitSessionRevoked", "AwaitTimeout", "AwaitTokenInvalid", "BeginOutcome", "EffectBusy",
@@ -213,7 +218,7 @@ class Effects(AwaitsMixin):
             if (entry is not None and entry.status == "in_progress" and entry.holder is not None
                     and entry.lease_expires_at_ms > now and not entry.holder.same_owner(owner)):
                 dead = definitely_dead(entry.holder, owner)  # the liveness proof: command side only
-            due = now + duration_ms if kind == "sleep" else None
+            due = now + duration_ms if kind == "sleep" and duration_ms is not None else None  # checked above
             # `strict` again: under the lock the entry is read afresh, and strict replay still
             # never claims a key the journal lacks (entries are never deleted, so this is
             # the case above; it keeps the rule in one place, decide_begin).
@@ -245,7 +250,7 @@ class Effects(AwaitsMixin):
                      lambda entry, now: (None, decide_fail(entry, lease, error_type, message, now)))
         return self.get(lease.scope, lease.replay_key)
 
-    def _finish(self, lease: EffectLease, what: str, decide: Callable[[Any, int], tuple[Any, list[Any]]]) -> Any:
+    def _finish(self, lease: EffectLease, what: str, decide: Callable[[Any, int], tuple[_R, list[Any]]]) -> _R:
         if not isinstance(lease, EffectLease):
             raise InvalidArgument(f"{what}: lease must be an EffectLease, got {type(lease).__name__}")
         self.ctx.require_writable(what)
@@ -273,6 +278,7 @@ class Effects(AwaitsMixin):
         began = self._begin_waiting(scope, replay_key, request, "call", None, owner)
         if began.status == "replay":
             return self._replay(began.entry)
+        assert began.lease is not None  # not a replay, so a claim, which carries its lease
         return self._run(began.lease, fn)
 
     def sleep(self, scope: str, replay_key: str, duration_ms: int, *, owner: LeaseOwner | None = None) -> int:
@@ -284,6 +290,7 @@ class Effects(AwaitsMixin):
             self._wait_until(began.entry.due_at_ms)
             return cast("int", began.entry.due_at_ms)
         lease = began.lease
+        assert lease is not None and lease.due_at_ms is not None  # a claimed sleep carries its due time
         due = lease.due_at_ms
         timings = self.options.timings
 
@@ -302,7 +309,8 @@ class Effects(AwaitsMixin):
         return cast("int", self._run(lease, wait, renew_in_background=False))
 
     def journaled(self, scope: str | Callable[..., str], key: str | Callable[..., str], *,
-                  name: str | None = None, exclude: tuple[str, ...] = ("self", "cls")) -> Callable[[Callable], Callable]:
+                  name: str | None = None,
+                  exclude: tuple[str, ...] = ("self", "cls")) -> Callable[[Callable[_P, Any]], Callable[_P, Any]]:
         """Decorator: every call of the function becomes a journaled effect.
 
         `scope` and `key` are format templates over the call's arguments
@@ -312,7 +320,7 @@ class Effects(AwaitsMixin):
         shows in a mismatch as `$.arguments.<name>`.
         """
 
-        def deco(fn: Callable) -> Callable:
+        def deco(fn: Callable[_P, Any]) -> Callable[_P, Any]:
             sig = inspect.signature(fn)
             effect_name = name or fn.__qualname__
 
@@ -440,13 +448,15 @@ class Effects(AwaitsMixin):
         self.ctx.require_fresh("effects")
         return cast("list[Any]", _projection().list_entries(self.ctx.db, scope, status, limit))
 
-    def scopes(self) -> list[Any]:
+    def scopes(self) -> builtins.list[ScopeSummary]:
         """Every scope with its entry counts by status."""
         self.ctx.require_fresh("effects")
-        return _projection().list_scopes(self.ctx.db)
+        found: builtins.list[ScopeSummary] = _projection().list_scopes(self.ctx.db)
+        return found
 
 
-def _render(spec: Any, what: str, effect_name: str, arguments: dict, args: tuple, kwargs: dict) -> str:
+def _render(spec: Any, what: str, effect_name: str, arguments: dict[str, Any], args: tuple[Any, ...],
+            kwargs: dict[str, Any]) -> str:
     if callable(spec):
         value = spec(*args, **kwargs)
     elif isinstance(spec, str):

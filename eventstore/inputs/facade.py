@@ -7,7 +7,8 @@ raises a typed error having written nothing. Commands refuse on time-travel view
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, cast, Sequence
+import builtins
+from typing import TYPE_CHECKING, Any, Callable, cast, Sequence, TypeVar
 
 import attrs
 
@@ -43,7 +44,11 @@ from ..sessions.events import session_stream
 
 if TYPE_CHECKING:
     from ..leases import LeaseFence, LeaseOwner
+    from ..storage import Storage
     from ..store import StoreContext
+    from projections.inputs import PendingTurnInput
+
+_R = TypeVar("_R")
 
 
 @attrs.frozen
@@ -196,7 +201,7 @@ class Inputs:
                 row = (proj.row_by_source_key(db, session_id, t.source_key) if isinstance(t, BySourceKey)
                        else proj.row_by_id(db, session_id, t))
                 outcome = cancel_outcome(row, live, set(cancelled))
-                if outcome is CancelOutcome.CANCELLED:
+                if outcome is CancelOutcome.CANCELLED and row is not None:  # CANCELLED implies a row
                     cancelled.append(row.input_id)
                 decided.append((outcome, t.source_key if isinstance(t, BySourceKey) else t,
                                 row.input_id if row is not None else None))
@@ -233,18 +238,17 @@ class Inputs:
 
         self.ctx.require_writable("inputs.cancel_from")
         check_session_id(session_id)
-        by_key = isinstance(anchor, BySourceKey)
-        if by_key:
+        if isinstance(anchor, BySourceKey):
             _check_text(anchor.source_key, "anchor.source_key")
         else:
             _check_text(anchor, "anchor_input_id")
-        key = anchor.source_key if by_key else None
+        key = anchor.source_key if isinstance(anchor, BySourceKey) else None
         with self.ctx.transaction():  # the suffix and its cancels from one snapshot under the write lock
             self.ctx.require_fresh("inputs")
-            row = (proj.row_by_source_key(self.ctx.db, session_id, anchor.source_key) if by_key
-                   else proj.row_by_id(self.ctx.db, session_id, anchor))
+            row = (proj.row_by_source_key(self.ctx.db, session_id, anchor.source_key)
+                   if isinstance(anchor, BySourceKey) else proj.row_by_id(self.ctx.db, session_id, anchor))
             if row is None:
-                return SuffixCancel(None if by_key else anchor, False, (), key)
+                return SuffixCancel(None if isinstance(anchor, BySourceKey) else anchor, False, (), key)
             ids = [r.input_id for r in proj.rows_from(self.ctx.db, session_id, row.enqueue_seq)]
             return SuffixCancel(row.input_id, True, self._cancel(session_id, ids, "inputs.cancel_from"), key)
 
@@ -312,7 +316,7 @@ class Inputs:
 
     # --- reads ---
 
-    def _read(self, session_id: str, now_ms: int | None, fn: Callable[[Any, int | None], Any]) -> Any:
+    def _read(self, session_id: str, now_ms: int | None, fn: Callable[[Storage, int | None], _R]) -> _R:
         from ..sessions import check_session_id
 
         check_session_id(session_id)
@@ -332,7 +336,7 @@ class Inputs:
 
         return cast("list[Any]", self._read(session_id, now_ms, lambda db, gen: proj.list_inputs(db, session_id, gen)))
 
-    def list_pending(self, session_id: str, *, now_ms: int | None = None) -> list[Any]:
+    def list_pending(self, session_id: str, *, now_ms: int | None = None) -> builtins.list[PendingTurnInput]:
         """Pending and deferred inputs that no live claim holds (accepted ones whose claim
         died included), in enqueue order."""
         from projections import inputs as proj

@@ -56,6 +56,7 @@ from ..queue.claims import lease_token
 
 if TYPE_CHECKING:
     from ..leases import LeaseFence
+    from ..storage import Storage
 
 DEFAULT_MAX_INPUTS = 16
 MAX_INPUTS_LIMIT = 10_000
@@ -361,13 +362,13 @@ def decide_interrupt(session_id: str, turn_id: str, rows: Sequence[Any], live_ge
 # --- functions on the live tables (for the runtime commit) ---------------------------------------
 
 
-def _live_generation(db: Any, session_id: str, now_ms: int) -> int | None:
+def _live_generation(db: Storage, session_id: str, now_ms: int) -> int | None:
     from projections import leases as lease_proj
 
     return lease_proj.live_generation(db, session_id, now_ms)
 
 
-def plan_input_enqueue(db: Any, drafts: Sequence[TurnInputDraft], now_ms: int) -> InputEnqueuePlan:
+def plan_input_enqueue(db: Storage, drafts: Sequence[TurnInputDraft], now_ms: int) -> InputEnqueuePlan:
     """Decide several input enqueues in order, as if appended one by one. Call inside your
     write transaction (after `require_live_session`) and append the events to each draft's
     `session:<id>`. Raises the conflict errors before anything is appended."""
@@ -384,7 +385,7 @@ def plan_input_enqueue(db: Any, drafts: Sequence[TurnInputDraft], now_ms: int) -
         by_id = proj.row_by_id(db, sid, draft.input_id) if draft.input_id else None
         for kind, value in (("key", draft.source_key), ("id", draft.input_id)):
             earlier = planned.get((sid, f"{kind}:{value}")) if value else None
-            if earlier is not None:  # named by an earlier draft of this same plan
+            if earlier is not None and value:  # named by an earlier draft of this same plan (value is set then)
                 if earlier[0] != digest:
                     raise (PendingTurnInputSourceKeyConflict(sid, value, earlier[1].input_id) if kind == "key"
                            else PendingTurnInputIdConflict(sid, value))
@@ -395,6 +396,7 @@ def plan_input_enqueue(db: Any, drafts: Sequence[TurnInputDraft], now_ms: int) -
             ev = decide_input_enqueue(draft, digest, last, by_key, by_id, now_ms)
             if ev is None:
                 existing = by_key or by_id
+                assert existing is not None  # the decider returns None only for a row already there
                 results.append(InputEnqueued(proj.get(db, sid, existing.input_id,
                                                       _live_generation(db, sid, now_ms)), False))
                 continue
@@ -415,7 +417,7 @@ def _planned_input(ev: TurnInputEnqueued) -> Any:
                             codec.unpack(codec.pack(ev.input)), state, ev.enqueued_at_ms, content_hash=ev.content_hash)
 
 
-def decide_active_claim(db: Any, fence: LeaseFence, turn_id: str, checkpoint: CheckpointKind, max_inputs: int,
+def decide_active_claim(db: Storage, fence: LeaseFence, turn_id: str, checkpoint: CheckpointKind, max_inputs: int,
                         now_ms: int) -> TurnInputsClaimed | None:
     """The active-turn claim event at `checkpoint` of `turn_id`, or None. The caller has
     validated `fence` (require_live_fence) in the same write transaction."""
@@ -428,7 +430,7 @@ def decide_active_claim(db: Any, fence: LeaseFence, turn_id: str, checkpoint: Ch
                               checkpoint, now_ms)
 
 
-def claim_from_event(db: Any, ev: TurnInputsClaimed) -> TurnInputClaim:
+def claim_from_event(db: Storage, ev: TurnInputsClaimed) -> TurnInputClaim:
     """The TurnInputClaim an appended claim event stands for (inputs read back in claim order)."""
     from projections import inputs as proj
 
@@ -438,7 +440,7 @@ def claim_from_event(db: Any, ev: TurnInputsClaimed) -> TurnInputClaim:
                           ev.claimant if ev.claimant is not None else ev.owner)
 
 
-def check_input_completion(db: Any, completion: TurnInputCompletion, now_ms: int, *,
+def check_input_completion(db: Storage, completion: TurnInputCompletion, now_ms: int, *,
                            live_generation: Any = UNREAD) -> TurnInputsCompleted:
     """Check a completion against the live tables; return its settling event or raise
     TurnInputClaimSuperseded (nothing is written). For the runtime commit: check every
@@ -454,12 +456,12 @@ def check_input_completion(db: Any, completion: TurnInputCompletion, now_ms: int
     return decide_input_completion(completion, holdings, live, now_ms)
 
 
-def input_completion_events(db: Any, completions: Sequence[TurnInputCompletion], now_ms: int) -> list[Any]:
+def input_completion_events(db: Storage, completions: Sequence[TurnInputCompletion], now_ms: int) -> list[Any]:
     """The settling events of several completions (all checked before any is returned)."""
     return [check_input_completion(db, c, now_ms) for c in completions]
 
 
-def interrupt_events(db: Any, session_id: str, turn_id: str, now_ms: int,
+def interrupt_events(db: Storage, session_id: str, turn_id: str, now_ms: int,
                      completing: Sequence[str] = (), *, live_generation: Any = UNREAD) -> list[Any]:
     """The event deferring turn `turn_id`'s unaccepted inputs to the next turn (empty list
     when there are none). `completing` are input ids the same commit completes;
@@ -471,7 +473,7 @@ def interrupt_events(db: Any, session_id: str, turn_id: str, now_ms: int,
     return [] if ev is None else [ev]
 
 
-def vacuum_events(db: Any, session_id: str, now_ms: int) -> list[Any]:
+def vacuum_events(db: Storage, session_id: str, now_ms: int) -> list[Any]:
     """The event pruning the session's terminal (cancelled, completed) inputs, or [] (for
     the maintenance vacuum: its count is `len(events[0].input_ids)`)."""
     from projections import inputs as proj

@@ -148,7 +148,7 @@ def lease_token(session_id: str, owner: LeaseOwner, now_ms: int, fencing_token: 
 
 def _acquire(state: SessionLeaseState | None, generation: int, session_id: str, owner: LeaseOwner,
              ttl_ms: int, now_ms: int, dead: SessionExecutionLease | None = None,
-             dead_start: int | None = None) -> tuple[Acquired, list[Any]]:
+             dead_start: int | None = None) -> tuple[Acquired[SessionExecutionLease], list[Any]]:
     fence = (state.fencing_token if state is not None else 0) + 1
     token = lease_token(session_id, owner, now_ms, fence, generation)
     lease = SessionExecutionLease(session_id, owner, token, fence, now_ms, now_ms + ttl_ms)

@@ -17,6 +17,7 @@ Users import these names from `eventstore.processes` (the package's public API).
 
 from __future__ import annotations
 
+import builtins
 import time
 from typing import Any, Callable
 
@@ -24,7 +25,7 @@ import attrs
 
 from projections import processes as proj
 
-from ..checks import check_int
+from ..checks import canonical_json, check_int
 from ..errors import InvalidArgument
 from ..facades import register_facade
 from ..leases.owners import LeaseOwner, check_owner
@@ -61,7 +62,6 @@ from .rules import (
     MAX_ID_BYTES,
     TERMINAL_TYPES,
     AppendEventRequest,
-    canonical_json,
     check_request,
     decide_append,
     json_problem,
@@ -170,7 +170,7 @@ class Processes(ProcessLeaseCommands, ProcessGrantCommands, ProcessHandoverComma
         return proj.list_records(self._db, status=status.value if status else None, scope_id=scope_id,
                                  waiting=waiting, after_id=after_id, limit=limit)
 
-    def list_non_terminal(self) -> list[ProcessRecord]:
+    def list_non_terminal(self) -> builtins.list[ProcessRecord]:
         """Running processes, ordered by id."""
         return self.list(status=ProcessStatus.RUNNING)
 
@@ -353,7 +353,7 @@ class Processes(ProcessLeaseCommands, ProcessGrantCommands, ProcessHandoverComma
         return AppendEventResult(ProcessEvent.from_appended(appended, result.last_position),
                                  appended.wake_delivery, False)
 
-    def events_after(self, process_id: str, after_sequence: int = 0, limit: int | None = None) -> list[ProcessEvent]:
+    def events_after(self, process_id: str, after_sequence: int = 0, limit: int | None = None) -> builtins.list[ProcessEvent]:
         """Process events with a sequence above `after_sequence` (never the cursor itself), in order."""
         check_int(after_sequence, "after_sequence")
         if limit is not None:
@@ -362,7 +362,7 @@ class Processes(ProcessLeaseCommands, ProcessGrantCommands, ProcessHandoverComma
             self._require(process_id)
             return self._load_events(process_id, proj.event_index(self._db, process_id, after_sequence, limit))
 
-    def recent_events(self, process_id: str, limit: int) -> list[ProcessEvent]:
+    def recent_events(self, process_id: str, limit: int) -> builtins.list[ProcessEvent]:
         """The newest `limit` process events, oldest first (ascending sequence, as the reference
         returns them): a bounded activity tail that does not read the whole history."""
         check_int(limit, "limit")
@@ -384,7 +384,7 @@ class Processes(ProcessLeaseCommands, ProcessGrantCommands, ProcessHandoverComma
                 return min(sequence, record.last_sequence)
             return proj.count_events_of_type(self._db, process_id, event_type, sequence)
 
-    def wake_events_after(self, process_id: str, after_sequence: int = 0) -> list[ProcessEvent]:
+    def wake_events_after(self, process_id: str, after_sequence: int = 0) -> builtins.list[ProcessEvent]:
         """Events after `after_sequence` that carry a wake which was not acked."""
         check_int(after_sequence, "after_sequence")
         with self._read():
@@ -440,6 +440,7 @@ class Processes(ProcessLeaseCommands, ProcessGrantCommands, ProcessHandoverComma
         _check_output(output)
         pid = lease.process_id
         request = terminal_request(pid, output)
+        assert request.replay_key is not None  # a terminal request always carries its replay key
         with self._write("complete_with_lease"):
             now = self.ctx.now_ms()
             record = self._require(pid)

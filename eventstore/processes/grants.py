@@ -69,7 +69,9 @@ class ProcessGrantCommands(ProcessFacadeBase):
             if existing is not None and existing.descriptor == descriptor:
                 return existing
             self._append(process_id, [ProcessHandleGranted(process_id, scope, descriptor, now)], now)
-            return proj.get_grant(self._db, scope.scope_id, process_id)
+            granted = proj.get_grant(self._db, scope.scope_id, process_id)
+            assert granted is not None  # the append above applied it, in this transaction
+            return granted
 
     def revoke(self, scope: SessionScope | HostScope, process_id: str) -> bool:
         """Revoke a scope's grant. False (nothing written) when there was none."""
@@ -143,7 +145,8 @@ class ProcessGrantCommands(ProcessFacadeBase):
             for g in proj.grants_for_session(db, session_id):
                 revoked.setdefault(g.process_id, []).append(g.scope_id)
             targeted = set(proj.wake_targeted(db, session_id))
-            orphaned, preserved = [], []
+            orphaned: list[str] = []
+            preserved: list[str] = []
             for pid in sorted(revoked):
                 record = proj.get_record(db, pid)
                 if record is None:

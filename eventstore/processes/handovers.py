@@ -180,7 +180,8 @@ class ProcessHandoverCommands(ProcessFacadeBase):
         """Read an indexed handover's payload back from the log."""
         ev = self.ctx.log.get(row[1])
         e = None if ev is None else ev.data
-        if not isinstance(e, ProcessHandoverPut) or e.process_id != process_id or e.segment_ordinal != row[0]:
+        if ev is None or not isinstance(e, ProcessHandoverPut) or e.process_id != process_id \
+                or e.segment_ordinal != row[0]:
             raise CorruptStore(f"process {process_id!r}: the handover of segment {row[0]} indexed at position "
                                f"{row[1]} is not in the log: run `eventstore verify --projections`, then rebuild")
         return SegmentHandover(e.process_id, e.segment_ordinal, e.payload, e.payload_hash, e.put_at_ms, ev.position)

@@ -17,7 +17,7 @@ Owner identity, liveness and LeaseTimings come from `eventstore.leases` (owners.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, TypeGuard
 
 import attrs
 
@@ -30,6 +30,7 @@ from ..leases.owners import (
     Busy,
     LeaseOwner,
     LeaseTimings,
+    LocalProcessLiveness,
     ObservedHolder,
     check_observed,
     check_owner,
@@ -78,7 +79,7 @@ def check_lease(lease: Any) -> ProcessLease:
     return lease
 
 
-def lease_is_current(holder: ProcessLease | None, lease: ProcessLease, now_ms: int) -> bool:
+def lease_is_current(holder: ProcessLease | None, lease: ProcessLease, now_ms: int) -> TypeGuard[ProcessLease]:
     """True when `lease` is the live lease: same token, fence and incarnation, unexpired."""
     return (holder is not None and holder.lease_token == lease.lease_token
             and holder.fencing_token == lease.fencing_token and holder.owner.same_owner(lease.owner)
@@ -86,7 +87,7 @@ def lease_is_current(holder: ProcessLease | None, lease: ProcessLease, now_ms: i
 
 
 def _acquire(pid: str, fence: int, owner: LeaseOwner, ttl: int, now: int,
-             reclaimed: ProcessLease | None = None, dead_start: int | None = None) -> tuple[Acquired, list]:
+             reclaimed: ProcessLease | None = None, dead_start: int | None = None) -> tuple[Acquired[ProcessLease], list[Any]]:
     new_fence = fence + 1
     token = lease_token(pid, owner, now, new_fence)
     lease = ProcessLease(pid, owner, token, new_fence, now, now + ttl)
@@ -97,7 +98,7 @@ def _acquire(pid: str, fence: int, owner: LeaseOwner, ttl: int, now: int,
 
 
 def decide_claim(pid: str, fence: int, holder: ProcessLease | None, owner: LeaseOwner, ttl: int,
-                 now: int) -> tuple[ClaimOutcome, list]:
+                 now: int) -> tuple[ClaimOutcome, list[Any]]:
     """Claim: re-entry, Busy, or a fresh acquisition. Pure."""
     if holder is not None and holder.is_live(now):
         if holder.owner.same_owner(owner):
@@ -110,7 +111,7 @@ def decide_claim(pid: str, fence: int, holder: ProcessLease | None, owner: Lease
 
 def decide_reclaim(pid: str, fence: int, holder: ProcessLease | None, owner: LeaseOwner,
                    observed: ObservedHolder | ProcessLease, holder_dead: bool, dead_start: int | None, ttl: int,
-                   now: int) -> tuple[ClaimOutcome, list]:
+                   now: int) -> tuple[ClaimOutcome, list[Any]]:
     """Reclaim: a free or expired lease is a plain claim; a live one is taken only when
     the observation (owner and incarnation, fencing token) is current and the holder was
     proven dead. Pure."""
@@ -122,7 +123,7 @@ def decide_reclaim(pid: str, fence: int, holder: ProcessLease | None, owner: Lea
     return Busy(holder), []
 
 
-def decide_renew(holder: ProcessLease | None, lease: ProcessLease, ttl: int, now: int) -> tuple[ProcessLease, list]:
+def decide_renew(holder: ProcessLease | None, lease: ProcessLease, ttl: int, now: int) -> tuple[ProcessLease, list[Any]]:
     """Renew: only the live, current lease moves its expiry. Pure."""
     if not lease_is_current(holder, lease, now):
         why = "superseded or released" if holder is None or holder.lease_token != lease.lease_token else "expired"
@@ -131,7 +132,7 @@ def decide_renew(holder: ProcessLease | None, lease: ProcessLease, ttl: int, now
     return renewed, [ProcessLeaseRenewed(lease.process_id, lease.lease_token, lease.fencing_token, now, now + ttl)]
 
 
-def decide_release(holder: ProcessLease | None, lease: ProcessLease, now: int) -> list:
+def decide_release(holder: ProcessLease | None, lease: ProcessLease, now: int) -> list[Any]:
     """Release: clears the holder when token and fence match; else nothing. Pure."""
     if holder is None or holder.lease_token != lease.lease_token or holder.fencing_token != lease.fencing_token:
         return []
@@ -182,7 +183,7 @@ class ProcessLeaseCommands(ProcessFacadeBase):
             if holder is not None and holder.is_live(now):
                 # The proof of death is read here, by the command, at decision time.
                 dead = definitely_dead(holder.owner, owner, read_start)
-                if dead:
+                if dead and isinstance(holder.owner.liveness, LocalProcessLiveness):  # dead implies local
                     try:
                         dead_start = read_start(holder.owner.liveness.pid)
                     except (OSError, ValueError, IndexError):
@@ -229,7 +230,7 @@ class ProcessLeaseCommands(ProcessFacadeBase):
             fence, holder = proj.get_lease(self._db, process_id)
         return ProcessLeaseState(process_id, fence, holder)
 
-    def _check_completion_lease(self, lease: ProcessLease, now: int) -> list:
+    def _check_completion_lease(self, lease: ProcessLease, now: int) -> list[Any]:
         """The release event for a leased completion; ProcessLeaseExpired unless `lease` is live."""
         _fence, holder = proj.get_lease(self._db, lease.process_id)
         if not lease_is_current(holder, lease, now):

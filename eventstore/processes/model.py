@@ -511,7 +511,7 @@ def json_form(value: Any) -> Any:
     return value
 
 
-def output_to_json(output: AwaitOutput) -> dict:
+def output_to_json(output: AwaitOutput) -> dict[str, Any]:
     """An await output as a JSON map (`{"type": "success", "value": ...}` and so on)."""
     return cast("dict[Any, Any]", json_form(output))
 
@@ -526,7 +526,7 @@ def output_from_json(value: Any) -> AwaitOutput | None:
             return Success(value.get("value"))
         if kind == "failure" and set(value) <= {"type", "failure_class", "code", "message", "raw"}:
             fc, code, msg = value.get("failure_class"), value.get("code"), value.get("message")
-            if all(isinstance(x, str) for x in (fc, code, msg)):
+            if isinstance(fc, str) and isinstance(code, str) and isinstance(msg, str):
                 return Failure(fc, code, msg, value.get("raw"))
         if kind == "cancelled" and set(value) <= {"type", "message", "raw"} and isinstance(value.get("message"), str):
             return Cancelled(value["message"], value.get("raw"))
@@ -541,7 +541,7 @@ def output_from_json(value: Any) -> AwaitOutput | None:
     return None
 
 
-def authority_to_json(authority: CompletionAuthority) -> dict:
+def authority_to_json(authority: CompletionAuthority) -> dict[str, Any]:
     """A completion authority as recorded in the terminal event's payload."""
     out = json_form(authority)
     out["authority"] = out.pop("type")

@@ -15,10 +15,13 @@ The documented functions the runtime commit calls inside its own transaction are
 
 from __future__ import annotations
 
+import builtins
 from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar, cast
 
 import attrs
 
+from ..checks import check_int as _check_int
+from ..checks import check_text as _check_text
 from ..errors import InvalidArgument
 from ..facades import register_facade
 from ..leases.owners import LeaseOwner
@@ -43,8 +46,6 @@ from .enqueue import (
     EnqueuePlan,
     InvalidBatchPayloads,
     QueuedWorkDraft,
-    _check_int,
-    _check_text,
     check_draft,
     check_retention,
     plan_checked,
@@ -72,7 +73,11 @@ from ..sessions.events import session_stream
 if TYPE_CHECKING:
     from ..inputs import CheckpointKind
     from ..leases import LeaseFence
+    from ..storage import Storage
     from ..store import StoreContext
+    from projections.queue import QueuedBatch
+
+_R = TypeVar("_R")
 
 # --- claim results -------------------------------------------------------------------------
 
@@ -421,7 +426,7 @@ class Queue:
 
     # --- reads ---
 
-    def _read(self, session_id: str, now_ms: int | None, fn: Callable[[Any, int | None], Any]) -> Any:
+    def _read(self, session_id: str, now_ms: int | None, fn: Callable[[Storage, int | None], _R]) -> _R:
         from ..sessions import check_session_id
 
         check_session_id(session_id)
@@ -442,7 +447,7 @@ class Queue:
 
         return cast("list[Any]", self._read(session_id, now_ms, lambda db, gen: proj.list_batches(db, session_id, gen)))
 
-    def list_pending(self, session_id: str, *, now_ms: int | None = None) -> list[Any]:
+    def list_pending(self, session_id: str, *, now_ms: int | None = None) -> builtins.list[QueuedBatch]:
         """The session's batches that no live claim holds, in enqueue order (law 36)."""
         from projections import queue as proj
 

@@ -19,7 +19,7 @@ write transaction before writing anything for a session.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 
@@ -37,7 +37,7 @@ from .events import (
 )
 
 if TYPE_CHECKING:
-    from ..store import StoreContext
+    from ..store import Store, StoreContext
 
 MAX_SESSION_ID_BYTES = 256
 MAX_META_TEXT = 4096
@@ -386,7 +386,8 @@ class Sessions:
             # Both in this one transaction: after a crash either the bytes are still there
             # and no record exists, or the bytes are gone and the record says so.
             dropped = self.ctx.log.purge_payloads(stream)
-            record = attrs.evolve(record, payloads_dropped=dropped)
+            # an @event class is attrs at runtime; mypy's attrs plugin sees only its dataclass_transform
+            record = attrs.evolve(record, payloads_dropped=dropped)  # type: ignore[misc]
             result = self.ctx.append(purge_stream(session_id), [record], now_ms=now)
         return PurgeReport(session_id, True, dropped, purge_stream(session_id), result.last_position)
 
@@ -458,7 +459,8 @@ class Sessions:
             raise InvalidArgument(f"at must be None or a log position (an integer >= 0), got {at!r}")
         if at is None:
             return load_session(self.ctx, session_id, graph, leaf)
-        store = getattr(self.ctx, "store", self.ctx)
+        # a view (StoreView.store) travels through its Store; a Store is its own
+        store = cast("Store", getattr(self.ctx, "store", self.ctx))
         with store.at(at, streams=[session_stream(session_id)]) as view:
             return load_session(view, session_id, graph, leaf)
 

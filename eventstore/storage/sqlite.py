@@ -106,6 +106,7 @@ def check_file(path: str) -> bool:
             return False
         if attempt < 4:
             time.sleep(0.02)
+    assert truncated is not None  # each pass above returned unless it found one
     raise truncated
 
 
@@ -209,6 +210,7 @@ class _Transaction:
             db.group.exit(self.ticket, exc)
             return
         conn = db._conn
+        assert conn is not None  # __enter__ found it open; close() during a transaction is misuse
         try:
             db.depth -= 1
             if self.name:

@@ -71,6 +71,7 @@ from .events import (
 
 if TYPE_CHECKING:
     from ..store import StoreContext
+    from projections.triggers import TriggerDelivery, TriggerOccurrence
 
 DAY_MS = 86_400_000
 DEFAULT_OCCURRENCE_RETENTION_MS = 7 * DAY_MS
@@ -288,7 +289,8 @@ class Triggers:
         after its occurrence was forgotten has several recordings in the stream: the
         latest one (the one the projection holds) and its deliveries are the answer."""
         p = _projection()
-        occurrence, deliveries = None, []
+        occurrence: TriggerOccurrence | None = None
+        deliveries: builtins.list[TriggerDelivery] = []
         for ev in self.ctx.log.read_stream(occurrence_stream(occurrence_id)):
             e = ev.data
             if isinstance(e, OccurrenceRecorded):
@@ -357,19 +359,23 @@ class Triggers:
         self.ctx.require_fresh("triggers")
         return _projection().get_occurrence(self.ctx.db, idempotency_key)
 
-    def occurrences(self, limit: int | None = None) -> builtins.list[Any]:
+    def occurrences(self, limit: int | None = None) -> builtins.list[TriggerOccurrence]:
         """Ingested occurrences, newest first."""
         if limit is not None:
             check_int(limit, "limit", 1)
         self.ctx.require_fresh("triggers")
-        return _projection().list_occurrences(self.ctx.db, limit)
+        found: builtins.list[TriggerOccurrence] = _projection().list_occurrences(self.ctx.db, limit)
+        return found
 
-    def deliveries(self, subscription_id: str | None = None, occurrence_id: str | None = None) -> builtins.list[Any]:
+    def deliveries(self, subscription_id: str | None = None,
+                   occurrence_id: str | None = None) -> builtins.list[TriggerDelivery]:
         """Reserved deliveries, optionally of one subscription or one occurrence."""
         _check_key(subscription_id, "subscription_id", optional=True)
         _check_key(occurrence_id, "occurrence_id", optional=True)
         self.ctx.require_fresh("triggers")
-        return _projection().list_deliveries(self.ctx.db, subscription_id, occurrence_id)
+        found: builtins.list[TriggerDelivery] = _projection().list_deliveries(self.ctx.db, subscription_id,
+                                                                              occurrence_id)
+        return found
 
 
 def _check_key(value: Any, what: str, optional: bool = False) -> None:

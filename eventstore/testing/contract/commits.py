@@ -24,6 +24,7 @@ from eventstore.processes import Disposition, ExternalInput, HostScope, ProcessR
 from eventstore.queue import AgentFrameTask, QueuedWorkClaimSuperseded, QueuedWorkDraft
 from eventstore.sessions import SessionMeta, SessionRelation
 from eventstore.commits import stamp_turn, turn_commit_hash
+from eventstore.testing import Backend
 from eventstore.testing.helpers import assert_consistent
 
 MODEL = ModelConfig("anthropic", "claude-x")
@@ -36,7 +37,7 @@ def fence_of(store: eventstore.Store, sid: str, name: str = "runtime-a", ttl_ms:
     return got.lease.fence
 
 
-def message(text: str, role: str = "user") -> dict:
+def message(text: str, role: str = "user") -> dict[str, Any]:
     """A message-like payload (role + parts), as a runtime stores it."""
     return {"role": role, "id": f"msg-{text}", "parts": [{"kind": "text", "content": text, "prune_state": "keep"}]}
 
@@ -65,7 +66,7 @@ def ids(loaded: Any) -> list[str]:
 class CommitHelpers:
     """Shared steps of the runtime-commit contracts."""
 
-    def setup_session(self, backend: Any, sid: str = "s1") -> eventstore.Store:
+    def setup_session(self, backend: Backend, sid: str = "s1") -> eventstore.Store:
         backend.store.sessions.create(sid)
         return backend.store
 

@@ -14,6 +14,7 @@ from eventstore.inputs import (
     TurnInputClaimSuperseded, TurnInputCompletion, TurnInputDraft,
 )
 from eventstore.leases import Acquired, SessionExecutionLeaseExpired, LeaseOwner
+from eventstore.testing import Backend
 from eventstore.testing.helpers import assert_consistent
 
 AFTER_WORK, BEFORE_COMPLETION = CheckpointKind.AFTER_WORK, CheckpointKind.BEFORE_COMPLETION
@@ -40,7 +41,7 @@ def outcomes(cancels: Any) -> list[CancelOutcome]:
 class InputContract:
     """Laws 28 and 49-59; subclass with a `backend` fixture."""
 
-    def setup_session(self, backend: Any, sid: str = "s1") -> eventstore.Store:
+    def setup_session(self, backend: Backend, sid: str = "s1") -> eventstore.Store:
         backend.store.sessions.create(sid)
         return backend.store
 

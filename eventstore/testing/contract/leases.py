@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -48,7 +49,7 @@ def new_session(store: eventstore.Store, session_id: str = "s1") -> str:
     return session_id
 
 
-def acquired(outcome: object) -> Acquired:
+def acquired(outcome: object) -> Acquired[Any]:
     """Assert that a claim or reclaim acquired the lease, and return the outcome."""
     assert isinstance(outcome, Acquired), outcome
     return outcome

@@ -17,7 +17,7 @@ from eventstore.processes import (
     Abandoned, AbandonEvidence, AbandonWriter, Acquired, AppendEventRequest, Busy, Cancelled,
     CompletionAuthorityRejected, Disposition, EngineInput, EventTypeSpec, ExternalInput, ExternalOwner,
     ExternalRef, ExternalRefConflict, Failure, HandleDescriptor, HostScope, Pointer, Present,
-    ProcessAlreadyTerminal, ProcessLeaseExpired, ProcessRegistration, ProcessStatus, Provenance,
+    ProcessAlreadyTerminal, ProcessEvent, ProcessLeaseExpired, ProcessRegistration, ProcessStatus, Provenance,
     PruneFilter, ReconciledAbandon, RegistrationConflict, ReplayKeyConflict, ReplayKeyRequired,
     SessionScope, Success, TerminalSpec, UnknownProcess, WaitState, WakeSpec, WorkflowKey, process_stream,
 )
@@ -54,7 +54,7 @@ def owner(name: str, incarnation: str = "i1") -> LeaseOwner:
     return LeaseOwner(name, incarnation)
 
 
-def terminal_events(store: eventstore.Store, pid: str) -> list:
+def terminal_events(store: eventstore.Store, pid: str) -> list[ProcessEvent]:
     """The terminal process events of one process."""
     return [e for e in store.processes.events_after(pid) if e.terminal is not None]
 

@@ -18,6 +18,7 @@ from eventstore.queue import (
     QueuedWorkCompletion, QueuedWorkDraft, RefreshToolCatalog, SlotPolicy,
 )
 from eventstore.testing.contract.processes import S1, registration, wake_type
+from eventstore.testing import Backend
 from eventstore.testing.helpers import assert_consistent
 
 SAFE = DeliveryPolicy.EARLIEST_SAFE_BOUNDARY
@@ -71,7 +72,7 @@ def write_transactions(store: eventstore.Store) -> Iterator[list[bool]]:
 class QueueContract:
     """Laws 28-48; subclass with a `backend` fixture."""
 
-    def setup_session(self, backend: Any, sid: str = "s1") -> eventstore.Store:
+    def setup_session(self, backend: Backend, sid: str = "s1") -> eventstore.Store:
         backend.store.sessions.create(sid)
         return backend.store
 
@@ -481,7 +482,7 @@ class QueueContract:
         before = store.last_position()
         for payloads in ((), (AgentFrameTask("f", "x"), RefreshToolCatalog()), ("not a payload",)):
             with pytest.raises(InvalidBatchPayloads):
-                store.queue.enqueue(QueuedWorkDraft("s1", payloads))  # type: ignore[arg-type]
+                store.queue.enqueue(QueuedWorkDraft("s1", payloads))
         with pytest.raises(eventstore.InvalidArgument, match="merge_key"):
             store.queue.enqueue(task("s1", "x", merge=MergeKey("group")))
         with pytest.raises(eventstore.InvalidArgument, match="available_at_ms"):
@@ -550,7 +551,9 @@ class QueueContract:
     def wake_and_settle(self, store: eventstore.Store, fence: Any, pid: str, text: str = "w") -> Any:
         """`wake`, then complete the wake's batch (its key settles)."""
         woke = self.wake(store, pid, text)
-        store.queue.complete(store.queue.claim_by_ids(fence, [woke.batch.batch_id]))
+        claim = store.queue.claim_by_ids(fence, [woke.batch.batch_id])
+        assert claim is not None
+        store.queue.complete(claim)
         return woke
 
     def finish_and_prune(self, backend: Any, *pids: str) -> None:

@@ -297,12 +297,12 @@ class SessionContract:
         (("a\nb",), "control characters"),
         (("x" * 257,), "256 UTF-8 bytes"),
         (("s1", "meta"), "meta must be a SessionMeta"),
-        (("s1", SessionMeta(name=3)), "meta.name"),
+        (("s1", SessionMeta(name=3)), "meta.name"),  # type: ignore[arg-type]  # wrong on purpose
         (("s1", SessionMeta(cwd="a\x00b")), "meta.cwd"),
         (("s1", SessionMeta(relation=SessionRelation("s1"))), "its own parent"),
         (("s1", SessionMeta(relation=SessionRelation(""))), "parent_session_id"),
         (("s1", SessionMeta(relation=SessionRelation("p", ""))), "relation.kind"),
-        (("s1", SessionMeta(relation="p")), "relation must be"),
+        (("s1", SessionMeta(relation="p")), "relation must be"),  # type: ignore[arg-type]  # wrong on purpose
     ])
     def test_bad_create_arguments_raise_invalid_argument_and_write_nothing(self, backend, args, match):
         store = backend.store
