@@ -42,6 +42,8 @@ class Storage(Protocol):
     """One connection to a store's database: statements, transactions and the rest of the seam."""
 
     path: str
+    dialect: str
+    """The SQL engine: "sqlite" or "postgresql" (for the few statements written per engine)."""
     synchronous: str
     busy_timeout_ms: int
     serial: int

@@ -235,6 +235,8 @@ class _Transaction:
 class Database:
     """One SQLite connection with the store's settings and a careful transaction helper."""
 
+    dialect = "sqlite"
+
     def __init__(
         self,
         path: str,
