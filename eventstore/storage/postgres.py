@@ -81,6 +81,10 @@ class _IntForBool(Dumper):
         return b"1" if obj else b"0"
 
 
+CHUNK = 50
+"""Rows per statement of a bulk insert (one trigger firing, the clock's, per statement)."""
+
+
 def _what(sql: str) -> str:
     return " ".join(sql.split()[:3])
 
@@ -194,7 +198,7 @@ class PostgresDatabase(PgTransactions):
             return max(self._run(sql, params).rowcount, 0)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run one statement once per parameter row (plain inserts: one statement per 500 rows)."""
+        """Run one statement once per parameter row (plain inserts: one statement per CHUNK rows)."""
         rows = list(rows)
         if not rows:
             return
@@ -213,14 +217,28 @@ class PostgresDatabase(PgTransactions):
                     # commit clock) and one plan per chunk. Not for upserts: a row may not be
                     # updated twice by one statement.
                     values = m.group(2)
-                    for start in range(0, len(rows), 500):
-                        chunk = rows[start:start + 500]
-                        flat = [v for r in chunk for v in r]
-                        stmt = f"{m.group(1)} {', '.join([values] * len(chunk))}{m.group(3) or ''}"
-                        if deferring:
-                            self._defer(self._mogrify(stmt, flat))
-                        else:
-                            self._rowcount = self._flush(stmt, flat).rowcount  # type: ignore[union-attr]
+
+                    def statement(n: int) -> str:
+                        return f"{m.group(1)} {', '.join([values] * n)}{m.group(3) or ''}"
+
+                    if deferring and len(rows) <= 8:
+                        self._defer(self._mogrify(statement(len(rows)), [v for r in rows for v in r]))
+                        return
+                    # Chunks of CHUNK rows, sent now with their parameters apart (binding
+                    # hundreds of rows into the text on the client costs more than a round
+                    # trip), all full chunks in one pipelined round trip: one statement text,
+                    # short enough for psycopg to parse once and cache.
+                    self._flush()
+                    full = len(rows) - len(rows) % CHUNK
+                    if full:
+                        self.round_trips += 1
+                        with self._live().cursor() as cur:
+                            cur.executemany(statement(CHUNK), [[v for r in rows[i:i + CHUNK] for v in r]
+                                                               for i in range(0, full, CHUNK)])
+                    if full < len(rows):
+                        rest = rows[full:]
+                        self._flush(statement(len(rest)), [v for r in rest for v in r])
+                    self._rowcount = len(rows)
                     return
                 if deferring:
                     for r in rows:
