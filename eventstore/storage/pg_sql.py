@@ -5,11 +5,11 @@ reaches PostgreSQL")."""
 from __future__ import annotations
 
 import re
-from typing import Callable
+from typing import Callable, Sequence
 
 from ..errors import StoreError
 
-__all__ = ["PLAIN_INSERT", "translate"]
+__all__ = ["PLAIN_INSERT", "bind", "translate"]
 
 _PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\?(\d*)|%")
 _CREATE_TABLE = re.compile(r"^\s*CREATE\s+TABLE", re.I)
@@ -147,3 +147,46 @@ def _qualify_upsert(stmt: str, columns: Callable[[str], list[str]]) -> str:
 def _split(sql: str) -> list[str]:
     """Statements of a script (our own DDL: no ';' inside literals)."""
     return [s.strip() for s in sql.split(";") if s.strip()]
+
+
+_PIECES: dict[str, list[str]] = {}
+
+
+def _literal(v: object) -> str | None:
+    """`v` as an SQL literal for the common types, or None (then psycopg quotes it).
+
+    Why it is safe: the connection runs with standard_conforming_strings on (set at
+    connect), so inside '...' only a quote is special, and it is doubled; bytes go as hex."""
+    cls = v.__class__
+    if cls is int:
+        return str(v)
+    if cls is str:
+        return "'" + v.replace("'", "''") + "'"  # type: ignore[attr-defined]
+    if cls is bytes:
+        return "'\\x" + v.hex() + "'::bytea"  # type: ignore[attr-defined]
+    if v is None:
+        return "NULL"
+    if cls is bool:
+        return "1" if v else "0"
+    return None
+
+
+def bind(text: str, params: Sequence[object], fallback: Callable[[str, Sequence[object]], str]) -> str:
+    """A translated statement (`%s` placeholders, `%%` for a percent sign) with its parameters
+    bound as literals, for statements sent together in one message; `fallback` (psycopg's
+    ClientCursor.mogrify) binds a statement with any other type of parameter."""
+    pieces = _PIECES.get(text)
+    if pieces is None:
+        if len(_PIECES) > 2000:
+            _PIECES.clear()
+        pieces = _PIECES[text] = [p.replace("%%", "%") for p in text.split("%s")]
+    if len(pieces) != len(params) + 1:
+        return fallback(text, params)
+    out = [pieces[0]]
+    for value, piece in zip(params, pieces[1:]):
+        lit = _literal(value)
+        if lit is None:
+            return fallback(text, params)
+        out.append(lit)
+        out.append(piece)
+    return "".join(out)

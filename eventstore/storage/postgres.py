@@ -33,7 +33,7 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
 from .pg_follow import CommitWaiter, FollowerPool, channel_for
-from .pg_sql import PLAIN_INSERT, translate
+from .pg_sql import PLAIN_INSERT, bind, translate
 from .pg_txn import PgTransactions, translate_error
 from ..errors import IntegrityError, InvalidArgument, ReadOnlyStore, StoreClosed, StoreError
 
@@ -132,7 +132,9 @@ class PostgresDatabase(PgTransactions):
         # "normal" keeps SQLite's meaning: a crash of the server may lose the newest commits,
         # never half of one (PostgreSQL's asynchronous commit).
         sync = "on" if synchronous == "full" else "off"
+        # standard_conforming_strings: pg_sql.bind writes literals for it (the default since 9.1).
         self._conn.execute(f"SET search_path TO {schema}; SET synchronous_commit TO {sync}; "
+                           "SET standard_conforming_strings TO on; "
                            f"SET lock_timeout TO {int(busy_timeout_ms)}")
         if readonly:  # the server refuses every write of this session, statements outside transactions too
             self._conn.execute("SET default_transaction_read_only TO on")
@@ -145,7 +147,9 @@ class PostgresDatabase(PgTransactions):
         return self._conn
 
     def _mogrify(self, text: str, params: Any) -> str:
-        return self._client.mogrify(text, params)
+        if params.__class__ is dict:
+            return self._client.mogrify(text, params)
+        return bind(text, params, self._client.mogrify)
 
     def _prepare(self, sql: str, params: Any) -> tuple[str, Any]:
         hit = self._sql.get(sql)
