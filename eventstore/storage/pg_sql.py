@@ -5,7 +5,7 @@ reaches PostgreSQL")."""
 from __future__ import annotations
 
 import re
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 from ..errors import StoreError
 
@@ -161,9 +161,9 @@ def _literal(v: object) -> str | None:
     if cls is int:
         return str(v)
     if cls is str:
-        return "'" + v.replace("'", "''") + "'"  # type: ignore[attr-defined]
+        return "'" + cast(str, v).replace("'", "''") + "'"
     if cls is bytes:
-        return "'\\x" + v.hex() + "'::bytea"  # type: ignore[attr-defined]
+        return "'\\x" + cast(bytes, v).hex() + "'::bytea"
     if v is None:
         return "NULL"
     if cls is bool:

@@ -180,10 +180,14 @@ class PgTransactions:
             self._flush()
         self._pending.append((text, None))
         if self._answers:
-            low = text.lower()
-            for key in list(self._answers):
-                if ("projection_state" if key[0] is STATES_SQL else "events") in low:
-                    del self._answers[key]
+            self._invalidate(text)
+
+    def _invalidate(self, text: str) -> None:
+        """Forget the prefetched rows a write statement may change (by the table it names)."""
+        low = text.lower()
+        for key in list(self._answers):
+            if ("projection_state" if key[0] is STATES_SQL else "events") in low:
+                del self._answers[key]
 
     def _flush(self, final: str | None = None, params: Any = None) -> psycopg.Cursor[Any] | None:
         """Send the pending statements and then `final` in one round trip; the cursor is

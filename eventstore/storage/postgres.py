@@ -170,6 +170,8 @@ class PostgresDatabase(PgTransactions):
         text, params = self._prepare(sql, params)
         if self._tracer is not None:
             self._tracer(sql)
+        if self._answers and not text.lstrip()[:6].upper() == "SELECT":
+            self._invalidate(text)
         try:
             cur = self._flush(text, params)
         except psycopg.Error as exc:
