@@ -9,6 +9,7 @@ EVENTSTORE_TEST_POSTGRES (default: the local one) and fail, never skip, when it 
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any, Iterator
 
@@ -16,6 +17,7 @@ import psycopg
 import pytest
 
 import eventstore
+import eventstore.aio
 from eventstore.storage.pg_follow import CommitWaiter
 from tests import postgres_support as pg
 from tests import strategies as gen
@@ -65,7 +67,8 @@ def test_a_lone_one_event_append_is_two_round_trips(url, monkeypatch):
     """BEGIN + lock + clock + head in one message, the insert + catalogue + COMMIT + flush in
     the other; the same after another process wrote, for a stream this handle appends to."""
     wire = Wire(monkeypatch)
-    with gen.open_store(url) as store, gen.open_store(url) as other:
+    # synchronous="full": the COMMIT message also carries the statement that waits for the flush.
+    with gen.open_store(url, synchronous="full") as store, gen.open_store(url) as other:
         store.append("a", [gen.CounterChanged("a", 0)])
         assert wire.count(store, lambda: store.append("a", [gen.CounterChanged("a", 1)])) == 2
         other.append("b", [gen.CounterChanged("b", 0)])
@@ -152,7 +155,7 @@ def _follow_into(store: eventstore.Store, seen: list, stop: threading.Event, **k
 def test_a_notification_wakes_a_follower_that_would_otherwise_sleep_an_hour(url):
     """With an hour's poll interval, only the commit's notification can deliver the events
     before the watchdog stops the follower."""
-    with gen.open_store(url) as writer, gen.open_store(url) as follower:
+    with gen.open_store(url, synchronous="full") as writer, gen.open_store(url, synchronous="full") as follower:
         stop, seen = threading.Event(), []
         watchdog = threading.Timer(60, stop.set)
         watchdog.start()
@@ -199,3 +202,20 @@ def test_a_follower_that_hears_no_notification_still_catches_up_by_position(url)
             watchdog.cancel()
         assert seen == list(range(1, 21))
         assert waiters and waiters[0].wakeups == 0
+
+
+def test_asyncio_commands_share_groups_and_readers_use_read_only_sessions(url):
+    """eventstore.aio on PostgreSQL: concurrent appends from the event loop are group-committed
+    on the store's connection, and reads run on reader threads with read-only sessions."""
+
+    async def main() -> tuple[list[int], Any, int]:
+        async with eventstore.aio.open(url, registry=gen.EVENTS, synchronous="full") as store:
+            results = await asyncio.gather(*[store.append(f"s{i}", [gen.CounterChanged("x", i)])
+                                              for i in range(20)])
+            got = await store.get(5)
+            return sorted(r.first_position for r in results), got, await store.last_position()
+
+    positions, got, last = asyncio.run(main())
+    assert positions == list(range(1, 21))
+    assert got is not None and got.position == 5
+    assert last == 20
