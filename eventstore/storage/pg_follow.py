@@ -146,5 +146,5 @@ class CommitWaiter:
             conn, self.conn = self.conn, None
             try:
                 self._pool.putconn(conn)
-            except psycopg.Error:
-                pass
+            except Exception:  # noqa: BLE001 - the handle closed its pool meanwhile: just close it
+                conn.close()
