@@ -148,7 +148,15 @@ class AsyncStore:
         projection engine, so staleness (decided by the writer, which rebuilds and
         reconciles) is one record for both."""
         s = self.sync
-        db = Database(s.path, synchronous=s.db.synchronous, busy_timeout_ms=s.db.busy_timeout_ms)
+        db: Any
+        if getattr(s.db, "dialect", "sqlite") == "postgresql":
+            from .storage.postgres import PostgresDatabase
+
+            # A read-only session of its own: the server refuses any write through it.
+            db = PostgresDatabase(s.path, synchronous=s.db.synchronous, busy_timeout_ms=s.db.busy_timeout_ms,
+                                  readonly=True)
+        else:
+            db = Database(s.path, synchronous=s.db.synchronous, busy_timeout_ms=s.db.busy_timeout_ms)
         try:
             log = EventLog(db, registry=s.log.registry, compress_threshold=s.log.compress_threshold,
                            limits=s.log.limits, clock=s.clock)

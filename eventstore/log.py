@@ -548,27 +548,39 @@ class EventLog:
         _check_position(from_position, "from_position")
         position = from_position
         idle_since = time.monotonic()
-        while stop is None or not stop.is_set():
-            got = False
-            # Read the head first: with a type filter we may skip ahead to it, and an
-            # event committed after this read has a larger position, so none is skipped.
-            head = self.last_position() if types else 0
-            for ev in self.read_all(position, types=types, raw=raw):
-                got = True
-                position = ev.position + 1
-                yield ev
-                if stop is not None and stop.is_set():
+        # A backend that can wake followers (PostgreSQL: LISTEN/NOTIFY) waits for a commit
+        # instead of sleeping, and bounds each read by its durable head; the reads by
+        # position stay the truth, so a lost wake-up costs one poll_interval, never an event.
+        opener = getattr(self.db, "commit_waiter", None)
+        waiter = opener() if opener is not None else None
+        try:
+            while stop is None or not stop.is_set():
+                got = False
+                # Read the head first: with a type filter we may skip ahead to it, and an
+                # event committed after this read has a larger position, so none is skipped.
+                bound = waiter.durable_head() if waiter is not None else None
+                head = (bound if bound is not None else self.last_position()) if types else 0
+                for ev in self.read_all(position, to_position=bound, types=types, raw=raw):
+                    got = True
+                    position = ev.position + 1
+                    yield ev
+                    if stop is not None and stop.is_set():
+                        return
+                if types:
+                    position = max(position, head + 1)
+                if got:
+                    idle_since = time.monotonic()
+                elif idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
                     return
-            if types:
-                position = max(position, head + 1)
-            if got:
-                idle_since = time.monotonic()
-            elif idle_timeout is not None and time.monotonic() - idle_since >= idle_timeout:
-                return
-            if stop is not None:
-                stop.wait(poll_interval)
-            else:
-                time.sleep(poll_interval)
+                if waiter is not None:
+                    waiter.wait(poll_interval, stop)
+                elif stop is not None:
+                    stop.wait(poll_interval)
+                else:
+                    time.sleep(poll_interval)
+        finally:
+            if waiter is not None:
+                waiter.close()
 
     # --- chain -------------------------------------------------------------------
 

@@ -38,6 +38,9 @@ catalogue = REGISTRY.register(
 _UPDATE = ("UPDATE catalogue_streams SET version = ?2, event_count = event_count + ?3, "
            "last_position = ?5, last_recorded_at_ms = ?7 WHERE stream = ?1")
 _INSERT = "INSERT INTO catalogue_streams VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+_UPSERT = (_INSERT + " ON CONFLICT (stream) DO UPDATE SET version = excluded.version, "
+           "event_count = event_count + excluded.event_count, last_position = excluded.last_position, "
+           "last_recorded_at_ms = excluded.last_recorded_at_ms")
 
 
 @catalogue.on_batch
@@ -47,7 +50,9 @@ def _count(db: Any, events: list) -> None:
     if len(events) == 1:  # the most common append: one event (unpacked once, not per field)
         position, stream, version, _type, _schema, at, _data = events[0]
         params = (stream, version, 1, position, position, at, at)
-        if db.execute_changes(_UPDATE, params) == 0:  # see _upsert
+        if db.dialect != "sqlite":  # see _upsert
+            db.execute(_UPSERT, params)
+        elif db.execute_changes(_UPDATE, params) == 0:
             db.execute(_INSERT, params)
         return
     first, last = events[0], events[-1]
@@ -75,8 +80,12 @@ def _upsert(db: Any, stream: str, version: int, count: int, first: int, last: in
     # that exists, and a plain UPDATE is one b-tree seek where an INSERT ... ON CONFLICT
     # probes for the conflict first (measured ~2.5 us less per append). Both run inside
     # the append's write transaction, so no other writer can insert the row in between.
+    # On PostgreSQL the upsert needs no answer, so it waits for the COMMIT's round trip
+    # instead of costing one of its own (eventstore/storage/pg_txn.py).
     params = (stream, version, count, first, last, first_at, last_at)
-    if db.execute_changes(_UPDATE, params) == 0:
+    if db.dialect != "sqlite":
+        db.execute(_UPSERT, params)
+    elif db.execute_changes(_UPDATE, params) == 0:
         db.execute(_INSERT, params)
 
 

@@ -3,7 +3,8 @@ order, never reused, and a follower reading by position never misses or reorders
 
 Eight writer processes open the same (new) schema at once, so they also race to create it,
 and append one- and three-event commands with exact expected versions; a follower in this
-process reads by position while they write.
+process reads by position while they write. Writers and follower run with
+synchronous="full": the writers' flush after the lock, the follower's durable head.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import sys
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
 from tests import strategies as gen
 url, w, n = sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-with gen.open_store(url) as store:
+with gen.open_store(url, synchronous="full") as store:
     version = 0
     for i in range(n):
         # Every seventh command appends three events: they must stay contiguous.
@@ -52,7 +53,7 @@ def test_eight_writer_processes_and_a_follower_see_gap_free_commit_ordered_posit
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for w in range(WRITERS)]
     try:
-        with gen.open_store(url) as follower:
+        with gen.open_store(url, synchronous="full") as follower:
             stop = threading.Event()
             watchdog = threading.Timer(240, stop.set)  # bounded: never hang the suite
             watchdog.start()

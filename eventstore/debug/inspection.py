@@ -16,7 +16,7 @@ commands print these results.
 
 from __future__ import annotations
 
-from typing import Any, cast, Sequence
+from typing import Any, Sequence
 
 import attrs
 

@@ -34,7 +34,10 @@ import psycopg.errors
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
-from ..errors import IntegrityError, InvalidArgument, ReadOnlyStore, StoreBusy, StoreClosed, StoreError
+from .pg_follow import CommitWaiter, FollowerPool, channel_for
+from .pg_sql import PLAIN_INSERT, bind, translate
+from .pg_txn import PgTransactions, translate_error
+from ..errors import IntegrityError, InvalidArgument, ReadOnlyStore, StoreClosed, StoreError
 
 __all__ = ["DEFAULT_SCHEMA", "PORTED_PROJECTIONS", "PostgresDatabase", "is_postgres_url", "parse_url", "translate"]
 
@@ -70,72 +73,6 @@ def lock_key(schema: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-# --- SQL translation ------------------------------------------------------------------
-
-_PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\?(\d*)|%")
-_CREATE_TABLE = re.compile(r"^\s*CREATE\s+TABLE", re.I)
-_GLOB = re.compile(r"\bGLOB\s+'([^']*)'", re.I)
-
-
-def _ddl(stmt: str) -> str:
-    """One SQLite CREATE TABLE in PostgreSQL's types: 64-bit integers, bytea, byte-order text."""
-    stmt = re.sub(r"\bINTEGER\s+PRIMARY\s+KEY\s+AUTOINCREMENT\b", "BIGINT PRIMARY KEY", stmt, flags=re.I)
-    stmt = re.sub(r"\bINTEGER\b", "BIGINT", stmt, flags=re.I)
-    stmt = re.sub(r"\bBLOB\b", "BYTEA", stmt, flags=re.I)
-    # SQLite compares text by its bytes; "C" gives PostgreSQL the same order (prefix range
-    # scans and the projections' ORDER BY agree across backends).
-    stmt = re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', stmt, flags=re.I)
-    stmt = re.sub(r"\bvalue\s+ANY\b", "value BYTEA", stmt, flags=re.I)
-    return re.sub(r"\)\s*WITHOUT\s+ROWID", ")", stmt, flags=re.I)
-
-
-def translate(sql: str) -> tuple[str, list[int] | None]:
-    """The store's SQL as PostgreSQL SQL, and the order of its parameters.
-
-    Returns (sql, order): `order[i]` is the index in the caller's parameters of the i-th
-    `%s` (None when they are in order). Besides placeholders, only three SQLite forms are
-    mapped: table definitions (`_ddl`), the planner hint `INDEXED BY` (dropped) and `GLOB`
-    with a literal pattern (LIKE); everything else is written portably by its callers.
-    """
-    statements = []
-    for stmt in _split(sql):
-        if _CREATE_TABLE.match(stmt):
-            stmt = _ddl(stmt)
-        stmt = re.sub(r"\s+INDEXED\s+BY\s+\w+", "", stmt, flags=re.I)
-        stmt = _GLOB.sub(lambda m: "LIKE '" + m.group(1).replace("*", "%") + "'", stmt)
-        statements.append(stmt)
-    text = ";\n".join(statements)
-    order: list[int] = []
-    numbered = False
-
-    def sub(m: re.Match[str]) -> str:
-        nonlocal numbered
-        token = m.group(0)
-        if token == "%":
-            return "%%"
-        if token.startswith("'"):
-            return token.replace("%", "%%")
-        if m.group(1):
-            numbered = True
-            order.append(int(m.group(1)) - 1)
-        else:
-            order.append(len(order))
-        return "%s"
-
-    escaped = _PLACEHOLDER.sub(sub, text)
-    if not order:  # no parameters: psycopg sends the text as it is (several statements allowed)
-        return text, None
-    return escaped, (order if numbered else None)
-
-
-_PLAIN_INSERT = re.compile(r"^(INSERT INTO \w+ VALUES)\s*(\((?:%s\s*,\s*)*%s\))( ON CONFLICT DO NOTHING)?$")
-
-
-def _split(sql: str) -> list[str]:
-    """Statements of a script (our own DDL: no ';' inside literals)."""
-    return [s.strip() for s in sql.split(";") if s.strip()]
-
-
 class _IntForBool(Dumper):
     """Python bools as integers, as SQLite stores them (projection columns are integers)."""
 
@@ -146,134 +83,15 @@ class _IntForBool(Dumper):
         return b"1" if obj else b"0"
 
 
-def _translate_error(exc: BaseException, what: str) -> StoreError:
-    """A psycopg error as the store's typed error."""
-    if isinstance(exc, psycopg.errors.IntegrityError):
-        return IntegrityError(f"{what}: {exc}".strip())
-    if isinstance(exc, (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected,
-                        psycopg.errors.QueryCanceled, psycopg.errors.SerializationFailure)):
-        return StoreBusy(f"{what}: the store's write lock stayed taken past the busy timeout ({exc})")
-    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
-        return StoreError(f"{what}: a write inside a read transaction (open a write transaction)")
-    if isinstance(exc, psycopg.OperationalError):
-        return StoreError(f"{what}: the PostgreSQL connection failed ({exc})".strip())
-    return StoreError(f"{what}: {type(exc).__name__}: {exc}".strip())
+CHUNK = 50
+"""Rows per statement of a bulk insert (one trigger firing, the clock's, per statement)."""
 
 
 def _what(sql: str) -> str:
     return " ".join(sql.split()[:3])
 
 
-class _Transaction:
-    """Context manager returned by PostgresDatabase.transaction(); see the module docstring."""
-
-    __slots__ = ("db", "write", "name")
-
-    def __init__(self, db: "PostgresDatabase", write: bool) -> None:
-        self.db = db
-        self.write = write
-        self.name = ""
-
-    def __enter__(self) -> "PostgresDatabase":
-        db = self.db
-        conn = db._live()
-        if self.write and db.readonly:
-            raise db.readonly_error("a write transaction")
-        db.lock.acquire()
-        try:
-            if db.depth == 0:
-                db._txn_clock = None
-                if self.write:
-                    # One round trip: BEGIN, the lock, and the commit clock. The clock (and the
-                    # head, later) are read by statements after the lock: each takes a fresh
-                    # READ COMMITTED snapshot, which includes the previous writer's commit.
-                    begin = f"BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock({db.lock_key})"
-                    if db._clock:
-                        cur = conn.execute(begin + "; SELECT last_xact, txid_current() FROM log_clock")
-                        cur.nextset()
-                        cur.nextset()
-                        db._txn_clock = cur.fetchone()
-                    else:
-                        conn.execute(begin)
-                    if not db._schema_ready:
-                        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {db.schema}")
-                else:
-                    conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                db.serial += 1
-                db.command += 1
-                db.write_serial += self.write
-                db._owner = threading.get_ident()
-                db._write = self.write
-            else:
-                self.name = f"sp{db.depth}"
-                conn.execute(f"SAVEPOINT {self.name}")
-        except psycopg.Error as exc:
-            self._abort(conn)
-            db.lock.release()
-            raise _translate_error(exc, "begin transaction") from None
-        except BaseException:
-            self._abort(conn)
-            db.lock.release()
-            raise
-        db.depth += 1
-        return db
-
-    def _abort(self, conn: psycopg.Connection[Any]) -> None:
-        if self.db.depth == 0 and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-            try:
-                conn.execute("ROLLBACK")
-            except psycopg.Error:
-                pass
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        db = self.db
-        conn = db._live()
-        try:
-            db.depth -= 1
-            if self.name:
-                if exc_type is None:
-                    conn.execute(f"RELEASE SAVEPOINT {self.name}")
-                else:
-                    conn.execute(f"ROLLBACK TO SAVEPOINT {self.name}")
-                    conn.execute(f"RELEASE SAVEPOINT {self.name}")
-                    db._notify(db.on_rollback)
-                return
-            if exc_type is not None:
-                db._known = ()
-                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                    conn.execute("ROLLBACK")
-                db._notify(db.on_rollback)
-                return
-            try:
-                conn.execute("COMMIT")
-            except psycopg.Error as err:
-                db._known = ()
-                if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                    conn.execute("ROLLBACK")
-                db._notify(db.on_rollback)
-                raise _translate_error(err, "commit") from None
-            if self.write:
-                db._schema_ready = True
-                # Nobody else wrote while we held the lock: the clock now holds either the
-                # value we read (we changed nothing it watches) or our own transaction id.
-                # Those values mean "nothing foreign" next time only if the value we read was
-                # itself accounted for: compared by foreign_epoch() in this transaction (which
-                # moved the epoch if it was foreign), or already known. Otherwise another
-                # writer's change is not reflected in the epoch yet: forget, so it moves.
-                clock = db._txn_clock
-                if clock is not None and (db._epoch_serial == db.serial or clock[0] in db._known):
-                    db._known = tuple(clock)
-                else:
-                    db._known = ()
-            if db.on_commit:
-                db._notify(db.on_commit)
-        except psycopg.Error as err:
-            raise _translate_error(err, "end transaction") from None
-        finally:
-            db.lock.release()
-
-
-class PostgresDatabase:
+class PostgresDatabase(PgTransactions):
     """One PostgreSQL connection on one store's schema, with the store's transaction rules."""
 
     dialect = "postgresql"
@@ -282,6 +100,7 @@ class PostgresDatabase:
                  readonly: bool = False) -> None:
         dsn, schema = parse_url(url)
         self.path = url
+        self.dsn = dsn
         self.schema = schema
         self.lock_key = lock_key(schema)
         self.synchronous = synchronous
@@ -291,41 +110,33 @@ class PostgresDatabase:
         self.write_serial = 0
         """Counts outermost write transactions begun on this connection."""
         self.command = 0
-        """Counts commands (here: outermost transactions; no group commit on this backend yet)."""
-        self._owner = 0
+        """Counts commands: outermost transactions, and the commands that join a group commit."""
         self.readonly = readonly
         """Opened with readonly=True: every transaction is READ ONLY, writes raise ReadOnlyStore."""
-        self.lock = threading.RLock()
         self.on_commit: list[Callable[[], None]] = []
         self.on_rollback: list[Callable[[], None]] = []
-        self._epoch = 0
-        self._epoch_serial = -1
-        self._write = False
-        self._schema_ready = False
+        self._init_transactions()
         self._sql: dict[str, tuple[str, list[int] | None]] = {}
-        self._clock = False
-        """True once the store's commit clock (log_clock and its triggers) is known to exist."""
-        self._txn_clock: tuple[int, int] | None = None
-        """(clock value, our transaction id) read when the current write transaction began."""
-        self._known: tuple[int, ...] = ()
-        """Clock values that mean "no other writer since our last write transaction"."""
         self._rowcount = 0
         self.command_mark: tuple[int, int] | None = None
         """(thread id, depth) of the innermost domain command's transaction level (see the Storage protocol)."""
-        self._memo: dict[Any, Any] = {}
-        self._memo_serial = -1
         # A rollback (to a savepoint too) may undo rows a memo entry describes: forget them all.
         self.on_rollback.append(self._memo.clear)
         self._tracer: Callable[[str], None] | None = None
+        self._followers = FollowerPool(dsn, schema)
         try:
             self._conn: psycopg.Connection[Any] | None = psycopg.connect(dsn, autocommit=True)
         except psycopg.Error as exc:
             raise StoreError(f"{url}: cannot connect to PostgreSQL ({str(exc).strip()})") from None
         self._conn.adapters.register_dumper(bool, _IntForBool)
+        self._client = psycopg.ClientCursor(self._conn)
+        """Binds the parameters of statements that wait for a round trip (see pg_txn)."""
         # "normal" keeps SQLite's meaning: a crash of the server may lose the newest commits,
         # never half of one (PostgreSQL's asynchronous commit).
         sync = "on" if synchronous == "full" else "off"
+        # standard_conforming_strings: pg_sql.bind writes literals for it (the default since 9.1).
         self._conn.execute(f"SET search_path TO {schema}; SET synchronous_commit TO {sync}; "
+                           "SET standard_conforming_strings TO on; "
                            f"SET lock_timeout TO {int(busy_timeout_ms)}")
         if readonly:  # the server refuses every write of this session, statements outside transactions too
             self._conn.execute("SET default_transaction_read_only TO on")
@@ -337,6 +148,11 @@ class PostgresDatabase:
             raise StoreClosed("the store is closed")
         return self._conn
 
+    def _mogrify(self, text: str, params: Any) -> str:
+        if params.__class__ is dict:
+            return self._client.mogrify(text, params)
+        return bind(text, params, self._client.mogrify)
+
     def _prepare(self, sql: str, params: Any) -> tuple[str, Any]:
         hit = self._sql.get(sql)
         if hit is None:
@@ -346,24 +162,43 @@ class PostgresDatabase:
             params = [params[i] for i in order]
         return text, params
 
+    def _error(self, exc: psycopg.Error, sql: str) -> StoreError:
+        if self.readonly and isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+            return self.readonly_error(_what(sql))
+        return translate_error(exc, _what(sql))
+
     def _run(self, sql: str, params: Any) -> psycopg.Cursor[Any]:
+        """Run a statement whose answer is needed now, after whatever is pending."""
         text, params = self._prepare(sql, params)
-        conn = self._live()
         if self._tracer is not None:
             self._tracer(sql)
+        if self._answers and not text.lstrip()[:6].upper() == "SELECT":
+            self._invalidate(text)
         try:
-            cur = conn.execute(text, params if params else None)
+            cur = self._flush(text, params)
         except psycopg.Error as exc:
-            if self.readonly and isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
-                raise self.readonly_error(_what(sql)) from None
-            raise _translate_error(exc, _what(sql)) from None
+            raise self._error(exc, sql) from None
+        assert cur is not None
         self._rowcount = cur.rowcount
         return cur
 
+    def _deferring(self) -> bool:
+        """True inside a write transaction of the calling thread: writes wait for the next round trip."""
+        return self.depth > 0 and self._write and self.lock.owner == threading.get_ident()
+
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> None:
-        """Run one statement (or several separated by ';' when params is empty)."""
+        """Run one statement (or several separated by ';' when params is empty). Inside a
+        write transaction it is sent with the next statement that needs an answer (at the
+        latest the COMMIT), and its error is raised there."""
         with self.lock:
-            self._run(sql, params)
+            if not self._deferring():
+                self._run(sql, params)
+                return
+            text, params = self._prepare(sql, params)
+            if self._tracer is not None:
+                self._tracer(sql)
+            self._defer(self._mogrify(text, params) if params else text)
+            self._rowcount = -1
 
     def execute_changes(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """Run one write statement and return how many rows it changed."""
@@ -371,7 +206,7 @@ class PostgresDatabase:
             return max(self._run(sql, params).rowcount, 0)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run one statement once per parameter row (pipelined by psycopg)."""
+        """Run one statement once per parameter row (plain inserts: one statement per CHUNK rows)."""
         rows = list(rows)
         if not rows:
             return
@@ -381,29 +216,49 @@ class PostgresDatabase:
         order = self._sql[sql][1]
         if order is not None:
             rows = [[r[i] for i in order] for r in rows]
-        m = _PLAIN_INSERT.match(text)
-        if m is not None and len(rows) > 1:
-            # One statement per chunk of rows, not one per row: one trigger firing (the
-            # commit clock) and one plan per chunk. Not for upserts: a row may not be
-            # updated twice by one statement.
-            values = m.group(2)
-            with self.lock:
-                try:
-                    for start in range(0, len(rows), 500):
-                        chunk = rows[start:start + 500]
-                        flat = [v for r in chunk for v in r]
-                        self._rowcount = self._live().execute(
-                            f"{m.group(1)} {', '.join([values] * len(chunk))}{m.group(3) or ''}", flat).rowcount
-                except psycopg.Error as exc:
-                    raise _translate_error(exc, _what(sql)) from None
-            return
+        m = PLAIN_INSERT.match(text)
         with self.lock:
+            deferring = self._deferring()
             try:
+                if m is not None and len(rows) > 1:
+                    # One statement per chunk of rows, not one per row: one trigger firing (the
+                    # commit clock) and one plan per chunk. Not for upserts: a row may not be
+                    # updated twice by one statement.
+                    values = m.group(2)
+
+                    def statement(n: int) -> str:
+                        return f"{m.group(1)} {', '.join([values] * n)}{m.group(3) or ''}"
+
+                    if deferring and len(rows) <= 8:
+                        self._defer(self._mogrify(statement(len(rows)), [v for r in rows for v in r]))
+                        return
+                    # Chunks of CHUNK rows, sent now with their parameters apart (binding
+                    # hundreds of rows into the text on the client costs more than a round
+                    # trip), all full chunks in one pipelined round trip: one statement text,
+                    # short enough for psycopg to parse once and cache.
+                    self._flush()
+                    full = len(rows) - len(rows) % CHUNK
+                    if full:
+                        self.round_trips += 1
+                        with self._live().cursor() as cur:
+                            cur.executemany(statement(CHUNK), [[v for r in rows[i:i + CHUNK] for v in r]
+                                                               for i in range(0, full, CHUNK)])
+                    if full < len(rows):
+                        rest = rows[full:]
+                        self._flush(statement(len(rest)), [v for r in rest for v in r])
+                    self._rowcount = len(rows)
+                    return
+                if deferring:
+                    for r in rows:
+                        self._defer(self._mogrify(text, r))
+                    return
+                self._flush()
+                self.round_trips += 1
                 with self._live().cursor() as cur:
                     cur.executemany(text, rows)
                     self._rowcount = cur.rowcount
             except psycopg.Error as exc:
-                raise _translate_error(exc, _what(sql)) from None
+                raise translate_error(exc, _what(sql)) from None
 
     def trace(self, callback: Callable[[str], None] | None) -> None:
         """Call `callback(sql)` (the statement as the store wrote it, before translation)
@@ -411,23 +266,27 @@ class PostgresDatabase:
         Transaction control (BEGIN, SAVEPOINT, COMMIT) is not reported on this backend."""
         self._tracer = callback
 
-    def memo(self) -> dict[Any, Any] | None:
-        """The current write transaction's memo, or None outside a write transaction of the
-        calling thread: emptied when the transaction ends and on every rollback."""
-        if not self.depth or not self._write or self._owner != threading.get_ident():
+    def _answer(self, sql: str, params: Any) -> list[tuple[Any, ...]] | None:
+        """A query's rows as prefetched in this write transaction's first round trip, or None."""
+        if not self._deferring():
             return None
-        if self._memo_serial != self.serial:
-            self._memo.clear()
-            self._memo_serial = self.serial
-        return self._memo
+        if self._answers:
+            rows = self._answers.get((sql, tuple(params)))
+            if rows is not None:
+                return rows
+        self._asked(sql, params)
+        return None
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
         """Run a query and return all rows as tuples."""
         with self.lock:
+            rows = self._answer(sql, params)
+            if rows is not None:
+                return list(rows)
             try:
                 return self._run(sql, params).fetchall()
             except psycopg.Error as exc:
-                raise _translate_error(exc, _what(sql)) from None
+                raise translate_error(exc, _what(sql)) from None
 
     def iterate(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Iterator[tuple[Any, ...]]:
         """The rows of a query (fetched at once: callers page their reads already)."""
@@ -436,10 +295,13 @@ class PostgresDatabase:
     def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> tuple[Any, ...] | None:
         """The first row of a query, or None."""
         with self.lock:
+            rows = self._answer(sql, params)
+            if rows is not None:
+                return rows[0] if rows else None
             try:
                 return self._run(sql, params).fetchone()
             except psycopg.Error as exc:
-                raise _translate_error(exc, _what(sql)) from None
+                raise translate_error(exc, _what(sql)) from None
 
     def scalar(self, sql: str, params: Sequence[Any] | dict[str, Any] = (), default: Any = None) -> Any:
         """The first column of the first row, or `default`."""
@@ -447,51 +309,15 @@ class PostgresDatabase:
         return default if row is None or row[0] is None else row[0]
 
     def changes(self) -> int:
-        """Rows changed by the last statement."""
+        """Rows changed by the last statement (sends the statements waiting for a round trip)."""
+        with self.lock:
+            if self._rowcount < 0 and self._pending:
+                try:
+                    cur = self._flush()
+                except psycopg.Error as exc:
+                    raise translate_error(exc, "changes") from None
+                self._rowcount = cur.rowcount if cur is not None else 0
         return max(self._rowcount, 0)
-
-    # --- transactions -------------------------------------------------------------------
-
-    def transaction(self, write: bool = True) -> _Transaction:
-        """A write transaction (advisory lock first) or a read one (one snapshot); savepoint when nested."""
-        return _Transaction(self, write)
-
-    def write(self, fn: Callable[[], T]) -> T:
-        """Run `fn` as one command in a write transaction of its own (a savepoint inside this
-        thread's transaction). Commands of other threads wait for the connection: this backend
-        has no group commit yet."""
-        with self.transaction(write=True):
-            return fn()
-
-    @property
-    def in_transaction(self) -> bool:
-        """True while the calling thread is inside a transaction of this object."""
-        return self.depth > 0 and self._owner == threading.get_ident()
-
-    def foreign_epoch(self) -> int:
-        """Inside a write transaction: a number that moves when another connection has changed
-        the log or the projection states since this connection's previous write transaction.
-
-        The commit clock (`log_clock`, kept by triggers: the id of the last transaction that
-        changed `events` or `projection_state`) is read under the lock when the transaction
-        begins; it proves "nobody else" when it still holds what our previous transaction
-        left there. Anywhere else (a read transaction, a store without the clock) it moves.
-        """
-        if self._epoch_serial != self.serial:
-            self._epoch_serial = self.serial
-            clock = self._txn_clock if self._write else None
-            if clock is None or clock[0] not in self._known:
-                self._epoch += 1
-        return self._epoch
-
-    def data_version(self) -> int:
-        """A number that changes whenever any connection commits (here: at every call)."""
-        return self.foreign_epoch()
-
-    @staticmethod
-    def _notify(callbacks: list[Callable[[], None]]) -> None:
-        for cb in callbacks:
-            cb()
 
     # --- identity, positions, integrity ---------------------------------------------------
 
@@ -528,31 +354,45 @@ class PostgresDatabase:
         `projection_state` (statement-level triggers), and the largest position ever inserted.
         Created once per store; later opens only find it.
         """
-        if "log_clock" not in self.table_names():
+        names = self.table_names()
+        self._states = "projection_state" in names
+        fresh = "log_clock" not in names
+        if fresh:
             s = self.schema
             self.execute(f"""
 CREATE TABLE {s}.log_clock (id SMALLINT PRIMARY KEY CHECK (id = 1), last_xact BIGINT NOT NULL,
                             highest BIGINT NOT NULL);
 INSERT INTO {s}.log_clock SELECT 1, 0, coalesce(max(position), 0) FROM {s}.events;
-CREATE FUNCTION {s}.log_clock_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE {s}.log_clock SET last_xact = txid_current(),
-        highest = greatest(highest, (SELECT coalesce(max(position), 0) FROM new_rows));
-    RETURN NULL;
-END $$;
 CREATE FUNCTION {s}.log_clock_touch() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     UPDATE {s}.log_clock SET last_xact = txid_current();
     RETURN NULL;
 END $$;
-CREATE TRIGGER log_clock_insert AFTER INSERT ON {s}.events REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_clock_insert();
 CREATE TRIGGER log_clock_change AFTER UPDATE OR DELETE OR TRUNCATE ON {s}.events
     FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_clock_touch();
 CREATE TRIGGER log_clock_states AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {s}.projection_state
     FOR EACH STATEMENT EXECUTE FUNCTION {s}.log_clock_touch();
 """)
+        # Every open (a store created before followers listened gets it): the insert trigger
+        # also notifies the store's channel, delivered when the transaction commits.
+        self.execute(f"""
+CREATE OR REPLACE FUNCTION {self.schema}.log_clock_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE {self.schema}.log_clock SET last_xact = txid_current(),
+        highest = greatest(highest, (SELECT coalesce(max(position), 0) FROM new_rows));
+    PERFORM pg_notify('{channel_for(self.lock_key)}', '');
+    RETURN NULL;
+END $$""")
+        if fresh:
+            self.execute(f"CREATE TRIGGER log_clock_insert AFTER INSERT ON {self.schema}.events "
+                         f"REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT "
+                         f"EXECUTE FUNCTION {self.schema}.log_clock_insert()")
         self._clock = True
+
+    def commit_waiter(self) -> CommitWaiter:
+        """A follower's connection (from the handle's pool): LISTEN for commits, durable head."""
+        return CommitWaiter(self._followers, channel_for(self.lock_key),
+                            durable=self.synchronous == "full", readonly=self.readonly)
 
     def integrity_problems(self, limit: int = 5) -> list[str]:
         """PostgreSQL checks its pages itself (checksums when enabled): nothing more here."""
@@ -606,6 +446,7 @@ CREATE TRIGGER log_clock_states AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON 
 
     def close(self) -> None:
         """Close the connection; later calls raise StoreClosed."""
+        self._followers.close()
         if self._conn is not None:
             self._conn.close()
             self._conn = None

@@ -58,6 +58,15 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("eventstore/storage/postgres.py", "self.name"): "a savepoint name the class generates itself: f'sp{depth}'",
     ("eventstore/storage/postgres.py", "sync"): "'on' or 'off' (and the validated schema name, an int timeout)",
     ("eventstore/storage/postgres.py", "s"): "the schema name, validated by parse_url",
+    ("eventstore/storage/pg_sql.py", "updates"):
+        "column names read from the table's own description (primary key and columns), not values",
+    ("eventstore/storage/pg_txn.py", "name"): "a savepoint name the class generates itself: f'sp{depth}' or 'cmd'",
+    ("eventstore/storage/pg_txn.py", "self.schema"):
+        "the schema name, checked against [a-z_][a-z0-9_]* (at most 63 characters) by parse_url",
+    ("eventstore/storage/postgres.py", "self.schema"):
+        "the schema name, checked against [a-z_][a-z0-9_]* (at most 63 characters) by parse_url",
+    ("eventstore/storage/postgres.py", "channel_for(self.lock_key)"):
+        "'lash_' and 16 hex digits of the int lock key (pg_follow.channel_for)",
     ("eventstore/testing/postgres.py", "name"): "schema names the test factory generates itself (t_<hex>)",
     ("projections/engine.py", "'main.' if scratch is None else ''"):
         "a literal prefix; the table name comes from a projection's own declaration",

@@ -1,0 +1,221 @@
+"""The PostgreSQL backend's write path and followers: round trips per append, the group
+commit, and LISTEN/NOTIFY wake-ups with catch-up by position.
+
+Round trips are counted on the wire side: every message psycopg sends and waits for goes
+through `psycopg.Connection.execute` (or a cursor's executemany), which these tests wrap;
+the backend's own `round_trips` counter must agree. These tests use the server at
+EVENTSTORE_TEST_POSTGRES (default: the local one) and fail, never skip, when it is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any, Iterator
+
+import psycopg
+import pytest
+
+import eventstore
+import eventstore.aio
+from eventstore.storage.pg_follow import CommitWaiter
+from tests import postgres_support as pg
+from tests import strategies as gen
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    """The URL of a fresh schema, dropped afterwards."""
+    pg.connect().close()
+    schema = pg.new_schema_name()
+    yield pg.url_for(schema)
+    pg.drop_schemas([schema])
+
+
+class Wire:
+    """Counts the messages each connection sends and waits for (psycopg has no trace of its own)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.sent: dict[int, list[str]] = {}
+        original = psycopg.Connection.execute
+
+        def execute(conn: Any, query: Any, params: Any = None, **kw: Any) -> Any:
+            self.sent.setdefault(id(conn), []).append(str(query))
+            return original(conn, query, params, **kw)
+
+        monkeypatch.setattr(psycopg.Connection, "execute", execute)
+        many = psycopg.Cursor.executemany
+
+        def executemany(cur: Any, query: Any, params: Any, **kw: Any) -> Any:
+            # One pipelined message for all its rows, one wait for the answers.
+            self.sent.setdefault(id(cur.connection), []).append(str(query))
+            return many(cur, query, params, **kw)
+
+        monkeypatch.setattr(psycopg.Cursor, "executemany", executemany)
+
+    def count(self, store: eventstore.Store, action: Any) -> int:
+        """Messages the store's connection sent during `action()` (checked against its counter)."""
+        conn = store.db._conn
+        before, counted = len(self.sent.get(id(conn), [])), store.db.round_trips
+        action()
+        sent = len(self.sent.get(id(conn), [])) - before
+        assert store.db.round_trips - counted == sent
+        return sent
+
+
+def test_a_lone_one_event_append_is_two_round_trips(url, monkeypatch):
+    """BEGIN + lock + clock + head in one message, the insert + catalogue + COMMIT + flush in
+    the other; the same after another process wrote, for a stream this handle appends to."""
+    wire = Wire(monkeypatch)
+    # synchronous="full": the COMMIT message also carries the statement that waits for the flush.
+    with gen.open_store(url, synchronous="full") as store, gen.open_store(url) as other:
+        store.append("a", [gen.CounterChanged("a", 0)])
+        assert wire.count(store, lambda: store.append("a", [gen.CounterChanged("a", 1)])) == 2
+        other.append("b", [gen.CounterChanged("b", 0)])
+        # Another writer committed: the head, the projection states and this handle's recent
+        # streams' versions were prefetched under the lock, in the first message.
+        assert wire.count(store, lambda: store.append("a", [gen.CounterChanged("a", 2)])) == 2
+        # A stream this handle never wrote: its version costs one more.
+        other.append("b", [gen.CounterChanged("b", 1)])
+        assert wire.count(store, lambda: store.append("c", [gen.CounterChanged("c", 0)])) == 3
+        # 1,000 events: the BEGIN message, the rows (20 statements of 50 rows, pipelined), the COMMIT.
+        assert wire.count(store, lambda: store.append("a", [gen.CounterChanged("a", k) for k in range(1000)])) == 3
+        assert [e.position for e in store.read_all()] == list(range(1, 1007))
+        assert store.verify().ok
+
+
+def test_a_failing_statement_in_a_batch_aborts_the_whole_transaction(url):
+    """A deferred statement's error reaches the caller at the next round trip (here the
+    COMMIT) and nothing of the transaction stays."""
+    with gen.open_store(url) as store:
+        store.append("a", [gen.CounterChanged("a", 0)])
+        with pytest.raises(eventstore.IntegrityError):
+            with store.transaction():
+                store.append("a", [gen.CounterChanged("a", 1)])
+                store.db.execute("INSERT INTO catalogue_streams SELECT * FROM catalogue_streams")  # duplicate key
+        assert store.last_position() == 1
+        assert store.append("a", [gen.CounterChanged("a", 1)]).first_position == 2
+        assert store.verify().ok
+
+
+def test_commands_queued_behind_a_transaction_share_its_commit(url):
+    """Threads that write while another thread's transaction is open queue, then join it:
+    one transaction, one lock, one flush for all; a failing command is rolled back alone."""
+    with gen.open_store(url) as store:
+        group = store.db.group
+        release = threading.Event()
+        results: dict[int, Any] = {}
+
+        def holder() -> None:
+            with store.transaction():
+                results[-1] = store.append("h", [gen.CounterChanged("h", 0)])
+                release.wait(60)
+
+        def caller(i: int) -> None:
+            expected = 5 if i == 3 else eventstore.ANY  # the third caller's expectation fails
+            try:
+                results[i] = store.append(f"s{i}", [gen.CounterChanged(str(i), 0)], expected_version=expected)
+            except eventstore.WrongExpectedVersion as exc:
+                results[i] = exc
+
+        first = threading.Thread(target=holder)
+        first.start()
+        while -1 not in results:
+            threading.Event().wait(0.005)
+        groups, commands = group.groups, group.commands
+        callers = [threading.Thread(target=caller, args=(i,)) for i in range(5)]
+        for t in callers:
+            t.start()
+        while len(group.queue) < 5:  # every caller queued behind the open transaction
+            threading.Event().wait(0.005)
+        release.set()
+        first.join()
+        for t in callers:
+            t.join()
+        assert group.groups - groups == 1
+        assert group.commands - commands == 6
+        assert isinstance(results[3], eventstore.WrongExpectedVersion)
+        positions = sorted(r.first_position for r in results.values() if isinstance(r, eventstore.AppendResult))
+        assert positions == [1, 2, 3, 4, 5]
+        assert store.last_position() == 5
+        assert store.stream_info("s3") is None
+        assert store.verify().ok
+
+
+def _follow_into(store: eventstore.Store, seen: list, stop: threading.Event, **kw: Any) -> threading.Thread:
+    def run() -> None:
+        for ev in store.follow(1, stop=stop, **kw):
+            seen.append(ev.position)
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+def test_a_notification_wakes_a_follower_that_would_otherwise_sleep_an_hour(url):
+    """With an hour's poll interval, only the commit's notification can deliver the events
+    before the watchdog stops the follower."""
+    with gen.open_store(url, synchronous="full") as writer, gen.open_store(url, synchronous="full") as follower:
+        stop, seen = threading.Event(), []
+        watchdog = threading.Timer(60, stop.set)
+        watchdog.start()
+        try:
+            t = _follow_into(follower, seen, stop, poll_interval=3600)
+            while not follower.db._followers._pool or not follower.db._followers._pool.get_stats().get("pool_size"):
+                threading.Event().wait(0.005)  # the follower is listening
+            for i in range(3):
+                writer.append("a", [gen.CounterChanged("a", i)])
+                while len(seen) < i + 1 and not stop.is_set():
+                    threading.Event().wait(0.005)
+            assert not stop.is_set(), "the follower was not woken by the commits' notifications"
+            stop.set()
+            t.join()
+        finally:
+            watchdog.cancel()
+        assert seen == [1, 2, 3]
+
+
+def test_a_follower_that_hears_no_notification_still_catches_up_by_position(url):
+    """Notifications lost (the follower listens on a channel nobody notifies): each poll
+    interval reads from where it stopped, so every event arrives, once, in order."""
+    with gen.open_store(url) as writer, gen.open_store(url) as follower:
+        waiters: list[CommitWaiter] = []
+
+        def deaf() -> CommitWaiter:
+            db = follower.db
+            waiters.append(CommitWaiter(db._followers, "lash_nobody_notifies", True, False))
+            return waiters[-1]
+
+        follower.db.commit_waiter = deaf  # type: ignore[attr-defined]
+        stop, seen = threading.Event(), []
+        watchdog = threading.Timer(120, stop.set)
+        watchdog.start()
+        try:
+            t = _follow_into(follower, seen, stop, poll_interval=0.02)
+            for i in range(20):
+                writer.append(f"s{i % 3}", [gen.CounterChanged("x", i)])
+            while len(seen) < 20 and not stop.is_set():
+                threading.Event().wait(0.005)
+            stop.set()
+            t.join()
+        finally:
+            watchdog.cancel()
+        assert seen == list(range(1, 21))
+        assert waiters and waiters[0].wakeups == 0
+
+
+def test_asyncio_commands_share_groups_and_readers_use_read_only_sessions(url):
+    """eventstore.aio on PostgreSQL: concurrent appends from the event loop are group-committed
+    on the store's connection, and reads run on reader threads with read-only sessions."""
+
+    async def main() -> tuple[list[int], Any, int]:
+        async with eventstore.aio.open(url, registry=gen.EVENTS, synchronous="full") as store:
+            results = await asyncio.gather(*[store.append(f"s{i}", [gen.CounterChanged("x", i)])
+                                              for i in range(20)])
+            got = await store.get(5)
+            return sorted(r.first_position for r in results), got, await store.last_position()
+
+    positions, got, last = asyncio.run(main())
+    assert positions == list(range(1, 21))
+    assert got is not None and got.position == 5
+    assert last == 20
