@@ -561,10 +561,10 @@ def packer() -> Callable[[Any], bytes]:
     more than the initial buffer call `drop_packer()`, and the next call starts afresh.
     (msgpack resets the buffer when packing fails, so a failed call leaves it clean.)
     """
-    pack = getattr(_threads, "pack", None)
+    pack: Callable[[Any], bytes] | None = getattr(_threads, "pack", None)
     if pack is None:
         pack = _threads.pack = msgpack.Packer(use_bin_type=True).pack
-    return cast("Callable[[Any], bytes]", pack)
+    return pack
 
 
 def drop_packer() -> None:

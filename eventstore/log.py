@@ -263,8 +263,7 @@ class EventLog:
         writes nothing. With `idempotency_key`, a retry carrying the same events returns
         the original result (replayed=True); different events raise IdempotencyConflict.
         """
-        command = self.prepare_append(stream, events, expected_version=expected_version,
-                                      idempotency_key=idempotency_key, now_ms=now_ms)
+        command = self._prepare(stream, events, expected_version, idempotency_key, now_ms)
         db = self.db
         mark = db.command_mark
         if mark is not None and mark[1] == db.depth and mark[0] == _get_ident():
@@ -281,6 +280,10 @@ class EventLog:
 
         Raises the same typed errors for bad input as `append`, before anything queues.
         """
+        return self._prepare(stream, events, expected_version, idempotency_key, now_ms)
+
+    def _prepare(self, stream: str, events: Sequence[Any], expected_version: int | str,
+                 idempotency_key: str | None, now_ms: int | None) -> Callable[[], AppendResult]:
         # The common call (a short stream name, ANY, no key) is checked inline: every
         # append pays for these lines, and the full checks below cost a call each.
         if stream.__class__ is not str or not 0 < len(stream) <= _SHORT_STREAM or "\x00" in stream:

@@ -25,7 +25,7 @@ from .blobs import BlobStore
 from .chain import Anchor, VerifyReport
 from .clock import system_clock
 from .errors import FileError, InvalidArgument, NotAnEventStore, NotOnThisBackend, SchemaTooNew, StoreError
-from .checks import guard_public_methods
+from .checks import find_unencodable, guard_public_methods
 from .events import EventRegistry
 from .log import ANY, APPLICATION_ID, SCHEMA, SCHEMA_VERSION, AppendResult, EventLog, RecordedEvent
 
@@ -230,8 +230,19 @@ class StoreContext:
     def append(self, stream: str, events: Sequence[Any], *, expected_version: int | str = ANY,
                idempotency_key: str | None = None, now_ms: int | None = None) -> AppendResult:
         """Append events to one stream atomically; see EventLog.append."""
-        return self.log.append(stream, events, expected_version=expected_version,
-                               idempotency_key=idempotency_key, now_ms=now_ms)
+        try:
+            return self.log.append(stream, events, expected_version=expected_version,
+                                   idempotency_key=idempotency_key, now_ms=now_ms)
+        except UnicodeEncodeError:
+            # What names_unencodable_text does for the other public methods, written out
+            # here: the wrapper's call layer would cost every append (docs/benchmarks.md).
+            found = (find_unencodable(stream, "stream") or find_unencodable(events, "events")
+                     or find_unencodable(idempotency_key, "idempotency_key"))
+            if found is None:
+                raise
+            raise InvalidArgument(found) from None
+
+    append.__dict__["guards_unencodable_text"] = True
 
     def stream_version(self, stream: str) -> int:
         """A stream's current version (0 when it has no events)."""

@@ -290,3 +290,56 @@ def test_nested_transactions_inside_a_group_member_stay_its_own(tmp_path, n):
         assert [c.error for c in callers] == [None, None]
         assert [e.data.text for e in store.read_stream("m")] == ["keep0", "keep20"] * 2
         assert _marks(store) == [START, CONTINUES] * 2
+
+
+def test_queued_appends_share_one_savepoint_not_one_each(tmp_path):
+    """Appends that queued behind a command run under one savepoint for the run of them."""
+    with gen.open_store(str(tmp_path / "g.db")) as store:
+        store.append("a", _notes(1))
+        seen: list[str] = []
+
+        def trace() -> None:
+            store.db._conn.exec_trace = lambda _cursor, sql, _bindings: seen.append(sql) or True
+
+        callers = _group_behind_holder(store, [lambda k=k: store.append(f"s{k}", _notes(1)) for k in range(4)],
+                                       inside=trace)
+        store.db._conn.exec_trace = None
+        assert [c.error for c in callers] == [None] * 4
+        assert [s for s in seen if "SAVEPOINT" in s or "RELEASE" in s] == ["SAVEPOINT cmds", "RELEASE cmds"]
+        assert seen[-1] == "COMMIT"
+        assert _marks(store) == [START] * 5
+
+
+def test_an_append_that_fails_after_writing_is_undone_alone_and_the_run_is_redone(tmp_path):
+    """A failure after the rows were written (here: in the projections) undoes that command
+    only: the run is rolled back to its savepoint and run again, one savepoint each."""
+    with gen.open_store(str(tmp_path / "g.db")) as store:
+        store.append("a", _notes(1))
+        real = store.log.on_append
+        assert real is not None
+
+        def on_append(db: Any, events: list) -> None:
+            real(db, events)
+            if events[0].stream == "bad":
+                raise RuntimeError("a projection failed after the rows were written")
+
+        store.log.on_append = on_append
+        callers = _group_behind_holder(store, [
+            lambda: store.append("b", _notes(1, "b")),
+            lambda: store.append("c", _notes(2, "c"), expected_version=0),
+            lambda: store.append("bad", _notes(1, "lost")),
+            lambda: store.append("c", _notes(1, "late"), expected_version=0),  # c is at 2 by then
+            lambda: store.append("d", _notes(1, "d")),
+        ])
+        store.log.on_append = real
+        assert [c.error is None for c in callers] == [True, True, False, False, True]
+        assert isinstance(callers[2].error, RuntimeError)
+        assert isinstance(callers[3].error, WrongExpectedVersion) and callers[3].error.actual == 2
+        assert [(c.result.first_position, c.result.stream_version) for c in callers if c.error is None] == [
+            (2, 1), (3, 2), (5, 1)]
+        assert [(e.stream, e.version) for e in store.read_all()] == [
+            ("a", 1), ("b", 1), ("c", 1), ("c", 2), ("d", 1)]
+        assert _marks(store) == [START, START, START, CONTINUES, START]
+        assert store.stream_info("bad") is None and store.stream_info("c").event_count == 2
+        assert store.verify(check_file=False).ok
+        assert store.verify_projections().ok

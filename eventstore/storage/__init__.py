@@ -102,7 +102,8 @@ class Storage(Protocol):
     def write(self, fn: Callable[[], T]) -> T:
         """Run `fn` (database work only) as one command, sharing a transaction with the
         commands of other threads waiting at the same moment (group commit); its result
-        once that transaction is durable. A savepoint inside this thread's transaction."""
+        once that transaction is durable. A savepoint inside this thread's transaction.
+        `fn` decides what it writes from what it reads: it may be rolled back and run again."""
 
     @property
     def in_transaction(self) -> bool:

@@ -438,27 +438,33 @@ class Database:
         self._write = True
         self.depth = 1
 
-    def begin_command(self) -> None:
-        """Start a command that joins the open group: its own savepoint."""
+    def begin_command(self, name: str = "cmd", count: bool = True) -> None:
+        """Start a command that joins the open group: its own savepoint (`count`: one
+        command; a run of several commands sharing one savepoint counts each itself)."""
         try:
-            (self._conn or self._closed()).execute("SAVEPOINT cmd")
+            (self._conn or self._closed()).execute(f"SAVEPOINT {name}")
         except apsw.Error as exc:
             raise self.translate(exc, "begin command") from None
-        self.command += 1
+        self.command += count
         self.depth = 2
 
-    def end_command(self, failed: bool) -> None:
+    def end_command(self, failed: bool, name: str = "cmd") -> None:
         """Keep a joined command, or roll it back alone (then caches reload: on_rollback)."""
         conn = self._conn or self._closed()
         self.depth = 1
         try:
             if failed:
-                conn.execute("ROLLBACK TO cmd")
-            conn.execute("RELEASE cmd")
+                conn.execute(f"ROLLBACK TO {name}")
+            conn.execute(f"RELEASE {name}")
         except apsw.Error as exc:
             raise self.translate(exc, "end command") from None
         if failed:
             self._notify(self.on_rollback)
+
+    def total_changes(self) -> int:
+        """Rows inserted, updated or deleted on this connection so far (a statement that
+        failed counts none): unchanged across a command means it wrote nothing."""
+        return (self._conn or self._closed()).total_changes()
 
     def abort_group(self) -> None:
         """Roll the whole transaction back (its leader failed before anyone joined)."""
@@ -479,11 +485,7 @@ class Database:
         try:
             conn.execute("COMMIT")
         except apsw.Error as err:
-            if not conn.get_autocommit():
-                conn.execute("ROLLBACK")
-            self._epoch_dv = None
-            self._notify(self.on_rollback)
-            return self.translate(err, "commit")
+            return self._commit_failed(conn, err)
         if self._epoch_serial == self.serial:
             # Our own commit moved apsw's data_version. Nobody else could commit inside a
             # write transaction (BEGIN IMMEDIATE holds the write lock), and apsw refreshes
@@ -495,16 +497,85 @@ class Database:
             self._notify(self.on_commit)
         return None
 
-    def write(self, fn: Callable[[], T]) -> T:
-        """Run `fn` (database work only, no blocking) as one command; see _group.py.
+    def _commit_failed(self, conn: apsw.Connection, err: apsw.Error) -> StoreError:
+        """COMMIT failed: roll back what is left, tell the caches, return the typed error."""
+        if not conn.get_autocommit():
+            conn.execute("ROLLBACK")
+        self._epoch_dv = None
+        self._notify(self.on_rollback)
+        return self.translate(err, "commit")
 
-        Inside a transaction of this thread it runs in a savepoint of that transaction."""
+    def write(self, fn: Callable[[], T]) -> T:
+        """Run `fn` as one command; see _group.py. `fn` must only read and write the
+        database, not block, and decide what it writes from what it reads: a group may
+        roll it back and run it again. Inside a transaction of this thread it runs in a
+        savepoint of that transaction."""
+        lock = self.lock
+        me = _get_ident()
         if self.readonly:
             raise self.readonly_error("a write")
-        if self.lock.owner == _get_ident():
+        if lock.owner == me:
             with self.transaction():
                 return fn()
-        return self.group.run(fn)
+        group = self.group
+        if not group.busy.acquire(False):
+            return group.run(fn)  # queues behind the writer (or leads, should it be free again)
+        # Why this is written out here instead of calling GroupCommit.run: it is the path
+        # of every append by a caller alone (nobody writing, nobody queued), and each call
+        # layer costs it about 1% (docs/benchmarks.md, "Core"). It does what run() does
+        # for a leader: take the connection, BEGIN IMMEDIATE, run fn at the transaction
+        # level, COMMIT, then free the writer; commands that queued meanwhile join instead.
+        lock._lock.acquire()  # a reader outside any transaction holds it for one statement
+        lock.owner = me
+        lock.count = 1
+        conn = self._conn
+        try:
+            if conn is None:
+                raise StoreClosed("the store is closed")
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            lock.release()
+            group._pass_lead()
+            if isinstance(exc, apsw.Error):
+                raise self.translate(exc, "begin transaction") from None
+            raise
+        self.serial += 1
+        self.write_serial += 1
+        self.command += 1
+        self._write = True
+        self.depth = 1
+        try:
+            result = fn()
+        except BaseException:
+            group._abort_alone()
+            raise
+        if group.queue:  # a command queued after BEGIN: it joins, and this one waits for it
+            return group.carry_on(fn, result)
+        self.depth = 0
+        try:
+            conn.execute("COMMIT")
+        except apsw.Error as err:
+            error: StoreError | None = self._commit_failed(conn, err)
+        else:
+            error = None
+            group.groups += 1  # counted while the connection is still ours
+            group.commands += 1
+            if self._epoch_serial == self.serial:  # see _commit
+                self._epoch_dv = conn.data_version()
+            if self.on_commit:
+                self._notify(self.on_commit)
+        lock.count = 0
+        lock.owner = 0
+        lock._lock.release()
+        with group.mu:  # GroupCommit._pass_lead, its common case written out
+            idle = not group.queue
+            if idle:
+                group.busy.release()
+        if not idle:
+            group._pass_lead()
+        if error is not None:
+            raise error
+        return result
 
     @staticmethod
     def _notify(callbacks: list[Any]) -> None:
