@@ -39,7 +39,7 @@ _UPDATE = ("UPDATE catalogue_streams SET version = ?2, event_count = event_count
            "last_position = ?5, last_recorded_at_ms = ?7 WHERE stream = ?1")
 _INSERT = "INSERT INTO catalogue_streams VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
 _UPSERT = (_INSERT + " ON CONFLICT (stream) DO UPDATE SET version = excluded.version, "
-           "event_count = event_count + excluded.event_count, last_position = excluded.last_position, "
+           "event_count = catalogue_streams.event_count + excluded.event_count, last_position = excluded.last_position, "
            "last_recorded_at_ms = excluded.last_recorded_at_ms")
 
 

@@ -69,8 +69,9 @@ def test_a_layout_2_store_opens_upgrades_and_reads_the_same(tmp_path):
     with eventstore.open(path) as store:
         anchor = store.anchor()
         assert gen.query_file(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
-        # The graph projection's layout changed (ids as keys): it is stale until rebuilt.
-        assert [p.name for p in store.projection_status() if p.stale] == ["graph"]
+        # The graph projection's layout changed (ids as keys): it is stale until rebuilt. (Other
+        # projections whose version moved since the fixture was written are stale too.)
+        assert "graph" in [p.name for p in store.projection_status() if p.stale]
         with pytest.raises(ProjectionStale):
             store.sessions.load(SESSION)
         store.rebuild(["graph"])
