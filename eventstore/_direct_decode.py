@@ -21,10 +21,23 @@ the rules below are narrow:
 * msgspec turns the msgpack timestamp extension into a `datetime` where the careful path
   keeps msgpack's own object, and other extensions go through `ext_hook` (which refuses
   them here), so the caller sends a payload holding the byte 0xff (which every timestamp
-  extension does, and UTF-8 text never does) to the careful path.
+  extension does, and UTF-8 text never does) to the careful path. A payload holding a
+  compact id (extension 85, eventstore/ids.py) would fail here, since msgspec takes no
+  extension for a `str` field, so the caller sends one holding that extension's header
+  (`ids.ID_MARK`) to the careful path too.
 
 Anything the direct decoder refuses or fails on goes to the careful path, which either
 decodes it the same way or raises the typed error naming the field.
+
+Classes with nested attrs classes (a commit's nodes, a claim's owner) take a second kind
+of direct decoder, `_build_nested`: msgspec decodes the payload into generated
+`msgspec.Struct` mirrors of the classes, one per class, with every field required and
+unknown fields forbidden (so the map must hold exactly the class's fields, at every
+level), and generated code then builds the attrs instances from the mirrors, as the
+careful path builds them (the same `__dict__` or slots, or the class's own `__init__`).
+A field msgspec cannot check the way the careful path does (a union of classes, stored
+as `[class name, map]`) is left as `msgspec.Raw`: its bytes go through the careful
+path's own parse and converter for that field.
 """
 
 from __future__ import annotations
@@ -38,7 +51,7 @@ from typing import Any, Callable
 import attrs
 import msgspec
 
-from .codec import _SCALARS, _no_init_logic
+from .codec import _SCALARS, _converters, _dict_setter, _no_init_logic, _plain_slots, unpack
 
 MAX_FIELDS = 15
 """The most fields a fixmap header can count (one byte: 0x80 | n)."""
@@ -76,7 +89,7 @@ def direct_decoder(cls: type) -> tuple[Callable[[bytes], Any], int] | None:
     try:
         return _CACHE[cls]
     except KeyError:
-        found = _CACHE[cls] = _build(cls)
+        found = _CACHE[cls] = _build(cls) or _build_nested(cls)
         return found
 
 
@@ -100,3 +113,182 @@ def _build(cls: type) -> tuple[Callable[[bytes], Any], int] | None:
     except (TypeError, ValueError):  # a type msgspec does not support (e.g. a mixed enum)
         return None
     return decoder.decode, 0x80 | len(fields)
+
+
+# --- classes with nested attrs classes ---------------------------------------------------------------
+
+
+class _Mirror:
+    """The msgspec Struct mirroring one attrs class, and the function turning one into the other."""
+
+    __slots__ = ("struct", "convert")
+
+    def __init__(self) -> None:
+        self.struct: Any = None
+        self.convert: Callable[[Any], Any] | None = None
+
+
+def _build_nested(cls: type) -> tuple[Callable[[bytes], Any], int] | None:
+    if not attrs.has(cls) or not 0 < len(attrs.fields(cls)) <= MAX_FIELDS:
+        return None
+    mirror = _mirror(cls, {})
+    if mirror is None:
+        return None
+    try:
+        decode = msgspec.msgpack.Decoder(mirror.struct, ext_hook=_refuse_ext).decode
+    except (TypeError, ValueError):
+        return None
+    convert = mirror.convert
+    assert convert is not None
+
+    def decode_nested(payload: bytes) -> Any:
+        return convert(decode(payload))
+
+    return decode_nested, 0x80 | len(attrs.fields(cls))
+
+
+def _nested_scalars(tp: Any) -> bool:
+    """Sequences of fixed tuples of scalars (a commit's usage rows): msgspec checks each
+    tuple's length and item types as the careful path does."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+        return all(a in _SCALARS for a in args)
+    if origin in (tuple, list) and len(args) in (1, 2) and (origin is list or args[-1] is Ellipsis):
+        return _nested_scalars(args[0])
+    return False
+
+
+_TAGGED = tuple[str, msgspec.Raw]
+"""A member of a union of classes as the codec stores it: [class name, map of its fields]."""
+
+
+def _members(tp: Any) -> list[type] | None:
+    """The classes of a union of two or more attrs classes (optional or not), else None."""
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return None
+    members = [a for a in typing.get_args(tp) if a is not type(None)]
+    if len(members) < 2 or not all(isinstance(a, type) and attrs.has(a) for a in members):
+        return None
+    return members
+
+
+def _union(tp: Any, seen: dict[type, _Mirror | None]) -> Callable[[Any], Any] | None:
+    """For a union of classes: a function from the decoded [name, raw map] pair to the
+    member's instance (the map decoded by that member's mirror); None if not mirrorable."""
+    members = _members(tp)
+    if members is None:
+        return None
+    by_name: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {}
+    for m in members:
+        inner = _mirror(m, seen)
+        if inner is None or inner.convert is None:
+            return None
+        try:
+            decode = msgspec.msgpack.Decoder(inner.struct, ext_hook=_refuse_ext).decode
+        except (TypeError, ValueError):
+            return None
+        by_name[m.__name__] = (decode, inner.convert)
+
+    def member(pair: Any) -> Any:
+        decode, convert = by_name[pair[0]]  # an unknown name: KeyError, the careful path reports it
+        return convert(decode(pair[1]))
+
+    return member
+
+
+def _mirror(cls: type, seen: dict[type, _Mirror | None]) -> _Mirror | None:
+    """The mirror of `cls` (None when some field cannot be mirrored exactly)."""
+    if cls in seen:
+        return seen[cls]  # None while in progress: a recursive class is not mirrored
+    seen[cls] = None
+    if not _no_init_logic(cls):
+        return None
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:
+        return None
+    fields = attrs.fields(cls)
+    names = [f.name for f in fields]
+    ns: dict[str, Any] = {"_cls": cls, "_new": object.__new__}
+    struct_fields: list[tuple[str, Any]] = []
+    values: list[str] = []
+    for i, f in enumerate(fields):
+        if getattr(f, "alias", f.name) not in (None, f.name) or f.name.startswith("_"):
+            return None
+        tp = hints.get(f.name, Any)
+        got = _field(tp, f"s.{f.name}", i, ns, seen, cls)
+        if got is None:
+            return None
+        struct_tp, expr = got
+        struct_fields.append((f.name, struct_tp))
+        values.append(expr)
+    try:
+        struct = msgspec.defstruct(f"{cls.__name__}Mirror", struct_fields, forbid_unknown_fields=True)
+    except (TypeError, ValueError):
+        return None
+    if getattr(cls, "__eventstore_plain_dict__", False) is cls:
+        ns["_setdict"] = _dict_setter(cls)
+        items = ", ".join(f"{n!r}: {v}" for n, v in zip(names, values))
+        body = f"    o = _new(_cls)\n    _setdict(o, {{{items}}})\n    return o"
+    elif _plain_slots(cls, names) and all(not f.kw_only for f in fields):
+        for i, n in enumerate(names):
+            ns[f"_s{i}"] = cls.__dict__[n].__set__
+        body = "    o = _new(_cls)\n" + "".join(f"    _s{i}(o, {v})\n" for i, v in enumerate(values)) + "    return o"
+    else:
+        body = "    return _cls(" + ", ".join(f"{n}={v}" for n, v in zip(names, values)) + ")"
+    exec(f"def convert(s):\n{body}", ns)  # generated once per class, like the codec's decoders
+    mirror = _Mirror()
+    mirror.struct, mirror.convert = struct, ns["convert"]
+    seen[cls] = mirror
+    return mirror
+
+
+def _field(tp: Any, value: str, i: int, ns: dict[str, Any], seen: dict[type, _Mirror | None],
+           owner: type) -> tuple[Any, str] | None:
+    """(the mirror's annotation, the expression building the attrs value from `value`)."""
+    if _flat(tp) or _nested_scalars(tp):
+        return tp, value
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if isinstance(tp, type) and attrs.has(tp):
+        inner = _mirror(tp, seen)
+        if inner is not None:
+            ns[f"_c{i}"] = inner.convert
+            return inner.struct, f"_c{i}({value})"
+    elif origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        other = args[0] if args[1] is type(None) else args[1]
+        if isinstance(other, type) and attrs.has(other):
+            inner = _mirror(other, seen)
+            if inner is not None:
+                ns[f"_c{i}"] = inner.convert
+                return inner.struct | None, f"(None if {value} is None else _c{i}({value}))"
+    elif origin in (tuple, list) and len(args) in (1, 2) and (origin is list or args[-1] is Ellipsis):
+        item = args[0]
+        inner_tp: Any = None
+        if isinstance(item, type) and attrs.has(item):
+            inner = _mirror(item, seen)
+            if inner is not None:
+                ns[f"_c{i}"], inner_tp = inner.convert, inner.struct
+        else:
+            union = _union(item, seen)
+            if union is not None:
+                ns[f"_c{i}"], inner_tp = union, _TAGGED
+        if inner_tp is not None:
+            kind = "tuple" if origin is tuple else "list"
+            hint = tuple[inner_tp, ...] if origin is tuple else list[inner_tp]
+            return hint, f"{kind}([_c{i}(x) for x in {value}])"
+    if _members(tp) is not None:
+        union = _union(tp, seen)
+        if union is not None:
+            ns[f"_c{i}"] = union
+            if type(None) in args:
+                return _TAGGED | None, f"(None if {value} is None else _c{i}({value}))"
+            return _TAGGED, f"_c{i}({value})"
+    # Anything else (a union of classes, a mapping of classes, ...): the field's bytes are
+    # parsed and converted by the careful path's own code for it.
+    try:
+        _enc, dec = _converters(tp, owner)
+    except TypeError:
+        return None
+    ns[f"_d{i}"] = dec
+    ns["_unpack"] = unpack
+    return msgspec.Raw, (f"_unpack({value})" if dec is None else f"_d{i}(_unpack({value}))")

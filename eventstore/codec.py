@@ -3,7 +3,8 @@
 A payload is the msgpack encoding of a map from field name to value. Field values
 are converted according to the field's annotation:
 
-* ``str int bool bytes float None`` and ``typing.Any``: stored as msgpack scalars;
+* ``str int bool bytes float None`` and ``typing.Any``: stored as msgpack scalars, except
+  a ``str`` that is a canonical uuid: its 16 bytes as an extension (eventstore/ids.py);
 * ``Optional[X]`` / ``X | None``: ``None`` or X;
 * ``tuple[X, ...]``, ``tuple[X, Y]``, ``list[X]``, ``frozenset[X]``: msgpack arrays;
 * ``dict[K, V]``: msgpack maps;
@@ -32,6 +33,7 @@ import lz4.block
 import msgpack
 
 from .errors import DecodeError, InvalidArgument, PayloadTooLarge
+from .ids import compact_id, compacted as _compacted, str_kind, unpackb as _unpackb_ids
 
 FLAG_LZ4 = 1
 """Row flag: the stored payload is an lz4 block with a 4-byte little-endian size prefix."""
@@ -100,13 +102,20 @@ def _scalar_check(tp: type) -> Conv:
     return conv
 
 
+def _enc_str(v: Any) -> Any:
+    """A `str` field's encoder: a canonical uuid becomes its 16 bytes (eventstore/ids.py)."""
+    if v.__class__ is not str:
+        raise ShapeError(f"expected str, got {type(v).__name__}")
+    return compact_id(v) if len(v) == 36 else v
+
+
 def _converters(tp: Any, owner: type) -> tuple[Conv | None, Conv | None]:
     """Return (encode, decode) for one annotation; None means 'identity, no check'."""
     if tp is Any or tp is object:
         return None, None
     if tp in _SCALARS:
         c = _scalar_check(tp)
-        return c, c
+        return (_enc_str if tp is str else c), c
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
@@ -218,6 +227,8 @@ def _sequence(kind: type, args: tuple, owner: type) -> tuple[Conv, Conv]:
 
 def _mapping(args: tuple, owner: type) -> tuple[Conv, Conv]:
     kenc, kdec = _converters(args[0], owner) if args else (None, None)
+    if args and args[0] is str:
+        kenc = kdec  # map keys stay strings (msgpack's default unpacking wants string keys)
     venc, vdec = _converters(args[1], owner) if args else (None, None)
     if venc is None and vdec is None and (not args or args[0] in (str, Any, object)):
         # The common `dict[str, Any]`: check the keys and hand msgpack's (or the
@@ -370,7 +381,7 @@ class ClassCodec:
             raise TypeError(f"{cls.__name__}: cannot resolve annotations: {exc}") from exc
         fields = attrs.fields(cls)
         names = [f.name for f in fields]
-        ns: dict[str, Any] = {"_cls": cls, "_M": _MISSING, "_Shape": ShapeError}
+        ns: dict[str, Any] = {"_cls": cls, "_M": _MISSING, "_Shape": ShapeError, "_cid": compact_id, "_idc": _compacted.get}
         enc_lines = ["def slow_to_plain(o):", "    d = {}"]
         dec_lines = [
             "def slow_from_plain(d):",
@@ -403,7 +414,14 @@ class ClassCodec:
             if test is not None and test != "True":
                 fast_tests.append(test)
             flat = test is not None or enc is None
-            fast_enc_items.append(f"{name}: v{i}" if flat else f"{name}: e{i}(v{i})")
+            kind = str_kind(tp)
+            if kind == "str":  # inline, so that only 36-character strings cost a call
+                fast_enc_items.append(f"{name}: (v{i} if len(v{i}) != 36 else _idc(v{i}) or _cid(v{i}))")
+            elif kind == "optional":
+                fast_enc_items.append(f"{name}: (v{i} if v{i} is None or len(v{i}) != 36 else "
+                                      f"_idc(v{i}) or _cid(v{i}))")
+            else:
+                fast_enc_items.append(f"{name}: v{i}" if flat else f"{name}: e{i}(v{i})")
             arg = f"v{i}" if (test is not None or dec is None) else f"d{i}(v{i})"
             fast_dec_args.append(arg if positional else f"{key}={arg}")
             enc_lines.append(
@@ -527,7 +545,6 @@ def class_codec(cls: type) -> ClassCodec:
 
 # --- bytes -----------------------------------------------------------------------
 
-_unpackb = msgpack.unpackb
 _threads = threading.local()
 PACKER_BUFFER_BYTES = 256 * 1024
 """msgpack's initial Packer buffer: a packer that packed more than this is dropped (see packer())."""
@@ -567,9 +584,9 @@ def pack(plain: Any) -> bytes:
 
 
 def unpack(data: bytes) -> Any:
-    """msgpack-decode bytes; raises ShapeError on anything malformed."""
+    """msgpack-decode bytes (compacted ids back to strings); raises ShapeError on anything malformed."""
     try:
-        return _unpackb(data, raw=False, strict_map_key=False, use_list=True)
+        return _unpackb_ids(data, raw=False, strict_map_key=False, use_list=True)
     except Exception as exc:  # msgpack raises several unrelated types on bad input
         raise ShapeError(f"undecodable msgpack ({type(exc).__name__}: {exc})") from None
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import itertools
 from typing import Any, Iterator, NamedTuple
 
-from . import codec
+from . import codec, ids
 from ._direct_decode import direct_decoder
 from .errors import CorruptStore, DecodeError, PayloadTooLarge
 from .events import EventRegistry
 
-_unpackb = codec.msgpack.unpackb
+_unpackb = ids.unpackb  # compacted ids back to strings (eventstore/ids.py)
 _tuple_new = tuple.__new__
 
 
@@ -131,6 +131,7 @@ class RowDecoder:
         skip = _SKIP
         not_plain = ~codec.COMMAND_FLAGS  # lz4 or any unknown bit: not the fast line
         unpack = _unpack_map
+        id_mark = ids.ID_MARK
         for rows in pages:
             if self._decoders_generation != registry.generation:
                 self._decoders.clear()  # a class was (re-)registered: build its decoder again
@@ -142,9 +143,11 @@ class RowDecoder:
                     position, stream, version, type_, schema, at, flags, payload = row
                     at_schema, decode, direct, header = table[type_]  # all None for a type not seen yet
                     if at_schema == schema and not flags & not_plain and payload is not None and len(payload) <= limit:
-                        if direct is not None and payload[0] == header and 0xFF not in payload:
+                        if direct is not None and payload[0] == header and 0xFF not in payload \
+                                and id_mark not in payload:
                             # Straight from the bytes (see eventstore/_direct_decode.py for
-                            # why the header and the 0xFF byte are checked first).
+                            # why the header, the 0xFF byte and a compact id's header are
+                            # checked first: msgspec would refuse, after parsing, what holds them).
                             try:
                                 data = direct(payload)
                             except Exception:  # the careful path decides: same value, or the typed error

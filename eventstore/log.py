@@ -34,10 +34,11 @@ __all__ = [
 _sha256 = hashlib.sha256
 _get_ident = threading.get_ident
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The layout version of the store file, stamped in PRAGMA user_version. Version 2 added
-the command marks in `flags` (rows written by version 1 have none); opening a version 1
-file stamps it 2 and changes nothing else."""
+the command marks in `flags` (rows written by version 1 have none); version 3 the compact
+ids in payloads (eventstore/ids.py; rows written before keep their ids as strings).
+Opening an older file stamps it 3 and changes no row (docs/log-format.md)."""
 
 APPLICATION_ID = 0x4C415348  # "LASH": marks a SQLite file as an event store (PRAGMA application_id)
 
@@ -81,6 +82,8 @@ CREATE TABLE IF NOT EXISTS store_meta (
 """
 
 _COLUMNS = "position, stream, version, type, schema, recorded_at_ms, flags, payload"
+_HEADER_COLUMNS = "position, stream, version, type, schema, recorded_at_ms, flags, substr(payload, 1, 0)"
+"""The columns when no payload is decoded: an empty payload (NULL when purged) instead of the bytes."""
 _INSERT = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?)"
 _START = codec.FLAG_COMMAND_START
 _CONTINUES = codec.FLAG_COMMAND_CONTINUES
@@ -462,10 +465,20 @@ class EventLog:
         if types:
             where.append(f"type IN ({','.join('?' * len(types))})")
             params.extend(types)
-        if streams:
+        order = "position"
+        if streams and len(set(streams)) == 1:
+            # One stream: its versions rise with its positions, so the (stream, version)
+            # index yields the rows in position order and no page is sorted (a time-travel
+            # replay of one session reads it once per projection).
+            where.append("stream = ?")
+            params.append(streams[0])
+            order = "version"
+        elif streams:
             where.append(f"stream IN ({','.join('?' * len(streams))})")
             params.extend(streams)
-        sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY position LIMIT {int(page_size)}"
+        # Reading nothing but headers (a catalogue-only replay), the payload bytes stay in the file.
+        columns = _HEADER_COLUMNS if only_decode is not None and not only_decode and not raw else _COLUMNS
+        sql = f"SELECT {columns} FROM events WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {int(page_size)}"
         return self.decoder.decode_pages(self._pages(sql, params, 0, page_size), raw, only_decode)
 
     def read_stream(self, stream: str, from_version: int = 1, *, to_version: int | None = None,

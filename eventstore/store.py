@@ -397,7 +397,8 @@ class Store(StoreContext):
         """Time travel: a read-only view of every projection as it was at `position`.
 
         With `streams`, only those streams' events are replayed (faster, and enough
-        to inspect one session or process).
+        to inspect one session or process). Each projection is replayed when the view
+        first reads it, so a reader pays only for what it reads.
         """
         if position is not None and (isinstance(position, bool) or not isinstance(position, int) or position < 0):
             raise InvalidArgument(f"position must be an integer >= 0, got {position!r}")
@@ -406,7 +407,8 @@ class Store(StoreContext):
             position = last
         if position > last:
             raise InvalidArgument(f"position {position} is beyond the end of the log ({last})")
-        mem = self.engine.replay(position, streams)
+        # Lazy: each projection is replayed when the view first reads it (projections/lazy.py).
+        mem = self.engine.replay(position, streams, lazy=True)
         return StoreView(self, mem, position)
 
     def info(self) -> StoreInfo:
@@ -566,10 +568,11 @@ def open(
                 db.execute(BLOB_SCHEMA)
                 db.write_stamp(APPLICATION_ID, SCHEMA_VERSION)
             elif db.read_stamp()[1] < SCHEMA_VERSION:
-                # Version 1 -> 2 (the command marks in `flags`) needs no data change: the
-                # rows already written keep flags without marks, and `why` falls back to
-                # its heuristic for them. Stamped so that older code refuses the file
-                # rather than misread the new flags.
+                # Version 1 -> 2 (the command marks in `flags`) and 2 -> 3 (compact ids in
+                # payloads) need no data change: rows already written keep flags without
+                # marks and ids as strings, which this code reads as before, and their
+                # hashes cover their bytes as stored. Stamped so that older code refuses
+                # the file rather than misread the new flags or the id extension.
                 db.write_stamp(None, SCHEMA_VERSION)
             # Every open, not only a new file's: stores written before the table existed get it.
             db.execute(BLOB_PUTS_SCHEMA)

@@ -38,6 +38,10 @@ STATE_DDL = (
 # projection stopped, so the lag is recorded in the same transaction as the append
 # that creates it, and the next opener running matching code catches up from there.
 
+REPLAY_PAGE = 5_000
+"""Rows per query of a time-travel replay (a stream-filtered page is sorted by position
+each time, so fewer, larger pages cost less; the rows of one page are held at once)."""
+
 Progress = Callable[[int, int], None]
 """progress(events_done, events_total)"""
 
@@ -56,26 +60,39 @@ class Dispatcher:
                     self._star.append((fn, p.skip_purged))
                 else:
                     self._by_type.setdefault(type_name, []).append((fn, p.skip_purged))
-        self._cache: dict[str, list[tuple[Applier, bool]]] = {}
+        self._cache: dict[str, tuple[Applier, ...]] = {}
+        self._purged_cache: dict[str, tuple[Applier, ...]] = {}
         generic = any(p.needs_data and (p.batch is not None or ALL_EVENTS in p.handlers)
                       for p in self.projections)
+        self.takes_all = bool(self._star or self._batch)
+        """True when some applier sees every event (a catch-all or batch applier)."""
         self.decode_types: frozenset[str] | None = None if generic else frozenset(self._by_type)
         """The event types whose data some applier reads (None: all of them)."""
 
-    def _handlers(self, type_name: str) -> list[tuple[Applier, bool]]:
-        hs = self._cache.get(type_name)
+    def _handlers(self, type_name: str, purged: bool) -> tuple[Applier, ...]:
+        """The appliers an event of this type sees (with its payload purged, or not), cached."""
+        cache = self._purged_cache if purged else self._cache
+        hs = cache.get(type_name)
         if hs is None:
-            hs = self._cache[type_name] = self._by_type.get(type_name, []) + self._star
+            hs = cache[type_name] = tuple(fn for fn, skip in self._by_type.get(type_name, []) + self._star
+                                          if not (purged and skip))
         return hs
 
     def apply(self, db: Database, events: list[Any]) -> None:
         """Apply events, in order, to every projection that handles their types."""
+        # The per-event loop of every inline append, rebuild and replay: one dict lookup
+        # per event for the appliers of its type (whether to skip a purged payload is
+        # decided once per type, in the cache), then the calls.
         cache = self._cache
+        handlers = self._handlers
         for ev in events:
-            hs = cache.get(ev.type)
-            for fn, skip_purged in self._handlers(ev.type) if hs is None else hs:
-                if ev.data is None and skip_purged:
-                    continue
+            if ev.data is None:
+                hs = handlers(ev.type, True)
+            else:
+                hs = cache.get(ev.type)
+                if hs is None:
+                    hs = handlers(ev.type, False)
+            for fn in hs:
                 fn(db, ev)
         for batch_fn, skip_purged in self._batch:
             batch_fn(db, [e for e in events if e.data is not None] if skip_purged else events)
@@ -408,19 +425,46 @@ class ProjectionEngine:
                 db.executemany(f"INSERT INTO {table} VALUES ({marks})", batch)
 
     def replay(self, to_position: int | None = None, streams: Sequence[str] | None = None,
-               names: Iterable[str] | None = None) -> Database:
+               names: Iterable[str] | None = None, lazy: bool = False) -> Database:
         """Time travel: a fresh in-memory database holding the projections as they were
-        at `to_position` (only the given streams' events, when `streams` is set)."""
+        at `to_position` (only the given streams' events, when `streams` is set).
+
+        With `lazy`, each projection is replayed when a statement first names one of its
+        tables (`projections.lazy.LazyReplay`): the same rows, paid for only by readers."""
+        from projections.lazy import LazyReplay
+
         targets = self._select(names)
+        # Bad arguments are refused now, not at a lazy view's first read: read_all checks
+        # them when called (it reads nothing until iterated).
+        self.log.read_all(1, to_position=to_position, streams=streams or None)
         mem = self.db.open_scratch(":memory:")
+        with mem.transaction():
+            mem.execute(STATE_DDL)
+        if lazy:
+            return LazyReplay(self, mem, targets, to_position, streams)  # type: ignore[return-value]
+        position = self.replay_into(mem, targets, to_position, streams)
+        with mem.transaction():
+            for p in targets:
+                mem.execute("INSERT INTO projection_state VALUES (?, ?, ?)", (p.name, p.version, position))
+        return mem
+
+    def replay_into(self, mem: Database, targets: Sequence[Projection], to_position: int | None,
+                    streams: Sequence[str] | None) -> int:
+        """Create the targets' tables in `mem` and apply the log's events up to
+        `to_position` (only `streams`' events when set) to them, in one transaction.
+        Returns the position of the last event read (0 when there was none)."""
         dispatcher = Dispatcher(targets)
+        # Projections that name their event types (no catch-all or batch applier) need
+        # no other rows: the type filter runs in SQL, so those rows are never fetched.
+        types = None if dispatcher.takes_all else sorted(dispatcher.decode_types or ())
+        position = 0
         with mem.transaction():
             dispatcher.create_tables(mem)
-            mem.execute(STATE_DDL)
-            position = 0
+            if types == []:
+                return self._last_read(to_position, streams)
             batch: list[Any] = []
-            for ev in self.log.read_all(1, to_position=to_position, streams=streams or None,
-                                        only_decode=dispatcher.decode_types):
+            for ev in self.log.read_all(1, to_position=to_position, streams=streams or None, types=types,
+                                        only_decode=dispatcher.decode_types, page_size=REPLAY_PAGE):
                 batch.append(ev)
                 if len(batch) >= 10_000:
                     dispatcher.apply(mem, batch)
@@ -429,9 +473,16 @@ class ProjectionEngine:
             if batch:
                 dispatcher.apply(mem, batch)
                 position = batch[-1].position
-            for p in targets:
-                mem.execute("INSERT INTO projection_state VALUES (?, ?, ?)", (p.name, p.version, position))
-        return mem
+        return position if types is None else self._last_read(to_position, streams)
+
+    def _last_read(self, to_position: int | None, streams: Sequence[str] | None) -> int:
+        """The position of the last event at or before `to_position` (of `streams`), 0 if none."""
+        upper = "" if to_position is None else f" AND position <= {int(to_position)}"
+        if not streams:
+            return int(self.db.scalar(f"SELECT max(position) FROM events WHERE 1 = 1{upper}", (), 0))
+        marks = ",".join("?" * len(streams))
+        return int(self.db.scalar(f"SELECT max(position) FROM events WHERE stream IN ({marks}){upper}",
+                                  tuple(streams), 0))
 
     def verify(self, names: Iterable[str] | None = None, progress: Progress | None = None) -> ProjectionVerifyReport:
         """Rebuild into scratch and compare every table with the live rows.

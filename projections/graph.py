@@ -11,7 +11,8 @@ Why the keys look like this: a session is keyed in the per-node and per-usage ro
 bytes instead of a repeated text id), and a node's parent by the parent's `seq` (its
 place in graph order) instead of the parent's id. The key is a position, so a rebuild,
 a full time-travel replay and a replay of only the session's stream all derive the
-same keys. The usage ledger is kept merged per (source, model): the deltas themselves
+same keys. A node's id is stored as `eventstore.ids.id_key` (16 bytes for a uuid) in the
+table and in its index. The usage ledger is kept merged per (source, model): the deltas themselves
 stay in the log, append-only.
 """
 
@@ -23,6 +24,7 @@ import attrs
 import msgpack
 
 from eventstore import codec
+from eventstore.ids import id_from_key, id_key, unpackb as unpackb_ids
 from eventstore.commits.events import (
     ArtifactRefSet,
     AttachmentIntentRecorded,
@@ -41,7 +43,7 @@ from projections.base import REGISTRY, Projection
 graph = REGISTRY.register(
     Projection(
         name="graph",
-        version=3,
+        version=4,
         tables=("graph_heads", "graph_nodes", "graph_usage", "graph_turns", "graph_attachments",
                 "graph_artifact_refs"),
         ddl=(
@@ -61,7 +63,7 @@ graph = REGISTRY.register(
             """CREATE TABLE IF NOT EXISTS graph_nodes (
                 skey INTEGER NOT NULL,
                 seq INTEGER NOT NULL,
-                node_id TEXT NOT NULL,
+                node_id BLOB NOT NULL,
                 parent_seq INTEGER,
                 position INTEGER NOT NULL,
                 idx INTEGER NOT NULL,
@@ -106,7 +108,7 @@ def _pack_frames(frames: Iterable[AgentFrame]) -> bytes:
 def _unpack_frames(blob: bytes | None) -> tuple[AgentFrame, ...]:
     if blob is None:
         return ()
-    return tuple(_frames_codec.from_plain(f) for f in msgpack.unpackb(blob, raw=False))
+    return tuple(_frames_codec.from_plain(f) for f in unpackb_ids(blob, raw=False))
 
 
 # --- appliers ----------------------------------------------------------------------------
@@ -164,8 +166,8 @@ def _committed(db: Any, ev: Any) -> None:
                     parent_seq = known.get(parent)
                 if parent_seq is None:
                     parent_seq = db.scalar("SELECT seq FROM graph_nodes WHERE skey = ? AND node_id = ?",
-                                           (skey, parent))
-            rows.append((skey, next_seq, node.id, parent_seq, ev.position, idx))
+                                           (skey, id_key(parent)))
+            rows.append((skey, next_seq, id_key(node.id), parent_seq, ev.position, idx))
             added[node.id] = next_seq
             next_seq += 1
             live += 1
@@ -227,7 +229,7 @@ def _tombstoned(db: Any, ev: Any) -> None:
     hidden = 0
     for node_id in d.node_ids:
         db.execute("UPDATE graph_nodes SET tombstoned = 1 WHERE skey = ? AND node_id = ? AND tombstoned = 0",
-                   (skey, node_id))
+                   (skey, id_key(node_id)))
         hidden += db.changes()
     db.execute("UPDATE graph_heads SET live_nodes = live_nodes - ? WHERE session_id = ?", (hidden, d.session_id))
 
@@ -355,8 +357,8 @@ def node(db: Any, session_id: str, node_id: str) -> NodeRow | None:
     """The index row of a node (tombstoned ones too, until vacuum), or None."""
     row = db.one("SELECT n.node_id, n.seq, n.parent_seq, n.position, n.idx, n.tombstoned FROM graph_heads h "
                  "JOIN graph_nodes n ON n.skey = h.skey WHERE h.session_id = ? AND n.node_id = ?",
-                 (session_id, node_id))
-    return None if row is None else NodeRow(row[0], row[1], row[2], row[3], row[4], bool(row[5]))
+                 (session_id, id_key(node_id)))
+    return None if row is None else NodeRow(node_id, row[1], row[2], row[3], row[4], bool(row[5]))
 
 
 def node_seqs(db: Any, skey: int, node_ids: Sequence[str]) -> dict[str, tuple[int, bool]]:
@@ -372,8 +374,8 @@ def node_seqs(db: Any, skey: int, node_ids: Sequence[str]) -> dict[str, tuple[in
         # session's whole node range by the primary key (skey) instead of probing each id.
         for node_id, seq, tombstoned in db.query(
                 f"SELECT node_id, seq, tombstoned FROM graph_nodes INDEXED BY graph_nodes_by_id "
-                f"WHERE skey = ? AND node_id IN ({marks})", (skey, *chunk)):
-            out[node_id] = (seq, bool(tombstoned))
+                f"WHERE skey = ? AND node_id IN ({marks})", (skey, *map(id_key, chunk))):
+            out[id_from_key(node_id)] = (seq, bool(tombstoned))
     memo = db.memo()
     if memo is not None and out:
         seqs = memo.get((_SEQS, skey))
@@ -398,7 +400,8 @@ def nodes(db: Any, session_id: str, include_tombstoned: bool = False) -> list[No
     sql = "SELECT node_id, seq, parent_seq, position, idx, tombstoned FROM graph_nodes WHERE skey = ?"
     if not include_tombstoned:
         sql += " AND tombstoned = 0"
-    return [NodeRow(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in db.query(sql + " ORDER BY seq", (skey,))]
+    return [NodeRow(id_from_key(r[0]), r[1], r[2], r[3], r[4], bool(r[5]))
+            for r in db.query(sql + " ORDER BY seq", (skey,))]
 
 
 def node_refs(db: Any, session_id: str) -> list[tuple[int, int]]:
@@ -422,7 +425,7 @@ def path_refs(db: Any, session_id: str, leaf: str) -> list[tuple[int, int]]:
                  FROM path p JOIN graph_nodes n ON n.skey = p.skey AND n.seq = p.parent_seq
                 WHERE n.tombstoned = 0
            ) SELECT position, idx FROM path ORDER BY depth DESC""",
-        (session_id, leaf))
+        (session_id, id_key(leaf)))
 
 
 def tombstoned_count(db: Any, session_id: str) -> int:
@@ -469,7 +472,7 @@ def gc_roots(db: Any) -> tuple[set[str], set[str]]:
 
     others |= blob_roots(db)
     for (frames,) in db.query("SELECT frames FROM graph_heads WHERE frames IS NOT NULL"):
-        for f in msgpack.unpackb(frames, raw=False):
+        for f in unpackb_ids(frames, raw=False):
             if f.get("execution_state_ref"):
                 others.add(f["execution_state_ref"])
     return manifests, others

@@ -4,20 +4,16 @@ The rows hold no payload bytes: each points at the event (position, and the entr
 index in it) that carries the bytes, so a conversation is stored once, in the log.
 The saver (`eventstore.integrations.langgraph`) reads these rows to find the events.
 
-* `langgraph_checkpoints`: one row per (thread, namespace, checkpoint id).
-* `langgraph_values`: one row per (thread, namespace, channel, version): where its
-  value is. Values outlive the checkpoints that `delete_for_runs` and `prune` remove
-  (a later list value may be stored as an append to them); a thread tombstone drops them.
+* `langgraph_checkpoints`: one row per (thread, namespace, checkpoint id): the event
+  that holds it. That event says where each of its channel values is (its own entries,
+  or refs to earlier events), so no row per channel value is needed.
 * `langgraph_writes`: one row per (thread, namespace, checkpoint, task, idx).
 * `langgraph_blobs`: the blob refs a thread's events hold; blob GC keeps them (roots)
   until the thread's tombstone.
-
-Versions are kept as their JSON text, so the int 1 and the string "1" stay distinct.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from eventstore.storage import Storage
@@ -28,6 +24,8 @@ from eventstore.integrations.events import (
     ThreadCopied,
     ThreadDeleted,
     WritesSaved,
+    checkpoint_id_text,
+    thread_of,
 )
 
 from ._select import select_where
@@ -36,29 +34,19 @@ from .base import REGISTRY, Projection
 threads = REGISTRY.register(
     Projection(
         name="langgraph",
-        version=1,
-        tables=("langgraph_checkpoints", "langgraph_values", "langgraph_writes", "langgraph_blobs"),
+        version=2,
+        tables=("langgraph_checkpoints", "langgraph_writes", "langgraph_blobs"),
         ddl=(
             """CREATE TABLE IF NOT EXISTS langgraph_checkpoints (
                 thread_id     TEXT NOT NULL,
                 checkpoint_ns TEXT NOT NULL,
                 checkpoint_id TEXT NOT NULL,
-                parent_id     TEXT,
                 run_id        TEXT,
                 position      INTEGER NOT NULL,
                 PRIMARY KEY (thread_id, checkpoint_ns, checkpoint_id)
             ) WITHOUT ROWID""",
             "CREATE INDEX IF NOT EXISTS langgraph_checkpoints_run ON langgraph_checkpoints (run_id) "
             "WHERE run_id IS NOT NULL",
-            """CREATE TABLE IF NOT EXISTS langgraph_values (
-                thread_id     TEXT NOT NULL,
-                checkpoint_ns TEXT NOT NULL,
-                channel       TEXT NOT NULL,
-                version       TEXT NOT NULL,
-                position      INTEGER NOT NULL,
-                entry         INTEGER NOT NULL,
-                PRIMARY KEY (thread_id, checkpoint_ns, channel, version)
-            ) WITHOUT ROWID""",
             """CREATE TABLE IF NOT EXISTS langgraph_writes (
                 thread_id     TEXT NOT NULL,
                 checkpoint_ns TEXT NOT NULL,
@@ -81,26 +69,18 @@ threads = REGISTRY.register(
 )
 
 
-def version_key(version: Any) -> str:
-    """The text a channel version is stored under (its JSON form)."""
-    return json.dumps(version)
-
-
 @threads.on(CheckpointSaved)
 def _saved(db: Storage, ev: Any) -> None:
     e: CheckpointSaved = ev.data
+    thread_id = thread_of(ev.stream)
     db.execute(
-        "INSERT OR REPLACE INTO langgraph_checkpoints VALUES (?,?,?,?,?,?)",
-        (e.thread_id, e.checkpoint_ns, e.checkpoint_id, e.parent_checkpoint_id, e.run_id, ev.position),
+        "INSERT OR REPLACE INTO langgraph_checkpoints VALUES (?,?,?,?,?)",
+        (thread_id, e.ns, checkpoint_id_text(e.id), e.run, ev.position),
     )
-    for i, entry in enumerate(e.channels):
-        db.execute(
-            "INSERT OR REPLACE INTO langgraph_values VALUES (?,?,?,?,?,?)",
-            (e.thread_id, e.checkpoint_ns, entry[0], version_key(entry[1]), ev.position, i),
-        )
+    for entry in e.channels:
         kind, data = entry[2], entry[3]
         items = [data] if kind == "blob" else data if kind == "list" else data[3] if kind == "append" else []
-        _blob_refs(db, e.thread_id, items)
+        _blob_refs(db, thread_id, items)
 
 
 def _blob_refs(db: Storage, thread_id: str, items: Any) -> None:
@@ -168,13 +148,8 @@ def _copied(db: Storage, ev: Any) -> None:
     # The copies point at the source's events: the bytes are not duplicated, and the
     # events stay in the log whatever later happens to the source thread.
     db.execute(
-        "INSERT OR REPLACE INTO langgraph_checkpoints SELECT ?, checkpoint_ns, checkpoint_id, parent_id, "
+        "INSERT OR REPLACE INTO langgraph_checkpoints SELECT ?, checkpoint_ns, checkpoint_id, "
         "run_id, position FROM langgraph_checkpoints WHERE thread_id = ?",
-        (dst, src),
-    )
-    db.execute(
-        "INSERT OR REPLACE INTO langgraph_values SELECT ?, checkpoint_ns, channel, version, position, "
-        "entry FROM langgraph_values WHERE thread_id = ?",
         (dst, src),
     )
     db.execute(
@@ -192,16 +167,16 @@ def _copied(db: Storage, ev: Any) -> None:
 
 
 def checkpoint_row(db: Storage, thread_id: str, ns: str, checkpoint_id: str | None) -> tuple | None:
-    """(checkpoint_id, parent_id, position) of one checkpoint, or of the thread's newest in
-    `ns` when `checkpoint_id` is None; None when there is none."""
+    """(checkpoint_id, position) of one checkpoint, or of the thread's newest in `ns` when
+    `checkpoint_id` is None; None when there is none."""
     if checkpoint_id is None:
         return db.one(
-            "SELECT checkpoint_id, parent_id, position FROM langgraph_checkpoints WHERE thread_id = ? "
+            "SELECT checkpoint_id, position FROM langgraph_checkpoints WHERE thread_id = ? "
             "AND checkpoint_ns = ? ORDER BY checkpoint_id DESC LIMIT 1",
             (thread_id, ns),
         )
     return db.one(
-        "SELECT checkpoint_id, parent_id, position FROM langgraph_checkpoints WHERE thread_id = ? "
+        "SELECT checkpoint_id, position FROM langgraph_checkpoints WHERE thread_id = ? "
         "AND checkpoint_ns = ? AND checkpoint_id = ?",
         (thread_id, ns, checkpoint_id),
     )
@@ -210,9 +185,9 @@ def checkpoint_row(db: Storage, thread_id: str, ns: str, checkpoint_id: str | No
 def checkpoint_rows(
     db: Storage, thread_id: str | None, ns: str | None, checkpoint_id: str | None, before_id: str | None
 ) -> list[tuple]:
-    """(thread_id, ns, checkpoint_id, parent_id, position) rows, newest checkpoint id first."""
+    """(thread_id, ns, checkpoint_id, position) rows, newest checkpoint id first."""
     sql, params = select_where(
-        "SELECT thread_id, checkpoint_ns, checkpoint_id, parent_id, position FROM langgraph_checkpoints",
+        "SELECT thread_id, checkpoint_ns, checkpoint_id, position FROM langgraph_checkpoints",
         ("thread_id = ?", thread_id),
         ("checkpoint_ns = ?", ns),
         ("checkpoint_id = ?", checkpoint_id),
@@ -222,22 +197,16 @@ def checkpoint_rows(
     return db.query(sql, params)
 
 
-def value_location(db: Storage, thread_id: str, ns: str, channel: str, version: Any) -> tuple | None:
-    """(position, entry) of the event entry holding one channel version, or None."""
-    return db.one(
-        "SELECT position, entry FROM langgraph_values WHERE thread_id = ? AND checkpoint_ns = ? "
-        "AND channel = ? AND version = ?",
-        (thread_id, ns, channel, version_key(version)),
-    )
-
-
-def latest_value(db: Storage, thread_id: str, ns: str, channel: str) -> tuple | None:
-    """(position, entry, version text) of the newest stored version of a channel, or None."""
-    return db.one(
-        "SELECT position, entry, version FROM langgraph_values WHERE thread_id = ? AND checkpoint_ns = ? "
-        "AND channel = ? ORDER BY position DESC, entry DESC LIMIT 1",
-        (thread_id, ns, channel),
-    )
+def positions(db: Storage, thread_id: str, ns: str) -> list[int]:
+    """The positions of the events holding a thread's checkpoints in `ns`, newest first."""
+    return [
+        r[0]
+        for r in db.query(
+            "SELECT position FROM langgraph_checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
+            "ORDER BY position DESC",
+            (thread_id, ns),
+        )
+    ]
 
 
 def write_rows(db: Storage, thread_id: str, ns: str, checkpoint_id: str) -> list[tuple]:

@@ -17,6 +17,7 @@ import eventstore
 from eventstore import codec
 from eventstore.cli import main
 from eventstore.debug.inspection import COMMAND_LIMIT, why
+from eventstore.log import SCHEMA_VERSION
 from tests import strategies as gen
 
 START, CONTINUES = codec.FLAG_COMMAND_START, codec.FLAG_COMMAND_CONTINUES
@@ -93,7 +94,7 @@ def test_rows_without_marks_fall_back_to_the_heuristic_and_say_so():
         assert r.command_basis.startswith("heuristic") and r.command_span == (1, 4)
 
 
-def test_a_layout_1_file_is_stamped_2_on_open_and_only_new_rows_carry_marks(tmp_path, monkeypatch):
+def test_a_layout_1_file_is_stamped_current_on_open_and_only_new_rows_carry_marks(tmp_path, monkeypatch):
     path = str(tmp_path / "old.db")
     with monkeypatch.context() as m:
         m.setattr("eventstore.log._START", 0)  # what layout 1 wrote: no marks
@@ -102,7 +103,7 @@ def test_a_layout_1_file_is_stamped_2_on_open_and_only_new_rows_carry_marks(tmp_
             store.append("a", _notes(2))
     gen.edit_file(path, "PRAGMA user_version = 1")
     with gen.open_store(path) as store:
-        assert gen.query_file(path, "PRAGMA user_version") == [(2,)]
+        assert gen.query_file(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
         store.append("a", _notes(2))
         assert _marks(store) == [0, 0, START, CONTINUES]
         assert store.verify().ok

@@ -133,3 +133,70 @@ def test_a_long_filter_gets_a_bounded_number_of_snapshots(three):
     assert all(int(n.rsplit("-", 1)[1][:-3]) % 2 == 0 for n in names)
     for position in (1, 2, 37, 75):
         assert_same(three, position, every=1)
+
+
+def _eager(store: eventstore.Store, position: int, streams=None):
+    return store.engine.replay(position, streams)  # every projection at once, as before lazy views
+
+
+@pytest.mark.parametrize("streams", [None, ["session:s2"], ["session:s1", "session:s3"]])
+def test_a_lazy_view_equals_an_eager_replay_in_every_table(three, streams):
+    last = three.last_position()
+    projections = list(three.engine.projections)
+    for position in range(0, last + 1, 3):
+        eager = _eager(three, position, streams)
+        try:
+            # Projection by projection (each in turn replayed on its first statement), in
+            # an order that changes with the position, then projection_state.
+            with three.at(position, streams) as lazy:
+                order = projections[position % len(projections):] + projections[:position % len(projections)]
+                for p in order:
+                    assert p.name in lazy.db.pending
+                    for table in p.tables:
+                        diff = _compare(eager, lazy.db, table)
+                        assert diff is None, f"position {position} {table}: eager {diff[0]!r}, lazy {diff[1]!r}"
+                    assert p.name not in lazy.db.pending
+                assert _compare(eager, lazy.db, "projection_state") is None
+            # All at once, through projection_state.
+            with three.at(position, streams) as lazy:
+                assert _compare(eager, lazy.db, "projection_state") is None
+                assert lazy.db.pending == ()
+                for p in projections:
+                    for table in p.tables:
+                        assert _compare(eager, lazy.db, table) is None
+        finally:
+            eager.close()
+
+
+def test_a_view_replays_only_the_projections_it_reads(three):
+    with three.at(three.last_position(), ["session:s1"]) as view:
+        assert set(view.db.pending) == {p.name for p in three.engine.projections}
+        assert view.sessions.get("s1") is not None
+        assert "sessions" not in view.db.pending
+        assert "queue" in view.db.pending and "graph" in view.db.pending
+        view.sessions.load("s1")
+        assert "graph" not in view.db.pending and "queue" in view.db.pending
+        view.queue.list("s1")
+        assert "queue" not in view.db.pending
+        # Anything that may look at every table (here: the list of tables) replays the rest.
+        tables = view.db.table_names()
+        assert view.db.pending == ()
+        assert {t for p in three.engine.projections for t in p.tables} <= tables
+
+
+def test_a_statement_naming_a_table_in_any_case_replays_its_projection(three):
+    with three.at(three.last_position()) as view, _eager_view(three) as eager:
+        rows = view.db.query("select * from GRAPH_HEADS order by 1")
+        assert rows == eager.query("SELECT * FROM graph_heads ORDER BY 1") and rows
+        assert "graph" not in view.db.pending
+
+
+class _eager_view:
+    def __init__(self, store):
+        self.db = _eager(store, store.last_position())
+
+    def __enter__(self):
+        return self.db
+
+    def __exit__(self, *exc):
+        self.db.close()

@@ -19,6 +19,8 @@ import sys
 from typing import Any
 
 from . import EXIT_ERROR, EXIT_OK
+from ..debug.describe_integrations import step_and_source
+from ..integrations.events import checkpoint_id_text
 from ._common import add_db, open_existing, print_json_lines, print_table, printable, whole_number
 
 
@@ -96,12 +98,14 @@ def thread_rows(store: Any, thread: str, at: int | None) -> dict[str, list[dict[
     try:
         if lg_stream in found:
             out["langgraph"] = []
-            for ns, checkpoint_id, parent_id, position in db.query(
-                "SELECT checkpoint_ns, checkpoint_id, parent_id, position FROM langgraph_checkpoints "
+            for ns, checkpoint_id, position in db.query(
+                "SELECT checkpoint_ns, checkpoint_id, position FROM langgraph_checkpoints "
                 "WHERE thread_id = ? ORDER BY checkpoint_id DESC",
                 (thread,),
             ):
                 ev = store.get(position).data
+                parent = store.get(ev.parent).data.id if type(ev.parent) is int else ev.parent
+                step, source = step_and_source(ev.head)
                 writes = db.scalar(
                     "SELECT count(*) FROM langgraph_writes WHERE thread_id = ? AND checkpoint_ns = ? "
                     "AND checkpoint_id = ?",
@@ -113,10 +117,10 @@ def thread_rows(store: Any, thread: str, at: int | None) -> dict[str, list[dict[
                         "position": position,
                         "checkpoint_ns": ns,
                         "checkpoint_id": checkpoint_id,
-                        "parent_checkpoint_id": parent_id,
-                        "step": ev.step,
-                        "source": ev.source,
-                        "changed": [f"{e[0]}{_delta(e)}" for e in ev.channels],
+                        "parent_checkpoint_id": checkpoint_id_text(parent),
+                        "step": step,
+                        "source": source,
+                        "changed": [f"{e[0]}{_delta(e)}" for e in ev.channels if e[2] != "ref"],
                         "pending_writes": writes,
                     }
                 )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast, Sequence
 
 import attrs
 
-from .. import codec
+from .. import codec, ids
 from ..errors import DecodeError, InvalidArgument
 from . import checkpoints
 from .events import SessionCommitted, StoredNode
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 GRAPH_MODES = ("full", "active_path", "none")
 
 _node_codec = codec.class_codec(StoredNode)
-_unpackb = codec.msgpack.unpackb
+_unpackb = ids.unpackb  # compacted ids back to strings (eventstore/ids.py)
 
 
 @attrs.frozen

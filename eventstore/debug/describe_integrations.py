@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..integrations.events import checkpoint_id_text, peek_head, thread_of
 from .describe_events import renderer, templates
 
 
@@ -18,6 +19,8 @@ def _channel_summary(channels: list[Any]) -> str:
     parts = []
     for entry in channels:
         name, kind, data = entry[0], entry[2], entry[3]
+        if kind == "ref":  # unchanged: the value is in an earlier event
+            continue
         if kind == "append":
             parts.append(f"{name} +{len(data[3])}")
         elif kind == "list":
@@ -29,13 +32,24 @@ def _channel_summary(channels: list[Any]) -> str:
     return ", ".join(parts) if parts else "no channel changed"
 
 
+def step_and_source(head: Any) -> tuple[Any, Any]:
+    """(step, source) from a checkpoint event's metadata; (None, None) when its serde is
+    not plain msgpack (the line then names neither)."""
+    peeked = peek_head(head)
+    if peeked is None:
+        return None, None
+    return peeked[1].get("step"), peeked[1].get("source")
+
+
 @renderer("langgraph.checkpoint_saved")
 def _checkpoint_saved(e: Any, ev: Any) -> str:
-    ns = f" ns {e.checkpoint_ns!r}" if e.checkpoint_ns else ""
-    step = f" step {e.step}" if e.step is not None else ""
-    source = f" ({e.source})" if e.source else ""
+    ns = f" ns {e.ns!r}" if e.ns else ""
+    step, source = step_and_source(e.head)
+    shown_step = f" step {step}" if step is not None else ""
+    shown_source = f" ({source})" if source else ""
     return (
-        f"thread {e.thread_id}{ns} checkpoint {e.checkpoint_id}{step}{source}: {_channel_summary(e.channels)}"
+        f"thread {thread_of(ev.stream)}{ns} checkpoint {checkpoint_id_text(e.id)}{shown_step}{shown_source}: "
+        f"{_channel_summary(e.channels)}"
     )
 
 

@@ -24,6 +24,7 @@ import attrs
 
 from .describe_events import plural, short
 from ..errors import InvalidArgument
+from ..ids import id_from_key
 from .inspection import EventInfo, as_of, columns, event_info, primary_key, _check_streams
 from ..store import Store
 from .timetravel import view_at
@@ -327,6 +328,8 @@ def _key_renderer(a: Any, b: Any, names: list[str], pk: list[str]) -> Callable[[
         cells = []
         for k in shown:
             v = row[names.index(k)]
+            if k == "node_id" and isinstance(v, (bytes, bytearray, memoryview)):
+                v = id_from_key(bytes(v))  # the graph's id key (eventstore/ids.py)
             cells.append(sessions.get(v, f"skey {v}") if k == "skey" else _key_cell(v))
         return "(" + ", ".join(cells) + ")"
 

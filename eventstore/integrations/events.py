@@ -8,23 +8,39 @@ This module imports only the log core (projections import it), never a framework
 
 Every LangGraph thread is one stream, `langgraph:<thread_id>`. What goes there:
 
-* `langgraph.checkpoint_saved`: one checkpoint. It carries the checkpoint without its
-  channel values, the metadata, and one entry per channel whose version changed in this
-  step (never the unchanged ones). An entry is ``[channel, version, kind, data]``:
+* `langgraph.checkpoint_saved`: one checkpoint, as small as it can be kept, because a
+  conversation saves one per step. The thread is the stream's name. The event carries:
 
-  - ``"empty"`` (data None): the channel has no value at this version;
-  - ``"value"`` (data: a serialized value, see below);
-  - ``"blob"`` (data ``[type, ref]``): a value too large for an event, in `store.blobs`;
-  - ``"list"`` (data ``[item, ...]``): a list value, one serialized item each;
-  - ``"append"`` (data ``[base_position, base_index, keep, [item, ...]]``): a list value
-    that starts with the first `keep` items of the list held by entry `base_index` of the
-    event at `base_position`, followed by these items. A growing conversation therefore
-    stores each message once.
+  - `ns`, `id`: the namespace and the checkpoint id; an id that is a canonical UUID
+    (LangGraph's are) is kept as its 16 bytes, see `checkpoint_id_text`;
+  - `parent`: the position of the event holding the parent checkpoint (an int), or the
+    parent's id (kept like `id`) when the thread does not have it, or None;
+  - `run`: the metadata's run_id (what `delete_for_runs` selects by);
+  - `head`: the serialized pair ``[checkpoint, metadata]``, where the checkpoint lacks its
+    id, its channel values and, when they can be rebuilt from the entries, its channel
+    versions; its `ts` is kept as integer microseconds, after the time in the id
+    (``ts_id``: LangGraph's ids are UUID v6, which hold the time) or since the epoch
+    (``ts_us``), when that rebuilds the same text; the fields equal to LangGraph's
+    defaults (`HEAD_DEFAULTS`) are left out (a default field the checkpoint lacks is
+    listed under ``"-"``);
+  - `channels`: one entry ``[channel, version, kind, data]`` per channel version the
+    checkpoint has. A channel whose version changed in this step carries its value:
+
+    - ``"empty"`` (data None): the channel has no value at this version;
+    - ``"value"`` (data: a serialized value, see below);
+    - ``"blob"`` (data ``[type, ref]``): a value too large for an event, in `store.blobs`;
+    - ``"list"`` (data ``[item, ...]``): a list value, one serialized item each;
+    - ``"append"`` (data ``[base_position, base_index, keep, [item, ...]]``): a list
+      value that starts with the first `keep` items of the list held by entry
+      `base_index` of the event at `base_position`, followed by these items. A growing
+      conversation therefore stores each message once.
+
+    A channel that did not change points at the entry that holds its value:
+    ``"ref"`` (data ``[position, index]``), never at another ref.
 
   A serialized value or item is the serde's bytes alone when its type is "msgpack"
   (LangGraph's default), else ``[type, bytes]``, or ``[type, ref]`` (a str) when the
-  bytes are in the blob store. The checkpoint and metadata fields are serialized the
-  same way (never in the blob store); the checkpoint lacks its id (the event has it).
+  bytes are in the blob store. `head` is serialized the same way (never in the blob store).
 * `langgraph.writes_saved`: the pending writes of one task against one checkpoint, each
   ``[channel, idx, serialized value]``.
 * `langgraph.checkpoints_removed`: checkpoints (and their writes) dropped by
@@ -52,9 +68,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
+
 from ..events import event
 
 LANGGRAPH_STREAM_PREFIX = "langgraph:"
+
+HEAD_DEFAULTS: dict[str, Any] = {"v": 2, "pending_sends": [], "updated_channels": None}
+"""Checkpoint fields left out of `CheckpointSaved.head` when equal to these (same type)."""
 
 
 def thread_stream(thread_id: str) -> str:
@@ -62,23 +83,68 @@ def thread_stream(thread_id: str) -> str:
     return LANGGRAPH_STREAM_PREFIX + thread_id
 
 
+def thread_of(stream: str) -> str:
+    """The LangGraph thread id of a `langgraph:<thread_id>` stream."""
+    return stream[len(LANGGRAPH_STREAM_PREFIX) :]
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def compact_id(checkpoint_id: str) -> str | bytes:
+    """How a checkpoint id is kept in an event: 16 bytes when the text is a canonical UUID
+    (lowercase, dashed: `checkpoint_id_text` turns the bytes back into the same text),
+    else the text."""
+    if (
+        len(checkpoint_id) == 36
+        and checkpoint_id[8] == checkpoint_id[13] == checkpoint_id[18] == checkpoint_id[23] == "-"
+    ):
+        digits = checkpoint_id.replace("-", "")
+        if len(digits) == 32 and _HEX.issuperset(digits):
+            return bytes.fromhex(digits)
+    return checkpoint_id
+
+
+def checkpoint_id_text(kept: Any) -> Any:
+    """The checkpoint id text of an id kept by `compact_id` (None stays None)."""
+    if type(kept) is not bytes:
+        return kept
+    h = kept.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def peek_head(head: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """([checkpoint fields, metadata]) of a `head` serialized as plain msgpack, decoded
+    without LangGraph's serde (for log lines and the CLI); None when it is not."""
+    if type(head) is not bytes:
+        return None
+    try:
+        pair = msgpack.unpackb(
+            head, raw=False, strict_map_key=False, ext_hook=lambda code, data: f"<ext {code}>"
+        )
+    except Exception:  # another serde's bytes: nothing to show
+        return None
+    if isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, dict) for x in pair):
+        return pair[0], pair[1]
+    return None
+
+
 @event("langgraph.checkpoint_saved")
 class CheckpointSaved:
-    """One LangGraph checkpoint with the values of the channels that changed."""
+    """One LangGraph checkpoint; its thread is the stream's (see the module docstring)."""
 
-    thread_id: str
-    checkpoint_ns: str
-    checkpoint_id: str
-    parent_checkpoint_id: str | None
-    run_id: str | None
-    step: int | None
-    source: str | None
-    checkpoint: Any
-    """The checkpoint without channel_values and id, serialized (see the module docstring)."""
-    metadata: Any
-    """The checkpoint metadata, serialized."""
+    ns: str
+    """The checkpoint namespace ("" for the root graph)."""
+    id: Any
+    """The checkpoint id: 16 bytes for a canonical UUID, else its text."""
+    parent: Any
+    """The position of the parent checkpoint's event, or the parent's id, or None."""
+    run: str | None
+    """The metadata's run_id, when it is a string."""
+    head: Any
+    """The serialized [checkpoint, metadata] pair."""
     channels: list[Any]
-    """One [channel, version, kind, data] entry per channel whose version changed."""
+    """[channel, version, kind, data] per channel version the checkpoint has."""
 
 
 @event("langgraph.writes_saved")
@@ -125,7 +191,6 @@ class ThreadCopied:
 
 
 # --- OpenAI Agents SDK sessions --------------------------------------------------
-
 
 
 AGENTS_STREAM_PREFIX = "agents:"

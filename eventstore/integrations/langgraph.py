@@ -22,7 +22,6 @@ import threading
 from collections import OrderedDict
 from typing import Any, AsyncIterator, Iterator, Sequence
 
-import msgpack
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -40,12 +39,18 @@ from projections import langgraph_threads as rows
 
 from ..errors import CorruptStore, InvalidArgument
 from ..store import Store, StoreView
+from . import _langgraph_codec as _head
+from ._langgraph_codec import Map as _Map
+from ._langgraph_codec import array_header, same, split_array
+from ._langgraph_codec import vkey as _vkey
 from .events import (
     CheckpointSaved,
     CheckpointsRemoved,
     ThreadCopied,
     ThreadDeleted,
     WritesSaved,
+    checkpoint_id_text,
+    compact_id,
     thread_stream,
 )
 
@@ -56,6 +61,7 @@ BLOB_THRESHOLD = 16 * 1024
 
 _List = list
 _PRUNE_STRATEGIES = ("keep_latest", "delete")
+_BODIES = 32
 
 
 class EventStoreSaver(BaseCheckpointSaver[int]):
@@ -85,14 +91,14 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         # caller may read, and a Store is one connection whose transactions must not
         # interleave.
         self._lock = threading.RLock()
-        # Both caches are keyed by log position, which never changes meaning: an entry
-        # can never be stale, whoever appends meanwhile.
-        self._events: OrderedDict[int, Any] = OrderedDict()
+        # Every cache is keyed by log position, which never changes meaning: an entry can
+        # never be stale, whoever appends meanwhile. Each is bounded (least recently used out).
+        self._events: OrderedDict[int, tuple[str, int, Any]] = OrderedDict()  # (stream, version, data)
         self._items: OrderedDict[tuple[int, int], tuple[Any, ...]] = OrderedDict()
+        self._maps: OrderedDict[int, _Map] = OrderedDict()
+        # The serialized bodies of the lists written last: the next put compares against one.
+        self._bodies: OrderedDict[tuple[int, int], memoryview] = OrderedDict()
         self._cache_size = cache_size
-        # The newest list entry this saver wrote per (thread, ns, channel): what the next
-        # put of that channel appends to. Bounded like the caches (least recently used out).
-        self._latest: OrderedDict[tuple[str, str, str], tuple[int, int, tuple[Any, ...]]] = OrderedDict()
 
     # --- encoding ------------------------------------------------------------------
 
@@ -106,7 +112,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         return data if type_ == "msgpack" else [type_, data]
 
     def _dump_small(self, value: Any) -> Any:
-        """Like `_dump`, never to the blob store (checkpoint skeletons and metadata)."""
+        """Like `_dump`, never to the blob store (the event's head)."""
         type_, data = self.serde.dumps_typed(value)
         return data if type_ == "msgpack" else [type_, data]
 
@@ -119,108 +125,124 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         return self.serde.loads_typed((type_, data))
 
     def _entry(
-        self, thread_id: str, ns: str, channel: str, version: Any, values: dict[str, Any]
-    ) -> list[Any]:
+        self, channel: str, version: Any, values: dict[str, Any], base: _Map | None
+    ) -> tuple[list[Any], memoryview | None]:
+        """The entry of one changed channel, and the body of its serialized list (if any)."""
         if channel not in values:
-            return [channel, version, "empty", None]
+            return [channel, version, "empty", None], None
         value = values[channel]
         if type(value) is not _List:
             dumped = self._dump(value)
             kind = "blob" if isinstance(dumped, list) and isinstance(dumped[1], str) else "value"
-            return [channel, version, kind, dumped]
-        base = self._base(thread_id, ns, channel, version)
-        split = self._split_list(value, base[2] if base is not None else ())
+            return [channel, version, kind, dumped], None
+        # The parent's list of this channel: the new list is stored as an append to it.
+        where = base.last.get(channel) if base is not None else None
+        if where is not None and self._event(where[0]).channels[where[1]][2] not in ("list", "append"):
+            where = None
+        base_items = self._list_items(*where) if where is not None else ()
+        body = None
+        type_, data = self.serde.dumps_typed(value)
+        # One serialization of the whole list, cut at item boundaries (see split_array).
+        split = (
+            split_array(
+                data,
+                base_items,
+                self.blob_threshold,
+                self.store.blobs.put,
+                self._bodies.get(where) if where is not None else None,
+            )
+            if type_ == "msgpack"
+            else None
+        )
         if split is None:  # not plain msgpack (another serde): one call per item
             keep, items = 0, tuple(self._dump(v) for v in value)
-            if base is not None:
-                for a, b in zip(base[2], items):
-                    if a != b:
-                        break
-                    keep += 1
-                items = items[keep:]
+            for a, b in zip(base_items, items):
+                if a != b:
+                    break
+                keep += 1
+            items = items[keep:]
         else:
-            keep, items = split
-        if keep and base is not None:
-            return [channel, version, "append", [base[0], base[1], keep, _List(items)]]
-        return [channel, version, "list", _List(items)]
+            keep, items, body = split
+        if keep and where is not None:
+            return [channel, version, "append", [where[0], where[1], keep, _List(items)]], body
+        return [channel, version, "list", _List(items)], body
 
-    def _split_list(
-        self, value: list[Any], base_items: tuple[Any, ...]
-    ) -> tuple[int, tuple[Any, ...]] | None:
-        """(how many leading items equal `base_items`, the serialized items after them), from
-        one serialization of the whole list; None when the serde's type is not "msgpack".
+    def _refs(
+        self,
+        thread_id: str,
+        ns: str,
+        checkpoint: Checkpoint,
+        new_versions: ChannelVersions,
+        base: _Map | None,
+    ) -> list[Any]:
+        """ "ref" entries for the channel versions the checkpoint has and did not change: to
+        the parent's entries, else to the newest event of the thread that holds that version."""
+        out = []
+        for channel, version in checkpoint["channel_versions"].items():
+            if channel in new_versions and same(new_versions[channel], version):
+                continue
+            key = (channel, _vkey(version))
+            where = base.locs.get(key) if base is not None else None
+            if where is None:
+                where = self._find(thread_id, ns, key)
+            if where is not None:
+                out.append([channel, version, "ref", [where[0], where[1]]])
+        return out
 
-        A msgpack array is a header followed by each item's own encoding, so the list is
-        serialized in one call (as fast as LangGraph's own savers) and cut at item
-        boundaries; the prefix shared with the base list is found by comparing bytes, so
-        the old messages of a conversation are never cut or copied again.
-        """
-        type_, data = self.serde.dumps_typed(value)
-        if type_ != "msgpack":
-            return None
-        unpacker = msgpack.Unpacker()
-        unpacker.feed(data)
-        try:
-            n = unpacker.read_array_header()
-        except Exception:  # not an array: let the per-item path handle it
-            return None
-        offset = unpacker.tell()
-        keep = 0
-        for item in base_items:
-            if keep >= n or type(item) is not bytes or not data.startswith(item, offset):
-                break
-            offset += len(item)
-            keep += 1
-        unpacker = msgpack.Unpacker()  # offsets below count from the first item not kept
-        unpacker.feed(memoryview(data)[offset:])
-        items: _List[Any] = []
-        start = 0
-        for _ in range(n - keep):
-            unpacker.skip()
-            end = unpacker.tell()
-            chunk = data[offset + start : offset + end]
-            items.append(
-                chunk if len(chunk) <= self.blob_threshold else ["msgpack", self.store.blobs.put(chunk)]
-            )
-            start = end
-        return keep, tuple(items)
-
-    def _base(
-        self, thread_id: str, ns: str, channel: str, version: Any
-    ) -> tuple[int, int, tuple[Any, ...]] | None:
-        """A stored list entry of this channel to append to: the newest one this saver
-        wrote, else the newest in the projection (a list only)."""
-        key = (thread_id, ns, channel)
-        cached = self._latest.get(key)
-        if cached is not None:
-            # A checkpoint saved again with the same version must not append to itself.
-            return None if self._event(cached[0]).channels[cached[1]][1] == version else cached
-        row = rows.latest_value(self.store.db, thread_id, ns, channel)
-        if row is None or row[2] == rows.version_key(version):
-            return None
-        kind = self._event(row[0]).channels[row[1]][2]
-        if kind not in ("list", "append"):
-            return None
-        return row[0], row[1], self._list_items(row[0], row[1])
+    def _find(self, thread_id: str, ns: str, key: tuple[str, Any]) -> tuple[int, int] | None:
+        """Where the newest checkpoint of the thread that has this channel version keeps it.
+        Only a put whose parent lacks a version it names (not LangGraph's own loop) asks."""
+        for position in rows.positions(self.store.db, thread_id, ns):
+            where = self._map(position).locs.get(key)
+            if where is not None:
+                return where
+        return None
 
     # --- reading events ------------------------------------------------------------
 
-    def _event(self, position: int) -> Any:
-        ev = self._events.get(position)
-        if ev is None:
-            rec = self._log.get(position)
-            if rec is None or rec.data is None:
+    def _record(self, position: int) -> tuple[str, int, Any]:
+        rec = self._events.get(position)
+        if rec is None:
+            got = self._log.get(position)
+            if got is None or got.data is None:
                 raise CorruptStore(
-                    f"langgraph: the event at position {position} that a projection row points "
-                    f"at is missing or purged"
+                    f"langgraph: the event at position {position} that the thread refers to is "
+                    f"missing or purged"
                 )
-            ev = rec.data
-            self._events[position] = ev
-            if len(self._events) > self._cache_size:
-                self._events.popitem(last=False)
+            rec = self._remember(position, got.stream, got.version, got.data)
         else:
             self._events.move_to_end(position)
-        return ev
+        return rec
+
+    def _remember(self, position: int, stream: str, version: int, data: Any) -> tuple[str, int, Any]:
+        rec = self._events[position] = (stream, version, data)
+        if len(self._events) > self._cache_size:
+            self._events.popitem(last=False)
+        return rec
+
+    def _event(self, position: int) -> Any:
+        return self._record(position)[2]
+
+    def _prefetch(self, position: int) -> None:
+        """Read the events of the thread before `position` in one query (a cold read of a
+        long conversation follows one append per step back through them)."""
+        stream, version, _ = self._record(position)
+        low = max(1, version - min(self._cache_size // 2, 1024))
+        for rec in self._log.read_stream(stream, low, to_version=version - 1):
+            if rec.data is not None and rec.position not in self._events:
+                self._remember(rec.position, rec.stream, rec.version, rec.data)
+
+    def _map(self, position: int) -> _Map:
+        """Where each channel version of the checkpoint held by this event is kept."""
+        found = self._maps.get(position)
+        if found is not None:
+            self._maps.move_to_end(position)
+            return found
+        found = _Map(position, self._event(position).channels)
+        self._maps[position] = found
+        if len(self._maps) > self._cache_size:
+            self._maps.popitem(last=False)
+        return found
 
     def _list_items(self, position: int, index: int) -> tuple[Any, ...]:
         """The serialized items of the list held by one entry, following append bases."""
@@ -232,16 +254,18 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             if cached is not None:
                 items = cached
                 break
+            if pos not in self._events and chain:
+                self._prefetch(chain[-1][0])
             entry = self._event(pos).channels[idx]
             if entry[2] == "list":
                 items = tuple(entry[3])
-                self._items[(pos, idx)] = items
                 break
             if entry[2] != "append" or len(chain) > 1_000_000:
                 raise CorruptStore(f"langgraph: entry {idx} of the event at position {pos} is not a list")
             base_pos, base_idx, keep, suffix = entry[3]
             chain.append((pos, idx, suffix, keep))
             pos, idx = base_pos, base_idx
+        self._items[(pos, idx)] = items
         for pos, idx, suffix, keep in reversed(chain):
             items = items[:keep] + tuple(suffix)
             self._items[(pos, idx)] = items
@@ -252,6 +276,8 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
     def _value(self, position: int, index: int) -> tuple[bool, Any]:
         entry = self._event(position).channels[index]
         kind = entry[2]
+        if kind == "ref":
+            return self._value(entry[3][0], entry[3][1])
         if kind == "empty":
             return False, None
         if kind in ("value", "blob"):
@@ -260,29 +286,43 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         if all(type(item) is bytes for item in items):
             # A msgpack array is its header followed by its items' encodings: one decode
             # of the whole list instead of one per item.
-            return True, self._load(_array_header(len(items)) + b"".join(items))
+            return True, self._load(array_header(len(items)) + b"".join(items))
         return True, [self._load(item) for item in items]
 
-    def _tuple(
-        self, thread_id: str, ns: str, checkpoint_id: str, parent_id: str | None, position: int
-    ) -> CheckpointTuple:
-        db = self.store.db
+    def _head(self, ev: CheckpointSaved) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the checkpoint without id and channel values, the metadata) of one event."""
+        kept, metadata = self._load(ev.head)
+        return _head.unpack(kept, ev.channels, checkpoint_id_text(ev.id)), metadata
+
+    def _parent_id(self, ev: CheckpointSaved) -> str | None:
+        """The parent checkpoint id of one event (`parent` may be the parent's position)."""
+        parent = ev.parent
+        if type(parent) is int:
+            parent = self._event(parent).id
+        return checkpoint_id_text(parent)  # type: ignore[no-any-return]
+
+    def _tuple(self, thread_id: str, ns: str, checkpoint_id: str, position: int) -> CheckpointTuple:
         ev: CheckpointSaved = self._event(position)
-        checkpoint = self._load(ev.checkpoint)
-        checkpoint["id"] = ev.checkpoint_id
+        checkpoint, metadata = self._head(ev)
+        checkpoint["id"] = checkpoint_id
+        index: dict[tuple[str, Any], int] = {}
+        for i, entry in enumerate(ev.channels):
+            index.setdefault((entry[0], _vkey(entry[1])), i)
         values: dict[str, Any] = {}
-        for channel, version in checkpoint["channel_versions"].items():
-            where = rows.value_location(db, thread_id, ns, channel, version)
-            if where is None:
-                continue
-            present, value = self._value(where[0], where[1])
-            if present:
-                values[channel] = value
+        for channel, version in checkpoint.get("channel_versions", {}).items():
+            i = index.get((channel, _vkey(version)), -1)
+            if i >= 0:
+                present, value = self._value(position, i)
+                if present:
+                    values[channel] = value
         checkpoint["channel_values"] = values
         writes = []
-        for task_id, _idx, _path, wpos, windex in rows.write_rows(db, thread_id, ns, checkpoint_id):
+        for task_id, _idx, _path, wpos, windex in rows.write_rows(
+            self.store.db, thread_id, ns, checkpoint_id
+        ):
             w = self._event(wpos).writes[windex]
             writes.append((task_id, w[0], self._load(w[2])))
+        parent_id = self._parent_id(ev)
         parent: RunnableConfig | None = (
             {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent_id}}
             if parent_id
@@ -292,8 +332,8 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             config={
                 "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}
             },
-            checkpoint=checkpoint,
-            metadata=self._load(ev.metadata),
+            checkpoint=checkpoint,  # type: ignore[arg-type]
+            metadata=metadata,  # type: ignore[arg-type]
             parent_config=parent,
             pending_writes=writes,
         )
@@ -313,7 +353,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             row = rows.checkpoint_row(self.store.db, thread_id, ns, get_checkpoint_id(config))
             if row is None:
                 return None
-            return self._tuple(thread_id, ns, row[0], row[1], row[2])
+            return self._tuple(thread_id, ns, row[0], row[1])
 
     def list(
         self,
@@ -339,14 +379,14 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                 before_id,
             )
             out: _List[CheckpointTuple] = []
-            for thread_id, ns, checkpoint_id, parent_id, position in found:
+            for thread_id, ns, checkpoint_id, position in found:
                 if limit is not None and len(out) >= limit:
                     break
                 if filter:
-                    metadata = self._load(self._event(position).metadata)
+                    metadata = self._head(self._event(position))[1]
                     if any(metadata.get(k) != v for k, v in filter.items()):
                         continue
-                out.append(self._tuple(thread_id, ns, checkpoint_id, parent_id, position))
+                out.append(self._tuple(thread_id, ns, checkpoint_id, position))
         # Built inside one read transaction (a consistent snapshot), handed out after it.
         return iter(out)
 
@@ -361,45 +401,53 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         the values of the channels in `new_versions` only."""
         thread_id, ns = _thread(config), config["configurable"].get("checkpoint_ns", "")
         parent_id = config["configurable"].get("checkpoint_id")
-        c = dict(checkpoint)
-        values: dict[str, Any] = c.pop("channel_values", {})  # type: ignore[assignment]
-        del c["id"]  # the event's checkpoint_id field holds it
+        checkpoint_id = checkpoint["id"]
+        if not isinstance(checkpoint_id, str) or not checkpoint_id:
+            raise InvalidArgument(
+                f"langgraph put: checkpoint id must be a non-empty string, got {checkpoint_id!r}"
+            )
+        skeleton: dict[str, Any] = dict(checkpoint)
+        values: dict[str, Any] = skeleton.pop("channel_values", {})
+        del skeleton["id"]  # the event's id field holds it
         md = get_checkpoint_metadata(config, metadata)
         # One write transaction: the blobs a large value needs commit with the event that
         # refers to them, or neither does.
         with self._lock, self._writing():
-            entries = [self._entry(thread_id, ns, ch, v, values) for ch, v in new_versions.items()]
+            base, parent = None, None
+            if isinstance(parent_id, str) and parent_id:
+                row = rows.checkpoint_row(self.store.db, thread_id, ns, parent_id)
+                # The parent is named by the position of its event (a few bytes, not 16),
+                # or by its id when the thread does not have it.
+                parent = row[1] if row is not None else compact_id(parent_id)
+                base = self._map(row[1]) if row is not None else None
+            made = [self._entry(ch, v, values, base) for ch, v in new_versions.items()]
+            entries = [entry for entry, _ in made]
+            entries += self._refs(thread_id, ns, checkpoint, new_versions, base)
             ev = CheckpointSaved(
-                thread_id,
                 ns,
-                checkpoint["id"],
-                parent_id,
+                compact_id(checkpoint_id),
+                parent,
                 _str_or_none(md.get("run_id")),
-                _int_or_none(md.get("step")),
-                _str_or_none(md.get("source")),
-                self._dump_small(c),
-                self._dump_small(md),
+                self._dump_small([_head.pack(skeleton, entries, checkpoint_id), md]),
                 entries,
             )
-            result = self._log.append(thread_stream(thread_id), [ev])
+            stream = thread_stream(thread_id)
+            result = self._log.append(stream, [ev])
             position = result.first_position
+            self._remember(position, stream, result.stream_version, ev)
             for i, entry in enumerate(entries):
-                if entry[2] in ("list", "append"):
-                    items = (
-                        tuple(entry[3])
-                        if entry[2] == "list"
-                        else self._list_items(entry[3][0], entry[3][1])[: entry[3][2]] + tuple(entry[3][3])
-                    )
-                    self._items[(position, i)] = items
-                    while len(self._items) > self._cache_size:
-                        self._items.popitem(last=False)
-                    key = (thread_id, ns, entry[0])
-                    self._latest[key] = (position, i, items)
-                    self._latest.move_to_end(key)
-                    if len(self._latest) > self._cache_size:
-                        self._latest.popitem(last=False)
-                else:
-                    self._latest.pop((thread_id, ns, entry[0]), None)
+                if entry[2] == "list":
+                    self._items[(position, i)] = tuple(entry[3])
+                elif entry[2] == "append":
+                    base_pos, base_idx, keep, suffix = entry[3]
+                    self._items[(position, i)] = self._list_items(base_pos, base_idx)[:keep] + tuple(suffix)
+            while len(self._items) > self._cache_size:
+                self._items.popitem(last=False)
+            for i, (_, body) in enumerate(made):
+                if body is not None:
+                    self._bodies[(position, i)] = body
+                    while len(self._bodies) > _BODIES:
+                        self._bodies.popitem(last=False)
         return {
             "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}
         }
@@ -434,8 +482,6 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             thread_stream(thread_id)
         ):
             self._log.append(thread_stream(thread_id), [ThreadDeleted(thread_id, reason)])
-        for key in [k for k in self._latest if k[0] == thread_id]:
-            del self._latest[key]
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Remove every checkpoint made by one of `run_ids`, and its pending writes."""
@@ -458,8 +504,6 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                 self._log.append(
                     thread_stream(target_thread_id), [ThreadCopied(source_thread_id, target_thread_id, n)]
                 )
-            for key in [k for k in self._latest if k[0] == target_thread_id]:
-                del self._latest[key]
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """ "keep_latest": keep each namespace's newest checkpoint per thread; "delete":
@@ -537,15 +581,6 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
 
 
-def _array_header(n: int) -> bytes:
-    """The msgpack header of an array of n elements."""
-    if n < 16:
-        return bytes([0x90 | n])
-    if n < 1 << 16:
-        return b"\xdc" + n.to_bytes(2, "big")
-    return b"\xdd" + n.to_bytes(4, "big")
-
-
 def _thread(config: RunnableConfig) -> str:
     try:
         thread_id = config["configurable"]["thread_id"]
@@ -563,7 +598,3 @@ def _ns(config: RunnableConfig) -> str:
 
 def _str_or_none(v: Any) -> str | None:
     return v if isinstance(v, str) else None
-
-
-def _int_or_none(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None

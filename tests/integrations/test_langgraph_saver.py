@@ -5,6 +5,7 @@ rebuilds, the configured serde, and typed errors for bad input."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 import eventstore
 from eventstore.debug import describe
+from eventstore.integrations import _langgraph_codec as codec
 from eventstore.integrations.langgraph import EventStoreSaver
 
 
@@ -49,8 +51,8 @@ def _grow(saver: EventStoreSaver, thread: str, steps: int) -> list[dict]:
 
 
 def test_put_records_only_changed_channels_and_each_message_once(store: Any) -> None:
-    """A growing list is stored as an append of the new item; an unchanged channel is not in
-    the event; every checkpoint still reads back whole."""
+    """A growing list is stored as an append of the new item; an unchanged channel's value is
+    not in the event, which points at the entry holding it; every checkpoint reads back whole."""
     saver = EventStoreSaver(store)
     configs = _grow(saver, "t", 6)
     c = empty_checkpoint()
@@ -62,7 +64,12 @@ def test_put_records_only_changed_channels_and_each_message_once(store: Any) -> 
     kinds = [[(e[0], e[2]) for e in ev.channels] for ev in events]
     assert kinds[0] == [("messages", "list"), ("step", "value")]
     assert kinds[1:6] == [[("messages", "append"), ("step", "value")]] * 5
-    assert kinds[6] == [("step", "value")]
+    assert kinds[6] == [("step", "value"), ("messages", "ref")]
+    positions = [ev.position for ev in store.read_stream("langgraph:t")]
+    assert events[6].channels[1][3] == [positions[5], 0]
+    # The id is kept as its 16 bytes, the parent as its event's position.
+    assert isinstance(events[6].id, bytes) and len(events[6].id) == 16
+    assert events[0].parent is None and [ev.parent for ev in events[1:]] == positions[:6]
     assert all(len(ev.channels[0][3][3]) == 1 for ev in events[1:6])
     for i, cfg in enumerate(configs, start=1):
         assert saver.get_tuple(cfg).checkpoint["channel_values"] == {
@@ -93,6 +100,59 @@ def test_any_sequence_of_list_values_reads_back_exactly(tmp_path_factory: Any, l
         for cfg, value in zip(configs, lists):
             assert saver.get_tuple(cfg).checkpoint["channel_values"]["xs"] == value
             assert fresh.get_tuple(cfg).checkpoint["channel_values"]["xs"] == value
+
+
+_versions = st.one_of(st.integers(-5, 10**12), st.text(max_size=6), st.floats(allow_nan=False), st.booleans())
+_int64 = st.integers(-(2**63), 2**63 - 1)
+_plain = st.one_of(st.none(), st.booleans(), _int64, st.text(max_size=8), st.lists(_int64, max_size=2))
+_UUID6_IDS = [str(uuid6(clock_seq=i)) for i in range(4)]
+_keys = st.sampled_from(
+    [
+        "v",
+        "ts",
+        "channel_versions",
+        "versions_seen",
+        "pending_sends",
+        "updated_channels",
+        "ts_us",
+        "ts_id",
+        "-",
+        "x",
+    ]
+)
+_ts = st.one_of(
+    st.datetimes(
+        timezones=st.sampled_from([datetime.timezone.utc, datetime.timezone(datetime.timedelta(hours=2))])
+    ).map(lambda d: d.isoformat()),
+    st.text(max_size=12),
+)
+
+
+@given(
+    fields=st.dictionaries(
+        _keys, st.one_of(_plain, st.dictionaries(st.text(max_size=4), _versions, max_size=3))
+    ),
+    ts=st.one_of(st.none(), _ts),
+    versions=st.dictionaries(st.sampled_from(["a", "b", "c"]), _versions, max_size=3),
+    changed=st.lists(st.tuples(st.sampled_from(["a", "b", "d"]), _versions), max_size=3),
+    checkpoint_id=st.one_of(st.sampled_from(_UUID6_IDS), st.text(max_size=40)),
+)
+def test_the_head_rebuilds_any_checkpoint_exactly(
+    fields: dict, ts: Any, versions: dict, changed: list, checkpoint_id: str
+) -> None:
+    """Whatever the checkpoint's fields (defaults or not, a ts text in any form, versions of
+    any type, keys the packing itself uses), the head rebuilds it with the same values of
+    the same types, through the serde."""
+    skeleton = dict(fields)
+    if ts is not None:
+        skeleton["ts"] = ts
+    if versions or "channel_versions" not in skeleton:
+        skeleton["channel_versions"] = versions
+    entries = [[ch, v, "ref", [1, 0]] for ch, v in changed]
+    entries += [[ch, v, "ref", [1, 0]] for ch, v in versions.items() if not any(c == ch for c, _ in changed)]
+    serde = JsonPlusSerializer()
+    kept = serde.loads_typed(serde.dumps_typed(codec.pack(skeleton, entries, checkpoint_id)))
+    assert codec.same(codec.unpack(kept, entries, checkpoint_id), skeleton)
 
 
 def test_large_values_go_to_the_blob_store(store: Any) -> None:
@@ -223,7 +283,7 @@ def test_caches_stay_bounded_and_evicted_entries_read_back_from_the_log(store: A
     fell out of the caches is read again from the events."""
     saver = EventStoreSaver(store, cache_size=2)
     configs = {t: _grow(saver, t, 3) for t in ("a", "b", "c", "d", "e")}
-    assert len(saver._latest) <= 2 and len(saver._items) <= 2 and len(saver._events) <= 2
+    assert len(saver._maps) <= 2 and len(saver._items) <= 2 and len(saver._events) <= 2
     for cfgs in configs.values():
         for i, cfg in enumerate(cfgs, start=1):
             assert saver.get_tuple(cfg).checkpoint["channel_values"]["messages"] == [

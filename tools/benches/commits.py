@@ -8,12 +8,14 @@
   Goal: at most 3x. Reference: LangGraph's SqliteSaver stores the whole state every step
   and measured 256x on the same conversation (a reference figure, not rerun here; tools/benches/langgraph.py runs SqliteSaver
   side by side for the integration's own storage row).
-  Measured twice: with short ids ("s1", "n42") and with uuid session and node ids, which
-  every row of the log, the node index and the commit event repeat. The cost per turn
-  is the message plus a constant (about 400 B with short ids, 680 B with uuids) that
-  rows fill 4 KiB pages in steps of: the ratio falls as messages grow (with short ids
-  3.2x at 190 B, 2.9x at 210 B, 2.1x at 440 B; with uuids 4.7x, 4.2x, 2.8x). Growth is
-  linear: nothing is rewritten per turn.
+  Measured twice: with short ids ("s1", "n42") and with uuid session and node ids. The
+  commit event and the node index hold a uuid as its 16 bytes (store layout 3,
+  eventstore/ids.py); every event row and its (stream, version) index entry still spell
+  the stream name `session:<uuid>` out. The cost per turn is the message plus a constant
+  (about 400 B with short ids, 560 B with uuids) that rows fill 4 KiB pages in steps of:
+  the ratio falls as messages grow (with short ids 3.2x at 190 B, 2.9x at 210 B, 2.1x at
+  440 B; with uuids 4.0x, 3.6x, 2.3x). Growth is linear: nothing is rewritten per turn.
+  The note of each row splits the growth by b-tree (SQLite's dbstat).
 * Load: the head (revision, config, checkpoint hydrated, ledger) and the active path (or
   the full graph) of a 1,000-node session, against a raw stdlib sqlite3 select of the same
   1,000 rows from a lash-style `graph_nodes(node_json)` table with json decoding (a
@@ -89,6 +91,18 @@ def _file_size(store: eventstore.Store) -> int:
     return os.path.getsize(store.path)
 
 
+def _btree_bytes(store: eventstore.Store) -> dict[str, int]:
+    """Bytes of pages per table and index (SQLite's dbstat virtual table, after a checkpoint)."""
+    return dict(store.db.query("SELECT name, sum(pgsize) FROM dbstat GROUP BY name"))
+
+
+def _breakdown(m: dict) -> str:
+    """Where the growth went: the b-trees that grew by more than one page, largest first."""
+    grew = sorted(((m["btrees"][n] - m["empty_btrees"].get(n, 0), n) for n in m["btrees"]), reverse=True)
+    names = {"sqlite_autoindex_events_1": "events' (stream, version) index"}
+    return ", ".join(f"{names.get(n, n)} {b:,}" for b, n in grew if b > 4096)
+
+
 def storage(workdir: str, turns: int, uuids: bool) -> dict:
     """Grow one session by `turns` one-message commits; sizes in bytes."""
     path = os.path.join(workdir, f"storage-{'uuid' if uuids else 'short'}.db")
@@ -97,6 +111,7 @@ def storage(workdir: str, turns: int, uuids: bool) -> dict:
     try:
         store.sessions.auto_gc_every_commits = 50
         empty = _file_size(store)
+        empty_btrees = _btree_bytes(store)
         payload = 0
         parent = None
         for i in range(turns):
@@ -105,10 +120,13 @@ def storage(workdir: str, turns: int, uuids: bool) -> dict:
             _turn(store, sid, fence, i, nid, parent, i)
             parent = nid
         size = _file_size(store)
+        btrees = _btree_bytes(store)
+        stored = store.db.scalar("SELECT sum(length(payload)) FROM events WHERE type = 'session.committed'")
         blobs = store.blobs.stats()[0]
     finally:
         store.close()
-    return {"empty": empty, "size": size, "growth": size - empty, "payload": payload, "blobs": blobs}
+    return {"empty": empty, "size": size, "growth": size - empty, "payload": payload, "blobs": blobs,
+            "btrees": btrees, "empty_btrees": empty_btrees, "stored": stored}
 
 
 class RawGraph:
@@ -320,7 +338,8 @@ def run(workdir: str, quick: bool) -> list[dict]:
                 "note": f"{per_turn:,.0f} B per turn for {m['payload'] / turns:,.0f} B messages: the message plus "
                         f"{per_turn - m['payload'] / turns:,.0f} B of event row (hash, type, stream and its index "
                         f"entry, page slack), node envelope (ids, timestamp), checkpoint ref and node index; "
-                        f"{m['blobs']} blob(s) left after auto GC",
+                        f"commit payloads {m['stored'] / turns:,.0f} B per turn; growth by b-tree (B): "
+                        f"{_breakdown(m)}; {m['blobs']} blob(s) left after auto GC",
                 "target": "value <= 3"}
 
     return [

@@ -2,11 +2,13 @@
 export and import.
 
 * time travel: the state of one 10,000-event session (sessions, leases, queue, inputs,
-  runtime commits and processes, written through the facades) at 20 random positions:
-  `store.at(p, streams=[s])` (a fast replay of the session's stream from position 1)
-  against `eventstore.debug.timetravel.view_at` (the same replay from the nearest cached
-  snapshot, one every 1,000 events; its first call, which writes the snapshots, is
-  reported apart). Target: at most 50 ms at any position.
+  runtime commits and processes, written through the facades) at 20 random positions,
+  read as a reader of that session reads it (its row, then `sessions.load`):
+  `store.at(p, streams=[s])` (a replay of the session's stream from position 1 of the
+  projections the reads touch; target: a median of at most 25 ms), the same view with
+  every projection replayed (for comparison), and `eventstore.debug.timetravel.view_at`
+  (the replay from the nearest cached snapshot, one every 1,000 events; its first call,
+  which writes the snapshots, is reported apart; target: at most 50 ms at any position).
 * offline rebuild: `store.rebuild()` of every projection over a log of realistic domain
   events (the session above cloned under other ids, byte for byte, with its chain
   recomputed; appended in large transactions), in a child process whose peak RSS growth
@@ -224,31 +226,55 @@ def _time_travel(path: str, quick: bool) -> tuple[list[dict], list[tuple]]:
         n = store.stream_version(stream)
         positions = random.Random(7).sample(range(1, store.last_position() + 1), 10 if quick else 20)
         positions[0] = store.last_position()
-        plain, cached = [], []
+        plain, full, cached = [], [], []
         for p in positions:
             t0 = time.perf_counter()
-            store.at(p, [stream]).close()
+            with store.at(p, [stream]) as view:
+                _read_session(view, TOKEN)
             plain.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            with store.at(p, [stream]) as view:
+                _read_everything(view)
+            full.append((time.perf_counter() - t0) * 1000)
         clear_cache(store)
         t0 = time.perf_counter()
         view_at(store, store.last_position(), [stream]).close()  # writes the snapshots
         first = (time.perf_counter() - t0) * 1000
         for p in positions:
             t0 = time.perf_counter()
-            view_at(store, p, [stream]).close()
+            with view_at(store, p, [stream]) as view:
+                _read_session(view, TOKEN)
             cached.append((time.perf_counter() - t0) * 1000)
         template = template_rows(store)
     note = f"{n:,}-event session; {len(positions)} random positions"
     rows.append(row("build the session through the facades", n / built, "events/s", note=f"{n:,} events, one transaction"))
-    rows.append(row("state at a position: store.at (replay from position 1), worst", max(plain), "ms",
+    rows.append(row("state at a position: store.at, then load the session, worst", max(plain), "ms",
                     note=note + "; for comparison"))
-    rows.append(row("state at a position: store.at, median", statistics.median(plain), "ms", note=note))
-    rows.append(row("state at a position: snapshots every 1,000 events, worst", max(cached), "ms", note=note,
-                    target="value <= 50"))
-    rows.append(row("state at a position: snapshots, median", statistics.median(cached), "ms", note=note))
+    rows.append(row("state at a position: store.at, then load the session, median", statistics.median(plain), "ms",
+                    note=note + "; replays what the load reads", target="value <= 25"))
+    rows.append(row("state at a position: store.at, then every projection, median", statistics.median(full), "ms",
+                    note=note + "; replays all of them"))
+    rows.append(row("state at a position: snapshots every 1,000 events, then load the session, worst", max(cached),
+                    "ms", note=note, target="value <= 50"))
+    rows.append(row("state at a position: snapshots, then load the session, median", statistics.median(cached), "ms",
+                    note=note))
     rows.append(row("first view_at of the session (writes its snapshots)", first, "ms",
                     note="once per session and projection versions"))
     return rows, template
+
+
+def _read_session(view: Any, sid: str) -> None:
+    """What a reader of one session at a position reads: its row, then the session loaded
+    (head, checkpoint, config; no graph walk)."""
+    if view.sessions.get(sid) is not None:
+        view.sessions.load(sid, graph="none")
+
+
+def _read_everything(view: Any) -> None:
+    """Every projection of the view replayed (a view of older code replays them all at once)."""
+    materialize = getattr(view.db, "materialize", None)
+    if materialize is not None:
+        materialize()
 
 
 def run(workdir: str, quick: bool) -> list[dict[str, Any]]:
