@@ -491,6 +491,14 @@ class StoreView(StoreContext):
 
 # A lone surrogate in a stream name or key fails deep inside (chain hashing, SQLite);
 # the guard turns that UnicodeEncodeError into InvalidArgument naming the argument.
+# The plumbing every domain command calls several times (the clock, its transaction,
+# the staleness and writability checks) takes no caller text and encodes none: it is
+# left unwrapped, a Python call less each (marked as if already guarded).
+for _cls in (StoreContext, Store, StoreView):
+    for _name in ("now_ms", "transaction", "command", "read_transaction", "require_fresh", "require_writable"):
+        _fn = _cls.__dict__.get(_name)
+        if _fn is not None:
+            _fn.guards_unencodable_text = True
 guard_public_methods(Store)
 guard_public_methods(StoreView)
 

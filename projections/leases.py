@@ -117,6 +117,15 @@ def get(db: Any, session_id: str) -> SessionLeaseState | None:
     return None if r is None else _state(r)
 
 
+def holder(db: Any, session_id: str) -> tuple[str | None, str | None, str | None, int, int | None] | None:
+    """(owner_id, incarnation_id, lease_token, fencing_token, expires_at_ms) of the
+    session's lease row, or None: what a fence check compares, with no objects built."""
+    row: tuple[str | None, str | None, str | None, int, int | None] | None = db.one(
+        "SELECT owner_id, incarnation_id, lease_token, fencing_token, expires_at_ms FROM lease_sessions "
+        "WHERE session_id = ?", (session_id,))
+    return row
+
+
 def list_states(db: Any, session_id: str | None = None) -> list[SessionLeaseState]:
     """Lease rows ordered by session id (only that session's when `session_id` is given)."""
     if session_id is not None:

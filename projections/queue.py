@@ -132,6 +132,21 @@ def decode_payloads(data: bytes) -> tuple[Any, ...]:
     return cast("tuple[Any, ...]", codec.class_codec(_Payloads).from_plain(codec.unpack(data)).items)
 
 
+# Memo (Storage.memo) of payloads an enqueue command has already encoded, to check them:
+# (_PACKED, batch id) -> (the event's payload tuple, its encode_payloads bytes). The
+# applier takes the bytes only for that very tuple object, so an entry can never stand
+# for other payloads; rebuild, time travel and verify find no entry and encode.
+_PACKED = "queue.packed"
+
+
+def remember_payloads(db: Any, ev: QueuedWorkEnqueued, packed: bytes) -> None:
+    """Leave `packed` (encode_payloads of `ev.payloads`) for the applier of `ev`, when
+    inside a write transaction; the caller appends `ev` next, in that transaction."""
+    memo = db.memo()
+    if memo is not None:
+        memo[(_PACKED, ev.batch_id)] = (ev.payloads, packed)
+
+
 # --- appliers --------------------------------------------------------------------------
 
 
@@ -144,10 +159,13 @@ _NEW_SOURCE_KEY = replace_row(
 @queue.on(QueuedWorkEnqueued)
 def _enqueued(db: Any, ev: Any) -> None:
     e: QueuedWorkEnqueued = ev.data
+    memo = db.memo()
+    known = memo.pop((_PACKED, e.batch_id), None) if memo else None
+    payloads = known[1] if known is not None and known[0] is e.payloads else encode_payloads(e.payloads)
     db.execute(
         "INSERT INTO queue_batches VALUES (?,?,?,?,?,?,?,?,?,?,?,0,NULL,NULL,NULL,NULL,NULL,NULL)",
         (e.session_id, e.enqueue_seq, e.batch_id, e.source_key, e.delivery_policy.value, e.slot_policy.value,
-         e.merge_key.wire, e.available_at_ms, e.enqueued_at_ms, e.work_class.value, encode_payloads(e.payloads)),
+         e.merge_key.wire, e.available_at_ms, e.enqueued_at_ms, e.work_class.value, payloads),
     )
     db.execute(
         "INSERT INTO queue_sessions VALUES (?, ?) ON CONFLICT (session_id) DO UPDATE "

@@ -13,7 +13,7 @@ Event counts and last activity are not kept here: the stream catalogue
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -139,6 +139,14 @@ def get(db: Any, session_id: str) -> SessionRow | None:
     """The row of one session id (tombstones included), or None if it was never created."""
     r = db.one(f"SELECT {_COLUMNS} FROM sessions_index WHERE session_id = ?", (session_id,))
     return None if r is None else _row(r)
+
+
+def status(db: Any, session_id: str) -> tuple[str, int, int | None] | None:
+    """(status, generation, deleted_at_ms) of one session id, or None if it was never
+    created: what a command checks before deciding, without building the whole row."""
+    return cast("tuple[str, int, int | None] | None",
+                db.one("SELECT status, generation, deleted_at_ms FROM sessions_index WHERE session_id = ?",
+                       (session_id,)))
 
 
 def list_rows(db: Any, status: str | None = None, limit: int | None = None) -> list[SessionRow]:

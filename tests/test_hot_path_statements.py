@@ -260,3 +260,77 @@ def test_a_command_whose_append_fails_half_way_leaves_nothing_behind(tmp_path):
         assert graph_proj.head(store.db, "s") is None
         assert store.blobs.stats() == blobs
         assert store.verify().ok and store.verify_projections().ok
+
+
+def test_an_enqueue_encodes_its_payloads_once(tmp_path, monkeypatch):
+    """The enqueue command encodes the payloads once, to check them, and the queue applier
+    stores those bytes; a plan whose events are appended later (or by hand) is encoded
+    by the applier itself. Either way the row equals a rebuild's."""
+    from projections import queue as queue_proj
+
+    calls: list[int] = []
+    real = queue_proj.encode_payloads
+
+    def counting(payloads: Any) -> bytes:
+        calls.append(1)
+        return real(payloads)
+
+    monkeypatch.setattr(queue_proj, "encode_payloads", counting)
+    with eventstore.open(tmp_path / "s.db", synchronous="normal") as store:
+        store.sessions.create("s")
+        store.queue.enqueue(QueuedWorkDraft("s", (AgentFrameTask("f", {"step": 1}),)))
+        assert len(calls) == 1
+        from eventstore.queue import plan_enqueue
+
+        with store.transaction():
+            plan = plan_enqueue(store.db, [QueuedWorkDraft("s", (AgentFrameTask("f", {"step": 2}),))],
+                                store.now_ms())
+            store.append("session:s", list(plan.events))
+        assert len(calls) == 3  # checked once, then encoded by the applier
+        assert [b.payloads[0].task for b in store.queue.list("s")] == [{"step": 1}, {"step": 2}]
+        assert store.verify_projections().ok
+
+
+def test_the_lean_checks_raise_what_the_full_ones_do(tmp_path):
+    """`require_live_generation` and `check_live_holder` (the commands' narrow reads) refuse
+    exactly what `require_live_session` and `require_live_holder` refuse, with the same errors."""
+    from eventstore.leases import SessionExecutionLeaseExpired, check_live_holder, require_live_holder
+    from eventstore.sessions import SessionDeleted, SessionNotFound, require_live_generation, require_live_session
+
+    def same_error(lean: Callable[[], Any], full: Callable[[], Any]) -> None:
+        with pytest.raises(Exception) as a:
+            lean()
+        with pytest.raises(Exception) as b:
+            full()
+        assert type(a.value) is type(b.value) and str(a.value) == str(b.value)
+
+    with eventstore.open(tmp_path / "s.db", synchronous="normal") as store:
+        fence = _session(store)
+        db, now = store.db, store.now_ms()
+        with store.read_transaction():
+            assert require_live_generation(db, "s") == require_live_session(db, "s").generation
+            check_live_holder(db, fence, now)
+            same_error(lambda: require_live_generation(db, "nope", "x"), lambda: require_live_session(db, "nope", "x"))
+            same_error(lambda: check_live_holder(db, fence, fence_expiry(store) + 1, "x"),
+                       lambda: require_live_holder(db, fence, fence_expiry(store) + 1, "x"))
+        store.leases.release(fence)
+        newer = store.leases.claim("s", LeaseOwner("other", "inc-2"), 60_000)
+        assert isinstance(newer, Acquired)
+        with store.read_transaction():
+            with pytest.raises(SessionExecutionLeaseExpired):
+                check_live_holder(db, fence, now)
+            same_error(lambda: check_live_holder(db, fence, now, "x"), lambda: require_live_holder(db, fence, now, "x"))
+        store.sessions.delete("s")
+        with store.read_transaction():
+            with pytest.raises(SessionDeleted):
+                require_live_generation(db, "s")
+            same_error(lambda: require_live_generation(db, "s", "x"), lambda: require_live_session(db, "s", "x"))
+            with pytest.raises(SessionNotFound):
+                require_live_generation(db, "never")
+
+
+def fence_expiry(store: eventstore.Store) -> int:
+    """The expiry of session "s"'s live lease."""
+    state = store.leases.get("s")
+    assert state is not None and state.holder is not None
+    return state.holder.expires_at_ms

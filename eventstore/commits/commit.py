@@ -103,7 +103,7 @@ def _opt_text(value: Any, what: str) -> None:
 
 def check_commit(c: Any) -> RuntimeCommit:
     """Validate a commit's shape (types, ids, bindings of frames); pure."""
-    from ..sessions import check_session_id
+    from ..sessions.facade import check_session_id
 
     if not isinstance(c, RuntimeCommit):
         raise InvalidArgument(f"commit must be a RuntimeCommit, got {type(c).__name__}")
@@ -184,7 +184,7 @@ def _require_fresh(ctx: StoreContext) -> None:
 
 def _replayed_turn(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult | None:
     """Step 2: the stored result of an already committed turn stamp, or None."""
-    from projections import graph as gproj
+    import projections.graph as gproj
 
     stamp = c.turn_commit
     if stamp is None:
@@ -250,10 +250,10 @@ def _head_changed(new: tuple[Any, Any, Any], old: tuple[Any, Any, Any]) -> bool:
 
 def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
     """The commit algorithm (see the module docstring). `ctx` is the Store."""
-    from projections import graph as gproj
+    import projections.graph as gproj
 
-    from ..leases import SessionExecutionLeaseExpired, check_fence, require_live_holder
-    from ..sessions import require_live_session
+    from ..leases.facade import SessionExecutionLeaseExpired, check_fence, check_live_holder
+    from ..sessions.facade import require_live_generation
 
     ctx.require_writable("sessions.commit")
     c = check_commit(c)
@@ -263,7 +263,7 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
     with ctx.command():
         now = ctx.now_ms()
         _require_fresh(ctx)
-        require_live_session(db, sid, "commit")
+        require_live_generation(db, sid, "commit")
         replayed = _replayed_turn(ctx, c)
         if replayed is not None:
             if c.release_lease and c.lease is not None and c.lease.session_id == sid:
@@ -278,7 +278,7 @@ def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
             raise SessionBindingMismatch(
                 f"session {sid!r}: the commit carries a lease fence of session {c.lease.session_id!r}")
         check_fence(c.lease)
-        require_live_holder(db, c.lease, now, "commit")  # the session was checked above
+        check_live_holder(db, c.lease, now, "commit")  # the session was checked above
         live = c.lease.fencing_token  # the live lease generation, for the claims it settles
         head = gproj.head(db, sid)
         actual = head.revision if head is not None else 0

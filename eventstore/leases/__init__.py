@@ -31,6 +31,7 @@ from .facade import (
     ReleaseResult,
     require_live_fence,
     require_live_holder,
+    check_live_holder,
     SessionExecutionLeaseExpired,
 )
 from .keepalive import SessionLeaseKeepAlive
@@ -78,6 +79,7 @@ __all__ = [
     "ReleaseResult",
     "require_live_fence",
     "require_live_holder",
+    "check_live_holder",
     "SessionExecutionLease",
     "SessionExecutionLeaseExpired",
     "SessionLeaseAcquired",

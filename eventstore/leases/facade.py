@@ -55,7 +55,7 @@ from .owners import (
     read_process_start,
 )
 from ..sessions.events import session_stream
-from ..sessions.facade import check_session_id, require_live_session
+from ..sessions.facade import check_session_id, require_live_generation, require_live_session
 
 if TYPE_CHECKING:
     from ..store import StoreContext
@@ -250,7 +250,7 @@ def require_live_fence(db: Any, fence: LeaseFence, now_ms: int, what: str = "") 
     fencing token) is not the live lease at `now_ms`. Read `now_ms` once per command
     from `ctx.now_ms()` and use the same value for the rest of the decision.
     """
-    from projections import leases as proj
+    import projections.leases as proj
 
     check_fence(fence)
     require_live_session(db, fence.session_id, what)
@@ -261,14 +261,27 @@ def require_live_holder(db: Any, fence: LeaseFence, now_ms: int, what: str = "")
     """`require_live_fence` for a command that already called `require_live_session` for
     the fence's session in this transaction and validated the fence (`check_fence`): the
     lease check alone, one lookup. Raises SessionExecutionLeaseExpired."""
-    from projections import leases as proj
+    import projections.leases as proj
 
     return _matching_live_holder(proj.get(db, fence.session_id), fence, now_ms, what)
 
 
+def check_live_holder(db: Any, fence: LeaseFence, now_ms: int, what: str = "") -> None:
+    """`require_live_holder` for a command that needs no lease value back: the same check
+    and errors, the row compared as read (the lease objects are built only to raise)."""
+    import projections.leases as proj
+
+    r = proj.holder(db, fence.session_id)
+    owner = fence.owner
+    if (r is not None and r[0] == owner.owner_id and r[1] == owner.incarnation_id and r[2] == fence.lease_token
+            and r[3] == fence.fencing_token and r[4] is not None and now_ms < r[4]):
+        return
+    require_live_holder(db, fence, now_ms, what)  # not the live holder: raises, saying why
+
+
 def live_generation(db: Any, session_id: str, now_ms: int) -> int | None:
     """The fencing token of the session's live lease at `now_ms`, or None (one lookup)."""
-    from projections import leases as proj
+    import projections.leases as proj
 
     return proj.live_generation(db, session_id, now_ms)
 
@@ -288,14 +301,15 @@ class Leases:
         self.read_process_start: ProcessStartReader = read_process_start
 
     def _state(self, session_id: str) -> SessionLeaseState | None:
-        from projections import leases as proj
+        import projections.leases as proj
 
         self.ctx.require_fresh("leases")
         return proj.get(self.ctx.db, session_id)
 
-    def _session(self, session_id: str, what: str) -> Any:
+    def _session(self, session_id: str, what: str) -> int:
+        """The live session's generation (SessionNotFound / SessionDeleted otherwise)."""
         self.ctx.require_fresh("sessions")
-        return require_live_session(self.ctx.db, session_id, what)
+        return require_live_generation(self.ctx.db, session_id, what)
 
     def _append(self, session_id: str, events: list[Any], now: int) -> None:
         if events:
@@ -315,8 +329,8 @@ class Leases:
         ttl = check_ttl(ttl_ms)
         with self.ctx.command():  # BEGIN IMMEDIATE: decide under the write lock
             now = self.ctx.now_ms()
-            session = self._session(session_id, "leases.claim")
-            outcome, events = decide_claim(self._state(session_id), session.generation, session_id, owner, ttl, now)
+            generation = self._session(session_id, "leases.claim")
+            outcome, events = decide_claim(self._state(session_id), generation, session_id, owner, ttl, now)
             self._append(session_id, events, now)
         return outcome
 
@@ -336,7 +350,7 @@ class Leases:
         ttl = check_ttl(ttl_ms)
         with self.ctx.command():
             now = self.ctx.now_ms()
-            session = self._session(session_id, "leases.reclaim")
+            generation = self._session(session_id, "leases.reclaim")
             state = self._state(session_id)
             live = state.live_holder(now) if state is not None else None
             dead, seen = False, None
@@ -344,7 +358,7 @@ class Leases:
                 # The proof is read here, on the command side, under the write lock: the
                 # holder it is about cannot change before the decision is recorded.
                 dead, seen = _prove_dead(live.owner, owner, self.read_process_start)
-            outcome, events = decide_reclaim(state, session.generation, session_id, owner, observed,
+            outcome, events = decide_reclaim(state, generation, session_id, owner, observed,
                                              dead, seen, ttl, now)
             self._append(session_id, events, now)
         return outcome
@@ -400,7 +414,7 @@ class Leases:
 
     def list(self, session_id: str | None = None) -> list[SessionLeaseState]:
         """Every session's lease row, ordered by session id (or just `session_id`'s)."""
-        from projections import leases as proj
+        import projections.leases as proj
 
         if session_id is not None:
             check_session_id(session_id)
@@ -436,6 +450,7 @@ __all__ = [
     "SessionExecutionLeaseExpired",
     "SessionLeaseState",
     "check_fence",
+    "check_live_holder",
     "check_ttl",
     "decide_claim",
     "decide_reclaim",

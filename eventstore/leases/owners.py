@@ -76,6 +76,8 @@ def check_owner(owner: object, what: str = "owner") -> LeaseOwner:
 
 
 def _check_id(value: object, what: str) -> None:
+    if type(value) is str and 0 < len(value) <= MAX_OWNER_ID_BYTES and value.isascii():
+        return  # non-empty ASCII: encodable, one byte a character (the common id, no encode)
     size = len(check_text(value, what).encode())
     if size > MAX_OWNER_ID_BYTES:
         raise InvalidArgument(f"{what} must be at most {MAX_OWNER_ID_BYTES} UTF-8 bytes, got {size:,} bytes")

@@ -202,8 +202,8 @@ def completion_event(db: Any, completion: QueuedWorkCompletion, now_ms: int, *,
 
     A caller that has just checked the session's live lease passes its fencing token as
     `live_generation` (None: no live lease), which is then not read again."""
-    from projections import leases as lease_proj
-    from projections import queue as proj
+    import projections.leases as lease_proj
+    import projections.queue as proj
 
     holdings = {b: (token, gen) for b, token, gen in proj.claim_holdings(db, completion.session_id, completion.claim_id)}
     live = (lease_proj.live_generation(db, completion.session_id, now_ms) if live_generation is UNREAD

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 import attrs
 
+from .. import codec
 from ..errors import InvalidArgument
 from ..checks import check_int as _check_int
 from ..checks import check_text as _check_text
@@ -107,12 +108,20 @@ class EnqueuePlan:
 
 def check_draft(draft: Any, what: str = "draft") -> WorkClass:
     """Validate a QueuedWorkDraft (naming the wrong field); returns the batch's work class."""
-    from ..sessions import facade as sessions
-    from .. import codec
+    return check_draft_packed(draft, what)[0]
+
+
+def check_draft_packed(draft: Any, what: str = "draft") -> tuple[WorkClass, bytes]:
+    """`check_draft`, also returning the payloads in the form the queue table stores
+    (`projections.queue.encode_payloads`): they are encoded once, to check them and to
+    store them (see `plan_checked`'s `packed`)."""
+    from projections.queue import encode_payloads
+
+    from ..sessions.facade import check_session_id
 
     if not isinstance(draft, QueuedWorkDraft):
         raise InvalidArgument(f"{what} must be a QueuedWorkDraft, got {type(draft).__name__}")
-    sid = sessions.check_session_id(draft.session_id, f"{what}.session_id")
+    sid = check_session_id(draft.session_id, f"{what}.session_id")
     payloads = draft.payloads
     if not isinstance(payloads, (tuple, list)):
         raise InvalidBatchPayloads(sid, f"must be a tuple of payloads, got {type(payloads).__name__}")
@@ -122,12 +131,17 @@ def check_draft(draft: Any, what: str = "draft") -> WorkClass:
         if not isinstance(p, PAYLOAD_TYPES):
             names = ", ".join(t.__name__ for t in PAYLOAD_TYPES)
             raise InvalidBatchPayloads(sid, f"payloads[{i}] is a {type(p).__name__}, not one of {names}")
-        try:
-            codec.pack(codec.class_codec(type(p)).to_plain(p))
-        except codec.ShapeError as exc:
-            raise InvalidArgument(f"{what}.payloads[{i}] ({type(p).__name__}): {exc}") from None
         if isinstance(p, ProcessWake):
             _check_wake_scope(sid, p.target_scope_id, f"{what}.payloads[{i}].target_scope_id")
+    try:
+        packed = encode_payloads(payloads)  # all of them at once: the common, valid batch
+    except Exception:  # noqa: BLE001 - one of them does not encode: find it and name it
+        for i, p in enumerate(payloads):
+            try:
+                codec.pack(codec.class_codec(type(p)).to_plain(p))
+            except codec.ShapeError as exc:
+                raise InvalidArgument(f"{what}.payloads[{i}] ({type(p).__name__}): {exc}") from None
+        raise
     classes = {work_class_of(p) for p in payloads}
     if len(classes) > 1:
         kinds = ", ".join(f"{type(p).__name__}={work_class_of(p).value}" for p in payloads)
@@ -146,7 +160,7 @@ def check_draft(draft: Any, what: str = "draft") -> WorkClass:
         _check_int(draft.available_at_ms, f"{what}.available_at_ms")
     if draft.source_key is not None:
         _check_text(draft.source_key, f"{what}.source_key")
-    return classes.pop()
+    return classes.pop(), packed
 
 
 def _check_wake_scope(session_id: str, scope_id: str, what: str) -> None:
@@ -218,17 +232,23 @@ def plan_enqueue(db: Any, drafts: Sequence[QueuedWorkDraft], now_ms: int,
 
 
 def plan_checked(db: Any, drafts: Sequence[tuple[QueuedWorkDraft, WorkClass]], now_ms: int,
-                 retention_ms: int | None = DEFAULT_COMPLETED_SOURCE_KEY_RETENTION_MS) -> EnqueuePlan:
+                 retention_ms: int | None = DEFAULT_COMPLETED_SOURCE_KEY_RETENTION_MS,
+                 packed: Sequence[bytes] | None = None) -> EnqueuePlan:
     """`plan_enqueue` for drafts that already passed `check_draft`, each with the work
-    class it returned (a draft is validated, and its payloads encoded to check them, once)."""
-    from projections import leases as lease_proj
-    from projections import queue as proj
+    class it returned (a draft is validated, and its payloads encoded to check them, once).
+
+    `packed`, from `check_draft_packed` (one per draft), is for a caller that appends the
+    plan's events right away in the same transaction, with no code of its caller in
+    between: the queue applier then stores these bytes instead of encoding the payloads
+    again (`projections.queue.remember_payloads`)."""
+    import projections.leases as lease_proj
+    import projections.queue as proj
 
     results: list[Enqueued] = []
     events: list[QueuedWorkEnqueued] = []
     seqs: dict[str, int] = {}
     fresh: dict[tuple[str, str], Enqueued] = {}
-    for draft, work_class in drafts:
+    for n, (draft, work_class) in enumerate(drafts):
         sid, key = draft.session_id, draft.source_key
         if key is not None and (sid, key) in fresh:
             results.append(attrs.evolve(fresh[(sid, key)], created=False, disposition="present"))
@@ -243,6 +263,8 @@ def plan_checked(db: Any, drafts: Sequence[tuple[QueuedWorkDraft, WorkClass]], n
         if ev is not None:
             seqs[sid] = ev.enqueue_seq
             events.append(ev)
+            if packed is not None:
+                proj.remember_payloads(db, ev, packed[n])
             if key is not None:
                 fresh[(sid, key)] = result
     return EnqueuePlan(tuple(results), tuple(events))
@@ -257,6 +279,7 @@ __all__ = [
     "QueuedWorkDraft",
     "batch_from_event",
     "check_draft",
+    "check_draft_packed",
     "check_retention",
     "decide_enqueue",
     "derive_batch_id",

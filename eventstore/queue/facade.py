@@ -47,6 +47,7 @@ from .enqueue import (
     InvalidBatchPayloads,
     QueuedWorkDraft,
     check_draft,
+    check_draft_packed,
     check_retention,
     plan_checked,
     decide_enqueue,
@@ -172,14 +173,14 @@ class Queue:
             self.ctx.require_fresh(name)
 
     def _live_generation(self, session_id: str, now: int) -> int | None:
-        from projections import leases as lease_proj
+        import projections.leases as lease_proj
 
         return lease_proj.live_generation(self.ctx.db, session_id, now)
 
     def _claim(self, fence: LeaseFence, what: str, choose: Callable[[Any, int], tuple[list[Any], str]],
                claimant: LeaseOwner | None = None) -> QueuedWorkClaim | None:
-        from ..leases.facade import check_fence, require_live_holder
-        from ..sessions.facade import require_live_session
+        from ..leases.facade import check_fence, check_live_holder
+        from ..sessions.facade import require_live_generation
 
         self.ctx.require_writable(what)
         check_fence(fence)
@@ -188,8 +189,8 @@ class Queue:
             now = self.ctx.now_ms()
             self._fresh()
             # law 28, before anything is read (require_live_fence, the fence checked once)
-            require_live_session(self.ctx.db, fence.session_id, what)
-            require_live_holder(self.ctx.db, fence, now, what)
+            require_live_generation(self.ctx.db, fence.session_id, what)
+            check_live_holder(self.ctx.db, fence, now, what)
             rows, mode = choose(self.ctx.db, now)
             ev = decide_claim(fence.session_id, fence.owner, fence.fencing_token, rows, mode, now)
             if ev is None:
@@ -207,15 +208,16 @@ class Queue:
         other malformed field, SessionNotFound / SessionDeleted for an unknown or deleted
         session. Nothing is written in any of those cases.
         """
-        from ..sessions import require_live_session
+        from ..sessions.facade import require_live_generation
 
         self.ctx.require_writable("queue.enqueue")
-        work_class = check_draft(draft)
+        work_class, packed = check_draft_packed(draft)
         with self.ctx.command():
             now = self.ctx.now_ms()
             self._fresh()
-            require_live_session(self.ctx.db, draft.session_id, "queue.enqueue")
-            plan = plan_checked(self.ctx.db, [(draft, work_class)], now, self._retention)
+            require_live_generation(self.ctx.db, draft.session_id, "queue.enqueue")
+            # packed: the append follows at once, so the applier stores these bytes.
+            plan = plan_checked(self.ctx.db, [(draft, work_class)], now, self._retention, (packed,))
             if plan.events:
                 self.ctx.append(session_stream(draft.session_id), list(plan.events), now_ms=now)
         return plan.results[0]
@@ -234,7 +236,7 @@ class Queue:
         _check_int(max_batches, "max_batches", 0, MAX_BATCHES_LIMIT)
 
         def choose(db: Any, now: int) -> tuple[list[Any], str]:
-            from projections import queue as proj
+            import projections.queue as proj
 
             if max_batches == 0:
                 return [], "ready"
@@ -248,7 +250,7 @@ class Queue:
         """Claim exactly one batch when the head of the ready queue is a session command, else None."""
 
         def choose(db: Any, now: int) -> tuple[list[Any], str]:
-            from projections import queue as proj
+            import projections.queue as proj
 
             cands = proj.candidates(db, fence.session_id, now, fence.fencing_token, 1)
             return cands[:select_leading_command(cands)], "session_command"
@@ -272,7 +274,7 @@ class Queue:
             raise InvalidArgument(f"batch_ids lists a batch twice: {list(batch_ids)!r}")
 
         def choose(db: Any, now: int) -> tuple[list[Any], str]:
-            from projections import queue as proj
+            import projections.queue as proj
 
             rows = proj.candidate_rows(db, fence.session_id, list(batch_ids))
             ok = exact_selection_ok(rows, boundary, now, fence.fencing_token)
@@ -293,8 +295,8 @@ class Queue:
         """
         from ..inputs import rules as inputs_mod
         from ..inputs import CheckpointKind
-        from ..leases import check_fence, require_live_holder
-        from ..sessions import require_live_session
+        from ..leases.facade import check_fence, require_live_holder
+        from ..sessions.facade import require_live_session
 
         self.ctx.require_writable("queue.claim_checkpoint")
         check_fence(fence)
@@ -322,7 +324,7 @@ class Queue:
             input_ev = inputs_mod.decide_active_claim(db, fence, turn_id, checkpoint, max_inputs, now)
             queue_ev = None
             if max_batches > 0:
-                from projections import queue as proj
+                import projections.queue as proj
 
                 cands = proj.candidates(db, sid, now, gen, claim_scan_limit(max_batches))
                 chosen = cands[:select_turn_work_prefix(cands, ClaimBoundary.ACTIVE_TURN_CHECKPOINT, max_batches)]
@@ -343,7 +345,7 @@ class Queue:
 
     def abandon_many(self, claims: Sequence[QueuedWorkClaim | QueuedWorkCompletion]) -> list[AbandonResult]:
         """Abandon several claims in one transaction (results in the same order)."""
-        from projections import queue as proj
+        import projections.queue as proj
 
         self.ctx.require_writable("queue.abandon")
         if isinstance(claims, (str, bytes)) or not isinstance(claims, (list, tuple)):
@@ -371,9 +373,9 @@ class Queue:
         Returns the cancelled batch (state "cancelled"), or None when no such batch is
         queued or a live claim holds it.
         """
-        from projections import queue as proj
+        import projections.queue as proj
 
-        from ..sessions import check_session_id
+        from ..sessions.facade import check_session_id
 
         self.ctx.require_writable("queue.cancel")
         check_session_id(session_id)
@@ -406,9 +408,9 @@ class Queue:
 
     def forget_settled_source_keys(self, session_id: str) -> int:
         """Forget the session's source keys settled longer ago than the retention; returns how many."""
-        from projections import queue as proj
+        import projections.queue as proj
 
-        from ..sessions import check_session_id
+        from ..sessions.facade import check_session_id
 
         self.ctx.require_writable("queue.forget_settled_source_keys")
         check_session_id(session_id)
@@ -427,7 +429,7 @@ class Queue:
     # --- reads ---
 
     def _read(self, session_id: str, now_ms: int | None, fn: Callable[[Storage, int | None], _R]) -> _R:
-        from ..sessions import check_session_id
+        from ..sessions.facade import check_session_id
 
         check_session_id(session_id)
         if now_ms is not None:
@@ -443,27 +445,27 @@ class Queue:
 
         Liveness of claims is judged at `now_ms` (default: the store's clock).
         """
-        from projections import queue as proj
+        import projections.queue as proj
 
         return cast("list[Any]", self._read(session_id, now_ms, lambda db, gen: proj.list_batches(db, session_id, gen)))
 
     def list_pending(self, session_id: str, *, now_ms: int | None = None) -> builtins.list[QueuedBatch]:
         """The session's batches that no live claim holds, in enqueue order (law 36)."""
-        from projections import queue as proj
+        import projections.queue as proj
 
         return self._read(session_id, now_ms,
                           lambda db, gen: proj.list_batches(db, session_id, gen, pending_only=True))
 
     def get(self, session_id: str, batch_id: str, *, now_ms: int | None = None) -> Any:
         """One queued batch, or None."""
-        from projections import queue as proj
+        import projections.queue as proj
 
         _check_text(batch_id, "batch_id")
         return self._read(session_id, now_ms, lambda db, gen: proj.get_batch(db, session_id, batch_id, gen))
 
     def source_key(self, session_id: str, source_key: str) -> Any:
         """What a source key names (a present batch, or a remembered settled one), or None."""
-        from projections import queue as proj
+        import projections.queue as proj
 
         _check_text(source_key, "source_key")
         return self._read(session_id, None, lambda db, gen: proj.get_source_key(db, session_id, source_key))
@@ -487,7 +489,7 @@ def _with_claimant(ev: EvT, claimant: LeaseOwner | None) -> EvT:
 
 def claim_from_event(db: Any, ev: QueuedWorkClaimed) -> QueuedWorkClaim:
     """The QueuedWorkClaim an appended claim event stands for (batches read back in claim order)."""
-    from projections import queue as proj
+    import projections.queue as proj
 
     batches = {b.batch_id: b for b in proj.get_batches(db, ev.session_id, ev.batch_ids, ev.generation)}
     return QueuedWorkClaim(ev.session_id, ev.claim_id, ev.owner, ev.lease_token, ev.fencing_token, ev.generation,
@@ -499,8 +501,8 @@ def checkpoint_work_pending(db: Any, session_id: str, generation: int, turn_id: 
                             max_inputs: int, max_batches: int, now_ms: int) -> bool:
     """The read-only checkpoint probe: is there an admitted active input for the turn, or
     ready turn work whose head is EARLIEST_SAFE_BOUNDARY, not held by `generation`?"""
-    from projections import inputs as input_proj
-    from projections import queue as proj
+    import projections.inputs as input_proj
+    import projections.queue as proj
 
     if max_inputs > 0 and input_proj.active_candidates(db, session_id, turn_id, checkpoint, generation, 1):
         return True

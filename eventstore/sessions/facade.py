@@ -152,6 +152,11 @@ class PurgeReport:
 
 def check_session_id(session_id: Any, what: str = "session_id") -> str:
     """Validate a session id: a non-empty string of at most 256 UTF-8 bytes, no control chars."""
+    # The common id, checked in three C calls: printable ASCII is one byte a character
+    # and holds no control character (ASCII's non-printables are exactly 0-31 and 127).
+    if type(session_id) is str and 0 < len(session_id) <= MAX_SESSION_ID_BYTES and session_id.isascii() \
+            and session_id.isprintable():
+        return session_id
     if not isinstance(session_id, str) or not session_id:
         raise InvalidArgument(f"{what} must be a non-empty string, got {session_id!r}")
     if len(session_id.encode()) > MAX_SESSION_ID_BYTES:
@@ -208,7 +213,7 @@ def require_live_session(db: Any, session_id: str, what: str = "") -> Any:
     before deciding anything for the session, so that no late write reaches a deleted id.
     Returns a `projections.sessions.SessionRow`.
     """
-    from projections import sessions as proj
+    import projections.sessions as proj
 
     row = proj.get(db, session_id)
     if row is None:
@@ -216,6 +221,19 @@ def require_live_session(db: Any, session_id: str, what: str = "") -> Any:
     if row.status != proj.ACTIVE:
         raise SessionDeleted(session_id, row.generation, row.deleted_at_ms, what)
     return row
+
+
+def require_live_generation(db: Any, session_id: str, what: str = "") -> int:
+    """`require_live_session` for a command that needs only the session's generation:
+    the same check and errors from a narrower read (no row object is built)."""
+    import projections.sessions as proj
+
+    row = proj.status(db, session_id)
+    if row is None:
+        raise SessionNotFound(session_id, what)
+    if row[0] != proj.ACTIVE:
+        raise SessionDeleted(session_id, row[1], row[2], what)
+    return row[1]
 
 
 # --- pure deciders ---------------------------------------------------------------------------
@@ -299,7 +317,7 @@ class Sessions:
                            cat.last_position if cat else None)
 
     def _row(self, session_id: str) -> Any:
-        from projections import sessions as proj
+        import projections.sessions as proj
 
         self.ctx.require_fresh("sessions")
         self.ctx.require_fresh("catalogue")
@@ -405,7 +423,7 @@ class Sessions:
 
         `status` keeps only "active", "deleted" or "purged" sessions.
         """
-        from projections import sessions as proj
+        import projections.sessions as proj
 
         if status is not None and status not in proj.STATUSES:
             raise InvalidArgument(f"status must be one of {', '.join(proj.STATUSES)} or None, got {status!r}")
@@ -428,7 +446,7 @@ class Sessions:
         `auto_gc_every_commits = N` (> 0), every Nth commit through this handle runs GC
         after committing; a GC failure is logged, never raised (the commit stands).
         """
-        from ..commits import run_commit
+        from ..commits.commit import run_commit
 
         every = self.auto_gc_every_commits
         if isinstance(every, bool) or not isinstance(every, int) or every < 0:
