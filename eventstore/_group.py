@@ -408,7 +408,14 @@ class GroupCommit:
         database and decides everything again from it each time it runs (run, submit).
         """
         db = self.db
-        changes = db.total_changes
+        changes = getattr(db, "total_changes", None)
+        if changes is None:
+            # A backend without a change counter (PostgreSQL: its writes are sent late, with
+            # the next statement that needs an answer) cannot tell a clean failure from one
+            # that wrote: every command gets its own savepoint there.
+            for t in run:
+                self._run_closure(t)
+            return
         db.begin_command("cmds", count=False)
         for k, t in enumerate(run):
             fn = t.fn
