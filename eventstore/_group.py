@@ -416,7 +416,13 @@ class GroupCommit:
             for t in run:
                 self._run_closure(t)
             return
-        db.begin_command("cmds", count=False)
+        try:
+            db.begin_command("cmds", count=False)
+        except BaseException as exc:  # noqa: BLE001 - no savepoint, none of them ran: each gets the error
+            for t in run:
+                t.error = exc
+            self.members.extend(run)
+            return
         for k, t in enumerate(run):
             fn = t.fn
             assert fn is not None
