@@ -24,7 +24,7 @@ one lock acquisition and one WAL flush, each command inside its own savepoint.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import psycopg
 import psycopg.errors
@@ -163,14 +163,14 @@ class PgTransactions:
         self._memo: dict[Any, Any] = {}
         self._memo_serial = -1
 
-    def _live(self) -> psycopg.Connection[Any]:
-        raise NotImplementedError
+    if TYPE_CHECKING:
+        # Provided by the class this mixin is part of (PostgresDatabase): the open
+        # connection, the read-only refusal and the client-side binding of parameters.
+        def _live(self) -> psycopg.Connection[Any]: ...
 
-    def readonly_error(self, what: str) -> StoreError:
-        raise NotImplementedError
+        def readonly_error(self, what: str) -> StoreError: ...
 
-    def _mogrify(self, text: str, params: Any) -> str:
-        raise NotImplementedError
+        def _mogrify(self, text: str, params: Any) -> str: ...
 
     # --- the pending statements and the round trip ---------------------------------------
 
