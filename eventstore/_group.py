@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import queue
 import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
@@ -151,8 +152,10 @@ class GroupCommit:
         self.members: list[Ticket[Any]] = []
         """The commands of the open group (used only by the thread holding the baton)."""
         self._writer: threading.Thread | None = None
-        self._leads: deque[Ticket[Any] | None] = deque()
-        self._leads_ready = threading.Condition(threading.Lock())
+        # A SimpleQueue rather than a deque and a Condition: its put and blocking get are
+        # one C call each (the writer thread is woken once per group of asyncio commands).
+        self._leads: queue.SimpleQueue[Ticket[Any] | None] = queue.SimpleQueue()
+        self._writer_mu = threading.Lock()
         self.groups = 0
         """Groups committed (for tests and the benchmark)."""
         self.commands = 0
@@ -339,7 +342,16 @@ class GroupCommit:
 
     def _lead_closure(self, t: Ticket[Any]) -> None:
         """Lead a group with a closure: run it with no savepoint, then drive the group."""
-        self._begin(t)
+        try:
+            self._begin(t)
+        except BaseException as exc:  # noqa: BLE001 - no transaction: nothing of it ran
+            if t.notify is None:
+                raise  # the caller's own thread: it gets the error
+            # In the writer thread: the submitter gets the error, and the writer lives on
+            # for the commands queued behind it (_begin passed the lead on).
+            t.error = exc
+            t.signal(DONE)
+            return
         fn = t.fn
         assert fn is not None
         try:
@@ -473,6 +485,8 @@ class GroupCommit:
                 return
             nxt = self.queue.popleft()
         if nxt.thread:
+            # The waiting thread leads, not the writer thread: it must be woken either way,
+            # and led by the writer it would need a second wake-up for its result.
             nxt.signal(LEAD)
         else:
             self._lead_in_writer(nxt)
@@ -480,34 +494,32 @@ class GroupCommit:
     # --- the writer thread (asyncio submissions have no thread of their own) -------------
 
     def _lead_in_writer(self, t: Ticket[Any]) -> None:
-        with self._leads_ready:
-            self._leads.append(t)
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._writer_loop, name="eventstore-group-writer",
-                                                daemon=True)
-                self._writer.start()
-            self._leads_ready.notify()
+        if self._writer is None:
+            with self._writer_mu:
+                if self._writer is None:
+                    self._writer = threading.Thread(target=self._writer_loop, name="eventstore-group-writer",
+                                                    daemon=True)
+                    self._writer.start()
+        self._leads.put(t)
 
     def _writer_loop(self) -> None:
+        leads = self._leads
         while True:
-            with self._leads_ready:
-                while not self._leads:
-                    self._leads_ready.wait()
-                t = self._leads.popleft()
+            t = leads.get()
             if t is None:
                 return
             self._lead_closure(t)
 
     def stop_writer(self) -> None:
         """Stop the writer thread (after the groups it leads are done)."""
-        with self._leads_ready:
+        with self._writer_mu:
             writer = self._writer
             if writer is None or writer is threading.current_thread():
                 return
-            self._leads.append(None)
-            self._leads_ready.notify()
+            self._leads.put(None)
         writer.join()
-        self._writer = None
+        with self._writer_mu:
+            self._writer = None
 
     def idle(self) -> bool:
         """True when no command is running or queued."""

@@ -248,3 +248,58 @@ async def test_a_method_listed_as_a_read_that_needs_to_write_runs_again_as_a_com
         result = await store.sessions.create("s1")
         assert result.created
         assert store.sync.sessions.get("s1") is not None
+
+
+async def test_no_task_resumes_before_the_commit_holding_its_append(tmp_path, monkeypatch):
+    """An awaited append is visible to another connection as soon as the await returns,
+    however the group's members are woken (one loop wake-up for all of them)."""
+    import apsw
+
+    async with _open(tmp_path, synchronous="full") as store:
+        real = store.sync.db.commit_group
+
+        def late() -> Any:
+            time.sleep(0.003)  # a member woken before COMMIT would look before its rows exist
+            return real()
+
+        monkeypatch.setattr(store.sync.db, "commit_group", late)
+        other = apsw.Connection(store.path, flags=apsw.SQLITE_OPEN_READONLY)
+        missing: list[tuple[int, int]] = []
+
+        async def task(k: int) -> None:
+            for i in range(20):
+                r = await store.append(f"s{k}", _note(f"{k}-{i}"))
+                seen = other.execute("SELECT count(*) FROM events WHERE position = ?",
+                                     (r.first_position,)).fetchall()[0][0]
+                if seen != 1:
+                    missing.append((k, i))
+
+        await asyncio.gather(*[task(k) for k in range(16)])
+        other.close()
+        assert missing == []
+        group = store.sync.db.group
+        assert group.commands > group.groups
+
+
+async def test_a_group_that_cannot_begin_fails_its_leader_and_the_next_ones_still_run(tmp_path):
+    """BEGIN IMMEDIATE refused (another connection holds the write lock past the busy
+    timeout): the append that led gets the typed error, and the writer thread that led it
+    lives on to run the appends after it."""
+    import apsw
+
+    from eventstore.errors import StoreBusy
+
+    store = await _open(tmp_path, busy_timeout_ms=50)
+    try:
+        await store.append("a", _note("first"))
+        other = apsw.Connection(store.path)
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreBusy):  # (a dead writer thread would leave it waiting: the timeout)
+            await asyncio.wait_for(store.append("a", _note("refused")), 30)
+        other.execute("ROLLBACK")
+        other.close()
+        r = await asyncio.wait_for(store.append("a", _note("after")), 30)
+        assert (r.first_position, r.stream_version) == (2, 2)
+        assert [e.data.text for e in await store.read_stream("a")] == ["first", "after"]
+    finally:
+        await asyncio.wait_for(store.close(), 30)

@@ -343,3 +343,46 @@ def test_an_append_that_fails_after_writing_is_undone_alone_and_the_run_is_redon
         assert store.stream_info("bad") is None and store.stream_info("c").event_count == 2
         assert store.verify(check_file=False).ok
         assert store.verify_projections().ok
+
+
+def _slow_commits(store: eventstore.Store, monkeypatch: Any, seconds: float = 0.003) -> None:
+    """Make every group's COMMIT start late, so a member woken before it would notice."""
+    real = store.db.commit_group
+
+    def late() -> Any:
+        time.sleep(seconds)
+        return real()
+
+    monkeypatch.setattr(store.db, "commit_group", late)
+
+
+def test_no_caller_returns_before_the_commit_holding_its_command(tmp_path, monkeypatch):
+    """Each of many threads' appends is visible to another connection the moment it returns:
+    a caller woken before its group's COMMIT would look and miss its own rows."""
+    import apsw
+
+    path = str(tmp_path / "g.db")
+    with gen.open_store(path, synchronous="full") as store:
+        _slow_commits(store, monkeypatch)
+        missing: list[tuple[str, int]] = []
+
+        def caller(k: int) -> None:
+            other = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+            for i in range(25):
+                r = store.append(f"s{k}", _notes(2, f"{k}-{i}"))
+                seen = other.execute("SELECT count(*) FROM events WHERE position BETWEEN ? AND ?",
+                                     (r.first_position, r.last_position)).fetchall()[0][0]
+                if seen != 2:
+                    missing.append((f"s{k}", i))
+            other.close()
+
+        callers = [_Caller(lambda k=k: caller(k)) for k in range(8)]
+        for c in callers:
+            c.start()
+        for c in callers:
+            c.join(60)
+        assert [c.error for c in callers] == [None] * 8
+        assert missing == []
+        group = store.db.group
+        assert group.commands > group.groups  # commands did share transactions
+        assert store.verify(check_file=False).ok
