@@ -102,6 +102,9 @@ class _Transaction:
         db = self.db
         if self.ticket is not None:
             db.group.exit(self.ticket, exc)
+            if exc is None and self.ticket.error is not None:
+                # Its writes failed when they were sent, after the body had ended (_confirm).
+                raise self.ticket.error
             return
         try:
             db.depth -= 1
@@ -162,6 +165,10 @@ class PgTransactions:
         self._epoch_serial = -1
         self._memo: dict[Any, Any] = {}
         self._memo_serial = -1
+        self._cmd_open = False
+        """True while the group's last joined command's RELEASE (and maybe writes) is pending."""
+        self._cmds: list[Any] = []
+        """The open group's members (eventstore/_group.py's list), for blaming a failed command."""
 
     if TYPE_CHECKING:
         # Provided by the class this mixin is part of (PostgresDatabase): the open
@@ -319,8 +326,11 @@ class PgTransactions:
         self._on_server = False
         self._notify(self.on_rollback)
 
-    def _commit(self) -> StoreError | None:
-        """COMMIT with whatever is still pending, in one round trip; the error or None."""
+    def _commit(self, last: list[Any] | None = None) -> StoreError | None:
+        """COMMIT with whatever is still pending, in one round trip; the error or None.
+
+        `last`: the group's members when its last command joined in a savepoint whose
+        RELEASE is pending: a failure before the COMMIT is then that command's alone."""
         self._answers.clear()
         if not self._on_server and not self._has_work():
             self._pending.clear()  # nothing reached the server and nothing would change there
@@ -342,6 +352,17 @@ class PgTransactions:
             self._flush(final)
         except psycopg.Error as err:
             conn = self._live()
+            if last and not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                # A statement before the COMMIT failed (the COMMIT did not run): the last
+                # command's, since every earlier one's writes were confirmed (_confirm).
+                try:
+                    self._flush("ROLLBACK TO SAVEPOINT cmd; RELEASE SAVEPOINT cmd")
+                except psycopg.Error:
+                    pass  # the transaction cannot be saved: everything is rolled back below
+                else:
+                    last[-1].error = translate_error(err, "a grouped command's writes")
+                    self._notify(self.on_rollback)
+                    return self._commit()
             if self._write and not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE \
                     and not isinstance(err, psycopg.errors.IntegrityError):
                 # The COMMIT ran and the flush statement after it failed (a lost connection
@@ -372,7 +393,8 @@ class PgTransactions:
 
     def _has_work(self) -> bool:
         """True when a pending statement is more than BEGIN, the lock or the clock read."""
-        return any(not text.startswith(("BEGIN", "SELECT pg_advisory_xact_lock", "CREATE SCHEMA IF NOT EXISTS"))
+        return any(not text.startswith(("BEGIN", "SELECT pg_advisory_xact_lock", "CREATE SCHEMA IF NOT EXISTS",
+                                        "SET LOCAL", "SAVEPOINT", "RELEASE SAVEPOINT"))
                    and capture is None for text, capture in self._pending)
 
     # --- the group's steps (called by eventstore/_group.py, holding the baton) ------------
@@ -381,18 +403,58 @@ class PgTransactions:
         """Begin a group's write transaction (queued: see _begin); its leader's command runs at this level."""
         self._live()
         self._begin(write=True)
+        self._cmd_open = False
         self.depth = 1
 
     def begin_command(self) -> None:
-        """Start a command that joins the open group: its own savepoint."""
+        """Start a command that joins the open group: its own savepoint. The previous
+        command's writes still waiting for a round trip are sent first (see _confirm)."""
+        if self._has_work():
+            self._confirm()
+        self._cmds = self.group.members
         self._cmd_mark = self._savepoint("cmd")
         self.command += 1
         self.depth = 2
+
+    def _confirm(self) -> None:
+        """Send the previous command's pending writes (and its RELEASE) now, before the next
+        command starts: a failure among them is then that command's alone.
+
+        Why here and not with the next command's first statement: the next command may
+        already have decided what to write from the failed command's effects (a cached head,
+        a version), so it must not start before they are known to hold. The group's members
+        list ends with the previous command (eventstore/_group.py appends each command when
+        it ends): that ticket gets the error. A joined command's writes are undone by rolling
+        back to its savepoint; the leader's have no savepoint (it ran at the transaction
+        level), so the transaction is rolled back and a new one begun for the commands after it.
+        """
+        joined = self._cmd_open
+        self._cmd_open = False
+        try:
+            self._flush()
+            return
+        except psycopg.Error as exc:
+            error = translate_error(exc, "a grouped command's writes")
+        members = self.group.members
+        if joined:
+            try:
+                self._flush("ROLLBACK TO SAVEPOINT cmd; RELEASE SAVEPOINT cmd")
+            except psycopg.Error as exc:
+                raise translate_error(exc, "rollback to savepoint") from None
+            self._answers.clear()
+            self._notify(self.on_rollback)
+        else:
+            self._on_server = True
+            self._rollback()
+            self._begin(write=True)
+        if members:
+            members[-1].error = error
 
     def end_command(self, failed: bool) -> None:
         """Keep a joined command, or roll it back alone (then caches reload: on_rollback)."""
         self.depth = 1
         self._end_savepoint("cmd", self._cmd_mark, failed)
+        self._cmd_open = not failed
 
     def abort_group(self) -> None:
         """Roll the whole transaction back (its leader failed before anyone joined)."""
@@ -400,9 +462,13 @@ class PgTransactions:
         self._rollback()
 
     def commit_group(self) -> StoreError | None:
-        """COMMIT the group's transaction; the error (everything rolled back) or None."""
+        """COMMIT the group's transaction; the error (everything rolled back) or None. When
+        the last joined command's pending writes fail, that command alone is rolled back
+        (its ticket gets the error) and the others commit."""
         self.depth = 0
-        return self._commit()
+        last = self._cmds if self._cmd_open else None
+        self._cmd_open = False
+        return self._commit(last)
 
     # --- the seam's transaction surface --------------------------------------------------
 
