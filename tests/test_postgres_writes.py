@@ -63,24 +63,34 @@ class Wire:
         return sent
 
 
-def test_a_lone_one_event_append_is_two_round_trips(url, monkeypatch):
+def test_a_lone_one_event_append_is_two_round_trips_and_one_for_a_writer_alone(url, monkeypatch):
     """BEGIN + lock + clock + head in one message, the insert + catalogue + COMMIT + flush in
-    the other; the same after another process wrote, for a stream this handle appends to."""
+    the other; the same after another process wrote, for a stream this handle appends to.
+    A handle that found nobody else writing twice in a row speculates: the lock, the check
+    that nobody else wrote, the rows and the COMMIT in one message."""
     wire = Wire(monkeypatch)
     # synchronous="full": the COMMIT message also carries the statement that waits for the flush.
     with gen.open_store(url, synchronous="full") as store, gen.open_store(url) as other:
         store.append("a", [gen.CounterChanged("a", 0)])
         assert wire.count(store, lambda: store.append("a", [gen.CounterChanged("a", 1)])) == 2
+        assert wire.count(store, lambda: store.append("a", [gen.CounterChanged("a", 2)])) == 2
+        # Nobody else wrote during the last two: one message.
+        assert wire.count(store, lambda: store.append("a", [gen.CounterChanged("a", 3)])) == 1
+        assert wire.count(store, lambda: store.append("a", [gen.CounterChanged("a", 4)])) == 1
         other.append("b", [gen.CounterChanged("b", 0)])
+        # The speculative message's check fails under the lock (nothing of it is kept), the
+        # ROLLBACK, then the ordinary two messages.
+        assert wire.count(store, lambda: store.append("a", [gen.CounterChanged("a", 5)])) == 4
+        other.append("b", [gen.CounterChanged("b", 1)])
         # Another writer committed: the head, the projection states and this handle's recent
         # streams' versions were prefetched under the lock, in the first message.
-        assert wire.count(store, lambda: store.append("a", [gen.CounterChanged("a", 2)])) == 2
+        assert wire.count(store, lambda: store.append("a", [gen.CounterChanged("a", 6)])) == 2
         # A stream this handle never wrote: its version costs one more.
-        other.append("b", [gen.CounterChanged("b", 1)])
+        other.append("b", [gen.CounterChanged("b", 2)])
         assert wire.count(store, lambda: store.append("c", [gen.CounterChanged("c", 0)])) == 3
         # 1,000 events: the BEGIN message, the rows (20 statements of 50 rows, pipelined), the COMMIT.
         assert wire.count(store, lambda: store.append("a", [gen.CounterChanged("a", k) for k in range(1000)])) == 3
-        assert [e.position for e in store.read_all()] == list(range(1, 1007))
+        assert [e.position for e in store.read_all()] == list(range(1, 1012))
         assert store.verify().ok
 
 
@@ -335,3 +345,23 @@ def test_a_thread_command_whose_deferred_write_fails_in_a_group_raises_it(url):
         assert sorted(out[i].first_position for i in range(3)) == [1, 2, 3]
         assert store.stream_info("h") is None
         assert store.verify().ok
+
+
+def test_a_speculative_append_that_finds_another_writer_keeps_nothing_and_is_redone(url):
+    """A handle that wrote alone speculates; when another handle wrote meanwhile, its check
+    fails under the lock, nothing of the attempt stays, and the append is redone after the
+    other's events: positions gap-free, versions exact, the chain intact."""
+    with gen.open_store(url, synchronous="full") as store, gen.open_store(url) as other:
+        for i in range(4):
+            store.append("a", [gen.CounterChanged("a", i)])
+        spec, miss = store.db.speculations, store.db.misfires
+        other.append("a", [gen.CounterChanged("b", 0)], expected_version=4)
+        r = store.append("a", [gen.CounterChanged("a", 5)], expected_version=5)
+        assert (store.db.speculations - spec, store.db.misfires - miss) == (1, 1)
+        assert (r.first_position, r.stream_version) == (6, 6)
+        with pytest.raises(eventstore.WrongExpectedVersion):
+            # Speculating again would be wrong: the handle just learnt it is not alone.
+            other.append("a", [gen.CounterChanged("b", 1)], expected_version=5)
+        assert [e.position for e in store.read_all()] == [1, 2, 3, 4, 5, 6]
+        assert [e.data.delta for e in store.read_stream("a")] == [0, 1, 2, 3, 0, 5]
+        assert store.verify().ok and other.verify().ok
