@@ -15,10 +15,15 @@ docs/postgres.md ("Round trips") says why it is built this way; in short:
   from the first one's execution to the second's commit.
 * A statement that fails in a batch aborts the transaction: its error reaches the caller
   at the next round trip (at latest the COMMIT), and nothing of the transaction is kept.
+* A handle that wrote alone twice in a row speculates: the lock, a check that the commit
+  clock did not move, the rows and the COMMIT in one message; when the check fails the
+  command is run again the ordinary way (`_guard`, `write`).
 
 Write transactions are commands of an in-process group commit (eventstore/_group.py), as on
 SQLite: callers of one store handle who write at the same moment share one transaction,
-one lock acquisition and one WAL flush, each command inside its own savepoint.
+one lock acquisition and one WAL flush, each command inside its own savepoint. Before a
+command joins, the previous one's pending writes are sent (`_confirm`): a deferred failure
+is reported to the command that caused it.
 """
 
 from __future__ import annotations
