@@ -7,8 +7,12 @@ from __future__ import annotations
 import re
 from typing import Callable, Sequence, cast
 
+import psycopg
+import psycopg.errors
 
-__all__ = ["PLAIN_INSERT", "bind", "translate"]
+from ..errors import StoreBusy, StoreError
+
+__all__ = ["GUARD_SQL", "PLAIN_INSERT", "HeadMoved", "bind", "translate", "translate_error"]
 
 _PLACEHOLDER = re.compile(r"'(?:[^']|'')*'|\?(\d*)|%")
 _CREATE_TABLE = re.compile(r"^\s*CREATE\s+TABLE", re.I)
@@ -113,3 +117,41 @@ def bind(text: str, params: Sequence[object], fallback: Callable[[str, Sequence[
         out.append(lit)
         out.append(piece)
     return "".join(out)
+
+
+# --- the speculative check and the errors of the backend ---------------------------------
+
+MOVED = "lash-eventstore: another writer committed since the last write of this handle"
+"""The text of the error the speculative guard raises (see PgTransactions.foreign_epoch)."""
+GUARD_SQL = ("SELECT c.last_xact, txid_current(), h.position, h.hash, "
+             "CASE WHEN c.last_xact = ANY(ARRAY[{known}]::bigint[]) THEN 0 "
+             f"ELSE ('{MOVED} (clock ' || c.last_xact || ')')::int END FROM log_clock c "
+             "LEFT JOIN LATERAL (SELECT position, hash FROM events ORDER BY position DESC LIMIT 1) h ON true")
+"""CLOCK_SQL that fails, under the lock, unless the clock still holds a value this handle
+knows (nobody else wrote): the check of a speculative write transaction. The failing branch
+depends on the row, so the planner cannot fold it into an error up front."""
+GUARD_HEAD = GUARD_SQL[:60]
+"""How a pending statement is recognised as the check."""
+
+
+class HeadMoved(StoreBusy):
+    """A speculative write transaction found that another writer had committed: nothing of
+    it was kept. `PgTransactions.write` runs the command again, reading the head under the lock."""
+
+
+def translate_error(exc: BaseException, what: str) -> StoreError:
+    """A psycopg error as the store's typed error."""
+    from ..errors import IntegrityError
+
+    if isinstance(exc, psycopg.errors.InvalidTextRepresentation) and MOVED in str(exc):
+        return HeadMoved(f"{what}: {MOVED}")
+    if isinstance(exc, psycopg.errors.IntegrityError):
+        return IntegrityError(f"{what}: {exc}".strip())
+    if isinstance(exc, (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected,
+                        psycopg.errors.QueryCanceled, psycopg.errors.SerializationFailure)):
+        return StoreBusy(f"{what}: the store's write lock stayed taken past the busy timeout ({exc})")
+    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        return StoreError(f"{what}: a write inside a read transaction (open a write transaction)")
+    if isinstance(exc, psycopg.OperationalError):
+        return StoreError(f"{what}: the PostgreSQL connection failed ({exc})".strip())
+    return StoreError(f"{what}: {type(exc).__name__}: {exc}".strip())

@@ -15,10 +15,15 @@ docs/postgres.md ("Round trips") says why it is built this way; in short:
   from the first one's execution to the second's commit.
 * A statement that fails in a batch aborts the transaction: its error reaches the caller
   at the next round trip (at latest the COMMIT), and nothing of the transaction is kept.
+* A handle that wrote alone twice in a row speculates: the lock, a check that the commit
+  clock did not move, the rows and the COMMIT in one message; when the check fails the
+  command is run again the ordinary way (`_guard`, `write`).
 
 Write transactions are commands of an in-process group commit (eventstore/_group.py), as on
 SQLite: callers of one store handle who write at the same moment share one transaction,
-one lock acquisition and one WAL flush, each command inside its own savepoint.
+one lock acquisition and one WAL flush, each command inside its own savepoint. Before a
+command joins, the previous one's pending writes are sent (`_confirm`): a deferred failure
+is reported to the command that caused it.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ import psycopg.errors
 
 from .._group import Baton, GroupCommit, Ticket
 from ..errors import StoreError
+from .pg_sql import GUARD_HEAD, GUARD_SQL, HeadMoved, translate_error
 
-__all__ = ["CLOCK_SQL", "HEAD_SQL", "STATES_SQL", "VERSION_SQL", "PgTransactions"]
+__all__ = ["CLOCK_SQL", "HEAD_SQL", "STATES_SQL", "VERSION_SQL", "HeadMoved", "PgTransactions", "translate_error"]
 
 T = TypeVar("T")
 _get_ident = threading.get_ident
@@ -48,24 +54,11 @@ VERSION_SQL = "SELECT max(version) FROM events WHERE stream=?"
 """The log's stream version query, exactly as eventstore/log.py writes it."""
 RECENT_STREAMS = 8
 """How many of the streams this handle asked the version of are prefetched under the lock."""
+SPECULATE_AFTER = 2
+"""Write transactions in a row that found nobody else had written before this handle
+speculates that the next one will find the same (see PgTransactions._guard)."""
 MAX_PENDING = 256
 """Statements that may wait for a round trip; more are sent on their own first."""
-
-
-def translate_error(exc: BaseException, what: str) -> StoreError:
-    """A psycopg error as the store's typed error."""
-    from ..errors import IntegrityError, StoreBusy
-
-    if isinstance(exc, psycopg.errors.IntegrityError):
-        return IntegrityError(f"{what}: {exc}".strip())
-    if isinstance(exc, (psycopg.errors.LockNotAvailable, psycopg.errors.DeadlockDetected,
-                        psycopg.errors.QueryCanceled, psycopg.errors.SerializationFailure)):
-        return StoreBusy(f"{what}: the store's write lock stayed taken past the busy timeout ({exc})")
-    if isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
-        return StoreError(f"{what}: a write inside a read transaction (open a write transaction)")
-    if isinstance(exc, psycopg.OperationalError):
-        return StoreError(f"{what}: the PostgreSQL connection failed ({exc})".strip())
-    return StoreError(f"{what}: {type(exc).__name__}: {exc}".strip())
 
 
 class _Transaction:
@@ -102,6 +95,9 @@ class _Transaction:
         db = self.db
         if self.ticket is not None:
             db.group.exit(self.ticket, exc)
+            if exc is None and self.ticket.error is not None:
+                # Its writes failed when they were sent, after the body had ended (_confirm).
+                raise self.ticket.error
             return
         try:
             db.depth -= 1
@@ -162,6 +158,18 @@ class PgTransactions:
         self._epoch_serial = -1
         self._memo: dict[Any, Any] = {}
         self._memo_serial = -1
+        self.speculations = 0
+        """Commands run speculatively (one message; see _guard), for tests and the benchmark."""
+        self.misfires = 0
+        """Speculative runs whose check failed and were run again."""
+        self._calm = 0
+        """Write transactions in a row that found nobody else had written (see _guard)."""
+        self._speculate = False
+        """True while a command run by write() may skip the first round trip (foreign_epoch)."""
+        self._cmd_open = False
+        """True while the group's last joined command's RELEASE (and maybe writes) is pending."""
+        self._cmds: list[Any] = []
+        """The open group's members (eventstore/_group.py's list), for blaming a failed command."""
 
     if TYPE_CHECKING:
         # Provided by the class this mixin is part of (PostgresDatabase): the open
@@ -309,6 +317,7 @@ class PgTransactions:
         self._pending.clear()
         self._answers.clear()
         self._known = ()
+        self._calm = 0
         conn = self._live()
         if self._on_server and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             self.round_trips += 1
@@ -319,8 +328,11 @@ class PgTransactions:
         self._on_server = False
         self._notify(self.on_rollback)
 
-    def _commit(self) -> StoreError | None:
-        """COMMIT with whatever is still pending, in one round trip; the error or None."""
+    def _commit(self, last: list[Any] | None = None) -> StoreError | None:
+        """COMMIT with whatever is still pending, in one round trip; the error or None.
+
+        `last`: the group's members when its last command joined in a savepoint whose
+        RELEASE is pending: a failure before the COMMIT is then that command's alone."""
         self._answers.clear()
         if not self._on_server and not self._has_work():
             self._pending.clear()  # nothing reached the server and nothing would change there
@@ -342,8 +354,21 @@ class PgTransactions:
             self._flush(final)
         except psycopg.Error as err:
             conn = self._live()
+            if last and not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
+                # A statement before the COMMIT failed (the COMMIT did not run): the last
+                # command's, since every earlier one's writes were confirmed (_confirm).
+                try:
+                    self._flush("ROLLBACK TO SAVEPOINT cmd; RELEASE SAVEPOINT cmd")
+                except psycopg.Error:
+                    pass  # the transaction cannot be saved: everything is rolled back below
+                else:
+                    last[-1].error = translate_error(err, "a grouped command's writes")
+                    self._notify(self.on_rollback)
+                    return self._commit()
             if self._write and not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE \
-                    and not isinstance(err, psycopg.errors.IntegrityError):
+                    and not isinstance(err, (psycopg.errors.IntegrityError, psycopg.errors.SyntaxError)):
+                # (A syntax error anywhere in the message stops it before its first statement
+                # runs: nothing was committed then, though the session is idle too.)
                 # The COMMIT ran and the flush statement after it failed (a lost connection
                 # closes the handle instead): the transaction is in; caches reload.
                 self._known = ()
@@ -363,16 +388,19 @@ class PgTransactions:
             # writer's change is not reflected in the epoch yet: forget, so it moves.
             clock = self._txn_clock
             if clock is not None and (self._epoch_serial == self.serial or clock[0] in self._known):
+                self._calm = self._calm + 1 if clock[0] in self._known else 0
                 self._known = tuple(clock)
             else:
                 self._known = ()
+                self._calm = 0
         if self.on_commit:
             self._notify(self.on_commit)
         return None
 
     def _has_work(self) -> bool:
         """True when a pending statement is more than BEGIN, the lock or the clock read."""
-        return any(not text.startswith(("BEGIN", "SELECT pg_advisory_xact_lock", "CREATE SCHEMA IF NOT EXISTS"))
+        return any(not text.startswith(("BEGIN", "SELECT pg_advisory_xact_lock", "CREATE SCHEMA IF NOT EXISTS",
+                                        "SET LOCAL", "SAVEPOINT", "RELEASE SAVEPOINT"))
                    and capture is None for text, capture in self._pending)
 
     # --- the group's steps (called by eventstore/_group.py, holding the baton) ------------
@@ -381,18 +409,60 @@ class PgTransactions:
         """Begin a group's write transaction (queued: see _begin); its leader's command runs at this level."""
         self._live()
         self._begin(write=True)
+        self._cmd_open = False
         self.depth = 1
 
     def begin_command(self) -> None:
-        """Start a command that joins the open group: its own savepoint."""
+        """Start a command that joins the open group: its own savepoint. The previous
+        command's writes still waiting for a round trip are sent first (see _confirm)."""
+        if self._has_work() or (not self._on_server and self._txn_clock is None and self._clock):
+            # Also when the leader sent nothing yet: its lock and clock read (or its
+            # speculative check) must hold before anyone joins.
+            self._confirm()
+        self._cmds = self.group.members
         self._cmd_mark = self._savepoint("cmd")
         self.command += 1
         self.depth = 2
+
+    def _confirm(self) -> None:
+        """Send the previous command's pending writes (and its RELEASE) now, before the next
+        command starts: a failure among them is then that command's alone.
+
+        Why here and not with the next command's first statement: the next command may
+        already have decided what to write from the failed command's effects (a cached head,
+        a version), so it must not start before they are known to hold. The group's members
+        list ends with the previous command (eventstore/_group.py appends each command when
+        it ends): that ticket gets the error. A joined command's writes are undone by rolling
+        back to its savepoint; the leader's have no savepoint (it ran at the transaction
+        level), so the transaction is rolled back and a new one begun for the commands after it.
+        """
+        joined = self._cmd_open
+        self._cmd_open = False
+        try:
+            self._flush()
+            return
+        except psycopg.Error as exc:
+            error = translate_error(exc, "a grouped command's writes")
+        members = self.group.members
+        if joined:
+            try:
+                self._flush("ROLLBACK TO SAVEPOINT cmd; RELEASE SAVEPOINT cmd")
+            except psycopg.Error as exc:
+                raise translate_error(exc, "rollback to savepoint") from None
+            self._answers.clear()
+            self._notify(self.on_rollback)
+        else:
+            self._on_server = True
+            self._rollback()
+            self._begin(write=True)
+        if members:
+            members[-1].error = error
 
     def end_command(self, failed: bool) -> None:
         """Keep a joined command, or roll it back alone (then caches reload: on_rollback)."""
         self.depth = 1
         self._end_savepoint("cmd", self._cmd_mark, failed)
+        self._cmd_open = not failed
 
     def abort_group(self) -> None:
         """Roll the whole transaction back (its leader failed before anyone joined)."""
@@ -400,9 +470,13 @@ class PgTransactions:
         self._rollback()
 
     def commit_group(self) -> StoreError | None:
-        """COMMIT the group's transaction; the error (everything rolled back) or None."""
+        """COMMIT the group's transaction; the error (everything rolled back) or None. When
+        the last joined command's pending writes fail, that command alone is rolled back
+        (its ticket gets the error) and the others commit."""
         self.depth = 0
-        return self._commit()
+        last = self._cmds if self._cmd_open else None
+        self._cmd_open = False
+        return self._commit(last)
 
     # --- the seam's transaction surface --------------------------------------------------
 
@@ -418,7 +492,38 @@ class PgTransactions:
         if self.lock.owner == _get_ident():
             with self.transaction():
                 return fn()
-        return self.group.run(fn)
+        if self._calm < SPECULATE_AFTER:
+            return self.group.run(fn)
+        self.speculations += 1
+        try:
+            return self.group.run(lambda: self._speculating(fn))
+        except HeadMoved:
+            self.misfires += 1
+            # Another writer committed since our last write: nothing of the attempt was
+            # kept, and the caches were dropped (_known too): this run reads under the lock.
+            return self.group.run(fn)
+
+    def _speculating(self, fn: Callable[[], T]) -> T:
+        """Run a write() command that may skip the first round trip (see _guard)."""
+        self._speculate = True
+        try:
+            return fn()
+        except HeadMoved:
+            raise
+        except BaseException:
+            # Why: the command may have failed on a cached answer (a stream's version: a
+            # WrongExpectedVersion) that another writer made stale. Its failure stands only
+            # once the check says nobody else wrote; otherwise it is run again.
+            if any(text.startswith(GUARD_HEAD) for text, _ in self._pending):
+                try:
+                    self._flush()
+                except psycopg.Error as exc:
+                    error = translate_error(exc, "speculative check")
+                    if isinstance(error, HeadMoved):
+                        raise error from None
+            raise
+        finally:
+            self._speculate = False
 
     @property
     def in_transaction(self) -> bool:
@@ -445,16 +550,33 @@ class PgTransactions:
         transaction left there. Anywhere else (a read transaction, a store without the clock) it moves.
         """
         if self._epoch_serial != self.serial:
+            speculative = False
             if self._write and self._txn_clock is None and self._clock and self.depth:
-                try:
-                    self._flush()  # the BEGIN round trip: lock, clock and head
-                except psycopg.Error as exc:
-                    raise translate_error(exc, "begin transaction") from None
+                if self._speculate and self._known and self.depth == 1 and not self._on_server:
+                    speculative = self._guard()
+                if not speculative:
+                    try:
+                        self._flush()  # the BEGIN round trip: lock, clock and head
+                    except psycopg.Error as exc:
+                        raise translate_error(exc, "begin transaction") from None
             self._epoch_serial = self.serial
             clock = self._txn_clock if self._write else None
-            if clock is None or clock[0] not in self._known:
+            if not speculative and (clock is None or clock[0] not in self._known):
                 self._epoch += 1
         return self._epoch
+
+    def _guard(self) -> bool:
+        """Turn the pending clock read into the speculative check (GUARD_SQL); False when
+        there is none to turn. Why: a handle that was the last writer assumes it still is
+        and sends the lock, the check, its rows and the COMMIT in one message; the check
+        runs under the lock, and when it fails nothing of the transaction is kept and the
+        command runs again the ordinary way (write()). docs/postgres.md, "Round trips"."""
+        for i, (text, capture) in enumerate(self._pending):
+            if text is CLOCK_SQL:
+                known = ",".join(str(int(k)) for k in self._known)
+                self._pending[i] = (GUARD_SQL.format(known=known), capture)
+                return True
+        return False
 
     def data_version(self) -> int:
         """A number that changes whenever any connection commits (here: at every call)."""
