@@ -143,16 +143,20 @@ def unpack(kept: dict[str, Any], entries: list[Any], checkpoint_id: str) -> dict
 
 def split_array(
     data: bytes,
-    base_items: tuple[Any, ...],
+    base_items: Callable[[], tuple[Any, ...]],
     threshold: int,
     put_blob: Callable[[bytes], str],
-    base_body: memoryview | None = None,
+    base_body: tuple[memoryview, int] | None = None,
 ) -> tuple[int, tuple[Any, ...], memoryview | None] | None:
-    """(how many leading items equal `base_items`, the items after them, the array's body)
-    of a msgpack array; an item longer than `threshold` goes to `put_blob` and is kept as
-    ["msgpack", ref]. None when `data` is not an array. The body (`data` past its header,
-    None when an item went to the blob store) is the concatenation of the array's items:
-    passed back as `base_body` with those items, it spares joining them again.
+    """(how many leading items equal the base list's, the items after them, the array's
+    body) of a msgpack array; an item longer than `threshold` goes to `put_blob` and is
+    kept as ["msgpack", ref]. None when `data` is not an array.
+
+    `base_items()` gives the base list's serialized items; it is called only when
+    `base_body` does not settle the question. `base_body` is (body, item count) of the
+    base list as this function returned it for that list: the body (`data` past its
+    header, None when an item went to the blob store) is the concatenation of the
+    array's items.
 
     A msgpack array is a header followed by each item's own encoding, so the list is
     serialized in one call (as fast as LangGraph's own savers) and cut at item boundaries;
@@ -164,24 +168,27 @@ def split_array(
         return None
     n, offset = header
     keep, start_of_items = 0, offset
-    whole: bytes | memoryview | None = base_body
-    if whole is None:
+    if base_body is not None and base_body[1] <= n and data.startswith(base_body[0], offset):
+        # The usual case, a list that grew at its end: one comparison in C, and the base
+        # list's items are not even looked at.
+        keep, offset = base_body[1], offset + len(base_body[0])
+    else:
+        items = base_items()
         try:
-            whole = b"".join(base_items)  # TypeError when an item went to the blob store
+            whole: bytes | None = b"".join(items)  # TypeError when an item went to the blob store
         except TypeError:
             whole = None
-    if whole is not None and len(base_items) <= n and data.startswith(whole, offset):
-        # The usual case, a list that grew at its end: one comparison in C.
-        keep, offset = len(base_items), offset + len(whole)
-    else:
-        for item in base_items:
-            if keep >= n or type(item) is not bytes or not data.startswith(item, offset):
-                break
-            offset += len(item)
-            keep += 1
+        if whole is not None and len(items) <= n and data.startswith(whole, offset):
+            keep, offset = len(items), offset + len(whole)
+        else:
+            for item in items:
+                if keep >= n or type(item) is not bytes or not data.startswith(item, offset):
+                    break
+                offset += len(item)
+                keep += 1
     unpacker = msgpack.Unpacker()  # offsets below count from the first item not kept
     unpacker.feed(memoryview(data)[offset:])
-    items: list[Any] = []
+    out: list[Any] = []
     start = 0
     whole_body = True
     for _ in range(n - keep):
@@ -189,12 +196,12 @@ def split_array(
         end = unpacker.tell()
         chunk = data[offset + start : offset + end]
         if len(chunk) <= threshold:
-            items.append(chunk)
+            out.append(chunk)
         else:
-            items.append(["msgpack", put_blob(chunk)])
+            out.append(["msgpack", put_blob(chunk)])
             whole_body = False
         start = end
-    return keep, tuple(items), memoryview(data)[start_of_items:] if whole_body else None
+    return keep, tuple(out), memoryview(data)[start_of_items:] if whole_body else None
 
 
 def _array_length(data: bytes) -> tuple[int, int] | None:
