@@ -35,6 +35,10 @@ _TS_US = "ts_us"  # ts as microseconds since the epoch
 _TS_ID = "ts_id"  # ts as microseconds after the time in the checkpoint's UUID v6 id
 _RESERVED = (_WHOLE, _ABSENT, _TS_US, _TS_ID)
 _UUID_EPOCH_TICKS = 0x01B21DD213814000  # 100 ns ticks from 1582-10-15 to 1970-01-01
+_RESERVED_SET = frozenset(_RESERVED)
+_HEAD_KEYS = (*HEAD_DEFAULTS, "channel_versions")  # listed under _ABSENT when missing
+_HEAD_KEYS_SET = frozenset(_HEAD_KEYS)
+_MISSING = object()
 
 
 def same(a: Any, b: Any) -> bool:
@@ -58,12 +62,16 @@ def _ts_us(ts: Any) -> int | None:
     """`ts` as integer microseconds since the epoch, when that rebuilds the same text."""
     if type(ts) is not str or not ts.endswith("+00:00"):
         return None
+    text = ts[:-6]
     try:
-        when = datetime.datetime.fromisoformat(ts[:-6])
+        when = datetime.datetime.fromisoformat(text)
     except ValueError:
         return None
-    us = (when - _EPOCH_NAIVE) // _US
-    return us if _ts_text(us) == ts else None
+    # `_ts_text` of the result is `when.isoformat()` plus the suffix: the same text, or
+    # the time is kept as text.
+    if when.tzinfo is not None or when.isoformat() != text:
+        return None
+    return (when - _EPOCH_NAIVE) // _US
 
 
 def _id_us(checkpoint_id: str) -> int | None:
@@ -95,16 +103,18 @@ def _same_versions(versions: Any, entries: list[Any]) -> bool:
 
 def pack(skeleton: dict[str, Any], entries: list[Any], checkpoint_id: str) -> dict[str, Any]:
     """The checkpoint (without id and channel values) as the event keeps it."""
-    if any(k in skeleton for k in _RESERVED):
+    if not _RESERVED_SET.isdisjoint(skeleton):
         return {_WHOLE: skeleton}
     out: dict[str, Any] = {}
-    absent = [k for k in (*HEAD_DEFAULTS, "channel_versions") if k not in skeleton]
     for key, value in skeleton.items():
-        if key in HEAD_DEFAULTS and same(value, HEAD_DEFAULTS[key]):
-            continue
-        if key == "channel_versions" and _same_versions(value, entries):
-            continue  # the entries say the same: [channel, version, ...] each
-        if key == "ts":
+        default = HEAD_DEFAULTS.get(key, _MISSING)
+        if default is not _MISSING:
+            if value is default or same(value, default):
+                continue
+        elif key == "channel_versions":
+            if _same_versions(value, entries):
+                continue  # the entries say the same: [channel, version, ...] each
+        elif key == "ts":
             us = _ts_us(value)
             if us is not None:
                 # LangGraph takes the id and the ts from the clock within microseconds:
@@ -116,8 +126,10 @@ def pack(skeleton: dict[str, Any], entries: list[Any], checkpoint_id: str) -> di
                     out[_TS_ID] = us - base
                 continue
         out[key] = value
-    if absent:
-        out[_ABSENT] = absent
+    if len(skeleton) < len(_HEAD_KEYS) or not _HEAD_KEYS_SET.issubset(skeleton):
+        absent = [k for k in _HEAD_KEYS if k not in skeleton]
+        if absent:
+            out[_ABSENT] = absent
     return out
 
 
@@ -186,6 +198,9 @@ def split_array(
                     break
                 offset += len(item)
                 keep += 1
+    if n - keep == 1 and len(data) - offset <= threshold:
+        # One new item (a conversation's step): it is the rest of the array, no parse needed.
+        return keep, (data[offset:],), memoryview(data)[start_of_items:]
     unpacker = msgpack.Unpacker()  # offsets below count from the first item not kept
     unpacker.feed(memoryview(data)[offset:])
     out: list[Any] = []
