@@ -35,6 +35,10 @@ _TS_US = "ts_us"  # ts as microseconds since the epoch
 _TS_ID = "ts_id"  # ts as microseconds after the time in the checkpoint's UUID v6 id
 _RESERVED = (_WHOLE, _ABSENT, _TS_US, _TS_ID)
 _UUID_EPOCH_TICKS = 0x01B21DD213814000  # 100 ns ticks from 1582-10-15 to 1970-01-01
+_RESERVED_SET = frozenset(_RESERVED)
+_HEAD_KEYS = (*HEAD_DEFAULTS, "channel_versions")  # listed under _ABSENT when missing
+_HEAD_KEYS_SET = frozenset(_HEAD_KEYS)
+_MISSING = object()
 
 
 def same(a: Any, b: Any) -> bool:
@@ -58,12 +62,16 @@ def _ts_us(ts: Any) -> int | None:
     """`ts` as integer microseconds since the epoch, when that rebuilds the same text."""
     if type(ts) is not str or not ts.endswith("+00:00"):
         return None
+    text = ts[:-6]
     try:
-        when = datetime.datetime.fromisoformat(ts[:-6])
+        when = datetime.datetime.fromisoformat(text)
     except ValueError:
         return None
-    us = (when - _EPOCH_NAIVE) // _US
-    return us if _ts_text(us) == ts else None
+    # `_ts_text` of the result is `when.isoformat()` plus the suffix: the same text, or
+    # the time is kept as text.
+    if when.tzinfo is not None or when.isoformat() != text:
+        return None
+    return (when - _EPOCH_NAIVE) // _US
 
 
 def _id_us(checkpoint_id: str) -> int | None:
@@ -95,16 +103,18 @@ def _same_versions(versions: Any, entries: list[Any]) -> bool:
 
 def pack(skeleton: dict[str, Any], entries: list[Any], checkpoint_id: str) -> dict[str, Any]:
     """The checkpoint (without id and channel values) as the event keeps it."""
-    if any(k in skeleton for k in _RESERVED):
+    if not _RESERVED_SET.isdisjoint(skeleton):
         return {_WHOLE: skeleton}
     out: dict[str, Any] = {}
-    absent = [k for k in (*HEAD_DEFAULTS, "channel_versions") if k not in skeleton]
     for key, value in skeleton.items():
-        if key in HEAD_DEFAULTS and same(value, HEAD_DEFAULTS[key]):
-            continue
-        if key == "channel_versions" and _same_versions(value, entries):
-            continue  # the entries say the same: [channel, version, ...] each
-        if key == "ts":
+        default = HEAD_DEFAULTS.get(key, _MISSING)
+        if default is not _MISSING:
+            if value is default or same(value, default):
+                continue
+        elif key == "channel_versions":
+            if _same_versions(value, entries):
+                continue  # the entries say the same: [channel, version, ...] each
+        elif key == "ts":
             us = _ts_us(value)
             if us is not None:
                 # LangGraph takes the id and the ts from the clock within microseconds:
@@ -116,8 +126,10 @@ def pack(skeleton: dict[str, Any], entries: list[Any], checkpoint_id: str) -> di
                     out[_TS_ID] = us - base
                 continue
         out[key] = value
-    if absent:
-        out[_ABSENT] = absent
+    if len(skeleton) < len(_HEAD_KEYS) or not _HEAD_KEYS_SET.issubset(skeleton):
+        absent = [k for k in _HEAD_KEYS if k not in skeleton]
+        if absent:
+            out[_ABSENT] = absent
     return out
 
 
@@ -143,16 +155,20 @@ def unpack(kept: dict[str, Any], entries: list[Any], checkpoint_id: str) -> dict
 
 def split_array(
     data: bytes,
-    base_items: tuple[Any, ...],
+    base_items: Callable[[], tuple[Any, ...]],
     threshold: int,
     put_blob: Callable[[bytes], str],
-    base_body: memoryview | None = None,
+    base_body: tuple[memoryview, int] | None = None,
 ) -> tuple[int, tuple[Any, ...], memoryview | None] | None:
-    """(how many leading items equal `base_items`, the items after them, the array's body)
-    of a msgpack array; an item longer than `threshold` goes to `put_blob` and is kept as
-    ["msgpack", ref]. None when `data` is not an array. The body (`data` past its header,
-    None when an item went to the blob store) is the concatenation of the array's items:
-    passed back as `base_body` with those items, it spares joining them again.
+    """(how many leading items equal the base list's, the items after them, the array's
+    body) of a msgpack array; an item longer than `threshold` goes to `put_blob` and is
+    kept as ["msgpack", ref]. None when `data` is not an array.
+
+    `base_items()` gives the base list's serialized items; it is called only when
+    `base_body` does not settle the question. `base_body` is (body, item count) of the
+    base list as this function returned it for that list: the body (`data` past its
+    header, None when an item went to the blob store) is the concatenation of the
+    array's items.
 
     A msgpack array is a header followed by each item's own encoding, so the list is
     serialized in one call (as fast as LangGraph's own savers) and cut at item boundaries;
@@ -164,24 +180,30 @@ def split_array(
         return None
     n, offset = header
     keep, start_of_items = 0, offset
-    whole: bytes | memoryview | None = base_body
-    if whole is None:
+    if base_body is not None and base_body[1] <= n and data.startswith(base_body[0], offset):
+        # The usual case, a list that grew at its end: one comparison in C, and the base
+        # list's items are not even looked at.
+        keep, offset = base_body[1], offset + len(base_body[0])
+    else:
+        items = base_items()
         try:
-            whole = b"".join(base_items)  # TypeError when an item went to the blob store
+            whole: bytes | None = b"".join(items)  # TypeError when an item went to the blob store
         except TypeError:
             whole = None
-    if whole is not None and len(base_items) <= n and data.startswith(whole, offset):
-        # The usual case, a list that grew at its end: one comparison in C.
-        keep, offset = len(base_items), offset + len(whole)
-    else:
-        for item in base_items:
-            if keep >= n or type(item) is not bytes or not data.startswith(item, offset):
-                break
-            offset += len(item)
-            keep += 1
+        if whole is not None and len(items) <= n and data.startswith(whole, offset):
+            keep, offset = len(items), offset + len(whole)
+        else:
+            for item in items:
+                if keep >= n or type(item) is not bytes or not data.startswith(item, offset):
+                    break
+                offset += len(item)
+                keep += 1
+    if n - keep == 1 and len(data) - offset <= threshold:
+        # One new item (a conversation's step): it is the rest of the array, no parse needed.
+        return keep, (data[offset:],), memoryview(data)[start_of_items:]
     unpacker = msgpack.Unpacker()  # offsets below count from the first item not kept
     unpacker.feed(memoryview(data)[offset:])
-    items: list[Any] = []
+    out: list[Any] = []
     start = 0
     whole_body = True
     for _ in range(n - keep):
@@ -189,12 +211,12 @@ def split_array(
         end = unpacker.tell()
         chunk = data[offset + start : offset + end]
         if len(chunk) <= threshold:
-            items.append(chunk)
+            out.append(chunk)
         else:
-            items.append(["msgpack", put_blob(chunk)])
+            out.append(["msgpack", put_blob(chunk)])
             whole_body = False
         start = end
-    return keep, tuple(items), memoryview(data)[start_of_items:] if whole_body else None
+    return keep, tuple(out), memoryview(data)[start_of_items:] if whole_body else None
 
 
 def _array_length(data: bytes) -> tuple[int, int] | None:

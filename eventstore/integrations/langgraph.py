@@ -37,11 +37,13 @@ from langgraph.checkpoint.base import (
 
 from projections import langgraph_threads as rows
 
-from ..errors import CorruptStore, InvalidArgument
+from ..errors import InvalidArgument, WrongExpectedVersion
+from ..log import ANY
 from ..store import Store, StoreView
 from . import _langgraph_codec as _head
 from ._langgraph_codec import Map as _Map
-from ._langgraph_codec import array_header, same, split_array
+from ._langgraph_base import EventCache, _ns, _saved_config, _str_or_none, _thread
+from ._langgraph_codec import same, split_array
 from ._langgraph_codec import vkey as _vkey
 from .events import (
     CheckpointSaved,
@@ -49,7 +51,6 @@ from .events import (
     ThreadCopied,
     ThreadDeleted,
     WritesSaved,
-    checkpoint_id_text,
     compact_id,
     thread_stream,
 )
@@ -64,7 +65,7 @@ _PRUNE_STRATEGIES = ("keep_latest", "delete")
 _BODIES = 32
 
 
-class EventStoreSaver(BaseCheckpointSaver[int]):
+class EventStoreSaver(EventCache, BaseCheckpointSaver[int]):
     """LangGraph's `BaseCheckpointSaver` (both method sets) on an eventstore `Store`.
 
     The saver does not own the store: close the store yourself. One saver may be shared
@@ -81,7 +82,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         blob_threshold: int = BLOB_THRESHOLD,
         cache_size: int = 4096,
     ) -> None:
-        super().__init__(serde=serde)
+        BaseCheckpointSaver.__init__(self, serde=serde)
         if not isinstance(store, (Store, StoreView)):
             raise InvalidArgument(f"EventStoreSaver needs an eventstore Store, got {type(store).__name__}")
         self.store = store
@@ -91,14 +92,12 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         # caller may read, and a Store is one connection whose transactions must not
         # interleave.
         self._lock = threading.RLock()
-        # Every cache is keyed by log position, which never changes meaning: an entry can
-        # never be stale, whoever appends meanwhile. Each is bounded (least recently used out).
-        self._events: OrderedDict[int, tuple[str, int, Any]] = OrderedDict()  # (stream, version, data)
-        self._items: OrderedDict[tuple[int, int], tuple[Any, ...]] = OrderedDict()
-        self._maps: OrderedDict[int, _Map] = OrderedDict()
+        EventCache.__init__(self, self._log, cache_size)
         # The serialized bodies of the lists written last: the next put compares against one.
-        self._bodies: OrderedDict[tuple[int, int], memoryview] = OrderedDict()
-        self._cache_size = cache_size
+        self._bodies: OrderedDict[tuple[int, int], tuple[memoryview, int]] = OrderedDict()
+        # Per thread: (stream version, {namespace: (checkpoint id, position)}) of the
+        # checkpoints this saver put last, while the stream is known to be at that version.
+        self._heads: dict[str, tuple[int, dict[str, tuple[str, int]]]] = {}
 
     # --- encoding ------------------------------------------------------------------
 
@@ -116,18 +115,11 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         type_, data = self.serde.dumps_typed(value)
         return data if type_ == "msgpack" else [type_, data]
 
-    def _load(self, item: Any) -> Any:
-        if isinstance(item, bytes):
-            return self.serde.loads_typed(("msgpack", item))
-        type_, data = item[0], item[1]
-        if isinstance(data, str):
-            data = self.store.blobs.get(data)
-        return self.serde.loads_typed((type_, data))
-
     def _entry(
         self, channel: str, version: Any, values: dict[str, Any], base: _Map | None
-    ) -> tuple[list[Any], memoryview | None]:
-        """The entry of one changed channel, and the body of its serialized list (if any)."""
+    ) -> tuple[list[Any], tuple[memoryview, int] | None]:
+        """The entry of one changed channel, and (body, item count) of its serialized list
+        (if any)."""
         if channel not in values:
             return [channel, version, "empty", None], None
         value = values[channel]
@@ -139,14 +131,13 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         where = base.last.get(channel) if base is not None else None
         if where is not None and self._event(where[0]).channels[where[1]][2] not in ("list", "append"):
             where = None
-        base_items = self._list_items(*where) if where is not None else ()
         body = None
         type_, data = self.serde.dumps_typed(value)
         # One serialization of the whole list, cut at item boundaries (see split_array).
         split = (
             split_array(
                 data,
-                base_items,
+                lambda: self._list_items(*where) if where is not None else (),
                 self.blob_threshold,
                 self.store.blobs.put,
                 self._bodies.get(where) if where is not None else None,
@@ -155,6 +146,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             else None
         )
         if split is None:  # not plain msgpack (another serde): one call per item
+            base_items = self._list_items(*where) if where is not None else ()
             keep, items = 0, tuple(self._dump(v) for v in value)
             for a, b in zip(base_items, items):
                 if a != b:
@@ -163,9 +155,10 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             items = items[keep:]
         else:
             keep, items, body = split
+        counted = (body, keep + len(items)) if body is not None else None
         if keep and where is not None:
-            return [channel, version, "append", [where[0], where[1], keep, _List(items)]], body
-        return [channel, version, "list", _List(items)], body
+            return [channel, version, "append", [where[0], where[1], keep, _List(items)]], counted
+        return [channel, version, "list", _List(items)], counted
 
     def _refs(
         self,
@@ -198,150 +191,18 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
                 return where
         return None
 
-    # --- reading events ------------------------------------------------------------
-
-    def _record(self, position: int) -> tuple[str, int, Any]:
-        rec = self._events.get(position)
-        if rec is None:
-            got = self._log.get(position)
-            if got is None or got.data is None:
-                raise CorruptStore(
-                    f"langgraph: the event at position {position} that the thread refers to is "
-                    f"missing or purged"
-                )
-            rec = self._remember(position, got.stream, got.version, got.data)
-        else:
-            self._events.move_to_end(position)
-        return rec
-
-    def _remember(self, position: int, stream: str, version: int, data: Any) -> tuple[str, int, Any]:
-        rec = self._events[position] = (stream, version, data)
-        if len(self._events) > self._cache_size:
-            self._events.popitem(last=False)
-        return rec
-
-    def _event(self, position: int) -> Any:
-        return self._record(position)[2]
-
-    def _prefetch(self, position: int) -> None:
-        """Read the events of the thread before `position` in one query (a cold read of a
-        long conversation follows one append per step back through them)."""
-        stream, version, _ = self._record(position)
-        low = max(1, version - min(self._cache_size // 2, 1024))
-        for rec in self._log.read_stream(stream, low, to_version=version - 1):
-            if rec.data is not None and rec.position not in self._events:
-                self._remember(rec.position, rec.stream, rec.version, rec.data)
-
-    def _map(self, position: int) -> _Map:
-        """Where each channel version of the checkpoint held by this event is kept."""
-        found = self._maps.get(position)
-        if found is not None:
-            self._maps.move_to_end(position)
-            return found
-        found = _Map(position, self._event(position).channels)
-        self._maps[position] = found
-        if len(self._maps) > self._cache_size:
-            self._maps.popitem(last=False)
-        return found
-
-    def _list_items(self, position: int, index: int) -> tuple[Any, ...]:
-        """The serialized items of the list held by one entry, following append bases."""
-        chain: _List[tuple[int, int, _List[Any], int]] = []
-        items: tuple[Any, ...] | None = None
-        pos, idx = position, index
-        while True:
-            cached = self._items.get((pos, idx))
-            if cached is not None:
-                items = cached
-                break
-            if pos not in self._events and chain:
-                self._prefetch(chain[-1][0])
-            entry = self._event(pos).channels[idx]
-            if entry[2] == "list":
-                items = tuple(entry[3])
-                break
-            if entry[2] != "append" or len(chain) > 1_000_000:
-                raise CorruptStore(f"langgraph: entry {idx} of the event at position {pos} is not a list")
-            base_pos, base_idx, keep, suffix = entry[3]
-            chain.append((pos, idx, suffix, keep))
-            pos, idx = base_pos, base_idx
-        self._items[(pos, idx)] = items
-        for pos, idx, suffix, keep in reversed(chain):
-            items = items[:keep] + tuple(suffix)
-            self._items[(pos, idx)] = items
-        while len(self._items) > self._cache_size:
-            self._items.popitem(last=False)
-        return items
-
-    def _value(self, position: int, index: int) -> tuple[bool, Any]:
-        entry = self._event(position).channels[index]
-        kind = entry[2]
-        if kind == "ref":
-            return self._value(entry[3][0], entry[3][1])
-        if kind == "empty":
-            return False, None
-        if kind in ("value", "blob"):
-            return True, self._load(entry[3])
-        items = self._list_items(position, index)
-        if all(type(item) is bytes for item in items):
-            # A msgpack array is its header followed by its items' encodings: one decode
-            # of the whole list instead of one per item.
-            return True, self._load(array_header(len(items)) + b"".join(items))
-        return True, [self._load(item) for item in items]
-
-    def _head(self, ev: CheckpointSaved) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(the checkpoint without id and channel values, the metadata) of one event."""
-        kept, metadata = self._load(ev.head)
-        return _head.unpack(kept, ev.channels, checkpoint_id_text(ev.id)), metadata
-
-    def _parent_id(self, ev: CheckpointSaved) -> str | None:
-        """The parent checkpoint id of one event (`parent` may be the parent's position)."""
-        parent = ev.parent
-        if type(parent) is int:
-            parent = self._event(parent).id
-        return checkpoint_id_text(parent)  # type: ignore[no-any-return]
-
-    def _tuple(self, thread_id: str, ns: str, checkpoint_id: str, position: int) -> CheckpointTuple:
-        ev: CheckpointSaved = self._event(position)
-        checkpoint, metadata = self._head(ev)
-        checkpoint["id"] = checkpoint_id
-        index: dict[tuple[str, Any], int] = {}
-        for i, entry in enumerate(ev.channels):
-            index.setdefault((entry[0], _vkey(entry[1])), i)
-        values: dict[str, Any] = {}
-        for channel, version in checkpoint.get("channel_versions", {}).items():
-            i = index.get((channel, _vkey(version)), -1)
-            if i >= 0:
-                present, value = self._value(position, i)
-                if present:
-                    values[channel] = value
-        checkpoint["channel_values"] = values
-        writes = []
-        for task_id, _idx, _path, wpos, windex in rows.write_rows(
-            self.store.db, thread_id, ns, checkpoint_id
-        ):
-            w = self._event(wpos).writes[windex]
-            writes.append((task_id, w[0], self._load(w[2])))
-        parent_id = self._parent_id(ev)
-        parent: RunnableConfig | None = (
-            {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": parent_id}}
-            if parent_id
-            else None
-        )
-        return CheckpointTuple(
-            config={
-                "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint_id}
-            },
-            checkpoint=checkpoint,  # type: ignore[arg-type]
-            metadata=metadata,  # type: ignore[arg-type]
-            parent_config=parent,
-            pending_writes=writes,
-        )
+    def _changing(self) -> Any:
+        """`_writing` for the calls that remove or copy checkpoints: they forget every
+        thread's noted newest checkpoints first (the next put asks the projection)."""
+        self._heads.clear()
+        return self._writing()
 
     def _writing(self) -> Any:
-        """A write transaction on the store (ReadOnlyView on a time-travel view)."""
+        """A write command on the store (ReadOnlyView on a time-travel view). Its appends
+        take no savepoint of their own: no caller here catches an error of an append
+        inside it, so the command's own transaction (or savepoint) undoes a half-done one."""
         self.store.require_writable("langgraph saver write")
-        return self._log.transaction()
+        return self._log.command()
 
     # --- the sync method set -----------------------------------------------------
 
@@ -410,47 +271,114 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         values: dict[str, Any] = skeleton.pop("channel_values", {})
         del skeleton["id"]  # the event's id field holds it
         md = get_checkpoint_metadata(config, metadata)
-        # One write transaction: the blobs a large value needs commit with the event that
-        # refers to them, or neither does.
-        with self._lock, self._writing():
-            base, parent = None, None
-            if isinstance(parent_id, str) and parent_id:
-                row = rows.checkpoint_row(self.store.db, thread_id, ns, parent_id)
-                # The parent is named by the position of its event (a few bytes, not 16),
-                # or by its id when the thread does not have it.
-                parent = row[1] if row is not None else compact_id(parent_id)
-                base = self._map(row[1]) if row is not None else None
-            made = [self._entry(ch, v, values, base) for ch, v in new_versions.items()]
-            entries = [entry for entry, _ in made]
-            entries += self._refs(thread_id, ns, checkpoint, new_versions, base)
-            ev = CheckpointSaved(
-                ns,
-                compact_id(checkpoint_id),
-                parent,
-                _str_or_none(md.get("run_id")),
-                self._dump_small([_head.pack(skeleton, entries, checkpoint_id), md]),
-                entries,
-            )
-            stream = thread_stream(thread_id)
-            result = self._log.append(stream, [ev])
-            position = result.first_position
-            self._remember(position, stream, result.stream_version, ev)
-            for i, entry in enumerate(entries):
-                if entry[2] == "list":
-                    self._items[(position, i)] = tuple(entry[3])
-                elif entry[2] == "append":
-                    base_pos, base_idx, keep, suffix = entry[3]
-                    self._items[(position, i)] = self._list_items(base_pos, base_idx)[:keep] + tuple(suffix)
-            while len(self._items) > self._cache_size:
-                self._items.popitem(last=False)
-            for i, (_, body) in enumerate(made):
-                if body is not None:
-                    self._bodies[(position, i)] = body
-                    while len(self._bodies) > _BODIES:
-                        self._bodies.popitem(last=False)
-        return {
-            "configurable": {"thread_id": thread_id, "checkpoint_ns": ns, "checkpoint_id": checkpoint["id"]}
-        }
+        args = (thread_id, ns, parent_id, checkpoint_id, skeleton, values, md, checkpoint, new_versions)
+        with self._lock:
+            head = self._heads.get(thread_id)
+            known = head[1].get(ns) if head is not None else None
+            if head is not None and known is not None and known[0] == parent_id:
+                # The parent is the checkpoint this saver put last in this namespace, and
+                # the stream is at the version that put (or a put_writes after it) left:
+                # no event since can have removed it, so its position needs no lookup.
+                # The append expects that version; should another writer have moved the
+                # stream meanwhile, the whole command is undone and done again below.
+                try:
+                    with self._writing():
+                        saved = self._put(args, known[1], head[0])
+                    self._note(thread_id, ns, checkpoint_id, *saved)
+                    return _saved_config(thread_id, ns, checkpoint_id)
+                except WrongExpectedVersion:
+                    self._heads.pop(thread_id, None)
+            # One write transaction: the blobs a large value needs commit with the event
+            # that refers to them, or neither does.
+            with self._writing():
+                saved = self._put(args, None, ANY)
+            self._note(thread_id, ns, checkpoint_id, *saved)
+        return _saved_config(thread_id, ns, checkpoint_id)
+
+    def _put(
+        self, args: tuple[Any, ...], parent_position: int | None, expected: int | str
+    ) -> tuple[int, int, CheckpointSaved, _List[tuple[_List[Any], tuple[memoryview, int] | None]]]:
+        """The body of `put` (its arguments, as `put` prepared them), inside its write
+        command. `parent_position` is the parent's event when the caller knows it (then
+        the append expects stream version `expected`), else None: the projection is
+        asked. Returns (position, stream version, event, the entries made with their list
+        bodies) for `_note`."""
+        thread_id, ns, parent_id, checkpoint_id, skeleton, values, md, checkpoint, new_versions = args
+        base: _Map | None = None
+        parent: Any = None
+        if parent_position is not None:
+            parent, base = parent_position, self._map(parent_position)
+        elif isinstance(parent_id, str) and parent_id:
+            row = rows.checkpoint_row(self.store.db, thread_id, ns, parent_id)
+            # The parent is named by the position of its event (a few bytes, not 16),
+            # or by its id when the thread does not have it.
+            parent = row[1] if row is not None else compact_id(parent_id)
+            base = self._map(row[1]) if row is not None else None
+        made = [self._entry(ch, v, values, base) for ch, v in new_versions.items()]
+        entries = [entry for entry, _ in made]
+        entries += self._refs(thread_id, ns, checkpoint, new_versions, base)
+        ev = CheckpointSaved(
+            ns,
+            compact_id(checkpoint_id),
+            parent,
+            _str_or_none(md.get("run_id")),
+            self._dump_small([_head.pack(skeleton, entries, checkpoint_id), md]),
+            entries,
+        )
+        result = self._log.append(thread_stream(thread_id), [ev], expected_version=expected)
+        return result.first_position, result.stream_version, ev, made
+
+    def _note(
+        self,
+        thread_id: str,
+        ns: str,
+        checkpoint_id: str,
+        position: int,
+        version: int,
+        ev: CheckpointSaved,
+        made: _List[tuple[_List[Any], tuple[memoryview, int] | None]],
+    ) -> None:
+        """Fill the caches with a checkpoint just put, once its command is over.
+
+        Why not inside the command: a position the log gives out is final only once its
+        transaction commits. Put inside a caller's own transaction (which may yet roll
+        back, and the position go to another event), the checkpoint is not noted at all.
+        """
+        if self.store.db.in_transaction:
+            self._heads.pop(thread_id, None)
+            return
+        self._appended(thread_id, version, (ns, checkpoint_id, position))
+        self._remember(position, thread_stream(thread_id), version, ev)
+        # The items of an "append" entry are put together when a read asks for them
+        # (`_list_items`): the next put compares against the body noted below instead.
+        for i, entry in enumerate(ev.channels):
+            if entry[2] == "list":
+                self._items[(position, i)] = tuple(entry[3])
+        while len(self._items) > self._cache_size:
+            self._items.popitem(last=False)
+        for i, (_, body) in enumerate(made):
+            if body is not None:
+                self._bodies[(position, i)] = body
+                while len(self._bodies) > _BODIES:
+                    self._bodies.popitem(last=False)
+
+    def _appended(self, thread_id: str, version: int, saved: tuple[str, str, int] | None) -> None:
+        """Note an append of this saver to the thread's stream, which is now at `version`.
+
+        The namespaces' newest checkpoints noted before stay valid only when this append
+        was the stream's next event (version + 1): then no event of anyone else came in
+        between. `saved` is (namespace, checkpoint id, position) of a checkpoint it saved.
+        """
+        head = self._heads.get(thread_id)
+        known = head[1] if head is not None and head[0] + 1 == version else {}
+        if saved is not None:
+            known[saved[0]] = (saved[1], saved[2])
+        if known:
+            self._heads[thread_id] = (version, known)
+            while len(self._heads) > self._cache_size:
+                self._heads.pop(next(iter(self._heads)))
+        else:
+            self._heads.pop(thread_id, None)
 
     def put_writes(
         self, config: RunnableConfig, writes: Sequence[tuple[str, Any]], task_id: str, task_path: str = ""
@@ -458,23 +386,28 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         """Append the task's pending writes (those not already saved) as one event."""
         thread_id, ns = _thread(config), config["configurable"].get("checkpoint_ns", "")
         checkpoint_id = config["configurable"]["checkpoint_id"]
-        with self._lock, self._writing():
-            # Decided under the write lock, so two savers cannot both record one write.
-            out = []
-            for i, (channel, value) in enumerate(writes):
-                idx = WRITES_IDX_MAP.get(channel, i)
-                if idx >= 0 and rows.has_write(self.store.db, thread_id, ns, checkpoint_id, task_id, idx):
-                    continue
-                out.append([channel, idx, self._dump(value)])
-            if out:
-                self._log.append(
-                    thread_stream(thread_id),
-                    [WritesSaved(thread_id, ns, checkpoint_id, task_id, task_path, out)],
-                )
+        with self._lock:
+            with self._writing():
+                # Decided under the write lock, so two savers cannot both record one write.
+                out = []
+                for i, (channel, value) in enumerate(writes):
+                    idx = WRITES_IDX_MAP.get(channel, i)
+                    if idx >= 0 and rows.has_write(self.store.db, thread_id, ns, checkpoint_id, task_id, idx):
+                        continue
+                    out.append([channel, idx, self._dump(value)])
+                if not out:
+                    return
+                version = self._log.append(
+                    thread_stream(thread_id), [WritesSaved(thread_id, ns, checkpoint_id, task_id, task_path, out)]
+                ).stream_version
+            if self.store.db.in_transaction:  # not final yet: see _note
+                self._heads.pop(thread_id, None)
+            else:
+                self._appended(thread_id, version, None)
 
     def delete_thread(self, thread_id: str) -> None:
         """Tombstone a thread: its checkpoints and writes leave the projection (the events stay)."""
-        with self._lock, self._writing():
+        with self._lock, self._changing():
             self._tombstone(thread_id, "delete_thread")
 
     def _tombstone(self, thread_id: str, reason: str) -> None:
@@ -485,7 +418,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         """Remove every checkpoint made by one of `run_ids`, and its pending writes."""
-        with self._lock, self._writing():
+        with self._lock, self._changing():
             by_thread: dict[str, _List[_List[str]]] = {}
             for thread_id, ns, checkpoint_id in rows.run_checkpoints(self.store.db, _List(run_ids)):
                 by_thread.setdefault(thread_id, []).append([ns, checkpoint_id])
@@ -498,7 +431,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
         """Give the target thread a copy of every checkpoint and write of the source."""
         if source_thread_id == target_thread_id:
             raise InvalidArgument(f"copy_thread: source and target are the same thread {source_thread_id!r}")
-        with self._lock, self._writing():
+        with self._lock, self._changing():
             n = len(rows.thread_checkpoints(self.store.db, source_thread_id))
             if n:
                 self._log.append(
@@ -512,7 +445,7 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
             raise InvalidArgument(
                 f"prune: strategy must be one of {', '.join(_PRUNE_STRATEGIES)}, got {strategy!r}"
             )
-        with self._lock, self._writing():
+        with self._lock, self._changing():
             for thread_id in thread_ids:
                 if strategy == "delete":
                     self._tombstone(thread_id, "prune")
@@ -579,22 +512,3 @@ class EventStoreSaver(BaseCheckpointSaver[int]):
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         """Async `prune`."""
         await asyncio.to_thread(self.prune, thread_ids, strategy=strategy)
-
-
-def _thread(config: RunnableConfig) -> str:
-    try:
-        thread_id = config["configurable"]["thread_id"]
-    except (KeyError, TypeError):
-        raise InvalidArgument("langgraph config: configurable.thread_id is required") from None
-    if not isinstance(thread_id, str) or not thread_id:
-        raise InvalidArgument(f"langgraph config: thread_id must be a non-empty string, got {thread_id!r}")
-    return thread_id
-
-
-def _ns(config: RunnableConfig) -> str:
-    ns = config["configurable"].get("checkpoint_ns", "")
-    return ns if isinstance(ns, str) else str(ns)
-
-
-def _str_or_none(v: Any) -> str | None:
-    return v if isinstance(v, str) else None
