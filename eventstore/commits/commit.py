@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import attrs
 
+from ..checks import INT64_MAX
 from ..errors import InvalidArgument
 from . import checkpoints
 from .rules import (
@@ -63,7 +64,7 @@ from ..inputs.rules import TurnInputCompletion, check_input_completion, interrup
 from ..leases.events import LeaseFence
 from ..leases.facade import SessionExecutionLeaseExpired, check_fence, check_live_holder
 from ..leases.owners import LeaseOwner, OpaqueLiveness
-from ..sessions.facade import check_session_id, require_live_generation
+from ..sessions.facade import MAX_SESSION_ID_BYTES, check_session_id, require_live_generation
 from ..queue.claims import QueuedWorkCompletion, check_queue_completion
 from ..queue.enqueue import EnqueuePlan, QueuedWorkDraft, plan_enqueue
 
@@ -104,8 +105,40 @@ def _opt_text(value: Any, what: str) -> None:
         raise InvalidArgument(f"{what} must be None or a non-empty string, got {value!r}")
 
 
+def _plain_commit(c: Any) -> bool:
+    """True for a commit of the common shape that `check_commit` accepts: exact types, no
+    frames, stamp, claims, outbox, interrupt or attachment ids, usage rows of plain
+    strings and integers. Anything else takes the full checks, which name what is wrong."""
+    sid = c.session_id
+    rev = c.expected_head_revision
+    config = c.config
+    if not (sid.__class__ is str and 0 < len(sid) <= MAX_SESSION_ID_BYTES and sid.isascii() and sid.isprintable()
+            and (rev is None or (rev.__class__ is int and rev >= 0))
+            and (c.lease is None or c.lease.__class__ is LeaseFence)
+            and c.release_lease.__class__ is bool
+            and (config is None or (config.__class__ is ModelConfig and config.provider_id.__class__ is str
+                                    and config.model.__class__ is str))
+            and (c.checkpoint is None or c.checkpoint.__class__ is Checkpoint)
+            and c.agent_frames == () and c.completed_queue_claims == () and c.completed_turn_input_claims == ()
+            and c.enqueued_queue_batches == () and c.committed_attachment_ids == ()
+            and c.current_agent_frame_id is None and c.interrupted_turn_input_turn_id is None
+            and c.turn_commit is None and c.usage_deltas.__class__ is tuple):
+        return False
+    for u in c.usage_deltas:
+        if not (u.__class__ is UsageDelta and u.source.__class__ is str and u.model.__class__ is str
+                and u.input.__class__ is int and 0 <= u.input <= INT64_MAX
+                and u.output.__class__ is int and 0 <= u.output <= INT64_MAX
+                and u.cache_read_input.__class__ is int and 0 <= u.cache_read_input <= INT64_MAX
+                and u.cache_write_input.__class__ is int and 0 <= u.cache_write_input <= INT64_MAX
+                and u.reasoning_output.__class__ is int and 0 <= u.reasoning_output <= INT64_MAX):
+            return False
+    return True
+
+
 def check_commit(c: Any) -> RuntimeCommit:
     """Validate a commit's shape (types, ids, bindings of frames); pure."""
+    if c.__class__ is RuntimeCommit and _plain_commit(c):
+        return c  # type: ignore[no-any-return]
     if not isinstance(c, RuntimeCommit):
         raise InvalidArgument(f"commit must be a RuntimeCommit, got {type(c).__name__}")
     sid = check_session_id(c.session_id, "commit.session_id")

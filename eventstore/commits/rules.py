@@ -151,18 +151,28 @@ def commit_event(revision: int, delta: Any, previous_leaf: str | None, checkpoin
     `head` is (config, frames, current frame) when any of them changed, else None. The
     checkpoint ref is written only when it differs from the previous one.
     """
-    nodes = tuple(StoredNode.from_node(n) for n in delta.nodes) if isinstance(delta, (GraphAppend, GraphReplace)) else ()
-    details = CommitDetails(
-        graph_replaced=isinstance(delta, GraphReplace),
-        head=HeadChange(*head) if head is not None else None,
-        turn=turn, enqueued_batch_ids=batch_ids, committed_attachment_ids=attachment_ids)
+    replaced = delta.__class__ is GraphReplace or isinstance(delta, GraphReplace)
+    if delta.__class__ is GraphAppend or replaced or isinstance(delta, GraphAppend):
+        nodes = tuple([StoredNode.from_node(n) for n in delta.nodes])
+    else:
+        nodes = ()
+    details = None
+    # The common turn has no details: none is built (CommitDetails.is_empty() would say so).
+    if replaced or head is not None or turn is not None or batch_ids or attachment_ids:
+        details = CommitDetails(
+            graph_replaced=replaced, head=HeadChange(*head) if head is not None else None,
+            turn=turn, enqueued_batch_ids=batch_ids, committed_attachment_ids=attachment_ids)
+        if details.is_empty():
+            details = None
+    leaf = delta.leaf
     return SessionCommitted(
-        revision=revision, nodes=nodes, leaf_node_id=new_leaf(delta, previous_leaf),
+        revision=revision, nodes=nodes,
+        leaf_node_id=leaf if leaf is not None or replaced else previous_leaf,
         checkpoint=bytes.fromhex(checkpoint_ref) if checkpoint_ref is not None and checkpoint_ref != previous_checkpoint_ref
         else None,
-        usage=tuple((u.source, u.model, u.input, u.output, u.cache_read_input, u.cache_write_input,
-                     u.reasoning_output) for u in usage),
-        details=None if details.is_empty() else details)
+        usage=tuple([(u.source, u.model, u.input, u.output, u.cache_read_input, u.cache_write_input,
+                      u.reasoning_output) for u in usage]) if usage else (),
+        details=details)
 
 
 __all__ = [
