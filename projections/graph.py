@@ -409,20 +409,26 @@ def node(db: Any, session_id: str, node_id: str) -> NodeRow | None:
     return None if row is None else NodeRow(node_id, row[1], row[2], row[3], row[4], bool(row[5]))
 
 
+# The lookup of n ids, by n (up to 500). INDEXED BY: with two ids or more and no
+# statistics the planner would scan the session's whole node range by the primary key
+# (skey) instead of probing each id.
+_NODE_SEQS: dict[int, str] = {}
+
+
 def node_seqs(db: Any, skey: int, node_ids: Sequence[str]) -> dict[str, tuple[int, bool]]:
     """{node id: (seq, tombstoned)} of those of `node_ids` the session (by its head's
     `skey`) has; one statement per 500 ids. Inside a write transaction the seqs are
     remembered for the commit that follows (see `_committed`)."""
     out: dict[str, tuple[int, bool]] = {}
-    wanted = list(node_ids)
+    wanted = node_ids if node_ids.__class__ is list else list(node_ids)
     for start in range(0, len(wanted), 500):
-        chunk = wanted[start:start + 500]
-        marks = "?" if len(chunk) == 1 else ",".join("?" * len(chunk))
-        # INDEXED BY: with two ids or more and no statistics the planner would scan the
-        # session's whole node range by the primary key (skey) instead of probing each id.
-        for node_id, seq, tombstoned in db.query(
-                f"SELECT node_id, seq, tombstoned FROM graph_nodes INDEXED BY graph_nodes_by_id "
-                f"WHERE skey = ? AND node_id IN ({marks})", (skey, *map(id_key, chunk))):
+        chunk = wanted[start:start + 500] if len(wanted) > 500 else wanted
+        sql = _NODE_SEQS.get(len(chunk))
+        if sql is None:
+            sql = _NODE_SEQS[len(chunk)] = (
+                "SELECT node_id, seq, tombstoned FROM graph_nodes INDEXED BY graph_nodes_by_id "
+                f"WHERE skey = ? AND node_id IN ({','.join('?' * len(chunk))})")
+        for node_id, seq, tombstoned in db.query(sql, (skey, *[id_key(i) for i in chunk])):
             out[id_from_key(node_id)] = (seq, bool(tombstoned))
     memo = db.memo()
     if memo is not None and out:

@@ -258,6 +258,11 @@ def _named_ids(delta: Any) -> list[str]:
 
     A full replace looks nothing up (its nodes stand alone). Malformed parts are left to
     `check_graph_delta`, which names them."""
+    if delta.__class__ is GraphAppend and delta.nodes.__class__ is tuple and len(delta.nodes) == 1:
+        # The common turn: one node (written out; the same ids, in the same order).
+        node = delta.nodes[0]
+        one = [delta.leaf, getattr(node, "node_id", None), getattr(node, "parent_node_id", None)]
+        return [i for i in dict.fromkeys(one) if i.__class__ is str or isinstance(i, str)]
     if isinstance(delta, GraphReplace):
         return []
     ids: list[Any] = [getattr(delta, "leaf", None)]
@@ -378,7 +383,7 @@ def _commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
     previous_ref = st[gproj.CS_CHECKPOINT_REF]
     checkpoint_ref = previous_ref
     if c.checkpoint is not None:
-        checkpoint_ref, _manifest = checkpoints.store_checkpoint(ctx.blobs, c.checkpoint)
+        checkpoint_ref = checkpoints.store_checkpoint_ref(ctx.blobs, c.checkpoint)
     frames = _store_frames(ctx.blobs, c.agent_frames) if c.agent_frames else ()
     config = c.config if c.config is not None else gproj.head_config(st)
     new_head = (config, frames, c.current_agent_frame_id)
