@@ -138,7 +138,7 @@ def _plain_commit(c: Any) -> bool:
 def check_commit(c: Any) -> RuntimeCommit:
     """Validate a commit's shape (types, ids, bindings of frames); pure."""
     if c.__class__ is RuntimeCommit and _plain_commit(c):
-        return c  # type: ignore[no-any-return]
+        return c
     if not isinstance(c, RuntimeCommit):
         raise InvalidArgument(f"commit must be a RuntimeCommit, got {type(c).__name__}")
     sid = check_session_id(c.session_id, "commit.session_id")
