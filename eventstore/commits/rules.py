@@ -53,6 +53,10 @@ class InvalidGraphDelta(StoreError):
 # --- checks ------------------------------------------------------------------------------
 
 
+def _where(session_id: str) -> str:
+    return f"session {session_id!r}"
+
+
 def check_graph_delta(session_id: str, delta: Any, exists: Callable[[str], bool],
                       live: Callable[[str], bool]) -> None:
     """Validate a delta against the current graph.
@@ -63,34 +67,34 @@ def check_graph_delta(session_id: str, delta: Any, exists: Callable[[str], bool]
     live node (the reference does not check the leaf; a dangling leaf makes the active
     path empty, so we refuse it).
     """
-    where = f"session {session_id!r}"
+    # The messages name the session; its repr is built only when one is raised.
     if isinstance(delta, GraphUnchanged):
         if delta.leaf is not None and (not isinstance(delta.leaf, str) or not live(delta.leaf)):
-            raise InvalidGraphDelta(f"{where}: graph.leaf {delta.leaf!r} is not a live node")
+            raise InvalidGraphDelta(f"{_where(session_id)}: graph.leaf {delta.leaf!r} is not a live node")
         return
     if not isinstance(delta, (GraphAppend, GraphReplace)):
-        raise InvalidArgument(f"{where}: commit.graph must be GraphUnchanged, GraphAppend or GraphReplace, "
+        raise InvalidArgument(f"{_where(session_id)}: commit.graph must be GraphUnchanged, GraphAppend or GraphReplace, "
                               f"got {type(delta).__name__}")
     replace = isinstance(delta, GraphReplace)
     if not isinstance(delta.nodes, (tuple, list)):
-        raise InvalidArgument(f"{where}: graph.nodes must be a tuple of SessionNode")
+        raise InvalidArgument(f"{_where(session_id)}: graph.nodes must be a tuple of SessionNode")
     new: set[str] = set()
     for i, node in enumerate(delta.nodes):
         if not isinstance(node, SessionNode):
-            raise InvalidArgument(f"{where}: graph.nodes[{i}] must be a SessionNode, got {type(node).__name__}")
+            raise InvalidArgument(f"{_where(session_id)}: graph.nodes[{i}] must be a SessionNode, got {type(node).__name__}")
         if not isinstance(node.node_id, str) or not node.node_id:
-            raise InvalidGraphDelta(f"{where}: graph.nodes[{i}] has an empty or non-string node_id")
+            raise InvalidGraphDelta(f"{_where(session_id)}: graph.nodes[{i}] has an empty or non-string node_id")
         if node.node_id in new or (not replace and exists(node.node_id)):
-            raise InvalidGraphDelta(f"{where}: duplicate node id {node.node_id!r} (graph.nodes[{i}])")
+            raise InvalidGraphDelta(f"{_where(session_id)}: duplicate node id {node.node_id!r} (graph.nodes[{i}])")
         parent = node.parent_node_id
         if parent is not None and parent not in new and (replace or not live(parent)):
             raise InvalidGraphDelta(
-                f"{where}: graph.nodes[{i}] ({node.node_id!r}) has parent {parent!r}, which is not a live node "
+                f"{_where(session_id)}: graph.nodes[{i}] ({node.node_id!r}) has parent {parent!r}, which is not a live node "
                 f"or an earlier node of this commit")
         new.add(node.node_id)
     leaf = delta.leaf
     if leaf is not None and leaf not in new and (replace or not isinstance(leaf, str) or not live(leaf)):
-        raise InvalidGraphDelta(f"{where}: graph.leaf {leaf!r} is not a node of the graph")
+        raise InvalidGraphDelta(f"{_where(session_id)}: graph.leaf {leaf!r} is not a node of the graph")
 
 
 def check_usage(session_id: str, usage: Sequence[Any]) -> None:
