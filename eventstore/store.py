@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Sequence, TypeVar
 
 import attrs
 
@@ -59,6 +59,8 @@ DOMAIN_PROJECTIONS: dict[str, tuple[str, ...]] = {
     "effects": ("effects",),
 }
 """The projections each domain facade reads: a backend that lacks one refuses the domain."""
+
+T = TypeVar("T")
 
 __all__ = ["Store", "StoreContext", "StoreInfo", "StoreView", "load_domains", "open", "register_facade"]
 
@@ -227,6 +229,23 @@ class StoreContext:
         """
         return _Command(self.db)
 
+    def run_command(self, fn: Callable[[], T]) -> T:
+        """Run `fn` as one domain command and return its result: `with self.command():
+        return fn()`, for a command that is a closure (see `Storage.write`).
+
+        Outside any transaction of the calling thread `fn` runs as a closure of the write
+        path (`Storage.write`), which a caller alone enters and leaves with fewer steps
+        than a thread's transaction. `fn` must therefore only read and write the
+        database and decide everything from what it reads: group commit may roll it back
+        and run it again, and may run it in another thread that holds the connection.
+        Inside a transaction it runs in a `command()` level as before.
+        """
+        db = self.db
+        if db.in_transaction:
+            with _Command(db):
+                return fn()
+        return db.write(lambda: _run_marked(db, fn))
+
     def append(self, stream: str, events: Sequence[Any], *, expected_version: int | str = ANY,
                idempotency_key: str | None = None, now_ms: int | None = None) -> AppendResult:
         """Append events to one stream atomically; see EventLog.append."""
@@ -304,6 +323,18 @@ class _Command:
     def __exit__(self, *exc: Any) -> Any:
         self.db.command_mark = self.saved
         return self.txn.__exit__(*exc)
+
+
+def _run_marked(db: Storage, fn: Callable[[], T]) -> T:
+    """Run a command's closure at the level the write path opened for it, recorded in
+    `db.command_mark` as `_Command` does (by the thread running it, which holds the
+    connection: a group may run a queued closure in its leader's thread)."""
+    saved = db.command_mark
+    db.command_mark = (threading.get_ident(), db.depth)
+    try:
+        return fn()
+    finally:
+        db.command_mark = saved
 
 
 class Store(StoreContext):
@@ -495,7 +526,7 @@ class StoreView(StoreContext):
 # the staleness and writability checks) takes no caller text and encodes none: it is
 # left unwrapped, a Python call less each (marked as if already guarded).
 for _cls in (StoreContext, Store, StoreView):
-    for _name in ("now_ms", "transaction", "command", "read_transaction", "require_fresh", "require_writable"):
+    for _name in ("now_ms", "transaction", "command", "run_command", "read_transaction", "require_fresh", "require_writable"):
         _fn = _cls.__dict__.get(_name)
         if _fn is not None:
             _fn.guards_unencodable_text = True

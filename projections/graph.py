@@ -349,6 +349,53 @@ def head(db: Any, session_id: str) -> HeadRow | None:
     return HeadRow(row[0], row[1], row[2], config, _unpack_frames(row[5]), row[6], row[7], row[8], row[9], row[10])
 
 
+_COMMIT_STATE = (
+    "SELECT s.status, s.generation, s.deleted_at_ms, l.owner_id, l.incarnation_id, l.lease_token, "
+    "l.fencing_token, l.expires_at_ms, h.skey, h.revision, h.provider_id, h.model, h.frames, "
+    "h.current_agent_frame_id, h.checkpoint_ref, h.leaf_node_id, h.live_nodes, h.next_seq "
+    "FROM sessions_index s LEFT JOIN lease_sessions l ON l.session_id = s.session_id "
+    "LEFT JOIN graph_heads h ON h.session_id = s.session_id WHERE s.session_id = CAST(? AS TEXT)")
+# Why the CAST: SQLite propagates a bound value compared with a join column into the
+# other join terms, and a statement whose plan used a bound value is prepared again at
+# every execution (several times the cost of running it). A CAST is an expression it
+# does not propagate; the three key lookups stay (a test pins the plan).
+
+# Columns of a `commit_state` row.
+CS_STATUS, CS_GENERATION, CS_DELETED_AT = 0, 1, 2
+CS_OWNER, CS_INCARNATION, CS_LEASE_TOKEN, CS_FENCING_TOKEN, CS_EXPIRES = 3, 4, 5, 6, 7
+CS_SKEY, CS_REVISION, CS_PROVIDER, CS_MODEL, CS_FRAMES, CS_CURRENT_FRAME = 8, 9, 10, 11, 12, 13
+CS_CHECKPOINT_REF, CS_LEAF = 14, 15
+
+
+def commit_state(db: Any, session_id: str) -> tuple[Any, ...] | None:
+    """What a runtime commit decides from, in one statement: the session's catalogue
+    status, its lease row and its head, as one row (see the CS_* column numbers), or
+    None when the session id was never created. The lease and head columns are None
+    when the session has no lease row or has never committed.
+
+    The `sessions` and `leases` projections own the first two tables (their own reads
+    say what the columns mean); this join reads them where a commit needs all three.
+    Inside a write transaction the head's values are remembered for the commit's
+    applier, as `head` does.
+    """
+    row: tuple[Any, ...] | None = db.one(_COMMIT_STATE, (session_id,))
+    if row is not None and row[CS_SKEY] is not None:
+        memo = db.memo()
+        if memo is not None:
+            memo[(_HEAD, session_id)] = (row[CS_SKEY], row[17], row[16], row[CS_CHECKPOINT_REF])
+    return row
+
+
+def head_config(row: tuple[Any, ...]) -> ModelConfig | None:
+    """The config of a `commit_state` row's head (None: no head, or no config)."""
+    return ModelConfig(row[CS_PROVIDER], row[CS_MODEL]) if row[CS_PROVIDER] is not None else None
+
+
+def head_frames(row: tuple[Any, ...]) -> tuple[AgentFrame, ...]:
+    """The agent frames of a `commit_state` row's head."""
+    return _unpack_frames(row[CS_FRAMES])
+
+
 def revision(db: Any, session_id: str) -> int:
     """The current head revision (0 when the session has never committed)."""
     return cast("int", db.scalar("SELECT revision FROM graph_heads WHERE session_id = ?", (session_id,), 0))
@@ -362,20 +409,26 @@ def node(db: Any, session_id: str, node_id: str) -> NodeRow | None:
     return None if row is None else NodeRow(node_id, row[1], row[2], row[3], row[4], bool(row[5]))
 
 
+# The lookup of n ids, by n (up to 500). INDEXED BY: with two ids or more and no
+# statistics the planner would scan the session's whole node range by the primary key
+# (skey) instead of probing each id.
+_NODE_SEQS: dict[int, str] = {}
+
+
 def node_seqs(db: Any, skey: int, node_ids: Sequence[str]) -> dict[str, tuple[int, bool]]:
     """{node id: (seq, tombstoned)} of those of `node_ids` the session (by its head's
     `skey`) has; one statement per 500 ids. Inside a write transaction the seqs are
     remembered for the commit that follows (see `_committed`)."""
     out: dict[str, tuple[int, bool]] = {}
-    wanted = list(node_ids)
+    wanted = node_ids if node_ids.__class__ is list else list(node_ids)
     for start in range(0, len(wanted), 500):
-        chunk = wanted[start:start + 500]
-        marks = "?" if len(chunk) == 1 else ",".join("?" * len(chunk))
-        # INDEXED BY: with two ids or more and no statistics the planner would scan the
-        # session's whole node range by the primary key (skey) instead of probing each id.
-        for node_id, seq, tombstoned in db.query(
-                f"SELECT node_id, seq, tombstoned FROM graph_nodes INDEXED BY graph_nodes_by_id "
-                f"WHERE skey = ? AND node_id IN ({marks})", (skey, *map(id_key, chunk))):
+        chunk = wanted[start:start + 500] if len(wanted) > 500 else wanted
+        sql = _NODE_SEQS.get(len(chunk))
+        if sql is None:
+            sql = _NODE_SEQS[len(chunk)] = (
+                "SELECT node_id, seq, tombstoned FROM graph_nodes INDEXED BY graph_nodes_by_id "
+                f"WHERE skey = ? AND node_id IN ({','.join('?' * len(chunk))})")
+        for node_id, seq, tombstoned in db.query(sql, (skey, *[id_key(i) for i in chunk])):
             out[id_from_key(node_id)] = (seq, bool(tombstoned))
     memo = db.memo()
     if memo is not None and out:

@@ -143,3 +143,25 @@ def live_generation(db: Any, session_id: str, now_ms: int) -> int | None:
     token: int | None = db.scalar("SELECT fencing_token FROM lease_sessions WHERE session_id = ? "
                                   "AND owner_id IS NOT NULL AND expires_at_ms > ?", (session_id, now_ms))
     return token
+
+
+_SESSION_AND_LEASE = (
+    "SELECT s.status, s.generation, s.deleted_at_ms, l.session_id, l.fencing_token, l.owner_id, "
+    "l.incarnation_id, l.host_id, l.boot_id, l.pid, l.process_start, l.lease_token, l.claimed_at_ms, "
+    "l.expires_at_ms FROM sessions_index s LEFT JOIN lease_sessions l ON l.session_id = s.session_id "
+    "WHERE s.session_id = CAST(? AS TEXT)")
+# Why the CAST: see projections.graph.commit_state (a bound value SQLite propagates into
+# a join makes the statement be prepared again at every execution).
+
+
+def session_and_lease(db: Any, session_id: str) -> tuple[Any, ...] | None:
+    """A lease command's one read: the session's (status, generation, deleted_at_ms) from
+    the `sessions` projection followed by its lease row's columns (`_COLUMNS`, as `get` reads them,
+    all None when it has no lease row), or None when the session id was never created."""
+    row: tuple[Any, ...] | None = db.one(_SESSION_AND_LEASE, (session_id,))
+    return row
+
+
+def state_of(row: tuple[Any, ...]) -> SessionLeaseState | None:
+    """The lease state in a `session_and_lease` row (None when it has no lease row)."""
+    return None if row[3] is None else _state(row[3:])

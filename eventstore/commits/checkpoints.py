@@ -20,15 +20,39 @@ import attrs
 
 from .. import codec
 from ..errors import StoreError
-from .model import Checkpoint, CheckpointManifest
+from .model import Checkpoint, CheckpointManifest, TurnState
 
 MANIFEST_SCHEMA_VERSION = 1
 
 _manifest_codec = codec.class_codec(CheckpointManifest)
+_turn_state_codec = codec.class_codec(TurnState)
 
 
 class CheckpointDecodeError(StoreError):
     """A checkpoint manifest blob cannot be decoded (or has an unsupported schema_version)."""
+
+
+def store_checkpoint_ref(blobs: Any, checkpoint: Checkpoint) -> str:
+    """`store_checkpoint`, returning the checkpoint ref alone (what a commit needs): a
+    checkpoint that is a turn state alone is written without building its manifest."""
+    # stamp=False: these blobs are rooted by the commit that writes them, in its transaction.
+    if (checkpoint.__class__ is Checkpoint and checkpoint.turn_state.__class__ is TurnState
+            and checkpoint.tool_state is None and checkpoint.tool_state_ref is None
+            and checkpoint.plugin_snapshot is None and checkpoint.plugin_snapshot_ref is None
+            and checkpoint.plugin_snapshot_revision is None
+            and checkpoint.execution_state is None and checkpoint.execution_state_ref is None):
+        # Its manifest's plain form written out: what `_manifest_codec.to_plain` gives
+        # for it, field for field and in order (a test compares the two).
+        try:
+            turn_state = _turn_state_codec.to_plain(checkpoint.turn_state)
+        except codec.ShapeError:
+            turn_state = None  # the full path raises it, naming the field from the manifest down
+        if turn_state is not None:
+            plain = {"schema_version": MANIFEST_SCHEMA_VERSION, "turn_state": turn_state,
+                     "tool_state_ref": None, "plugin_snapshot_ref": None, "plugin_snapshot_revision": None,
+                     "execution_state_ref": None}
+            return cast("str", blobs.put(codec.pack(plain), stamp=False))
+    return store_checkpoint(blobs, checkpoint)[0]
 
 
 def store_checkpoint(blobs: Any, checkpoint: Checkpoint) -> tuple[str, CheckpointManifest]:

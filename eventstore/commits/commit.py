@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import attrs
 
+from ..checks import INT64_MAX
 from ..errors import InvalidArgument
 from . import checkpoints
 from .rules import (
@@ -61,6 +62,9 @@ from .model import (
 )
 from ..inputs.rules import TurnInputCompletion, check_input_completion, interrupt_events
 from ..leases.events import LeaseFence
+from ..leases.facade import SessionExecutionLeaseExpired, check_fence, check_live_holder
+from ..leases.owners import LeaseOwner, OpaqueLiveness
+from ..sessions.facade import MAX_SESSION_ID_BYTES, check_session_id, require_live_generation
 from ..queue.claims import QueuedWorkCompletion, check_queue_completion
 from ..queue.enqueue import EnqueuePlan, QueuedWorkDraft, plan_enqueue
 
@@ -101,10 +105,40 @@ def _opt_text(value: Any, what: str) -> None:
         raise InvalidArgument(f"{what} must be None or a non-empty string, got {value!r}")
 
 
+def _plain_commit(c: Any) -> bool:
+    """True for a commit of the common shape that `check_commit` accepts: exact types, no
+    frames, stamp, claims, outbox, interrupt or attachment ids, usage rows of plain
+    strings and integers. Anything else takes the full checks, which name what is wrong."""
+    sid = c.session_id
+    rev = c.expected_head_revision
+    config = c.config
+    if not (sid.__class__ is str and 0 < len(sid) <= MAX_SESSION_ID_BYTES and sid.isascii() and sid.isprintable()
+            and (rev is None or (rev.__class__ is int and rev >= 0))
+            and (c.lease is None or c.lease.__class__ is LeaseFence)
+            and c.release_lease.__class__ is bool
+            and (config is None or (config.__class__ is ModelConfig and config.provider_id.__class__ is str
+                                    and config.model.__class__ is str))
+            and (c.checkpoint is None or c.checkpoint.__class__ is Checkpoint)
+            and c.agent_frames == () and c.completed_queue_claims == () and c.completed_turn_input_claims == ()
+            and c.enqueued_queue_batches == () and c.committed_attachment_ids == ()
+            and c.current_agent_frame_id is None and c.interrupted_turn_input_turn_id is None
+            and c.turn_commit is None and c.usage_deltas.__class__ is tuple):
+        return False
+    for u in c.usage_deltas:
+        if not (u.__class__ is UsageDelta and u.source.__class__ is str and u.model.__class__ is str
+                and u.input.__class__ is int and 0 <= u.input <= INT64_MAX
+                and u.output.__class__ is int and 0 <= u.output <= INT64_MAX
+                and u.cache_read_input.__class__ is int and 0 <= u.cache_read_input <= INT64_MAX
+                and u.cache_write_input.__class__ is int and 0 <= u.cache_write_input <= INT64_MAX
+                and u.reasoning_output.__class__ is int and 0 <= u.reasoning_output <= INT64_MAX):
+            return False
+    return True
+
+
 def check_commit(c: Any) -> RuntimeCommit:
     """Validate a commit's shape (types, ids, bindings of frames); pure."""
-    from ..sessions.facade import check_session_id
-
+    if c.__class__ is RuntimeCommit and _plain_commit(c):
+        return c
     if not isinstance(c, RuntimeCommit):
         raise InvalidArgument(f"commit must be a RuntimeCommit, got {type(c).__name__}")
     sid = check_session_id(c.session_id, "commit.session_id")
@@ -224,6 +258,11 @@ def _named_ids(delta: Any) -> list[str]:
 
     A full replace looks nothing up (its nodes stand alone). Malformed parts are left to
     `check_graph_delta`, which names them."""
+    if delta.__class__ is GraphAppend and delta.nodes.__class__ is tuple and len(delta.nodes) == 1:
+        # The common turn: one node (written out; the same ids, in the same order).
+        node = delta.nodes[0]
+        one = [delta.leaf, getattr(node, "node_id", None), getattr(node, "parent_node_id", None)]
+        return [i for i in dict.fromkeys(one) if i.__class__ is str or isinstance(i, str)]
     if isinstance(delta, GraphReplace):
         return []
     ids: list[Any] = [getattr(delta, "leaf", None)]
@@ -250,88 +289,129 @@ def _head_changed(new: tuple[Any, Any, Any], old: tuple[Any, Any, Any]) -> bool:
 
 def run_commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
     """The commit algorithm (see the module docstring). `ctx` is the Store."""
+    if ctx.readonly:
+        ctx.require_writable("sessions.commit")
+    c = check_commit(c)
+    # A command: nothing in it catches a failure of its append (see StoreContext.command).
+    # It decides everything from what it reads, so it may run as the write path's closure.
+    return ctx.run_command(lambda: _commit(ctx, c))
+
+
+def _fence_is_live(st: tuple[Any, ...], fence: Any, now: int) -> bool:
+    """True when `fence` is a well-formed fence of the live lease in a `commit_state` row:
+    what `check_fence` and `check_live_holder` accept, on the common types only (a fence
+    whose owner has a LocalProcessLiveness, and anything unusual, takes the full checks)."""
+    import projections.graph as gcs
+
+    owner = fence.owner
+    return (fence.__class__ is LeaseFence and fence.session_id.__class__ is str and owner.__class__ is LeaseOwner
+            and owner.liveness.__class__ is OpaqueLiveness
+            and owner.owner_id.__class__ is str and owner.owner_id == st[gcs.CS_OWNER]
+            and owner.incarnation_id.__class__ is str and owner.incarnation_id == st[gcs.CS_INCARNATION]
+            and fence.lease_token.__class__ is str and fence.lease_token == st[gcs.CS_LEASE_TOKEN]
+            and fence.fencing_token.__class__ is int and fence.fencing_token == st[gcs.CS_FENCING_TOKEN]
+            and st[gcs.CS_EXPIRES] is not None and now < st[gcs.CS_EXPIRES])
+
+
+def _commit(ctx: StoreContext, c: RuntimeCommit) -> RuntimeCommitResult:
+    """The body of the commit command, inside its write transaction."""
     import projections.graph as gproj
 
-    from ..leases.facade import SessionExecutionLeaseExpired, check_fence, check_live_holder
-    from ..sessions.facade import require_live_generation
-
-    ctx.require_writable("sessions.commit")
-    c = check_commit(c)
     sid = c.session_id
     db = ctx.db
-    # A command: nothing below catches a failure of its append (see StoreContext.command).
-    with ctx.command():
-        now = ctx.now_ms()
-        _require_fresh(ctx)
-        require_live_generation(db, sid, "commit")
+    now = ctx.now_ms()
+    _require_fresh(ctx)
+    # The session, its lease and its head in one read; each check below that does not
+    # pass on it runs the check of its own (which reads again and raises, saying why).
+    st = gproj.commit_state(db, sid)
+    if st is None or st[gproj.CS_STATUS] != "active":
+        require_live_generation(db, sid, "commit")  # raises SessionNotFound / SessionDeleted
+        raise AssertionError("unreachable: the session is not live")  # pragma: no cover
+    if c.turn_commit is not None:
         replayed = _replayed_turn(ctx, c)
         if replayed is not None:
             if c.release_lease and c.lease is not None and c.lease.session_id == sid:
                 ctx.leases.release(c.lease)  # a stale fence is a silent no-op
             return replayed
-        if c.lease is None:
-            from ..leases import LeaseOwner
-
-            raise SessionExecutionLeaseExpired(LeaseFence(sid, LeaseOwner("(none)", "(none)"), "", 0),
-                                               "the commit carries no session lease fence", "commit")
-        if c.lease.session_id != sid:
-            raise SessionBindingMismatch(
-                f"session {sid!r}: the commit carries a lease fence of session {c.lease.session_id!r}")
-        check_fence(c.lease)
-        check_live_holder(db, c.lease, now, "commit")  # the session was checked above
-        live = c.lease.fencing_token  # the live lease generation, for the claims it settles
-        head = gproj.head(db, sid)
-        actual = head.revision if head is not None else 0
-        if c.expected_head_revision is not None and c.expected_head_revision != actual:
-            raise HeadRevisionConflict(sid, c.expected_head_revision, actual)
-        settle: list[Any] = []
+    fence = c.lease
+    if fence is None:
+        raise SessionExecutionLeaseExpired(LeaseFence(sid, LeaseOwner("(none)", "(none)"), "", 0),
+                                           "the commit carries no session lease fence", "commit")
+    if fence.session_id != sid:
+        raise SessionBindingMismatch(
+            f"session {sid!r}: the commit carries a lease fence of session {fence.session_id!r}")
+    if not _fence_is_live(st, fence, now):
+        check_fence(fence)
+        check_live_holder(db, fence, now, "commit")  # the session was checked above
+    live = fence.fencing_token  # the live lease generation, for the claims it settles
+    has_head = st[gproj.CS_SKEY] is not None
+    actual = st[gproj.CS_REVISION] if has_head else 0
+    if c.expected_head_revision is not None and c.expected_head_revision != actual:
+        raise HeadRevisionConflict(sid, c.expected_head_revision, actual)
+    settle: list[Any] = []
+    completing: list[str] = []
+    if c.completed_queue_claims or c.completed_turn_input_claims:
         for i, qc in enumerate(c.completed_queue_claims):
             if qc.session_id != sid:
                 raise SessionBindingMismatch(
                     f"session {sid!r}: commit.completed_queue_claims[{i}] is for session {qc.session_id!r}")
             settle.append(check_queue_completion(db, qc, now, live_generation=live))
-        completing: list[str] = []
         for i, ic in enumerate(c.completed_turn_input_claims):
             if ic.session_id != sid:
                 raise SessionBindingMismatch(
                     f"session {sid!r}: commit.completed_turn_input_claims[{i}] is for session {ic.session_id!r}")
             settle.append(check_input_completion(db, ic, now, live_generation=live))
             completing.extend(ic.input_ids)
-        # Every node id the delta names, looked up in one statement (and remembered for
-        # the applier, which needs the parents' places in the index).
-        ids = _named_ids(c.graph)
-        known = gproj.node_seqs(db, head.skey, ids) if head is not None and ids else {}
-        check_graph_delta(sid, c.graph, known.__contains__, lambda n: n in known and not known[n][1])
+    # Every node id the delta names, looked up in one statement (and remembered for
+    # the applier, which needs the parents' places in the index).
+    graph = c.graph
+    ids = _named_ids(graph)
+    known = gproj.node_seqs(db, st[gproj.CS_SKEY], ids) if has_head and ids else {}
+    check_graph_delta(sid, graph, known.__contains__, lambda n: n in known and not known[n][1])
+    plan = _NO_OUTBOX
+    if c.enqueued_queue_batches:
         for i, draft in enumerate(c.enqueued_queue_batches):
             if draft.session_id != sid:
                 raise SessionBindingMismatch(
                     f"session {sid!r}: commit.enqueued_queue_batches[{i}] targets session {draft.session_id!r}")
-        retention = ctx.queue.completed_source_key_retention_ms
-        plan = (plan_enqueue(db, list(c.enqueued_queue_batches), now, retention)
-                if c.enqueued_queue_batches else _NO_OUTBOX)
-        interrupt = (interrupt_events(db, sid, c.interrupted_turn_input_turn_id, now, completing,
-                                      live_generation=live)
-                     if c.interrupted_turn_input_turn_id is not None else [])
-        # Every check has passed. Writes start here: blobs first (inside this transaction,
-        # so GC cannot see them unrooted), then every event in one append.
-        previous_ref = head.checkpoint_ref if head is not None else None
-        checkpoint_ref = previous_ref
-        if c.checkpoint is not None:
-            checkpoint_ref, _manifest = checkpoints.store_checkpoint(ctx.blobs, c.checkpoint)
-        frames = _store_frames(ctx.blobs, c.agent_frames)
-        config = c.config if c.config is not None else (head.config if head is not None else None)
-        new_head = (config, frames, c.current_agent_frame_id)
-        old_head = (head.config, head.frames, head.current_agent_frame_id) if head is not None else (None, (), None)
-        changed = _head_changed(new_head, old_head)
-        batch_ids = tuple(r.batch.batch_id for r in plan.results)
-        event = commit_event(actual + 1, c.graph, head.leaf_node_id if head is not None else None,
-                             checkpoint_ref, previous_ref, new_head if changed else None,
-                             c.usage_deltas, c.turn_commit, batch_ids, tuple(c.committed_attachment_ids))
-        ctx.append(f"session:{sid}", [event, *settle, *interrupt, *plan.events], now_ms=now)
-        if c.release_lease:
-            ctx.leases.release(c.lease)
-        return RuntimeCommitResult(actual + 1, checkpoint_ref, batch_ids,
-                                   outbox_batches=tuple(r.batch for r in plan.results))
+        plan = plan_enqueue(db, list(c.enqueued_queue_batches), now, ctx.queue.completed_source_key_retention_ms)
+    interrupt = (interrupt_events(db, sid, c.interrupted_turn_input_turn_id, now, completing,
+                                  live_generation=live)
+                 if c.interrupted_turn_input_turn_id is not None else [])
+    # Every check has passed. Writes start here: blobs first (inside this transaction,
+    # so GC cannot see them unrooted), then every event in one append.
+    previous_ref = st[gproj.CS_CHECKPOINT_REF]
+    checkpoint_ref = previous_ref
+    if c.checkpoint is not None:
+        checkpoint_ref = checkpoints.store_checkpoint_ref(ctx.blobs, c.checkpoint)
+    frames = _store_frames(ctx.blobs, c.agent_frames) if c.agent_frames else ()
+    config = c.config if c.config is not None else gproj.head_config(st)
+    new_head = (config, frames, c.current_agent_frame_id)
+    changed = _head_changed_from(new_head, st)
+    batch_ids = tuple(r.batch.batch_id for r in plan.results) if plan.results else ()
+    event = commit_event(actual + 1, graph, st[gproj.CS_LEAF], checkpoint_ref, previous_ref,
+                         new_head if changed else None, c.usage_deltas, c.turn_commit, batch_ids,
+                         tuple(c.committed_attachment_ids))
+    ctx.append(f"session:{sid}", [event, *settle, *interrupt, *plan.events] if settle or interrupt or plan.events
+               else [event], now_ms=now)
+    if c.release_lease:
+        ctx.leases.release(fence)
+    return RuntimeCommitResult(actual + 1, checkpoint_ref, batch_ids,
+                               outbox_batches=tuple(r.batch for r in plan.results) if plan.results else ())
+
+
+def _head_changed_from(new: tuple[Any, Any, Any], st: tuple[Any, ...]) -> bool:
+    """`_head_changed` against the head of a `commit_state` row (no head: nothing set)."""
+    import projections.graph as gproj
+
+    if st[gproj.CS_FRAMES] is None and st[gproj.CS_CURRENT_FRAME] is None and _plain_head(*new):
+        a = new[0]
+        provider = st[gproj.CS_PROVIDER]
+        if a is None or provider is None:
+            return (a is None) != (provider is None)
+        return bool(a.provider_id != provider or a.model != st[gproj.CS_MODEL])
+    old = (gproj.head_config(st), gproj.head_frames(st), st[gproj.CS_CURRENT_FRAME])
+    return _head_changed(new, old)
 
 
 __all__ = ["RuntimeCommit", "check_commit", "run_commit"]

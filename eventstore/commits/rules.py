@@ -53,6 +53,10 @@ class InvalidGraphDelta(StoreError):
 # --- checks ------------------------------------------------------------------------------
 
 
+def _where(session_id: str) -> str:
+    return f"session {session_id!r}"
+
+
 def check_graph_delta(session_id: str, delta: Any, exists: Callable[[str], bool],
                       live: Callable[[str], bool]) -> None:
     """Validate a delta against the current graph.
@@ -63,34 +67,34 @@ def check_graph_delta(session_id: str, delta: Any, exists: Callable[[str], bool]
     live node (the reference does not check the leaf; a dangling leaf makes the active
     path empty, so we refuse it).
     """
-    where = f"session {session_id!r}"
+    # The messages name the session; its repr is built only when one is raised.
     if isinstance(delta, GraphUnchanged):
         if delta.leaf is not None and (not isinstance(delta.leaf, str) or not live(delta.leaf)):
-            raise InvalidGraphDelta(f"{where}: graph.leaf {delta.leaf!r} is not a live node")
+            raise InvalidGraphDelta(f"{_where(session_id)}: graph.leaf {delta.leaf!r} is not a live node")
         return
     if not isinstance(delta, (GraphAppend, GraphReplace)):
-        raise InvalidArgument(f"{where}: commit.graph must be GraphUnchanged, GraphAppend or GraphReplace, "
+        raise InvalidArgument(f"{_where(session_id)}: commit.graph must be GraphUnchanged, GraphAppend or GraphReplace, "
                               f"got {type(delta).__name__}")
     replace = isinstance(delta, GraphReplace)
     if not isinstance(delta.nodes, (tuple, list)):
-        raise InvalidArgument(f"{where}: graph.nodes must be a tuple of SessionNode")
+        raise InvalidArgument(f"{_where(session_id)}: graph.nodes must be a tuple of SessionNode")
     new: set[str] = set()
     for i, node in enumerate(delta.nodes):
         if not isinstance(node, SessionNode):
-            raise InvalidArgument(f"{where}: graph.nodes[{i}] must be a SessionNode, got {type(node).__name__}")
+            raise InvalidArgument(f"{_where(session_id)}: graph.nodes[{i}] must be a SessionNode, got {type(node).__name__}")
         if not isinstance(node.node_id, str) or not node.node_id:
-            raise InvalidGraphDelta(f"{where}: graph.nodes[{i}] has an empty or non-string node_id")
+            raise InvalidGraphDelta(f"{_where(session_id)}: graph.nodes[{i}] has an empty or non-string node_id")
         if node.node_id in new or (not replace and exists(node.node_id)):
-            raise InvalidGraphDelta(f"{where}: duplicate node id {node.node_id!r} (graph.nodes[{i}])")
+            raise InvalidGraphDelta(f"{_where(session_id)}: duplicate node id {node.node_id!r} (graph.nodes[{i}])")
         parent = node.parent_node_id
         if parent is not None and parent not in new and (replace or not live(parent)):
             raise InvalidGraphDelta(
-                f"{where}: graph.nodes[{i}] ({node.node_id!r}) has parent {parent!r}, which is not a live node "
+                f"{_where(session_id)}: graph.nodes[{i}] ({node.node_id!r}) has parent {parent!r}, which is not a live node "
                 f"or an earlier node of this commit")
         new.add(node.node_id)
     leaf = delta.leaf
     if leaf is not None and leaf not in new and (replace or not isinstance(leaf, str) or not live(leaf)):
-        raise InvalidGraphDelta(f"{where}: graph.leaf {leaf!r} is not a node of the graph")
+        raise InvalidGraphDelta(f"{_where(session_id)}: graph.leaf {leaf!r} is not a node of the graph")
 
 
 def check_usage(session_id: str, usage: Sequence[Any]) -> None:
@@ -151,18 +155,28 @@ def commit_event(revision: int, delta: Any, previous_leaf: str | None, checkpoin
     `head` is (config, frames, current frame) when any of them changed, else None. The
     checkpoint ref is written only when it differs from the previous one.
     """
-    nodes = tuple(StoredNode.from_node(n) for n in delta.nodes) if isinstance(delta, (GraphAppend, GraphReplace)) else ()
-    details = CommitDetails(
-        graph_replaced=isinstance(delta, GraphReplace),
-        head=HeadChange(*head) if head is not None else None,
-        turn=turn, enqueued_batch_ids=batch_ids, committed_attachment_ids=attachment_ids)
+    replaced = delta.__class__ is GraphReplace or isinstance(delta, GraphReplace)
+    if delta.__class__ is GraphAppend or replaced or isinstance(delta, GraphAppend):
+        nodes = tuple([StoredNode.from_node(n) for n in delta.nodes])
+    else:
+        nodes = ()
+    details = None
+    # The common turn has no details: none is built (CommitDetails.is_empty() would say so).
+    if replaced or head is not None or turn is not None or batch_ids or attachment_ids:
+        details = CommitDetails(
+            graph_replaced=replaced, head=HeadChange(*head) if head is not None else None,
+            turn=turn, enqueued_batch_ids=batch_ids, committed_attachment_ids=attachment_ids)
+        if details.is_empty():
+            details = None
+    leaf = delta.leaf
     return SessionCommitted(
-        revision=revision, nodes=nodes, leaf_node_id=new_leaf(delta, previous_leaf),
+        revision=revision, nodes=nodes,
+        leaf_node_id=leaf if leaf is not None or replaced else previous_leaf,
         checkpoint=bytes.fromhex(checkpoint_ref) if checkpoint_ref is not None and checkpoint_ref != previous_checkpoint_ref
         else None,
-        usage=tuple((u.source, u.model, u.input, u.output, u.cache_read_input, u.cache_write_input,
-                     u.reasoning_output) for u in usage),
-        details=None if details.is_empty() else details)
+        usage=tuple([(u.source, u.model, u.input, u.output, u.cache_read_input, u.cache_write_input,
+                      u.reasoning_output) for u in usage]) if usage else (),
+        details=details)
 
 
 __all__ = [

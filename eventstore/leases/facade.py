@@ -165,7 +165,7 @@ def decide_claim(state: SessionLeaseState | None, generation: int, session_id: s
     if live is None:
         return _acquire(state, generation, session_id, owner, ttl_ms, now_ms)
     if live.owner.same_owner(owner):
-        renewed = attrs.evolve(live, expires_at_ms=now_ms + ttl_ms)
+        renewed = _extended(live, now_ms + ttl_ms)
         return Acquired(renewed, True), [SessionLeaseRenewed(session_id, live.lease_token, live.fencing_token,
                                                              now_ms, now_ms + ttl_ms, True)]
     return Busy(live), []
@@ -189,11 +189,18 @@ def decide_reclaim(state: SessionLeaseState | None, generation: int, session_id:
     return Busy(live), []
 
 
+def _extended(lease: SessionExecutionLease, expires_at_ms: int) -> SessionExecutionLease:
+    """`attrs.evolve(lease, expires_at_ms=...)`, written out (evolve inspects the class's
+    fields on every call)."""
+    return SessionExecutionLease(lease.session_id, lease.owner, lease.lease_token, lease.fencing_token,
+                                 lease.claimed_at_ms, expires_at_ms)
+
+
 def decide_renew(state: SessionLeaseState | None, fence: LeaseFence, ttl_ms: int,
                  now_ms: int) -> tuple[SessionExecutionLease, list[Any]]:
     """Decide a renew: the extended lease, or SessionExecutionLeaseExpired. Pure."""
     holder = _matching_live_holder(state, fence, now_ms, "renew")
-    renewed = attrs.evolve(holder, expires_at_ms=now_ms + ttl_ms)
+    renewed = _extended(holder, now_ms + ttl_ms)
     return renewed, [SessionLeaseRenewed(fence.session_id, holder.lease_token, holder.fencing_token,
                                          now_ms, now_ms + ttl_ms)]
 
@@ -311,6 +318,20 @@ class Leases:
         self.ctx.require_fresh("sessions")
         return require_live_generation(self.ctx.db, session_id, what)
 
+    def _session_and_state(self, session_id: str, what: str) -> tuple[int, SessionLeaseState | None]:
+        """(the live session's generation, its lease state): `_session` then `_state`, the
+        same checks and errors, from one read of both rows."""
+        import projections.leases as lease_proj
+
+        ctx = self.ctx
+        ctx.require_fresh("sessions")
+        row = lease_proj.session_and_lease(ctx.db, session_id)
+        if row is None or row[0] != "active":
+            require_live_generation(ctx.db, session_id, what)  # raises SessionNotFound / SessionDeleted
+        ctx.require_fresh("leases")
+        assert row is not None  # the check above raised otherwise
+        return row[1], lease_proj.state_of(row)
+
     def _append(self, session_id: str, events: list[Any], now: int) -> None:
         if events:
             self.ctx.append(session_stream(session_id), events, now_ms=now)
@@ -327,11 +348,15 @@ class Leases:
         check_session_id(session_id)
         check_owner(owner)
         ttl = check_ttl(ttl_ms)
-        with self.ctx.command():  # BEGIN IMMEDIATE: decide under the write lock
-            now = self.ctx.now_ms()
-            generation = self._session(session_id, "leases.claim")
-            outcome, events = decide_claim(self._state(session_id), generation, session_id, owner, ttl, now)
-            self._append(session_id, events, now)
+        # BEGIN IMMEDIATE: decide under the write lock. A closure of the write path: it
+        # decides everything from what it reads (StoreContext.run_command).
+        return self.ctx.run_command(lambda: self._claim(session_id, owner, ttl))
+
+    def _claim(self, session_id: str, owner: LeaseOwner, ttl: int) -> ClaimOutcome:
+        now = self.ctx.now_ms()
+        generation, state = self._session_and_state(session_id, "leases.claim")
+        outcome, events = decide_claim(state, generation, session_id, owner, ttl, now)
+        self._append(session_id, events, now)
         return outcome
 
     def reclaim(self, session_id: str, owner: LeaseOwner, observed: ObservedHolder | SessionExecutionLease,
@@ -369,11 +394,13 @@ class Leases:
         self.ctx.require_writable("leases.renew")
         check_fence(fence)
         ttl = check_ttl(ttl_ms)
-        with self.ctx.command():
-            now = self.ctx.now_ms()
-            self._session(fence.session_id, "leases.renew")
-            lease, events = decide_renew(self._state(fence.session_id), fence, ttl, now)
-            self._append(fence.session_id, events, now)
+        return self.ctx.run_command(lambda: self._renew(fence, ttl))
+
+    def _renew(self, fence: LeaseFence, ttl: int) -> SessionExecutionLease:
+        now = self.ctx.now_ms()
+        _generation, state = self._session_and_state(fence.session_id, "leases.renew")
+        lease, events = decide_renew(state, fence, ttl, now)
+        self._append(fence.session_id, events, now)
         return lease
 
     def release(self, fence: LeaseFence) -> ReleaseResult:
@@ -383,11 +410,13 @@ class Leases:
         """
         self.ctx.require_writable("leases.release")
         check_fence(fence)
-        with self.ctx.command():
-            now = self.ctx.now_ms()
-            self._session(fence.session_id, "leases.release")
-            result, events = decide_release(self._state(fence.session_id), fence, now)
-            self._append(fence.session_id, events, now)
+        return self.ctx.run_command(lambda: self._release(fence))
+
+    def _release(self, fence: LeaseFence) -> ReleaseResult:
+        now = self.ctx.now_ms()
+        _generation, state = self._session_and_state(fence.session_id, "leases.release")
+        result, events = decide_release(state, fence, now)
+        self._append(fence.session_id, events, now)
         return result
 
     def keep_alive(self, lease: SessionExecutionLease,

@@ -63,6 +63,13 @@ each is written into the log with every claim, so an unbounded one bloats it."""
 
 def check_owner(owner: object, what: str = "owner") -> LeaseOwner:
     """Validate a LeaseOwner argument, naming the field that is wrong."""
+    if isinstance(owner, LeaseOwner) and owner.liveness.__class__ is OpaqueLiveness:
+        # The common owner, checked without building a field name per id: what _check_id
+        # accepts first (non-empty ASCII of at most MAX_OWNER_ID_BYTES characters).
+        a, b = owner.owner_id, owner.incarnation_id
+        if (a.__class__ is str and 0 < len(a) <= MAX_OWNER_ID_BYTES and a.isascii()
+                and b.__class__ is str and 0 < len(b) <= MAX_OWNER_ID_BYTES and b.isascii()):
+            return owner
     if not isinstance(owner, LeaseOwner):
         raise InvalidArgument(f"{what} must be a LeaseOwner, got {type(owner).__name__}")
     for name in ("owner_id", "incarnation_id"):

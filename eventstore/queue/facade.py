@@ -70,6 +70,8 @@ from .events import (
     WorkClass,
 )
 from ..sessions.events import session_stream
+from ..leases import facade as lease_facade
+from ..sessions import facade as session_facade
 
 if TYPE_CHECKING:
     from ..inputs import CheckpointKind
@@ -179,25 +181,38 @@ class Queue:
 
     def _claim(self, fence: LeaseFence, what: str, choose: Callable[[Any, int], tuple[list[Any], str]],
                claimant: LeaseOwner | None = None) -> QueuedWorkClaim | None:
-        from ..leases.facade import check_fence, check_live_holder
-        from ..sessions.facade import require_live_generation
-
         self.ctx.require_writable(what)
-        check_fence(fence)
+        lease_facade.check_fence(fence)
         _check_claimant(claimant)
-        with self.ctx.command():  # BEGIN IMMEDIATE: two claimers cannot both see a row free
-            now = self.ctx.now_ms()
-            self._fresh()
-            # law 28, before anything is read (require_live_fence, the fence checked once)
-            require_live_generation(self.ctx.db, fence.session_id, what)
-            check_live_holder(self.ctx.db, fence, now, what)
-            rows, mode = choose(self.ctx.db, now)
-            ev = decide_claim(fence.session_id, fence.owner, fence.fencing_token, rows, mode, now)
-            if ev is None:
-                return None
-            ev = _with_claimant(ev, claimant)
-            self.ctx.append(session_stream(fence.session_id), [ev], now_ms=now)
-            return claim_from_event(self.ctx.db, ev)
+        # BEGIN IMMEDIATE: two claimers cannot both see a row free. A closure of the write
+        # path: it decides everything from what it reads (StoreContext.run_command).
+        return self.ctx.run_command(lambda: self._claim_locked(fence, what, choose, claimant))
+
+    def _claim_locked(self, fence: LeaseFence, what: str, choose: Callable[[Any, int], tuple[list[Any], str]],
+                      claimant: LeaseOwner | None) -> QueuedWorkClaim | None:
+        import projections.leases as lease_proj
+
+        db = self.ctx.db
+        now = self.ctx.now_ms()
+        self._fresh()
+        # law 28, before anything is read (require_live_fence, the fence checked once): the
+        # session and its lease row in one read; a check that does not pass on it runs
+        # the check of its own, which raises saying why.
+        row = lease_proj.session_and_lease(db, fence.session_id)
+        if row is None or row[0] != "active":
+            session_facade.require_live_generation(db, fence.session_id, what)
+        owner = fence.owner
+        if not (row is not None and row[5] == owner.owner_id and row[6] == owner.incarnation_id
+                and row[11] == fence.lease_token and row[4] == fence.fencing_token and row[13] is not None
+                and now < row[13]):
+            lease_facade.check_live_holder(db, fence, now, what)
+        rows, mode = choose(db, now)
+        ev = decide_claim(fence.session_id, fence.owner, fence.fencing_token, rows, mode, now)
+        if ev is None:
+            return None
+        ev = _with_claimant(ev, claimant)
+        self.ctx.append(session_stream(fence.session_id), [ev], now_ms=now)
+        return claim_from_event(db, ev)
 
     # --- commands ---
 
@@ -208,18 +223,18 @@ class Queue:
         other malformed field, SessionNotFound / SessionDeleted for an unknown or deleted
         session. Nothing is written in any of those cases.
         """
-        from ..sessions.facade import require_live_generation
-
         self.ctx.require_writable("queue.enqueue")
         work_class, packed = check_draft_packed(draft)
-        with self.ctx.command():
-            now = self.ctx.now_ms()
-            self._fresh()
-            require_live_generation(self.ctx.db, draft.session_id, "queue.enqueue")
-            # packed: the append follows at once, so the applier stores these bytes.
-            plan = plan_checked(self.ctx.db, [(draft, work_class)], now, self._retention, (packed,))
-            if plan.events:
-                self.ctx.append(session_stream(draft.session_id), list(plan.events), now_ms=now)
+        return self.ctx.run_command(lambda: self._enqueue(draft, work_class, packed))
+
+    def _enqueue(self, draft: QueuedWorkDraft, work_class: Any, packed: Any) -> Enqueued:
+        now = self.ctx.now_ms()
+        self._fresh()
+        session_facade.require_live_generation(self.ctx.db, draft.session_id, "queue.enqueue")
+        # packed: the append follows at once, so the applier stores these bytes.
+        plan = plan_checked(self.ctx.db, [(draft, work_class)], now, self._retention, (packed,))
+        if plan.events:
+            self.ctx.append(session_stream(draft.session_id), list(plan.events), now_ms=now)
         return plan.results[0]
 
     def claim_ready(self, fence: LeaseFence, *, boundary: ClaimBoundary = ClaimBoundary.IDLE,
@@ -399,11 +414,13 @@ class Queue:
         if isinstance(completion, QueuedWorkClaim):
             completion = completion.completion()
         check_completion_shape(completion)
-        with self.ctx.command():
-            now = self.ctx.now_ms()
-            self._fresh()
-            ev = completion_event(self.ctx.db, completion, now)
-            self.ctx.append(session_stream(completion.session_id), [ev], now_ms=now)
+        return self.ctx.run_command(lambda: self._complete(completion))
+
+    def _complete(self, completion: QueuedWorkCompletion) -> CompletionResult:
+        now = self.ctx.now_ms()
+        self._fresh()
+        ev = completion_event(self.ctx.db, completion, now)
+        self.ctx.append(session_stream(completion.session_id), [ev], now_ms=now)
         return CompletionResult(ev.session_id, ev.claim_id, ev.batch_ids, now)
 
     def forget_settled_source_keys(self, session_id: str) -> int:

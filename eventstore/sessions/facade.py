@@ -446,12 +446,14 @@ class Sessions:
         `auto_gc_every_commits = N` (> 0), every Nth commit through this handle runs GC
         after committing; a GC failure is logged, never raised (the commit stands).
         """
-        from ..commits.commit import run_commit
+        # An absolute import: a relative one resolves its package through a Python-level
+        # property on every call (the commit imports this module, so it cannot move up).
+        import eventstore.commits.commit as commit_module
 
         every = self.auto_gc_every_commits
-        if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        if every.__class__ is not int and (isinstance(every, bool) or not isinstance(every, int)) or every < 0:
             raise InvalidArgument(f"sessions.auto_gc_every_commits must be an integer >= 0, got {every!r}")
-        result = run_commit(self.ctx, commit)
+        result = commit_module.run_commit(self.ctx, commit)
         if every and not result.replayed:
             self._commits_since_gc += 1
             if self._commits_since_gc >= every:

@@ -358,7 +358,8 @@ def run(workdir: str, quick: bool) -> list[dict]:
         {"work": "commit one turn (1 message, checkpoint, usage)", "value": rate, "unit": "commits/s",
          "reference": rate_ref, "reference_name": RAW,
          "note": "synchronous=NORMAL on both sides; ours: lease fence check, head CAS, hash-chained event, "
-                 "projections inline"},
+                 "projections inline",
+         "target": "ratio >= 0.5"},
         {"work": "lease claim + renew (a free session)", "value": lease["ours"], "unit": "cycles/s",
          "reference": lease["raw"], "reference_name": RAW,
          "note": "2 commits per cycle; raw: leases module's RawLeases (read the row, INSERT OR REPLACE; "
