@@ -49,13 +49,17 @@ def test_the_event_decorator_is_a_dataclass_transform():
     assert spec.get("frozen_default", spec["kwargs"].get("frozen_default")) is True
 
 
-def test_an_extension_facade_is_reached_by_name_and_an_unknown_name_is_a_typed_error():
+def test_an_extension_facade_is_reached_by_name_and_an_unknown_name_is_a_typed_error(monkeypatch):
     """`register_facade(name, factory)` makes `store.facade(name)` build it once; unknown names raise."""
+    from eventstore.facades import FACADES
 
     class Notes:
         def __init__(self, ctx: StoreContext) -> None:
             self.ctx = ctx
 
+    # The registry is process-wide: monkeypatch takes the name out again afterwards, so a
+    # later test on the same worker (the hostile-argument sweep of every facade) never meets it.
+    monkeypatch.setitem(FACADES, "test_notes", None)
     eventstore.register_facade("test_notes", Notes)
     with eventstore.open(":memory:") as store:
         notes = store.facade("test_notes")
