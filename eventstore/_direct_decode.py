@@ -21,10 +21,21 @@ the rules below are narrow:
 * msgspec turns the msgpack timestamp extension into a `datetime` where the careful path
   keeps msgpack's own object, and other extensions go through `ext_hook` (which refuses
   them here), so the caller sends a payload holding the byte 0xff (which every timestamp
-  extension does, and UTF-8 text never does) to the careful path. A payload holding a
-  compact id (extension 85, eventstore/ids.py) would fail here, since msgspec takes no
-  extension for a `str` field, so the caller sends one holding that extension's header
-  (`ids.ID_MARK`) to the careful path too.
+  extension does, and UTF-8 text never does) to the careful path.
+* a payload holding a compact id (extension 85, eventstore/ids.py) would fail in a
+  decoder typed like the class, since msgspec takes no extension for a `str` field, so
+  the caller sends a payload holding the first byte of that extension's header (0xd8,
+  msgpack's fixext 16; one memchr, where the two-byte `ids.ID_MARK` costs a substring
+  search) to the class's second decoder, `Direct.decode_ids`, which decodes payloads
+  with or without compact ids alike: a mirror (below) in which every place the
+  encoder compacts (`str`, `str | None`, `tuple`/`list`/`frozenset` of `str`) is typed
+  `str | Ext`, and the generated code turns an `Ext` of code 85 and 16 bytes into the
+  string `ids.ext_hook` gives (one dict lookup for a recent id); any other `Ext` raises,
+  and the careful path then raises its typed error. `Any` values go through `_ids_ext`,
+  which does the same for extension 85 and refuses the others. A field whose strings
+  sit deeper (a fixed tuple holding a `str`, a `dict[str, str]`) is left as `Raw` and
+  decoded by the careful path's converter for it. Map keys are never compacted, so a
+  key holding an extension is refused here and decoded by the careful path.
 
 Anything the direct decoder refuses or fails on goes to the careful path, which either
 decodes it the same way or raises the typed error naming the field.
@@ -130,9 +141,9 @@ class Direct(NamedTuple):
     """A class's direct decoders and the fixmap header byte its payloads start with."""
 
     decode: Callable[[bytes], Any]
-    """For payloads without a compact id's header (`ids.ID_MARK`)."""
+    """For payloads without the byte 0xd8 (no compact id can be in them)."""
     decode_ids: Callable[[bytes], Any] | None
-    """For payloads holding it (None: such payloads take the careful path)."""
+    """For any payload, compact ids or not (None: those with 0xd8 take the careful path)."""
     header: int
 
 
