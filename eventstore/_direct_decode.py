@@ -21,10 +21,21 @@ the rules below are narrow:
 * msgspec turns the msgpack timestamp extension into a `datetime` where the careful path
   keeps msgpack's own object, and other extensions go through `ext_hook` (which refuses
   them here), so the caller sends a payload holding the byte 0xff (which every timestamp
-  extension does, and UTF-8 text never does) to the careful path. A payload holding a
-  compact id (extension 85, eventstore/ids.py) would fail here, since msgspec takes no
-  extension for a `str` field, so the caller sends one holding that extension's header
-  (`ids.ID_MARK`) to the careful path too.
+  extension does, and UTF-8 text never does) to the careful path.
+* a payload holding a compact id (extension 85, eventstore/ids.py) would fail in a
+  decoder typed like the class, since msgspec takes no extension for a `str` field, so
+  the caller sends a payload holding the first byte of that extension's header (0xd8,
+  msgpack's fixext 16; one memchr, where the two-byte `ids.ID_MARK` costs a substring
+  search) to the class's second decoder, `Direct.decode_ids`, which decodes payloads
+  with or without compact ids alike: a mirror (below) in which every place the
+  encoder compacts (`str`, `str | None`, `tuple`/`list`/`frozenset` of `str`) is typed
+  `str | Ext`, and the generated code turns an `Ext` of code 85 and 16 bytes into the
+  string `ids.ext_hook` gives (one dict lookup for a recent id); any other `Ext` raises,
+  and the careful path then raises its typed error. `Any` values go through `_ids_ext`,
+  which does the same for extension 85 and refuses the others. A field whose strings
+  sit deeper (a fixed tuple holding a `str`, a `dict[str, str]`) is left as `Raw` and
+  decoded by the careful path's converter for it. Map keys are never compacted, so a
+  key holding an extension is refused here and decoded by the careful path.
 
 Anything the direct decoder refuses or fails on goes to the careful path, which either
 decodes it the same way or raises the typed error naming the field.
@@ -46,12 +57,13 @@ import enum
 import types
 import typing
 import weakref
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple, cast
 
 import attrs
 import msgspec
 
 from .codec import _SCALARS, _converters, _dict_setter, _no_init_logic, _plain_slots, unpack
+from .ids import EXT_ID, ext_hook, str_kind, texts
 
 MAX_FIELDS = 15
 """The most fields a fixmap header can count (one byte: 0x80 | n)."""
@@ -59,6 +71,52 @@ MAX_FIELDS = 15
 
 def _refuse_ext(code: int, data: memoryview) -> Any:
     raise ValueError(f"msgpack extension type {code}")
+
+
+_Ext = msgspec.msgpack.Ext
+_EXT_ID = EXT_ID
+_id_string = ext_hook
+_known = texts.get
+
+
+def _ids_ext(code: int, data: memoryview) -> Any:
+    """ext_hook of the decoders for payloads holding compact ids (it sees the extensions
+    in `Any` positions only): a compact id becomes its string, as `ids.ext_hook` makes it;
+    any other extension is refused (the careful path keeps it as msgpack's ExtType)."""
+    if code == _EXT_ID and len(data) == 16:
+        return _id_string(code, bytes(data))
+    raise ValueError(f"msgpack extension type {code} ({len(data)} bytes)")
+
+
+def _id_text(v: Any) -> str:
+    """The string of a compact id decoded where a `str` belongs (msgspec gives an `Ext`
+    there); any other extension is refused, as the careful path refuses it for a str."""
+    if v.__class__ is _Ext and v.code == _EXT_ID:
+        data = cast(bytes, v.data)  # msgspec's Ext holds bytes
+        text = _known(data)  # the ids most recently read: one lookup
+        if text is not None:
+            return text
+        if len(data) == 16:
+            return cast(str, _id_string(_EXT_ID, data))
+    raise ValueError(f"expected str, got an extension of type {getattr(v, 'code', '?')}")
+
+
+def _id_items(kind: type) -> Callable[[Any], Any]:
+    """For a `tuple`/`list`/`frozenset` of `str` decoded as a list of `str | Ext`."""
+
+    def items(v: Any) -> Any:
+        return kind([x if x.__class__ is str else _id_text(x) for x in v])
+
+    return items
+
+
+def _has_str(tp: Any) -> bool:
+    """True when the annotation has a `str` where the encoder compacts uuid strings: a
+    value anywhere in it, not a map's key (keys are stored as they are)."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is dict:
+        args = args[1:]
+    return tp is str or any(_has_str(a) for a in args)
 
 
 def _flat(tp: Any) -> bool:
@@ -79,21 +137,38 @@ def _flat(tp: Any) -> bool:
     return False
 
 
-_CACHE: "weakref.WeakKeyDictionary[type, tuple[Callable[[bytes], Any], int] | None]" = weakref.WeakKeyDictionary()
+class Direct(NamedTuple):
+    """A class's direct decoders and the fixmap header byte its payloads start with."""
+
+    decode: Callable[[bytes], Any]
+    """For payloads without the byte 0xd8 (no compact id can be in them)."""
+    decode_ids: Callable[[bytes], Any] | None
+    """For any payload, compact ids or not (None: those with 0xd8 take the careful path)."""
+    header: int
 
 
-def direct_decoder(cls: type) -> tuple[Callable[[bytes], Any], int] | None:
-    """(decode(payload) -> instance, the fixmap header byte its payloads start with) for a
-    class msgspec decodes exactly as the careful path does; None for any other class.
-    Cached per class: every read that filters by type builds its own decoder table."""
+_CACHE: "weakref.WeakKeyDictionary[type, Direct | None]" = weakref.WeakKeyDictionary()
+
+
+def direct_decoder(cls: type) -> Direct | None:
+    """The direct decoders of a class msgspec decodes exactly as the careful path does;
+    None for any other class. Cached per class: every read that filters by type builds
+    its own decoder table."""
     try:
         return _CACHE[cls]
     except KeyError:
-        found = _CACHE[cls] = _build(cls) or _build_nested(cls)
+        found = _CACHE[cls] = _direct(cls)
         return found
 
 
-def _build(cls: type) -> tuple[Callable[[bytes], Any], int] | None:
+def _direct(cls: type) -> Direct | None:
+    decode = _build(cls) or _build_nested(cls, ids=False)
+    if decode is None:
+        return None
+    return Direct(decode, _build_nested(cls, ids=True), 0x80 | len(attrs.fields(cls)))
+
+
+def _build(cls: type) -> Callable[[bytes], Any] | None:
     if not attrs.has(cls) or not _no_init_logic(cls):
         return None
     fields = attrs.fields(cls)
@@ -112,7 +187,7 @@ def _build(cls: type) -> tuple[Callable[[bytes], Any], int] | None:
         decoder = msgspec.msgpack.Decoder(cls, ext_hook=_refuse_ext)
     except (TypeError, ValueError):  # a type msgspec does not support (e.g. a mixed enum)
         return None
-    return decoder.decode, 0x80 | len(fields)
+    return decoder.decode
 
 
 # --- classes with nested attrs classes ---------------------------------------------------------------
@@ -121,30 +196,30 @@ def _build(cls: type) -> tuple[Callable[[bytes], Any], int] | None:
 class _Mirror:
     """The msgspec Struct mirroring one attrs class, and the function turning one into the other."""
 
-    __slots__ = ("struct", "convert")
+    __slots__ = ("struct", "convert", "body", "ns")
 
     def __init__(self) -> None:
         self.struct: Any = None
         self.convert: Callable[[Any], Any] | None = None
+        self.body = ""  # the generated body of convert(s), and its namespace
+        self.ns: dict[str, Any] = {}
 
 
-def _build_nested(cls: type) -> tuple[Callable[[bytes], Any], int] | None:
+def _build_nested(cls: type, ids: bool) -> Callable[[bytes], Any] | None:
+    """The mirror decoder of a class; with `ids`, the one for payloads holding compact ids."""
     if not attrs.has(cls) or not 0 < len(attrs.fields(cls)) <= MAX_FIELDS:
         return None
-    mirror = _mirror(cls, {})
+    mirror = _mirror(cls, {}, ids)
     if mirror is None:
         return None
     try:
-        decode = msgspec.msgpack.Decoder(mirror.struct, ext_hook=_refuse_ext).decode
+        decode = msgspec.msgpack.Decoder(mirror.struct, ext_hook=_ids_ext if ids else _refuse_ext).decode
     except (TypeError, ValueError):
         return None
-    convert = mirror.convert
-    assert convert is not None
-
-    def decode_nested(payload: bytes) -> Any:
-        return convert(decode(payload))
-
-    return decode_nested, 0x80 | len(attrs.fields(cls))
+    # convert's body with the decode in front: one Python frame per payload, not two
+    ns = dict(mirror.ns, _decode=decode)
+    exec(f"def decode_mirrored(payload):\n    s = _decode(payload)\n{mirror.body}", ns)
+    return cast("Callable[[bytes], Any]", ns["decode_mirrored"])
 
 
 def _nested_scalars(tp: Any) -> bool:
@@ -172,7 +247,7 @@ def _members(tp: Any) -> list[type] | None:
     return members
 
 
-def _union(tp: Any, seen: dict[type, _Mirror | None]) -> Callable[[Any], Any] | None:
+def _union(tp: Any, seen: dict[type, _Mirror | None], ids: bool) -> Callable[[Any], Any] | None:
     """For a union of classes: a function from the decoded [name, raw map] pair to the
     member's instance (the map decoded by that member's mirror); None if not mirrorable."""
     members = _members(tp)
@@ -180,11 +255,11 @@ def _union(tp: Any, seen: dict[type, _Mirror | None]) -> Callable[[Any], Any] | 
         return None
     by_name: dict[str, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {}
     for m in members:
-        inner = _mirror(m, seen)
+        inner = _mirror(m, seen, ids)
         if inner is None or inner.convert is None:
             return None
         try:
-            decode = msgspec.msgpack.Decoder(inner.struct, ext_hook=_refuse_ext).decode
+            decode = msgspec.msgpack.Decoder(inner.struct, ext_hook=_ids_ext if ids else _refuse_ext).decode
         except (TypeError, ValueError):
             return None
         by_name[m.__name__] = (decode, inner.convert)
@@ -196,7 +271,7 @@ def _union(tp: Any, seen: dict[type, _Mirror | None]) -> Callable[[Any], Any] | 
     return member
 
 
-def _mirror(cls: type, seen: dict[type, _Mirror | None]) -> _Mirror | None:
+def _mirror(cls: type, seen: dict[type, _Mirror | None], ids: bool) -> _Mirror | None:
     """The mirror of `cls` (None when some field cannot be mirrored exactly)."""
     if cls in seen:
         return seen[cls]  # None while in progress: a recursive class is not mirrored
@@ -216,7 +291,7 @@ def _mirror(cls: type, seen: dict[type, _Mirror | None]) -> _Mirror | None:
         if getattr(f, "alias", f.name) not in (None, f.name) or f.name.startswith("_"):
             return None
         tp = hints.get(f.name, Any)
-        got = _field(tp, f"s.{f.name}", i, ns, seen, cls)
+        got = _field(tp, f"s.{f.name}", i, ns, seen, cls, ids)
         if got is None:
             return None
         struct_tp, expr = got
@@ -238,26 +313,40 @@ def _mirror(cls: type, seen: dict[type, _Mirror | None]) -> _Mirror | None:
         body = "    return _cls(" + ", ".join(f"{n}={v}" for n, v in zip(names, values)) + ")"
     exec(f"def convert(s):\n{body}", ns)  # generated once per class, like the codec's decoders
     mirror = _Mirror()
-    mirror.struct, mirror.convert = struct, ns["convert"]
+    mirror.struct, mirror.convert, mirror.body, mirror.ns = struct, ns["convert"], body, ns
     seen[cls] = mirror
     return mirror
 
 
 def _field(tp: Any, value: str, i: int, ns: dict[str, Any], seen: dict[type, _Mirror | None],
-           owner: type) -> tuple[Any, str] | None:
+           owner: type, ids: bool) -> tuple[Any, str] | None:
     """(the mirror's annotation, the expression building the attrs value from `value`)."""
-    if _flat(tp) or _nested_scalars(tp):
-        return tp, value
     origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if ids and _has_str(tp) and (_flat(tp) or _nested_scalars(tp)):
+        # Where the encoder may have compacted a uuid string (eventstore/codec.py): msgspec
+        # takes `str | Ext` there, and the compact id becomes its string here.
+        ns["_id"] = _id_text
+        kind = str_kind(tp)
+        if kind == "str":
+            return str | _Ext, f"(v{i} if (v{i} := {value}).__class__ is str else _id(v{i}))"
+        if kind == "optional":
+            return str | _Ext | None, f"(v{i} if (v{i} := {value}) is None or v{i}.__class__ is str else _id(v{i}))"
+        if origin in (tuple, list, frozenset) and args[0] is str:
+            ns[f"_c{i}"] = _id_items(origin)
+            return (tuple[str | _Ext, ...] if origin is tuple else list[str | _Ext]), f"_c{i}({value})"
+        # anything else holding a str (a fixed tuple with a str in it): the careful path's
+        # converter for the field, below
+    elif _flat(tp) or _nested_scalars(tp):
+        return tp, value
     if isinstance(tp, type) and attrs.has(tp):
-        inner = _mirror(tp, seen)
+        inner = _mirror(tp, seen, ids)
         if inner is not None:
             ns[f"_c{i}"] = inner.convert
             return inner.struct, f"_c{i}({value})"
     elif origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
         other = args[0] if args[1] is type(None) else args[1]
         if isinstance(other, type) and attrs.has(other):
-            inner = _mirror(other, seen)
+            inner = _mirror(other, seen, ids)
             if inner is not None:
                 ns[f"_c{i}"] = inner.convert
                 return inner.struct | None, f"(None if {value} is None else _c{i}({value}))"
@@ -265,11 +354,11 @@ def _field(tp: Any, value: str, i: int, ns: dict[str, Any], seen: dict[type, _Mi
         item = args[0]
         inner_tp: Any = None
         if isinstance(item, type) and attrs.has(item):
-            inner = _mirror(item, seen)
+            inner = _mirror(item, seen, ids)
             if inner is not None:
                 ns[f"_c{i}"], inner_tp = inner.convert, inner.struct
         else:
-            union = _union(item, seen)
+            union = _union(item, seen, ids)
             if union is not None:
                 ns[f"_c{i}"], inner_tp = union, _TAGGED
         if inner_tp is not None:
@@ -277,7 +366,7 @@ def _field(tp: Any, value: str, i: int, ns: dict[str, Any], seen: dict[type, _Mi
             hint = tuple[inner_tp, ...] if origin is tuple else list[inner_tp]
             return hint, f"{kind}([_c{i}(x) for x in {value}])"
     if _members(tp) is not None:
-        union = _union(tp, seen)
+        union = _union(tp, seen, ids)
         if union is not None:
             ns[f"_c{i}"] = union
             if type(None) in args:

@@ -42,13 +42,14 @@ _SKIP = object()
 
 
 class _DecoderTable(dict):
-    """type name -> (schema, decoder, direct decoder, its map header); a type not seen yet
-    reads as all None, so the hot loop does one subscript and no None test."""
+    """type name -> (schema, decoder, direct decoder, its map header, direct decoder of
+    payloads holding compact ids); a type not seen yet reads as all None, so the hot loop
+    does one subscript and no None test."""
 
     __slots__ = ()
 
-    def __missing__(self, key: str) -> tuple[None, None, None, None]:
-        return (None, None, None, None)
+    def __missing__(self, key: str) -> tuple[None, None, None, None, None]:
+        return (None, None, None, None, None)
 
 
 class RecordedEvent(NamedTuple):
@@ -131,7 +132,9 @@ class RowDecoder:
         skip = _SKIP
         not_plain = ~codec.COMMAND_FLAGS  # lz4 or any unknown bit: not the fast line
         unpack = _unpack_map
-        id_mark = ids.ID_MARK
+        # A compact id starts with msgpack's fixext 16 header (ids.ID_MARK): testing for that one
+        # byte is a memchr, where testing for the two-byte mark costs about ten times more.
+        fixext16 = ids.ID_MARK[0]
         for rows in pages:
             if self._decoders_generation != registry.generation:
                 self._decoders.clear()  # a class was (re-)registered: build its decoder again
@@ -141,15 +144,14 @@ class RowDecoder:
             try:
                 for row in rows:
                     position, stream, version, type_, schema, at, flags, payload = row
-                    at_schema, decode, direct, header = table[type_]  # all None for a type not seen yet
+                    at_schema, decode, direct, header, direct_ids = table[type_]  # all None for a type not seen yet
                     if at_schema == schema and not flags & not_plain and payload is not None and len(payload) <= limit:
-                        if direct is not None and payload[0] == header and 0xFF not in payload \
-                                and id_mark not in payload:
+                        if direct is not None and payload[0] == header and 0xFF not in payload:
                             # Straight from the bytes (see eventstore/_direct_decode.py for
-                            # why the header, the 0xFF byte and a compact id's header are
-                            # checked first: msgspec would refuse, after parsing, what holds them).
+                            # why the header and the 0xFF byte are checked first, and why a
+                            # payload that may hold a compact id takes its own decoder).
                             try:
-                                data = direct(payload)
+                                data = direct(payload) if fixext16 not in payload else direct_ids(payload)
                             except Exception:  # the careful path decides: same value, or the typed error
                                 data = decode(unpack(payload))
                         else:
@@ -180,15 +182,21 @@ class RowDecoder:
         """Decode a row the fast line did not take, and teach `table` its type."""
         type_ = row[3]
         if only is not None and type_ not in only:
-            table[type_] = (_SKIP, None, None, None)
+            table[type_] = (_SKIP, None, None, None, None)
             return _tuple_new(RecordedEvent, (*row[:6], None if row[7] is None else UNDECODED))
         ev = self.decode_row(row)
         if type_ not in table:
             et = self.registry._by_name.get(type_)
             if et is not None:
+                decode = codec.class_codec(et.cls).decoder()
                 direct = direct_decoder(et.cls)
-                table[type_] = (et.schema, codec.class_codec(et.cls).decoder(),
-                                *(direct if direct is not None else (None, None)))
+                if direct is None:
+                    table[type_] = (et.schema, decode, None, None, None)
+                else:
+                    by_ids = direct.decode_ids
+                    if by_ids is None:  # no mirror for payloads holding compact ids: the careful path
+                        by_ids = lambda payload, decode=decode: decode(_unpack_map(payload))  # noqa: E731
+                    table[type_] = (et.schema, decode, direct.decode, direct.header, by_ids)
         return ev
 
     def _raw_pages(self, pages: Iterator[list[tuple]],

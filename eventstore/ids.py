@@ -44,7 +44,8 @@ _tuple_new = tuple.__new__
 _CACHE_SIZE = 1024
 compacted: dict[str, Any] = {}
 """36-character string -> its msgpack form (compact_id's answers; the encoders look here first)."""
-_texts: dict[bytes, str] = {}
+texts: dict[bytes, str] = {}
+"""16 bytes -> the uuid string (ext_hook's answers; the direct decoders look here first)."""
 
 
 def _uuid_bytes(v: str) -> bytes | None:
@@ -101,12 +102,12 @@ def ext_hook(code: int, data: bytes) -> Any:
     """msgpack's `ext_hook` for payloads: a compacted id becomes its string again; any
     other extension stays msgpack's `ExtType`, as without the hook."""
     if code == EXT_ID and len(data) == 16:
-        text = _texts.get(data)
+        text = texts.get(data)
         if text is None:
             text = _uuid_text(data)
-            if len(_texts) >= _CACHE_SIZE:
-                _texts.clear()
-            _texts[data] = text
+            if len(texts) >= _CACHE_SIZE:
+                texts.clear()
+            texts[data] = text
         return text
     return _ExtType(code, data)
 

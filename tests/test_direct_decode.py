@@ -19,13 +19,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import eventstore
-from eventstore import codec
+from eventstore import codec, ids
 from eventstore._direct_decode import direct_decoder
 from eventstore.decoding import RowDecoder
 from tests import strategies as gen
 
-_FLAT_LEAVES = [f for f in gen.LEAF_TYPES]
-_SCALAR_LEAVES = [f for f in gen.LEAF_TYPES if f.annotation in (str, int, bool, bytes, float, type(None))]
+_UUIDS = st.uuids().map(str)
+"""Canonical uuid strings: the encoder stores them as compact ids (msgpack extension 85)."""
+_ID_LEAVES = [gen.FieldType(str, gen.texts(max_size=8) | _UUIDS, True) if f.annotation is str else f
+              for f in gen.LEAF_TYPES]
+"""The generated classes' leaves, with strings that are often uuids."""
+_FLAT_LEAVES = list(_ID_LEAVES)
+_SCALAR_LEAVES = [f for f in _ID_LEAVES if f.annotation in (str, int, bool, bytes, float, type(None))]
 
 
 def _flat_field_types() -> st.SearchStrategy[gen.FieldType]:
@@ -44,7 +49,10 @@ def _flat_field_types() -> st.SearchStrategy[gen.FieldType]:
 
 
 _ANY_VALUE = gen.json_like(4) | st.sampled_from([msgpack.ExtType(5, b"xy"), msgpack.Timestamp(7, 0)]) | \
-    st.dictionaries(gen.ints(), gen.ints(), max_size=2)
+    st.dictionaries(gen.ints(), gen.ints(), max_size=2) | \
+    st.binary(min_size=16, max_size=16).map(lambda b: msgpack.ExtType(ids.EXT_ID, b)) | \
+    st.sampled_from([msgpack.ExtType(ids.EXT_ID, b"short"), msgpack.ExtType(ids.EXT_ID + 1, bytes(16))])
+"""A value put anywhere in a payload; the last ones are compact ids, valid or not."""
 
 
 @st.composite
@@ -109,8 +117,7 @@ def test_reads_of_a_flat_class_go_through_its_direct_decoder(monkeypatch):
         found = direct_decoder(cls)
         if found is None:
             return None
-        decode, header = found
-        return (lambda payload: calls.append(1) or decode(payload)), header
+        return found._replace(decode=lambda payload: calls.append(1) or found.decode(payload))
 
     monkeypatch.setattr("eventstore.decoding.direct_decoder", counting)
     with gen.open_store(":memory:", projections=[]) as store:
@@ -140,7 +147,7 @@ def _cls(**fields: Any) -> type:
 ], ids=["generated", "NoteAdded", "CounterChanged", "PayloadAttached"])
 def test_flat_classes_get_a_direct_decoder(cls):
     found = direct_decoder(cls)
-    assert found is not None and found[1] == 0x80 | len(attrs.fields(cls))
+    assert found is not None and found.header == 0x80 | len(attrs.fields(cls))
 
 
 @pytest.mark.parametrize("cls", [
@@ -161,7 +168,7 @@ def test_other_classes_stay_on_the_careful_path(cls):
 ], ids=["default", "nested", "union", "int-keys"])
 def test_classes_with_nested_classes_get_a_mirror_decoder(cls):
     found = direct_decoder(cls)
-    assert found is not None and found[1] == 0x80 | len(attrs.fields(cls))
+    assert found is not None and found.header == 0x80 | len(attrs.fields(cls))
 
 
 def _maps(value: Any) -> list[dict]:
@@ -173,10 +180,15 @@ def _maps(value: Any) -> list[dict]:
     return []
 
 
+def _id_field_types() -> st.SearchStrategy[gen.FieldType]:
+    """Any annotation the codec supports (gen.field_types), its strings often uuids."""
+    return st.recursive(st.sampled_from(_ID_LEAVES), gen._wrap, max_leaves=6)
+
+
 @st.composite
 def _nested_class_and_payload(draw: Any) -> tuple[type, bytes, bytes]:
     """Any codec class, a valid payload of it, and that payload changed at any depth."""
-    cls, values = draw(gen.event_classes().filter(lambda cv: len(attrs.fields(cv[0])) > 0))
+    cls, values = draw(st.lists(_id_field_types(), min_size=1, max_size=4).map(gen.make_event_class))
     plain = codec.class_codec(cls).to_plain(draw(values))
     valid = codec.pack(plain)
     other = msgpack.unpackb(valid, strict_map_key=False)
@@ -281,3 +293,85 @@ def test_a_union_member_the_careful_path_refuses_is_refused_by_the_mirror_too(me
         assert careful[0] == "DecodeError"
         assert _outcome(lambda packed=packed: _fast_read(_decoder_for(cls), valid, packed)) == careful
     assert _fast_read(_decoder_for(cls), valid, valid) == cls(_Inner(1), (gen.Point(1, 2),))
+
+
+# --- payloads holding compact ids ----------------------------------------------------
+
+
+@eventstore.event("gen.tool_called", registry=gen.EVENTS)
+class _ToolCalled:
+    session_id: str
+    turn: int
+    tool: str
+    arguments: dict[str, Any]
+    parent: typing.Optional[str]
+    tags: tuple[str, ...]
+
+
+_SESSION = "0b6f4c1e-5d7a-4b8e-9f21-3c4d5e6f7a8b"
+
+
+def test_a_payload_holding_compact_ids_is_read_by_its_direct_decoder_not_the_careful_path(monkeypatch):
+    by_ids: list[int] = []
+    careful: list[int] = []
+
+    def counting(cls: type) -> Any:
+        found = direct_decoder(cls)
+        assert found is not None and found.decode_ids is not None
+        decode_ids = found.decode_ids
+        return found._replace(decode_ids=lambda payload: by_ids.append(1) or decode_ids(payload))
+
+    def counted(real: Any) -> Any:
+        return lambda *a, **kw: careful.append(1) or real(*a, **kw)
+
+    written = [_ToolCalled(_SESSION, n, "search", {"run": str(uuid_n)}, None if n % 2 else str(uuid_n),
+                           (_SESSION, "x", str(uuid_n)))
+               for n, uuid_n in enumerate(f"00000000-0000-4000-8000-{k:012d}" for k in range(10))]
+    with gen.open_store(":memory:", projections=[]) as store:
+        store.append("c", written)
+        assert all(ids.ID_MARK in payload for (payload,) in store.db.query("SELECT payload FROM events"))
+        monkeypatch.setattr("eventstore.decoding.direct_decoder", counting)
+        monkeypatch.setattr("eventstore.decoding._unpack_map", counted(eventstore.decoding._unpack_map))
+        monkeypatch.setattr("eventstore.decoding._unpackb", counted(eventstore.decoding._unpackb))
+        read = [e.data for e in store.read_all()]
+    assert read == written
+    assert all(e.session_id.__class__ is str and e.tags[0].__class__ is str for e in read)
+    assert len(by_ids) == 9 and careful == []  # the first row teaches the loop the type
+
+
+def test_payloads_with_and_without_compact_ids_read_alike_through_either_decoder():
+    found = direct_decoder(_ToolCalled)
+    assert found is not None and found.decode_ids is not None
+    plain = codec.class_codec(_ToolCalled).to_plain(_ToolCalled(_SESSION, 1, "t", {}, _SESSION, (_SESSION,)))
+    payload = codec.pack(plain)
+    assert payload.count(ids.ID_MARK) == 3
+    careful = codec.class_codec(_ToolCalled).from_plain(codec.unpack(payload))
+    assert found.decode_ids(payload) == careful == _ToolCalled(_SESSION, 1, "t", {}, _SESSION, (_SESSION,))
+    text = codec.pack(dict(plain, session_id="s", parent=None, tags=["a"]))  # no compact id in it
+    assert found.decode(text) == found.decode_ids(text) == _ToolCalled("s", 1, "t", {}, None, ("a",))
+
+
+@pytest.mark.parametrize("field, value", [
+    ("session_id", msgpack.ExtType(ids.EXT_ID, b"short")),         # not 16 bytes
+    ("session_id", msgpack.ExtType(ids.EXT_ID + 1, bytes(16))),    # another extension
+    ("turn", msgpack.ExtType(ids.EXT_ID, bytes(16))),              # a compact id where an int belongs
+    ("tags", [msgpack.ExtType(ids.EXT_ID, b"short")]),
+    ("parent", msgpack.ExtType(7, bytes(16))),
+], ids=["short", "other-code", "in-an-int", "short-in-a-tuple", "other-code-optional"])
+def test_a_wrong_extension_where_a_string_belongs_is_the_careful_paths_decode_error(field, value):
+    plain = codec.class_codec(_ToolCalled).to_plain(_ToolCalled(_SESSION, 1, "t", {}, None, ()))
+    valid = codec.pack(plain)
+    bad = msgpack.packb(dict(plain, **{field: value}), use_bin_type=True)
+    decoder = _decoder_for(_ToolCalled)
+    careful = _outcome(lambda: decoder.decode_row(_row(2, bad)).data)
+    assert careful[0] == "DecodeError"
+    assert _outcome(lambda: _fast_read(_decoder_for(_ToolCalled), valid, bad)) == careful
+
+
+def test_a_compact_id_in_an_any_value_reads_as_its_string_on_both_paths():
+    plain = codec.class_codec(_ToolCalled).to_plain(_ToolCalled(_SESSION, 1, "t", {}, None, ()))
+    payload = msgpack.packb(dict(plain, arguments={"k": [msgpack.ExtType(ids.EXT_ID, bytes(range(16)))]}),
+                            use_bin_type=True)
+    careful = _decoder_for(_ToolCalled).decode_row(_row(2, payload)).data
+    fast = _fast_read(_decoder_for(_ToolCalled), payload, payload)
+    assert fast == careful and fast.arguments == {"k": ["00010203-0405-0607-0809-0a0b0c0d0e0f"]}

@@ -1,6 +1,6 @@
 """The storage seam: what the log, the projection engine, the projections and the domains
-need from a database, as a `typing.Protocol`. SQLite (`eventstore.storage.sqlite`) is its
-one implementation today; a PostgreSQL backend implements the same surface next.
+need from a database, as a `typing.Protocol`. Two backends implement it: SQLite
+(`eventstore.storage.sqlite`) and PostgreSQL (`eventstore.storage.postgres`).
 
 The contract, in short (docs/architecture.md, "What a backend provides", says it in full):
 

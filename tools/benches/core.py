@@ -368,7 +368,13 @@ def _one_per_call(workdir: str, scale: Scale, mode: str, events: list, plains: l
     q.close()
     label = f"1 event/call, {mode}"
     ceiling = rates["apsw"]
-    target = "ratio >= 0.9" if mode == "FULL" else "ratio >= 0.5"
+    # At FULL the lone append has no target of its own any more: issue 17's group-commit
+    # targets (the concurrency module: many callers at FULL against raw apsw's
+    # single-writer FULL rate) replaced the log issue's single-writer "0.9x at FULL".
+    # The row stays, so that a regression of the lone append at FULL still shows.
+    target = None if mode == "FULL" else "ratio >= 0.5"
+    replaced = ("; no target: issue 17's group-commit targets (the concurrency module) replaced the "
+                "single-writer 0.9x target at FULL") if mode == "FULL" else ""
     rows = [
         row(f"{label} · raw apsw", ceiling, note="the ceiling: BEGIN IMMEDIATE; INSERT; COMMIT"),
         row(f"{label} · raw sqlite3", rates["sqlite3"], reference=ceiling, reference_name="raw apsw",
@@ -379,7 +385,7 @@ def _one_per_call(workdir: str, scale: Scale, mode: str, events: list, plains: l
                   "catalogue's UPDATE, with no Python layers (StoreWritesFloor)"),
         row(f"{label} · Store.append", rates["store"], reference=ceiling, reference_name="raw apsw",
              note=f"{rates['store'] / rates['sqlite3']:.2f}x raw sqlite3, "
-                  f"{rates['store'] / rates['floor']:.2f}x the store's-writes floor", target=target),
+                  f"{rates['store'] / rates['floor']:.2f}x the store's-writes floor{replaced}", target=target),
     ]
     es_label = (f"{label} · eventsourcing" if mode != "FULL"
                 else f"1 event/call, its default ({es_sync or '?'}) · eventsourcing")
