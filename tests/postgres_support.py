@@ -43,6 +43,15 @@ def new_schema_name() -> str:
     return f"t_{uuid.uuid4().hex[:16]}"
 
 
+def scratch_schema() -> Iterator[str]:
+    """A schema name for one test, dropped afterwards; fails at once without the server.
+    Bind it as a fixture: `schema = pytest.fixture(pg.scratch_schema, name="schema")`."""
+    connect().close()
+    name = new_schema_name()
+    yield name
+    drop_schemas([name])
+
+
 def drop_schemas(names: Sequence[str]) -> None:
     """Drop the given schemas (and everything in them)."""
     if not names:

@@ -143,13 +143,7 @@ def test_other_extension_types_still_read_back_as_msgpack_ext_values():
     assert ids.unpackb(msgpack.packb({"a": other})) == {"a": other}
 
 
-@pytest.fixture
-def schema():
-    """A PostgreSQL schema name for the test, dropped afterwards (fails without the server)."""
-    pg.connect().close()
-    name = pg.new_schema_name()
-    yield name
-    pg.drop_schemas([name])
+schema = pytest.fixture(pg.scratch_schema, name="schema")
 
 
 def test_postgres_stores_the_same_bytes_and_keys_the_node_index_by_bytea(tmp_path, schema):

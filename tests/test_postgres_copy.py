@@ -19,13 +19,7 @@ _ROWS = ("SELECT position, stream, version, type, schema, recorded_at_ms, flags,
          "FROM events ORDER BY position")
 
 
-@pytest.fixture
-def schema():
-    """A schema name for the test, dropped afterwards."""
-    pg.connect().close()
-    name = pg.new_schema_name()
-    yield name
-    pg.drop_schemas([name])
+schema = pytest.fixture(pg.scratch_schema, name="schema")
 
 
 def _fill(store: eventstore.Store) -> eventstore.Anchor:
