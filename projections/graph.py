@@ -364,7 +364,7 @@ _COMMIT_STATE = (
 CS_STATUS, CS_GENERATION, CS_DELETED_AT = 0, 1, 2
 CS_OWNER, CS_INCARNATION, CS_LEASE_TOKEN, CS_FENCING_TOKEN, CS_EXPIRES = 3, 4, 5, 6, 7
 CS_SKEY, CS_REVISION, CS_PROVIDER, CS_MODEL, CS_FRAMES, CS_CURRENT_FRAME = 8, 9, 10, 11, 12, 13
-CS_CHECKPOINT_REF, CS_LEAF = 14, 15
+CS_CHECKPOINT_REF, CS_LEAF, CS_LIVE_NODES, CS_NEXT_SEQ = 14, 15, 16, 17
 
 
 def commit_state(db: Any, session_id: str) -> tuple[Any, ...] | None:
@@ -382,7 +382,7 @@ def commit_state(db: Any, session_id: str) -> tuple[Any, ...] | None:
     if row is not None and row[CS_SKEY] is not None:
         memo = db.memo()
         if memo is not None:
-            memo[(_HEAD, session_id)] = (row[CS_SKEY], row[17], row[16], row[CS_CHECKPOINT_REF])
+            memo[(_HEAD, session_id)] = (row[CS_SKEY], row[CS_NEXT_SEQ], row[CS_LIVE_NODES], row[CS_CHECKPOINT_REF])
     return row
 
 

@@ -146,9 +146,9 @@ def live_generation(db: Any, session_id: str, now_ms: int) -> int | None:
 
 
 _SESSION_AND_LEASE = (
-    "SELECT s.status, s.generation, s.deleted_at_ms, l.session_id, l.fencing_token, l.owner_id, "
-    "l.incarnation_id, l.host_id, l.boot_id, l.pid, l.process_start, l.lease_token, l.claimed_at_ms, "
-    "l.expires_at_ms FROM sessions_index s LEFT JOIN lease_sessions l ON l.session_id = s.session_id "
+    "SELECT s.status, s.generation, s.deleted_at_ms, "
+    + ", ".join("l." + c.strip() for c in _COLUMNS.split(","))  # the lease row as `get` reads it
+    + " FROM sessions_index s LEFT JOIN lease_sessions l ON l.session_id = s.session_id "
     "WHERE s.session_id = CAST(? AS TEXT)")
 # Why the CAST: see projections.graph.commit_state (a bound value SQLite propagates into
 # a join makes the statement be prepared again at every execution).

@@ -46,6 +46,8 @@ accumulated (each piece appended to it is itself checked where it is built)."""
 REVIEWED: dict[tuple[str, str], str] = {
     ("eventstore/log.py", "order"): "'position' or 'version', chosen in code by read_all",
     ("eventstore/storage/sqlite.py", "name"): "a savepoint name eventstore/_group.py passes as a literal ('cmd', 'cmds')",
+    ("projections/leases.py", "', '.join(('l.' + c.strip() for c in _COLUMNS.split(',')))"):
+        "the module's constant column list _COLUMNS, each name prefixed with the join's alias",
     ("projections/engine.py", "upper"): "empty, or ' AND position <= ' and int(to_position)",
     ("eventstore/copy.py", "', '.join(key)"): "the destination table's primary key column names, from its own description",
     ("eventstore/copy.py", "sets"): "'c = excluded.c' for the destination table's own column names",
